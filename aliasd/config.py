@@ -1,0 +1,317 @@
+"""Settings: the TOML configuration file, validated into frozen dataclasses.
+
+Every problem is a ConfigError whose message names the file and the key
+(``aliasd.toml: [resolver] min-refresh: expected a number``), so that the
+operator can fix it from one line. Relative paths in the file are taken
+relative to the file's directory. Command-line overrides are applied by
+``aliasd.tap`` through ``Settings.replace``-style helpers here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.name
+
+DEFAULT_STATE_DIR = Path("/var/lib/aliasd")
+TSIG_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """An IP address and port, for upstreams and NOTIFY targets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    listen: tuple[str, ...] = ("127.0.0.1", "::1")
+    port: int = 5353
+    state_dir: Path = DEFAULT_STATE_DIR
+    max_udp_size: int = 1232
+    tcp_idle_timeout: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolverSettings:
+    upstreams: tuple[Endpoint, ...] = ()
+    min_refresh: float = 30.0
+    max_refresh: float = 3600.0
+    serve_stale: float = 3600.0
+    timeout: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySettings:
+    name: str
+    algorithm: str
+    secret: bytes = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneSettings:
+    name: dns.name.Name
+    file: Path
+    notify: tuple[Endpoint, ...] = ()
+    allow_transfer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    transfer_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    resolver: ResolverSettings = ResolverSettings()
+    keys: tuple[KeySettings, ...] = ()
+    zones: tuple[ZoneSettings, ...] = ()
+    path: Path | None = None
+
+
+# -- small validators -------------------------------------------------------
+
+
+class _Section:
+    """One TOML table being read; knows its name for error messages."""
+
+    def __init__(self, where: str, label: str, table: Any):
+        self.where = where
+        self.label = label
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {label}: expected a table")
+        self.table = dict(table)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {self.label} {key}: {problem}")
+
+    def take(self, key: str, kinds: tuple[type, ...], what: str, default=None):
+        if key not in self.table:
+            return default
+        value = self.table.pop(key)
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise self.error(key, f"expected {what}, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = self.take(key, (int, float), "a number", default)
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum:g}, got {value!r}")
+        return float(value)
+
+    def strings(self, key: str, default=()) -> tuple[str, ...]:
+        value = self.take(key, (list,), "a list of strings", None)
+        if value is None:
+            return tuple(default)
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def finish(self) -> None:
+        if self.table:
+            unknown = ", ".join(sorted(self.table))
+            raise ConfigError(f"{self.where}: {self.label}: unknown key(s): {unknown}")
+
+
+def parse_ip(text: str) -> str:
+    """The normalised text of an IPv4 or IPv6 address; ValueError otherwise."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """``address``, ``address:port``, ``[v6]`` or ``[v6]:port``."""
+    text = text.strip()
+    port = default_port
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"missing ']' in {text!r}")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"expected ':port' after ']' in {text!r}")
+            port = _port(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text)
+    else:
+        host = text
+    return Endpoint(parse_ip(host), port)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port {text!r}")
+    return int(text)
+
+
+def parse_zone_name(text: str) -> dns.name.Name:
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad zone name {text!r}: {e}") from None
+
+
+# -- the file ---------------------------------------------------------------
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read and validate the configuration file at ``path``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    return settings_from_dict(data, str(path), path.parent)
+
+
+def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
+    """Validate an already parsed configuration (``where`` names it in errors)."""
+    top = _Section(where, "", data)
+    server = _server(_Section(where, "[server]", top.table.pop("server", {})), base_dir)
+    resolver = _resolver(_Section(where, "[resolver]", top.table.pop("resolver", {})))
+    keys_table = _Section(where, "[keys]", top.table.pop("keys", {}))
+    keys = tuple(
+        _key(_Section(where, f"[keys.{name}]", table), name, base_dir)
+        for name, table in sorted(keys_table.table.items())
+    )
+    zones_table = _Section(where, "[zones]", top.table.pop("zones", {}))
+    key_names = {k.name for k in keys}
+    zones = tuple(
+        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names)
+        for name, table in zones_table.table.items()
+    )
+    _check_unique_zones(where, zones)
+    top.label = "top level"
+    top.finish()
+    return Settings(server, resolver, keys, zones, Path(where))
+
+
+def _check_unique_zones(where: str, zones) -> None:
+    seen = set()
+    for zone in zones:
+        if zone.name in seen:
+            raise ConfigError(f"{where}: zone {zone.name} is configured twice")
+        seen.add(zone.name)
+
+
+def _server(section: _Section, base_dir: Path) -> ServerSettings:
+    defaults = ServerSettings()
+    listen = []
+    for text in section.strings("listen", defaults.listen):
+        try:
+            listen.append(parse_ip(text))
+        except ValueError:
+            raise section.error("listen", f"not an IP address: {text!r}") from None
+    port = section.take("port", (int,), "an integer", defaults.port)
+    if not 0 <= port < 65536:
+        raise section.error("port", f"must be between 0 and 65535, got {port}")
+    state_dir = section.take("state-dir", (str,), "a path", None)
+    max_udp = section.take("max-udp-size", (int,), "an integer", defaults.max_udp_size)
+    if not 512 <= max_udp <= 65535:
+        raise section.error("max-udp-size", f"must be between 512 and 65535, got {max_udp}")
+    idle = section.number("tcp-idle-timeout", defaults.tcp_idle_timeout, 0.1)
+    section.finish()
+    if not listen:
+        raise section.error("listen", "needs at least one address")
+    return ServerSettings(
+        tuple(listen),
+        port,
+        base_dir / state_dir if state_dir else defaults.state_dir,
+        max_udp,
+        idle,
+    )
+
+
+def _resolver(section: _Section) -> ResolverSettings:
+    defaults = ResolverSettings()
+    upstreams = []
+    for text in section.strings("upstreams"):
+        try:
+            upstreams.append(parse_endpoint(text, 53))
+        except ValueError as e:
+            raise section.error("upstreams", str(e)) from None
+    min_refresh = section.number("min-refresh", defaults.min_refresh, 1)
+    max_refresh = section.number("max-refresh", defaults.max_refresh, 1)
+    if max_refresh < min_refresh:
+        raise section.error(
+            "max-refresh", f"is smaller than min-refresh ({max_refresh:g} < {min_refresh:g})"
+        )
+    serve_stale = section.number("serve-stale", defaults.serve_stale, 0)
+    timeout = section.number("timeout", defaults.timeout, 0.1)
+    section.finish()
+    return ResolverSettings(tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout)
+
+
+def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
+    algorithm = section.take("algorithm", (str,), "a string", "hmac-sha256").lower()
+    if algorithm not in TSIG_ALGORITHMS:
+        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(TSIG_ALGORITHMS)}")
+    secret_text = section.take("secret", (str,), "a base64 string", None)
+    secret_file = section.take("secret-file", (str,), "a path", None)
+    section.finish()
+    if (secret_text is None) == (secret_file is None):
+        raise section.error("secret", "give exactly one of secret and secret-file")
+    key = "secret"
+    if secret_file is not None:
+        key = "secret-file"
+        try:
+            secret_text = (base_dir / secret_file).read_text().strip()
+        except OSError as e:
+            raise section.error(key, f"cannot read {base_dir / secret_file}: {e.strerror}") from None
+    try:
+        secret = base64.b64decode(secret_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise section.error(key, "not valid base64") from None
+    if not secret:
+        raise section.error(key, "is empty")
+    return KeySettings(name, algorithm, secret)
+
+
+def _zone(section: _Section, name: str, base_dir: Path, key_names: set[str]) -> ZoneSettings:
+    try:
+        origin = parse_zone_name(name)
+    except ValueError as e:
+        raise ConfigError(f"{section.where}: {e}") from None
+    file_text = section.take("file", (str,), "a path", None)
+    if file_text is None:
+        raise section.error("file", "is required")
+    notify = []
+    for text in section.strings("notify"):
+        try:
+            notify.append(parse_endpoint(text, 53))
+        except ValueError as e:
+            raise section.error("notify", str(e)) from None
+    networks = []
+    for text in section.strings("allow-transfer"):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise section.error("allow-transfer", f"not an address or network: {text!r}") from None
+    transfer_key = section.take("transfer-key", (str,), "a key name", None)
+    if transfer_key is not None and transfer_key not in key_names:
+        raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
+    section.finish()
+    return ZoneSettings(origin, base_dir / file_text, tuple(notify), tuple(networks), transfer_key)

@@ -1,0 +1,309 @@
+"""ALIAS targets to addresses: upstream queries, their outcomes, the schedule.
+
+The AliasResolver keeps one TargetState per distinct (target name, address
+type) that lies outside every served zone, however many ALIAS owners share
+it. A ``LoopingCall`` ticks once a second and sends an upstream query for
+each target whose refresh time has come (its TTL clamped to the configured
+minimum and maximum). Outcomes:
+
+- addresses: served, with the upstream TTL;
+- NXDOMAIN or NODATA: the owner has no addresses of that type;
+- SERVFAIL, REFUSED, timeout, anything else: the last good addresses stay
+  (serve stale) until ``serve_stale`` seconds after the last success, then
+  they are dropped and the zone file's fallback records apply again.
+
+When what a target serves changes, ``on_change`` is called once per batch of
+changes (not once per target), and the authority builds new zone versions.
+This module does not know about zones; targets inside served zones are
+followed by the authority from its own data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import socket
+from typing import Callable, Iterable
+
+import dns.name
+import dns.rdatatype
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.names import dns as tdns
+from twisted.names import error as terror
+
+log = Logger()
+
+A = dns.rdatatype.A
+AAAA = dns.rdatatype.AAAA
+TargetKey = tuple[dns.name.Name, int]
+_MAX_CHAIN = 16
+
+
+class Status(enum.Enum):
+    """Where a target stands; each change of status is logged once."""
+
+    PENDING = "pending"  # never answered yet: the file's fallback applies
+    RESOLVED = "resolved"  # addresses from the last answer
+    NO_ADDRESSES = "no-addresses"  # NXDOMAIN or NODATA upstream
+    STALE = "stale"  # upstream failing; last good addresses still served
+    EXPIRED = "expired"  # failing past serve-stale; fallback applies
+
+
+@dataclasses.dataclass
+class TargetState:
+    """What is known about one (target, type) and when to ask again."""
+
+    name: dns.name.Name
+    rdtype: int
+    status: Status = Status.PENDING
+    addresses: tuple[str, ...] = ()
+    ttl: int = 0
+    last_success: float | None = None
+    last_refresh: float | None = None
+    next_due: float = 0.0
+    in_flight: bool = False
+    failure: str = ""
+
+    @property
+    def serves_addresses(self) -> bool:
+        return self.status in (Status.RESOLVED, Status.STALE)
+
+    @property
+    def uses_fallback(self) -> bool:
+        return self.status in (Status.PENDING, Status.EXPIRED)
+
+
+class NoAddresses(Exception):
+    """The upstream said the target has no addresses of this type."""
+
+
+def addresses_from_answer(
+    target: dns.name.Name, rdtype: int, answers: Iterable[tdns.RRHeader]
+) -> tuple[tuple[str, ...], int]:
+    """Addresses of ``target`` in an upstream answer, and their TTL.
+
+    CNAME chains in the answer are followed; the TTL is the minimum along
+    the chain. Raises NoAddresses when the chain ends without addresses.
+    """
+    answers = list(answers)
+    name = target.to_text().lower().rstrip(".").encode()
+    ttl = None
+    for _ in range(_MAX_CHAIN):
+        found = [
+            rr for rr in answers if rr.type == rdtype and rr.name.name.lower() == name
+        ]
+        if found:
+            found_ttl = min(rr.ttl for rr in found)
+            ttl = found_ttl if ttl is None else min(ttl, found_ttl)
+            return tuple(sorted({_address_text(rr) for rr in found})), ttl
+        cnames = [
+            rr
+            for rr in answers
+            if rr.type == tdns.CNAME and rr.name.name.lower() == name
+        ]
+        if not cnames:
+            break
+        ttl = cnames[0].ttl if ttl is None else min(ttl, cnames[0].ttl)
+        name = cnames[0].payload.name.name.lower()
+    raise NoAddresses()
+
+
+def _address_text(rr: tdns.RRHeader) -> str:
+    if rr.type == tdns.A:
+        return rr.payload.dottedQuad()
+    return socket.inet_ntop(socket.AF_INET6, rr.payload.address)
+
+
+def describe_failure(failure) -> str:
+    """A short reason for a failed upstream query, for logs."""
+    reasons = {
+        terror.DNSServerError: "SERVFAIL",
+        terror.DNSQueryRefusedError: "REFUSED",
+        terror.DNSQueryTimeoutError: "timeout",
+        terror.DNSFormatError: "FORMERR",
+        terror.DNSNotImplementedError: "NOTIMP",
+        defer.TimeoutError: "timeout",
+    }
+    for kind, text in reasons.items():
+        if failure.check(kind):
+            return text
+    return failure.getErrorMessage() or failure.type.__name__
+
+
+class AliasResolver(service.Service):
+    """Keeps the addresses of every upstream ALIAS target fresh.
+
+    ``upstream`` is a Twisted Names resolver (``twisted.names.client``
+    pointed at the configured upstreams, or a stand-in in unit tests).
+    """
+
+    tick = 1.0
+
+    def __init__(
+        self,
+        upstream,
+        clock: IReactorTime,
+        *,
+        min_refresh: float = 30,
+        max_refresh: float = 3600,
+        serve_stale: float = 3600,
+        query_timeout: tuple[int, ...] = (1, 2),
+        max_in_flight: int = 64,
+        on_change: Callable[[], None] = lambda: None,
+    ):
+        self.upstream = upstream
+        self.clock = clock
+        self.min_refresh = min_refresh
+        self.max_refresh = max_refresh
+        self.serve_stale = serve_stale
+        self.query_timeout = query_timeout
+        self.max_in_flight = max_in_flight
+        self.on_change = on_change
+        self.targets: dict[TargetKey, TargetState] = {}
+        self._in_flight = 0
+        self._change_pending = None
+        self._loop = task.LoopingCall(self.refresh_due)
+        self._loop.clock = clock
+
+    # -- service ---------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self.tick, now=True)
+
+    def stopService(self):
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        if self._change_pending is not None and self._change_pending.active():
+            self._change_pending.cancel()
+        self._change_pending = None
+
+    # -- targets ---------------------------------------------------------
+
+    def set_targets(self, keys: Iterable[TargetKey]) -> None:
+        """Follow exactly these targets; new ones are due at once."""
+        wanted = set(keys)
+        for key in list(self.targets):
+            if key not in wanted:
+                del self.targets[key]
+        for key in wanted:
+            if key not in self.targets:
+                self.targets[key] = TargetState(
+                    key[0], key[1], next_due=self.clock.seconds()
+                )
+
+    def state(self, name: dns.name.Name, rdtype: int) -> TargetState | None:
+        return self.targets.get((name, rdtype))
+
+    # -- the schedule ----------------------------------------------------
+
+    def refresh_due(self) -> None:
+        """Send an upstream query for each target whose time has come."""
+        now = self.clock.seconds()
+        due = sorted(
+            (s for s in self.targets.values() if not s.in_flight and s.next_due <= now),
+            key=lambda s: s.next_due,
+        )
+        for state in due:
+            if self._in_flight >= self.max_in_flight:
+                break
+            self._query(state)
+
+    def _query(self, state: TargetState) -> None:
+        state.in_flight = True
+        self._in_flight += 1
+        name = state.name.to_text(omit_final_dot=True)
+        if state.rdtype == A:
+            d = self.upstream.lookupAddress(name, timeout=self.query_timeout)
+        else:
+            d = self.upstream.lookupIPV6Address(name, timeout=self.query_timeout)
+        d.addCallbacks(self._answered, self._failed, (state,), None, (state,), None)
+        d.addErrback(lambda f: log.failure("handling upstream answer", f))
+
+    def _finished(self, state: TargetState) -> bool:
+        """Book-keeping common to every outcome; False if the target was dropped."""
+        state.in_flight = False
+        self._in_flight -= 1
+        state.last_refresh = self.clock.seconds()
+        return self.targets.get((state.name, state.rdtype)) is state
+
+    def _clamp(self, ttl: float) -> float:
+        return max(self.min_refresh, min(self.max_refresh, ttl))
+
+    def _answered(self, result, state: TargetState) -> None:
+        if not self._finished(state):
+            return
+        now = self.clock.seconds()
+        answers, authority, _ = result
+        try:
+            addresses, ttl = addresses_from_answer(state.name, state.rdtype, answers)
+        except NoAddresses:
+            negative_ttl = min(
+                (rr.ttl for rr in authority if rr.type == tdns.SOA),
+                default=self.min_refresh,
+            )
+            state.last_success = now
+            state.next_due = now + self._clamp(negative_ttl)
+            self._set(state, Status.NO_ADDRESSES, (), 0, "NODATA")
+            return
+        state.last_success = now
+        state.next_due = now + self._clamp(ttl)
+        self._set(state, Status.RESOLVED, addresses, ttl, "")
+
+    def _failed(self, failure, state: TargetState) -> None:
+        if not self._finished(state):
+            return
+        now = self.clock.seconds()
+        if failure.check(terror.DomainError, terror.AuthoritativeDomainError):
+            state.last_success = now
+            state.next_due = now + self.min_refresh
+            self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")
+            return
+        reason = describe_failure(failure)
+        state.next_due = now + self.min_refresh
+        if state.status in (Status.RESOLVED, Status.STALE):
+            assert state.last_success is not None
+            if now - state.last_success <= self.serve_stale:
+                self._set(state, Status.STALE, state.addresses, state.ttl, reason)
+            else:
+                self._set(state, Status.EXPIRED, (), 0, reason)
+        else:
+            self._set(state, state.status, (), 0, reason)
+
+    def _set(
+        self,
+        state: TargetState,
+        status: Status,
+        addresses: tuple[str, ...],
+        ttl: int,
+        reason: str,
+    ) -> None:
+        """Record an outcome; log and signal only when what is served changes."""
+        changed = status != state.status or addresses != state.addresses
+        newly_failing = bool(reason) != bool(state.failure)
+        state.failure = reason
+        state.ttl = ttl
+        if not (changed or newly_failing):
+            return
+        state.status = status
+        state.addresses = addresses
+        log.info(
+            "ALIAS target {target} {rdtype}: {status}{why} -> {served}",
+            target=state.name.to_text(),
+            rdtype=dns.rdatatype.to_text(state.rdtype),
+            status=status.value,
+            why=f" ({reason})" if reason else "",
+            served=" ".join(addresses) if addresses else "(none)"
+            if not state.uses_fallback
+            else "zone file fallback",
+        )
+        if changed and self._change_pending is None:
+            self._change_pending = self.clock.callLater(0, self._signal_change)
+
+    def _signal_change(self) -> None:
+        self._change_pending = None
+        self.on_change()

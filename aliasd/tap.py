@@ -1,0 +1,138 @@
+"""``twistd aliasd``: command-line options and the assembly of the service.
+
+Options read the configuration file, apply the command-line overrides and
+load every zone file before anything starts, so a mistake is reported as one
+line (``aliasd: zones/example.com.zone:12: ...``) and the process exits
+non-zero. ``makeService`` is the one place where the object graph is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from twisted.application import internet, service
+from twisted.python import usage
+
+from aliasd.authority import ZoneAuthority
+from aliasd.config import (
+    ConfigError,
+    Settings,
+    ZoneSettings,
+    load_settings,
+    parse_endpoint,
+    parse_ip,
+    parse_zone_name,
+)
+from aliasd.resolution import AliasResolver
+from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
+from aliasd.upstream import NoUpstream, UpstreamResolver
+from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
+
+
+class Options(usage.Options):
+    """Options of ``twistd aliasd``; each overrides the configuration file."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve DNS zones authoritatively, flattening ALIAS records into the "
+        "A/AAAA records of their targets."
+    )
+    optParameters = [
+        ["config", "c", None, "Configuration file (TOML)."],
+        ["port", "p", None, "Port for UDP and TCP (overrides [server] port).", int],
+        ["state-dir", None, None, "Directory for state that survives restarts."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.listen: list[str] = []
+        self.zones: list[ZoneSettings] = []
+        self.resolvers = []
+        self.settings: Settings | None = None
+        self.sources: list[ZoneSource] = []
+
+    def opt_listen(self, address: str) -> None:
+        """Address to listen on, IPv4 or IPv6 (repeatable)."""
+        try:
+            self.listen.append(parse_ip(address))
+        except ValueError:
+            raise usage.UsageError(f"--listen: not an IP address: {address!r}") from None
+
+    def opt_zone(self, spec: str) -> None:
+        """Serve zone NAME from FILE, as NAME=FILE (repeatable)."""
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise usage.UsageError(f"--zone: expected NAME=FILE, got {spec!r}")
+        try:
+            origin = parse_zone_name(name)
+        except ValueError as e:
+            raise usage.UsageError(f"--zone: {e}") from None
+        self.zones.append(ZoneSettings(origin, Path(path)))
+
+    def opt_resolver(self, spec: str) -> None:
+        """Upstream resolver as ADDR[:PORT] or [V6]:PORT (repeatable)."""
+        try:
+            self.resolvers.append(parse_endpoint(spec, 53))
+        except ValueError as e:
+            raise usage.UsageError(f"--resolver: {e}") from None
+
+    def postOptions(self) -> None:
+        try:
+            self.settings = self._settings()
+            if not self.settings.zones:
+                raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
+            self.sources = [load_zone_file(z.name, z.file) for z in self.settings.zones]
+        except (ConfigError, ZoneFileError) as e:
+            sys.exit(f"aliasd: {e}")
+
+    def _settings(self) -> Settings:
+        settings = load_settings(self["config"]) if self["config"] else Settings()
+        server = settings.server
+        if self.listen:
+            server = dataclasses.replace(server, listen=tuple(self.listen))
+        if self["port"] is not None:
+            if not 0 <= self["port"] < 65536:
+                raise ConfigError(f"--port: must be between 0 and 65535, got {self['port']}")
+            server = dataclasses.replace(server, port=self["port"])
+        if self["state-dir"]:
+            server = dataclasses.replace(server, state_dir=Path(self["state-dir"]))
+        resolver = settings.resolver
+        if self.resolvers:
+            resolver = dataclasses.replace(resolver, upstreams=tuple(self.resolvers))
+        zones = {z.name: z for z in settings.zones}
+        zones.update({z.name: z for z in self.zones})
+        return dataclasses.replace(
+            settings, server=server, resolver=resolver, zones=tuple(zones.values())
+        )
+
+
+def makeService(options: Options) -> service.MultiService:
+    """Assemble listeners, authority and resolver from validated options."""
+    from twisted.internet import reactor
+
+    settings = options.settings
+    top = service.MultiService()
+    upstreams = settings.resolver.upstreams
+    upstream = UpstreamResolver(upstreams, reactor) if upstreams else NoUpstream()
+    timeout = settings.resolver.timeout
+    resolver = AliasResolver(
+        upstream,
+        reactor,
+        min_refresh=settings.resolver.min_refresh,
+        max_refresh=settings.resolver.max_refresh,
+        serve_stale=settings.resolver.serve_stale,
+        query_timeout=(timeout, timeout * 2),
+    )
+    authority = ZoneAuthority(resolver)
+    resolver.on_change = authority.rebuild
+    authority.set_sources(options.sources)
+    handler = QueryHandler(authority, settings.server.max_udp_size)
+    tcp_factory = DNSStreamFactory(handler, settings.server.tcp_idle_timeout)
+    for address in settings.server.listen:
+        port = settings.server.port
+        internet.UDPServer(port, DNSDatagramProtocol(handler), interface=address).setServiceParent(top)
+        internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
+    resolver.setServiceParent(top)
+    return top
