@@ -130,7 +130,7 @@ def describe_failure(failure) -> str:
     for kind, text in reasons.items():
         if failure.check(kind):
             return text
-    return failure.getErrorMessage() or failure.type.__name__
+    return failure.type.__name__
 
 
 class AliasResolver(service.Service):
@@ -176,6 +176,9 @@ class AliasResolver(service.Service):
 
     def stopService(self):
         super().stopService()
+        close = getattr(self.upstream, "close", None)
+        if close is not None:
+            close()
         if self._loop.running:
             self._loop.stop()
         if self._change_pending is not None and self._change_pending.active():
@@ -258,7 +261,13 @@ class AliasResolver(service.Service):
         if not self._finished(state):
             return
         now = self.clock.seconds()
-        if failure.check(terror.DomainError, terror.AuthoritativeDomainError):
+        # Twisted raises DomainError itself for NXDOMAIN; its other DNS
+        # errors (SERVFAIL, REFUSED, ...) are subclasses of it.
+        if failure.type in (
+            terror.DNSNameError,
+            terror.DomainError,
+            terror.AuthoritativeDomainError,
+        ):
             state.last_success = now
             state.next_due = now + self.min_refresh
             self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")

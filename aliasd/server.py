@@ -117,6 +117,8 @@ def _header_only(wire: bytes, rcode: int) -> bytes | None:
 class DNSDatagramProtocol(protocol.DatagramProtocol):
     """DNS over UDP: one message per datagram."""
 
+    noisy = False
+
     def __init__(self, handler: QueryHandler):
         self.handler = handler
 
@@ -172,6 +174,8 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
 
 class DNSStreamFactory(protocol.ServerFactory):
     """Makes one DNSStreamProtocol per TCP connection."""
+
+    noisy = False
 
     def __init__(self, handler: QueryHandler, idle_timeout: float = 30.0):
         self.handler = handler

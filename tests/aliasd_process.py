@@ -1,0 +1,131 @@
+"""Start a real ``twistd aliasd`` process on loopback, and talk to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 and ::1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                for family, host, kind in (
+                    (socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM),
+                    (socket.AF_INET6, "::1", socket.SOCK_DGRAM),
+                    (socket.AF_INET6, "::1", socket.SOCK_STREAM),
+                ):
+                    with socket.socket(family, kind) as s:
+                        s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run ``twistd -n aliasd ARGS`` expecting it to exit (start-up errors)."""
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "aliasd", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class AliasdProcess:
+    """One ``twistd -n aliasd`` child process, logging to a file."""
+
+    def __init__(self, args: list[str], workdir: Path, port: int, host: str = "127.0.0.1"):
+        self.args = args
+        self.workdir = workdir
+        self.port = port
+        self.host = host
+        self.logfile = workdir / "aliasd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15) -> "AliasdProcess":
+        self.proc = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", f"--logfile={self.logfile}", "aliasd", *self.args],
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read()
+                raise RuntimeError(f"aliasd exited with {self.proc.returncode}: {out}\n{self.log()}")
+            try:
+                self.query(".", "SOA", timeout=0.3)
+                return self
+            except (dns.exception.Timeout, ConnectionError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"aliasd did not answer within {timeout}s\n{self.log()}")
+
+    def log(self) -> str:
+        return self.logfile.read_text() if self.logfile.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def query(
+        self,
+        name: str,
+        rdtype: str = "A",
+        *,
+        tcp: bool = False,
+        timeout: float = 2.0,
+        host: str | None = None,
+        **make_query_args,
+    ) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype, **make_query_args)
+        q.flags &= ~dns.flags.RD
+        send = dns.query.tcp if tcp else dns.query.udp
+        return send(q, host or self.host, port=self.port, timeout=timeout)
+
+    def addresses(self, name: str, rdtype: str = "A") -> set[str]:
+        """The addresses in the answer section for ``name``/``rdtype``."""
+        response = self.query(name, rdtype)
+        wanted = dns.rdatatype.from_text(rdtype)
+        return {r.to_text() for rrset in response.answer if rrset.rdtype == wanted for r in rrset}
+
+    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.2):
+        """Poll ``predicate()`` until it returns a true value; return it."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n{self.log()}")
