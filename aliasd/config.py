@@ -184,7 +184,7 @@ def load_settings(path: Path | str) -> Settings:
         raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return settings_from_dict(data, str(path), path.parent)
+    return settings_from_dict(data, str(path), path.resolve().parent)
 
 
 def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:

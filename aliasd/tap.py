@@ -83,7 +83,7 @@ class Options(usage.Options):
             self.settings = self._settings()
             if not self.settings.zones:
                 raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
-            self.sources = [load_zone_file(z.name, z.file) for z in self.settings.zones]
+            self.sources = [_load_zone(z) for z in self.settings.zones]
         except (ConfigError, ZoneFileError) as e:
             sys.exit(f"aliasd: {e}")
 
@@ -106,6 +106,13 @@ class Options(usage.Options):
         return dataclasses.replace(
             settings, server=server, resolver=resolver, zones=tuple(zones.values())
         )
+
+
+def _load_zone(zone: ZoneSettings) -> ZoneSource:
+    try:
+        return load_zone_file(zone.name, zone.file)
+    except ZoneFileError as e:
+        raise ZoneFileError(f"zone {zone.name}: {e}") from None
 
 
 def makeService(options: Options) -> service.MultiService:

@@ -90,7 +90,7 @@ class ZoneSource:
 
 
 class _RuleViolation(Exception):
-    """A record that breaks a zone rule; the reader knows where it was."""
+    """A bad record; the reader knows the line where it starts."""
 
 
 class _CheckingReader(dns.zonefile.Reader):
@@ -104,7 +104,12 @@ class _CheckingReader(dns.zonefile.Reader):
 
     def _rr_line(self) -> None:
         self.record_where = self.tok.where()
-        super()._rr_line()
+        try:
+            super()._rr_line()
+        except dns.exception.SyntaxError as e:
+            # dnspython would name the line where the tokenizer stopped,
+            # which is the next one when the record's last field is bad.
+            raise _RuleViolation(str(e) or "syntax error") from None
 
     def _eat_line(self) -> None:
         raise dns.exception.SyntaxError(

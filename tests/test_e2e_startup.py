@@ -1,0 +1,125 @@
+"""End to end: how twistd aliasd starts, and how it refuses to start.
+
+Every bad input must end the process non-zero with one line that names the
+file, line or key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.aliasd_process import REPO, AliasdProcess, free_port, run_twistd
+
+pytestmark = pytest.mark.e2e
+
+GOOD_ZONE = """\
+$ORIGIN example.com.
+@ 300 SOA ns1 h 1 3600 600 86400 60
+@ 300 A 192.0.2.1
+"""
+
+
+def _fails_with_one_line(result, *expected: str) -> str:
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output, output
+    assert len(output.splitlines()) == 1, output
+    for text in expected:
+        assert text in output, output
+    return output
+
+
+def test_bundled_example_configuration_serves_the_apex_alias(tmp_path):
+    """What the README's first command starts, on a free port."""
+    port = free_port()
+    process = AliasdProcess(
+        ["--config", str(REPO / "etc" / "aliasd.toml"), "--port", str(port)], tmp_path, port
+    ).start()
+    try:
+        # The apex ALIAS follows lb.cdn.example.net, served by the second zone.
+        assert process.addresses("example.com") == {"198.51.100.10", "198.51.100.11"}
+        assert process.addresses("example.com", "AAAA") == {"2001:db8::10"}
+        assert process.addresses("example.com", "AAAA") == process.addresses("lb.cdn.example.net", "AAAA")
+    finally:
+        # twistd re-raises the SIGTERM it handled, after a clean shutdown.
+        assert process.stop() in (0, -15)
+        assert "Server Shut Down." in process.log()
+
+
+def test_zone_and_listen_options_serve_without_a_config_file(tmp_path):
+    (tmp_path / "z.zone").write_text(GOOD_ZONE)
+    port = free_port()
+    process = AliasdProcess(
+        ["--zone", "example.com=z.zone", "--listen", "127.0.0.1", "--listen", "::1", "--port", str(port)],
+        tmp_path,
+        port,
+    ).start()
+    try:
+        assert process.addresses("example.com") == {"192.0.2.1"}
+        assert process.query("example.com", host="::1").answer[0][0].address == "192.0.2.1"
+    finally:
+        process.stop()
+
+
+def test_broken_zone_file_names_file_and_line(tmp_path):
+    (tmp_path / "bad.zone").write_text(GOOD_ZONE + "www 300 A 192.0.2.300\n")
+    result = run_twistd(["--zone", "example.com=bad.zone", "--port", str(free_port())], tmp_path)
+    _fails_with_one_line(result, "bad.zone:4:")
+
+
+@pytest.mark.parametrize(
+    "zone_text, expected",
+    [
+        ("@ 300 ALIAS a.example.net.\n@ 300 ALIAS b.example.net.\n", ["z.zone:4:", "more than one ALIAS"]),
+        ("w 300 CNAME x\nw 300 ALIAS b.example.net.\n", ["z.zone:4:", "beside a CNAME"]),
+        ("other.example.org. 300 A 192.0.2.9\n", ["z.zone:3:", "outside the zone"]),
+    ],
+)
+def test_zone_rules_are_checked_at_load(tmp_path, zone_text, expected):
+    (tmp_path / "z.zone").write_text(GOOD_ZONE.replace("@ 300 A 192.0.2.1\n", "") + zone_text)
+    result = run_twistd(["--zone", "example.com=z.zone", "--port", str(free_port())], tmp_path)
+    _fails_with_one_line(result, *expected)
+
+
+def test_missing_soa_is_reported(tmp_path):
+    (tmp_path / "z.zone").write_text("$ORIGIN example.com.\n@ 300 A 192.0.2.1\n")
+    result = run_twistd(["--zone", "example.com=z.zone"], tmp_path)
+    _fails_with_one_line(result, "z.zone", "no SOA")
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ('[server]\nport = "53"\n', ["[server] port", "expected an integer"]),
+        ("[server]\nlisten = ['localhost']\n", ["[server] listen", "not an IP address"]),
+        ("[resolver]\nbogus = 1\n", ["[resolver]", "unknown key(s): bogus"]),
+        ("[resolver]\nmin-refresh = 60\nmax-refresh = 30\n", ["max-refresh", "smaller"]),
+        ("[resolver]\nupstreams = ['127.0.0.1:99999']\n", ["[resolver] upstreams", "bad port"]),
+        ('[zones."example.com"]\nfiles = "z.zone"\n', ['[zones."example.com"] file', "required"]),
+        ("this is not toml\n", ["invalid TOML"]),
+    ],
+)
+def test_configuration_errors_name_the_key(tmp_path, config, expected):
+    (tmp_path / "z.zone").write_text(GOOD_ZONE)
+    (tmp_path / "aliasd.toml").write_text(config)
+    result = run_twistd(["--config", "aliasd.toml"], tmp_path)
+    _fails_with_one_line(result, "aliasd.toml", *expected)
+
+
+def test_missing_zone_file_names_zone_and_file(tmp_path):
+    (tmp_path / "aliasd.toml").write_text('[zones."example.com"]\nfile = "nope.zone"\n')
+    result = run_twistd(["--config", "aliasd.toml"], tmp_path)
+    _fails_with_one_line(result, "zone example.com.", str(tmp_path / "nope.zone"), "cannot read")
+
+
+def test_missing_configuration_file_is_reported(tmp_path):
+    result = run_twistd(["--config", "absent.toml"], tmp_path)
+    _fails_with_one_line(result, "absent.toml", "cannot read")
+
+
+def test_no_zones_is_an_error(tmp_path):
+    result = run_twistd([], tmp_path)
+    _fails_with_one_line(result, "no zones")
