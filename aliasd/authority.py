@@ -89,6 +89,13 @@ class ZoneAuthority:
             ):
                 continue
             self._outcomes[origin] = _comparable(flattened)
+            loops = sorted(o.to_text() for o, f in flattened.items() if f.servfail)
+            if loops:
+                log.warn(
+                    "ALIAS loop in zone {zone}: {owners} answer SERVFAIL",
+                    zone=origin.to_text(),
+                    owners=", ".join(loops),
+                )
             versions[origin] = ZoneVersion.build(
                 source, flattened, self._bases[origin]
             )

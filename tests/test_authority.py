@@ -1,0 +1,144 @@
+"""Unit tests: following ALIAS targets across served zones, and versions."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rcode
+import dns.rdatatype as T
+import pytest
+from twisted.internet import task
+from twisted.logger import globalLogPublisher
+
+from aliasd.authority import ZoneAuthority
+from aliasd.resolution import AliasResolver
+from tests.helpers import zone_source
+from tests.test_resolution import ManualUpstream, a_answer
+
+N = dns.name.from_text
+
+EXAMPLE = zone_source(
+    "example.com",
+    """\
+    $ORIGIN example.com.
+    @      300 SOA ns1 h 1 3600 600 86400 60
+    @      300 ALIAS lb.cdn.example.net.
+    @      300 A 192.0.2.1
+    chain  300 ALIAS @
+    viacn  300 ALIAS shop.cdn.example.net.
+    ext    120 ALIAS lb.example.org.
+    ext    120 A 192.0.2.50
+    ext2   300 ALIAS lb.example.org.
+    loop1  300 ALIAS loop2
+    loop2  300 ALIAS loop1.example.com.
+    self   300 ALIAS self
+    toloop 300 ALIAS loop1
+    nohost 300 ALIAS missing.cdn.example.net.
+    """,
+)
+CDN = zone_source(
+    "cdn.example.net",
+    """\
+    $ORIGIN cdn.example.net.
+    @    60 SOA ns1 h 1 3600 600 86400 60
+    lb   20 A 198.51.100.10
+    lb   20 A 198.51.100.11
+    lb   40 AAAA 2001:db8::10
+    shop 10 CNAME lb
+    """,
+)
+
+
+@pytest.fixture
+def clock():
+    return task.Clock()
+
+
+@pytest.fixture
+def upstream():
+    return ManualUpstream()
+
+
+@pytest.fixture
+def authority(clock, upstream):
+    resolver = AliasResolver(upstream, clock, min_refresh=10)
+    authority = ZoneAuthority(resolver)
+    resolver.on_change = authority.rebuild
+    authority.set_sources([EXAMPLE, CDN])
+    resolver.startService()
+    yield authority
+    resolver.stopService()
+
+
+def addresses(authority, name, rdtype=T.A):
+    answer = authority.zone_for(N(name)).lookup(N(name), rdtype)
+    return answer, {r.to_text() for rrset in answer.answer for r in rrset}
+
+
+def test_in_zone_target_resolves_from_own_data_with_min_ttl(authority):
+    answer, found = addresses(authority, "example.com")
+    assert found == {"198.51.100.10", "198.51.100.11"}
+    assert answer.answer[0].ttl == 20
+    assert addresses(authority, "example.com", T.AAAA)[1] == {"2001:db8::10"}
+
+
+def test_alias_chains_and_in_zone_cnames_are_followed(authority):
+    assert addresses(authority, "chain.example.com")[1] == {"198.51.100.10", "198.51.100.11"}
+    answer, found = addresses(authority, "viacn.example.com")
+    assert found == {"198.51.100.10", "198.51.100.11"}
+    assert answer.answer[0].ttl == 10  # min(300, CNAME 10, A 20)
+
+
+def test_in_zone_target_without_addresses_gives_nodata(authority):
+    answer, found = addresses(authority, "nohost.example.com")
+    assert found == set() and answer.rcode == dns.rcode.NOERROR
+
+
+def test_loops_answer_servfail_and_are_logged_with_names(clock, upstream):
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        authority = ZoneAuthority(AliasResolver(upstream, clock))
+        authority.set_sources([EXAMPLE, CDN])
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    for name in ("loop1.example.com", "loop2.example.com", "self.example.com", "toloop.example.com"):
+        assert addresses(authority, name)[0].rcode == dns.rcode.SERVFAIL, name
+    assert addresses(authority, "example.com")[0].rcode == dns.rcode.NOERROR
+    loops = [e for e in events if e.get("log_format", "").startswith("ALIAS loop")]
+    assert loops and "loop1.example.com." in loops[0]["owners"]
+
+
+def test_external_targets_deduplicated_and_fallback_until_resolved(authority, upstream, clock):
+    # ext and ext2 share lb.example.org: one lookup per type.
+    assert sorted((n, t) for n, t, _ in upstream.pending) == [
+        ("lb.example.org", T.A),
+        ("lb.example.org", T.AAAA),
+    ]
+    assert addresses(authority, "ext.example.com")[1] == {"192.0.2.50"}  # fallback
+    assert addresses(authority, "ext2.example.com")[1] == set()
+    before = authority.versions[N("example.com")]
+    upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8", ttl=3600))
+    clock.advance(0)
+    after = authority.versions[N("example.com")]
+    assert after is not before
+    answer, found = addresses(authority, "ext.example.com")
+    assert found == {"203.0.113.8"} and answer.answer[0].ttl == 120
+    # The zone that did not change keeps its version object.
+    assert authority.versions[N("cdn.example.net")] is not None
+
+
+def test_unchanged_outcome_keeps_the_version_object(authority, upstream, clock):
+    upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8"))
+    clock.advance(0)
+    version = authority.versions[N("example.com")]
+    cdn = authority.versions[N("cdn.example.net")]
+    authority.rebuild()
+    assert authority.versions[N("example.com")] is version
+    assert authority.versions[N("cdn.example.net")] is cdn
+
+
+def test_zone_for_picks_the_closest_enclosing_zone(authority):
+    assert authority.zone_for(N("a.b.cdn.example.net")).origin == N("cdn.example.net")
+    assert authority.zone_for(N("example.net")) is None
+    assert authority.zone_for(N("x.example.com")).origin == N("example.com")
+    assert authority.zone_for(dns.name.root) is None

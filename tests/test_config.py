@@ -1,0 +1,119 @@
+"""Unit tests: the TOML configuration and its error messages."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from pathlib import Path
+
+import dns.name
+import pytest
+
+from aliasd.config import ConfigError, Endpoint, load_settings, parse_endpoint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load(tmp_path, text):
+    path = tmp_path / "aliasd.toml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+def test_bundled_example_loads_with_paths_relative_to_the_file():
+    settings = load_settings(REPO / "etc" / "aliasd.toml")
+    assert settings.server.listen == ("127.0.0.1", "::1")
+    assert settings.server.port == 5353
+    names = [z.name for z in settings.zones]
+    assert dns.name.from_text("example.com") in names
+    for zone in settings.zones:
+        assert zone.file.is_absolute() and zone.file.exists()
+
+
+def test_full_shape_of_the_design(tmp_path):
+    (tmp_path / "k.key").write_text(base64.b64encode(b"secret2").decode())
+    settings = load(
+        tmp_path,
+        """
+        [server]
+        listen = ["127.0.0.1", "::1", "127.0.0.2"]
+        port = 5300
+        state-dir = "state"
+        [resolver]
+        upstreams = ["127.0.0.1", "127.0.0.1:5301", "[::1]:5302", "::1"]
+        min-refresh = 5
+        max-refresh = 60
+        serve-stale = 120
+        [keys.transfer]
+        algorithm = "hmac-sha256"
+        secret = "c2VjcmV0"
+        [keys.other]
+        secret-file = "k.key"
+        [zones."example.com"]
+        file = "zones/example.com.zone"
+        notify = ["192.0.2.53", "[2001:db8::53]:5300"]
+        allow-transfer = ["192.0.2.0/24", "2001:db8::/32"]
+        transfer-key = "transfer"
+        """,
+    )
+    assert settings.server.state_dir == tmp_path / "state"
+    assert settings.resolver.upstreams == (
+        Endpoint("127.0.0.1", 53),
+        Endpoint("127.0.0.1", 5301),
+        Endpoint("::1", 5302),
+        Endpoint("::1", 53),
+    )
+    keys = {k.name: k for k in settings.keys}
+    assert keys["transfer"].secret == b"secret" and keys["other"].secret == b"secret2"
+    (zone,) = settings.zones
+    assert zone.file == tmp_path / "zones/example.com.zone"
+    assert zone.notify == (Endpoint("192.0.2.53", 53), Endpoint("2001:db8::53", 5300))
+    assert zone.allow_transfer[1] == ipaddress.ip_network("2001:db8::/32")
+    assert zone.transfer_key == "transfer"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[server]\nport = 70000\n", "[server] port: must be between 0 and 65535"),
+        ("[server]\nport = true\n", "[server] port: expected an integer"),
+        ("[server]\nlisten = '127.0.0.1'\n", "[server] listen: expected a list of strings"),
+        ("[server]\nlisten = []\n", "[server] listen: needs at least one address"),
+        ("[server]\nmax-udp-size = 100\n", "[server] max-udp-size: must be between 512"),
+        ("[server]\ncolour = 1\n", "[server]: unknown key(s): colour"),
+        ("[resolver]\nupstreams = ['[::1']\n", "[resolver] upstreams: missing ']'"),
+        ("[resolver]\nupstreams = ['dns.example']\n", "[resolver] upstreams"),
+        ("[resolver]\nmin-refresh = 0\n", "[resolver] min-refresh: must be at least 1"),
+        ("[resolver]\nserve-stale = 'long'\n", "[resolver] serve-stale: expected a number"),
+        ("[keys.k]\nalgorithm = 'hmac-foo'\nsecret = 'eA=='\n", "[keys.k] algorithm: unsupported"),
+        ("[keys.k]\nsecret = 'not base64!'\n", "[keys.k] secret: not valid base64"),
+        ("[keys.k]\n", "[keys.k] secret: give exactly one"),
+        ("[keys.k]\nsecret-file = 'absent'\n", "[keys.k] secret-file: cannot read"),
+        ('[zones."a."]\nfile = "a"\ntransfer-key = "nokey"\n', "transfer-key: no key named 'nokey'"),
+        ('[zones."a."]\nfile = "a"\nallow-transfer = ["10.0.0.0/33"]\n', "allow-transfer: not an address"),
+        ('[zones."a."]\nfile = "a"\nnotify = ["192.0.2.1:0"]\n', "notify: bad port"),
+        ('[zones."a."]\nfile = "a"\n[zones."A"]\nfile = "b"\n', "zone A. is configured twice"),
+        ("zones = 3\n", "[zones]: expected a table"),
+        ("extra = 1\n", "top level: unknown key(s): extra"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert str(info.value).startswith(str(tmp_path / "aliasd.toml") + ":")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("192.0.2.1", Endpoint("192.0.2.1", 53)),
+        ("192.0.2.1:5353", Endpoint("192.0.2.1", 5353)),
+        ("2001:db8::1", Endpoint("2001:db8::1", 53)),
+        ("[2001:db8::1]", Endpoint("2001:db8::1", 53)),
+        ("[2001:DB8::1]:54", Endpoint("2001:db8::1", 54)),
+    ],
+)
+def test_endpoints(text, expected):
+    assert parse_endpoint(text, 53) == expected

@@ -1,0 +1,201 @@
+"""Unit tests: the AliasResolver's schedule and outcomes, on a task.Clock.
+
+The upstream here is a stand-in whose answers each test fires by hand; the
+end-to-end tests use a real upstream server instead.
+"""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdatatype as T
+import pytest
+from twisted.internet import defer, task
+from twisted.logger import globalLogPublisher
+from twisted.names import dns as tdns
+from twisted.names import error as terror
+
+from aliasd.resolution import AliasResolver, Status, addresses_from_answer
+
+N = dns.name.from_text
+TARGET = N("lb.example.net")
+
+
+class ManualUpstream:
+    """An IResolver stand-in: each lookup waits for the test to answer it."""
+
+    def __init__(self):
+        self.pending: list[tuple[str, int, defer.Deferred]] = []
+
+    def lookupAddress(self, name, timeout=None):
+        return self._lookup(name, T.A)
+
+    def lookupIPV6Address(self, name, timeout=None):
+        return self._lookup(name, T.AAAA)
+
+    def _lookup(self, name, rdtype):
+        d = defer.Deferred()
+        self.pending.append((name, rdtype, d))
+        return d
+
+    def take(self, rdtype=T.A) -> defer.Deferred:
+        for i, (_, t, d) in enumerate(self.pending):
+            if t == rdtype:
+                del self.pending[i]
+                return d
+        raise AssertionError(f"no pending {rdtype} lookup")
+
+
+def a_answer(name: str, *addresses: str, ttl: int = 60):
+    return (
+        [tdns.RRHeader(name, tdns.A, ttl=ttl, payload=tdns.Record_A(a, ttl)) for a in addresses],
+        [],
+        [],
+    )
+
+
+@pytest.fixture
+def clock():
+    return task.Clock()
+
+
+@pytest.fixture
+def upstream():
+    return ManualUpstream()
+
+
+@pytest.fixture
+def changes():
+    return []
+
+
+@pytest.fixture
+def resolver(clock, upstream, changes):
+    r = AliasResolver(
+        upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50,
+        on_change=lambda: changes.append(clock.seconds()),
+    )
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    yield r
+    r.stopService()
+
+
+@pytest.fixture
+def log_events():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_resolves_at_start_and_signals_one_change(resolver, upstream, clock, changes):
+    assert [p[:2] for p in upstream.pending] == [("lb.example.net", T.A)]
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.2", "192.0.2.1"))
+    state = resolver.state(TARGET, T.A)
+    assert state.status is Status.RESOLVED
+    assert state.addresses == ("192.0.2.1", "192.0.2.2")
+    assert state.ttl == 60
+    assert changes == []  # signalled on the next turn of the reactor
+    clock.advance(0)
+    assert changes == [0]
+
+
+def test_refresh_when_ttl_runs_out_clamped_to_min_and_max(resolver, upstream, clock):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=60))
+    clock.advance(59)
+    assert upstream.pending == []
+    clock.advance(1)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=2))
+    clock.advance(9)
+    assert upstream.pending == []  # min-refresh 10 s, not the 2 s TTL
+    clock.advance(1)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=86400))
+    clock.advance(100)
+    assert len(upstream.pending) == 1  # max-refresh 100 s
+
+
+def test_same_addresses_in_another_order_is_no_change(resolver, upstream, clock, changes):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", "192.0.2.2"))
+    clock.advance(0)
+    clock.advance(60)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.2", "192.0.2.1"))
+    clock.advance(0)
+    assert changes == [0]
+
+
+def test_servfail_serves_stale_then_expires(resolver, upstream, clock, changes, log_events):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=20))
+    clock.advance(20)
+    upstream.take().errback(terror.DNSServerError("SERVFAIL"))
+    state = resolver.state(TARGET, T.A)
+    assert state.status is Status.STALE and state.addresses == ("192.0.2.1",)
+    for _ in range(2):  # retries every min-refresh, still within serve-stale
+        clock.advance(10)
+        upstream.take().errback(terror.DNSQueryTimeoutError("t"))
+    assert state.status is Status.STALE
+    clock.advance(10)  # 50 s after the last success: still stale (bound inclusive)
+    upstream.take().errback(terror.DNSServerError("SERVFAIL"))
+    assert state.status is Status.STALE
+    clock.advance(10)
+    upstream.take().errback(terror.DNSServerError("SERVFAIL"))
+    assert state.status is Status.EXPIRED and state.addresses == ()
+    assert state.uses_fallback
+    messages = [e.get("status") for e in log_events if e.get("target") == "lb.example.net."]
+    assert messages == ["resolved", "stale", "expired"]  # once per change, not per retry
+
+
+def test_nxdomain_and_nodata_mean_no_addresses(resolver, upstream, clock):
+    upstream.take().errback(terror.DNSNameError("NXDOMAIN"))
+    state = resolver.state(TARGET, T.A)
+    assert state.status is Status.NO_ADDRESSES and not state.serves_addresses
+    clock.advance(10)
+    upstream.take().callback(([], [], []))
+    assert state.status is Status.NO_ADDRESSES
+    clock.advance(10)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.9"))
+    assert state.status is Status.RESOLVED
+
+
+def test_failure_before_any_answer_keeps_the_fallback(resolver, upstream, clock, changes):
+    upstream.take().errback(terror.DNSQueryRefusedError("REFUSED"))
+    state = resolver.state(TARGET, T.A)
+    assert state.status is Status.PENDING and state.uses_fallback
+    assert state.failure == "REFUSED"
+    clock.advance(0)
+    assert changes == []
+
+
+def test_in_flight_queries_are_bounded(clock, upstream):
+    r = AliasResolver(upstream, clock, min_refresh=10, max_in_flight=3)
+    r.set_targets([(N(f"t{i}.example.net"), T.A) for i in range(10)])
+    r.startService()
+    assert len(upstream.pending) == 3
+    upstream.take().callback(a_answer("t0.example.net", "192.0.2.1"))
+    clock.advance(1)
+    assert len(upstream.pending) == 3
+    r.stopService()
+
+
+def test_dropped_target_ignores_its_late_answer(resolver, upstream, clock, changes):
+    d = upstream.take()
+    resolver.set_targets([])
+    d.callback(a_answer("lb.example.net", "192.0.2.1"))
+    clock.advance(0)
+    assert resolver.state(TARGET, T.A) is None and changes == []
+
+
+def test_cname_chain_in_answer_gives_final_addresses_and_min_ttl():
+    answers = [
+        tdns.RRHeader("lb.example.net", tdns.CNAME, ttl=30, payload=tdns.Record_CNAME("edge.cdn.test", 30)),
+        tdns.RRHeader("edge.cdn.test", tdns.CNAME, ttl=300, payload=tdns.Record_CNAME("x.cdn.test", 300)),
+        tdns.RRHeader("x.cdn.test", tdns.A, ttl=60, payload=tdns.Record_A("192.0.2.7", 60)),
+        tdns.RRHeader("unrelated.test", tdns.A, ttl=5, payload=tdns.Record_A("192.0.2.8", 5)),
+    ]
+    assert addresses_from_answer(TARGET, T.A, answers) == (("192.0.2.7",), 30)
+
+
+def test_stop_service_stops_the_loop(resolver, upstream, clock):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=10))
+    resolver.stopService()
+    clock.advance(1000)
+    assert upstream.pending == []

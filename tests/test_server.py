@@ -1,0 +1,189 @@
+"""Unit tests: wire handling of QueryHandler and the TCP framing.
+
+The end-to-end tests send the same kinds of packets to a real process;
+these pin down each rule on its own, with StringTransport for TCP.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdatatype as T
+import dns.tsigkeyring
+import pytest
+from twisted.internet.testing import StringTransport
+
+from aliasd.authority import ZoneAuthority
+from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
+from tests.helpers import zone_source
+
+SOURCE = zone_source(
+    "example.com",
+    """\
+    $ORIGIN example.com.
+    @   300 SOA ns1 h 1 3600 600 86400 60
+    www 300 A 192.0.2.1
+    big 300 TXT """ + " ".join(f'"{"y" * 200}"' for _ in range(8)) + "\n",
+)
+
+
+@pytest.fixture
+def handler():
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    return QueryHandler(authority, max_udp_size=1232)
+
+
+def ask(handler, query, udp=True):
+    wire = handler.handle(query.to_wire() if hasattr(query, "to_wire") else query, over_udp=udp)
+    return None if wire is None else dns.message.from_wire(wire)
+
+
+def test_answer_copies_id_question_rd_and_cd(handler):
+    q = dns.message.make_query("www.example.com", "A")
+    q.flags |= dns.flags.CD
+    r = ask(handler, q)
+    assert r.id == q.id and r.question == q.question
+    assert r.flags & dns.flags.RD and r.flags & dns.flags.CD and r.flags & dns.flags.AA
+    assert not r.flags & dns.flags.RA
+
+
+def test_short_packets_and_responses_are_dropped(handler):
+    assert handler.handle(b"\x00" * 11, over_udp=True) is None
+    r = dns.message.make_response(dns.message.make_query("www.example.com", "A"))
+    assert handler.handle(r.to_wire(), over_udp=True) is None
+
+
+def test_unparsable_query_gets_formerr_with_its_id(handler):
+    wire = b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example"
+    response = handler.handle(wire, over_udp=True)
+    ident, flags = struct.unpack("!HH", response[:4])
+    assert ident == 0xABCD and flags & dns.flags.QR and flags & 0xF == dns.rcode.FORMERR
+    assert len(response) == 12
+
+
+@pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.NOTIFY, dns.opcode.UPDATE, 3, 15])
+def test_other_opcodes_are_notimp(handler, opcode):
+    q = dns.message.make_query("example.com", "SOA")
+    q.set_opcode(opcode)
+    wire = handler.handle(q.to_wire(), over_udp=True)
+    ident, flags = struct.unpack("!HH", wire[:4])
+    assert flags & 0xF == dns.rcode.NOTIMP and (flags >> 11) & 0xF == opcode
+
+
+def test_edns_version_above_zero_is_badvers(handler):
+    r = ask(handler, dns.message.make_query("example.com", "SOA", use_edns=1))
+    assert r.rcode() == dns.rcode.BADVERS and r.edns == 0 and not r.answer
+
+
+def test_two_questions_and_meta_types_are_formerr(handler):
+    q = dns.message.make_query("www.example.com", "A")
+    q.question.append(q.question[0])
+    assert ask(handler, q).rcode() == dns.rcode.FORMERR
+    for rdtype in ("OPT", "TSIG"):
+        assert ask(handler, dns.message.make_query("example.com", rdtype)).rcode() == dns.rcode.FORMERR
+
+
+def test_other_classes_and_outside_names_are_refused(handler):
+    assert ask(handler, dns.message.make_query("example.com", "SOA", rdclass="CH")).rcode() == dns.rcode.REFUSED
+    assert ask(handler, dns.message.make_query("example.org", "SOA")).rcode() == dns.rcode.REFUSED
+
+
+def test_signed_query_with_unknown_key_is_notauth(handler):
+    q = dns.message.make_query("example.com", "SOA")
+    q.use_tsig(dns.tsigkeyring.from_text({"k.": "c2VjcmV0"}))
+    wire = handler.handle(q.to_wire(), over_udp=True)
+    assert struct.unpack("!HH", wire[:4])[1] & 0xF == dns.rcode.NOTAUTH
+
+
+def test_truncation_follows_client_size_and_our_limit(handler):
+    plain = ask(handler, dns.message.make_query("big.example.com", "TXT", use_edns=False))
+    assert plain.flags & dns.flags.TC and not plain.answer
+    fits = ask(handler, dns.message.make_query("big.example.com", "TXT", use_edns=0, payload=4096))
+    assert fits.flags & dns.flags.TC  # ~1.6 KB exceeds our 1232
+    handler.max_udp_size = 4096
+    fits = ask(handler, dns.message.make_query("big.example.com", "TXT", use_edns=0, payload=4096))
+    assert not fits.flags & dns.flags.TC and fits.answer
+    small = ask(handler, dns.message.make_query("big.example.com", "TXT", use_edns=0, payload=1000))
+    assert small.flags & dns.flags.TC and small.edns == 0
+    tcp = ask(handler, dns.message.make_query("big.example.com", "TXT"), udp=False)
+    assert not tcp.flags & dns.flags.TC
+
+
+def test_datagram_protocol_answers_to_the_sender(handler):
+    proto = DNSDatagramProtocol(handler)
+    sent = []
+
+    class Transport:
+        def write(self, data, addr):
+            sent.append((data, addr))
+
+    proto.transport = Transport()
+    q = dns.message.make_query("www.example.com", "A")
+    proto.datagramReceived(q.to_wire(), ("127.0.0.1", 4242))
+    proto.datagramReceived(b"junk", ("127.0.0.1", 4242))
+    assert len(sent) == 1 and sent[0][1] == ("127.0.0.1", 4242)
+
+
+def test_datagram_protocol_survives_handler_bugs(handler):
+    proto = DNSDatagramProtocol(handler)
+    sent = []
+
+    class Transport:
+        def write(self, data, addr):
+            sent.append(data)
+
+    proto.transport = Transport()
+    handler.authority = None  # every lookup now raises
+    q = dns.message.make_query("www.example.com", "A")
+    proto.datagramReceived(q.to_wire(), ("127.0.0.1", 1))
+    assert struct.unpack("!HH", sent[0][:4])[1] & 0xF == dns.rcode.SERVFAIL
+
+
+def framed(message) -> bytes:
+    wire = message.to_wire()
+    return struct.pack("!H", len(wire)) + wire
+
+
+def read_framed(data: bytes) -> list[dns.message.Message]:
+    out = []
+    while data:
+        (length,) = struct.unpack("!H", data[:2])
+        out.append(dns.message.from_wire(data[2 : 2 + length]))
+        data = data[2 + length :]
+    return out
+
+
+def test_tcp_handles_pipelined_and_split_messages(handler):
+    proto = DNSStreamFactory(handler, idle_timeout=30).buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    queries = [dns.message.make_query(n, "A") for n in ("www.example.com", "nope.example.com", "example.com")]
+    stream = b"".join(framed(q) for q in queries)
+    proto.dataReceived(stream[:5])  # split inside the first message
+    assert transport.value() == b""
+    proto.dataReceived(stream[5:])
+    answers = read_framed(transport.value())
+    assert [a.id for a in answers] == [q.id for q in queries]
+    assert [a.rcode() for a in answers] == [dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.NOERROR]
+    proto.connectionLost(None)
+
+
+def test_tcp_idle_connection_is_closed(handler):
+    from twisted.internet import task
+
+    clock = task.Clock()
+    proto = DNSStreamFactory(handler, idle_timeout=5).buildProtocol(None)
+    proto.callLater = clock.callLater
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    clock.advance(4)
+    proto.dataReceived(framed(dns.message.make_query("www.example.com", "A")))
+    clock.advance(4)
+    assert not transport.disconnecting
+    clock.advance(1.5)
+    assert transport.disconnecting

@@ -1,0 +1,92 @@
+"""Unit tests: master files with ALIAS, and the zone rules checked at load."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdatatype
+import pytest
+
+from aliasd.zonefile import ALIAS_RDTYPE, ALIAS_TYPE, ZoneFileError, load_zone_file
+
+HEAD = "$ORIGIN example.com.\n@ 300 SOA ns1 h 5 3600 600 86400 60\n"
+
+
+def write(tmp_path, text, name="z.zone"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path, text) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ZoneFileError) as info:
+        load_zone_file("example.com", path)
+    return str(info.value)
+
+
+def test_alias_is_type_65401_and_parsed_with_absolute_target(tmp_path):
+    zone = load_zone_file(
+        "example.com",
+        write(tmp_path, HEAD + "@ 60 IN ALIAS lb.example.net.\nwww ALIAS @\n"),
+    )
+    assert ALIAS_TYPE == 65401 and dns.rdatatype.from_text("ALIAS") == 65401
+    apex = dns.name.from_text("example.com")
+    assert zone.aliases[apex].target == dns.name.from_text("lb.example.net")
+    assert zone.aliases[apex].ttl == 60
+    www = dns.name.from_text("www.example.com")
+    assert zone.aliases[www].target == apex  # relative target, made absolute
+    assert zone.serial == 5
+    assert (apex, ALIAS_RDTYPE) in zone.rrsets
+
+
+def test_alias_allowed_beside_soa_ns_mx_txt_and_fallback_addresses(tmp_path):
+    text = HEAD + "@ 300 NS ns1\n@ 300 MX 10 mx\n@ 300 TXT x\n@ 300 ALIAS t.example.net.\n@ 300 A 192.0.2.1\n"
+    zone = load_zone_file("example.com", write(tmp_path, text))
+    assert len(zone.aliases) == 1
+
+
+@pytest.mark.parametrize(
+    "body, line, reason",
+    [
+        ("@ 300 ALIAS a.example.net.\n@ 300 ALIAS b.example.net.\n", 4, "more than one ALIAS at example.com."),
+        ("w 300 CNAME x\nw 300 ALIAS b.example.net.\n", 4, "ALIAS at w.example.com. beside a CNAME"),
+        ("w 300 ALIAS b.example.net.\nw 300 CNAME x\n", 4, "CNAME at w.example.com. beside other data (ALIAS)"),
+        ("w 300 A 192.0.2.1\nw 300 CNAME x\n", 4, "CNAME at w.example.com. beside other data (A)"),
+        ("x.example.org. 300 A 192.0.2.1\n", 3, "x.example.org. is outside the zone example.com."),
+        ("sub 300 SOA ns1 h 5 3600 600 86400 60\n", 3, "SOA record away from the zone apex"),
+        ("@ 300 SOA ns2 h 6 3600 600 86400 60\n", 3, "a second SOA record at example.com."),
+        ("x 300 A 192.0.2.256\n", 3, ""),
+        ("x 300 BOGUS 1\n", 3, "unknown rdatatype 'BOGUS'"),
+        ("x 300 ALIAS\n", 3, ""),
+    ],
+)
+def test_bad_records_name_file_line_and_reason(tmp_path, body, line, reason):
+    message = error_of(tmp_path, HEAD + body)
+    assert message.startswith(f"{tmp_path / 'z.zone'}:{line}: "), message
+    assert reason in message
+
+
+def test_multi_line_record_error_names_its_first_line(tmp_path):
+    message = error_of(tmp_path, HEAD + "\n\nx 300 MX (\n  10\n  )\n")
+    assert f"z.zone:5:" in message
+
+
+def test_missing_soa(tmp_path):
+    assert "no SOA record at the zone apex example.com." in error_of(
+        tmp_path, "$ORIGIN example.com.\n@ 300 A 192.0.2.1\n"
+    )
+
+
+def test_unreadable_and_binary_files(tmp_path):
+    with pytest.raises(ZoneFileError, match="cannot read zone file"):
+        load_zone_file("example.com", tmp_path / "absent.zone")
+    path = tmp_path / "bin.zone"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ZoneFileError, match="not a text file"):
+        load_zone_file("example.com", path)
+
+
+def test_errors_in_included_files_name_the_included_file(tmp_path):
+    write(tmp_path, "x 300 ALIAS a.example.net.\nx 300 ALIAS b.example.net.\n", "inc.zone")
+    message = error_of(tmp_path, HEAD + f"$INCLUDE {tmp_path / 'inc.zone'}\n")
+    assert message.startswith(f"{tmp_path / 'inc.zone'}:2: more than one ALIAS")
