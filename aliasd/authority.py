@@ -12,7 +12,8 @@ flattened outcome did not change keeps its version object.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Mapping
+import hashlib
+from typing import Callable, Iterable, Mapping
 
 import dns.name
 import dns.rdata
@@ -21,7 +22,9 @@ import dns.rdatatype
 import dns.rrset
 from twisted.logger import Logger
 
+from aliasd.journal import Journal, difference
 from aliasd.resolution import AliasResolver, Status, TargetKey
+from aliasd.state import MemoryStateStore, ZoneState, next_serial
 from aliasd.zone import ADDRESS_TYPES, Flattened, ZoneVersion, base_nodes
 from aliasd.zonefile import ZoneSource
 
@@ -43,14 +46,33 @@ _NONE = _Followed("none")
 
 
 class ZoneAuthority:
-    """Holds the current version of each served zone and rebuilds them."""
+    """Holds the current version of each served zone and rebuilds them.
 
-    def __init__(self, resolver: AliasResolver | None = None):
+    Each new version gets its serial here (aliasd.state.next_serial), is
+    recorded in the state store before it is served, and its difference from
+    the previous version goes into the zone's journal. ``on_new_serial`` is
+    called with every version whose serial is new (and with each zone's
+    first version), which is when secondaries must be notified.
+    """
+
+    def __init__(
+        self,
+        resolver: AliasResolver | None = None,
+        state=None,
+        journal_size: int = 100,
+        on_new_serial: Callable[[ZoneVersion], None] = lambda version: None,
+    ):
         self.resolver = resolver
+        self.state = state if state is not None else MemoryStateStore()
+        self.journal_size = journal_size
+        self.on_new_serial = on_new_serial
         self.sources: dict[dns.name.Name, ZoneSource] = {}
         self.versions: Mapping[dns.name.Name, ZoneVersion] = {}
+        self.journals: dict[dns.name.Name, Journal] = {}
         self._bases: dict[dns.name.Name, dict] = {}
+        self._source_digests: dict[dns.name.Name, str] = {}
         self._outcomes: dict[dns.name.Name, dict] = {}
+        self._digests: dict[dns.name.Name, str] = {}
 
     # -- which zone ------------------------------------------------------
 
@@ -71,14 +93,15 @@ class ZoneAuthority:
         """Serve exactly these zone files (at start, and later on reload)."""
         self.sources = {source.origin: source for source in sources}
         self._bases = {origin: base_nodes(s) for origin, s in self.sources.items()}
+        self._source_digests = {o: _source_digest(s) for o, s in self.sources.items()}
         self._outcomes = {}
-        self.versions = {}
         self.rebuild()
 
     def rebuild(self) -> None:
         """Build new versions for zones whose ALIAS outcomes changed."""
         wanted: set[TargetKey] = set()
-        versions = dict(self.versions)
+        versions = {o: v for o, v in self.versions.items() if o in self.sources}
+        new_serials: list[ZoneVersion] = []
         for origin, source in self.sources.items():
             flattened = {
                 owner: self._flatten(source, owner, wanted)
@@ -88,7 +111,8 @@ class ZoneAuthority:
                 flattened
             ):
                 continue
-            self._outcomes[origin] = _comparable(flattened)
+            outcome = _comparable(flattened)
+            self._outcomes[origin] = outcome
             loops = sorted(o.to_text() for o, f in flattened.items() if f.servfail)
             if loops:
                 log.warn(
@@ -96,18 +120,49 @@ class ZoneAuthority:
                     zone=origin.to_text(),
                     owners=", ".join(loops),
                 )
-            versions[origin] = ZoneVersion.build(
-                source, flattened, self._bases[origin]
-            )
-            log.info(
-                "zone {zone} version built: serial {serial}, {aliases} ALIAS",
-                zone=origin.to_text(),
-                serial=versions[origin].serial,
-                aliases=len(source.aliases),
-            )
+            old = versions.get(origin)
+            version = self._new_version(source, flattened, outcome, old)
+            versions[origin] = version
+            if old is None or old.serial != version.serial:
+                new_serials.append(version)
         self.versions = versions  # one assignment: readers see old or new
         if self.resolver is not None:
             self.resolver.set_targets(wanted)
+        for version in new_serials:
+            self.on_new_serial(version)
+
+    def _new_version(self, source, flattened, outcome, old: ZoneVersion | None) -> ZoneVersion:
+        """Build, number, record and journal the next version of a zone."""
+        origin = source.origin
+        digest = hashlib.sha256(
+            (self._source_digests[origin] + repr(sorted(outcome.items()))).encode()
+        ).hexdigest()
+        stored = self.state.load_zone(origin) if old is None else None
+        if old is not None:
+            previous = ZoneState(old.serial, self._digests.get(origin, ""))
+        else:
+            previous = stored
+        changed = previous is None or previous.digest != digest
+        serial = next_serial(source.serial, previous.serial if previous else None, changed)
+        if previous is None or serial != previous.serial or changed:
+            self.state.save_zone(origin, ZoneState(serial, digest))
+        self._digests[origin] = digest
+        version = ZoneVersion.build(source, flattened, self._bases[origin], serial=serial)
+        journal = self.journals.setdefault(origin, Journal(self.journal_size))
+        if old is not None and old.serial != serial:
+            journal.add(difference(old, version))
+        why = "first load" if old is None else "ALIAS addresses changed"
+        if previous is not None and old is None:
+            why = "restart, view unchanged" if not changed else "restart, view changed"
+        log.info(
+            "zone {zone} serial {serial} ({why}), {records} RRsets, {aliases} ALIAS",
+            zone=origin.to_text(),
+            serial=serial,
+            why=why,
+            records=len(source.rrsets),
+            aliases=len(source.aliases),
+        )
+        return version
 
     # -- following ALIAS targets ----------------------------------------
 
@@ -182,6 +237,20 @@ class ZoneAuthority:
         if rrset is None:
             return _NONE
         return _Followed("addresses", tuple(rrset), rrset.ttl)
+
+
+def _source_digest(source: ZoneSource) -> str:
+    """A digest of a zone file's records (serial aside), computed once per load."""
+    h = hashlib.sha256()
+    for (name, rdtype), rrset in sorted(source.rrsets.items()):
+        if rdtype == dns.rdatatype.SOA:
+            soa = rrset[0]
+            h.update(f"{name} {rrset.ttl} SOA {soa.mname} {soa.rname} {soa.refresh} "
+                     f"{soa.retry} {soa.expire} {soa.minimum}\n".encode())
+            continue
+        rdatas = " | ".join(sorted(r.to_text() for r in rrset))
+        h.update(f"{name} {rrset.ttl} {rdtype} {rdatas}\n".encode())
+    return h.hexdigest()
 
 
 def _comparable(flattened: Mapping[dns.name.Name, Flattened]):

@@ -53,6 +53,7 @@ class ServerSettings:
     state_dir: Path = DEFAULT_STATE_DIR
     max_udp_size: int = 1232
     tcp_idle_timeout: float = 30.0
+    journal_size: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +234,9 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     if not 512 <= max_udp <= 65535:
         raise section.error("max-udp-size", f"must be between 512 and 65535, got {max_udp}")
     idle = section.number("tcp-idle-timeout", defaults.tcp_idle_timeout, 0.1)
+    journal = section.take("journal-size", (int,), "an integer", defaults.journal_size)
+    if journal < 1:
+        raise section.error("journal-size", f"must be at least 1, got {journal}")
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -242,6 +246,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         base_dir / state_dir if state_dir else defaults.state_dir,
         max_udp,
         idle,
+        journal,
     )
 
 

@@ -25,6 +25,7 @@ import enum
 import socket
 from typing import Callable, Iterable
 
+import dns.exception
 import dns.name
 import dns.rdatatype
 from twisted.application import service
@@ -153,6 +154,7 @@ class AliasResolver(service.Service):
         query_timeout: tuple[int, ...] = (1, 2),
         max_in_flight: int = 64,
         on_change: Callable[[], None] = lambda: None,
+        state=None,
     ):
         self.upstream = upstream
         self.clock = clock
@@ -163,6 +165,8 @@ class AliasResolver(service.Service):
         self.max_in_flight = max_in_flight
         self.on_change = on_change
         self.targets: dict[TargetKey, TargetState] = {}
+        self.store = state
+        self._restored = self._load_saved() if state is not None else {}
         self._in_flight = 0
         self._change_pending = None
         self._loop = task.LoopingCall(self.refresh_due)
@@ -193,11 +197,60 @@ class AliasResolver(service.Service):
         for key in list(self.targets):
             if key not in wanted:
                 del self.targets[key]
+        now = self.clock.seconds()
         for key in wanted:
             if key not in self.targets:
-                self.targets[key] = TargetState(
-                    key[0], key[1], next_due=self.clock.seconds()
+                self.targets[key] = self._restored.pop(key, None) or TargetState(
+                    key[0], key[1], next_due=now
                 )
+
+    # -- what survives a restart -----------------------------------------
+
+    def _load_saved(self) -> dict[TargetKey, TargetState]:
+        """Last good outcomes from the state store, still within serve-stale.
+
+        They are served until the first refresh (due at once) says otherwise,
+        so a restart does not fall back to the zone file and bump serials.
+        """
+        now = self.clock.seconds()
+        restored = {}
+        for entry in self.store.load_targets():
+            try:
+                name = dns.name.from_text(entry["name"])
+                rdtype = int(entry["type"])
+                status = Status(entry["status"])
+                last_success = float(entry["last_success"])
+                addresses = tuple(str(a) for a in entry["addresses"])
+                ttl = int(entry["ttl"])
+            except (KeyError, TypeError, ValueError, dns.exception.DNSException):
+                continue
+            if now - last_success > self.serve_stale:
+                continue
+            if status not in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES):
+                continue
+            restored[(name, rdtype)] = TargetState(
+                name, rdtype, status, addresses, ttl, last_success, next_due=now
+            )
+        return restored
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        self.store.save_targets(
+            [
+                {
+                    "name": s.name.to_text(),
+                    "type": int(s.rdtype),
+                    "status": s.status.value,
+                    "addresses": list(s.addresses),
+                    "ttl": s.ttl,
+                    "last_success": s.last_success,
+                }
+                for s in self.targets.values()
+                if s.last_success is not None
+                and s.status in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES)
+            ]
+        )
 
     def state(self, name: dns.name.Name, rdtype: int) -> TargetState | None:
         return self.targets.get((name, rdtype))
@@ -316,3 +369,7 @@ class AliasResolver(service.Service):
     def _signal_change(self) -> None:
         self._change_pending = None
         self.on_change()
+        try:
+            self._save()
+        except OSError as e:
+            log.error("cannot save ALIAS target cache: {error}", error=str(e))

@@ -12,20 +12,27 @@ be read and is dropped otherwise; no input reaches the reactor as an error.
 from __future__ import annotations
 
 import struct
+import time
 
 import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-from twisted.internet import protocol
+import dns.rrset
+import dns.tsig
+from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 from twisted.protocols.policies import TimeoutMixin
 
+from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
+from aliasd.transfer import axfr_rrsets, ixfr_rrsets, render_answer, single_message
 
 log = Logger()
 
@@ -37,64 +44,99 @@ DEFAULT_MAX_UDP_SIZE = 1232
 
 
 class QueryHandler:
-    """Answers DNS messages from the authority's current zone versions."""
+    """Answers DNS messages from the authority's current zone versions.
 
-    def __init__(self, authority: ZoneAuthority, max_udp_size: int = DEFAULT_MAX_UDP_SIZE):
+    ``handle`` returns the response's wire form, None when nothing must be
+    sent, or (for a zone transfer over TCP) an iterator of wire messages.
+    """
+
+    def __init__(
+        self,
+        authority: ZoneAuthority,
+        max_udp_size: int = DEFAULT_MAX_UDP_SIZE,
+        access: TransferAccess | None = None,
+        keyring: dict[dns.name.Name, dns.tsig.Key] | None = None,
+    ):
         self.authority = authority
         self.max_udp_size = max(512, max_udp_size)
+        self.access = access if access is not None else TransferAccess(())
+        self.keyring = keyring or {}
 
-    def handle(self, wire: bytes, over_udp: bool) -> bytes | None:
-        """The response to ``wire``, or None when nothing must be sent."""
+    def handle(self, wire: bytes, client: str, over_udp: bool):
+        """The answer to ``wire`` from address ``client``."""
         if len(wire) < _HEADER.size:
             return None
+        if _HEADER.unpack_from(wire)[1] & dns.flags.QR:
+            return None  # never answer a response
         try:
-            query = dns.message.from_wire(wire, continue_on_error=False)
-        except dns.message.UnknownTSIGKey:
-            return _header_only(wire, dns.rcode.NOTAUTH)
+            query, tsig_error = self._parse(wire)
         except Exception:
             return _header_only(wire, dns.rcode.FORMERR)
-        if query.flags & dns.flags.QR:
-            return None  # never answer a response
+        if tsig_error:
+            log.info(
+                "TSIG error {error} from {client} for key {key}",
+                error=dns.rcode.to_text(tsig_error), client=client, key=str(query.keyname),
+            )
+            return _tsig_error_response(query, tsig_error)
+        limit = self._udp_limit(query) if over_udp else 65535
         response = dns.message.make_response(query, our_payload=self.max_udp_size)
         response.flags |= query.flags & dns.flags.CD
-        self._fill(query, response, over_udp)
-        if over_udp:
-            limit = 512 if query.edns < 0 else min(
-                max(512, query.payload), self.max_udp_size
-            )
-        else:
-            limit = 65535
+        transfer = self._fill(query, response, client, over_udp, limit)
+        if transfer is not None:
+            return transfer
         return response.to_wire(max_size=limit, prefer_truncation=True)
 
-    def _fill(self, query: dns.message.Message, response: dns.message.Message, over_udp: bool) -> None:
+    def _parse(self, wire: bytes) -> tuple[dns.message.Message, int]:
+        """Parse ``wire``, checking any TSIG; returns the TSIG error (0 if none)."""
+
+        def key_for(message, name):
+            key = self.keyring.get(name)
+            return key if key is not None else False  # False: parse, no check
+
+        try:
+            query = dns.message.from_wire(wire, keyring=key_for)
+        except dns.tsig.BadSignature:
+            error = dns.rcode.BADSIG
+        except dns.tsig.BadTime:
+            error = dns.rcode.BADTIME
+        except (dns.tsig.BadAlgorithm, dns.tsig.BadKey):
+            error = dns.rcode.BADKEY
+        else:
+            if query.had_tsig and query.keyname not in self.keyring:
+                return query, dns.rcode.BADKEY
+            return query, 0
+        return dns.message.from_wire(wire, keyring=lambda m, n: False), error
+
+    def _udp_limit(self, query: dns.message.Message) -> int:
+        if query.edns < 0:
+            return 512
+        return min(max(512, query.payload), self.max_udp_size)
+
+    def _fill(self, query, response, client: str, over_udp: bool, limit: int):
+        """Fill ``response``; return an iterator of messages for a transfer."""
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
-            return
+            return None
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
-            return
+            return None
         if len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-            return
+            return None
         question = query.question[0]
         qtype = question.rdtype
         if question.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)
-            return
+            return None
         if qtype in _NOT_QUERYABLE:
             response.set_rcode(dns.rcode.FORMERR)
-            return
+            return None
         version = self.authority.zone_for(question.name)
         if version is None:
             response.set_rcode(dns.rcode.REFUSED)
-            return
+            return None
         if qtype in _TRANSFER_TYPES:
-            log.info(
-                "zone transfer of {zone} refused: transfers are not served yet",
-                zone=version.origin.to_text(),
-            )
-            response.set_rcode(dns.rcode.REFUSED)
-            return
+            return self._transfer(query, response, version, client, over_udp, limit)
         answer = version.lookup(question.name, qtype)
         response.set_rcode(answer.rcode)
         if answer.authoritative:
@@ -102,6 +144,106 @@ class QueryHandler:
         response.answer = list(answer.answer)
         response.authority = list(answer.authority)
         response.additional = list(answer.additional)
+        return None
+
+    def _transfer(self, query, response, version, client, over_udp, limit):
+        question = query.question[0]
+        kind = dns.rdatatype.to_text(question.rdtype)
+        zone = version.origin.to_text()
+
+        def refuse(rcode, reason, tsig_error=0):
+            log.info(
+                "{kind} of {zone} refused to {client}: {reason}",
+                kind=kind, zone=zone, client=client, reason=reason,
+            )
+            response.set_rcode(rcode)
+            if tsig_error and response.tsig is not None:
+                response.tsig = None  # the key was not acceptable: answer unsigned
+            return None
+
+        if question.name != version.origin:
+            return refuse(dns.rcode.NOTAUTH, f"{question.name} is not a zone apex")
+        decision = self.access.check(version.origin, client, query)
+        if not decision.allowed:
+            if decision.tsig_error:
+                log.info(
+                    "{kind} of {zone} refused to {client}: {reason}",
+                    kind=kind, zone=zone, client=client, reason=decision.reason,
+                )
+                return _tsig_error_response(query, decision.tsig_error)
+            return refuse(decision.rcode, decision.reason)
+        if question.rdtype == dns.rdatatype.AXFR:
+            if over_udp:
+                return refuse(dns.rcode.REFUSED, "AXFR over UDP")
+            return _logged(render_answer(query, axfr_rrsets(version)), kind, "full", zone, version.serial, client)
+        client_serial = _ixfr_serial(query)
+        if client_serial is None:
+            return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
+        how, rrsets = ixfr_rrsets(version, self.authority.journals.get(version.origin), client_serial)
+        if over_udp:
+            rrsets = list(rrsets)
+            try:
+                wire = single_message(query, rrsets, limit)
+            except dns.exception.TooBig:
+                wire = None
+            if wire is None:  # does not fit: the SOA alone, so the client uses TCP
+                how, wire = "current SOA (too large for UDP)", next(render_answer(query, [version.soa], limit))
+            log.info(
+                "IXFR of {zone} serial {serial} to {client} over UDP from {old}: {how}",
+                zone=zone, serial=version.serial, client=client, old=client_serial, how=how,
+            )
+            return wire
+        return _logged(render_answer(query, rrsets), kind, how, zone, version.serial, client, client_serial)
+
+
+def _ixfr_serial(query: dns.message.Message) -> int | None:
+    for rrset in query.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return rrset[0].serial
+    return None
+
+
+def _logged(messages, kind, how, zone, serial, client, old=None):
+    """Pass transfer messages through, logging once the last one is out."""
+    count = records = 0
+    for wire in messages:
+        count += 1
+        records += _HEADER.unpack_from(wire)[3]
+        yield wire
+    log.info(
+        "{kind} of {zone} serial {serial} to {client}{since}: {how}, {count} messages, {records} records",
+        kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,
+        since=f" from {old}" if old is not None else "",
+    )
+
+
+def _tsig_error_response(query: dns.message.Message, error: int) -> bytes:
+    """NOTAUTH with a TSIG error (RFC 8945 5.3.2): unsigned, except BADTIME."""
+    response = _bare_response(query)
+    response.set_rcode(dns.rcode.NOTAUTH)
+    keyname = query.keyname
+    algorithm = query.keyalgorithm
+    now = int(time.time())
+    if error == dns.rcode.BADTIME and isinstance(query.keyring, dns.tsig.Key):
+        response.use_tsig(
+            query.keyring, keyname, tsig_error=error,
+            other_data=now.to_bytes(6, "big"), algorithm=algorithm,
+        )
+        response.request_mac = query.mac
+    else:
+        # An unsigned TSIG record that only carries the error.
+        response.tsig = dns.message.Message._make_tsig(
+            keyname, algorithm, now, 300, b"", query.id, error, b""
+        )
+    return response.to_wire()
+
+
+def _bare_response(query: dns.message.Message) -> dns.message.Message:
+    response = dns.message.Message(id=query.id)
+    response.flags = dns.flags.QR | (query.flags & dns.flags.RD)
+    response.set_opcode(query.opcode())
+    response.question = list(query.question)
+    return response
 
 
 def _header_only(wire: bytes, rcode: int) -> bytes | None:
@@ -124,7 +266,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr) -> None:
         try:
-            response = self.handler.handle(data, over_udp=True)
+            response = self.handler.handle(data, addr[0], over_udp=True)
         except Exception:
             log.failure("unexpected error answering a UDP message from {addr}", addr=addr)
             response = _header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None
@@ -132,28 +274,63 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             self.transport.write(response, addr)
 
 
+@implementer(interfaces.IPullProducer)
+class _MessageStream:
+    """Writes a transfer's messages one at a time, as the client reads them."""
+
+    def __init__(self, proto: "DNSStreamProtocol", messages):
+        self.proto = proto
+        self.messages = messages
+
+    def resumeProducing(self) -> None:
+        try:
+            wire = next(self.messages)
+        except StopIteration:
+            self.proto.stream_finished()
+            return
+        except Exception:
+            log.failure("zone transfer failed; closing the connection")
+            self.proto.transport.loseConnection()
+            self.proto.stream_finished()
+            return
+        self.proto.resetTimeout()
+        self.proto.transport.write(struct.pack("!H", len(wire)) + wire)
+
+    def stopProducing(self) -> None:
+        self.messages.close()
+
+
 class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
-    """DNS over TCP: length-prefixed messages, any number per connection."""
+    """DNS over TCP: length-prefixed messages, any number per connection.
+
+    Queries are answered in order; while a zone transfer streams, further
+    queries on the same connection wait for it to finish.
+    """
 
     def __init__(self, handler: QueryHandler, idle_timeout: float):
         self.handler = handler
         self.idle_timeout = idle_timeout
         self._buffer = b""
+        self._stream: _MessageStream | None = None
 
     def connectionMade(self) -> None:
         self.setTimeout(self.idle_timeout)
+        self._client = self.transport.getPeer().host
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self._buffer += data
-        while len(self._buffer) >= 2:
+        self._process()
+
+    def _process(self) -> None:
+        while self._stream is None and len(self._buffer) >= 2:
             (length,) = struct.unpack_from("!H", self._buffer)
             if len(self._buffer) < 2 + length:
                 return
             message = self._buffer[2 : 2 + length]
             self._buffer = self._buffer[2 + length :]
             try:
-                response = self.handler.handle(message, over_udp=False)
+                response = self.handler.handle(message, self._client, over_udp=False)
             except Exception:
                 log.failure("unexpected error answering a TCP message")
                 response = (
@@ -163,13 +340,26 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 # Not a query we can answer: RFC 7766 lets us close.
                 self.transport.loseConnection()
                 return
-            self.transport.write(struct.pack("!H", len(response)) + response)
+            if isinstance(response, bytes):
+                self.transport.write(struct.pack("!H", len(response)) + response)
+            else:
+                self._stream = _MessageStream(self, response)
+                self.transport.registerProducer(self._stream, False)
+
+    def stream_finished(self) -> None:
+        if self._stream is not None:
+            self._stream = None
+            self.transport.unregisterProducer()
+            self._process()
 
     def timeoutConnection(self) -> None:
         self.transport.loseConnection()
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
+        if self._stream is not None:
+            self._stream.messages.close()
+            self._stream = None
 
 
 class DNSStreamFactory(protocol.ServerFactory):

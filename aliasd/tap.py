@@ -12,9 +12,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import dns.name
+
 from twisted.application import internet, service
 from twisted.python import usage
 
+from aliasd.access import TransferAccess, keyring_from
 from aliasd.authority import ZoneAuthority
 from aliasd.config import (
     ConfigError,
@@ -25,8 +28,10 @@ from aliasd.config import (
     parse_ip,
     parse_zone_name,
 )
+from aliasd.notify import NotifySender, NotifyService
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
+from aliasd.state import StateDirError, StateStore
 from aliasd.upstream import NoUpstream, UpstreamResolver
 from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
 
@@ -52,6 +57,7 @@ class Options(usage.Options):
         self.resolvers = []
         self.settings: Settings | None = None
         self.sources: list[ZoneSource] = []
+        self.state: StateStore | None = None
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -84,7 +90,8 @@ class Options(usage.Options):
             if not self.settings.zones:
                 raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
             self.sources = [_load_zone(z) for z in self.settings.zones]
-        except (ConfigError, ZoneFileError) as e:
+            self.state = StateStore(self.settings.server.state_dir)
+        except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
 
     def _settings(self) -> Settings:
@@ -116,11 +123,12 @@ def _load_zone(zone: ZoneSettings) -> ZoneSource:
 
 
 def makeService(options: Options) -> service.MultiService:
-    """Assemble listeners, authority and resolver from validated options."""
+    """Assemble listeners, authority, resolver and NOTIFY from validated options."""
     from twisted.internet import reactor
 
     settings = options.settings
     top = service.MultiService()
+    keyring = keyring_from(settings.keys)
     upstreams = settings.resolver.upstreams
     upstream = UpstreamResolver(upstreams, reactor) if upstreams else NoUpstream()
     timeout = settings.resolver.timeout
@@ -131,15 +139,32 @@ def makeService(options: Options) -> service.MultiService:
         max_refresh=settings.resolver.max_refresh,
         serve_stale=settings.resolver.serve_stale,
         query_timeout=(timeout, timeout * 2),
+        state=options.state,
     )
-    authority = ZoneAuthority(resolver)
+    notifier = NotifySender(
+        reactor,
+        {z.name: z.notify for z in settings.zones},
+        {z.name: keyring[dns.name.from_text(z.transfer_key)] for z in settings.zones if z.transfer_key},
+    )
+    authority = ZoneAuthority(
+        resolver,
+        state=options.state,
+        journal_size=settings.server.journal_size,
+        on_new_serial=notifier.zone_changed,
+    )
     resolver.on_change = authority.rebuild
     authority.set_sources(options.sources)
-    handler = QueryHandler(authority, settings.server.max_udp_size)
+    handler = QueryHandler(
+        authority,
+        settings.server.max_udp_size,
+        access=TransferAccess(settings.zones),
+        keyring=keyring,
+    )
     tcp_factory = DNSStreamFactory(handler, settings.server.tcp_idle_timeout)
     for address in settings.server.listen:
         port = settings.server.port
         internet.UDPServer(port, DNSDatagramProtocol(handler), interface=address).setServiceParent(top)
         internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
     resolver.setServiceParent(top)
+    NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)
     return top

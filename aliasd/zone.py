@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import dns.name
 import dns.rcode
@@ -81,13 +81,21 @@ class ZoneVersion:
         source: ZoneSource,
         nodes: Mapping[dns.name.Name, Node],
         servfail_owners: Iterable[dns.name.Name] = (),
+        serial: int | None = None,
     ):
         self.source = source
         self.origin = source.origin
-        self.soa = nodes[source.origin][dns.rdatatype.SOA]
-        self.serial = self.soa[0].serial
+        nodes = dict(nodes)
+        soa = nodes[source.origin][dns.rdatatype.SOA]
+        if serial is not None and serial != soa[0].serial:
+            soa = dns.rrset.from_rdata(soa.name, soa.ttl, soa[0].replace(serial=serial))
+            apex = dict(nodes[source.origin])
+            apex[dns.rdatatype.SOA] = soa
+            nodes[source.origin] = MappingProxyType(apex)
+        self.soa = soa
+        self.serial = soa[0].serial
         self.negative_soa = _negative_soa(self.soa)
-        self._nodes = MappingProxyType(dict(nodes))
+        self._nodes = MappingProxyType(nodes)
         self._servfail = frozenset(servfail_owners)
         # Every name that exists, empty non-terminals included (RFC 4592 2.2.2).
         names = set()
@@ -110,8 +118,12 @@ class ZoneVersion:
         source: ZoneSource,
         flattened: Mapping[dns.name.Name, Flattened],
         base: Mapping[dns.name.Name, Node] | None = None,
+        serial: int | None = None,
     ) -> "ZoneVersion":
-        """Make a version from a zone file and the current ALIAS outcomes."""
+        """Make a version from a zone file and the current ALIAS outcomes.
+
+        ``serial`` replaces the file's SOA serial (see aliasd.serials).
+        """
         nodes = dict(base if base is not None else base_nodes(source))
         servfail = []
         for owner, outcome in flattened.items():
@@ -126,7 +138,7 @@ class ZoneVersion:
                 else:
                     node[rdtype] = rrset
             nodes[owner] = MappingProxyType(node)
-        return cls(source, nodes, servfail)
+        return cls(source, nodes, servfail, serial)
 
     def node(self, name: dns.name.Name) -> Node | None:
         """The records at ``name`` as served, or None."""
@@ -134,6 +146,18 @@ class ZoneVersion:
 
     def names(self) -> Iterable[dns.name.Name]:
         return self._nodes.keys()
+
+    def transfer_rrsets(self) -> Iterator[dns.rrset.RRset]:
+        """The transfer view, SOA first: every RRset but the ALIAS rules.
+
+        ALIAS owners carry the A/AAAA they were flattened to, so secondaries
+        copy addresses, never a record type they cannot follow.
+        """
+        yield self.soa
+        for node in self._nodes.values():
+            for rdtype, rrset in node.items():
+                if rdtype != dns.rdatatype.SOA and rdtype != ALIAS_RDTYPE:
+                    yield rrset
 
     # -- the answer algorithm -------------------------------------------
 

@@ -41,6 +41,8 @@ def free_port() -> int:
 
 def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess:
     """Run ``twistd -n aliasd ARGS`` expecting it to exit (start-up errors)."""
+    if "--state-dir" not in args:
+        args = [*args, "--state-dir", str(cwd / "state")]
     return subprocess.run(
         [TWISTD, "-n", "--pidfile=", "aliasd", *args],
         cwd=cwd,
@@ -54,6 +56,8 @@ class AliasdProcess:
     """One ``twistd -n aliasd`` child process, logging to a file."""
 
     def __init__(self, args: list[str], workdir: Path, port: int, host: str = "127.0.0.1"):
+        if "--state-dir" not in args:  # never the default /var/lib/aliasd
+            args = [*args, "--state-dir", str(workdir / "state")]
         self.args = args
         self.workdir = workdir
         self.port = port

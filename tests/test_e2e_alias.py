@@ -64,7 +64,8 @@ def test_apex_alias_answers_target_addresses_beside_soa_ns_mx(started):
     assert p.addresses("example.com", "AAAA") == {"2001:db8::1"}
     # Other types at the apex answer from the zone as usual.
     assert p.query("example.com", "MX").answer[0][0].exchange.to_text() == "mail.example.com."
-    assert p.query("example.com", "SOA").answer[0][0].serial == 100
+    # The served serial starts at the file's and moves as the view changes.
+    assert p.query("example.com", "SOA").answer[0][0].serial >= 100
     assert len(p.query("example.com", "NS").answer[0]) == 1
 
 

@@ -39,7 +39,7 @@ def handler():
 
 
 def ask(handler, query, udp=True):
-    wire = handler.handle(query.to_wire() if hasattr(query, "to_wire") else query, over_udp=udp)
+    wire = handler.handle(query.to_wire() if hasattr(query, "to_wire") else query, "127.0.0.1", over_udp=udp)
     return None if wire is None else dns.message.from_wire(wire)
 
 
@@ -53,14 +53,14 @@ def test_answer_copies_id_question_rd_and_cd(handler):
 
 
 def test_short_packets_and_responses_are_dropped(handler):
-    assert handler.handle(b"\x00" * 11, over_udp=True) is None
+    assert handler.handle(b"\x00" * 11, "127.0.0.1", over_udp=True) is None
     r = dns.message.make_response(dns.message.make_query("www.example.com", "A"))
-    assert handler.handle(r.to_wire(), over_udp=True) is None
+    assert handler.handle(r.to_wire(), "127.0.0.1", over_udp=True) is None
 
 
 def test_unparsable_query_gets_formerr_with_its_id(handler):
     wire = b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example"
-    response = handler.handle(wire, over_udp=True)
+    response = handler.handle(wire, "127.0.0.1", over_udp=True)
     ident, flags = struct.unpack("!HH", response[:4])
     assert ident == 0xABCD and flags & dns.flags.QR and flags & 0xF == dns.rcode.FORMERR
     assert len(response) == 12
@@ -70,7 +70,7 @@ def test_unparsable_query_gets_formerr_with_its_id(handler):
 def test_other_opcodes_are_notimp(handler, opcode):
     q = dns.message.make_query("example.com", "SOA")
     q.set_opcode(opcode)
-    wire = handler.handle(q.to_wire(), over_udp=True)
+    wire = handler.handle(q.to_wire(), "127.0.0.1", over_udp=True)
     ident, flags = struct.unpack("!HH", wire[:4])
     assert flags & 0xF == dns.rcode.NOTIMP and (flags >> 11) & 0xF == opcode
 
@@ -96,7 +96,7 @@ def test_other_classes_and_outside_names_are_refused(handler):
 def test_signed_query_with_unknown_key_is_notauth(handler):
     q = dns.message.make_query("example.com", "SOA")
     q.use_tsig(dns.tsigkeyring.from_text({"k.": "c2VjcmV0"}))
-    wire = handler.handle(q.to_wire(), over_udp=True)
+    wire = handler.handle(q.to_wire(), "127.0.0.1", over_udp=True)
     assert struct.unpack("!HH", wire[:4])[1] & 0xF == dns.rcode.NOTAUTH
 
 

@@ -1,0 +1,76 @@
+"""Who may transfer a zone: allowed networks and required TSIG keys.
+
+A transfer request is allowed when the client's address lies in one of the
+zone's ``allow-transfer`` networks (any address if the list is empty but a
+key is required) and, when the zone names a ``transfer-key``, the request
+was signed with that key (its signature has been checked by then). With
+neither configured, nobody may transfer the zone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.tsig
+
+from aliasd.config import KeySettings, ZoneSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rcode: int = dns.rcode.NOERROR
+    tsig_error: int = 0
+    reason: str = ""
+
+
+def keyring_from(keys: tuple[KeySettings, ...]) -> dict[dns.name.Name, dns.tsig.Key]:
+    """dnspython TSIG keys by name, from the configuration."""
+    ring = {}
+    for key in keys:
+        name = dns.name.from_text(key.name)
+        ring[name] = dns.tsig.Key(name, key.secret, key.algorithm)
+    return ring
+
+
+class TransferAccess:
+    """Decides on AXFR/IXFR requests, zone by zone."""
+
+    def __init__(self, zones: tuple[ZoneSettings, ...]):
+        self._rules = {
+            z.name: (
+                tuple(z.allow_transfer),
+                dns.name.from_text(z.transfer_key) if z.transfer_key else None,
+            )
+            for z in zones
+        }
+
+    def required_key(self, zone: dns.name.Name) -> dns.name.Name | None:
+        return self._rules.get(zone, ((), None))[1]
+
+    def check(self, zone: dns.name.Name, client: str, query: dns.message.Message) -> Decision:
+        networks, key = self._rules.get(zone, ((), None))
+        if not networks and key is None:
+            return Decision(False, dns.rcode.REFUSED, reason="no allow-transfer or transfer-key for the zone")
+        if networks:
+            try:
+                address = ipaddress.ip_address(client.split("%")[0])
+            except ValueError:
+                return Decision(False, dns.rcode.REFUSED, reason="unknown client address")
+            if address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            if not any(address in net for net in networks):
+                return Decision(False, dns.rcode.REFUSED, reason="address not in allow-transfer")
+        if key is not None:
+            if not query.had_tsig:
+                return Decision(False, dns.rcode.REFUSED, reason=f"unsigned, key {key} required")
+            if query.keyname != key:
+                return Decision(
+                    False, dns.rcode.NOTAUTH, dns.rcode.BADKEY,
+                    reason=f"signed with key {query.keyname}, key {key} required",
+                )
+        return Decision(True)

@@ -1,0 +1,100 @@
+"""Differences between consecutive zone versions, kept for IXFR (RFC 1995).
+
+A Journal holds a bounded number of Differences for one zone, oldest first.
+``since(serial)`` returns the chain of differences that takes a secondary
+from ``serial`` to the current version, or None when that serial is not in
+the journal (the secondary then gets the whole zone).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from aliasd.zone import ZoneVersion
+from aliasd.zonefile import ALIAS_RDTYPE
+
+_SKIPPED = (dns.rdatatype.SOA, ALIAS_RDTYPE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """What changed from one served version to the next."""
+
+    old_soa: dns.rrset.RRset
+    new_soa: dns.rrset.RRset
+    removed: tuple[dns.rrset.RRset, ...]
+    added: tuple[dns.rrset.RRset, ...]
+
+    @property
+    def old_serial(self) -> int:
+        return self.old_soa[0].serial
+
+    @property
+    def new_serial(self) -> int:
+        return self.new_soa[0].serial
+
+
+def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, list(rdatas))
+
+
+def difference(old: ZoneVersion, new: ZoneVersion) -> Difference:
+    """The records removed and added between two versions of one zone.
+
+    When both versions come from the same zone file only the ALIAS owners
+    can differ, so only they are compared; otherwise the whole view is.
+    A record whose TTL changed is removed and added again.
+    """
+    if old.source is new.source:
+        names = set(old.source.aliases)
+    else:
+        names = set(old.names()) | set(new.names())
+    removed: list[dns.rrset.RRset] = []
+    added: list[dns.rrset.RRset] = []
+    for name in sorted(names):
+        before = old.node(name) or {}
+        after = new.node(name) or {}
+        for rdtype in sorted(set(before) | set(after)):
+            if rdtype in _SKIPPED:
+                continue
+            a, b = before.get(rdtype), after.get(rdtype)
+            if a is not None and b is not None and a.ttl == b.ttl:
+                gone, new_rdatas = set(a) - set(b), set(b) - set(a)
+            else:
+                gone = set(a) if a is not None else set()
+                new_rdatas = set(b) if b is not None else set()
+            if gone:
+                removed.append(_subset(a, gone))
+            if new_rdatas:
+                added.append(_subset(b, new_rdatas))
+    return Difference(old.soa, new.soa, tuple(removed), tuple(added))
+
+
+class Journal:
+    """The last ``size`` differences of one zone."""
+
+    def __init__(self, size: int = 100):
+        self._differences: collections.deque[Difference] = collections.deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._differences)
+
+    def add(self, diff: Difference) -> None:
+        if self._differences and self._differences[-1].new_serial != diff.old_serial:
+            self._differences.clear()  # a gap: older entries no longer chain
+        self._differences.append(diff)
+
+    def clear(self) -> None:
+        self._differences.clear()
+
+    def since(self, serial: int) -> list[Difference] | None:
+        """Differences from ``serial`` to the newest version, or None."""
+        for i, diff in enumerate(self._differences):
+            if diff.old_serial == serial:
+                return list(self._differences)[i:]
+        return None

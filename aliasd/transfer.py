@@ -1,0 +1,158 @@
+"""Zone transfer answers: AXFR (RFC 5936) and IXFR (RFC 1995) as messages.
+
+A transfer is a sequence of RRsets (the transfer view of one ZoneVersion,
+or the journal's differences) packed into as many DNS messages as needed,
+each well below 64 KiB, and, when the request was signed, each signed with
+TSIG in one chain as RFC 8945 requires for multi-message answers. Messages
+are produced lazily, one at a time, so the TCP protocol can write them as
+the client reads and other clients are served in between.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Iterator
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rdatatype
+import dns.renderer
+import dns.rrset
+import dns.serial
+import dns.tsig
+
+from aliasd.journal import Journal
+from aliasd.zone import ZoneVersion
+
+#: Room left in each message for the TSIG record (and a safety margin).
+_TSIG_ROOM = 1024
+MAX_MESSAGE_SIZE = 65535
+
+
+def axfr_rrsets(version: ZoneVersion) -> Iterator[dns.rrset.RRset]:
+    """The whole transfer view, SOA first and last (RFC 5936 2.2)."""
+    yield from version.transfer_rrsets()
+    yield version.soa
+
+
+def ixfr_rrsets(
+    version: ZoneVersion, journal: Journal | None, client_serial: int
+) -> tuple[str, list[dns.rrset.RRset] | Iterator[dns.rrset.RRset]]:
+    """What an IXFR from ``client_serial`` gets, and what kind of answer it is.
+
+    - ``"current"``: the client is up to date (or ahead): the single SOA;
+    - ``"incremental"``: SOA, then per difference old SOA, removed records,
+      new SOA, added records, then SOA again (RFC 1995 4);
+    - ``"full"``: the client's serial is not in the journal: AXFR form.
+    """
+    if dns.serial.Serial(client_serial) >= dns.serial.Serial(version.serial):
+        return "current", [version.soa]
+    diffs = journal.since(client_serial) if journal is not None else None
+    if not diffs or diffs[-1].new_serial != version.serial:
+        return "full", axfr_rrsets(version)
+    rrsets = [version.soa]
+    for diff in diffs:
+        rrsets.append(diff.old_soa)
+        rrsets.extend(diff.removed)
+        rrsets.append(diff.new_soa)
+        rrsets.extend(diff.added)
+    rrsets.append(version.soa)
+    return "incremental", rrsets
+
+
+class _Signer:
+    """Signs each message of one answer in a single TSIG chain."""
+
+    def __init__(self, response: dns.message.Message, request_mac: bytes):
+        self.key = response.keyring
+        self.keyname = response.keyname
+        self.template = response.tsig[0]
+        self.request_mac = request_mac
+        self.ctx = None
+
+    def sign(self, renderer: dns.renderer.Renderer) -> None:
+        tsig, self.ctx = dns.tsig.sign(
+            renderer.get_wire(),
+            self.key,
+            self.template,
+            int(time.time()),
+            self.request_mac,
+            self.ctx,
+            True,
+        )
+        renderer.add_rrset(dns.renderer.ADDITIONAL, dns.rrset.from_rdata(self.keyname, 0, tsig))
+        renderer.write_header()
+
+
+def render_answer(
+    query: dns.message.Message,
+    rrsets: Iterable[dns.rrset.RRset],
+    max_size: int = MAX_MESSAGE_SIZE,
+) -> Iterator[bytes]:
+    """Pack ``rrsets`` into answer messages for ``query``, signed if it was.
+
+    The question goes in the first message only. An RRset too large for one
+    message is split into single records. Raises TooBig (before yielding
+    anything) only if one single record cannot fit in ``max_size``.
+    """
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    signer = _Signer(response, query.mac) if response.tsig is not None else None
+    renderer = _start(response, max_size, with_question=True)
+    count = 0
+    for rrset in rrsets:
+        try:
+            renderer.add_rrset(dns.renderer.ANSWER, rrset)
+            count += 1
+            continue
+        except dns.exception.TooBig:
+            pass
+        if count:
+            yield _finish(renderer, signer)
+            renderer = _start(response, max_size, with_question=False)
+            count = 0
+            try:
+                renderer.add_rrset(dns.renderer.ANSWER, rrset)
+                count += 1
+                continue
+            except dns.exception.TooBig:
+                pass
+        for rdata in rrset:  # alone too big for a message: one record at a time
+            single = dns.rrset.from_rdata(rrset.name, rrset.ttl, rdata)
+            try:
+                renderer.add_rrset(dns.renderer.ANSWER, single)
+            except dns.exception.TooBig:
+                if not count:
+                    raise
+                yield _finish(renderer, signer)
+                renderer = _start(response, max_size, with_question=False)
+                renderer.add_rrset(dns.renderer.ANSWER, single)
+            count += 1
+    yield _finish(renderer, signer)
+
+
+def _start(response: dns.message.Message, max_size: int, with_question: bool) -> dns.renderer.Renderer:
+    renderer = dns.renderer.Renderer(response.id, response.flags, max_size)
+    renderer.reserve(_TSIG_ROOM if response.tsig is not None else 0)
+    if with_question:
+        for q in response.question:
+            renderer.add_question(q.name, q.rdtype, q.rdclass)
+    return renderer
+
+
+def _finish(renderer: dns.renderer.Renderer, signer: _Signer | None) -> bytes:
+    renderer.release_reserved()
+    renderer.write_header()
+    if signer is not None:
+        signer.sign(renderer)
+    return renderer.get_wire()
+
+
+def single_message(query: dns.message.Message, rrsets: list[dns.rrset.RRset], max_size: int) -> bytes | None:
+    """The answer as one message of at most ``max_size`` octets, or None."""
+    messages = render_answer(query, rrsets, max_size)
+    first = next(messages)
+    if next(messages, None) is not None:
+        return None
+    return first
