@@ -77,7 +77,7 @@ class QueryHandler:
                 "TSIG error {error} from {client} for key {key}",
                 error=dns.rcode.to_text(tsig_error), client=client, key=str(query.keyname),
             )
-            return _tsig_error_response(query, tsig_error)
+            return _tsig_error_response(query, tsig_error, self.keyring.get(query.keyname))
         limit = self._udp_limit(query) if over_udp else 65535
         response = dns.message.make_response(query, our_payload=self.max_udp_size)
         response.flags |= query.flags & dns.flags.CD
@@ -170,7 +170,7 @@ class QueryHandler:
                     "{kind} of {zone} refused to {client}: {reason}",
                     kind=kind, zone=zone, client=client, reason=decision.reason,
                 )
-                return _tsig_error_response(query, decision.tsig_error)
+                return _tsig_error_response(query, decision.tsig_error, None)
             return refuse(decision.rcode, decision.reason)
         if question.rdtype == dns.rdatatype.AXFR:
             if over_udp:
@@ -217,16 +217,20 @@ def _logged(messages, kind, how, zone, serial, client, old=None):
     )
 
 
-def _tsig_error_response(query: dns.message.Message, error: int) -> bytes:
-    """NOTAUTH with a TSIG error (RFC 8945 5.3.2): unsigned, except BADTIME."""
+def _tsig_error_response(query: dns.message.Message, error: int, key: dns.tsig.Key | None) -> bytes:
+    """NOTAUTH with a TSIG error (RFC 8945 5.3.2): unsigned, except BADTIME.
+
+    A BADTIME answer is signed with the (valid) key and carries the
+    server's time in Other Data so the client can see the clock skew.
+    """
     response = _bare_response(query)
     response.set_rcode(dns.rcode.NOTAUTH)
     keyname = query.keyname
     algorithm = query.keyalgorithm
     now = int(time.time())
-    if error == dns.rcode.BADTIME and isinstance(query.keyring, dns.tsig.Key):
+    if error == dns.rcode.BADTIME and key is not None:
         response.use_tsig(
-            query.keyring, keyname, tsig_error=error,
+            key, keyname, tsig_error=error,
             other_data=now.to_bytes(6, "big"), algorithm=algorithm,
         )
         response.request_mac = query.mac
