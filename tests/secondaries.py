@@ -1,0 +1,210 @@
+"""Real secondary servers for interop tests: BIND named and Knot knotd.
+
+Each runs in the foreground from a configuration written into the test's
+directory, listens on a loopback high port and is stopped by its process id.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+
+def _find(program: str) -> str | None:
+    for candidate in (shutil.which(program), f"/usr/sbin/{program}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+class Secondary:
+    """A secondary DNS server process on 127.0.0.1:port."""
+
+    name = "secondary"
+
+    def __init__(self, directory: Path, port: int):
+        self.directory = directory
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.logfile = directory / f"{self.name}.log"
+
+    def addresses(self, qname: str, rdtype: str = "A") -> set[str]:
+        q = dns.message.make_query(qname, rdtype)
+        try:
+            r = dns.query.udp(q, "127.0.0.1", port=self.port, timeout=1)
+        except (dns.exception.Timeout, OSError):
+            return set()
+        wanted = dns.rdatatype.from_text(rdtype)
+        return {rd.to_text() for rrset in r.answer if rrset.rdtype == wanted for rd in rrset}
+
+    def serial(self, zone: str) -> int | None:
+        q = dns.message.make_query(zone, "SOA")
+        try:
+            r = dns.query.udp(q, "127.0.0.1", port=self.port, timeout=1)
+        except (dns.exception.Timeout, OSError):
+            return None
+        return r.answer[0][0].serial if r.answer else None
+
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def transfers(self) -> list[str]:
+        """The kinds of the incoming transfers this secondary completed, in order."""
+        raise NotImplementedError
+
+    def _spawn(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=self.logfile.open("w"), stderr=subprocess.STDOUT, cwd=self.directory
+        )
+
+    def wait_started(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            q = dns.message.make_query("version.bind", "TXT", rdclass="CH")
+            try:
+                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.3)
+                return
+            except (dns.exception.Timeout, OSError):
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Named(Secondary):
+    """BIND 9 as a secondary of zones that aliasd serves."""
+
+    name = "named"
+    program = "named"
+
+    def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "Named":
+        d = self.directory
+        key_conf = key_clause = ""
+        if key is not None:
+            name, algorithm, secret = key
+            key_conf = f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'
+            key_clause = f" key {name}"
+        (d / "named.conf").write_text(
+            textwrap.dedent(
+                f"""\
+                options {{
+                    directory "{d}";
+                    pid-file "{d}/named.pid";
+                    session-keyfile "{d}/session.key";
+                    listen-on port {self.port} {{ 127.0.0.1; }};
+                    listen-on-v6 {{ none; }};
+                    recursion no;
+                    notify no;
+                    dnssec-validation no;
+                    allow-query {{ any; }};
+                }};
+                controls {{ }};
+                {key_conf}
+                logging {{
+                    channel out {{ stderr; severity info; print-time yes; print-category yes; }};
+                    category default {{ out; }};
+                    category xfer-in {{ out; }};
+                    category notify {{ out; }};
+                }};
+                zone "{zone}" {{
+                    type secondary;
+                    primaries {{ 127.0.0.1 port {primary_port}{key_clause}; }};
+                    file "{d}/{zone}.db";
+                    allow-notify {{ 127.0.0.1; }};
+                }};
+                """
+            )
+        )
+        # Debug level 1 makes named say which kind of transfer it requests.
+        self._spawn([_find(self.program), "-g", "-d", "1", "-c", str(d / "named.conf")])
+        self.wait_started()
+        return self
+
+    def transfers(self) -> list[str]:
+        kinds = []
+        for line in self.log().splitlines():
+            if "requesting AXFR" in line or "falling back to axfr" in line.lower():
+                kinds.append("AXFR")
+            elif "requesting IXFR" in line:
+                kinds.append("IXFR")
+            elif "Transfer completed" in line and kinds and not kinds[-1].endswith("done"):
+                kinds[-1] += " done"
+        return [k.split()[0] for k in kinds if k.endswith("done")]
+
+
+class Knot(Secondary):
+    """Knot DNS as a secondary."""
+
+    name = "knotd"
+
+    def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "Knot":
+        d = self.directory
+        keys = acl_key = remote_key = ""
+        if key is not None:
+            name, algorithm, secret = key
+            keys = f"key:\n  - id: {name}\n    algorithm: {algorithm}\n    secret: {secret}\n"
+            acl_key = f"\n    key: {name}"
+            remote_key = f"\n    key: {name}"
+        (d / "knot.conf").write_text(
+            f"""\
+server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{self.port}
+    pidfile: "{d}/knot.pid"
+log:
+  - target: stderr
+    any: info
+{keys}database:
+    storage: "{d}/knotdb"
+remote:
+  - id: primary
+    address: 127.0.0.1@{primary_port}{remote_key}
+acl:
+  - id: notify_from_primary
+    address: 127.0.0.1
+    action: notify{acl_key}
+template:
+  - id: default
+    storage: "{d}"
+    file: "%s.zone"
+zone:
+  - domain: {zone}
+    master: primary
+    acl: notify_from_primary
+"""
+        )
+        (d / "knotdb").mkdir(exist_ok=True)
+        self._spawn([_find("knotd"), "-c", str(d / "knot.conf")])
+        self.wait_started()
+        return self
+
+    def transfers(self) -> list[str]:
+        kinds = []
+        for line in self.log().splitlines():
+            if "incoming" in line and "finished" in line:
+                kinds.append("IXFR" if "IXFR, incoming" in line else "AXFR")
+            elif "fallback to AXFR" in line and kinds:
+                kinds[-1] = "IXFR failed"
+        return kinds
+
+
+def available(program: str) -> bool:
+    return _find(program) is not None

@@ -1,0 +1,97 @@
+"""Interop: real secondaries (BIND named, Knot knotd) pull zones from aliasd.
+
+The zone's SOA refresh is one day, so only NOTIFY can make a secondary pull
+a new serial within the test: when the upstream answer of an apex ALIAS
+target changes, the secondary must serve the new address within one
+re-resolution interval plus a few seconds, by IXFR after its first AXFR.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from tests.aliasd_process import free_port
+from tests.secondaries import Knot, Named, available
+
+pytestmark = pytest.mark.e2e
+
+SECRET = base64.b64encode(b"interop transfer key, 32 octets!").decode()
+ZONE = """\
+    $ORIGIN example.com.
+    $TTL 300
+    @     SOA ns1 hostmaster 2026010101 86400 3600 864000 60
+          NS  ns1
+    @     30 ALIAS lb.upstream.test.
+    ns1   A   192.0.2.53
+    www   CNAME @
+    """
+RESOLUTION_INTERVAL = 2  # max-refresh below
+
+
+def aliasd_config(upstream, secondary_port, with_key):
+    key = f"""
+        [keys.xfr]
+        algorithm = "hmac-sha256"
+        secret = "{SECRET}"
+        """ if with_key else ""
+    return f"""
+        [resolver]
+        upstreams = ["{upstream.endpoint}"]
+        min-refresh = 1
+        max-refresh = {RESOLUTION_INTERVAL}
+        timeout = 0.5
+        {key}
+        [zones."example.com"]
+        file = "example.com.zone"
+        allow-transfer = ["127.0.0.1"]
+        notify = ["127.0.0.1:{secondary_port}"]
+        {'transfer-key = "xfr"' if with_key else ''}
+        """
+
+
+SECONDARIES = [
+    pytest.param(Named, id="named"),
+    pytest.param(Knot, id="knot"),
+]
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["plain", "tsig"])
+@pytest.mark.parametrize("kind", SECONDARIES)
+def test_secondary_follows_alias_rotation_by_notify_and_ixfr(aliasd, upstream, tmp_path, kind, with_key):
+    if not available(kind.name if kind is Knot else "named"):
+        pytest.fail(f"{kind.name} is not installed; .ci/run installs it")
+    upstream.set("lb.upstream.test", "A", ["203.0.113.10"], ttl=5)
+    secondary_port = free_port()
+    primary = aliasd(aliasd_config(upstream, secondary_port, with_key), {"example.com.zone": ZONE})
+    primary.wait_for(lambda: primary.addresses("example.com") == {"203.0.113.10"})
+    secondary_dir = tmp_path / kind.name
+    secondary_dir.mkdir()
+    key = ("xfr", "hmac-sha256", SECRET) if with_key else None
+    secondary = kind(secondary_dir, secondary_port).start("example.com", primary.port, key)
+    try:
+        primary.wait_for(lambda: secondary.addresses("example.com") == {"203.0.113.10"}, timeout=20)
+        first_serial = secondary.serial("example.com")
+        upstream.set("lb.upstream.test", "A", ["203.0.113.20", "203.0.113.21"], ttl=5)
+        changed = time.monotonic()
+        primary.wait_for(
+            lambda: secondary.addresses("example.com") == {"203.0.113.20", "203.0.113.21"},
+            timeout=RESOLUTION_INTERVAL + 10,
+        )
+        elapsed = time.monotonic() - changed
+        assert elapsed < RESOLUTION_INTERVAL + 5, elapsed
+        assert secondary.serial("example.com") == first_serial + 1
+        # The secondary never sees an ALIAS, only the addresses it stood for.
+        assert secondary.addresses("www.example.com") == {"203.0.113.20", "203.0.113.21"}
+        log = primary.log()
+        assert "AXFR of example.com." in log or "IXFR of example.com." in log
+        assert f"IXFR of example.com. serial {first_serial + 1} to 127.0.0.1 from {first_serial}: incremental" in log
+        assert "acknowledged" in log
+        # The secondary's own log: a first AXFR, then IXFR (no fallback).
+        kinds = secondary.transfers()
+        assert kinds[0] == "AXFR" and kinds[-1] == "IXFR" and "IXFR failed" not in kinds, (kinds, secondary.log())
+        print(f"{kind.name} ({'tsig' if with_key else 'plain'}): upstream change to secondary answer in {elapsed:.2f}s")
+    finally:
+        secondary.stop()
