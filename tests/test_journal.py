@@ -1,0 +1,86 @@
+"""Unit tests: differences between versions and the IXFR journal."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdatatype as T
+import dns.rrset
+
+from aliasd.journal import Journal, difference
+from aliasd.transfer import ixfr_rrsets
+from aliasd.zone import Flattened, ZoneVersion
+from tests.helpers import zone_source
+
+N = dns.name.from_text
+SOURCE = zone_source(
+    "example.com",
+    """\
+    $ORIGIN example.com.
+    @   300 SOA ns1 h 10 3600 600 86400 60
+    @   300 NS ns1
+    @   60 ALIAS lb.example.net.
+    ns1 300 A 192.0.2.53
+    """,
+)
+APEX = N("example.com")
+
+
+def version(serial, addresses, ttl=60):
+    rrset = dns.rrset.from_text_list(APEX, ttl, "IN", "A", addresses) if addresses else None
+    return ZoneVersion.build(SOURCE, {APEX: Flattened({T.A: rrset, T.AAAA: None})}, serial=serial)
+
+
+def test_difference_lists_removed_and_added_records():
+    diff = difference(version(10, ["192.0.2.1", "192.0.2.2"]), version(11, ["192.0.2.2", "192.0.2.3"]))
+    assert (diff.old_serial, diff.new_serial) == (10, 11)
+    assert [r.to_text() for r in diff.removed] == ["example.com. 60 IN A 192.0.2.1"]
+    assert [r.to_text() for r in diff.added] == ["example.com. 60 IN A 192.0.2.3"]
+
+
+def test_ttl_change_removes_and_adds_the_whole_rrset():
+    diff = difference(version(10, ["192.0.2.1"], ttl=60), version(11, ["192.0.2.1"], ttl=30))
+    assert [r.ttl for r in diff.removed] == [60] and [r.ttl for r in diff.added] == [30]
+
+
+def test_served_serial_replaces_the_file_serial_in_the_soa():
+    v = version(12345, ["192.0.2.1"])
+    assert v.serial == 12345 and v.soa[0].serial == 12345
+    assert v.lookup(APEX, T.SOA).answer[0][0].serial == 12345
+    assert next(v.transfer_rrsets()) is v.soa
+
+
+def test_journal_chains_and_is_bounded():
+    journal = Journal(size=2)
+    v10, v11, v12, v13 = (version(s, [f"192.0.2.{s}"]) for s in (10, 11, 12, 13))
+    journal.add(difference(v10, v11))
+    journal.add(difference(v11, v12))
+    assert [d.new_serial for d in journal.since(10)] == [11, 12]
+    journal.add(difference(v12, v13))
+    assert journal.since(10) is None  # dropped: bounded to 2
+    assert [d.new_serial for d in journal.since(11)] == [12, 13]
+    assert journal.since(13) is None
+
+
+def test_a_gap_in_the_chain_clears_the_journal():
+    journal = Journal()
+    journal.add(difference(version(10, ["192.0.2.1"]), version(11, ["192.0.2.2"])))
+    journal.add(difference(version(20, ["192.0.2.1"]), version(21, ["192.0.2.2"])))
+    assert journal.since(10) is None and len(journal) == 1
+
+
+def test_ixfr_answer_kinds():
+    v10, v11 = version(10, ["192.0.2.1"]), version(11, ["192.0.2.2"])
+    journal = Journal()
+    journal.add(difference(v10, v11))
+    kind, rrsets = ixfr_rrsets(v11, journal, 11)
+    assert kind == "current" and rrsets == [v11.soa]
+    kind, rrsets = ixfr_rrsets(v11, journal, 12)  # a client ahead of us
+    assert kind == "current"
+    kind, rrsets = ixfr_rrsets(v11, journal, 10)
+    assert kind == "incremental"
+    assert [r.rdtype for r in rrsets] == [T.SOA, T.SOA, T.A, T.SOA, T.A, T.SOA]
+    assert [r[0].serial for r in rrsets if r.rdtype == T.SOA] == [11, 10, 11, 11]
+    kind, rrsets = ixfr_rrsets(v11, journal, 3)
+    rrsets = list(rrsets)
+    assert kind == "full" and rrsets[0] is v11.soa and rrsets[-1] is v11.soa
+    assert T.A in {r.rdtype for r in rrsets} and 65401 not in {r.rdtype for r in rrsets}
