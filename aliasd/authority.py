@@ -107,11 +107,9 @@ class ZoneAuthority:
                 owner: self._flatten(source, owner, wanted)
                 for owner in source.aliases
             }
-            if origin in versions and self._outcomes.get(origin) == _comparable(
-                flattened
-            ):
+            outcome = _comparable(source, flattened)
+            if origin in versions and self._outcomes.get(origin) == outcome:
                 continue
-            outcome = _comparable(flattened)
             self._outcomes[origin] = outcome
             loops = sorted(o.to_text() for o, f in flattened.items() if f.servfail)
             if loops:
@@ -253,17 +251,21 @@ def _source_digest(source: ZoneSource) -> str:
     return h.hexdigest()
 
 
-def _comparable(flattened: Mapping[dns.name.Name, Flattened]):
-    """A value equal for equal outcomes (RRsets compare without TTL)."""
+def _comparable(source: ZoneSource, flattened: Mapping[dns.name.Name, Flattened]):
+    """What the ALIAS owners serve, as a plain value: equal views compare equal.
+
+    A type left to the file's fallback counts as the fallback records, so
+    "no addresses yet" and "no addresses" are the same view when the file
+    has none; addresses compare as sorted text with their TTL.
+    """
+
+    def served(owner, rdtype, outcome):
+        rrset = outcome.rrsets[rdtype] if rdtype in outcome.rrsets else source.rrsets.get((owner, rdtype))
+        if rrset is None:
+            return None
+        return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
+
     return {
-        owner: (
-            outcome.servfail,
-            tuple(
-                sorted(
-                    (t, None if r is None else (r.ttl, tuple(sorted(x.to_text() for x in r))))
-                    for t, r in outcome.rrsets.items()
-                )
-            ),
-        )
+        owner: (outcome.servfail, tuple(served(owner, t, outcome) for t in ADDRESS_TYPES))
         for owner, outcome in flattened.items()
     }

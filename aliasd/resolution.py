@@ -253,7 +253,9 @@ class AliasResolver(service.Service):
         )
 
     def state(self, name: dns.name.Name, rdtype: int) -> TargetState | None:
-        return self.targets.get((name, rdtype))
+        """What is known of a target (restored from the last run until followed)."""
+        key = (name, rdtype)
+        return self.targets.get(key) or self._restored.get(key)
 
     # -- the schedule ----------------------------------------------------
 
@@ -330,11 +332,11 @@ class AliasResolver(service.Service):
         if state.status in (Status.RESOLVED, Status.STALE):
             assert state.last_success is not None
             if now - state.last_success <= self.serve_stale:
-                self._set(state, Status.STALE, state.addresses, state.ttl, reason)
+                self._set(state, Status.STALE, state.addresses, state.ttl, reason, failed=True)
             else:
-                self._set(state, Status.EXPIRED, (), 0, reason)
+                self._set(state, Status.EXPIRED, (), 0, reason, failed=True)
         else:
-            self._set(state, state.status, (), 0, reason)
+            self._set(state, state.status, state.addresses, state.ttl, reason, failed=True)
 
     def _set(
         self,
@@ -343,11 +345,16 @@ class AliasResolver(service.Service):
         addresses: tuple[str, ...],
         ttl: int,
         reason: str,
+        failed: bool = False,
     ) -> None:
-        """Record an outcome; log and signal only when what is served changes."""
+        """Record an outcome; log and signal only when what is served changes.
+
+        A first failure is logged too (once), even when nothing served changes.
+        """
         changed = status != state.status or addresses != state.addresses
-        newly_failing = bool(reason) != bool(state.failure)
-        state.failure = reason
+        failure = reason if failed else ""
+        newly_failing = bool(failure) != bool(state.failure)
+        state.failure = failure
         state.ttl = ttl
         if not (changed or newly_failing):
             return
