@@ -20,6 +20,7 @@ followed by the authority from its own data.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import socket
@@ -168,6 +169,7 @@ class AliasResolver(service.Service):
         self.store = state
         self._restored = self._load_saved() if state is not None else {}
         self._in_flight = 0
+        self._waiting: collections.deque[TargetState] = collections.deque()
         self._change_pending = None
         self._loop = task.LoopingCall(self.refresh_due)
         self._loop.clock = clock
@@ -266,9 +268,19 @@ class AliasResolver(service.Service):
             (s for s in self.targets.values() if not s.in_flight and s.next_due <= now),
             key=lambda s: s.next_due,
         )
-        for state in due:
-            if self._in_flight >= self.max_in_flight:
-                break
+        self._waiting = collections.deque(due)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start queries for due targets while there is room in flight.
+
+        Called each tick and whenever a query finishes, so a long queue
+        drains at the pace the upstream answers, not one batch per tick.
+        """
+        while self._waiting and self._in_flight < self.max_in_flight:
+            state = self._waiting.popleft()
+            if state.in_flight or self.targets.get((state.name, state.rdtype)) is not state:
+                continue
             self._query(state)
 
     def _query(self, state: TargetState) -> None:
@@ -287,6 +299,8 @@ class AliasResolver(service.Service):
         state.in_flight = False
         self._in_flight -= 1
         state.last_refresh = self.clock.seconds()
+        if self._waiting:
+            self.clock.callLater(0, self._start_waiting)
         return self.targets.get((state.name, state.rdtype)) is state
 
     def _clamp(self, ttl: float) -> float:
