@@ -4,14 +4,19 @@ It turns zone files plus the resolver's target states into ZoneVersions:
 for each ALIAS it follows the target, through aliasd's own zones when the
 target lies in one (ALIAS chains and in-zone CNAMEs included, loops turned
 into SERVFAIL), and through the AliasResolver's upstream states otherwise.
-It answers the question "which zone, which version?" for the server and
-builds new versions when the resolver reports a change; a zone whose
-flattened outcome did not change keeps its version object.
+
+Work is proportional to what changed: the authority remembers which ALIAS
+owners depend on which upstream target, so a change of one target re-follows
+only its owners, copies the previous version's node map and replaces just
+those nodes. Each new version gets its serial here (aliasd.state), is
+recorded in the state store before it is served, and its difference from the
+previous version goes into the zone's journal (IXFR).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Callable, Iterable, Mapping
 
@@ -25,11 +30,12 @@ from twisted.logger import Logger
 from aliasd.journal import Journal, difference
 from aliasd.resolution import AliasResolver, Status, TargetKey
 from aliasd.state import MemoryStateStore, ZoneState, next_serial
-from aliasd.zone import ADDRESS_TYPES, Flattened, ZoneVersion, base_nodes
+from aliasd.zone import ADDRESS_TYPES, Flattened, ZoneBase, ZoneVersion
 from aliasd.zonefile import ZoneSource
 
 log = Logger()
 _MAX_DEPTH = 16
+_HASH_MOD = 2**256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +51,29 @@ _FALLBACK = _Followed("fallback")
 _NONE = _Followed("none")
 
 
+@functools.lru_cache(maxsize=65536)
+def _rdatas(rdtype: int, addresses: tuple[str, ...]) -> tuple[dns.rdata.Rdata, ...]:
+    """Address texts as rdata, shared by every owner of the same target."""
+    return tuple(dns.rdata.from_text(dns.rdataclass.IN, rdtype, a) for a in addresses)
+
+
+class _Zone:
+    """Book-keeping for one served zone between versions."""
+
+    def __init__(self, source: ZoneSource):
+        self.source = source
+        self.base = ZoneBase.of(source)
+        self.source_digest = _source_digest(source)
+        self.flattened: dict[dns.name.Name, Flattened] = {}
+        self.served: dict[dns.name.Name, tuple] = {}
+        self.view_hash = 0  # sum of the owners' hashes: updated per owner
+
+
 class ZoneAuthority:
     """Holds the current version of each served zone and rebuilds them.
 
-    Each new version gets its serial here (aliasd.state.next_serial), is
-    recorded in the state store before it is served, and its difference from
-    the previous version goes into the zone's journal. ``on_new_serial`` is
-    called with every version whose serial is new (and with each zone's
-    first version), which is when secondaries must be notified.
+    ``on_new_serial`` is called with every version whose serial is new (and
+    with each zone's first version): that is when secondaries are notified.
     """
 
     def __init__(
@@ -69,10 +90,11 @@ class ZoneAuthority:
         self.sources: dict[dns.name.Name, ZoneSource] = {}
         self.versions: Mapping[dns.name.Name, ZoneVersion] = {}
         self.journals: dict[dns.name.Name, Journal] = {}
-        self._bases: dict[dns.name.Name, dict] = {}
-        self._source_digests: dict[dns.name.Name, str] = {}
-        self._outcomes: dict[dns.name.Name, dict] = {}
+        self._zones: dict[dns.name.Name, _Zone] = {}
+        self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
         self._digests: dict[dns.name.Name, str] = {}
+        # Upstream target -> the (zone, owner) pairs that follow it.
+        self._dependents: dict[TargetKey, set[tuple[dns.name.Name, dns.name.Name]]] = {}
 
     # -- which zone ------------------------------------------------------
 
@@ -92,66 +114,99 @@ class ZoneAuthority:
     def set_sources(self, sources: Iterable[ZoneSource]) -> None:
         """Serve exactly these zone files (at start, and later on reload)."""
         self.sources = {source.origin: source for source in sources}
-        self._bases = {origin: base_nodes(s) for origin, s in self.sources.items()}
-        self._source_digests = {o: _source_digest(s) for o, s in self.sources.items()}
-        self._outcomes = {}
+        self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
+        self._zones = {origin: _Zone(source) for origin, source in self.sources.items()}
         self.rebuild()
 
-    def rebuild(self) -> None:
-        """Build new versions for zones whose ALIAS outcomes changed."""
-        wanted: set[TargetKey] = set()
-        versions = {o: v for o, v in self.versions.items() if o in self.sources}
-        new_serials: list[ZoneVersion] = []
-        for origin, source in self.sources.items():
-            flattened = {
-                owner: self._flatten(source, owner, wanted)
-                for owner in source.aliases
+    def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
+        """Build new versions where ALIAS outcomes changed.
+
+        ``changed`` names the upstream targets whose state changed; only
+        their owners are followed again. None follows every owner.
+        """
+        if changed is None:
+            self._dependents = {}
+            owners = {
+                origin: list(zone.source.aliases) for origin, zone in self._zones.items()
             }
-            outcome = _comparable(source, flattened)
-            if origin in versions and self._outcomes.get(origin) == outcome:
+        else:
+            owners = {}
+            for key in changed:
+                for origin, owner in self._dependents.get(key, ()):
+                    owners.setdefault(origin, []).append(owner)
+        versions = {o: v for o, v in self.versions.items() if o in self._zones}
+        new_serials: list[ZoneVersion] = []
+        for origin, zone_owners in owners.items():
+            zone = self._zones[origin]
+            updates = self._reflatten(zone, set(zone_owners))
+            if origin in versions and not updates:
                 continue
-            self._outcomes[origin] = outcome
-            loops = sorted(o.to_text() for o, f in flattened.items() if f.servfail)
-            if loops:
-                log.warn(
-                    "ALIAS loop in zone {zone}: {owners} answer SERVFAIL",
-                    zone=origin.to_text(),
-                    owners=", ".join(loops),
-                )
             old = versions.get(origin)
-            version = self._new_version(source, flattened, outcome, old)
+            version = self._new_version(zone, updates, old)
             versions[origin] = version
             if old is None or old.serial != version.serial:
                 new_serials.append(version)
         self.versions = versions  # one assignment: readers see old or new
         if self.resolver is not None:
-            self.resolver.set_targets(wanted)
+            self.resolver.set_targets(self._dependents)
         for version in new_serials:
             self.on_new_serial(version)
 
-    def _new_version(self, source, flattened, outcome, old: ZoneVersion | None) -> ZoneVersion:
+    def _reflatten(self, zone: _Zone, owners: set[dns.name.Name]) -> dict[dns.name.Name, Flattened]:
+        """Follow ``owners`` again; return those whose served records changed."""
+        updates = {}
+        loops = []
+        for owner in owners:
+            flattened = self._flatten(zone.source, owner)
+            served = _served(zone.source, owner, flattened)
+            previous = zone.served.get(owner)
+            if previous == served and owner in zone.flattened:
+                continue
+            if previous is not None:
+                zone.view_hash -= _owner_hash(owner, previous)
+            zone.view_hash = (zone.view_hash + _owner_hash(owner, served)) % _HASH_MOD
+            zone.served[owner] = served
+            zone.flattened[owner] = flattened
+            updates[owner] = flattened
+            if flattened.servfail:
+                loops.append(owner.to_text())
+        if loops:
+            log.warn(
+                "ALIAS loop in zone {zone}: {owners} answer SERVFAIL",
+                zone=zone.source.origin.to_text(),
+                owners=", ".join(sorted(loops)),
+            )
+        return updates
+
+    def _new_version(
+        self, zone: _Zone, updates: dict[dns.name.Name, Flattened], old: ZoneVersion | None
+    ) -> ZoneVersion:
         """Build, number, record and journal the next version of a zone."""
+        source = zone.source
         origin = source.origin
-        digest = hashlib.sha256(
-            (self._source_digests[origin] + repr(sorted(outcome.items()))).encode()
-        ).hexdigest()
-        stored = self.state.load_zone(origin) if old is None else None
-        if old is not None:
-            previous = ZoneState(old.serial, self._digests.get(origin, ""))
-        else:
-            previous = stored
+        digest = hashlib.sha256(f"{zone.source_digest}:{zone.view_hash:x}".encode()).hexdigest()
+        previous = self.state.load_zone(origin) if old is None else ZoneState(
+            old.serial, self._digests.get(origin, "")
+        )
         changed = previous is None or previous.digest != digest
         serial = next_serial(source.serial, previous.serial if previous else None, changed)
         if previous is None or serial != previous.serial or changed:
             self.state.save_zone(origin, ZoneState(serial, digest))
         self._digests[origin] = digest
-        version = ZoneVersion.build(source, flattened, self._bases[origin], serial=serial)
+        same_source = old is not None and old.source is source
+        if same_source:
+            version = ZoneVersion.build(source, updates, zone.base, serial=serial, previous=old)
+        else:
+            version = ZoneVersion.build(source, zone.flattened, zone.base, serial=serial)
         journal = self.journals.setdefault(origin, Journal(self.journal_size))
         if old is not None and old.serial != serial:
-            journal.add(difference(old, version))
-        why = "first load" if old is None else "ALIAS addresses changed"
-        if previous is not None and old is None:
-            why = "restart, view unchanged" if not changed else "restart, view changed"
+            journal.add(difference(old, version, updates if same_source else None))
+        if old is None:
+            why = "first load" if previous is None else (
+                "restart, view unchanged" if not changed else "restart, view changed"
+            )
+        else:
+            why = f"{len(updates)} ALIAS owner(s) changed"
         log.info(
             "zone {zone} serial {serial} ({why}), {records} RRsets, {aliases} ALIAS",
             zone=origin.to_text(),
@@ -165,20 +220,26 @@ class ZoneAuthority:
     # -- following ALIAS targets ----------------------------------------
 
     def _source_for(self, name: dns.name.Name) -> ZoneSource | None:
+        """The served zone file that ``name`` falls in (cached per load)."""
+        try:
+            return self._source_cache[name]
+        except KeyError:
+            pass
+        found, walk = None, name
         while True:
-            source = self.sources.get(name)
-            if source is not None or len(name) <= 1:
-                return source
-            name = name.parent()
+            found = self.sources.get(walk)
+            if found is not None or len(walk) <= 1:
+                break
+            walk = walk.parent()
+        self._source_cache[name] = found
+        return found
 
-    def _flatten(
-        self, source: ZoneSource, owner: dns.name.Name, wanted: set[TargetKey]
-    ) -> Flattened:
+    def _flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
         alias = source.aliases[owner]
         rrsets: dict[int, dns.rrset.RRset | None] = {}
         loop = False
         for rdtype in ADDRESS_TYPES:
-            followed = self._follow(alias.target, rdtype, {owner}, wanted)
+            followed = self._follow(alias.target, rdtype, {owner}, (source.origin, owner))
             if followed.kind == "loop":
                 loop = True
                 rrsets[rdtype] = None
@@ -195,27 +256,23 @@ class ZoneAuthority:
         target: dns.name.Name,
         rdtype: int,
         visiting: set[dns.name.Name],
-        wanted: set[TargetKey],
+        dependent: tuple[dns.name.Name, dns.name.Name],
     ) -> _Followed:
         """Follow ``target`` to its addresses of type ``rdtype``."""
         if target in visiting or len(visiting) > _MAX_DEPTH:
             return _Followed("loop")
         source = self._source_for(target)
         if source is None:
-            wanted.add((target, rdtype))
+            self._dependents.setdefault((target, rdtype), set()).add(dependent)
             state = self.resolver.state(target, rdtype) if self.resolver else None
             if state is None or state.uses_fallback:
                 return _FALLBACK
             if state.status == Status.NO_ADDRESSES:
                 return _NONE
-            rdatas = tuple(
-                dns.rdata.from_text(dns.rdataclass.IN, rdtype, a)
-                for a in state.addresses
-            )
-            return _Followed("addresses", rdatas, state.ttl)
+            return _Followed("addresses", _rdatas(rdtype, state.addresses), state.ttl)
         alias = source.aliases.get(target)
         if alias is not None:
-            inner = self._follow(alias.target, rdtype, visiting | {target}, wanted)
+            inner = self._follow(alias.target, rdtype, visiting | {target}, dependent)
             if inner.kind == "fallback":
                 inner = self._static(source, target, rdtype)
             if inner.kind == "addresses":
@@ -223,7 +280,7 @@ class ZoneAuthority:
             return inner
         cname = source.rrsets.get((target, dns.rdatatype.CNAME))
         if cname is not None:
-            inner = self._follow(cname[0].target, rdtype, visiting | {target}, wanted)
+            inner = self._follow(cname[0].target, rdtype, visiting | {target}, dependent)
             if inner.kind == "addresses":
                 return _Followed("addresses", inner.rdatas, min(cname.ttl, inner.ttl))
             return inner
@@ -238,34 +295,48 @@ class ZoneAuthority:
 
 
 def _source_digest(source: ZoneSource) -> str:
-    """A digest of a zone file's records (serial aside), computed once per load."""
-    h = hashlib.sha256()
-    for (name, rdtype), rrset in sorted(source.rrsets.items()):
+    """A digest of a zone file's records (serial aside), computed once per load.
+
+    A sum of per-RRset hashes over canonical wire forms: independent of the
+    order of records in the file and cheap for large zones (no sorting).
+    """
+    total = 0
+    for (name, rdtype), rrset in source.rrsets.items():
         if rdtype == dns.rdatatype.SOA:
             soa = rrset[0]
-            h.update(f"{name} {rrset.ttl} SOA {soa.mname} {soa.rname} {soa.refresh} "
-                     f"{soa.retry} {soa.expire} {soa.minimum}\n".encode())
-            continue
-        rdatas = " | ".join(sorted(r.to_text() for r in rrset))
-        h.update(f"{name} {rrset.ttl} {rdtype} {rdatas}\n".encode())
-    return h.hexdigest()
+            rdatas = [soa.replace(serial=0).to_digestable()]
+        else:
+            rdatas = sorted(r.to_digestable() for r in rrset)
+        h = hashlib.sha256(name.canonicalize().to_wire())
+        h.update(rdtype.to_bytes(2, "big") + rrset.ttl.to_bytes(4, "big"))
+        for rdata in rdatas:
+            h.update(len(rdata).to_bytes(2, "big") + rdata)
+        total = (total + int.from_bytes(h.digest(), "big")) % _HASH_MOD
+    return f"{total:064x}"
 
 
-def _comparable(source: ZoneSource, flattened: Mapping[dns.name.Name, Flattened]):
-    """What the ALIAS owners serve, as a plain value: equal views compare equal.
+def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> tuple:
+    """What an ALIAS owner serves, as a plain value: equal views compare equal.
 
     A type left to the file's fallback counts as the fallback records, so
     "no addresses yet" and "no addresses" are the same view when the file
-    has none; addresses compare as sorted text with their TTL.
+    has none; addresses compare as sorted text with their TTL, so a change
+    of order is no change.
     """
 
-    def served(owner, rdtype, outcome):
-        rrset = outcome.rrsets[rdtype] if rdtype in outcome.rrsets else source.rrsets.get((owner, rdtype))
+    def one(rdtype):
+        if rdtype in outcome.rrsets:
+            rrset = outcome.rrsets[rdtype]
+        else:
+            rrset = source.rrsets.get((owner, rdtype))
         if rrset is None:
             return None
         return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
 
-    return {
-        owner: (outcome.servfail, tuple(served(owner, t, outcome) for t in ADDRESS_TYPES))
-        for owner, outcome in flattened.items()
-    }
+    return (outcome.servfail, tuple(one(t) for t in ADDRESS_TYPES))
+
+
+def _owner_hash(owner: dns.name.Name, served: tuple) -> int:
+    """One owner's share of the zone's view hash (they are summed)."""
+    text = f"{owner.to_text().lower()}|{served!r}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest(), "big")

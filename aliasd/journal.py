@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Iterable
 
 import dns.name
 import dns.rdatatype
@@ -43,20 +44,24 @@ def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
     return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, list(rdatas))
 
 
-def difference(old: ZoneVersion, new: ZoneVersion) -> Difference:
+def difference(
+    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None
+) -> Difference:
     """The records removed and added between two versions of one zone.
 
-    When both versions come from the same zone file only the ALIAS owners
-    can differ, so only they are compared; otherwise the whole view is.
-    A record whose TTL changed is removed and added again.
+    ``names`` limits the comparison to the owners known to have changed;
+    otherwise, for versions of the same zone file only the ALIAS owners can
+    differ, and for different files the whole view is compared. A record
+    whose TTL changed is removed and added again.
     """
-    if old.source is new.source:
-        names = set(old.source.aliases)
-    else:
-        names = set(old.names()) | set(new.names())
+    if names is None:
+        if old.source is new.source:
+            names = old.source.aliases
+        else:
+            names = set(old.names()) | set(new.names())
     removed: list[dns.rrset.RRset] = []
     added: list[dns.rrset.RRset] = []
-    for name in sorted(names):
+    for name in names:
         before = old.node(name) or {}
         after = new.node(name) or {}
         for rdtype in sorted(set(before) | set(after)):

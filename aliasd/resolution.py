@@ -12,8 +12,9 @@ minimum and maximum). Outcomes:
   (serve stale) until ``serve_stale`` seconds after the last success, then
   they are dropped and the zone file's fallback records apply again.
 
-When what a target serves changes, ``on_change`` is called once per batch of
-changes (not once per target), and the authority builds new zone versions.
+When what a target serves changes, ``on_change(keys)`` is called once per batch of
+changes (not once per target) with the changed targets, and the authority
+re-follows only the ALIAS owners that depend on them.
 This module does not know about zones; targets inside served zones are
 followed by the authority from its own data.
 """
@@ -154,7 +155,7 @@ class AliasResolver(service.Service):
         serve_stale: float = 3600,
         query_timeout: tuple[int, ...] = (1, 2),
         max_in_flight: int = 64,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[set[TargetKey]], None] = lambda changed: None,
         state=None,
     ):
         self.upstream = upstream
@@ -171,6 +172,7 @@ class AliasResolver(service.Service):
         self._in_flight = 0
         self._waiting: collections.deque[TargetState] = collections.deque()
         self._change_pending = None
+        self._changed: set[TargetKey] = set()
         self._loop = task.LoopingCall(self.refresh_due)
         self._loop.clock = clock
 
@@ -384,12 +386,15 @@ class AliasResolver(service.Service):
             if not state.uses_fallback
             else "zone file fallback",
         )
-        if changed and self._change_pending is None:
-            self._change_pending = self.clock.callLater(0, self._signal_change)
+        if changed:
+            self._changed.add((state.name, state.rdtype))
+            if self._change_pending is None:
+                self._change_pending = self.clock.callLater(0, self._signal_change)
 
     def _signal_change(self) -> None:
         self._change_pending = None
-        self.on_change()
+        changed, self._changed = self._changed, set()
+        self.on_change(changed)
         try:
             self._save()
         except OSError as e:

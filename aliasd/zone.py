@@ -49,12 +49,39 @@ def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
     return dns.rrset.from_rdata_list(soa.name, min(soa.ttl, soa[0].minimum), list(soa))
 
 
-def base_nodes(source: ZoneSource) -> dict[dns.name.Name, dict[int, dns.rrset.RRset]]:
-    """Group a zone file's RRsets by owner: the starting point of every version."""
-    nodes: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
-    for (name, rdtype), rrset in source.rrsets.items():
-        nodes.setdefault(name, {})[rdtype] = rrset
-    return nodes
+@dataclasses.dataclass(frozen=True)
+class ZoneBase:
+    """What every version built from one zone file shares.
+
+    The file's RRsets grouped by owner, every existing name (empty
+    non-terminals included, RFC 4592 2.2.2) and the delegation points.
+    Flattening only replaces A/AAAA at ALIAS owners, which exist in the file
+    already, so the name index never changes between versions: it is
+    computed once per load, not once per version.
+    """
+
+    nodes: dict[dns.name.Name, Node]  # never mutated: copied by each build
+    names: frozenset
+    cuts: frozenset
+
+    @classmethod
+    def of(cls, source: ZoneSource) -> "ZoneBase":
+        grouped: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
+        for (name, rdtype), rrset in source.rrsets.items():
+            grouped.setdefault(name, {})[rdtype] = rrset
+        nodes = {name: MappingProxyType(node) for name, node in grouped.items()}
+        names: set[dns.name.Name] = set()
+        for name in nodes:
+            while name not in names and name.is_subdomain(source.origin):
+                names.add(name)
+                if name == source.origin:
+                    break
+                name = name.parent()
+        cuts = frozenset(
+            name for name, node in nodes.items()
+            if name != source.origin and dns.rdatatype.NS in node
+        )
+        return cls(nodes, frozenset(names), cuts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +106,14 @@ class ZoneVersion:
     def __init__(
         self,
         source: ZoneSource,
-        nodes: Mapping[dns.name.Name, Node],
+        base: ZoneBase,
+        nodes: dict[dns.name.Name, Node],
         servfail_owners: Iterable[dns.name.Name] = (),
         serial: int | None = None,
     ):
+        """Takes ownership of ``nodes`` (a fresh dict nobody else changes)."""
         self.source = source
         self.origin = source.origin
-        nodes = dict(nodes)
         soa = nodes[source.origin][dns.rdatatype.SOA]
         if serial is not None and serial != soa[0].serial:
             soa = dns.rrset.from_rdata(soa.name, soa.ttl, soa[0].replace(serial=serial))
@@ -95,50 +123,42 @@ class ZoneVersion:
         self.soa = soa
         self.serial = soa[0].serial
         self.negative_soa = _negative_soa(self.soa)
-        self._nodes = MappingProxyType(nodes)
+        # A plain dict (copies fast, keeping hashes); never changed after this.
+        self._nodes = nodes
         self._servfail = frozenset(servfail_owners)
-        # Every name that exists, empty non-terminals included (RFC 4592 2.2.2).
-        names = set()
-        for name in self._nodes:
-            while name not in names and name.is_subdomain(self.origin):
-                names.add(name)
-                if name == self.origin:
-                    break
-                name = name.parent()
-        self._names = frozenset(names)
-        self._cuts = frozenset(
-            name
-            for name, node in self._nodes.items()
-            if name != self.origin and dns.rdatatype.NS in node
-        )
+        self._names = base.names
+        self._cuts = base.cuts
 
     @classmethod
     def build(
         cls,
         source: ZoneSource,
         flattened: Mapping[dns.name.Name, Flattened],
-        base: Mapping[dns.name.Name, Node] | None = None,
+        base: ZoneBase | None = None,
         serial: int | None = None,
+        previous: "ZoneVersion | None" = None,
     ) -> "ZoneVersion":
-        """Make a version from a zone file and the current ALIAS outcomes.
+        """Make a version from a zone file and ALIAS outcomes.
 
-        ``serial`` replaces the file's SOA serial (see aliasd.serials).
+        ``serial`` replaces the file's SOA serial (see aliasd.state). With
+        ``previous`` (a version of the same file), only the owners in
+        ``flattened`` are rebuilt and every other node is shared.
         """
-        nodes = dict(base if base is not None else base_nodes(source))
-        servfail = []
+        base = base if base is not None else ZoneBase.of(source)
+        nodes = (previous._nodes if previous is not None else base.nodes).copy()
+        servfail = set(previous._servfail) if previous is not None else set()
         for owner, outcome in flattened.items():
+            servfail.discard(owner)
             if outcome.servfail:
-                servfail.append(owner)
-            if not outcome.rrsets:
-                continue
-            node = dict(nodes.get(owner, {}))
+                servfail.add(owner)
+            node = dict(base.nodes.get(owner, {}))  # the file's records, fallback included
             for rdtype, rrset in outcome.rrsets.items():
                 if rrset is None:
                     node.pop(rdtype, None)
                 else:
                     node[rdtype] = rrset
             nodes[owner] = MappingProxyType(node)
-        return cls(source, nodes, servfail, serial)
+        return cls(source, base, nodes, servfail, serial)
 
     def node(self, name: dns.name.Name) -> Node | None:
         """The records at ``name`` as served, or None."""

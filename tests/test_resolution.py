@@ -72,7 +72,7 @@ def changes():
 def resolver(clock, upstream, changes):
     r = AliasResolver(
         upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50,
-        on_change=lambda: changes.append(clock.seconds()),
+        on_change=lambda keys: changes.append(clock.seconds()),
     )
     r.set_targets([(TARGET, T.A)])
     r.startService()
