@@ -93,43 +93,46 @@ def render_answer(
     """Pack ``rrsets`` into answer messages for ``query``, signed if it was.
 
     The question goes in the first message only. An RRset too large for one
-    message is split into single records. Raises TooBig (before yielding
-    anything) only if one single record cannot fit in ``max_size``.
+    message is split into single records; a single record larger than
+    ``max_size`` raises TooBig.
     """
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
     signer = _Signer(response, query.mac) if response.tsig is not None else None
     renderer = _start(response, max_size, with_question=True)
-    count = 0
+    empty = True  # nothing in the current message yet
+
     for rrset in rrsets:
-        try:
-            renderer.add_rrset(dns.renderer.ANSWER, rrset)
-            count += 1
+        if _fits(renderer, rrset):
+            empty = False
             continue
-        except dns.exception.TooBig:
-            pass
-        if count:
+        if not empty:
             yield _finish(renderer, signer)
-            renderer = _start(response, max_size, with_question=False)
-            count = 0
-            try:
-                renderer.add_rrset(dns.renderer.ANSWER, rrset)
-                count += 1
+            renderer, empty = _start(response, max_size, with_question=False), True
+            if _fits(renderer, rrset):
+                empty = False
                 continue
-            except dns.exception.TooBig:
-                pass
-        for rdata in rrset:  # alone too big for a message: one record at a time
+        # Too big even for a message of its own: one record at a time.
+        for rdata in rrset:
             single = dns.rrset.from_rdata(rrset.name, rrset.ttl, rdata)
-            try:
-                renderer.add_rrset(dns.renderer.ANSWER, single)
-            except dns.exception.TooBig:
-                if not count:
-                    raise
+            if not _fits(renderer, single):
+                if empty:
+                    raise dns.exception.TooBig(f"a record of {rrset.name} exceeds {max_size} octets")
                 yield _finish(renderer, signer)
                 renderer = _start(response, max_size, with_question=False)
-                renderer.add_rrset(dns.renderer.ANSWER, single)
-            count += 1
+                if not _fits(renderer, single):
+                    raise dns.exception.TooBig(f"a record of {rrset.name} exceeds {max_size} octets")
+            empty = False
     yield _finish(renderer, signer)
+
+
+def _fits(renderer: dns.renderer.Renderer, rrset: dns.rrset.RRset) -> bool:
+    """Add ``rrset`` to the answer if it fits (the renderer rolls back if not)."""
+    try:
+        renderer.add_rrset(dns.renderer.ANSWER, rrset)
+    except dns.exception.TooBig:
+        return False
+    return True
 
 
 def _start(response: dns.message.Message, max_size: int, with_question: bool) -> dns.renderer.Renderer:

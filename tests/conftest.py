@@ -7,9 +7,26 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from twisted.internet import task
+from twisted.logger import globalLogPublisher
 
 from tests.aliasd_process import AliasdProcess, free_port
 from tests.upstream import UpstreamServer
+
+
+@pytest.fixture
+def clock():
+    """A fake reactor clock for timing tests."""
+    return task.Clock()
+
+
+@pytest.fixture
+def log_events():
+    """Every event logged through twisted.logger during the test."""
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture

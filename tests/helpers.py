@@ -1,10 +1,15 @@
-"""Helpers for unit tests: zone sources from text."""
+"""Helpers shared by tests: zone sources, a hand-driven upstream, socket reads."""
 
 from __future__ import annotations
 
+import socket
+import tempfile
 import textwrap
 from pathlib import Path
-import tempfile
+
+import dns.rdatatype as T
+from twisted.internet import defer
+from twisted.names import dns as tdns
 
 from aliasd.zonefile import ZoneSource, load_zone_file
 
@@ -15,3 +20,46 @@ def zone_source(origin: str, text: str) -> ZoneSource:
         path = Path(tmp) / "zone"
         path.write_text(textwrap.dedent(text))
         return load_zone_file(origin, path)
+
+
+class ManualUpstream:
+    """An IResolver stand-in: each lookup waits for the test to answer it."""
+
+    def __init__(self):
+        self.pending: list[tuple[str, int, defer.Deferred]] = []
+
+    def lookupAddress(self, name, timeout=None):
+        return self._lookup(name, T.A)
+
+    def lookupIPV6Address(self, name, timeout=None):
+        return self._lookup(name, T.AAAA)
+
+    def _lookup(self, name, rdtype):
+        d = defer.Deferred()
+        self.pending.append((name, rdtype, d))
+        return d
+
+    def take(self, rdtype=T.A) -> defer.Deferred:
+        for i, (_, t, d) in enumerate(self.pending):
+            if t == rdtype:
+                del self.pending[i]
+                return d
+        raise AssertionError(f"no pending {rdtype} lookup")
+
+
+def a_answer(name: str, *addresses: str, ttl: int = 60):
+    return (
+        [tdns.RRHeader(name, tdns.A, ttl=ttl, payload=tdns.Record_A(a, ttl)) for a in addresses],
+        [],
+        [],
+    )
+
+
+def recv_exactly(s: socket.socket, n: int) -> bytes:
+    """Read exactly ``n`` octets from a stream socket."""
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data

@@ -6,13 +6,11 @@ import dns.name
 import dns.rcode
 import dns.rdatatype as T
 import pytest
-from twisted.internet import task
-from twisted.logger import globalLogPublisher
 
 from aliasd.authority import ZoneAuthority
 from aliasd.resolution import AliasResolver
 from tests.helpers import zone_source
-from tests.test_resolution import ManualUpstream, a_answer
+from tests.helpers import ManualUpstream, a_answer
 
 N = dns.name.from_text
 
@@ -46,11 +44,6 @@ CDN = zone_source(
     shop 10 CNAME lb
     """,
 )
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
 
 
 @pytest.fixture
@@ -93,14 +86,10 @@ def test_in_zone_target_without_addresses_gives_nodata(authority):
     assert found == set() and answer.rcode == dns.rcode.NOERROR
 
 
-def test_loops_answer_servfail_and_are_logged_with_names(clock, upstream):
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        authority = ZoneAuthority(AliasResolver(upstream, clock))
-        authority.set_sources([EXAMPLE, CDN])
-    finally:
-        globalLogPublisher.removeObserver(events.append)
+def test_loops_answer_servfail_and_are_logged_with_names(clock, upstream, log_events):
+    events = log_events
+    authority = ZoneAuthority(AliasResolver(upstream, clock))
+    authority.set_sources([EXAMPLE, CDN])
     for name in ("loop1.example.com", "loop2.example.com", "self.example.com", "toloop.example.com"):
         assert addresses(authority, name)[0].rcode == dns.rcode.SERVFAIL, name
     assert addresses(authority, "example.com")[0].rcode == dns.rcode.NOERROR

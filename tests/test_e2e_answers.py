@@ -20,6 +20,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import need
+from tests.helpers import recv_exactly
 
 pytestmark = pytest.mark.e2e
 
@@ -135,19 +136,10 @@ def test_several_pipelined_queries_on_one_tcp_connection(server):
         s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in queries)))
         answers = []
         for _ in queries:
-            (length,) = struct.unpack("!H", _recv_exactly(s, 2))
-            answers.append(dns.message.from_wire(_recv_exactly(s, length)))
+            (length,) = struct.unpack("!H", recv_exactly(s, 2))
+            answers.append(dns.message.from_wire(recv_exactly(s, length)))
     assert [a.id for a in answers] == [q.id for q in queries]
     assert [a.rcode() for a in answers] == [dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.NOERROR]
-
-
-def _recv_exactly(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        assert chunk, "connection closed early"
-        data += chunk
-    return data
 
 
 def test_malformed_packets_never_crash_the_server(server):

@@ -10,6 +10,8 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+from tests.helpers import recv_exactly
+
 pytestmark = pytest.mark.e2e
 
 RECORDS = 30000
@@ -26,15 +28,6 @@ def zone_text() -> str:
     ]
     lines += [f"host{i} A 10.1.{i >> 8 & 255}.{i & 255}" for i in range(RECORDS)]
     return "\n".join(lines) + "\n"
-
-
-def recv_exactly(s, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        assert chunk, "connection closed"
-        data += chunk
-    return data
 
 
 def read_message(s) -> dns.message.Message:

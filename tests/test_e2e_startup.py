@@ -6,8 +6,6 @@ file, line or key, never a traceback.
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
 
 import pytest
 

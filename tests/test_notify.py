@@ -10,8 +10,6 @@ import dns.rcode
 import dns.rdatatype as T
 import dns.tsig
 import pytest
-from twisted.internet import task
-from twisted.logger import globalLogPublisher
 
 from aliasd.config import Endpoint
 from aliasd.notify import NotifySender
@@ -20,11 +18,6 @@ from tests.test_journal import version
 SECONDARY = Endpoint("127.0.0.1", 5399)
 SECONDARY6 = Endpoint("::1", 5398)
 ZONE = dns.name.from_text("example.com")
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
 
 
 @pytest.fixture
@@ -41,11 +34,8 @@ def sender(clock, sent):
 
 
 @pytest.fixture
-def events():
-    got = []
-    globalLogPublisher.addObserver(got.append)
-    yield got
-    globalLogPublisher.removeObserver(got.append)
+def events(log_events):
+    return log_events
 
 
 def reply(wire: bytes, rcode=dns.rcode.NOERROR, opcode=dns.opcode.NOTIFY) -> bytes:

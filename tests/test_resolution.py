@@ -9,53 +9,14 @@ from __future__ import annotations
 import dns.name
 import dns.rdatatype as T
 import pytest
-from twisted.internet import defer, task
-from twisted.logger import globalLogPublisher
 from twisted.names import dns as tdns
 from twisted.names import error as terror
 
 from aliasd.resolution import AliasResolver, Status, addresses_from_answer
+from tests.helpers import ManualUpstream, a_answer
 
 N = dns.name.from_text
 TARGET = N("lb.example.net")
-
-
-class ManualUpstream:
-    """An IResolver stand-in: each lookup waits for the test to answer it."""
-
-    def __init__(self):
-        self.pending: list[tuple[str, int, defer.Deferred]] = []
-
-    def lookupAddress(self, name, timeout=None):
-        return self._lookup(name, T.A)
-
-    def lookupIPV6Address(self, name, timeout=None):
-        return self._lookup(name, T.AAAA)
-
-    def _lookup(self, name, rdtype):
-        d = defer.Deferred()
-        self.pending.append((name, rdtype, d))
-        return d
-
-    def take(self, rdtype=T.A) -> defer.Deferred:
-        for i, (_, t, d) in enumerate(self.pending):
-            if t == rdtype:
-                del self.pending[i]
-                return d
-        raise AssertionError(f"no pending {rdtype} lookup")
-
-
-def a_answer(name: str, *addresses: str, ttl: int = 60):
-    return (
-        [tdns.RRHeader(name, tdns.A, ttl=ttl, payload=tdns.Record_A(a, ttl)) for a in addresses],
-        [],
-        [],
-    )
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
 
 
 @pytest.fixture
@@ -78,14 +39,6 @@ def resolver(clock, upstream, changes):
     r.startService()
     yield r
     r.stopService()
-
-
-@pytest.fixture
-def log_events():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def test_resolves_at_start_and_signals_one_change(resolver, upstream, clock, changes):

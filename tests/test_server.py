@@ -12,7 +12,6 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
-import dns.rdatatype as T
 import dns.tsigkeyring
 import pytest
 from twisted.internet.testing import StringTransport

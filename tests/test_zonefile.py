@@ -68,7 +68,7 @@ def test_bad_records_name_file_line_and_reason(tmp_path, body, line, reason):
 
 def test_multi_line_record_error_names_its_first_line(tmp_path):
     message = error_of(tmp_path, HEAD + "\n\nx 300 MX (\n  10\n  )\n")
-    assert f"z.zone:5:" in message
+    assert "z.zone:5:" in message
 
 
 def test_missing_soa(tmp_path):
