@@ -371,7 +371,11 @@ class AliasResolver(service.Service):
         failure = reason if failed else ""
         newly_failing = bool(failure) != bool(state.failure)
         state.failure = failure
-        state.ttl = ttl
+        if changed:
+            # A TTL alone never counts as a change: a recursive upstream
+            # counts TTLs down, and every refresh would bump the serial.
+            # The TTL is taken again with the next change of addresses.
+            state.ttl = ttl
         if not (changed or newly_failing):
             return
         state.status = status

@@ -76,6 +76,20 @@ def test_same_addresses_in_another_order_is_no_change(resolver, upstream, clock,
     assert changes == [0]
 
 
+def test_ttl_alone_is_no_change(resolver, upstream, clock, changes):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=60))
+    clock.advance(0)
+    clock.advance(60)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=17))
+    clock.advance(0)
+    state = resolver.state(TARGET, T.A)
+    assert changes == [0] and state.ttl == 60
+    clock.advance(17)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.9", ttl=17))
+    clock.advance(0)
+    assert state.ttl == 17 and len(changes) == 2
+
+
 def test_servfail_serves_stale_then_expires(resolver, upstream, clock, changes, log_events):
     upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=20))
     clock.advance(20)
