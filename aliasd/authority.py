@@ -67,6 +67,11 @@ class _Zone:
         self.flattened: dict[dns.name.Name, Flattened] = {}
         self.served: dict[dns.name.Name, tuple] = {}
         self.view_hash = 0  # sum of the owners' hashes: updated per owner
+        # Changes not yet published as a version (serial-rate damping).
+        self.pending: dict[dns.name.Name, Flattened] = {}
+        self.tokens: float | None = None  # full burst until first used
+        self.refilled_at = 0.0
+        self.flush_call = None
 
 
 class ZoneAuthority:
@@ -74,6 +79,13 @@ class ZoneAuthority:
 
     ``on_new_serial`` is called with every version whose serial is new (and
     with each zone's first version): that is when secondaries are notified.
+
+    Serial-rate damping: each zone may publish ``serial_burst`` new versions
+    at once, then one per ``serial_interval`` seconds; changes that arrive
+    meanwhile are batched into the next version (one serial, one NOTIFY).
+    A target that answers a different subset of a pool on every query thus
+    moves the serial at most once per interval. Loads and reloads are never
+    held back. ``serial_interval = 0`` turns damping off.
     """
 
     def __init__(
@@ -82,8 +94,14 @@ class ZoneAuthority:
         state=None,
         journal_size: int = 100,
         on_new_serial: Callable[[ZoneVersion], None] = lambda version: None,
+        clock=None,
+        serial_interval: float = 0.0,
+        serial_burst: int = 3,
     ):
         self.resolver = resolver
+        self.clock = clock
+        self.serial_interval = serial_interval if clock is not None else 0.0
+        self.serial_burst = max(1, serial_burst)
         self.state = state if state is not None else MemoryStateStore()
         self.journal_size = journal_size
         self.on_new_serial = on_new_serial
@@ -135,22 +153,81 @@ class ZoneAuthority:
                 for origin, owner in self._dependents.get(key, ()):
                     owners.setdefault(origin, []).append(owner)
         versions = {o: v for o, v in self.versions.items() if o in self._zones}
-        new_serials: list[ZoneVersion] = []
+        published: list[tuple[ZoneVersion | None, ZoneVersion]] = []
         for origin, zone_owners in owners.items():
             zone = self._zones[origin]
             updates = self._reflatten(zone, set(zone_owners))
             if origin in versions and not updates:
                 continue
+            zone.pending.update(updates)
             old = versions.get(origin)
-            version = self._new_version(zone, updates, old)
-            versions[origin] = version
-            if old is None or old.serial != version.serial:
-                new_serials.append(version)
+            if old is not None and changed is not None and not self._take_token(zone):
+                self._flush_later(zone)
+                continue
+            versions[origin] = self._publish(zone, old)
+            published.append((old, versions[origin]))
         self.versions = versions  # one assignment: readers see old or new
         if self.resolver is not None:
             self.resolver.set_targets(self._dependents)
-        for version in new_serials:
-            self.on_new_serial(version)
+        self._announce(published)
+
+    def _announce(self, published) -> None:
+        for old, version in published:
+            if old is None or old.serial != version.serial:
+                self.on_new_serial(version)
+
+    # -- serial-rate damping ------------------------------------------------
+
+    def _take_token(self, zone: _Zone) -> bool:
+        """May this zone publish a new version now? (token bucket)"""
+        if not self.serial_interval:
+            return True
+        now = self.clock.seconds()
+        if zone.tokens is None:
+            zone.tokens, zone.refilled_at = float(self.serial_burst), now
+        zone.tokens = min(
+            float(self.serial_burst), zone.tokens + (now - zone.refilled_at) / self.serial_interval
+        )
+        zone.refilled_at = now
+        if zone.tokens >= 1.0 - 1e-9:  # float dust must not stall a flush
+            zone.tokens = max(0.0, zone.tokens - 1.0)
+            return True
+        return False
+
+    def _flush_later(self, zone: _Zone) -> None:
+        if zone.flush_call is not None and zone.flush_call.active():
+            return
+        delay = max(0.001, (1.0 - zone.tokens) * self.serial_interval)
+        zone.flush_call = self.clock.callLater(delay, self._flush, zone.source.origin)
+        log.info(
+            "zone {zone}: ALIAS changes held back for {delay:.0f}s (serial-interval)",
+            zone=zone.source.origin.to_text(),
+            delay=delay,
+        )
+
+    def _flush(self, origin: dns.name.Name) -> None:
+        """Publish the changes held back for ``origin`` as one version."""
+        zone = self._zones.get(origin)
+        if zone is None or origin not in self.versions:
+            return
+        zone.flush_call = None
+        if not zone.pending:
+            return
+        if not self._take_token(zone):
+            self._flush_later(zone)
+            return
+        versions = dict(self.versions)
+        old = versions[origin]
+        versions[origin] = self._publish(zone, old)
+        self.versions = versions
+        self._announce([(old, versions[origin])])
+
+    def _publish(self, zone: _Zone, old: ZoneVersion | None) -> ZoneVersion:
+        updates, zone.pending = zone.pending, {}
+        if zone.flush_call is not None and zone.flush_call.active():
+            zone.flush_call.cancel()
+        zone.flush_call = None
+        return self._new_version(zone, updates, old)
 
     def _reflatten(self, zone: _Zone, owners: set[dns.name.Name]) -> dict[dns.name.Name, Flattened]:
         """Follow ``owners`` again; return those whose served records changed."""

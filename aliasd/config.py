@@ -54,6 +54,8 @@ class ServerSettings:
     max_udp_size: int = 1232
     tcp_idle_timeout: float = 30.0
     journal_size: int = 100
+    serial_interval: float = 60.0
+    serial_burst: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +239,10 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     journal = section.take("journal-size", (int,), "an integer", defaults.journal_size)
     if journal < 1:
         raise section.error("journal-size", f"must be at least 1, got {journal}")
+    serial_interval = section.number("serial-interval", defaults.serial_interval, 0)
+    serial_burst = section.take("serial-burst", (int,), "an integer", defaults.serial_burst)
+    if serial_burst < 1:
+        raise section.error("serial-burst", f"must be at least 1, got {serial_burst}")
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -247,6 +253,8 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         max_udp,
         idle,
         journal,
+        serial_interval,
+        serial_burst,
     )
 
 

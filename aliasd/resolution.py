@@ -24,6 +24,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import heapq
+import itertools
+import random
 import socket
 from typing import Callable, Iterable
 
@@ -69,6 +72,7 @@ class TargetState:
     next_due: float = 0.0
     in_flight: bool = False
     failure: str = ""
+    failures: int = 0  # consecutive failed refreshes (for backoff)
 
     @property
     def serves_addresses(self) -> bool:
@@ -120,6 +124,13 @@ def _address_text(rr: tdns.RRHeader) -> str:
     return socket.inet_ntop(socket.AF_INET6, rr.payload.address)
 
 
+def _negative_ttl(failure, default: float) -> float:
+    """The negative-caching TTL of an NXDOMAIN answer (SOA in authority)."""
+    message = getattr(failure.value, "message", None)
+    ttls = [rr.ttl for rr in getattr(message, "authority", ()) if rr.type == tdns.SOA]
+    return min(ttls, default=default)
+
+
 def describe_failure(failure) -> str:
     """A short reason for a failed upstream query, for logs."""
     reasons = {
@@ -157,6 +168,9 @@ class AliasResolver(service.Service):
         max_in_flight: int = 64,
         on_change: Callable[[set[TargetKey]], None] = lambda changed: None,
         state=None,
+        jitter: float = 0.1,
+        max_retry: float = 300,
+        rng: random.Random | None = None,
     ):
         self.upstream = upstream
         self.clock = clock
@@ -166,7 +180,16 @@ class AliasResolver(service.Service):
         self.query_timeout = query_timeout
         self.max_in_flight = max_in_flight
         self.on_change = on_change
+        self.jitter = jitter
+        self.max_retry = max(max_retry, min_refresh)
+        self.random = rng or random.Random()
         self.targets: dict[TargetKey, TargetState] = {}
+        # (due time, sequence, key): entries whose time no longer matches
+        # the target's next_due are stale and skipped when popped.
+        self._schedule: list[tuple[float, int, TargetKey]] = []
+        self._sequence = itertools.count()
+        self._stale: set[TargetKey] = set()
+        self.queries_sent = 0
         self.store = state
         self._restored = self._load_saved() if state is not None else {}
         self._in_flight = 0
@@ -201,12 +224,13 @@ class AliasResolver(service.Service):
         for key in list(self.targets):
             if key not in wanted:
                 del self.targets[key]
+                self._stale.discard(key)
         now = self.clock.seconds()
         for key in wanted:
             if key not in self.targets:
-                self.targets[key] = self._restored.pop(key, None) or TargetState(
-                    key[0], key[1], next_due=now
-                )
+                state = self._restored.pop(key, None) or TargetState(key[0], key[1])
+                self.targets[key] = state
+                self._schedule_at(state, now)
 
     # -- what survives a restart -----------------------------------------
 
@@ -263,14 +287,30 @@ class AliasResolver(service.Service):
 
     # -- the schedule ----------------------------------------------------
 
+    def _schedule_at(self, state: TargetState, due: float) -> None:
+        state.next_due = due
+        heapq.heappush(self._schedule, (due, next(self._sequence), (state.name, state.rdtype)))
+
     def refresh_due(self) -> None:
-        """Send an upstream query for each target whose time has come."""
+        """Each tick: queue the targets whose time has come, expire stale ones.
+
+        Only due targets are touched (a heap ordered by refresh time), so a
+        tick costs nothing when nothing is due, however many targets exist.
+        """
         now = self.clock.seconds()
-        due = sorted(
-            (s for s in self.targets.values() if not s.in_flight and s.next_due <= now),
-            key=lambda s: s.next_due,
-        )
-        self._waiting = collections.deque(due)
+        while self._schedule and self._schedule[0][0] <= now:
+            due, _, key = heapq.heappop(self._schedule)
+            state = self.targets.get(key)
+            if state is None or state.in_flight or state.next_due != due:
+                continue
+            self._waiting.append(state)
+        for key in list(self._stale):
+            state = self.targets.get(key)
+            if state is None or state.status is not Status.STALE:
+                self._stale.discard(key)
+            elif now - state.last_success > self.serve_stale:
+                self._stale.discard(key)
+                self._set(state, Status.EXPIRED, (), 0, state.failure, failed=True)
         self._start_waiting()
 
     def _start_waiting(self) -> None:
@@ -288,6 +328,7 @@ class AliasResolver(service.Service):
     def _query(self, state: TargetState) -> None:
         state.in_flight = True
         self._in_flight += 1
+        self.queries_sent += 1
         name = state.name.to_text(omit_final_dot=True)
         if state.rdtype == A:
             d = self.upstream.lookupAddress(name, timeout=self.query_timeout)
@@ -305,8 +346,16 @@ class AliasResolver(service.Service):
             self.clock.callLater(0, self._start_waiting)
         return self.targets.get((state.name, state.rdtype)) is state
 
-    def _clamp(self, ttl: float) -> float:
-        return max(self.min_refresh, min(self.max_refresh, ttl))
+    def _refresh_in(self, ttl: float) -> float:
+        """Seconds until the next refresh: the TTL clamped into
+        [min-refresh, max-refresh], less up to ``jitter`` of it so targets
+        that were resolved together do not stay in step."""
+        interval = max(self.min_refresh, min(self.max_refresh, ttl))
+        return max(self.min_refresh * (1 - self.jitter), interval * (1 - self.jitter * self.random.random()))
+
+    def _retry_in(self, failures: int) -> float:
+        """Backoff after consecutive failures: min-refresh, doubling, capped."""
+        return min(self.min_refresh * 2 ** (failures - 1), self.max_retry)
 
     def _answered(self, result, state: TargetState) -> None:
         if not self._finished(state):
@@ -320,12 +369,12 @@ class AliasResolver(service.Service):
                 (rr.ttl for rr in authority if rr.type == tdns.SOA),
                 default=self.min_refresh,
             )
-            state.last_success = now
-            state.next_due = now + self._clamp(negative_ttl)
+            state.last_success, state.failures = now, 0
+            self._schedule_at(state, now + self._refresh_in(negative_ttl))
             self._set(state, Status.NO_ADDRESSES, (), 0, "NODATA")
             return
-        state.last_success = now
-        state.next_due = now + self._clamp(ttl)
+        state.last_success, state.failures = now, 0
+        self._schedule_at(state, now + self._refresh_in(ttl))
         self._set(state, Status.RESOLVED, addresses, ttl, "")
 
     def _failed(self, failure, state: TargetState) -> None:
@@ -339,15 +388,18 @@ class AliasResolver(service.Service):
             terror.DomainError,
             terror.AuthoritativeDomainError,
         ):
-            state.last_success = now
-            state.next_due = now + self.min_refresh
+            state.last_success, state.failures = now, 0
+            negative_ttl = _negative_ttl(failure, self.min_refresh)
+            self._schedule_at(state, now + self._refresh_in(negative_ttl))
             self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")
             return
         reason = describe_failure(failure)
-        state.next_due = now + self.min_refresh
+        state.failures += 1
+        self._schedule_at(state, now + self._retry_in(state.failures))
         if state.status in (Status.RESOLVED, Status.STALE):
             assert state.last_success is not None
             if now - state.last_success <= self.serve_stale:
+                self._stale.add((state.name, state.rdtype))
                 self._set(state, Status.STALE, state.addresses, state.ttl, reason, failed=True)
             else:
                 self._set(state, Status.EXPIRED, (), 0, reason, failed=True)

@@ -32,7 +32,7 @@ from aliasd.notify import NotifySender, NotifyService
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
 from aliasd.state import StateDirError, StateStore
-from aliasd.upstream import NoUpstream, UpstreamResolver
+from aliasd.upstream import FailoverResolver, NoUpstream
 from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
 
 
@@ -130,7 +130,7 @@ def makeService(options: Options) -> service.MultiService:
     top = service.MultiService()
     keyring = keyring_from(settings.keys)
     upstreams = settings.resolver.upstreams
-    upstream = UpstreamResolver(upstreams, reactor) if upstreams else NoUpstream()
+    upstream = FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
     timeout = settings.resolver.timeout
     resolver = AliasResolver(
         upstream,
@@ -151,6 +151,9 @@ def makeService(options: Options) -> service.MultiService:
         state=options.state,
         journal_size=settings.server.journal_size,
         on_new_serial=notifier.zone_changed,
+        clock=reactor,
+        serial_interval=settings.server.serial_interval,
+        serial_burst=settings.server.serial_burst,
     )
     resolver.on_change = authority.rebuild
     authority.set_sources(options.sources)

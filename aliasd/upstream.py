@@ -1,11 +1,16 @@
-"""The upstream resolver client: Twisted Names' client, made quiet.
+"""The upstream resolver clients: Twisted Names' client, quiet and failing over.
 
 Stock ``twisted.names.client.Resolver`` opens and closes a UDP socket for
 every query, and Twisted logs two lines for each socket ("starting on",
-"Port Closed"): with thousands of ALIAS targets that buries the log. This
-subclass keeps one query socket per address family open and replaces it
-with a fresh one (a new random source port) every ``rotate_after`` queries,
-so source ports still change while the log stays readable.
+"Port Closed"): with thousands of ALIAS targets that buries the log.
+UpstreamResolver keeps one query socket per address family open and
+replaces it with a fresh one (a new random source port) every
+``rotate_after`` queries, so source ports still change while the log stays
+readable. A truncated UDP answer is retried over TCP by Twisted's client.
+
+FailoverResolver asks the configured upstreams in turn: SERVFAIL, REFUSED,
+a timeout or garbage from one sends the question to the next; NXDOMAIN or an
+answer ends it. The upstream that answered last is asked first next time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class UpstreamResolver(client.Resolver):
 
     def __init__(self, upstreams: Sequence[Endpoint], reactor=None):
         super().__init__(servers=[(e.host, e.port) for e in upstreams], reactor=reactor)
+        self.factory.noisy = False  # TCP retries of truncated answers
         self._sockets: dict[str, tuple[object, int]] = {}
 
     def _query(self, address, *args):
@@ -47,6 +53,43 @@ class UpstreamResolver(client.Resolver):
         for protocol, _ in self._sockets.values():
             protocol.transport.stopListening()
         self._sockets.clear()
+
+
+class FailoverResolver:
+    """One UpstreamResolver per upstream, asked in turn until one answers."""
+
+    def __init__(self, upstreams: Sequence[Endpoint], reactor=None):
+        self.endpoints = list(upstreams)
+        self.resolvers = [UpstreamResolver([e], reactor) for e in upstreams]
+        self.preferred = 0
+
+    def lookupAddress(self, name, timeout=None):
+        return self._lookup("lookupAddress", name, timeout)
+
+    def lookupIPV6Address(self, name, timeout=None):
+        return self._lookup("lookupIPV6Address", name, timeout)
+
+    @defer.inlineCallbacks
+    def _lookup(self, method: str, name: str, timeout):
+        count = len(self.resolvers)
+        last_failure = None
+        for step in range(count):
+            index = (self.preferred + step) % count
+            try:
+                result = yield getattr(self.resolvers[index], method)(name, timeout=timeout)
+            except error.DNSNameError:
+                self.preferred = index
+                raise  # NXDOMAIN is an answer, not a failure
+            except Exception as e:
+                last_failure = e
+                continue
+            self.preferred = index
+            return result
+        raise last_failure
+
+    def close(self) -> None:
+        for resolver in self.resolvers:
+            resolver.close()
 
 
 class NoUpstream:

@@ -131,3 +131,32 @@ def test_zone_for_picks_the_closest_enclosing_zone(authority):
     assert authority.zone_for(N("example.net")) is None
     assert authority.zone_for(N("x.example.com")).origin == N("example.com")
     assert authority.zone_for(dns.name.root) is None
+
+
+def test_serial_damping_batches_a_rotating_pool(clock, upstream):
+    resolver = AliasResolver(upstream, clock, min_refresh=10, jitter=0)
+    serials = []
+    authority = ZoneAuthority(
+        resolver, clock=clock, serial_interval=60, serial_burst=2,
+        on_new_serial=lambda v: serials.append((clock.seconds(), v.serial)),
+    )
+    resolver.on_change = authority.rebuild
+    authority.set_sources([EXAMPLE, CDN])
+    resolver.startService()
+    start = authority.versions[N("example.com")].serial
+    for step in range(12):  # every 10 s the target answers another address
+        for name, rdtype, d in list(upstream.pending):
+            upstream.pending.remove((name, rdtype, d))
+            d.callback(a_answer(name, f"203.0.113.{step}", ttl=10) if rdtype == T.A else ([], [], []))
+        clock.advance(10)
+    resolver.stopService()
+    published = [(t, s) for t, s in serials if s != start and t > 0]
+    # 12 changes in 120 s: the burst of 2 (at 10 s and 20 s), then one at
+    # 70 s, when the bucket has refilled; not one per change.
+    assert [t for t, _ in published] == [10, 20, 70], serials
+    # Nothing is lost: the last version serves the last answer (held back
+    # changes come out with the next publication).
+    clock.advance(60)
+    assert addresses(authority, "ext2.example.com")[1] == {"203.0.113.11"}
+    journal = authority.journals[N("example.com")]
+    assert journal.since(start) is not None

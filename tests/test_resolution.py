@@ -32,7 +32,7 @@ def changes():
 @pytest.fixture
 def resolver(clock, upstream, changes):
     r = AliasResolver(
-        upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50,
+        upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50, jitter=0,
         on_change=lambda keys: changes.append(clock.seconds()),
     )
     r.set_targets([(TARGET, T.A)])
@@ -90,25 +90,46 @@ def test_ttl_alone_is_no_change(resolver, upstream, clock, changes):
     assert state.ttl == 17 and len(changes) == 2
 
 
-def test_servfail_serves_stale_then_expires(resolver, upstream, clock, changes, log_events):
+def test_servfail_serves_stale_with_backoff_then_expires(resolver, upstream, clock, changes, log_events):
     upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=20))
     clock.advance(20)
     upstream.take().errback(terror.DNSServerError("SERVFAIL"))
     state = resolver.state(TARGET, T.A)
     assert state.status is Status.STALE and state.addresses == ("192.0.2.1",)
-    for _ in range(2):  # retries every min-refresh, still within serve-stale
-        clock.advance(10)
-        upstream.take().errback(terror.DNSQueryTimeoutError("t"))
-    assert state.status is Status.STALE
-    clock.advance(10)  # 50 s after the last success: still stale (bound inclusive)
+    # Retries back off: 10 s, then 20 s, then 40 s (min-refresh doubling).
+    clock.advance(9)
+    assert upstream.pending == []
+    clock.advance(1)
+    upstream.take().errback(terror.DNSQueryTimeoutError("t"))
+    clock.advance(19)
+    assert upstream.pending == []
+    clock.advance(1)  # t=50: 50 s after the last success, still within serve-stale
     upstream.take().errback(terror.DNSServerError("SERVFAIL"))
     assert state.status is Status.STALE
-    clock.advance(10)
-    upstream.take().errback(terror.DNSServerError("SERVFAIL"))
+    clock.advance(1)  # past serve-stale: the tick expires it, no query needed
+    assert upstream.pending == []
     assert state.status is Status.EXPIRED and state.addresses == ()
     assert state.uses_fallback
     messages = [e.get("status") for e in log_events if e.get("target") == "lb.example.net."]
     assert messages == ["resolved", "stale", "expired"]  # once per change, not per retry
+    clock.advance(39)  # the backed-off retry still comes, and recovery is immediate
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.5", ttl=20))
+    assert state.status is Status.RESOLVED and state.failures == 0
+
+
+def test_jitter_spreads_refreshes_below_the_ttl(clock, upstream):
+    import random
+
+    r = AliasResolver(upstream, clock, min_refresh=10, max_refresh=1000, jitter=0.1, rng=random.Random(7))
+    r.set_targets([(N(f"t{i}.example.net"), T.A) for i in range(50)])
+    r.startService()
+    for name, _, d in list(upstream.pending):
+        d.callback(a_answer(name, "192.0.2.1", ttl=100))
+    upstream.pending.clear()
+    due = sorted(s.next_due for s in r.targets.values())
+    assert 90 <= due[0] and due[-1] <= 100
+    assert len(set(due)) == 50  # not in step
+    r.stopService()
 
 
 def test_nxdomain_and_nodata_mean_no_addresses(resolver, upstream, clock):

@@ -1,13 +1,18 @@
 """A small upstream DNS server for tests, whose answers the test changes.
 
-It runs in a thread of the test process on a loopback UDP port and answers
-A/AAAA (and CNAME chains) from a table the test edits while aliasd runs;
-per name it can also SERVFAIL, REFUSE, say NXDOMAIN or stay silent.
+It runs in threads of the test process on a loopback port (UDP and TCP) and
+answers A/AAAA (and CNAME chains) from a table the test edits while aliasd
+runs. Per name it can also misbehave: SERVFAIL, REFUSED, NXDOMAIN, stay
+silent ("drop"), answer late ("delay:SECONDS"), send garbage ("garbage"),
+or set TC over UDP so the client must ask again over TCP ("truncate").
+``rotate`` serves a different subset of a pool on every query, as some CDNs do.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
+import struct
 import threading
 
 import dns.flags
@@ -28,14 +33,25 @@ class UpstreamServer:
         self.sock.settimeout(0.1)
         self.host = host
         self.port = self.sock.getsockname()[1]
+        self.tcp = socket.socket(family, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((host, self.port))
+        self.tcp.listen(16)
+        self.tcp.settimeout(0.1)
         self.zone_apex = dns.name.from_text("upstream.test.")
         self._lock = threading.Lock()
         self._records: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
         self._behaviour: dict[dns.name.Name, str] = {}
+        self._rotations: dict[tuple[dns.name.Name, int], tuple] = {}
         self.queries: list[tuple[str, str]] = []
+        self.tcp_queries: list[tuple[str, str]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def endpoint(self) -> str:
@@ -47,13 +63,23 @@ class UpstreamServer:
         with self._lock:
             self._behaviour.pop(owner, None)
             key = (owner, dns.rdatatype.from_text(rdtype))
+            self._rotations.pop(key, None)
             if values:
                 self._records[key] = dns.rrset.from_text_list(owner, ttl, "IN", rdtype, values)
             else:
                 self._records.pop(key, None)
 
+    def rotate(self, name: str, rdtype: str, pool: list[str], size: int, ttl: int = 1) -> None:
+        """Answer with the next ``size`` addresses of ``pool`` on every query."""
+        owner = dns.name.from_text(name)
+        key = (owner, dns.rdatatype.from_text(rdtype))
+        with self._lock:
+            self._behaviour.pop(owner, None)
+            self._rotations[key] = (itertools.count(), list(pool), size, ttl, rdtype)
+            self._records[key] = dns.rrset.from_text_list(owner, ttl, "IN", rdtype, pool[:size])
+
     def behave(self, name: str, behaviour: str | None) -> None:
-        """Make ``name`` answer "servfail", "refused", "nxdomain" or "drop"."""
+        """Make ``name`` misbehave (see the module docstring); None: normal."""
         owner = dns.name.from_text(name)
         with self._lock:
             if behaviour is None:
@@ -62,17 +88,21 @@ class UpstreamServer:
                 self._behaviour[owner] = behaviour
 
     def count(self, name: str, rdtype: str = "A") -> int:
-        """How many queries for ``name``/``rdtype`` have arrived."""
+        """How many queries (UDP) for ``name``/``rdtype`` have arrived."""
         wanted = (dns.name.from_text(name).to_text().lower(), rdtype)
         with self._lock:
             return sum(1 for q in self.queries if q == wanted)
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        for thread in self._threads:
+            thread.join(2)
         self.sock.close()
+        self.tcp.close()
 
-    def _serve(self) -> None:
+    # -- serving ---------------------------------------------------------
+
+    def _serve_udp(self) -> None:
         while not self._stop.is_set():
             try:
                 data, peer = self.sock.recvfrom(65535)
@@ -84,29 +114,74 @@ class UpstreamServer:
                 query = dns.message.from_wire(data)
             except Exception:
                 continue
-            response = self._answer(query)
-            if response is not None:
-                self.sock.sendto(response.to_wire(), peer)
+            behaviour, response = self._answer(query, self.queries)
+            if behaviour == "drop" or response is None:
+                continue
+            if behaviour == "garbage":
+                self.sock.sendto(data[:2] + b"\x81\x80\x00\x01\x00\x05", peer)
+                continue
+            if behaviour == "truncate":
+                truncated = dns.message.make_response(query)
+                truncated.flags |= dns.flags.TC
+                self.sock.sendto(truncated.to_wire(), peer)
+                continue
+            wire = response.to_wire()
+            if behaviour and behaviour.startswith("delay:"):
+                delay = float(behaviour.split(":", 1)[1])
+                threading.Timer(delay, self._send_late, (wire, peer)).start()
+                continue
+            self.sock.sendto(wire, peer)
 
-    def _answer(self, query: dns.message.Message) -> dns.message.Message | None:
+    def _send_late(self, wire: bytes, peer) -> None:
+        if not self._stop.is_set():
+            try:
+                self.sock.sendto(wire, peer)
+            except OSError:
+                pass
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    (length,) = struct.unpack("!H", conn.recv(2, socket.MSG_WAITALL))
+                    query = dns.message.from_wire(conn.recv(length, socket.MSG_WAITALL))
+                except (OSError, struct.error, Exception):
+                    continue
+                _, response = self._answer(query, self.tcp_queries)
+                if response is not None:
+                    wire = response.to_wire()
+                    conn.sendall(struct.pack("!H", len(wire)) + wire)
+
+    def _answer(self, query: dns.message.Message, log: list) -> tuple[str | None, dns.message.Message | None]:
         response = dns.message.make_response(query, recursion_available=True)
         question = query.question[0]
         with self._lock:
-            self.queries.append(
-                (question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype))
-            )
+            log.append((question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)))
             behaviour = self._behaviour.get(question.name)
-            if behaviour == "drop":
-                return None
             if behaviour in ("servfail", "refused", "nxdomain"):
                 response.set_rcode(dns.rcode.from_text(behaviour.upper()))
-                return response
+                return behaviour, response
+            rotation = self._rotations.get((question.name, question.rdtype))
+            if rotation is not None:
+                counter, pool, size, ttl, rdtype = rotation
+                start = next(counter) * size
+                chosen = [pool[(start + i) % len(pool)] for i in range(size)]
+                self._records[(question.name, question.rdtype)] = dns.rrset.from_text_list(
+                    question.name, ttl, "IN", rdtype, chosen
+                )
             name = question.name
             for _ in range(8):
                 rrset = self._records.get((name, question.rdtype))
                 if rrset is not None:
                     response.answer.append(rrset)
-                    return response
+                    return behaviour, response
                 cname = self._records.get((name, dns.rdatatype.CNAME))
                 if cname is None:
                     break
@@ -120,4 +195,4 @@ class UpstreamServer:
                     self.zone_apex, 5, "IN", "SOA", "ns.upstream.test. h.upstream.test. 1 60 60 600 5"
                 )
             )
-            return response
+            return behaviour, response
