@@ -56,8 +56,10 @@ class QueryHandler:
         max_udp_size: int = DEFAULT_MAX_UDP_SIZE,
         access: TransferAccess | None = None,
         keyring: dict[dns.name.Name, dns.tsig.Key] | None = None,
+        status=None,
     ):
         self.authority = authority
+        self.status = status
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
@@ -125,6 +127,11 @@ class QueryHandler:
             return None
         question = query.question[0]
         qtype = question.rdtype
+        if question.rdclass == dns.rdataclass.CH and self.status is not None:
+            rcode, answer = self.status.answer(question.name, qtype, client)
+            response.set_rcode(rcode)
+            response.answer = answer
+            return None
         if question.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)
             return None

@@ -32,6 +32,7 @@ from aliasd.notify import NotifySender, NotifyService
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
 from aliasd.state import StateDirError, StateStore
+from aliasd.status import StatusReporter
 from aliasd.upstream import FailoverResolver, NoUpstream
 from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
 
@@ -162,6 +163,7 @@ def makeService(options: Options) -> service.MultiService:
         settings.server.max_udp_size,
         access=TransferAccess(settings.zones),
         keyring=keyring,
+        status=StatusReporter(authority, resolver, reactor),
     )
     tcp_factory = DNSStreamFactory(handler, settings.server.tcp_idle_timeout)
     for address in settings.server.listen:

@@ -41,7 +41,8 @@ def aliasd(tmp_path):
     """Factory: ``aliasd(config_text, zones={name: text})`` starts a process."""
     started: list[AliasdProcess] = []
 
-    def start(config: str = "", zones: dict[str, str] | None = None, args=(), port=None):
+    def start(config: str = "", zones: dict[str, str] | None = None, args=(), port=None, server: str = ""):
+        """Write the configuration (``server`` adds keys to [server]) and start."""
         port = port or free_port()
         for filename, text in (zones or {}).items():
             (tmp_path / filename).write_text(textwrap.dedent(text))
@@ -55,6 +56,7 @@ def aliasd(tmp_path):
                 state-dir = "state"
                 """
             )
+            + textwrap.dedent(server)
             + textwrap.dedent(config)
         )
         process = AliasdProcess(["--config", str(conf), *args], tmp_path, port)

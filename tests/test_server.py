@@ -186,3 +186,18 @@ def test_tcp_idle_connection_is_closed(handler):
     assert not transport.disconnecting
     clock.advance(1.5)
     assert transport.disconnecting
+
+
+def test_chaos_status_is_for_loopback_clients_only(handler):
+    from aliasd.status import StatusReporter
+    from twisted.internet import task
+
+    handler.status = StatusReporter(handler.authority, None, task.Clock())
+    q = dns.message.make_query("aliases.aliasd.", "TXT", rdclass="CH")
+    for client, rcode in (("127.0.0.1", dns.rcode.NOERROR), ("::1", dns.rcode.NOERROR),
+                          ("192.0.2.7", dns.rcode.REFUSED), ("2001:db8::7", dns.rcode.REFUSED)):
+        wire = handler.handle(q.to_wire(), client, over_udp=False)
+        assert dns.message.from_wire(wire).rcode() == rcode, client
+    version = dns.message.make_query("version.bind.", "TXT", rdclass="CH")
+    r = dns.message.from_wire(handler.handle(version.to_wire(), "192.0.2.7", over_udp=True))
+    assert r.answer[0][0].strings[0].startswith(b"aliasd ")

@@ -147,13 +147,21 @@ class UpstreamServer:
                 continue
             except OSError:
                 return
-            with conn:
-                conn.settimeout(2)
+            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        """Any number of queries on one TCP connection (RFC 7766)."""
+        with conn:
+            conn.settimeout(2)
+            while not self._stop.is_set():
                 try:
-                    (length,) = struct.unpack("!H", conn.recv(2, socket.MSG_WAITALL))
+                    header = conn.recv(2, socket.MSG_WAITALL)
+                    if len(header) < 2:
+                        return
+                    (length,) = struct.unpack("!H", header)
                     query = dns.message.from_wire(conn.recv(length, socket.MSG_WAITALL))
-                except (OSError, struct.error, Exception):
-                    continue
+                except Exception:
+                    return
                 _, response = self._answer(query, self.tcp_queries)
                 if response is not None:
                     wire = response.to_wire()

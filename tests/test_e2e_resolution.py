@@ -1,0 +1,127 @@
+"""End to end: the resolution engine against an upstream that misbehaves.
+
+Failover between upstreams, truncated answers retried over TCP, late and
+garbled answers (serve stale), pools that rotate (serial damping), loops in
+the zone data, and the operator's CHAOS TXT view of it all.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.upstream import UpstreamServer
+
+pytestmark = pytest.mark.e2e
+
+ZONE = """\
+    $ORIGIN example.com.
+    $TTL 300
+    @     SOA ns1 hostmaster 100 86400 600 864000 120
+          NS  ns1
+    @     60 ALIAS target.upstream.test.
+    ns1   A   192.0.2.53
+    loop1 ALIAS loop2
+    loop2 ALIAS loop1
+    """
+
+
+def config(*upstreams, extra: str = "") -> str:
+    endpoints = ", ".join(f'"{u.endpoint}"' for u in upstreams)
+    return f"""
+        [resolver]
+        upstreams = [{endpoints}]
+        min-refresh = 1
+        max-refresh = 1
+        serve-stale = 30
+        timeout = 0.3
+        {extra}
+        [zones."example.com"]
+        file = "example.com.zone"
+        """
+
+
+@pytest.fixture
+def second_upstream():
+    server = UpstreamServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("failure", ["servfail", "refused", "drop", "garbage"])
+def test_failover_to_the_next_upstream(aliasd, upstream, second_upstream, failure):
+    upstream.behave("target.upstream.test", failure)
+    second_upstream.set("target.upstream.test", "A", ["203.0.113.77"], ttl=30)
+    p = aliasd(config(upstream, second_upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.77"})
+    assert upstream.count("target.upstream.test") >= 1  # the first was asked first
+
+
+def test_truncated_answer_is_retried_over_tcp(aliasd, upstream):
+    upstream.set("target.upstream.test", "A", ["203.0.113.5"], ttl=30)
+    upstream.behave("target.upstream.test", "truncate")
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.5"})
+    assert ("target.upstream.test.", "A") in upstream.tcp_queries
+
+
+@pytest.mark.parametrize("failure", ["delay:2", "garbage"])
+def test_late_or_garbled_answers_keep_the_last_good_addresses(aliasd, upstream, failure):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=1)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
+    upstream.set("target.upstream.test", "A", ["203.0.113.2"], ttl=1)
+    upstream.behave("target.upstream.test", failure)
+    p.wait_for(lambda: "target.upstream.test. A: stale" in p.log(), timeout=10)
+    assert p.addresses("example.com") == {"203.0.113.1"}  # never the late answer's
+
+
+def test_rotating_pool_does_not_bump_the_serial_on_every_refresh(aliasd, upstream):
+    pool = [f"203.0.113.{i}" for i in range(1, 7)]
+    upstream.rotate("target.upstream.test", "A", pool, size=2, ttl=1)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE}, server="serial-interval = 4\nserial-burst = 1\n")
+    p.wait_for(lambda: p.addresses("example.com"))
+    first = p.query("example.com", "SOA").answer[0][0].serial
+    asked_before = upstream.count("target.upstream.test")
+    time.sleep(8.5)
+    refreshes = upstream.count("target.upstream.test") - asked_before
+    moves = p.query("example.com", "SOA").answer[0][0].serial - first
+    assert refreshes >= 6  # the pool rotated on every one of them
+    assert 1 <= moves <= 3, (refreshes, moves)  # at most one per 4 s
+    assert p.addresses("example.com") <= set(pool) and len(p.addresses("example.com")) == 2
+    assert "held back" in p.log()
+
+
+def test_alias_loop_is_reported_and_answers_servfail(aliasd, upstream):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=30)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    assert p.query("loop1.example.com").rcode() == dns.rcode.SERVFAIL
+    assert p.query("loop2.example.com", "AAAA").rcode() == dns.rcode.SERVFAIL
+    assert p.query("loop1.example.com", "TXT").rcode() == dns.rcode.NOERROR
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
+    assert "ALIAS loop in zone example.com.: loop1.example.com., loop2.example.com. answer SERVFAIL" in p.log()
+
+
+def test_chaos_txt_shows_targets_and_owners_to_loopback(aliasd, upstream):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=30)
+    upstream.behave("target.upstream.test", None)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
+
+    def lines(name):
+        q = dns.message.make_query(name, "TXT", rdclass="CH")
+        r = dns.query.tcp(q, "127.0.0.1", port=p.port, timeout=3)
+        assert r.rcode() == dns.rcode.NOERROR
+        return [b"".join(rd.strings).decode() for rrset in r.answer for rd in rrset]
+
+    targets = lines("targets.aliasd.")
+    assert any(line.startswith("target.upstream.test. A resolved 203.0.113.1 ttl 30") for line in targets)
+    assert any("AAAA no-addresses" in line for line in targets)
+    owners = lines("aliases.aliasd.")
+    assert any(line.startswith("example.com. ALIAS target.upstream.test.") and "A 203.0.113.1" in line for line in owners)
+    upstream.behave("target.upstream.test", "servfail")
+    p.wait_for(lambda: any("stale" in line and "SERVFAIL" in line for line in lines("targets.aliasd.")))
