@@ -65,6 +65,7 @@ class ResolverSettings:
     max_refresh: float = 3600.0
     serve_stale: float = 3600.0
     timeout: float = 2.0
+    max_in_flight: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,8 +275,13 @@ def _resolver(section: _Section) -> ResolverSettings:
         )
     serve_stale = section.number("serve-stale", defaults.serve_stale, 0)
     timeout = section.number("timeout", defaults.timeout, 0.1)
+    in_flight = section.take("max-in-flight", (int,), "an integer", defaults.max_in_flight)
+    if in_flight < 1:
+        raise section.error("max-in-flight", f"must be at least 1, got {in_flight}")
     section.finish()
-    return ResolverSettings(tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout)
+    return ResolverSettings(
+        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight
+    )
 
 
 def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:

@@ -155,6 +155,8 @@ class AliasResolver(service.Service):
     """
 
     tick = 1.0
+    first_round_grace = 5.0  # seconds new targets may take before publishing anyway
+    save_interval = 5.0  # seconds between writes of the target cache
 
     def __init__(
         self,
@@ -189,6 +191,11 @@ class AliasResolver(service.Service):
         self._schedule: list[tuple[float, int, TargetKey]] = []
         self._sequence = itertools.count()
         self._stale: set[TargetKey] = set()
+        # Targets asked for the first time and not answered yet; their
+        # outcomes are published together (see _set), within a grace period.
+        self._unanswered: set[TargetKey] = set()
+        self._first_round_deadline = 0.0
+        self._save_pending = None
         self.queries_sent = 0
         self.store = state
         self._restored = self._load_saved() if state is not None else {}
@@ -212,9 +219,14 @@ class AliasResolver(service.Service):
             close()
         if self._loop.running:
             self._loop.stop()
-        if self._change_pending is not None and self._change_pending.active():
-            self._change_pending.cancel()
-        self._change_pending = None
+        for call in (self._change_pending, self._save_pending):
+            if call is not None and call.active():
+                call.cancel()
+        self._change_pending = self._save_pending = None
+        try:
+            self._save()  # the last word at shutdown
+        except OSError as e:
+            log.error("cannot save ALIAS target cache: {error}", error=str(e))
 
     # -- targets ---------------------------------------------------------
 
@@ -225,10 +237,15 @@ class AliasResolver(service.Service):
             if key not in wanted:
                 del self.targets[key]
                 self._stale.discard(key)
+                self._unanswered.discard(key)
         now = self.clock.seconds()
         for key in wanted:
             if key not in self.targets:
-                state = self._restored.pop(key, None) or TargetState(key[0], key[1])
+                state = self._restored.pop(key, None)
+                if state is None:
+                    state = TargetState(key[0], key[1])
+                    self._unanswered.add(key)
+                    self._first_round_deadline = now + self.first_round_grace
                 self.targets[key] = state
                 self._schedule_at(state, now)
 
@@ -444,13 +461,32 @@ class AliasResolver(service.Service):
         )
         if changed:
             self._changed.add((state.name, state.rdtype))
-            if self._change_pending is None:
-                self._change_pending = self.clock.callLater(0, self._signal_change)
+        self._unanswered.discard((state.name, state.rdtype))
+        if self._changed and self._change_pending is None:
+            if self._unanswered and self.clock.seconds() < self._first_round_deadline:
+                # New targets are still being asked for the first time: wait,
+                # so their answers make one version (one serial), not dozens.
+                delay = self._first_round_deadline - self.clock.seconds()
+            else:
+                delay = 0
+            self._change_pending = self.clock.callLater(delay, self._signal_change)
+        elif not self._unanswered and self._change_pending is not None and self._change_pending.active():
+            self._change_pending.reset(0)
 
     def _signal_change(self) -> None:
         self._change_pending = None
         changed, self._changed = self._changed, set()
         self.on_change(changed)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        """Write the target cache at most every few seconds (it is only a cache)."""
+        if self.store is None or (self._save_pending is not None and self._save_pending.active()):
+            return
+        self._save_pending = self.clock.callLater(self.save_interval, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_pending = None
         try:
             self._save()
         except OSError as e:

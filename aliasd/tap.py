@@ -140,6 +140,7 @@ def makeService(options: Options) -> service.MultiService:
         max_refresh=settings.resolver.max_refresh,
         serve_stale=settings.resolver.serve_stale,
         query_timeout=(timeout, timeout * 2),
+        max_in_flight=settings.resolver.max_in_flight,
         state=options.state,
     )
     notifier = NotifySender(

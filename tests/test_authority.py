@@ -108,6 +108,11 @@ def test_external_targets_deduplicated_and_fallback_until_resolved(authority, up
     before = authority.versions[N("example.com")]
     upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8", ttl=3600))
     clock.advance(0)
+    # The first answers are published together, when every new target has
+    # answered once (or after a grace period): AAAA is still out.
+    assert authority.versions[N("example.com")] is before
+    upstream.take(T.AAAA).callback(([], [], []))
+    clock.advance(0)
     after = authority.versions[N("example.com")]
     assert after is not before
     answer, found = addresses(authority, "ext.example.com")
@@ -116,8 +121,18 @@ def test_external_targets_deduplicated_and_fallback_until_resolved(authority, up
     assert authority.versions[N("cdn.example.net")] is not None
 
 
+def test_first_answers_are_published_after_a_grace_period_at_most(authority, upstream, clock):
+    before = authority.versions[N("example.com")]
+    upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8"))
+    clock.advance(4.9)
+    assert authority.versions[N("example.com")] is before  # AAAA still unanswered
+    clock.advance(0.2)
+    assert addresses(authority, "ext.example.com")[1] == {"203.0.113.8"}
+
+
 def test_unchanged_outcome_keeps_the_version_object(authority, upstream, clock):
     upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8"))
+    upstream.take(T.AAAA).callback(([], [], []))
     clock.advance(0)
     version = authority.versions[N("example.com")]
     cdn = authority.versions[N("cdn.example.net")]
