@@ -111,8 +111,9 @@ class ZoneAuthority:
         self._zones: dict[dns.name.Name, _Zone] = {}
         self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
         self._digests: dict[dns.name.Name, str] = {}
-        # Upstream target -> the (zone, owner) pairs that follow it.
+        # Upstream target -> the (zone, owner) pairs that follow it, and back.
         self._dependents: dict[TargetKey, set[tuple[dns.name.Name, dns.name.Name]]] = {}
+        self._targets_of: dict[tuple[dns.name.Name, dns.name.Name], set[TargetKey]] = {}
 
     # -- which zone ------------------------------------------------------
 
@@ -127,12 +128,28 @@ class ZoneAuthority:
                 return None
             name = name.parent()
 
+    def is_stale(self, origin: dns.name.Name, owner: dns.name.Name) -> bool:
+        """Does this ALIAS owner serve addresses kept past an upstream failure?"""
+        if self.resolver is None:
+            return False
+        for key in self._targets_of.get((origin, owner), ()):
+            state = self.resolver.state(*key)
+            if state is not None and state.status is Status.STALE:
+                return True
+        return False
+
     # -- loading and rebuilding -----------------------------------------
 
     def set_sources(self, sources: Iterable[ZoneSource]) -> None:
         """Serve exactly these zone files (at start, and later on reload)."""
         self.sources = {source.origin: source for source in sources}
         self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
+        for zone in self._zones.values():  # changes held back for old data
+            if zone.flush_call is not None and zone.flush_call.active():
+                zone.flush_call.cancel()
+        for origin in list(self.journals):
+            if origin not in self.sources:
+                del self.journals[origin]
         self._zones = {origin: _Zone(source) for origin, source in self.sources.items()}
         self.rebuild()
 
@@ -144,6 +161,7 @@ class ZoneAuthority:
         """
         if changed is None:
             self._dependents = {}
+            self._targets_of = {}
             owners = {
                 origin: list(zone.source.aliases) for origin, zone in self._zones.items()
             }
@@ -341,6 +359,7 @@ class ZoneAuthority:
         source = self._source_for(target)
         if source is None:
             self._dependents.setdefault((target, rdtype), set()).add(dependent)
+            self._targets_of.setdefault(dependent, set()).add((target, rdtype))
             state = self.resolver.state(target, rdtype) if self.resolver else None
             if state is None or state.uses_fallback:
                 return _FALLBACK

@@ -85,9 +85,17 @@ class ZoneSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class StatisticsSettings:
+    """The Prometheus endpoint; off (None) unless configured."""
+
+    listen: Endpoint | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     resolver: ResolverSettings = ResolverSettings()
+    statistics: StatisticsSettings = StatisticsSettings()
     keys: tuple[KeySettings, ...] = ()
     zones: tuple[ZoneSettings, ...] = ()
     path: Path | None = None
@@ -196,6 +204,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     top = _Section(where, "", data)
     server = _server(_Section(where, "[server]", top.table.pop("server", {})), base_dir)
     resolver = _resolver(_Section(where, "[resolver]", top.table.pop("resolver", {})))
+    statistics = _statistics(_Section(where, "[statistics]", top.table.pop("statistics", {})))
     keys_table = _Section(where, "[keys]", top.table.pop("keys", {}))
     keys = tuple(
         _key(_Section(where, f"[keys.{name}]", table), name, base_dir)
@@ -210,7 +219,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     _check_unique_zones(where, zones)
     top.label = "top level"
     top.finish()
-    return Settings(server, resolver, keys, zones, Path(where))
+    return Settings(server, resolver, statistics, keys, zones, Path(where))
 
 
 def _check_unique_zones(where: str, zones) -> None:
@@ -282,6 +291,20 @@ def _resolver(section: _Section) -> ResolverSettings:
     return ResolverSettings(
         tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight
     )
+
+
+def _statistics(section: _Section) -> StatisticsSettings:
+    text = section.take("listen", (str,), 'an "address:port" string', None)
+    section.finish()
+    if text is None:
+        return StatisticsSettings()
+    try:
+        endpoint = parse_endpoint(text, 0)
+    except ValueError as e:
+        raise section.error("listen", str(e)) from None
+    if endpoint.port == 0:
+        raise section.error("listen", f"needs a port, as in 127.0.0.1:9353, got {text!r}")
+    return StatisticsSettings(endpoint)
 
 
 def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:

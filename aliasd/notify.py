@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aliasd.config import Endpoint
+from aliasd.stats import Statistics
 from aliasd.zone import ZoneVersion
 
 log = Logger()
@@ -61,6 +62,7 @@ class NotifySender:
         send: Callable[[bytes, Endpoint], None] | None = None,
         first_timeout: float = 1.0,
         max_tries: int = 5,
+        stats: Statistics | None = None,
     ):
         self.clock = clock
         self.targets = dict(targets)
@@ -68,6 +70,7 @@ class NotifySender:
         self.send = send
         self.first_timeout = first_timeout
         self.max_tries = max_tries
+        self.stats = stats if stats is not None else Statistics()
         self._pending: dict[tuple[dns.name.Name, Endpoint], _Pending] = {}
         self._by_id: dict[tuple[int, str, int], _Pending] = {}
         self.acknowledged = 0
@@ -105,6 +108,7 @@ class NotifySender:
         pending = _Pending(version.origin, target, version.serial, query_id, wire, request)
         self._pending[(version.origin, target)] = pending
         self._by_id[(query_id, target.host, target.port)] = pending
+        self.stats.inc("aliasd_notify_total", zone=version.origin.to_text(), outcome="sent")
         self._transmit(pending)
 
     def _fresh_id(self, target: Endpoint) -> int:
@@ -132,6 +136,7 @@ class NotifySender:
             self._transmit(pending)
             return
         self.failed += 1
+        self.stats.inc("aliasd_notify_total", zone=pending.zone.to_text(), outcome="failed")
         log.warn(
             "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",
             zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
@@ -165,6 +170,8 @@ class NotifySender:
         if response.question and response.question[0].name != pending.zone:
             return
         rcode = response.rcode()
+        outcome = "acknowledged" if rcode == dns.rcode.NOERROR else "failed"
+        self.stats.inc("aliasd_notify_total", zone=pending.zone.to_text(), outcome=outcome)
         if rcode == dns.rcode.NOERROR:
             self.acknowledged += 1
             log.info(

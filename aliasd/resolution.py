@@ -40,6 +40,8 @@ from twisted.logger import Logger
 from twisted.names import dns as tdns
 from twisted.names import error as terror
 
+from aliasd.stats import Statistics
+
 log = Logger()
 
 A = dns.rdatatype.A
@@ -173,6 +175,7 @@ class AliasResolver(service.Service):
         jitter: float = 0.1,
         max_retry: float = 300,
         rng: random.Random | None = None,
+        stats: Statistics | None = None,
     ):
         self.upstream = upstream
         self.clock = clock
@@ -182,6 +185,7 @@ class AliasResolver(service.Service):
         self.query_timeout = query_timeout
         self.max_in_flight = max_in_flight
         self.on_change = on_change
+        self.stats = stats if stats is not None else Statistics()
         self.jitter = jitter
         self.max_retry = max(max_retry, min_refresh)
         self.random = rng or random.Random()
@@ -388,10 +392,12 @@ class AliasResolver(service.Service):
             )
             state.last_success, state.failures = now, 0
             self._schedule_at(state, now + self._refresh_in(negative_ttl))
+            self.stats.inc("aliasd_upstream_answers_total", outcome="NODATA")
             self._set(state, Status.NO_ADDRESSES, (), 0, "NODATA")
             return
         state.last_success, state.failures = now, 0
         self._schedule_at(state, now + self._refresh_in(ttl))
+        self.stats.inc("aliasd_upstream_answers_total", outcome="addresses")
         self._set(state, Status.RESOLVED, addresses, ttl, "")
 
     def _failed(self, failure, state: TargetState) -> None:
@@ -408,9 +414,11 @@ class AliasResolver(service.Service):
             state.last_success, state.failures = now, 0
             negative_ttl = _negative_ttl(failure, self.min_refresh)
             self._schedule_at(state, now + self._refresh_in(negative_ttl))
+            self.stats.inc("aliasd_upstream_answers_total", outcome="NXDOMAIN")
             self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")
             return
         reason = describe_failure(failure)
+        self.stats.inc("aliasd_upstream_answers_total", outcome=reason)
         state.failures += 1
         self._schedule_at(state, now + self._retry_in(state.failures))
         if state.status in (Status.RESOLVED, Status.STALE):

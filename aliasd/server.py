@@ -32,6 +32,7 @@ from twisted.protocols.policies import TimeoutMixin
 
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
+from aliasd.stats import Statistics
 from aliasd.transfer import axfr_rrsets, ixfr_rrsets, render_answer, single_message
 
 log = Logger()
@@ -39,6 +40,7 @@ log = Logger()
 _HEADER = struct.Struct("!HHHHHH")
 _TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 _NOT_QUERYABLE = (dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY)
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 #: Our EDNS UDP payload size (DNS flag day 2020): no IP fragmentation.
 DEFAULT_MAX_UDP_SIZE = 1232
 
@@ -57,9 +59,11 @@ class QueryHandler:
         access: TransferAccess | None = None,
         keyring: dict[dns.name.Name, dns.tsig.Key] | None = None,
         status=None,
+        stats: Statistics | None = None,
     ):
         self.authority = authority
         self.status = status
+        self.stats = stats if stats is not None else Statistics()
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
@@ -73,6 +77,7 @@ class QueryHandler:
         try:
             query, tsig_error = self._parse(wire)
         except Exception:
+            self.stats.inc("aliasd_malformed_total")
             return _header_only(wire, dns.rcode.FORMERR)
         if tsig_error:
             log.info(
@@ -83,9 +88,16 @@ class QueryHandler:
         limit = self._udp_limit(query) if over_udp else 65535
         response = dns.message.make_response(query, our_payload=self.max_udp_size)
         response.flags |= query.flags & dns.flags.CD
-        transfer = self._fill(query, response, client, over_udp, limit)
+        transfer, zone = self._fill(query, response, client, over_udp, limit)
         if transfer is not None:
             return transfer
+        self.stats.inc(
+            "aliasd_queries_total",
+            zone=zone,
+            qtype=dns.rdatatype.to_text(query.question[0].rdtype) if query.question else "",
+            rcode=dns.rcode.to_text(response.rcode()),
+            transport="udp" if over_udp else "tcp",
+        )
         return response.to_wire(max_size=limit, prefer_truncation=True)
 
     def _parse(self, wire: bytes) -> tuple[dns.message.Message, int]:
@@ -115,43 +127,49 @@ class QueryHandler:
         return min(max(512, query.payload), self.max_udp_size)
 
     def _fill(self, query, response, client: str, over_udp: bool, limit: int):
-        """Fill ``response``; return an iterator of messages for a transfer."""
+        """Fill ``response``; return (messages of a transfer or None, zone name)."""
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
-            return None
+            return None, ""
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
-            return None
+            return None, ""
         if len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-            return None
+            return None, ""
         question = query.question[0]
         qtype = question.rdtype
         if question.rdclass == dns.rdataclass.CH and self.status is not None:
             rcode, answer = self.status.answer(question.name, qtype, client)
             response.set_rcode(rcode)
             response.answer = answer
-            return None
+            return None, ""
         if question.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)
-            return None
+            return None, ""
         if qtype in _NOT_QUERYABLE:
             response.set_rcode(dns.rcode.FORMERR)
-            return None
+            return None, ""
         version = self.authority.zone_for(question.name)
         if version is None:
             response.set_rcode(dns.rcode.REFUSED)
-            return None
+            return None, ""
         if qtype in _TRANSFER_TYPES:
-            return self._transfer(query, response, version, client, over_udp, limit)
+            zone = version.origin.to_text()
+            return self._transfer(query, response, version, client, over_udp, limit), zone
         answer = version.lookup(question.name, qtype)
+        zone = version.origin.to_text()
+        if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
+            self.stats.inc("aliasd_alias_answers_total", zone=zone)
+            if self.authority.is_stale(version.origin, question.name):
+                self.stats.inc("aliasd_stale_answers_total", zone=zone)
         response.set_rcode(answer.rcode)
         if answer.authoritative:
             response.flags |= dns.flags.AA
         response.answer = list(answer.answer)
         response.authority = list(answer.authority)
         response.additional = list(answer.additional)
-        return None
+        return None, zone
 
     def _transfer(self, query, response, version, client, over_udp, limit):
         question = query.question[0]
@@ -159,6 +177,7 @@ class QueryHandler:
         zone = version.origin.to_text()
 
         def refuse(rcode, reason, tsig_error=0):
+            self.stats.inc("aliasd_transfers_refused_total", zone=zone, client=client)
             log.info(
                 "{kind} of {zone} refused to {client}: {reason}",
                 kind=kind, zone=zone, client=client, reason=reason,
@@ -173,6 +192,7 @@ class QueryHandler:
         decision = self.access.check(version.origin, client, query)
         if not decision.allowed:
             if decision.tsig_error:
+                self.stats.inc("aliasd_transfers_refused_total", zone=zone, client=client)
                 log.info(
                     "{kind} of {zone} refused to {client}: {reason}",
                     kind=kind, zone=zone, client=client, reason=decision.reason,
@@ -182,7 +202,7 @@ class QueryHandler:
         if question.rdtype == dns.rdatatype.AXFR:
             if over_udp:
                 return refuse(dns.rcode.REFUSED, "AXFR over UDP")
-            return _logged(render_answer(query, axfr_rrsets(version)), kind, "full", zone, version.serial, client)
+            return self._logged(render_answer(query, axfr_rrsets(version)), kind, "full", zone, version.serial, client)
         client_serial = _ixfr_serial(query)
         if client_serial is None:
             return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
@@ -195,12 +215,27 @@ class QueryHandler:
                 wire = None
             if wire is None:  # does not fit: the SOA alone, so the client uses TCP
                 how, wire = "current SOA (too large for UDP)", next(render_answer(query, [version.soa], limit))
+            self.stats.inc("aliasd_transfers_total", zone=zone, kind="IXFR-udp", client=client)
             log.info(
                 "IXFR of {zone} serial {serial} to {client} over UDP from {old}: {how}",
                 zone=zone, serial=version.serial, client=client, old=client_serial, how=how,
             )
             return wire
-        return _logged(render_answer(query, rrsets), kind, how, zone, version.serial, client, client_serial)
+        return self._logged(render_answer(query, rrsets), kind, how, zone, version.serial, client, client_serial)
+
+    def _logged(self, messages, kind, how, zone, serial, client, old=None):
+        """Pass transfer messages through; log and count once the last is out."""
+        count = records = 0
+        for wire in messages:
+            count += 1
+            records += _HEADER.unpack_from(wire)[3]
+            yield wire
+        self.stats.inc("aliasd_transfers_total", zone=zone, kind=f"{kind}-{how}", client=client)
+        log.info(
+            "{kind} of {zone} serial {serial} to {client}{since}: {how}, {count} messages, {records} records",
+            kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,
+            since=f" from {old}" if old is not None else "",
+        )
 
 
 def _ixfr_serial(query: dns.message.Message) -> int | None:
@@ -208,20 +243,6 @@ def _ixfr_serial(query: dns.message.Message) -> int | None:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
             return rrset[0].serial
     return None
-
-
-def _logged(messages, kind, how, zone, serial, client, old=None):
-    """Pass transfer messages through, logging once the last one is out."""
-    count = records = 0
-    for wire in messages:
-        count += 1
-        records += _HEADER.unpack_from(wire)[3]
-        yield wire
-    log.info(
-        "{kind} of {zone} serial {serial} to {client}{since}: {how}, {count} messages, {records} records",
-        kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,
-        since=f" from {old}" if old is not None else "",
-    )
 
 
 def _tsig_error_response(query: dns.message.Message, error: int, key: dns.tsig.Key | None) -> bytes:

@@ -8,6 +8,7 @@ non-zero. ``makeService`` is the one place where the object graph is built.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import sys
 from pathlib import Path
@@ -29,12 +30,14 @@ from aliasd.config import (
     parse_zone_name,
 )
 from aliasd.notify import NotifySender, NotifyService
+from aliasd.reload import Reloader, ReloadService, load_zone
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
 from aliasd.state import StateDirError, StateStore
+from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
 from aliasd.upstream import FailoverResolver, NoUpstream
-from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
+from aliasd.zonefile import ZoneFileError, ZoneSource
 
 
 class Options(usage.Options):
@@ -76,7 +79,8 @@ class Options(usage.Options):
             origin = parse_zone_name(name)
         except ValueError as e:
             raise usage.UsageError(f"--zone: {e}") from None
-        self.zones.append(ZoneSettings(origin, Path(path)))
+        # Absolute, so a reload finds the file whatever the working directory.
+        self.zones.append(ZoneSettings(origin, Path(path).resolve()))
 
     def opt_resolver(self, spec: str) -> None:
         """Upstream resolver as ADDR[:PORT] or [V6]:PORT (repeatable)."""
@@ -86,14 +90,22 @@ class Options(usage.Options):
             raise usage.UsageError(f"--resolver: {e}") from None
 
     def postOptions(self) -> None:
+        if self["config"]:
+            self["config"] = str(Path(self["config"]).resolve())
         try:
-            self.settings = self._settings()
-            if not self.settings.zones:
-                raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
-            self.sources = [_load_zone(z) for z in self.settings.zones]
+            self.settings = self.load_settings()
+            self.sources = [load_zone(z) for z in self.settings.zones]
             self.state = StateStore(self.settings.server.state_dir)
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
+
+    def load_settings(self) -> Settings:
+        """The configuration file (read again on every call) with the
+        command-line overrides applied; raises ConfigError."""
+        settings = self._settings()
+        if not settings.zones:
+            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
+        return settings
 
     def _settings(self) -> Settings:
         settings = load_settings(self["config"]) if self["config"] else Settings()
@@ -116,25 +128,22 @@ class Options(usage.Options):
         )
 
 
-def _load_zone(zone: ZoneSettings) -> ZoneSource:
-    try:
-        return load_zone_file(zone.name, zone.file)
-    except ZoneFileError as e:
-        raise ZoneFileError(f"zone {zone.name}: {e}") from None
+def make_upstream(upstreams, reactor):
+    """The upstream client for a list of endpoints (none: every lookup fails)."""
+    return FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
 
 
 def makeService(options: Options) -> service.MultiService:
-    """Assemble listeners, authority, resolver and NOTIFY from validated options."""
+    """Assemble listeners, authority, resolver, NOTIFY, reload and statistics."""
     from twisted.internet import reactor
 
     settings = options.settings
     top = service.MultiService()
+    stats = Statistics()
     keyring = keyring_from(settings.keys)
-    upstreams = settings.resolver.upstreams
-    upstream = FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
     timeout = settings.resolver.timeout
     resolver = AliasResolver(
-        upstream,
+        make_upstream(settings.resolver.upstreams, reactor),
         reactor,
         min_refresh=settings.resolver.min_refresh,
         max_refresh=settings.resolver.max_refresh,
@@ -142,11 +151,13 @@ def makeService(options: Options) -> service.MultiService:
         query_timeout=(timeout, timeout * 2),
         max_in_flight=settings.resolver.max_in_flight,
         state=options.state,
+        stats=stats,
     )
     notifier = NotifySender(
         reactor,
         {z.name: z.notify for z in settings.zones},
         {z.name: keyring[dns.name.from_text(z.transfer_key)] for z in settings.zones if z.transfer_key},
+        stats=stats,
     )
     authority = ZoneAuthority(
         resolver,
@@ -165,6 +176,7 @@ def makeService(options: Options) -> service.MultiService:
         access=TransferAccess(settings.zones),
         keyring=keyring,
         status=StatusReporter(authority, resolver, reactor),
+        stats=stats,
     )
     tcp_factory = DNSStreamFactory(handler, settings.server.tcp_idle_timeout)
     for address in settings.server.listen:
@@ -173,4 +185,33 @@ def makeService(options: Options) -> service.MultiService:
         internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
     resolver.setServiceParent(top)
     NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)
+    reloader = Reloader(
+        options, authority, handler, notifier, resolver,
+        lambda upstreams: make_upstream(upstreams, reactor), stats,
+    )
+    ReloadService(reloader, reactor).setServiceParent(top)
+    if settings.statistics.listen is not None:
+        _register_gauges(stats, authority, resolver)
+        endpoint = settings.statistics.listen
+        internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
+
+
+def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver) -> None:
+    stats.gauge(
+        "aliasd_zone_serial",
+        "The serial each zone serves now.",
+        lambda: [({"zone": o.to_text()}, v.serial) for o, v in sorted(authority.versions.items())],
+    )
+    stats.gauge(
+        "aliasd_zone_journal_versions",
+        "Differences kept for IXFR, by zone.",
+        lambda: [({"zone": o.to_text()}, len(j)) for o, j in sorted(authority.journals.items())],
+    )
+
+    def targets():
+        counts = collections.Counter(s.status.value for s in resolver.targets.values())
+        return [({"status": status}, counts.get(status, 0)) for status in sorted(
+            ("pending", "resolved", "no-addresses", "stale", "expired"))]
+
+    stats.gauge("aliasd_alias_targets", "Upstream ALIAS targets, by state.", targets)

@@ -1,0 +1,146 @@
+"""Reload on SIGHUP: re-read the configuration and every zone file, no gap.
+
+Everything is read and checked first; then what changed is swapped in by
+assignments between two queries (the reactor is single-threaded), so every
+query is answered, from the old data or the new. A configuration that
+cannot be read changes nothing. A zone file that cannot be read is logged
+with file, line and reason, and that zone keeps serving its previous
+version (a new zone with a broken file is not served until fixed). Added
+zones start serving, removed zones stop, changed zones get a new version
+whose serial follows the usual rules, and their secondaries are notified.
+
+Settings that need new sockets (listen addresses, port, state directory,
+statistics listener) are only reported: they take effect at the next start.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import dns.name
+from twisted.application import service
+from twisted.logger import Logger
+
+from aliasd.access import TransferAccess, keyring_from
+from aliasd.config import ConfigError, ZoneSettings
+from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
+
+log = Logger()
+
+
+def load_zone(zone: ZoneSettings) -> ZoneSource:
+    """Load one configured zone; the error names the zone, file and line."""
+    try:
+        return load_zone_file(zone.name, zone.file)
+    except ZoneFileError as e:
+        raise ZoneFileError(f"zone {zone.name}: {e}") from None
+
+
+class Reloader:
+    """Applies a fresh configuration to the running objects."""
+
+    def __init__(self, options, authority, handler, notifier, resolver, make_upstream, stats=None):
+        self.options = options
+        self.stats = stats
+        self.authority = authority
+        self.handler = handler
+        self.notifier = notifier
+        self.resolver = resolver
+        self.make_upstream = make_upstream
+        self.settings = options.settings
+
+    def reload(self) -> bool:
+        """Reload now; True when everything was read without error."""
+        log.info("reload: reading the configuration and zone files")
+        try:
+            settings = self.options.load_settings()
+        except ConfigError as e:
+            log.error("reload failed, nothing changed: {error}", error=str(e))
+            self._count("failed")
+            return False
+        sources, errors = [], 0
+        for zone in settings.zones:
+            try:
+                sources.append(load_zone(zone))
+            except ZoneFileError as e:
+                errors += 1
+                previous = self.authority.sources.get(zone.name)
+                if previous is not None:
+                    sources.append(previous)
+                    log.error("reload: {error}; zone {zone} keeps serving its previous data",
+                              error=str(e), zone=zone.name.to_text())
+                else:
+                    log.error("reload: {error}; new zone {zone} is not served",
+                              error=str(e), zone=zone.name.to_text())
+        self._warn_restart_needed(settings)
+        old = set(self.authority.sources)
+        new = {s.origin for s in sources}
+        self.handler.access = TransferAccess(settings.zones)
+        keyring = keyring_from(settings.keys)
+        self.handler.keyring = keyring
+        self.notifier.targets = {z.name: z.notify for z in settings.zones}
+        self.notifier.keys = {
+            z.name: keyring[dns.name.from_text(z.transfer_key)]
+            for z in settings.zones
+            if z.transfer_key
+        }
+        self._apply_resolver(settings)
+        self.authority.set_sources(sources)
+        self.settings = settings
+        log.info(
+            "reload done: {zones} zones ({added} added, {removed} removed), {errors} error(s)",
+            zones=len(new), added=len(new - old), removed=len(old - new), errors=errors,
+        )
+        self._count("ok" if errors == 0 else "partial")
+        return errors == 0
+
+    def _count(self, result: str) -> None:
+        if self.stats is not None:
+            self.stats.inc("aliasd_reloads_total", result=result)
+
+    def _apply_resolver(self, settings) -> None:
+        r, new = self.resolver, settings.resolver
+        r.min_refresh, r.max_refresh, r.serve_stale = new.min_refresh, new.max_refresh, new.serve_stale
+        r.query_timeout = (new.timeout, new.timeout * 2)
+        r.max_in_flight = new.max_in_flight
+        if new.upstreams != self.settings.resolver.upstreams:
+            old = r.upstream
+            r.upstream = self.make_upstream(new.upstreams)
+            close = getattr(old, "close", None)
+            if close is not None:
+                close()
+            log.info("reload: upstream resolvers now {upstreams}",
+                     upstreams=", ".join(str(u) for u in new.upstreams) or "(none)")
+
+    def _warn_restart_needed(self, settings) -> None:
+        before, after = self.settings, settings
+        for what, old, new in (
+            ("[server] listen", before.server.listen, after.server.listen),
+            ("[server] port", before.server.port, after.server.port),
+            ("[server] state-dir", before.server.state_dir, after.server.state_dir),
+            ("[statistics]", before.statistics, after.statistics),
+        ):
+            if old != new:
+                log.warn("reload: {what} changed; it takes effect at the next restart", what=what)
+
+
+class ReloadService(service.Service):
+    """Turns SIGHUP into a reload, run in the reactor thread."""
+
+    def __init__(self, reloader: Reloader, reactor):
+        self.reloader = reloader
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.reloader.reload)
+
+    def stopService(self):
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
