@@ -140,8 +140,20 @@ class ZoneAuthority:
 
     # -- loading and rebuilding -----------------------------------------
 
-    def set_sources(self, sources: Iterable[ZoneSource]) -> None:
+    @staticmethod
+    def prepare(sources: Iterable[ZoneSource]) -> dict:
+        """The per-file work of loading (name index, digest), done once.
+
+        Pure computation on the new files: a reload runs it in a thread so
+        that queries go on being answered meanwhile.
+        """
+        return {source.origin: _Zone(source) for source in sources}
+
+    def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None) -> None:
         """Serve exactly these zone files (at start, and later on reload)."""
+        sources = list(sources)
+        if prepared is None:
+            prepared = self.prepare(sources)
         self.sources = {source.origin: source for source in sources}
         self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
         for zone in self._zones.values():  # changes held back for old data
@@ -150,7 +162,7 @@ class ZoneAuthority:
         for origin in list(self.journals):
             if origin not in self.sources:
                 del self.journals[origin]
-        self._zones = {origin: _Zone(source) for origin, source in self.sources.items()}
+        self._zones = {s.origin: prepared.get(s.origin) or _Zone(s) for s in sources}
         self.rebuild()
 
     def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
@@ -175,10 +187,10 @@ class ZoneAuthority:
         for origin, zone_owners in owners.items():
             zone = self._zones[origin]
             updates = self._reflatten(zone, set(zone_owners))
-            if origin in versions and not updates:
+            old = versions.get(origin)
+            if old is not None and not updates and old.source is zone.source:
                 continue
             zone.pending.update(updates)
-            old = versions.get(origin)
             if old is not None and changed is not None and not self._take_token(zone):
                 self._flush_later(zone)
                 continue

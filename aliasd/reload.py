@@ -19,9 +19,11 @@ import signal
 
 import dns.name
 from twisted.application import service
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from aliasd.access import TransferAccess, keyring_from
+from aliasd.authority import ZoneAuthority
 from aliasd.config import ConfigError, ZoneSettings
 from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
 
@@ -39,7 +41,10 @@ def load_zone(zone: ZoneSettings) -> ZoneSource:
 class Reloader:
     """Applies a fresh configuration to the running objects."""
 
-    def __init__(self, options, authority, handler, notifier, resolver, make_upstream, stats=None):
+    def __init__(self, options, authority, handler, notifier, resolver, make_upstream, stats=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
         self.options = options
         self.stats = stats
         self.authority = authority
@@ -49,29 +54,42 @@ class Reloader:
         self.make_upstream = make_upstream
         self.settings = options.settings
 
-    def reload(self) -> bool:
-        """Reload now; True when everything was read without error."""
+    def reload(self) -> defer.Deferred:
+        """Reload; fires with True when everything was read without error.
+
+        Files are parsed (and indexed) in a thread, so queries go on being
+        answered; the results are swapped in from the reactor thread.
+        """
         log.info("reload: reading the configuration and zone files")
         try:
             settings = self.options.load_settings()
         except ConfigError as e:
             log.error("reload failed, nothing changed: {error}", error=str(e))
             self._count("failed")
-            return False
+            return defer.succeed(False)
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _read_zones, settings)
+        d.addCallback(self._apply, settings)
+        d.addErrback(self._crashed)
+        return d
+
+    def _apply(self, loaded, settings) -> bool:
+        """Swap in what was read (reactor thread)."""
+        results, prepared = loaded
         sources, errors = [], 0
         for zone in settings.zones:
-            try:
-                sources.append(load_zone(zone))
-            except ZoneFileError as e:
-                errors += 1
-                previous = self.authority.sources.get(zone.name)
-                if previous is not None:
-                    sources.append(previous)
-                    log.error("reload: {error}; zone {zone} keeps serving its previous data",
-                              error=str(e), zone=zone.name.to_text())
-                else:
-                    log.error("reload: {error}; new zone {zone} is not served",
-                              error=str(e), zone=zone.name.to_text())
+            result = results[zone.name]
+            if not isinstance(result, ZoneFileError):
+                sources.append(result)
+                continue
+            errors += 1
+            previous = self.authority.sources.get(zone.name)
+            if previous is not None:
+                sources.append(previous)
+                log.error("reload: {error}; zone {zone} keeps serving its previous data",
+                          error=str(result), zone=zone.name.to_text())
+            else:
+                log.error("reload: {error}; new zone {zone} is not served",
+                          error=str(result), zone=zone.name.to_text())
         self._warn_restart_needed(settings)
         old = set(self.authority.sources)
         new = {s.origin for s in sources}
@@ -85,7 +103,7 @@ class Reloader:
             if z.transfer_key
         }
         self._apply_resolver(settings)
-        self.authority.set_sources(sources)
+        self.authority.set_sources(sources, prepared)
         self.settings = settings
         log.info(
             "reload done: {zones} zones ({added} added, {removed} removed), {errors} error(s)",
@@ -93,6 +111,11 @@ class Reloader:
         )
         self._count("ok" if errors == 0 else "partial")
         return errors == 0
+
+    def _crashed(self, failure) -> bool:
+        log.failure("reload failed, nothing changed", failure)
+        self._count("failed")
+        return False
 
     def _count(self, result: str) -> None:
         if self.stats is not None:
@@ -122,6 +145,18 @@ class Reloader:
         ):
             if old != new:
                 log.warn("reload: {what} changed; it takes effect at the next restart", what=what)
+
+
+def _read_zones(settings):
+    """Parse and index every configured zone file (runs in a thread)."""
+    results = {}
+    for zone in settings.zones:
+        try:
+            results[zone.name] = load_zone(zone)
+        except ZoneFileError as e:
+            results[zone.name] = e
+    good = [r for r in results.values() if not isinstance(r, ZoneFileError)]
+    return results, ZoneAuthority.prepare(good)
 
 
 class ReloadService(service.Service):

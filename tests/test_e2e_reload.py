@@ -1,0 +1,119 @@
+"""End to end: SIGHUP reloads configuration and zones without a gap."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from textwrap import dedent
+
+import dns.exception
+import dns.rcode
+import pytest
+
+from tests.test_e2e_notify import NotifyListener
+
+pytestmark = pytest.mark.e2e
+
+ZONE = """\
+    $ORIGIN example.com.
+    $TTL 300
+    @    SOA ns1 hostmaster 10 86400 600 864000 120
+         NS  ns1
+    ns1  A   192.0.2.53
+    www  A   192.0.2.80
+    """
+OTHER = ZONE.replace("example.com.", "example.org.")
+
+
+def config(notify="", zones=("example.com",)) -> str:
+    text = ""
+    for zone in zones:
+        text += f"""
+        [zones."{zone}"]
+        file = "{zone}.zone"
+        allow-transfer = ["127.0.0.1"]
+        notify = [{notify}]
+        """
+    return text
+
+
+def hup(p):
+    p.proc.send_signal(signal.SIGHUP)
+
+
+@pytest.fixture
+def listener():
+    made = NotifyListener("127.0.0.1")
+    yield made
+    made.close()
+
+
+def test_changed_zone_gets_new_serial_and_notify(aliasd, tmp_path, listener):
+    p = aliasd(config(f'"{listener.endpoint}"'), {"example.com.zone": ZONE})
+    before = p.query("example.com", "SOA").answer[0][0].serial
+    (tmp_path / "example.com.zone").write_text(dedent(ZONE).replace("192.0.2.80", "192.0.2.81"))
+    hup(p)
+    p.wait_for(lambda: p.addresses("www.example.com") == {"192.0.2.81"})
+    assert p.query("example.com", "SOA").answer[0][0].serial == before + 1
+    p.wait_for(lambda: any(m.answer[0][0].serial == before + 1 for _, m in listener.received))
+    assert "reload done: 1 zones (0 added, 0 removed), 0 error(s)" in p.log()
+
+
+def test_zones_added_and_removed_by_reload(aliasd, tmp_path):
+    p = aliasd(config(), {"example.com.zone": ZONE, "example.org.zone": OTHER})
+    assert p.query("www.example.org").rcode() == dns.rcode.REFUSED
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text() + config(zones=("example.org",)))
+    hup(p)
+    p.wait_for(lambda: p.query("www.example.org").rcode() == dns.rcode.NOERROR)
+    conf.write_text(conf.read_text().replace('[zones."example.com"]', '[zones."example.net"]')
+                    .replace('file = "example.com.zone"', 'file = "example.com.zone"'))
+    # example.net would load example.com's file: a broken zone, not served;
+    # example.com is gone from the configuration and stops being served.
+    hup(p)
+    p.wait_for(lambda: p.query("www.example.com").rcode() == dns.rcode.REFUSED)
+    assert "new zone example.net. is not served" in p.log()
+    assert p.query("www.example.org").rcode() == dns.rcode.NOERROR
+
+
+def test_broken_zone_file_keeps_the_old_version(aliasd, tmp_path):
+    p = aliasd(config(), {"example.com.zone": ZONE})
+    (tmp_path / "example.com.zone").write_text(dedent(ZONE) + "bad 300 A 192.0.2.999\n")
+    hup(p)
+    p.wait_for(lambda: "example.com.zone:7:" in p.log())
+    assert "zone example.com. keeps serving its previous data" in p.log()
+    assert p.addresses("www.example.com") == {"192.0.2.80"}
+    (tmp_path / "aliasd.toml").write_text("[server\n")
+    hup(p)
+    p.wait_for(lambda: "reload failed, nothing changed" in p.log())
+    assert p.addresses("www.example.com") == {"192.0.2.80"}
+    assert p.alive()
+
+
+def test_queries_during_reloads_are_all_answered(aliasd, tmp_path):
+    big = dedent(ZONE) + "".join(f"h{i} A 10.0.{i >> 8}.{i & 255}\n" for i in range(20000))
+    p = aliasd(config(), {"example.com.zone": big})
+    failures, answered = [], []
+    stop = threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            try:
+                r = p.query("www.example.com", timeout=3)
+                answered.append(r.rcode())
+            except dns.exception.Timeout:
+                failures.append("timeout")
+
+    worker = threading.Thread(target=ask)
+    worker.start()
+    try:
+        for _ in range(3):
+            hup(p)
+            time.sleep(1.5)
+    finally:
+        stop.set()
+        worker.join(10)
+    p.wait_for(lambda: p.log().count("reload done") == 3, timeout=30)
+    assert not failures and len(answered) > 20
+    assert set(answered) == {dns.rcode.NOERROR}
