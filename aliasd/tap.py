@@ -16,7 +16,10 @@ from pathlib import Path
 import dns.name
 
 from twisted.application import internet, service
+from twisted.logger import Logger
 from twisted.python import usage
+
+from aliasd import __version__
 
 from aliasd.access import TransferAccess, keyring_from
 from aliasd.authority import ZoneAuthority
@@ -38,6 +41,9 @@ from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
 from aliasd.upstream import FailoverResolver, NoUpstream
 from aliasd.zonefile import ZoneFileError, ZoneSource
+
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -190,6 +196,18 @@ def makeService(options: Options) -> service.MultiService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    reactor.callWhenRunning(
+        log.info,
+        "aliasd {version} started: {zones} zones, DNS on {listen} port {port}, "
+        "upstreams {upstreams}, state in {state}, statistics {stats}",
+        version=__version__,
+        zones=len(options.sources),
+        listen=", ".join(settings.server.listen),
+        port=settings.server.port,
+        upstreams=", ".join(str(u) for u in settings.resolver.upstreams) or "(none)",
+        state=str(settings.server.state_dir),
+        stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
+    )
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver)
         endpoint = settings.statistics.listen

@@ -30,6 +30,11 @@ def test_bundled_example_loads_with_paths_relative_to_the_file():
         assert zone.file.is_absolute() and zone.file.exists()
 
 
+def test_statistics_are_off_unless_configured(tmp_path):
+    assert load(tmp_path, "").statistics.listen is None
+    assert load(tmp_path, "[statistics]\nlisten = '[::1]:9353'\n").statistics.listen == Endpoint("::1", 9353)
+
+
 def test_full_shape_of_the_design(tmp_path):
     (tmp_path / "k.key").write_text(base64.b64encode(b"secret2").decode())
     settings = load(
@@ -99,6 +104,8 @@ def test_full_shape_of_the_design(tmp_path):
         ("zones = 3\n", "[zones]: expected a table"),
         ("extra = 1\n", "top level: unknown key(s): extra"),
         ("[server\n", "invalid TOML"),
+        ("[statistics]\nlisten = '127.0.0.1'\n", "[statistics] listen: needs a port"),
+        ("[statistics]\nlisten = 9353\n", "[statistics] listen: expected"),
     ],
 )
 def test_errors_name_file_and_key(tmp_path, text, message):

@@ -32,6 +32,7 @@ def test_normal_install_ships_the_plugin_file(tmp_path):
         check=True, capture_output=True, timeout=300,
     )
     assert (target / "twisted" / "plugins" / "aliasd_plugin.py").exists()
+    assert (target / "bin" / "aliasd-check").exists()  # the console script
     assert not (target / "twisted" / "__init__.py").exists()  # never shadow Twisted
     env = dict(os.environ, PYTHONPATH=str(target))
     out = subprocess.run(
