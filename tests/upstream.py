@@ -28,14 +28,22 @@ class UpstreamServer:
 
     def __init__(self, host: str = "127.0.0.1"):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
+        for _ in range(100):  # a port free for both UDP and TCP
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((host, 0))
+            self.port = self.sock.getsockname()[1]
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind((host, self.port))
+                break
+            except OSError:
+                self.tcp.close()
+                self.sock.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
         self.sock.settimeout(0.1)
         self.host = host
-        self.port = self.sock.getsockname()[1]
-        self.tcp = socket.socket(family, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, self.port))
         self.tcp.listen(16)
         self.tcp.settimeout(0.1)
         self.zone_apex = dns.name.from_text("upstream.test.")
