@@ -18,12 +18,21 @@ TWISTD = str(Path(sys.executable).with_name("twistd"))
 REPO = Path(__file__).resolve().parent.parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 and ::1."""
+    """A port free for both UDP and TCP on 127.0.0.1 and ::1.
+
+    Never the same port twice in one test run: two servers started in one
+    test (aliasd and a secondary) must not be given the same number.
+    """
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", 0))
             port = tcp.getsockname()[1]
+            if port in _HANDED_OUT:
+                continue
             try:
                 for family, host, kind in (
                     (socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM),
@@ -34,6 +43,7 @@ def free_port() -> int:
                         s.bind((host, port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port found")
 
