@@ -107,6 +107,9 @@ class ZoneAuthority:
         self.on_new_serial = on_new_serial
         self.sources: dict[dns.name.Name, ZoneSource] = {}
         self.versions: Mapping[dns.name.Name, ZoneVersion] = {}
+        # Moves on every set_sources: answers cached for the old set of
+        # zones (aliasd.fastpath) are not reused even where versions match.
+        self.generation = 0
         self.journals: dict[dns.name.Name, Journal] = {}
         self._zones: dict[dns.name.Name, _Zone] = {}
         self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
@@ -130,7 +133,7 @@ class ZoneAuthority:
 
     def is_stale(self, origin: dns.name.Name, owner: dns.name.Name) -> bool:
         """Does this ALIAS owner serve addresses kept past an upstream failure?"""
-        if self.resolver is None:
+        if self.resolver is None or not self.resolver.any_stale:
             return False
         for key in self._targets_of.get((origin, owner), ()):
             state = self.resolver.state(*key)
@@ -152,6 +155,7 @@ class ZoneAuthority:
     def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None) -> None:
         """Serve exactly these zone files (at start, and later on reload)."""
         sources = list(sources)
+        self.generation += 1
         if prepared is None:
             prepared = self.prepare(sources)
         self.sources = {source.origin: source for source in sources}

@@ -301,6 +301,11 @@ class AliasResolver(service.Service):
             ]
         )
 
+    @property
+    def any_stale(self) -> bool:
+        """Is any target serving addresses past an upstream failure? (cheap)"""
+        return bool(self._stale)
+
     def state(self, name: dns.name.Name, rdtype: int) -> TargetState | None:
         """What is known of a target (restored from the last run until followed)."""
         key = (name, rdtype)

@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.protocols.policies import TimeoutMixin
 
+from aliasd import fastpath
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
 from aliasd.stats import Statistics
@@ -64,12 +65,23 @@ class QueryHandler:
         self.authority = authority
         self.status = status
         self.stats = stats if stats is not None else Statistics()
+        self._cache: dict[tuple, fastpath.CachedAnswer] = {}
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
 
     def handle(self, wire: bytes, client: str, over_udp: bool):
         """The answer to ``wire`` from address ``client``."""
+        found = fastpath.cache_key(wire, over_udp, self.max_udp_size)
+        if found is not None:
+            entry = self._cache.get(found[0])
+            if (
+                entry is not None
+                and entry.generation == self.authority.generation
+                and self.authority.versions.get(entry.origin) is entry.version
+            ):
+                self._count_cached(entry)
+                return fastpath.patch(entry.wire, wire, found[1])
         if len(wire) < _HEADER.size:
             return None
         if _HEADER.unpack_from(wire)[1] & dns.flags.QR:
@@ -88,17 +100,47 @@ class QueryHandler:
         limit = self._udp_limit(query) if over_udp else 65535
         response = dns.message.make_response(query, our_payload=self.max_udp_size)
         response.flags |= query.flags & dns.flags.CD
-        transfer, zone = self._fill(query, response, client, over_udp, limit)
+        transfer, version = self._fill(query, response, client, over_udp, limit)
         if transfer is not None:
             return transfer
-        self.stats.inc(
+        stat_key = self.stats.key(
             "aliasd_queries_total",
-            zone=zone,
+            zone=version.origin.to_text() if version is not None else "",
             qtype=dns.rdatatype.to_text(query.question[0].rdtype) if query.question else "",
             rcode=dns.rcode.to_text(response.rcode()),
             transport="udp" if over_udp else "tcp",
         )
-        return response.to_wire(max_size=limit, prefer_truncation=True)
+        self.stats.counters[stat_key] += 1
+        answer = response.to_wire(max_size=limit, prefer_truncation=True)
+        if (
+            found is not None
+            and version is not None
+            and not query.had_tsig
+            and response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        ):
+            self._remember(found[0], version, answer, stat_key, query)
+        return answer
+
+    def _remember(self, key, version, answer: bytes, stat_key, query) -> None:
+        """Keep a rendered answer for the fast path (see aliasd.fastpath)."""
+        if len(self._cache) >= fastpath.MAX_ENTRIES:
+            self._cache.clear()
+        question = query.question[0]
+        owner = None
+        if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:
+            owner = question.name
+        self._cache[key] = fastpath.CachedAnswer(
+            version.origin, version, self.authority.generation,
+            fastpath.template(answer), stat_key, owner,
+        )
+
+    def _count_cached(self, entry) -> None:
+        self.stats.counters[entry.stat_key] += 1
+        if entry.alias_owner is not None:
+            zone = entry.origin.to_text()
+            self.stats.inc("aliasd_alias_answers_total", zone=zone)
+            if self.authority.is_stale(entry.origin, entry.alias_owner):
+                self.stats.inc("aliasd_stale_answers_total", zone=zone)
 
     def _parse(self, wire: bytes) -> tuple[dns.message.Message, int]:
         """Parse ``wire``, checking any TSIG; returns the TSIG error (0 if none)."""
@@ -127,36 +169,35 @@ class QueryHandler:
         return min(max(512, query.payload), self.max_udp_size)
 
     def _fill(self, query, response, client: str, over_udp: bool, limit: int):
-        """Fill ``response``; return (messages of a transfer or None, zone name)."""
+        """Fill ``response``; return (messages of a transfer or None, the version used)."""
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
-            return None, ""
+            return None, None
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
-            return None, ""
+            return None, None
         if len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-            return None, ""
+            return None, None
         question = query.question[0]
         qtype = question.rdtype
         if question.rdclass == dns.rdataclass.CH and self.status is not None:
             rcode, answer = self.status.answer(question.name, qtype, client)
             response.set_rcode(rcode)
             response.answer = answer
-            return None, ""
+            return None, None
         if question.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)
-            return None, ""
+            return None, None
         if qtype in _NOT_QUERYABLE:
             response.set_rcode(dns.rcode.FORMERR)
-            return None, ""
+            return None, None
         version = self.authority.zone_for(question.name)
         if version is None:
             response.set_rcode(dns.rcode.REFUSED)
-            return None, ""
+            return None, None
         if qtype in _TRANSFER_TYPES:
-            zone = version.origin.to_text()
-            return self._transfer(query, response, version, client, over_udp, limit), zone
+            return self._transfer(query, response, version, client, over_udp, limit), version
         answer = version.lookup(question.name, qtype)
         zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
@@ -169,7 +210,7 @@ class QueryHandler:
         response.answer = list(answer.answer)
         response.authority = list(answer.authority)
         response.additional = list(answer.additional)
-        return None, zone
+        return None, version
 
     def _transfer(self, query, response, version, client, over_udp, limit):
         question = query.question[0]

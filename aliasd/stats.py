@@ -44,8 +44,13 @@ class Statistics:
         self.counters: collections.Counter = collections.Counter()
         self.gauges: dict[str, tuple[str, Callable[[], Iterable[tuple[dict, float]]]]] = {}
 
+    @staticmethod
+    def key(metric: str, **labels: str) -> tuple:
+        """The counter for these labels (keep it to count without sorting labels)."""
+        return (metric, tuple(sorted(labels.items())))
+
     def inc(self, metric: str, amount: int = 1, **labels: str) -> None:
-        self.counters[(metric, tuple(sorted(labels.items())))] += amount
+        self.counters[self.key(metric, **labels)] += amount
 
     def value(self, metric: str, **labels: str) -> int:
         return self.counters[(metric, tuple(sorted(labels.items())))]

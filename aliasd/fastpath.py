@@ -1,0 +1,89 @@
+"""The hot path: each answer rendered once per zone version, then reused.
+
+Most queries are plain: one question in class IN, no TSIG, at most an OPT
+record of EDNS version 0. For those, ``cache_key`` reads the question and
+the client's UDP size straight from the packet (no message parsing), and an
+answer rendered earlier for the same name, type and size shape is reused:
+only the ID, the RD/CD flags the client controls and the question's letter
+case (0x20 randomisation) are copied from the query. An entry is valid only
+while its zone still serves the version it was rendered from (and no reload
+changed the set of zones), so a new version never serves stale bytes.
+Anything unusual (TSIG, other opcodes, compression in the question, EDNS
+versions other than 0, transfers, CHAOS) takes the full path.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import dns.name
+
+_COUNTS = struct.Struct("!HHHH")
+_QTAIL = struct.Struct("!HH")
+_OPT = struct.Struct("!HHBBHH")
+_CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
+_NOT_CACHED_TYPES = frozenset({41, 249, 250, 251, 252, 255})  # OPT TKEY TSIG IXFR AXFR ANY
+MAX_ENTRIES = 200_000
+
+
+class CachedAnswer(NamedTuple):
+    origin: dns.name.Name
+    version: object  # the ZoneVersion it was rendered from
+    generation: int  # the authority's zone-set generation
+    wire: bytes  # ID 0, RD/CD clear
+    stat_key: tuple  # the statistics counter for this answer
+    alias_owner: dns.name.Name | None  # counted as an ALIAS answer
+
+
+def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[tuple, int] | None:
+    """(key, end of question) for a plain query, or None for the full path."""
+    size = len(wire)
+    if size < 17 or wire[2] & 0xF8:  # QR set or an opcode other than QUERY
+        return None
+    qd, an, ns, ar = _COUNTS.unpack_from(wire, 4)
+    if qd != 1 or an or ns or ar > 1:
+        return None
+    i = 12
+    while True:
+        if i >= size:
+            return None
+        length = wire[i]
+        if length == 0:
+            i += 1
+            break
+        if length > 63:  # a compression pointer (or garbage) in the question
+            return None
+        i += length + 1
+    if i - 12 > 255 or i + 4 > size:
+        return None
+    qtype, qclass = _QTAIL.unpack_from(wire, i)
+    qend = i + 4
+    if qclass != 1 or qtype in _NOT_CACHED_TYPES:
+        return None
+    if ar == 0:
+        if qend != size:
+            return None
+        limit, edns = (512 if over_udp else 65535), False
+    else:
+        if size < qend + 11 or wire[qend] != 0:
+            return None
+        otype, payload, _, version, _, rdlength = _OPT.unpack_from(wire, qend + 1)
+        if otype != 41 or version != 0 or qend + 11 + rdlength != size:
+            return None
+        limit = min(max(512, payload), max_udp) if over_udp else 65535
+        edns = True
+    # Lower-case the name only: type and class octets are numbers.
+    return (wire[12:i].lower(), wire[i:qend], limit, edns, over_udp), qend
+
+
+def template(response: bytes) -> bytes:
+    """A rendered response with ID 0 and the client-controlled flags clear."""
+    flags = ((response[2] << 8) | response[3]) & ~_CLIENT_FLAGS
+    return b"\0\0" + bytes((flags >> 8, flags & 0xFF)) + response[4:]
+
+
+def patch(entry_wire: bytes, query: bytes, qend: int) -> bytes:
+    """The cached answer with this query's ID, RD/CD flags and question."""
+    flags = ((entry_wire[2] << 8) | entry_wire[3]) | (((query[2] << 8) | query[3]) & _CLIENT_FLAGS)
+    return query[:2] + bytes((flags >> 8, flags & 0xFF)) + entry_wire[4:12] + query[12:qend] + entry_wire[qend:]

@@ -1,0 +1,113 @@
+"""The fast path answers byte for byte what the full path answers.
+
+Every query below is answered twice by handlers over the same authority:
+once by the full path (a fresh handler: empty cache) and once from the cache
+(a warm handler asked the same question earlier with another ID, letter
+case and flags). The two must be identical.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdatatype as T
+import dns.rrset
+import pytest
+
+from aliasd import fastpath
+from aliasd.authority import ZoneAuthority
+from aliasd.server import QueryHandler
+from aliasd.zone import Flattened, ZoneVersion
+from tests.helpers import zone_source
+
+SOURCE = zone_source(
+    "example.com",
+    "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\n@ MX 10 mail\n"
+    "@ ALIAS lb.example.net.\n@ A 192.0.2.1\nns1 A 192.0.2.53\nmail A 192.0.2.25\nwww CNAME @\n"
+    "*.wild A 192.0.2.99\nsub NS ns.sub\nns.sub A 192.0.2.77\n"
+    + "".join(f"h{i} A 10.0.0.{i}\n" for i in range(20))
+    + "big TXT " + " ".join(f'"{"x" * 200}"' for _ in range(8)) + "\n",
+)
+NAMES = ["example.com", "www.example.com", "ns1.example.com", "h7.example.com", "nope.example.com",
+         "a.b.wild.example.com", "x.sub.example.com", "big.example.com", "mail.example.com"]
+TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "CNAME"]
+
+
+@pytest.fixture
+def authority():
+    a = ZoneAuthority()
+    a.set_sources([SOURCE])
+    return a
+
+
+def variants(name: str, rdtype: str):
+    """The same question as different clients ask it."""
+    rng = random.Random(f"{name}{rdtype}")
+    for use_edns, payload, rd, cd, over_udp in itertools.product(
+        (False, 0), (512, 1232, 4096), (True, False), (False, True), (True, False)
+    ):
+        if use_edns is False and payload != 512:
+            continue
+        mixed = "".join(c.upper() if rng.random() < 0.5 else c for c in name)  # 0x20
+        q = dns.message.make_query(mixed, rdtype, use_edns=use_edns, payload=payload)
+        q.id = rng.randrange(65536)
+        q.flags = (q.flags & ~dns.flags.RD) | (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+        yield q.to_wire(), over_udp
+
+
+def test_cached_answers_are_byte_identical_to_full_answers(authority):
+    warm = QueryHandler(authority)
+    hits = 0
+    for name, rdtype in itertools.product(NAMES, TYPES):
+        for wire, over_udp in variants(name, rdtype):
+            slow = QueryHandler(authority).handle(wire, "127.0.0.1", over_udp)
+            before = len(warm._cache)
+            fast = warm.handle(wire, "127.0.0.1", over_udp)
+            assert fast == slow, (name, rdtype, over_udp)
+            hits += len(warm._cache) == before
+            # Ask again with another ID: certainly from the cache now.
+            again = bytes([wire[0] ^ 0xFF, wire[1]]) + wire[2:]
+            assert warm.handle(again, "127.0.0.1", over_udp) == QueryHandler(authority).handle(again, "127.0.0.1", over_udp)
+    assert hits > 100  # the cache was used, not just filled
+
+
+def test_a_new_version_is_never_answered_from_old_bytes(authority):
+    handler = QueryHandler(authority)
+    q = dns.message.make_query("example.com", "A").to_wire()
+    first = dns.message.from_wire(handler.handle(q, "127.0.0.1", True))
+    assert first.answer[0][0].address == "192.0.2.1"
+    owner = dns.name.from_text("example.com")
+    flat = Flattened({T.A: dns.rrset.from_text(owner, 30, "IN", "A", "203.0.113.9")})
+    old = authority.versions[owner]
+    authority.versions = {owner: ZoneVersion.build(SOURCE, {owner: flat}, serial=2, previous=old)}
+    second = dns.message.from_wire(handler.handle(q, "127.0.0.1", True))
+    assert second.answer[0][0].address == "203.0.113.9"
+
+
+def test_reload_that_adds_a_child_zone_invalidates_cached_answers(authority):
+    handler = QueryHandler(authority)
+    q = dns.message.make_query("host.child.example.com", "A").to_wire()
+    assert dns.message.from_wire(handler.handle(q, "127.0.0.1", True)).rcode() == 3  # NXDOMAIN
+    child = zone_source("child.example.com", "$ORIGIN child.example.com.\n@ 300 SOA ns1 h 1 2 3 4 5\nhost 300 A 192.0.2.5\n")
+    authority.set_sources([SOURCE, child])
+    assert dns.message.from_wire(handler.handle(q, "127.0.0.1", True)).answer[0][0].address == "192.0.2.5"
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",  # pointer
+        b"\x12\x34\x81\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",  # a response
+        b"\x12\x34\x29\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",  # UPDATE
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x03",  # class CH
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\xfc\x00\x01",  # AXFR
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x01\x00\x01\x00\x00\x29\x04\xd0\x00\x01\x00\x00\x00\x00",  # EDNS 1
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01junk",  # trailing
+    ],
+)
+def test_unusual_queries_take_the_full_path(wire):
+    assert fastpath.cache_key(wire, True, 1232) is None
