@@ -36,7 +36,7 @@ class CachedAnswer(NamedTuple):
     alias_owner: dns.name.Name | None  # counted as an ALIAS answer
 
 
-def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[tuple, int] | None:
+def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[bytes, int] | None:
     """(key, end of question) for a plain query, or None for the full path."""
     size = len(wire)
     if size < 17 or wire[2] & 0xF8:  # QR set or an opcode other than QUERY
@@ -73,8 +73,11 @@ def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[tuple, int] | 
             return None
         limit = min(max(512, payload), max_udp) if over_udp else 65535
         edns = True
-    # Lower-case the name only: type and class octets are numbers.
-    return (wire[12:i].lower(), wire[i:qend], limit, edns, over_udp), qend
+    # One bytes object as the key (small, hashed once): the lower-cased name
+    # (type and class octets are numbers, never case-folded), then the size
+    # shape of the answer.
+    shape = bytes(((limit >> 8) & 0xFF, limit & 0xFF, edns << 1 | over_udp))
+    return wire[12:i].lower() + wire[i:qend] + shape, qend
 
 
 def template(response: bytes) -> bytes:

@@ -65,7 +65,7 @@ class QueryHandler:
         self.authority = authority
         self.status = status
         self.stats = stats if stats is not None else Statistics()
-        self._cache: dict[tuple, fastpath.CachedAnswer] = {}
+        self._cache: dict[bytes, fastpath.CachedAnswer] = {}
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
