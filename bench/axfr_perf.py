@@ -24,15 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import proc_mib, serve_targets, zone_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 from tests.upstream import UpstreamServer  # noqa: E402
-
-
-def proc_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def main() -> int:
@@ -43,15 +37,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     upstream = UpstreamServer()
-    for t in range(args.targets):
-        upstream.set(f"t{t}.cdn.test", "A", [f"198.51.{100 + t // 250}.{t % 250}"], ttl=3600)
-        upstream.set(f"t{t}.cdn.test", "AAAA", [f"2001:db8::{t:x}"], ttl=3600)
+    serve_targets(upstream, args.targets, ttl=3600)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        lines = ["$ORIGIN big.test.", "$TTL 300", "@ SOA ns1 hostmaster 1 86400 600 864000 60", "@ NS ns1", "ns1 A 192.0.2.53"]
-        lines += [f"h{i} A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(args.records)]
-        lines += [f"a{i} ALIAS t{i % args.targets}.cdn.test." for i in range(args.aliases)]
-        (d / "big.zone").write_text("\n".join(lines) + "\n")
+        (d / "big.zone").write_text(zone_text("big.test", args.records, args.aliases, args.targets))
         port = free_port()
         (d / "aliasd.toml").write_text(
             f"""
@@ -82,7 +71,7 @@ allow-transfer = ["127.0.0.1"]
                     break
                 serial = now
                 time.sleep(2)
-            rss_before = proc_kib(process.proc.pid, "VmRSS")
+            rss_before = proc_mib(process.proc.pid, "VmRSS")
             times, size = [], ""
             for _ in range(args.rounds):
                 t0 = time.monotonic()
@@ -98,7 +87,7 @@ allow-transfer = ["127.0.0.1"]
             print(f"start to answering: {loaded:.1f} s; start to all ALIAS resolved: {resolved:.1f} s")
             print(f"AXFR: {records} records (expected {expected}), {messages} messages, {nbytes} bytes")
             print(f"AXFR wall time (dig, {args.rounds} rounds): median {statistics.median(times):.2f} s, min {min(times):.2f} s")
-            print(f"server memory: VmRSS {rss_before / 1024:.0f} MiB before transfers, VmHWM (peak) {proc_kib(process.proc.pid, 'VmHWM') / 1024:.0f} MiB")
+            print(f"server memory: VmRSS {rss_before:.0f} MiB before transfers, VmHWM (peak) {proc_mib(process.proc.pid, 'VmHWM'):.0f} MiB")
             print(f"upstream queries: {len(upstream.queries)} for {args.targets} targets x 2 types")
         finally:
             process.stop()

@@ -36,14 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
+from bench.common import proc_mib, target_addresses, zone_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
-
-
-def peak_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_answering(port: int, name: str, timeout: float = 120) -> None:
@@ -104,7 +98,8 @@ def main() -> int:
         up_port = free_port()
         targets = ["$ORIGIN cdn.test.", "$TTL 300", "@ SOA ns1 h 1 3600 600 86400 60", "@ NS ns1", "ns1 A 192.0.2.53"]
         for t in range(args.targets):
-            targets += [f"t{t} A 198.51.{100 + t // 250}.{t % 250}", f"t{t} AAAA 2001:db8::{t:x}"]
+            a, aaaa = target_addresses(t)
+            targets += [f"t{t} A {a}", f"t{t} AAAA {aaaa}"]
         (d / "cdn.zone").write_text("\n".join(targets) + "\n")
         (d / "upstream.conf").write_text(
             f'options {{ directory "{d}"; pid-file "{d}/named.pid"; listen-on port {up_port} {{ 127.0.0.1; }};'
@@ -117,10 +112,7 @@ def main() -> int:
         wait_answering(up_port, "t0.cdn.test")
 
         # The zone both servers serve.
-        lines = ["$ORIGIN bench.test.", "$TTL 300", "@ SOA ns1 hostmaster 1 86400 600 864000 60", "@ NS ns1", "ns1 A 192.0.2.53"]
-        lines += [f"h{i} A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(args.records)]
-        lines += [f"a{i} ALIAS t{i % args.targets}.cdn.test." for i in range(args.aliases)]
-        (d / "bench.zone").write_text("\n".join(lines) + "\n")
+        (d / "bench.zone").write_text(zone_text("bench.test", args.records, args.aliases, args.targets))
 
         # PowerDNS with the bind backend.
         pdns_port = free_port()
@@ -178,7 +170,7 @@ def main() -> int:
             print(f"{name + ' q/s':<12}{a:>12.0f}{p:>12.0f}{a / p:>8.2f}")
         a, p = statistics.median(axfr["aliasd"]), statistics.median(axfr["pdns"])
         print(f"{'AXFR s':<12}{a:>12.2f}{p:>12.2f}{a / p:>8.2f}   records: aliasd {sizes['aliasd']}, PowerDNS {sizes['pdns']}")
-        ma, mp = peak_mib(aliasd.proc.pid), peak_mib(pdns.pid)
+        ma, mp = proc_mib(aliasd.proc.pid, "VmHWM"), proc_mib(pdns.pid, "VmHWM")
         print(f"{'peak MiB':<12}{ma:>12.0f}{mp:>12.0f}{ma / mp:>8.2f}")
         aliasd.stop()
     finally:

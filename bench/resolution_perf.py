@@ -21,15 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import proc_mib, serve_targets, zone_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 from tests.upstream import UpstreamServer  # noqa: E402
-
-
-def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> int:
@@ -40,14 +34,10 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=3)
     args = parser.parse_args()
     upstream = UpstreamServer()
-    for t in range(args.targets):
-        upstream.set(f"t{t}.cdn.test", "A", [f"198.51.{100 + t // 250}.{t % 250}"], ttl=args.ttl)
-        upstream.set(f"t{t}.cdn.test", "AAAA", [f"2001:db8::{t:x}"], ttl=args.ttl)
+    serve_targets(upstream, args.targets, ttl=args.ttl)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        lines = ["$ORIGIN alias.test.", "$TTL 300", "@ SOA ns1 hostmaster 1 86400 600 864000 60", "@ NS ns1", "ns1 A 192.0.2.53"]
-        lines += [f"a{i} ALIAS t{i % args.targets}.cdn.test." for i in range(args.aliases)]
-        (d / "alias.zone").write_text("\n".join(lines) + "\n")
+        (d / "alias.zone").write_text(zone_text("alias.test", 0, args.aliases, args.targets))
         port = free_port()
         (d / "aliasd.toml").write_text(
             f"""
@@ -89,7 +79,7 @@ file = "alias.zone"
             print(f"upstream queries, first round: {first_round} (ideal {2 * args.targets})")
             print(f"upstream queries per {args.ttl}s refresh cycle: {cycles} (ideal {2 * args.targets})")
             print(f"zone serial now {serial} (file serial 1): {serial - 1} published versions")
-            print(f"server memory: VmRSS {rss_mib(process.proc.pid):.0f} MiB, peak {rss_mib(process.proc.pid, 'VmHWM'):.0f} MiB")
+            print(f"server memory: VmRSS {proc_mib(process.proc.pid):.0f} MiB, peak {proc_mib(process.proc.pid, 'VmHWM'):.0f} MiB")
         finally:
             process.stop()
             upstream.close()
