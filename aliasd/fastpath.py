@@ -34,6 +34,7 @@ class CachedAnswer(NamedTuple):
     wire: bytes  # ID 0, RD/CD clear
     stat_key: tuple  # the statistics counter for this answer
     alias_owner: dns.name.Name | None  # counted as an ALIAS answer
+    alias_key: tuple  # the statistics counter for ALIAS answers in this zone
 
 
 def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[bytes, int] | None:

@@ -132,15 +132,16 @@ class QueryHandler:
         self._cache[key] = fastpath.CachedAnswer(
             version.origin, version, self.authority.generation,
             fastpath.template(answer), stat_key, owner,
+            self.stats.key("aliasd_alias_answers_total", zone=version.origin.to_text()),
         )
 
     def _count_cached(self, entry) -> None:
-        self.stats.counters[entry.stat_key] += 1
+        counters = self.stats.counters
+        counters[entry.stat_key] += 1
         if entry.alias_owner is not None:
-            zone = entry.origin.to_text()
-            self.stats.inc("aliasd_alias_answers_total", zone=zone)
+            counters[entry.alias_key] += 1
             if self.authority.is_stale(entry.origin, entry.alias_owner):
-                self.stats.inc("aliasd_stale_answers_total", zone=zone)
+                self.stats.inc("aliasd_stale_answers_total", zone=entry.origin.to_text())
 
     def _parse(self, wire: bytes) -> tuple[dns.message.Message, int]:
         """Parse ``wire``, checking any TSIG; returns the TSIG error (0 if none)."""
