@@ -125,6 +125,8 @@ class ZoneVersion:
         self.negative_soa = _negative_soa(self.soa)
         # A plain dict (copies fast, keeping hashes); never changed after this.
         self._nodes = nodes
+        # Wire renderings of this version, kept for reuse (aliasd.server).
+        self.rendered: dict[str, object] = {}
         self._servfail = frozenset(servfail_owners)
         self._names = base.names
         self._cuts = base.cuts

@@ -111,3 +111,26 @@ def test_reload_that_adds_a_child_zone_invalidates_cached_answers(authority):
 )
 def test_unusual_queries_take_the_full_path(wire):
     assert fastpath.cache_key(wire, True, 1232) is None
+
+
+def test_axfr_rendered_once_per_version_and_reused_with_each_query_id(authority):
+    from aliasd.access import TransferAccess
+    from aliasd.config import ZoneSettings
+    import ipaddress
+
+    access = TransferAccess((ZoneSettings(dns.name.from_text("example.com"), None,
+                                          allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),))
+    handler = QueryHandler(authority, access=access)
+
+    def transfer(qname):
+        q = dns.message.make_query(qname, "AXFR")
+        q.flags |= dns.flags.CD
+        return q, list(handler.handle(q.to_wire(), "127.0.0.1", False))
+
+    _, first = transfer("example.com")
+    assert "axfr" in authority.versions[dns.name.from_text("example.com")].rendered
+    q, second = transfer("ExAmPlE.cOm")  # served from the kept rendering
+    fresh = list(QueryHandler(authority, access=access).handle(q.to_wire(), "127.0.0.1", False))
+    assert second == fresh  # byte for byte what a fresh rendering gives
+    assert second != first and [w[2:] for w in second[1:]] == [w[2:] for w in first[1:]]
+    assert dns.message.from_wire(second[0]).id == q.id
