@@ -106,7 +106,7 @@ class ZoneAuthority:
         self.journal_size = journal_size
         self.on_new_serial = on_new_serial
         self.sources: dict[dns.name.Name, ZoneSource] = {}
-        self.versions: Mapping[dns.name.Name, ZoneVersion] = {}
+        self._versions: Mapping[dns.name.Name, ZoneVersion] = {}
         # Moves on every set_sources: answers cached for the old set of
         # zones (aliasd.fastpath) are not reused even where versions match.
         self.generation = 0
@@ -117,6 +117,20 @@ class ZoneAuthority:
         # Upstream target -> the (zone, owner) pairs that follow it, and back.
         self._dependents: dict[TargetKey, set[tuple[dns.name.Name, dns.name.Name]]] = {}
         self._targets_of: dict[tuple[dns.name.Name, dns.name.Name], set[TargetKey]] = {}
+
+    @property
+    def versions(self) -> Mapping[dns.name.Name, ZoneVersion]:
+        """The version each zone serves now."""
+        return self._versions
+
+    @versions.setter
+    def versions(self, new: Mapping[dns.name.Name, ZoneVersion]) -> None:
+        # Mark what is replaced, so answers cached from it are not reused
+        # (aliasd.fastpath checks a flag instead of looking the zone up).
+        for origin, old in self._versions.items():
+            if new.get(origin) is not old:
+                old.superseded = True
+        self._versions = new
 
     # -- which zone ------------------------------------------------------
 

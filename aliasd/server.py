@@ -77,8 +77,8 @@ class QueryHandler:
             entry = self._cache.get(found[0])
             if (
                 entry is not None
+                and not entry.version.superseded
                 and entry.generation == self.authority.generation
-                and self.authority.versions.get(entry.origin) is entry.version
             ):
                 self._count_cached(entry)
                 return fastpath.patch(entry.wire, wire, found[1])
@@ -370,8 +370,16 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         except Exception:
             log.failure("unexpected error answering a UDP message from {addr}", addr=addr)
             response = _header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None
-        if response is not None:
-            self.transport.write(response, addr)
+        if response is None:
+            return
+        # Straight to the socket: the address came from recvfrom, so
+        # Twisted's per-write address validation is work for nothing. A
+        # full send buffer or an unreachable client drops the answer, as
+        # UDP may.
+        try:
+            self.transport.socket.sendto(response, addr)
+        except OSError:
+            pass
 
 
 @implementer(interfaces.IPullProducer)

@@ -125,8 +125,10 @@ class ZoneVersion:
         self.negative_soa = _negative_soa(self.soa)
         # A plain dict (copies fast, keeping hashes); never changed after this.
         self._nodes = nodes
-        # Wire renderings of this version, kept for reuse (aliasd.server).
+        # Wire renderings of this version, kept for reuse (aliasd.server),
+        # and whether a newer version has replaced it (set by the authority).
         self.rendered: dict[str, object] = {}
+        self.superseded = False
         self._servfail = frozenset(servfail_owners)
         self._names = base.names
         self._cuts = base.cuts

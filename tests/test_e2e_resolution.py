@@ -81,7 +81,7 @@ def test_late_or_garbled_answers_keep_the_last_good_addresses(aliasd, upstream, 
 
 
 def test_rotating_pool_does_not_bump_the_serial_on_every_refresh(aliasd, upstream):
-    pool = [f"203.0.113.{i}" for i in range(1, 7)]
+    pool = [f"203.0.113.{i}" for i in range(1, 41)]  # 20 subsets: none repeats in the test
     upstream.rotate("target.upstream.test", "A", pool, size=2, ttl=1)
     p = aliasd(config(upstream), {"example.com.zone": ZONE}, server="serial-interval = 4\nserial-burst = 1\n")
     p.wait_for(lambda: p.addresses("example.com"))
