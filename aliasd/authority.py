@@ -107,6 +107,8 @@ class ZoneAuthority:
         self.on_new_serial = on_new_serial
         self.sources: dict[dns.name.Name, ZoneSource] = {}
         self._versions: Mapping[dns.name.Name, ZoneVersion] = {}
+        self.zones_by_wire: dict[bytes, ZoneVersion] = {}
+        self.soa_suffixes: dict[bytes, frozenset] = {}
         # Moves on every set_sources: answers cached for the old set of
         # zones (aliasd.fastpath) are not reused even where versions match.
         self.generation = 0
@@ -131,6 +133,16 @@ class ZoneAuthority:
             if new.get(origin) is not old:
                 old.superseded = True
         self._versions = new
+        # Lower-case wire forms for the negative fast path (aliasd.fastpath).
+        self.zones_by_wire = {o.canonicalize().to_wire(): v for o, v in new.items()}
+        self.soa_suffixes = {
+            o.canonicalize().to_wire(): frozenset(
+                suffix.canonicalize().to_wire()
+                for name in (v.soa[0].mname, v.soa[0].rname)
+                for suffix in _suffixes(name)
+            )
+            for o, v in new.items()
+        }
 
     # -- which zone ------------------------------------------------------
 
@@ -418,6 +430,12 @@ class ZoneAuthority:
         if rrset is None:
             return _NONE
         return _Followed("addresses", tuple(rrset), rrset.ttl)
+
+
+def _suffixes(name: dns.name.Name):
+    while len(name) > 1:
+        yield name
+        name = name.parent()
 
 
 def _source_digest(source: ZoneSource) -> str:

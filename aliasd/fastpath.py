@@ -81,6 +81,45 @@ def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[bytes, int] | 
     return wire[12:i].lower() + wire[i:qend] + shape, qend
 
 
+def label_offsets(name_wire: bytes) -> list[int]:
+    """Where each label of an uncompressed wire name starts (root last)."""
+    offsets, i = [], 0
+    while True:
+        offsets.append(i)
+        if name_wire[i] == 0:
+            return offsets
+        i += name_wire[i] + 1
+
+
+def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
+    """(zone version, origin wire) if the name certainly has no records, else None.
+
+    ``name_wire`` is lower-case. The answer is NXDOMAIN and its bytes after
+    the question depend only on the zone, the name's length and the query's
+    type and size shape, as long as: the zone has no wildcard and no
+    delegation, and no suffix of the name (below the apex) is a suffix of a
+    name in the SOA record, which the SOA's compression could point into.
+    """
+    if name_wire in zones:  # a zone apex exists
+        return None
+    offsets = label_offsets(name_wire)
+    for at in offsets[1:]:
+        version = zones.get(name_wire[at:])
+        if version is None:
+            continue
+        base = version.base
+        if base.has_wildcards or base.cuts or name_wire in base.name_wires:
+            return None
+        origin = name_wire[at:]
+        avoid = soa_suffixes.get(origin, ())
+        for inner in offsets[:offsets.index(at)]:
+            suffix = name_wire[inner:]
+            if suffix in avoid or suffix in base.name_wires and inner:
+                return None
+        return version, origin
+    return None
+
+
 def template(response: bytes) -> bytes:
     """A rendered response with ID 0 and the client-controlled flags clear."""
     flags = ((response[2] << 8) | response[3]) & ~_CLIENT_FLAGS

@@ -73,6 +73,7 @@ class QueryHandler:
     def handle(self, wire: bytes, client: str, over_udp: bool):
         """The answer to ``wire`` from address ``client``."""
         found = fastpath.cache_key(wire, over_udp, self.max_udp_size)
+        negative_key = None
         if found is not None:
             entry = self._cache.get(found[0])
             if (
@@ -82,6 +83,22 @@ class QueryHandler:
             ):
                 self._count_cached(entry)
                 return fastpath.patch(entry.wire, wire, found[1])
+            # A name that certainly does not exist: one answer per zone,
+            # name length, type and size shape serves every such name.
+            qend = found[1]
+            missing = fastpath.missing_name(
+                found[0][: qend - 16], self.authority.zones_by_wire, self.authority.soa_suffixes
+            )
+            if missing is not None:
+                negative_key = missing[1] + bytes((qend - 16,)) + found[0][qend - 16 :]
+                entry = self._cache.get(negative_key)
+                if (
+                    entry is not None
+                    and not entry.version.superseded
+                    and entry.generation == self.authority.generation
+                ):
+                    self._count_cached(entry)
+                    return fastpath.patch(entry.wire, wire, qend)
         if len(wire) < _HEADER.size:
             return None
         if _HEADER.unpack_from(wire)[1] & dns.flags.QR:
@@ -118,7 +135,11 @@ class QueryHandler:
             and not query.had_tsig
             and response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
         ):
-            self._remember(found[0], version, answer, stat_key, query)
+            if negative_key is not None and response.rcode() == dns.rcode.NXDOMAIN:
+                key = negative_key  # shared by every missing name of this shape
+            else:
+                key = found[0]
+            self._remember(key, version, answer, stat_key, query)
         return answer
 
     def _remember(self, key, version, answer: bytes, stat_key, query) -> None:

@@ -63,6 +63,10 @@ class ZoneBase:
     nodes: dict[dns.name.Name, Node]  # never mutated: copied by each build
     names: frozenset
     cuts: frozenset
+    # For the negative fast path (aliasd.fastpath.missing_name): every
+    # existing name as lower-case wire, and whether any wildcard exists.
+    name_wires: frozenset = frozenset()
+    has_wildcards: bool = False
 
     @classmethod
     def of(cls, source: ZoneSource) -> "ZoneBase":
@@ -81,7 +85,13 @@ class ZoneBase:
             name for name, node in nodes.items()
             if name != source.origin and dns.rdatatype.NS in node
         )
-        return cls(nodes, frozenset(names), cuts)
+        return cls(
+            nodes,
+            frozenset(names),
+            cuts,
+            frozenset(n.canonicalize().to_wire() for n in names),
+            any(n.labels and n.labels[0] == b"*" for n in names),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +142,7 @@ class ZoneVersion:
         self._servfail = frozenset(servfail_owners)
         self._names = base.names
         self._cuts = base.cuts
+        self.base = base
 
     @classmethod
     def build(

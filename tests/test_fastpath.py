@@ -134,3 +134,33 @@ def test_axfr_rendered_once_per_version_and_reused_with_each_query_id(authority)
     assert second == fresh  # byte for byte what a fresh rendering gives
     assert second != first and [w[2:] for w in second[1:]] == [w[2:] for w in first[1:]]
     assert dns.message.from_wire(second[0]).id == q.id
+
+
+PLAIN = zone_source(
+    "example.org",
+    "$ORIGIN example.org.\n$TTL 300\n@ SOA ns1.example.net. hostmaster.example.org. 1 3600 600 86400 60\n"
+    "@ NS ns1.example.net.\nwww A 192.0.2.1\nmail A 192.0.2.2\n",
+)
+
+
+def test_missing_names_share_one_answer_per_shape_byte_for_byte():
+    authority = ZoneAuthority()
+    authority.set_sources([PLAIN])
+    warm = QueryHandler(authority)
+    rng = random.Random(5)
+    names = [f"{''.join(rng.choice('abcdefgh') for _ in range(rng.randint(1, 6)))}.example.org" for _ in range(300)]
+    names += ["a.hostmaster.example.org", "hostmaster.example.org", "x.www.example.org", "www.example.org",
+              "EXAMPLE.ORG", "deep.er.name.example.org", "b.hostmaster.example.org"]
+    asked = 0
+    for name in names:
+        for wire, over_udp in itertools.islice(variants(name, "A"), 0, None, 5):
+            assert warm.handle(wire, "127.0.0.1", over_udp) == QueryHandler(authority).handle(wire, "127.0.0.1", over_udp), name
+            asked += 1
+    # Over a thousand questions about ~300 missing names: the cache holds
+    # one answer per name length and size shape, not one per name.
+    assert asked > 1000 and len(warm._cache) < 100
+
+
+def test_missing_name_refuses_zones_with_wildcards_or_delegations(authority):
+    wire = dns.name.from_text("nope.example.com").canonicalize().to_wire()
+    assert fastpath.missing_name(wire, authority.zones_by_wire, authority.soa_suffixes) is None
