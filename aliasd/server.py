@@ -265,7 +265,8 @@ class QueryHandler:
         if question.rdtype == dns.rdatatype.AXFR:
             if over_udp:
                 return refuse(dns.rcode.REFUSED, "AXFR over UDP")
-            return self._logged(self._axfr(query, version), kind, "full", zone, version.serial, client)
+            messages = self._rendered(query, version, "axfr", axfr_rrsets(version))
+            return self._logged(messages, kind, "full", zone, version.serial, client)
         client_serial = _ixfr_serial(query)
         if client_serial is None:
             return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
@@ -284,33 +285,36 @@ class QueryHandler:
                 zone=zone, serial=version.serial, client=client, old=client_serial, how=how,
             )
             return wire
-        return self._logged(render_answer(query, rrsets), kind, how, zone, version.serial, client, client_serial)
+        slot = ("ixfr", how, client_serial if how == "incremental" else None)
+        messages = self._rendered(query, version, slot, rrsets)
+        return self._logged(messages, kind, how, zone, version.serial, client, client_serial)
 
-    def _axfr(self, query: dns.message.Message, version):
-        """AXFR messages: rendered once per version, then reused (unsigned only).
+    def _rendered(self, query: dns.message.Message, version, slot, rrsets):
+        """Transfer messages, rendered once per version and answer, then reused.
 
         Signed transfers are rendered for each request (the TSIG chain
-        differs). The first complete unsigned rendering is kept with the
-        version; later requests get those messages with their own ID, RD/CD
-        flags and question case, so a version is rendered once however many
+        differs). The first complete unsigned rendering of an answer (the
+        AXFR, or an IXFR from a given serial) is kept with the version;
+        later requests get those messages with their own ID, RD/CD flags and
+        question case, so a version is rendered once however many
         secondaries ask.
         """
         if query.had_tsig:
-            return render_answer(query, axfr_rrsets(version))
+            return render_answer(query, rrsets)
         query_wire = query.to_wire()
         qend = 12 + len(query.question[0].name.to_wire()) + 4
-        cached = version.rendered.get("axfr")
+        cached = version.rendered.get(slot)
         if cached is not None:
             return (fastpath.patch(t, query_wire, qend if i == 0 else 12) for i, t in enumerate(cached))
-        return self._axfr_recorded(query, version)
+        return self._recorded(query, version, slot, rrsets)
 
     @staticmethod
-    def _axfr_recorded(query, version):
+    def _recorded(query, version, slot, rrsets):
         recorded = []
-        for wire in render_answer(query, axfr_rrsets(version)):
+        for wire in render_answer(query, rrsets):
             recorded.append(fastpath.template(wire))
             yield wire
-        version.rendered.setdefault("axfr", recorded)  # only a complete transfer
+        version.rendered.setdefault(slot, recorded)  # only a complete answer
 
     def _logged(self, messages, kind, how, zone, serial, client, old=None):
         """Pass transfer messages through; log and count once the last is out."""

@@ -164,3 +164,33 @@ def test_missing_names_share_one_answer_per_shape_byte_for_byte():
 def test_missing_name_refuses_zones_with_wildcards_or_delegations(authority):
     wire = dns.name.from_text("nope.example.com").canonicalize().to_wire()
     assert fastpath.missing_name(wire, authority.zones_by_wire, authority.soa_suffixes) is None
+
+
+def test_ixfr_rendered_once_per_version_and_serial():
+    from aliasd.access import TransferAccess
+    from aliasd.config import ZoneSettings
+    from aliasd.journal import difference
+    import ipaddress
+
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    origin = dns.name.from_text("example.com")
+    old = authority.versions[origin]
+    flat = Flattened({T.A: dns.rrset.from_text(origin, 30, "IN", "A", "203.0.113.9")})
+    new = ZoneVersion.build(SOURCE, {origin: flat}, serial=2, previous=old)
+    authority.journals[origin].add(difference(old, new, {origin: flat}))
+    authority.versions = {origin: new}
+    access = TransferAccess((ZoneSettings(origin, None, allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),))
+
+    def ixfr(handler, serial, qid):
+        q = dns.message.make_query("example.com", "IXFR", id=qid)
+        q.authority.append(dns.rrset.from_text(origin, 0, "IN", "SOA", f"ns1.example.com. h. {serial} 1 1 1 1"))
+        return list(handler.handle(q.to_wire(), "127.0.0.1", False))
+
+    warm = QueryHandler(authority, access=access)
+    for serial in (1, 2**32 - 5):  # incremental; full (older, not in the journal)
+        first = ixfr(warm, serial, 1)
+        again = ixfr(warm, serial, 2)
+        assert again == ixfr(QueryHandler(authority, access=access), serial, 2)
+        assert again != first
+    assert {("ixfr", "incremental", 1), ("ixfr", "full", None)} <= set(new.rendered)
