@@ -94,9 +94,6 @@ class Journal:
             self._differences.clear()  # a gap: older entries no longer chain
         self._differences.append(diff)
 
-    def clear(self) -> None:
-        self._differences.clear()
-
     def since(self, serial: int) -> list[Difference] | None:
         """Differences from ``serial`` to the newest version, or None."""
         for i, diff in enumerate(self._differences):

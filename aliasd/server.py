@@ -1,12 +1,17 @@
 """DNS over UDP and TCP: from wire bytes to an answer and back.
 
-QueryHandler turns one request message into one response message, using
-dnspython for parsing and rendering (it keeps the raw wire, renders EDNS(0)
-and truncates at whole RRsets, where stock Twisted Names cuts a message
-mid-record). The two protocols only frame messages: one datagram each over
-UDP, a two-octet length prefix over TCP with any number of queries on one
-connection (RFC 7766). A malformed message gets FORMERR when its header can
-be read and is dropped otherwise; no input reaches the reactor as an error.
+QueryHandler turns one request message into its answer. Plain queries are
+answered from answers rendered earlier for the same zone version
+(aliasd.fastpath); everything else, and every first time, takes the full
+path: dnspython parses (keeping the raw wire for TSIG), the zone version
+answers, dnspython renders (EDNS(0), truncation at whole RRsets, where stock
+Twisted Names cuts a message mid-record). Zone transfers are checked against
+the access rules and come back as an iterator of messages (aliasd.transfer).
+The two protocols only frame messages: one datagram each over UDP, a
+two-octet length prefix over TCP with any number of queries on one
+connection (RFC 7766), transfers streamed as the client reads. A malformed
+message gets FORMERR when its header can be read and is dropped otherwise;
+no input reaches the reactor as an error.
 """
 
 from __future__ import annotations
