@@ -53,6 +53,8 @@ class ServerSettings:
     state_dir: Path = DEFAULT_STATE_DIR
     max_udp_size: int = 1232
     tcp_idle_timeout: float = 30.0
+    tcp_max_connections: int = 1000
+    tcp_max_per_client: int = 20
     journal_size: int = 100
     serial_interval: float = 60.0
     serial_burst: int = 3
@@ -246,6 +248,11 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     if not 512 <= max_udp <= 65535:
         raise section.error("max-udp-size", f"must be between 512 and 65535, got {max_udp}")
     idle = section.number("tcp-idle-timeout", defaults.tcp_idle_timeout, 0.1)
+    tcp_max = section.take("tcp-max-connections", (int,), "an integer", defaults.tcp_max_connections)
+    tcp_per_client = section.take("tcp-max-per-client", (int,), "an integer", defaults.tcp_max_per_client)
+    for key, value in (("tcp-max-connections", tcp_max), ("tcp-max-per-client", tcp_per_client)):
+        if value < 1:
+            raise section.error(key, f"must be at least 1, got {value}")
     journal = section.take("journal-size", (int,), "an integer", defaults.journal_size)
     if journal < 1:
         raise section.error("journal-size", f"must be at least 1, got {journal}")
@@ -262,6 +269,8 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         base_dir / state_dir if state_dir else defaults.state_dir,
         max_udp,
         idle,
+        tcp_max,
+        tcp_per_client,
         journal,
         serial_interval,
         serial_burst,

@@ -16,6 +16,7 @@ no input reaches the reactor as an error.
 
 from __future__ import annotations
 
+import collections
 import struct
 import time
 
@@ -502,16 +503,58 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         if self._stream is not None:
             self._stream.messages.close()
             self._stream = None
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.closed(self.peer_host)
+            self.factory = None
 
 
 class DNSStreamFactory(protocol.ServerFactory):
-    """Makes one DNSStreamProtocol per TCP connection."""
+    """Makes one DNSStreamProtocol per TCP connection, within limits.
+
+    At most ``max_connections`` TCP clients at once, and at most
+    ``max_per_client`` from one address (RFC 7766 6.2.2): a connection over
+    either limit is closed at once, so one client cannot take every slot.
+    """
 
     noisy = False
 
-    def __init__(self, handler: QueryHandler, idle_timeout: float = 30.0):
+    def __init__(
+        self,
+        handler: QueryHandler,
+        idle_timeout: float = 30.0,
+        max_connections: int = 1000,
+        max_per_client: int = 20,
+    ):
         self.handler = handler
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.open = collections.Counter()  # client address -> connections
+        self.refused = 0
 
     def buildProtocol(self, addr):
-        return DNSStreamProtocol(self.handler, self.idle_timeout)
+        host = getattr(addr, "host", None)
+        if sum(self.open.values()) >= self.max_connections or (
+            host is not None and self.open[host] >= self.max_per_client
+        ):
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warn(
+                    "TCP connection from {client} refused: {count} open, limit reached "
+                    "({refused} refused so far)",
+                    client=host, count=self.open[host] if host else 0, refused=self.refused,
+                )
+            return None  # Twisted closes the connection
+        if host is not None:
+            self.open[host] += 1
+        proto = DNSStreamProtocol(self.handler, self.idle_timeout)
+        proto.factory = self
+        proto.peer_host = host
+        return proto
+
+    def closed(self, host: str | None) -> None:
+        if host is not None:
+            self.open[host] -= 1
+            if self.open[host] <= 0:
+                del self.open[host]

@@ -184,7 +184,12 @@ def makeService(options: Options) -> service.MultiService:
         status=StatusReporter(authority, resolver, reactor),
         stats=stats,
     )
-    tcp_factory = DNSStreamFactory(handler, settings.server.tcp_idle_timeout)
+    tcp_factory = DNSStreamFactory(
+        handler,
+        settings.server.tcp_idle_timeout,
+        settings.server.tcp_max_connections,
+        settings.server.tcp_max_per_client,
+    )
     for address in settings.server.listen:
         port = settings.server.port
         internet.UDPServer(port, DNSDatagramProtocol(handler), interface=address).setServiceParent(top)

@@ -93,6 +93,7 @@ def test_full_shape_of_the_design(tmp_path):
         ("[resolver]\nmax-in-flight = 0\n", "[resolver] max-in-flight: must be at least 1"),
         ("[server]\nserial-burst = 0\n", "[server] serial-burst: must be at least 1"),
         ("[server]\nserial-interval = -1\n", "[server] serial-interval: must be at least 0"),
+        ("[server]\ntcp-max-per-client = 0\n", "[server] tcp-max-per-client: must be at least 1"),
         ("[keys.k]\nalgorithm = 'hmac-foo'\nsecret = 'eA=='\n", "[keys.k] algorithm: unsupported"),
         ("[keys.k]\nsecret = 'not base64!'\n", "[keys.k] secret: not valid base64"),
         ("[keys.k]\n", "[keys.k] secret: give exactly one"),

@@ -197,3 +197,27 @@ def test_dig_sees_an_authoritative_answer_and_tc_without_edns(server):
         capture_output=True, text=True, timeout=10,
     ).stdout
     assert "status: BADVERS" in out
+
+
+def test_one_client_cannot_take_every_tcp_slot(aliasd):
+    p = aliasd(
+        '[zones."example.com"]\nfile = "example.com.zone"\n',
+        {"example.com.zone": ZONE},
+        server="tcp-max-per-client = 3\n",
+    )
+    held = [socket.create_connection(("127.0.0.1", p.port), timeout=3) for _ in range(3)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", p.port), timeout=3)
+        extra.settimeout(3)
+        assert extra.recv(1) == b""  # closed by the server at once
+        extra.close()
+        # Another address still gets in and is answered over TCP.
+        q = dns.message.make_query("www.example.com", "A")
+        r = dns.query.tcp(q, "127.0.0.1", port=p.port, timeout=3, source="127.0.0.2")
+        assert r.answer[0][0].address == "192.0.2.10"
+        assert "TCP connection from 127.0.0.1 refused" in p.log()
+    finally:
+        for s in held:
+            s.close()
+    # Once they close, the client is welcome again.
+    p.wait_for(lambda: p.query("www.example.com", tcp=True).answer)

@@ -201,3 +201,26 @@ def test_chaos_status_is_for_loopback_clients_only(handler):
     version = dns.message.make_query("version.bind.", "TXT", rdclass="CH")
     r = dns.message.from_wire(handler.handle(version.to_wire(), "192.0.2.7", over_udp=True))
     assert r.answer[0][0].strings[0].startswith(b"aliasd ")
+
+
+def test_tcp_connections_are_capped_per_client_and_in_total(handler):
+    from twisted.internet.address import IPv4Address
+
+    factory = DNSStreamFactory(handler, idle_timeout=30, max_connections=3, max_per_client=2)
+
+    def connect(host):
+        proto = factory.buildProtocol(IPv4Address("TCP", host, 5000))
+        if proto is not None:
+            proto.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", host, 5000)))
+        return proto
+
+    a1, a2 = connect("192.0.2.1"), connect("192.0.2.1")
+    assert a1 and a2 and connect("192.0.2.1") is None  # per-client limit
+    b1 = connect("192.0.2.2")
+    assert b1 and connect("192.0.2.3") is None  # total limit
+    a1.connectionLost(None)
+    assert connect("192.0.2.3") is not None  # a slot freed
+    assert factory.refused == 2
+    # The connections that got in are served as usual.
+    b1.dataReceived(framed(dns.message.make_query("www.example.com", "A")))
+    assert read_framed(b1.transport.value())[0].rcode() == dns.rcode.NOERROR
