@@ -460,9 +460,19 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self.setTimeout(self.idle_timeout)
         self._client = self.transport.getPeer().host
 
+    #: Unprocessed input kept while a transfer streams; more closes the
+    #: connection (a client that sends and never reads).
+    max_buffered = 256 * 1024
+
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self._buffer += data
+        if len(self._buffer) > self.max_buffered:
+            log.warn("TCP client {client} sent {size} octets unread; closing",
+                     client=self._client, size=len(self._buffer))
+            self._buffer = b""
+            self.transport.abortConnection()
+            return
         self._process()
 
     def _process(self) -> None:

@@ -224,3 +224,11 @@ def test_tcp_connections_are_capped_per_client_and_in_total(handler):
     # The connections that got in are served as usual.
     b1.dataReceived(framed(dns.message.make_query("www.example.com", "A")))
     assert read_framed(b1.transport.value())[0].rcode() == dns.rcode.NOERROR
+
+
+def test_tcp_client_that_floods_without_reading_is_dropped(handler):
+    proto = DNSStreamFactory(handler, idle_timeout=30).buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(b"\xff\xff" + b"x" * (300 * 1024))  # a 64 KiB message promised, far more sent
+    assert transport.disconnecting or getattr(transport, "disconnected", False)
