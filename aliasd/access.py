@@ -28,6 +28,18 @@ class Decision:
     reason: str = ""
 
 
+def client_address(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address as given by the transport (scope id dropped,
+    IPv4-mapped IPv6 unwrapped), or None if it is not an IP address."""
+    try:
+        address = ipaddress.ip_address(client.split("%")[0])
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def keyring_from(keys: tuple[KeySettings, ...]) -> dict[dns.name.Name, dns.tsig.Key]:
     """dnspython TSIG keys by name, from the configuration."""
     ring = {}
@@ -57,12 +69,9 @@ class TransferAccess:
         if not networks and key is None:
             return Decision(False, dns.rcode.REFUSED, reason="no allow-transfer or transfer-key for the zone")
         if networks:
-            try:
-                address = ipaddress.ip_address(client.split("%")[0])
-            except ValueError:
+            address = client_address(client)
+            if address is None:
                 return Decision(False, dns.rcode.REFUSED, reason="unknown client address")
-            if address.version == 6 and address.ipv4_mapped is not None:
-                address = address.ipv4_mapped
             if not any(address in net for net in networks):
                 return Decision(False, dns.rcode.REFUSED, reason="address not in allow-transfer")
         if key is not None:

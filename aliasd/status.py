@@ -14,8 +14,6 @@ refreshed, when it refreshes next, and the last failure if any.
 
 from __future__ import annotations
 
-import ipaddress
-
 import dns.name
 import dns.rcode
 import dns.rdataclass
@@ -23,6 +21,7 @@ import dns.rdatatype
 import dns.rrset
 
 from aliasd import __version__
+from aliasd.access import client_address
 from aliasd.zone import ADDRESS_TYPES
 
 ALIASES = dns.name.from_text("aliases.aliasd.")
@@ -102,10 +101,5 @@ class StatusReporter:
 
 
 def _is_loopback(client: str) -> bool:
-    try:
-        address = ipaddress.ip_address(client.split("%")[0])
-    except ValueError:
-        return False
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    address = client_address(client)
+    return address is not None and address.is_loopback
