@@ -94,6 +94,52 @@ class StatisticsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TLSSettings:
+    """DNS over TLS (RFC 7858) and zone transfers over TLS (RFC 9103).
+
+    Off unless a certificate is configured. With ``client_ca`` set, only
+    clients presenting a certificate issued by that CA may connect (mutual
+    TLS); TSIG and allow-transfer still apply to transfers over TLS.
+    """
+
+    listen: tuple[str, ...] = ()
+    port: int = 853
+    certificate: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitSettings:
+    """Response rate limiting for UDP answers, in the manner of BIND's RRL.
+
+    Off while ``responses_per_second`` is 0. Each client network (IPv4 /24,
+    IPv6 /56 by default) gets a budget per answer: per name and type for
+    positive answers, per zone for NXDOMAIN and NODATA, one for errors.
+    Past the budget answers are dropped, except every ``slip``-th, which is
+    sent as an empty truncated answer so a real client retries over TCP.
+    """
+
+    responses_per_second: int = 0
+    nxdomains_per_second: int | None = None  # None: as responses_per_second
+    errors_per_second: int | None = None  # None: as responses_per_second
+    window: float = 15.0
+    slip: int = 2
+    ipv4_prefix_length: int = 24
+    ipv6_prefix_length: int = 56
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_table_size: int = 100_000
+
+    @property
+    def enabled(self) -> bool:
+        return self.responses_per_second > 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     resolver: ResolverSettings = ResolverSettings()
@@ -101,6 +147,8 @@ class Settings:
     keys: tuple[KeySettings, ...] = ()
     zones: tuple[ZoneSettings, ...] = ()
     path: Path | None = None
+    tls: TLSSettings = TLSSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
 
 # -- small validators -------------------------------------------------------
@@ -207,6 +255,8 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     server = _server(_Section(where, "[server]", top.table.pop("server", {})), base_dir)
     resolver = _resolver(_Section(where, "[resolver]", top.table.pop("resolver", {})))
     statistics = _statistics(_Section(where, "[statistics]", top.table.pop("statistics", {})))
+    tls = _tls(_Section(where, "[tls]", top.table.pop("tls", {})), base_dir, server.listen)
+    rate_limit = _rate_limit(_Section(where, "[rate-limit]", top.table.pop("rate-limit", {})))
     keys_table = _Section(where, "[keys]", top.table.pop("keys", {}))
     keys = tuple(
         _key(_Section(where, f"[keys.{name}]", table), name, base_dir)
@@ -221,7 +271,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     _check_unique_zones(where, zones)
     top.label = "top level"
     top.finish()
-    return Settings(server, resolver, statistics, keys, zones, Path(where))
+    return Settings(server, resolver, statistics, keys, zones, Path(where), tls, rate_limit)
 
 
 def _check_unique_zones(where: str, zones) -> None:
@@ -314,6 +364,75 @@ def _statistics(section: _Section) -> StatisticsSettings:
     if endpoint.port == 0:
         raise section.error("listen", f"needs a port, as in 127.0.0.1:9353, got {text!r}")
     return StatisticsSettings(endpoint)
+
+
+def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> TLSSettings:
+    defaults = TLSSettings()
+    listen = []
+    for text in section.strings("listen", server_listen):
+        try:
+            listen.append(parse_ip(text))
+        except ValueError:
+            raise section.error("listen", f"not an IP address: {text!r}") from None
+    port = section.take("port", (int,), "an integer", defaults.port)
+    if not 0 <= port < 65536:
+        raise section.error("port", f"must be between 0 and 65535, got {port}")
+    paths = {}
+    for key in ("certificate", "key", "client-ca"):
+        text = section.take(key, (str,), "a path", None)
+        if text is None:
+            paths[key] = None
+            continue
+        path = base_dir / text
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as e:
+            raise section.error(key, f"cannot read {path}: {e.strerror}") from None
+        paths[key] = path
+    section.finish()
+    if paths["certificate"] is None and (paths["key"] or paths["client-ca"]):
+        raise section.error("certificate", "is required when key or client-ca is set")
+    if paths["certificate"] is not None and paths["key"] is None:
+        raise section.error("key", "is required with certificate")
+    if paths["certificate"] is not None and not listen:
+        raise section.error("listen", "needs at least one address")
+    return TLSSettings(tuple(listen), port, paths["certificate"], paths["key"], paths["client-ca"])
+
+
+def _rate_limit(section: _Section) -> RateLimitSettings:
+    defaults = RateLimitSettings()
+
+    def count(key, default, minimum=0):
+        value = section.take(key, (int,), "an integer", default)
+        if value is not None and value < minimum:
+            raise section.error(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    responses = count("responses-per-second", defaults.responses_per_second)
+    nxdomains = count("nxdomains-per-second", None)
+    errors = count("errors-per-second", None)
+    window = section.number("window", defaults.window, 1)
+    slip = count("slip", defaults.slip)
+    if slip > 10:
+        raise section.error("slip", f"must be between 0 and 10, got {slip}")
+    v4 = count("ipv4-prefix-length", defaults.ipv4_prefix_length)
+    v6 = count("ipv6-prefix-length", defaults.ipv6_prefix_length)
+    if v4 > 32:
+        raise section.error("ipv4-prefix-length", f"must be between 0 and 32, got {v4}")
+    if v6 > 128:
+        raise section.error("ipv6-prefix-length", f"must be between 0 and 128, got {v6}")
+    exempt = []
+    for text in section.strings("exempt-clients"):
+        try:
+            exempt.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise section.error("exempt-clients", f"not an address or network: {text!r}") from None
+    table = count("max-table-size", defaults.max_table_size, 1)
+    section.finish()
+    return RateLimitSettings(
+        responses, nxdomains, errors, window, slip, v4, v6, tuple(exempt), table
+    )
 
 
 def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
