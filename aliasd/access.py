@@ -4,7 +4,9 @@ A transfer request is allowed when the client's address lies in one of the
 zone's ``allow-transfer`` networks (any address if the list is empty but a
 key is required) and, when the zone names a ``transfer-key``, the request
 was signed with that key (its signature has been checked by then). With
-neither configured, nobody may transfer the zone.
+neither configured, nobody may transfer the zone. Over TLS (RFC 9103) the
+same rules apply, and the connection must use TLS 1.3; a zone with
+``transfer-tls-only`` is transferred over TLS only.
 """
 
 from __future__ import annotations
@@ -57,17 +59,25 @@ class TransferAccess:
             z.name: (
                 tuple(z.allow_transfer),
                 dns.name.from_text(z.transfer_key) if z.transfer_key else None,
+                z.transfer_tls_only,
             )
             for z in zones
         }
 
     def required_key(self, zone: dns.name.Name) -> dns.name.Name | None:
-        return self._rules.get(zone, ((), None))[1]
+        return self._rules.get(zone, ((), None, False))[1]
 
-    def check(self, zone: dns.name.Name, client: str, query: dns.message.Message) -> Decision:
-        networks, key = self._rules.get(zone, ((), None))
+    def check(
+        self, zone: dns.name.Name, client: str, query: dns.message.Message, tls: str | None = None
+    ) -> Decision:
+        """``tls`` is the connection's TLS version, None without TLS."""
+        networks, key, tls_only = self._rules.get(zone, ((), None, False))
         if not networks and key is None:
             return Decision(False, dns.rcode.REFUSED, reason="no allow-transfer or transfer-key for the zone")
+        if tls is not None and tls != "TLSv1.3":
+            return Decision(False, dns.rcode.REFUSED, reason=f"zone transfer over {tls}; RFC 9103 needs TLSv1.3")
+        if tls_only and tls is None:
+            return Decision(False, dns.rcode.REFUSED, reason="transfer-tls-only: TLS required")
         if networks:
             address = client_address(client)
             if address is None:

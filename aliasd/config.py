@@ -84,6 +84,7 @@ class ZoneSettings:
     notify: tuple[Endpoint, ...] = ()
     allow_transfer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     transfer_key: str | None = None
+    transfer_tls_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +270,12 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
         for name, table in zones_table.table.items()
     )
     _check_unique_zones(where, zones)
+    for zone in zones:
+        if zone.transfer_tls_only and not tls.enabled:
+            raise ConfigError(
+                f'{where}: [zones."{zone.name.to_text(omit_final_dot=True)}"] transfer-tls-only: '
+                "needs [tls] certificate and key"
+            )
     top.label = "top level"
     top.finish()
     return Settings(server, resolver, statistics, keys, zones, Path(where), tls, rate_limit)
@@ -483,5 +490,8 @@ def _zone(section: _Section, name: str, base_dir: Path, key_names: set[str]) -> 
     transfer_key = section.take("transfer-key", (str,), "a key name", None)
     if transfer_key is not None and transfer_key not in key_names:
         raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
+    tls_only = section.take("transfer-tls-only", (bool,), "true or false", False)
     section.finish()
-    return ZoneSettings(origin, base_dir / file_text, tuple(notify), tuple(networks), transfer_key)
+    return ZoneSettings(
+        origin, base_dir / file_text, tuple(notify), tuple(networks), transfer_key, tls_only
+    )

@@ -10,7 +10,10 @@ zones start serving, removed zones stop, changed zones get a new version
 whose serial follows the usual rules, and their secondaries are notified.
 
 Settings that need new sockets (listen addresses, port, state directory,
-statistics listener) are only reported: they take effect at the next start.
+statistics and TLS listeners) are only reported: they take effect at the
+next start. A TLS certificate and key are read again, so a renewed
+certificate is served to new connections (the key file must then be
+readable by the user aliasd runs as).
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ class Reloader:
             if z.transfer_key
         }
         self._apply_resolver(settings)
+        tls_context = getattr(self.options, "tls_context", None)
+        if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
+            log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         self.authority.set_sources(sources, prepared)
         self.settings = settings
         log.info(
@@ -142,6 +148,8 @@ class Reloader:
             ("[server] port", before.server.port, after.server.port),
             ("[server] state-dir", before.server.state_dir, after.server.state_dir),
             ("[statistics]", before.statistics, after.statistics),
+            ("[tls] listen or port", (before.tls.enabled, before.tls.listen, before.tls.port),
+             (after.tls.enabled, after.tls.listen, after.tls.port)),
         ):
             if old != new:
                 log.warn("reload: {what} changed; it takes effect at the next restart", what=what)

@@ -40,6 +40,7 @@ from aliasd import fastpath
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
 from aliasd.stats import Statistics
+from aliasd.tls import negotiated_version as tls_version
 from aliasd.transfer import axfr_rrsets, ixfr_rrsets, render_answer, single_message
 
 log = Logger()
@@ -76,9 +77,14 @@ class QueryHandler:
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
 
-    def handle(self, wire: bytes, client: str, over_udp: bool):
-        """The answer to ``wire`` from address ``client``."""
-        found = fastpath.cache_key(wire, over_udp, self.max_udp_size)
+    def handle(self, wire: bytes, client: str, over_udp: bool, tls: str | None = None):
+        """The answer to ``wire`` from address ``client``.
+
+        ``tls`` is the TLS version of a DNS-over-TLS connection (None over
+        plain UDP and TCP); transfer access rules look at it.
+        """
+        # DNS over TLS takes the full path: its answers count as "tls".
+        found = None if tls else fastpath.cache_key(wire, over_udp, self.max_udp_size)
         negative_key = None
         if found is not None:
             entry = self._cache.get(found[0])
@@ -123,7 +129,7 @@ class QueryHandler:
         limit = self._udp_limit(query) if over_udp else 65535
         response = dns.message.make_response(query, our_payload=self.max_udp_size)
         response.flags |= query.flags & dns.flags.CD
-        transfer, version = self._fill(query, response, client, over_udp, limit)
+        transfer, version = self._fill(query, response, client, over_udp, limit, tls)
         if transfer is not None:
             return transfer
         stat_key = self.stats.key(
@@ -131,7 +137,7 @@ class QueryHandler:
             zone=version.origin.to_text() if version is not None else "",
             qtype=dns.rdatatype.to_text(query.question[0].rdtype) if query.question else "",
             rcode=dns.rcode.to_text(response.rcode()),
-            transport="udp" if over_udp else "tcp",
+            transport="udp" if over_udp else ("tls" if tls else "tcp"),
         )
         self.stats.counters[stat_key] += 1
         answer = response.to_wire(max_size=limit, prefer_truncation=True)
@@ -196,7 +202,7 @@ class QueryHandler:
             return 512
         return min(max(512, query.payload), self.max_udp_size)
 
-    def _fill(self, query, response, client: str, over_udp: bool, limit: int):
+    def _fill(self, query, response, client: str, over_udp: bool, limit: int, tls=None):
         """Fill ``response``; return (messages of a transfer or None, the version used)."""
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
@@ -225,7 +231,7 @@ class QueryHandler:
             response.set_rcode(dns.rcode.REFUSED)
             return None, None
         if qtype in _TRANSFER_TYPES:
-            return self._transfer(query, response, version, client, over_udp, limit), version
+            return self._transfer(query, response, version, client, over_udp, limit, tls), version
         answer = version.lookup(question.name, qtype)
         zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
@@ -240,7 +246,7 @@ class QueryHandler:
         response.additional = list(answer.additional)
         return None, version
 
-    def _transfer(self, query, response, version, client, over_udp, limit):
+    def _transfer(self, query, response, version, client, over_udp, limit, tls=None):
         question = query.question[0]
         kind = dns.rdatatype.to_text(question.rdtype)
         zone = version.origin.to_text()
@@ -258,7 +264,7 @@ class QueryHandler:
 
         if question.name != version.origin:
             return refuse(dns.rcode.NOTAUTH, f"{question.name} is not a zone apex")
-        decision = self.access.check(version.origin, client, query)
+        decision = self.access.check(version.origin, client, query, tls)
         if not decision.allowed:
             if decision.tsig_error:
                 self.stats.inc("aliasd_transfers_refused_total", zone=zone, client=client)
@@ -272,7 +278,7 @@ class QueryHandler:
             if over_udp:
                 return refuse(dns.rcode.REFUSED, "AXFR over UDP")
             messages = self._rendered(query, version, "axfr", axfr_rrsets(version))
-            return self._logged(messages, kind, "full", zone, version.serial, client)
+            return self._logged(messages, kind, "full", zone, version.serial, client, tls=tls)
         client_serial = _ixfr_serial(query)
         if client_serial is None:
             return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
@@ -293,7 +299,7 @@ class QueryHandler:
             return wire
         slot = ("ixfr", how, client_serial if how == "incremental" else None)
         messages = self._rendered(query, version, slot, rrsets)
-        return self._logged(messages, kind, how, zone, version.serial, client, client_serial)
+        return self._logged(messages, kind, how, zone, version.serial, client, client_serial, tls)
 
     def _rendered(self, query: dns.message.Message, version, slot, rrsets):
         """Transfer messages, rendered once per version and answer, then reused.
@@ -322,7 +328,7 @@ class QueryHandler:
             yield wire
         version.rendered.setdefault(slot, recorded)  # only a complete answer
 
-    def _logged(self, messages, kind, how, zone, serial, client, old=None):
+    def _logged(self, messages, kind, how, zone, serial, client, old=None, tls=None):
         """Pass transfer messages through; log and count once the last is out."""
         count = records = 0
         for wire in messages:
@@ -331,9 +337,9 @@ class QueryHandler:
             yield wire
         self.stats.inc("aliasd_transfers_total", zone=zone, kind=f"{kind}-{how}", client=client)
         log.info(
-            "{kind} of {zone} serial {serial} to {client}{since}: {how}, {count} messages, {records} records",
+            "{kind} of {zone} serial {serial} to {client}{since}{via}: {how}, {count} messages, {records} records",
             kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,
-            since=f" from {old}" if old is not None else "",
+            since=f" from {old}" if old is not None else "", via=f" over {tls}" if tls else "",
         )
 
 
@@ -443,11 +449,19 @@ class _MessageStream:
         self.messages.close()
 
 
+@implementer(interfaces.IPushProducer)
 class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
-    """DNS over TCP: length-prefixed messages, any number per connection.
+    """DNS over TCP or TLS: length-prefixed messages, any number per connection.
 
-    Queries are answered in order; while a zone transfer streams, further
-    queries on the same connection wait for it to finish.
+    Queries are answered in order, one at a time, so a connection has at
+    most one query in flight (RFC 7766 6.2.1.1 lets a server process
+    pipelined queries in order). Answers go out only as fast as the client
+    reads them: when the transport's send buffer fills, the protocol stops
+    reading and answering until it drains (it is the transport's push
+    producer), and while a zone transfer streams, further queries wait for
+    it. The idle timer restarts only on a complete message or on progress
+    of a transfer, so a client that trickles a message octet by octet, or
+    never reads its answers, is closed after the idle timeout.
     """
 
     def __init__(self, handler: QueryHandler, idle_timeout: float):
@@ -455,17 +469,20 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self.idle_timeout = idle_timeout
         self._buffer = b""
         self._stream: _MessageStream | None = None
+        self._paused = False
+        self._tls: str | None = None
 
     def connectionMade(self) -> None:
         self.setTimeout(self.idle_timeout)
         self._client = self.transport.getPeer().host
+        self._over_tls = interfaces.ISSLTransport.providedBy(self.transport)
+        self.transport.registerProducer(self, True)
 
     #: Unprocessed input kept while a transfer streams; more closes the
     #: connection (a client that sends and never reads).
     max_buffered = 256 * 1024
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
         self._buffer += data
         if len(self._buffer) > self.max_buffered:
             log.warn("TCP client {client} sent {size} octets unread; closing",
@@ -476,14 +493,17 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self._process()
 
     def _process(self) -> None:
-        while self._stream is None and len(self._buffer) >= 2:
+        while self._stream is None and not self._paused and len(self._buffer) >= 2:
             (length,) = struct.unpack_from("!H", self._buffer)
             if len(self._buffer) < 2 + length:
                 return
+            self.resetTimeout()
             message = self._buffer[2 : 2 + length]
             self._buffer = self._buffer[2 + length :]
+            if self._over_tls and self._tls is None:
+                self._tls = tls_version(self.transport) or "TLS"
             try:
-                response = self.handler.handle(message, self._client, over_udp=False)
+                response = self.handler.handle(message, self._client, over_udp=False, tls=self._tls)
             except Exception:
                 log.failure("unexpected error answering a TCP message")
                 response = (
@@ -497,16 +517,32 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 self.transport.write(struct.pack("!H", len(response)) + response)
             else:
                 self._stream = _MessageStream(self, response)
+                self.transport.unregisterProducer()
                 self.transport.registerProducer(self._stream, False)
 
     def stream_finished(self) -> None:
         if self._stream is not None:
             self._stream = None
             self.transport.unregisterProducer()
+            if self.transport.connected:
+                self.transport.registerProducer(self, True)
             self._process()
 
+    # IPushProducer: the transport's send buffer is full, or has drained.
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()  # stop reading more queries
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.transport.resumeProducing()
+        self._process()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
     def timeoutConnection(self) -> None:
-        self.transport.loseConnection()
+        self.transport.abortConnection()
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)

@@ -39,6 +39,7 @@ from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
 from aliasd.state import StateDirError, StateStore
 from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
+from aliasd.tls import ReloadableContext, certificate_options
 from aliasd.upstream import FailoverResolver, NoUpstream
 from aliasd.zonefile import ZoneFileError, ZoneSource
 
@@ -68,6 +69,7 @@ class Options(usage.Options):
         self.settings: Settings | None = None
         self.sources: list[ZoneSource] = []
         self.state: StateStore | None = None
+        self.tls_context: ReloadableContext | None = None
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -102,6 +104,10 @@ class Options(usage.Options):
             self.settings = self.load_settings()
             self.sources = [load_zone(z) for z in self.settings.zones]
             self.state = StateStore(self.settings.server.state_dir)
+            if self.settings.tls.enabled:
+                self.tls_context = ReloadableContext(
+                    certificate_options(self.settings.tls, str(self.settings.path))
+                )
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
 
@@ -194,6 +200,12 @@ def makeService(options: Options) -> service.MultiService:
         port = settings.server.port
         internet.UDPServer(port, DNSDatagramProtocol(handler), interface=address).setServiceParent(top)
         internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
+    tls = settings.tls
+    if options.tls_context is not None:
+        for address in tls.listen:
+            internet.SSLServer(
+                tls.port, tcp_factory, options.tls_context, interface=address
+            ).setServiceParent(top)
     resolver.setServiceParent(top)
     NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)
     reloader = Reloader(
@@ -204,11 +216,12 @@ def makeService(options: Options) -> service.MultiService:
     reactor.callWhenRunning(
         log.info,
         "aliasd {version} started: {zones} zones, DNS on {listen} port {port}, "
-        "upstreams {upstreams}, state in {state}, statistics {stats}",
+        "TLS {tls}, upstreams {upstreams}, state in {state}, statistics {stats}",
         version=__version__,
         zones=len(options.sources),
         listen=", ".join(settings.server.listen),
         port=settings.server.port,
+        tls=f"on {', '.join(tls.listen)} port {tls.port}" if tls.enabled else "off",
         upstreams=", ".join(str(u) for u in settings.resolver.upstreams) or "(none)",
         state=str(settings.server.state_dir),
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",

@@ -95,13 +95,25 @@ class Named(Secondary):
     name = "named"
     program = "named"
 
-    def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "Named":
+    def start(
+        self,
+        zone: str,
+        primary_port: int,
+        key: tuple[str, str, str] | None = None,
+        tls: tuple[Path, str] | None = None,
+    ) -> "Named":
+        """Secondary of ``zone``; ``tls`` = (CA file, primary's certificate
+        name) pulls it over TLS (RFC 9103) from ``primary_port``."""
         d = self.directory
         key_conf = key_clause = ""
         if key is not None:
             name, algorithm, secret = key
             key_conf = f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'
             key_clause = f" key {name}"
+        if tls is not None:
+            ca_file, hostname = tls
+            key_conf += f'\ntls primary-tls {{ ca-file "{ca_file}"; remote-hostname "{hostname}"; }};'
+            key_clause += " tls primary-tls"
         (d / "named.conf").write_text(
             textwrap.dedent(
                 f"""\

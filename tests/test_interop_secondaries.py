@@ -9,11 +9,13 @@ re-resolution interval plus a few seconds, by IXFR after its first AXFR.
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import pytest
 
 from tests.aliasd_process import free_port
+from tests.certs import SERVER_NAME, Authority
 from tests.secondaries import Knot, Named, available
 
 pytestmark = pytest.mark.e2e
@@ -93,5 +95,55 @@ def test_secondary_follows_alias_rotation_by_notify_and_ixfr(aliasd, upstream, t
         kinds = secondary.transfers()
         assert kinds[0] == "AXFR" and kinds[-1] == "IXFR" and "IXFR failed" not in kinds, (kinds, secondary.log())
         print(f"{kind.name} ({'tsig' if with_key else 'plain'}): upstream change to secondary answer in {elapsed:.2f}s")
+    finally:
+        secondary.stop()
+
+
+def test_named_pulls_over_tls_and_follows_alias_rotation(aliasd, upstream, tmp_path):
+    """XoT (RFC 9103): BIND pulls the zone over TLS 1.3, verifying aliasd's
+    certificate against a CA, signed with TSIG, then follows a rotation."""
+    if not available("named"):
+        pytest.fail("named is not installed; .ci/run installs it")
+    certs = Authority(tmp_path / "pki")
+    cert, key_file = certs.server()
+    tls_port = free_port()
+    upstream.set("lb.upstream.test", "A", ["203.0.113.10"], ttl=5)
+    secondary_port = free_port()
+    config = aliasd_config(upstream, secondary_port, with_key=True) + f"""
+        [tls]
+        listen = ["127.0.0.1"]
+        port = {tls_port}
+        certificate = "{cert}"
+        key = "{key_file}"
+        """
+    config = config.replace('allow-transfer = ["127.0.0.1"]', 'allow-transfer = ["127.0.0.1"]\ntransfer-tls-only = true')
+    primary = aliasd(config, {"example.com.zone": ZONE})
+    primary.wait_for(lambda: primary.addresses("example.com") == {"203.0.113.10"})
+    secondary_dir = tmp_path / "named"
+    secondary_dir.mkdir()
+    secondary = Named(secondary_dir, secondary_port).start(
+        "example.com", tls_port, ("xfr", "hmac-sha256", SECRET), tls=(certs.ca_file, SERVER_NAME)
+    )
+    try:
+        primary.wait_for(lambda: secondary.addresses("example.com") == {"203.0.113.10"}, timeout=20)
+        first_serial = secondary.serial("example.com")
+        upstream.set("lb.upstream.test", "A", ["203.0.113.30"], ttl=5)
+        changed = time.monotonic()
+        primary.wait_for(
+            lambda: secondary.addresses("example.com") == {"203.0.113.30"},
+            timeout=RESOLUTION_INTERVAL + 10,
+        )
+        elapsed = time.monotonic() - changed
+        log = primary.log()
+        assert f"AXFR of example.com. serial {first_serial} to 127.0.0.1 over TLSv1.3: full" in log
+        assert (
+            f"IXFR of example.com. serial {first_serial + 1} to 127.0.0.1 from {first_serial} "
+            "over TLSv1.3: incremental" in log
+        )
+        # transfer-tls-only: no transfer went over plain TCP.
+        assert not re.search(r"XFR of example\.com\. serial \d+ to 127\.0\.0\.1(?: from \d+)?: ", log)
+        kinds = secondary.transfers()
+        assert kinds[0] == "AXFR" and kinds[-1] == "IXFR", (kinds, secondary.log())
+        print(f"named over TLS: upstream change to secondary answer in {elapsed:.2f}s")
     finally:
         secondary.stop()
