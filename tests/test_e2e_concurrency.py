@@ -1,4 +1,5 @@
-"""End to end: a slow zone transfer neither blocks queries nor sees a torn zone."""
+"""End to end: slow TCP clients (a stalled zone transfer, a client that
+never reads) neither block other queries nor cost the server memory."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+from bench.common import proc_mib
 from tests.helpers import recv_exactly
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +81,52 @@ def test_stalled_axfr_keeps_its_version_while_queries_see_the_new_one(aliasd, up
     assert apex_a == {"203.0.113.1"}
     assert sum(len(r) for r in rrs) == RECORDS + 5  # SOA, NS, apex A, ns1 A, hosts, SOA
     assert len(messages) > 3
+
+
+def test_client_that_pipelines_and_never_reads_is_bounded_and_closed(aliasd):
+    """RFC 7766 slow reader: a client sends thousands of queries for a large
+    answer and reads nothing. The server stops reading from it once its send
+    buffer is full (its memory stays flat), keeps answering everyone else,
+    and closes the connection after the idle timeout."""
+    big = " ".join(f'"{"z" * 250}"' for _ in range(16))  # a ~4 KiB answer
+    process = aliasd(
+        '[zones."example.com"]\nfile = "example.com.zone"\n',
+        {"example.com.zone": f"$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\n"
+                             f"big TXT {big}\nwww A 192.0.2.1\n"},
+        server="tcp-idle-timeout = 3\n",
+    )
+    rss_before = proc_mib(process.proc.pid)
+    query = dns.message.make_query("big.example.com", "TXT").to_wire()
+    framed = struct.pack("!H", len(query)) + query
+    hog = socket.create_connection(("127.0.0.1", process.port))
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setblocking(False)
+    sent = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # push until the server stops reading
+        try:
+            sent += hog.send(framed * 64)
+        except BlockingIOError:
+            time.sleep(0.01)
+    queries_sent = sent // len(framed)
+    # Answering all of them would take over 4 KiB each; the server holds
+    # at most a send buffer's worth instead.
+    assert queries_sent > 2000, queries_sent
+    for _ in range(20):  # everyone else is answered meanwhile, UDP and TCP
+        assert process.addresses("www.example.com") == {"192.0.2.1"}
+        assert process.query("www.example.com", tcp=True).answer[0][0].address == "192.0.2.1"
+    rss_after = proc_mib(process.proc.pid)
+    assert rss_after - rss_before < 20, (rss_before, rss_after, queries_sent)
+    # Closed after the idle timeout (the last complete query was read
+    # before the server paused): the abort resets the connection, so the
+    # next read fails although unread answers were waiting.
+    time.sleep(max(0.0, started + 1.5 + 3 + 1.5 - time.monotonic()))
+    hog.setblocking(True)
+    hog.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        for _ in range(1000):
+            if not hog.recv(65536):
+                break
+    hog.close()
+    assert process.alive()
+    print(f"slow reader: {queries_sent} pipelined queries, RSS {rss_before:.1f} -> {rss_after:.1f} MiB")

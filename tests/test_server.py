@@ -6,17 +6,23 @@ these pin down each rule on its own, with StringTransport for TCP.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from pathlib import Path
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.tsigkeyring
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
+from aliasd.config import ZoneSettings
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
 from tests.helpers import zone_source
 
@@ -232,3 +238,60 @@ def test_tcp_client_that_floods_without_reading_is_dropped(handler):
     proto.makeConnection(transport)
     proto.dataReceived(b"\xff\xff" + b"x" * (300 * 1024))  # a 64 KiB message promised, far more sent
     assert transport.disconnecting or getattr(transport, "disconnected", False)
+
+
+def test_tcp_stops_reading_and_answering_while_the_client_does_not_read(handler):
+    """Backpressure: with the send buffer full (the transport pauses its
+    producer) no query is answered and reading stops; on resume the queued
+    queries are answered in order."""
+    proto = DNSStreamFactory(handler, idle_timeout=30).buildProtocol(None)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert transport.producer is proto and transport.streaming
+    proto.pauseProducing()  # what the transport does when its buffer is full
+    assert transport.producerState == "paused"  # the protocol stopped reading
+    queries = [dns.message.make_query(f"n{i}.example.com", "A") for i in range(3)]
+    proto.dataReceived(b"".join(framed(q) for q in queries))
+    assert transport.value() == b""
+    proto.resumeProducing()
+    assert transport.producerState == "producing"
+    assert [a.id for a in read_framed(transport.value())] == [q.id for q in queries]
+
+
+def test_tcp_message_trickled_slowly_does_not_keep_the_connection(handler):
+    """A slow writer: octets that never complete a message do not restart
+    the idle timer, so the connection closes after the idle timeout."""
+    from twisted.internet import task
+
+    clock = task.Clock()
+    proto = DNSStreamFactory(handler, idle_timeout=5).buildProtocol(None)
+    proto.callLater = clock.callLater
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    wire = framed(dns.message.make_query("www.example.com", "A"))
+    for octet in wire[:3]:
+        clock.advance(1.5)
+        proto.dataReceived(bytes([octet]))
+    clock.advance(0.4)  # 4.9 s: an octet every 1.5 s, no complete message
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting  # 5 s after connecting, although octets kept coming
+
+
+def test_tcp_transfer_hands_the_producer_back_to_queries(handler):
+    handler.access = TransferAccess(
+        (ZoneSettings(dns.name.from_text("example.com"), Path("x"),
+                      allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),)
+    )
+    proto = DNSStreamFactory(handler, idle_timeout=30).buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+    proto.makeConnection(transport)
+    axfr = dns.message.make_query("example.com", "AXFR")
+    after = dns.message.make_query("www.example.com", "A")
+    proto.dataReceived(framed(axfr) + framed(after))
+    assert transport.producer is not proto and not transport.streaming  # the transfer streams
+    while transport.producer is not proto:
+        transport.producer.resumeProducing()
+    answers = read_framed(transport.value())
+    assert answers[0].id == axfr.id and answers[-1].id == after.id
+    assert transport.streaming  # the protocol is the push producer again
