@@ -125,9 +125,13 @@ class QueryHandler:
                 "TSIG error {error} from {client} for key {key}",
                 error=dns.rcode.to_text(tsig_error), client=client, key=str(query.keyname),
             )
-            return _tsig_error_response(query, tsig_error, self.keyring.get(query.keyname))
         limit = self._udp_limit(query) if over_udp else 65535
-        response = dns.message.make_response(query, our_payload=self.max_udp_size)
+        if tsig_error:
+            return _tsig_error_response(query, tsig_error, self.keyring.get(query.keyname), limit)
+        # EDNS padding (RFC 8467) only where it hides something: over TLS.
+        response = dns.message.make_response(
+            query, our_payload=self.max_udp_size, pad=None if tls else 0
+        )
         response.flags |= query.flags & dns.flags.CD
         transfer, version = self._fill(query, response, client, over_udp, limit, tls)
         if transfer is not None:
@@ -140,7 +144,7 @@ class QueryHandler:
             transport="udp" if over_udp else ("tls" if tls else "tcp"),
         )
         self.stats.counters[stat_key] += 1
-        answer = response.to_wire(max_size=limit, prefer_truncation=True)
+        answer = _render(response, limit)
         if (
             found is not None
             and version is not None
@@ -272,7 +276,7 @@ class QueryHandler:
                     "{kind} of {zone} refused to {client}: {reason}",
                     kind=kind, zone=zone, client=client, reason=decision.reason,
                 )
-                return _tsig_error_response(query, decision.tsig_error, None)
+                return _tsig_error_response(query, decision.tsig_error, None, limit)
             return refuse(decision.rcode, decision.reason)
         if question.rdtype == dns.rdatatype.AXFR:
             if over_udp:
@@ -290,7 +294,11 @@ class QueryHandler:
             except dns.exception.TooBig:
                 wire = None
             if wire is None:  # does not fit: the SOA alone, so the client uses TCP
-                how, wire = "current SOA (too large for UDP)", next(render_answer(query, [version.soa], limit))
+                how = "current SOA (too large for UDP)"
+                try:
+                    wire = next(render_answer(query, [version.soa], limit))
+                except dns.exception.TooBig:  # not even that: truncated
+                    how, wire = "truncated", _render(response, limit)
             self.stats.inc("aliasd_transfers_total", zone=zone, kind="IXFR-udp", client=client)
             log.info(
                 "IXFR of {zone} serial {serial} to {client} over UDP from {old}: {how}",
@@ -343,6 +351,19 @@ class QueryHandler:
         )
 
 
+def _render(response: dns.message.Message, limit: int) -> bytes:
+    """``response`` in at most ``limit`` octets: truncated at whole RRsets
+    with TC when too large, and as a bare TC header when even the question
+    (and a TSIG record) does not fit."""
+    try:
+        return response.to_wire(max_size=limit, prefer_truncation=True)
+    except (dns.exception.TooBig, ValueError):  # ValueError: the TSIG alone is too big
+        pass
+    ident = response.id
+    flags = response.flags | dns.flags.TC
+    return _HEADER.pack(ident, flags, 0, 0, 0, 0)
+
+
 def _ixfr_serial(query: dns.message.Message) -> int | None:
     for rrset in query.authority:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
@@ -350,11 +371,14 @@ def _ixfr_serial(query: dns.message.Message) -> int | None:
     return None
 
 
-def _tsig_error_response(query: dns.message.Message, error: int, key: dns.tsig.Key | None) -> bytes:
+def _tsig_error_response(
+    query: dns.message.Message, error: int, key: dns.tsig.Key | None, limit: int = 65535
+) -> bytes:
     """NOTAUTH with a TSIG error (RFC 8945 5.3.2): unsigned, except BADTIME.
 
     A BADTIME answer is signed with the (valid) key and carries the
-    server's time in Other Data so the client can see the clock skew.
+    server's time in Other Data so the client can see the clock skew. An
+    answer longer than ``limit`` (long names, over UDP) is a bare TC header.
     """
     response = _bare_response(query)
     response.set_rcode(dns.rcode.NOTAUTH)
@@ -372,7 +396,7 @@ def _tsig_error_response(query: dns.message.Message, error: int, key: dns.tsig.K
         response.tsig = dns.message.Message._make_tsig(
             keyname, algorithm, now, 300, b"", query.id, error, b""
         )
-    return response.to_wire()
+    return _render(response, limit)
 
 
 def _bare_response(query: dns.message.Message) -> dns.message.Message:

@@ -25,8 +25,9 @@ import dns.tsig
 from aliasd.journal import Journal
 from aliasd.zone import ZoneVersion
 
-#: Room left in each message for the TSIG record (and a safety margin).
-_TSIG_ROOM = 1024
+#: TSIG record size beyond its two names: RR header, fixed fields, a MAC
+#: of up to 64 octets (HMAC-SHA512), six octets of other data, and margin.
+_TSIG_FIXED = 128
 MAX_MESSAGE_SIZE = 65535
 
 
@@ -137,7 +138,11 @@ def _fits(renderer: dns.renderer.Renderer, rrset: dns.rrset.RRset) -> bool:
 
 def _start(response: dns.message.Message, max_size: int, with_question: bool) -> dns.renderer.Renderer:
     renderer = dns.renderer.Renderer(response.id, response.flags, max_size)
-    renderer.reserve(_TSIG_ROOM if response.tsig is not None else 0)
+    if response.tsig is not None:
+        room = _TSIG_FIXED + len(response.keyname.to_wire()) + len(response.keyalgorithm.to_wire())
+        if room >= max_size - 12:
+            raise dns.exception.TooBig(f"no room for a TSIG record in {max_size} octets")
+        renderer.reserve(room)
     if with_question:
         for q in response.question:
             renderer.add_question(q.name, q.rdtype, q.rdclass)
