@@ -148,6 +148,7 @@ class Reloader:
             ("[server] port", before.server.port, after.server.port),
             ("[server] state-dir", before.server.state_dir, after.server.state_dir),
             ("[statistics]", before.statistics, after.statistics),
+            ("[rate-limit]", before.rate_limit, after.rate_limit),
             ("[tls] listen or port", (before.tls.enabled, before.tls.listen, before.tls.port),
              (after.tls.enabled, after.tls.listen, after.tls.port)),
         ):

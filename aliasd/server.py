@@ -39,6 +39,7 @@ from twisted.protocols.policies import TimeoutMixin
 from aliasd import fastpath
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
+from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.stats import Statistics
 from aliasd.tls import negotiated_version as tls_version
 from aliasd.transfer import axfr_rrsets, ixfr_rrsets, render_answer, single_message
@@ -418,12 +419,14 @@ def _header_only(wire: bytes, rcode: int) -> bytes | None:
 
 
 class DNSDatagramProtocol(protocol.DatagramProtocol):
-    """DNS over UDP: one message per datagram."""
+    """DNS over UDP: one message per datagram, through the rate limiter
+    (aliasd.ratelimit) when one is configured."""
 
     noisy = False
 
-    def __init__(self, handler: QueryHandler):
+    def __init__(self, handler: QueryHandler, limiter: ResponseRateLimiter | None = None):
         self.handler = handler
+        self.limiter = limiter
 
     def datagramReceived(self, data: bytes, addr) -> None:
         try:
@@ -431,6 +434,8 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         except Exception:
             log.failure("unexpected error answering a UDP message from {addr}", addr=addr)
             response = _header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None
+        if self.limiter is not None and response is not None:
+            response = self.limiter.check(addr[0], response)
         if response is None:
             return
         # Straight to the socket: the address came from recvfrom, so

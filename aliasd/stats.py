@@ -25,6 +25,8 @@ COUNTERS = {
     "aliasd_notify_total": "NOTIFY messages, by zone and outcome (sent, acknowledged, failed).",
     "aliasd_upstream_answers_total": "Upstream resolution outcomes, by outcome.",
     "aliasd_reloads_total": "Reloads, by result.",
+    "aliasd_rrl_dropped_total": "UDP answers dropped by response rate limiting.",
+    "aliasd_rrl_slipped_total": "UDP answers replaced by a truncated answer (RRL slip).",
 }
 
 

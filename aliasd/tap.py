@@ -33,6 +33,7 @@ from aliasd.config import (
     parse_zone_name,
 )
 from aliasd.notify import NotifySender, NotifyService
+from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.reload import Reloader, ReloadService, load_zone
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
@@ -196,9 +197,11 @@ def makeService(options: Options) -> service.MultiService:
         settings.server.tcp_max_connections,
         settings.server.tcp_max_per_client,
     )
+    limiter = ResponseRateLimiter(settings.rate_limit, stats=stats) if settings.rate_limit.enabled else None
     for address in settings.server.listen:
         port = settings.server.port
-        internet.UDPServer(port, DNSDatagramProtocol(handler), interface=address).setServiceParent(top)
+        udp = DNSDatagramProtocol(handler, limiter)
+        internet.UDPServer(port, udp, interface=address).setServiceParent(top)
         internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
     tls = settings.tls
     if options.tls_context is not None:
@@ -216,12 +219,13 @@ def makeService(options: Options) -> service.MultiService:
     reactor.callWhenRunning(
         log.info,
         "aliasd {version} started: {zones} zones, DNS on {listen} port {port}, "
-        "TLS {tls}, upstreams {upstreams}, state in {state}, statistics {stats}",
+        "TLS {tls}, rate limit {rrl}, upstreams {upstreams}, state in {state}, statistics {stats}",
         version=__version__,
         zones=len(options.sources),
         listen=", ".join(settings.server.listen),
         port=settings.server.port,
         tls=f"on {', '.join(tls.listen)} port {tls.port}" if tls.enabled else "off",
+        rrl=f"{settings.rate_limit.responses_per_second}/s per answer" if limiter else "off",
         upstreams=", ".join(str(u) for u in settings.resolver.upstreams) or "(none)",
         state=str(settings.server.state_dir),
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
