@@ -12,14 +12,17 @@ nothing changed.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import json
 import os
+import pwd
 import re
 import tempfile
 from pathlib import Path
 
 import dns.name
 import dns.serial
+from twisted.application import service
 from twisted.logger import Logger
 
 log = Logger()
@@ -67,6 +70,20 @@ def _atomic_write(path: Path, data: str) -> None:
         raise
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 class StateStore:
     """Files under the state directory; one JSON file per zone, one for targets."""
 
@@ -78,6 +95,29 @@ class StateStore:
             raise StateDirError(f"state directory {self.directory}: cannot create: {e.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StateDirError(f"state directory {self.directory}: not writable by this user")
+
+    def check_writable(self) -> None:
+        """Raise StateDirError unless this process can write here now.
+
+        Run once the process runs as its final user (after twistd's --uid):
+        a directory that root created or owns passes the check at start-up
+        and would only fail at the first serial change, too late to tell.
+        """
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.directory, prefix=".write-check.")
+        except OSError as e:
+            try:
+                st = self.directory.stat()
+                owner = f"owned by {_user_name(st.st_uid)}:{_group_name(st.st_gid)}, mode {st.st_mode & 0o7777:04o}"
+            except OSError:
+                owner = "not found"
+            raise StateDirError(
+                f"state directory {self.directory} is not writable by user {_user_name(os.geteuid())} "
+                f"(uid {os.geteuid()}): {e.strerror}; it is {owner}. Give it to that user "
+                f"(chown) or set [server] state-dir to a directory it can write"
+            ) from None
+        os.close(fd)
+        os.unlink(probe)
 
     def _zone_path(self, name: dns.name.Name) -> Path:
         text = name.to_text(omit_final_dot=True).lower() or "root"
@@ -138,3 +178,23 @@ class MemoryStateStore:
 
     def save_targets(self, targets):
         self.targets = list(targets)
+
+
+class StateDirCheck(service.Service):
+    """Fails start-up when the state directory is not writable.
+
+    twistd starts services after it has dropped privileges, so this checks
+    as the user aliasd will run as; the error goes to the starting shell
+    (or init script) and twistd exits non-zero.
+    """
+
+    def __init__(self, store: StateStore):
+        self.store = store
+
+    def startService(self) -> None:
+        try:
+            self.store.check_writable()
+        except StateDirError as e:
+            log.critical("aliasd cannot start: {error}", error=str(e))
+            raise
+        super().startService()

@@ -37,7 +37,7 @@ from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.reload import Reloader, ReloadService, load_zone
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
-from aliasd.state import StateDirError, StateStore
+from aliasd.state import StateDirCheck, StateDirError, StateStore
 from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
 from aliasd.tls import ReloadableContext, certificate_options
@@ -152,6 +152,7 @@ def makeService(options: Options) -> service.MultiService:
 
     settings = options.settings
     top = service.MultiService()
+    StateDirCheck(options.state).setServiceParent(top)  # first: runs before anything writes
     stats = Statistics()
     keyring = keyring_from(settings.keys)
     timeout = settings.resolver.timeout

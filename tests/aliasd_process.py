@@ -48,12 +48,14 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
-def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess:
-    """Run ``twistd -n aliasd ARGS`` expecting it to exit (start-up errors)."""
+def run_twistd(
+    args: list[str], cwd: Path, timeout: float = 20, uid_args: list[str] = ()
+) -> subprocess.CompletedProcess:
+    """Run ``twistd -n [UID_ARGS] aliasd ARGS`` expecting it to exit (start-up errors)."""
     if "--state-dir" not in args:
         args = [*args, "--state-dir", str(cwd / "state")]
     return subprocess.run(
-        [TWISTD, "-n", "--pidfile=", "aliasd", *args],
+        [TWISTD, "-n", "--pidfile=", *uid_args, "aliasd", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
