@@ -58,6 +58,7 @@ class ServerSettings:
     journal_size: int = 100
     serial_interval: float = 60.0
     serial_burst: int = 3
+    answer_cache_size: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +318,9 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     serial_burst = section.take("serial-burst", (int,), "an integer", defaults.serial_burst)
     if serial_burst < 1:
         raise section.error("serial-burst", f"must be at least 1, got {serial_burst}")
+    cache_size = section.take("answer-cache-size", (int,), "an integer", defaults.answer_cache_size)
+    if cache_size < 2:
+        raise section.error("answer-cache-size", f"must be at least 2, got {cache_size}")
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -331,6 +335,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         journal,
         serial_interval,
         serial_burst,
+        cache_size,
     )
 
 

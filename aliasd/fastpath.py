@@ -24,7 +24,45 @@ _QTAIL = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")
 _CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
 _NOT_CACHED_TYPES = frozenset({41, 249, 250, 251, 252, 255})  # OPT TKEY TSIG IXFR AXFR ANY
-MAX_ENTRIES = 200_000
+#: Default bound on kept answers (about 0.5 KiB each for small answers).
+MAX_ENTRIES = 100_000
+
+
+class AnswerCache:
+    """Kept answers, bounded, least recently used dropped first (roughly).
+
+    Two generations: new answers go into the young one; when it holds half
+    the bound it becomes the old one and the previous old one is dropped.
+    A hit in the old generation is copied into the young one, so answers in
+    use survive and a flood of one-off queries (every query type at every
+    name, say) can neither grow memory past the bound nor flush the
+    working set all at once. Every operation is a dict lookup or two.
+    """
+
+    def __init__(self, max_entries: int = MAX_ENTRIES):
+        self.half = max(1, max_entries // 2)
+        self.young: dict[bytes, CachedAnswer] = {}
+        self.old: dict[bytes, CachedAnswer] = {}
+
+    def get(self, key: bytes) -> "CachedAnswer | None":
+        entry = self.young.get(key)
+        if entry is None:
+            entry = self.old.get(key)
+            if entry is not None:
+                self.put(key, entry)
+        return entry
+
+    def put(self, key: bytes, entry: "CachedAnswer") -> None:
+        if len(self.young) >= self.half:
+            self.old = self.young
+            self.young = {}
+        self.young[key] = entry
+
+    def clear(self) -> None:
+        self.young, self.old = {}, {}
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
 
 
 class CachedAnswer(NamedTuple):

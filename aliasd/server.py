@@ -69,11 +69,12 @@ class QueryHandler:
         keyring: dict[dns.name.Name, dns.tsig.Key] | None = None,
         status=None,
         stats: Statistics | None = None,
+        answer_cache_size: int = fastpath.MAX_ENTRIES,
     ):
         self.authority = authority
         self.status = status
         self.stats = stats if stats is not None else Statistics()
-        self._cache: dict[bytes, fastpath.CachedAnswer] = {}
+        self._cache = fastpath.AnswerCache(answer_cache_size)
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
@@ -161,17 +162,15 @@ class QueryHandler:
 
     def _remember(self, key, version, answer: bytes, stat_key, query) -> None:
         """Keep a rendered answer for the fast path (see aliasd.fastpath)."""
-        if len(self._cache) >= fastpath.MAX_ENTRIES:
-            self._cache.clear()
         question = query.question[0]
         owner = None
         if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:
             owner = question.name
-        self._cache[key] = fastpath.CachedAnswer(
+        self._cache.put(key, fastpath.CachedAnswer(
             version.origin, version, self.authority.generation,
             fastpath.template(answer), stat_key, owner,
             self.stats.key("aliasd_alias_answers_total", zone=version.origin.to_text()),
-        )
+        ))
 
     def _count_cached(self, entry) -> None:
         counters = self.stats.counters

@@ -191,6 +191,7 @@ def makeService(options: Options) -> service.MultiService:
         keyring=keyring,
         status=StatusReporter(authority, resolver, reactor),
         stats=stats,
+        answer_cache_size=settings.server.answer_cache_size,
     )
     tcp_factory = DNSStreamFactory(
         handler,

@@ -194,3 +194,31 @@ def test_ixfr_rendered_once_per_version_and_serial():
         assert again == ixfr(QueryHandler(authority, access=access), serial, 2)
         assert again != first
     assert {("ixfr", "incremental", 1), ("ixfr", "full", None)} <= set(new.rendered)
+
+
+def test_answer_cache_is_bounded_and_keeps_what_is_used():
+    cache = fastpath.AnswerCache(max_entries=10)
+    cache.put(b"hot", "hot answer")
+    for i in range(1000):  # a flood of one-off answers
+        cache.put(b"cold%d" % i, "cold")
+        assert len(cache) <= 10
+        assert cache.get(b"hot") == "hot answer"  # used all along: survives
+    assert cache.get(b"cold0") is None  # long unused: dropped
+    assert cache.get(b"cold999") == "cold"
+
+
+def test_flood_of_distinct_cacheable_queries_keeps_the_cache_bounded(authority):
+    """Every query type at one name: each NODATA answer would be kept."""
+    handler = QueryHandler(authority, answer_cache_size=500)
+    kept = 0
+    for qtype in range(1, 3000):
+        if qtype in (41, 249, 250, 251, 252, 255):
+            continue
+        before = len(handler._cache)
+        handler.handle(dns.message.make_query("ns1.example.com", qtype).to_wire(), "127.0.0.1", True)
+        kept += len(handler._cache) > before
+        assert len(handler._cache) <= 500
+    assert kept > 200  # they were cacheable: the bound did the work
+    query = dns.message.make_query("ns1.example.com", "A")
+    answer = dns.message.from_wire(handler.handle(query.to_wire(), "127.0.0.1", True))
+    assert answer.answer[0][0].address == "192.0.2.53"
