@@ -24,7 +24,7 @@ _QTAIL = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")
 _CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
 _NOT_CACHED_TYPES = frozenset({41, 249, 250, 251, 252, 255})  # OPT TKEY TSIG IXFR AXFR ANY
-#: Default bound on kept answers (about 0.5 KiB each for small answers).
+#: Default bound on kept answers (measured: about 950 octets each for an A answer).
 MAX_ENTRIES = 100_000
 
 
