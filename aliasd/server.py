@@ -39,6 +39,7 @@ from twisted.protocols.policies import TimeoutMixin
 from aliasd import fastpath
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
+from aliasd.logthrottle import LogThrottle
 from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.stats import Statistics
 from aliasd.tls import negotiated_version as tls_version
@@ -78,6 +79,8 @@ class QueryHandler:
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
+        self._tsig_log = LogThrottle("TSIG errors")
+        self._refusal_log = LogThrottle("refused transfers")
 
     def handle(self, wire: bytes, client: str, over_udp: bool, tls: str | None = None):
         """The answer to ``wire`` from address ``client``.
@@ -122,7 +125,7 @@ class QueryHandler:
         except Exception:
             self.stats.inc("aliasd_malformed_total")
             return _header_only(wire, dns.rcode.FORMERR)
-        if tsig_error:
+        if tsig_error and self._tsig_log.allow():
             log.info(
                 "TSIG error {error} from {client} for key {key}",
                 error=dns.rcode.to_text(tsig_error), client=client, key=str(query.keyname),
@@ -141,7 +144,7 @@ class QueryHandler:
         stat_key = self.stats.key(
             "aliasd_queries_total",
             zone=version.origin.to_text() if version is not None else "",
-            qtype=dns.rdatatype.to_text(query.question[0].rdtype) if query.question else "",
+            qtype=_qtype_label(query.question[0].rdtype) if query.question else "",
             rcode=dns.rcode.to_text(response.rcode()),
             transport="udp" if over_udp else ("tls" if tls else "tcp"),
         )
@@ -255,15 +258,18 @@ class QueryHandler:
         kind = dns.rdatatype.to_text(question.rdtype)
         zone = version.origin.to_text()
 
-        def refuse(rcode, reason, tsig_error=0):
-            self.stats.inc("aliasd_transfers_refused_total", zone=zone, client=client)
-            log.info(
-                "{kind} of {zone} refused to {client}: {reason}",
-                kind=kind, zone=zone, client=client, reason=reason,
-            )
+        def refused(reason):
+            # No client label: spoofed sources would grow the counters without bound.
+            self.stats.inc("aliasd_transfers_refused_total", zone=zone)
+            if self._refusal_log.allow():
+                log.info(
+                    "{kind} of {zone} refused to {client}: {reason}",
+                    kind=kind, zone=zone, client=client, reason=reason,
+                )
+
+        def refuse(rcode, reason):
+            refused(reason)
             response.set_rcode(rcode)
-            if tsig_error and response.tsig is not None:
-                response.tsig = None  # the key was not acceptable: answer unsigned
             return None
 
         if question.name != version.origin:
@@ -271,11 +277,7 @@ class QueryHandler:
         decision = self.access.check(version.origin, client, query, tls)
         if not decision.allowed:
             if decision.tsig_error:
-                self.stats.inc("aliasd_transfers_refused_total", zone=zone, client=client)
-                log.info(
-                    "{kind} of {zone} refused to {client}: {reason}",
-                    kind=kind, zone=zone, client=client, reason=decision.reason,
-                )
+                refused(decision.reason)
                 return _tsig_error_response(query, decision.tsig_error, None, limit)
             return refuse(decision.rcode, decision.reason)
         if question.rdtype == dns.rdatatype.AXFR:
@@ -349,6 +351,24 @@ class QueryHandler:
             kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,
             since=f" from {old}" if old is not None else "", via=f" over {tls}" if tls else "",
         )
+
+
+#: Query types counted under their own name; the rest count as "other", so
+#: a client asking every one of the 65536 types cannot grow the counters.
+_LABELLED_TYPES = {
+    t: dns.rdatatype.to_text(t)
+    for t in (
+        dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME, dns.rdatatype.MX,
+        dns.rdatatype.NS, dns.rdatatype.SOA, dns.rdatatype.TXT, dns.rdatatype.SRV,
+        dns.rdatatype.PTR, dns.rdatatype.CAA, dns.rdatatype.DS, dns.rdatatype.DNSKEY,
+        dns.rdatatype.HTTPS, dns.rdatatype.SVCB, dns.rdatatype.NAPTR, dns.rdatatype.TLSA,
+        dns.rdatatype.SSHFP, dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXFR,
+    )
+}
+
+
+def _qtype_label(rdtype: int) -> str:
+    return _LABELLED_TYPES.get(rdtype, "other")
 
 
 def _render(response: dns.message.Message, limit: int) -> bytes:

@@ -21,7 +21,7 @@ COUNTERS = {
     "aliasd_stale_answers_total": "Answers at ALIAS owners whose upstream target is stale, by zone.",
     "aliasd_malformed_total": "Messages that could not be parsed (FORMERR or dropped).",
     "aliasd_transfers_total": "Zone transfers served, by zone, kind and client.",
-    "aliasd_transfers_refused_total": "Zone transfer requests refused, by zone and client.",
+    "aliasd_transfers_refused_total": "Zone transfer requests refused, by zone.",
     "aliasd_notify_total": "NOTIFY messages, by zone and outcome (sent, acknowledged, failed).",
     "aliasd_upstream_answers_total": "Upstream resolution outcomes, by outcome.",
     "aliasd_reloads_total": "Reloads, by result.",

@@ -61,6 +61,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--aliases", type=int, default=1000)
+    parser.add_argument(
+        "--rate-limit", type=int, default=0, metavar="N",
+        help="turn on RRL at N responses/s (a high N measures its cost without limiting)",
+    )
     args = parser.parse_args()
     if shutil.which("dnsperf") is None:
         sys.exit("dnsperf is not installed (apt-get install dnsperf)")
@@ -68,8 +72,12 @@ def main() -> int:
         directory = Path(tmp)
         write_zones(directory, args.records, args.aliases)
         port = free_port()
+        extra = []
+        if args.rate_limit:
+            (directory / "rrl.toml").write_text(f"[rate-limit]\nresponses-per-second = {args.rate_limit}\n")
+            extra = ["--config", str(directory / "rrl.toml")]
         process = AliasdProcess(
-            ["--zone", "bench.test=bench.zone", "--zone", "targets.test=targets.zone",
+            [*extra, "--zone", "bench.test=bench.zone", "--zone", "targets.test=targets.zone",
              "--listen", "127.0.0.1", "--port", str(port)],
             directory, port,
         ).start(timeout=60)
@@ -79,7 +87,8 @@ def main() -> int:
                 "ALIAS A": [f"alias{i}.bench.test A" for i in range(args.aliases)],
                 "NXDOMAIN": [f"missing{i}.bench.test A" for i in range(args.records)],
             }
-            print(f"aliasd, {args.records} A + {args.aliases} ALIAS records, dnsperf {args.seconds}s per mix")
+            rrl = f", RRL at {args.rate_limit}/s" if args.rate_limit else ""
+            print(f"aliasd, {args.records} A + {args.aliases} ALIAS records{rrl}, dnsperf {args.seconds}s per mix")
             print(f"{'mix':<10} {'queries/s':>10} {'mean ms':>8} {'lost':>6}")
             for name, queries in mixes.items():
                 result = run_dnsperf(port, queries, args.seconds, directory, name.replace(" ", "_"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -251,3 +252,28 @@ def test_tls_configuration_errors_are_reported_at_start(tmp_path, certs):
         assert result.returncode != 0
         assert expected in result.stderr, (expected, result.stderr)
         assert str(conf) in result.stderr
+
+
+def test_reload_serves_a_renewed_certificate_and_keeps_a_good_one(aliasd, upstream, certs):
+    tls_port = free_port()
+    process = start(aliasd, upstream, tls_config(certs, tls_port))
+    client = TLSClient(tls_port, client_context(certs))
+    first = client.sock.getpeercert(binary_form=True)
+    client.close()
+    # Renewal: new certificate and key written over the configured files.
+    renewed_cert, renewed_key = certs.server()  # same paths, new key pair
+    process.proc.send_signal(signal.SIGHUP)
+    process.wait_for(lambda: "TLS certificate" in process.log() and "loaded" in process.log())
+    client = TLSClient(tls_port, client_context(certs))
+    second = client.sock.getpeercert(binary_form=True)
+    client.close()
+    assert second != first and second == ssl.PEM_cert_to_DER_cert(renewed_cert.read_text())
+    # A broken key on the next reload: the renewed certificate stays in use.
+    renewed_key.write_text("not a key\n")
+    process.proc.send_signal(signal.SIGHUP)
+    process.wait_for(lambda: "TLS not reloaded, keeping the old certificate" in process.log())
+    client = TLSClient(tls_port, client_context(certs))
+    assert client.sock.getpeercert(binary_form=True) == second
+    client.send(dns.message.make_query("ns1.example.com", "A"))
+    assert client.receive().answer[0][0].address == "192.0.2.53"
+    client.close()
