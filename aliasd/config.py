@@ -290,17 +290,23 @@ def _check_unique_zones(where: str, zones) -> None:
         seen.add(zone.name)
 
 
-def _server(section: _Section, base_dir: Path) -> ServerSettings:
-    defaults = ServerSettings()
+def _listen_and_port(section: _Section, listen_default, port_default: int) -> tuple[list[str], int]:
+    """A section's ``listen`` addresses and ``port``, validated."""
     listen = []
-    for text in section.strings("listen", defaults.listen):
+    for text in section.strings("listen", listen_default):
         try:
             listen.append(parse_ip(text))
         except ValueError:
             raise section.error("listen", f"not an IP address: {text!r}") from None
-    port = section.take("port", (int,), "an integer", defaults.port)
+    port = section.take("port", (int,), "an integer", port_default)
     if not 0 <= port < 65536:
         raise section.error("port", f"must be between 0 and 65535, got {port}")
+    return listen, port
+
+
+def _server(section: _Section, base_dir: Path) -> ServerSettings:
+    defaults = ServerSettings()
+    listen, port = _listen_and_port(section, defaults.listen, defaults.port)
     state_dir = section.take("state-dir", (str,), "a path", None)
     max_udp = section.take("max-udp-size", (int,), "an integer", defaults.max_udp_size)
     if not 512 <= max_udp <= 65535:
@@ -379,16 +385,7 @@ def _statistics(section: _Section) -> StatisticsSettings:
 
 
 def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> TLSSettings:
-    defaults = TLSSettings()
-    listen = []
-    for text in section.strings("listen", server_listen):
-        try:
-            listen.append(parse_ip(text))
-        except ValueError:
-            raise section.error("listen", f"not an IP address: {text!r}") from None
-    port = section.take("port", (int,), "an integer", defaults.port)
-    if not 0 <= port < 65536:
-        raise section.error("port", f"must be between 0 and 65535, got {port}")
+    listen, port = _listen_and_port(section, server_listen, TLSSettings().port)
     paths = {}
     for key in ("certificate", "key", "client-ca"):
         text = section.take(key, (str,), "a path", None)

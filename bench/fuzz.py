@@ -52,11 +52,14 @@ def main() -> int:
     parser.add_argument("--targeted", type=float, default=0.5,
                         help="share of targeted packets (the rest are mutated queries); default 0.5")
     parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--answer-cache-size", type=int, default=None,
+                        help="the server's [server] answer-cache-size (default: its default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "example.com.zone").write_text(ZONE_TEXT)
-        (d / "aliasd.toml").write_text(SERVER_CONFIG)
+        server = f"[server]\nanswer-cache-size = {args.answer_cache_size}\n" if args.answer_cache_size else ""
+        (d / "aliasd.toml").write_text(server + SERVER_CONFIG)
         port = free_port()
         process = AliasdProcess(
             ["--config", str(d / "aliasd.toml"), "--listen", "127.0.0.1", "--port", str(port)], d, port
@@ -65,10 +68,15 @@ def main() -> int:
             before = proc_mib(process.proc.pid)
             rng = random.Random(args.seed)
             sent = targeted = answers = malformed = oversized = servfail = 0
-            deadline = time.monotonic() + args.seconds
+            started = time.monotonic()
+            deadline = started + args.seconds
+            samples, next_sample = [], started + args.seconds / 6
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 udp.setblocking(False)
                 while time.monotonic() < deadline:
+                    if time.monotonic() >= next_sample:
+                        samples.append(f"{time.monotonic() - started:.0f}s {proc_mib(process.proc.pid):.1f}")
+                        next_sample += args.seconds / 6
                     batch: dict[bytes, list[bytes]] = {}  # by message ID
                     for _ in range(200):
                         packet = next_packet(rng, args.targeted)
@@ -102,6 +110,7 @@ def main() -> int:
             )
             print(f"SERVFAIL answers {servfail}; tracebacks in the server log {log.count('Traceback')}")
             print(f"server still answering: {alive}; RSS before {before:.1f} MiB, after {after:.1f} MiB")
+            print(f"RSS during the run (MiB): {', '.join(samples)}")
         finally:
             process.stop()
     return 0
