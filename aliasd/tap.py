@@ -19,7 +19,7 @@ from twisted.application import internet, service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from aliasd import __version__
+from aliasd import __version__, enumcache
 
 from aliasd.access import TransferAccess, keyring_from
 from aliasd.authority import ZoneAuthority
@@ -212,6 +212,7 @@ def makeService(options: Options) -> service.MultiService:
                 tls.port, tcp_factory, options.tls_context, interface=address
             ).setServiceParent(top)
     resolver.setServiceParent(top)
+    enumcache.service().setServiceParent(top)
     NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)
     reloader = Reloader(
         options, authority, handler, notifier, resolver,
