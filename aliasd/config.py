@@ -58,7 +58,7 @@ class ServerSettings:
     journal_size: int = 100
     serial_interval: float = 60.0
     serial_burst: int = 3
-    answer_cache_size: int = 100_000
+    answer_cache_size: int | None = None  # None: sized from the zones
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,7 +325,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     if serial_burst < 1:
         raise section.error("serial-burst", f"must be at least 1, got {serial_burst}")
     cache_size = section.take("answer-cache-size", (int,), "an integer", defaults.answer_cache_size)
-    if cache_size < 2:
+    if cache_size is not None and cache_size < 2:
         raise section.error("answer-cache-size", f"must be at least 2, got {cache_size}")
     section.finish()
     if not listen:

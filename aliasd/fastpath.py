@@ -24,8 +24,17 @@ _QTAIL = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")
 _CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
 _NOT_CACHED_TYPES = frozenset({41, 249, 250, 251, 252, 255})  # OPT TKEY TSIG IXFR AXFR ANY
-#: Default bound on kept answers (measured: about 950 octets each for an A answer).
+#: The least bound on kept answers (measured: about 950 octets each for an
+#: A answer). By default the bound is this or twice the number of names
+#: the zones hold, whichever is more (see ``automatic_size``).
 MAX_ENTRIES = 100_000
+
+
+def automatic_size(name_count: int) -> int:
+    """The default bound: every name's answer for two query types fits, so
+    the working set of a large zone is kept, while a flood of one-off
+    queries costs at most about as much memory again as the zones do."""
+    return max(MAX_ENTRIES, 2 * name_count)
 
 
 class AnswerCache:
@@ -40,9 +49,15 @@ class AnswerCache:
     """
 
     def __init__(self, max_entries: int = MAX_ENTRIES):
-        self.half = max(1, max_entries // 2)
         self.young: dict[bytes, CachedAnswer] = {}
         self.old: dict[bytes, CachedAnswer] = {}
+        self.resize(max_entries)
+
+    def resize(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.half = max(1, max_entries // 2)
+        if len(self.young) > self.half:
+            self.old, self.young = self.young, {}
 
     def get(self, key: bytes) -> "CachedAnswer | None":
         entry = self.young.get(key)

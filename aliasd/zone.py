@@ -144,6 +144,11 @@ class ZoneVersion:
         self._cuts = base.cuts
         self.base = base
 
+    @property
+    def name_count(self) -> int:
+        """How many names exist in the zone (empty non-terminals included)."""
+        return len(self._names)
+
     @classmethod
     def build(
         cls,

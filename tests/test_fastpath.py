@@ -222,3 +222,20 @@ def test_flood_of_distinct_cacheable_queries_keeps_the_cache_bounded(authority):
     query = dns.message.make_query("ns1.example.com", "A")
     answer = dns.message.from_wire(handler.handle(query.to_wire(), "127.0.0.1", True))
     assert answer.answer[0][0].address == "192.0.2.53"
+
+
+def test_default_bound_follows_the_zones(authority):
+    """Twice the zone's names, at least MAX_ENTRIES; recomputed when the
+    zones change, so a large zone's working set is kept."""
+    handler = QueryHandler(authority)
+    handler.handle(dns.message.make_query("ns1.example.com", "A").to_wire(), "127.0.0.1", True)
+    assert handler._cache.max_entries == fastpath.MAX_ENTRIES  # a small zone
+    big = zone_source(
+        "example.com",
+        "$ORIGIN example.com.\n@ 300 SOA ns1 h 2 3600 600 86400 60\n@ 300 NS ns1\n"
+        + "".join(f"h{i} 300 A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}\n" for i in range(60000)),
+    )
+    authority.set_sources([big])
+    handler.handle(dns.message.make_query("h1.example.com", "A").to_wire(), "127.0.0.1", True)
+    assert handler._cache.max_entries == 2 * authority.versions[dns.name.from_text("example.com")].name_count
+    assert handler._cache.max_entries > 120000
