@@ -4,8 +4,9 @@ A refused transfer or a bad TSIG signature deserves a log line, but each
 costs an attacker one (possibly spoofed) packet: unthrottled, a flood of
 them fills the disk. Each kind of such event gets a LogThrottle: the first
 ``burst`` lines of every ``interval`` are logged, the rest are counted and
-reported in one line when the next interval begins. The statistics
-counters still count every event.
+reported in one line with the first event of a later interval (a flood
+that stops for good leaves its last count unreported; the statistics
+counters still count every event).
 """
 
 from __future__ import annotations

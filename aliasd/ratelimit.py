@@ -25,6 +25,7 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from aliasd.config import RateLimitSettings
+from aliasd.logthrottle import LogThrottle
 from aliasd.stats import Statistics
 
 log = Logger()
@@ -131,6 +132,9 @@ class ResponseRateLimiter:
         self.dropped = 0
         self.slipped = 0
         self._uses = 0
+        # One line per newly limited account, but spoofed floods from many
+        # networks must not become one line per few packets.
+        self._log = LogThrottle("rate-limited clients", clock=clock)
         self._networks: dict[str, bytes | None] = {}
         self._v4_mask = ((1 << 32) - 1) ^ ((1 << (32 - settings.ipv4_prefix_length)) - 1)
         self._v6_mask = ((1 << 128) - 1) ^ ((1 << (128 - settings.ipv6_prefix_length)) - 1)
@@ -238,10 +242,11 @@ class ResponseRateLimiter:
         account.balance = balance if balance > floor else floor
         if not account.limited:
             account.limited = True
-            log.info(
-                "rate limiting responses to {network} for {what}",
-                network=self._describe_network(network), what=_describe(key),
-            )
+            if self._log.allow():
+                log.info(
+                    "rate limiting responses to {network} for {what}",
+                    network=self._describe_network(network), what=_describe(key),
+                )
         account.limited_count += 1
         slip = self.settings.slip
         if slip and account.limited_count % slip == 0:

@@ -35,6 +35,7 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from aliasd import fastpath
 from aliasd.access import TransferAccess
@@ -494,8 +495,7 @@ class _MessageStream:
             return
         except Exception:
             log.failure("zone transfer failed; closing the connection")
-            self.proto.transport.loseConnection()
-            self.proto.stream_finished()
+            self.proto.close()
             return
         self.proto.resetTimeout()
         self.proto.transport.write(struct.pack("!H", len(wire)) + wire)
@@ -525,6 +525,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self._buffer = b""
         self._stream: _MessageStream | None = None
         self._paused = False
+        self._closing = False
         self._tls: str | None = None
 
     def connectionMade(self) -> None:
@@ -548,7 +549,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self._process()
 
     def _process(self) -> None:
-        while self._stream is None and not self._paused and len(self._buffer) >= 2:
+        while self._stream is None and not self._paused and not self._closing and len(self._buffer) >= 2:
             (length,) = struct.unpack_from("!H", self._buffer)
             if len(self._buffer) < 2 + length:
                 return
@@ -566,7 +567,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 )
             if response is None:
                 # Not a query we can answer: RFC 7766 lets us close.
-                self.transport.loseConnection()
+                self.close()
                 return
             if isinstance(response, bytes):
                 self.transport.write(struct.pack("!H", len(response)) + response)
@@ -576,12 +577,23 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 self.transport.registerProducer(self._stream, False)
 
     def stream_finished(self) -> None:
-        if self._stream is not None:
+        if self._stream is not None and not self._closing:
             self._stream = None
             self.transport.unregisterProducer()
-            if self.transport.connected:
-                self.transport.registerProducer(self, True)
+            self.transport.registerProducer(self, True)
             self._process()
+
+    def close(self) -> None:
+        """Close after what was written. The producer goes first: a TLS
+        transport does not start its shutdown while one is registered."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._stream is not None:
+            self._stream.messages.close()
+            self._stream = None
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     # IPushProducer: the transport's send buffer is full, or has drained.
     def pauseProducing(self) -> None:
@@ -589,6 +601,8 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self.transport.pauseProducing()  # stop reading more queries
 
     def resumeProducing(self) -> None:
+        if self._closing:
+            return
         self._paused = False
         self.transport.resumeProducing()
         self._process()
@@ -608,6 +622,23 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         if factory is not None:
             factory.closed(self.peer_host)
             self.factory = None
+
+
+class LimitedTLSFactory(TLSMemoryBIOFactory):
+    """TLS around a DNSStreamFactory, closing connections it refuses.
+
+    Twisted's TLS factory wraps whatever the inner factory returns, None
+    included, which leaves a refused connection open with no protocol:
+    connection limits would turn into leaked sockets.
+    """
+
+    noisy = False
+
+    def buildProtocol(self, addr):
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self.protocol(self, inner)
 
 
 class DNSStreamFactory(protocol.ServerFactory):

@@ -36,7 +36,7 @@ from aliasd.notify import NotifySender, NotifyService
 from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.reload import Reloader, ReloadService, load_zone
 from aliasd.resolution import AliasResolver
-from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
+from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, LimitedTLSFactory, QueryHandler
 from aliasd.state import StateDirCheck, StateDirError, StateStore
 from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
@@ -208,9 +208,8 @@ def makeService(options: Options) -> service.MultiService:
     tls = settings.tls
     if options.tls_context is not None:
         for address in tls.listen:
-            internet.SSLServer(
-                tls.port, tcp_factory, options.tls_context, interface=address
-            ).setServiceParent(top)
+            tls_factory = LimitedTLSFactory(options.tls_context, False, tcp_factory)
+            internet.TCPServer(tls.port, tls_factory, interface=address).setServiceParent(top)
     resolver.setServiceParent(top)
     enumcache.service().setServiceParent(top)
     NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)

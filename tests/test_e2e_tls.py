@@ -277,3 +277,40 @@ def test_reload_serves_a_renewed_certificate_and_keeps_a_good_one(aliasd, upstre
     client.send(dns.message.make_query("ns1.example.com", "A"))
     assert client.receive().answer[0][0].address == "192.0.2.53"
     client.close()
+
+
+def test_tls_connections_over_the_limit_are_closed(aliasd, upstream, certs):
+    """The per-client limit holds over TLS too: a refused connection is
+    closed at once (Twisted's TLS factory would wrap the refusal and leave
+    the socket open)."""
+    tls_port = free_port()
+    upstream.set("lb.upstream.test", "A", ["203.0.113.10"], ttl=60)
+    process = aliasd(
+        tls_config(certs, tls_port).replace("UPSTREAM", str(upstream.endpoint)),
+        {"example.com.zone": ZONE},
+        server="tcp-max-per-client = 2\n",
+    )
+    kept = [TLSClient(tls_port, client_context(certs)) for _ in range(2)]
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=3) as extra:
+            assert extra.recv(100) == b""  # closed by the server, not left hanging
+    for client in kept:  # the two within the limit are served
+        client.send(dns.message.make_query("ns1.example.com", "A"))
+        assert client.receive().answer[0][0].address == "192.0.2.53"
+        client.close()
+    log = process.log()
+    assert "TCP connection from 127.0.0.1 refused" in log
+    assert "Unhandled" not in log and "Traceback" not in log
+
+
+def test_tls_connection_closes_after_a_message_it_cannot_answer(aliasd, upstream, certs):
+    """RFC 7766: a message that gets no answer (here a response, QR set)
+    closes the connection, over TLS as over TCP."""
+    tls_port = free_port()
+    start(aliasd, upstream, tls_config(certs, tls_port))
+    client = TLSClient(tls_port, client_context(certs))
+    response = dns.message.make_response(dns.message.make_query("example.com", "A")).to_wire()
+    client.sock.sendall(struct.pack("!H", len(response)) + response)
+    client.sock.settimeout(3)
+    assert client.sock.recv(100) == b""  # TLS close_notify, then end of stream
+    client.close()
