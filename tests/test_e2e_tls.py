@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import struct
+import time
 
 import dns.message
 import dns.rcode
@@ -314,3 +315,21 @@ def test_tls_connection_closes_after_a_message_it_cannot_answer(aliasd, upstream
     client.sock.settimeout(3)
     assert client.sock.recv(100) == b""  # TLS close_notify, then end of stream
     client.close()
+
+
+def test_stalled_tls_handshake_is_closed_after_the_idle_timeout(aliasd, upstream, certs):
+    tls_port = free_port()
+    upstream.set("lb.upstream.test", "A", ["203.0.113.10"], ttl=60)
+    aliasd(
+        tls_config(certs, tls_port).replace("UPSTREAM", str(upstream.endpoint)),
+        {"example.com.zone": ZONE},
+        server="tcp-idle-timeout = 1\n",
+    )
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as idle:
+        started = time.monotonic()
+        idle.sendall(b"\x16\x03\x01")  # the first octets of a ClientHello, then nothing
+        try:
+            assert idle.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 3
