@@ -13,6 +13,7 @@ import base64
 import binascii
 import dataclasses
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ class ServerSettings:
     serial_interval: float = 60.0
     serial_burst: int = 3
     answer_cache_size: int | None = None  # None: sized from the zones
+    notify_rate: float = 500.0  # NOTIFY messages per second, all secondaries together
+    notify_source: tuple[str, ...] = ()  # at most one address per family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +83,11 @@ class KeySettings:
 
 @dataclasses.dataclass(frozen=True)
 class ZoneSettings:
+    """One served zone. ``file`` is None for the catalog zone, which aliasd
+    builds itself (aliasd.catalog)."""
+
     name: dns.name.Name
-    file: Path
+    file: Path | None
     notify: tuple[Endpoint, ...] = ()
     allow_transfer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     transfer_key: str | None = None
@@ -151,6 +157,13 @@ class Settings:
     path: Path | None = None
     tls: TLSSettings = TLSSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    catalog: ZoneSettings | None = None  # RFC 9432 catalog of every other zone
+    zone_directory: Path | None = None
+
+    @property
+    def transferable_zones(self) -> tuple[ZoneSettings, ...]:
+        """Every zone with transfer and NOTIFY settings, the catalog included."""
+        return self.zones + ((self.catalog,) if self.catalog is not None else ())
 
 
 # -- small validators -------------------------------------------------------
@@ -165,6 +178,7 @@ class _Section:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: {label}: expected a table")
         self.table = dict(table)
+        self.taken: set[str] = set()
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: {self.label} {key}: {problem}")
@@ -173,6 +187,7 @@ class _Section:
         if key not in self.table:
             return default
         value = self.table.pop(key)
+        self.taken.add(key)
         if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
             raise self.error(key, f"expected {what}, got {value!r}")
         return value
@@ -182,6 +197,10 @@ class _Section:
         if value < minimum:
             raise self.error(key, f"must be at least {minimum:g}, got {value!r}")
         return float(value)
+
+    def given(self, key: str) -> bool:
+        """Was ``key`` in the table (before it was taken)?"""
+        return key in self.taken
 
     def strings(self, key: str, default=()) -> tuple[str, ...]:
         value = self.take(key, (list,), "a list of strings", None)
@@ -266,12 +285,31 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     )
     zones_table = _Section(where, "[zones]", top.table.pop("zones", {}))
     key_names = {k.name for k in keys}
+    defaults = _Section(where, "[zone-defaults]", top.table.pop("zone-defaults", {}))
+    if "file" in defaults.table:
+        raise defaults.error("file", "belongs in a zone's own table")
+    defaults = _zone_options(defaults, key_names)
     zones = tuple(
-        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names)
+        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults)
         for name, table in zones_table.table.items()
     )
     _check_unique_zones(where, zones)
-    for zone in zones:
+    directory = _zone_directory(
+        _Section(where, "[zone-directory]", top.table.pop("zone-directory", {})), base_dir
+    )
+    if directory is not None:
+        explicit = {z.name for z in zones}
+        zones += tuple(
+            dataclasses.replace(defaults, name=name, file=path)
+            for name, path in _directory_zones(where, directory)
+            if name not in explicit
+        )
+    catalog = None
+    if "catalog" in top.table:
+        catalog = _catalog(_Section(where, "[catalog]", top.table.pop("catalog")), key_names)
+        if any(z.name == catalog.name for z in zones):
+            raise ConfigError(f"{where}: [catalog] zone: {catalog.name} is also a served zone")
+    for zone in zones + ((catalog,) if catalog else ()):
         if zone.transfer_tls_only and not tls.enabled:
             raise ConfigError(
                 f'{where}: [zones."{zone.name.to_text(omit_final_dot=True)}"] transfer-tls-only: '
@@ -279,7 +317,9 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
             )
     top.label = "top level"
     top.finish()
-    return Settings(server, resolver, statistics, keys, zones, Path(where), tls, rate_limit)
+    return Settings(
+        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory
+    )
 
 
 def _check_unique_zones(where: str, zones) -> None:
@@ -327,6 +367,8 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     cache_size = section.take("answer-cache-size", (int,), "an integer", defaults.answer_cache_size)
     if cache_size is not None and cache_size < 2:
         raise section.error("answer-cache-size", f"must be at least 2, got {cache_size}")
+    notify_rate = section.number("notify-rate", defaults.notify_rate, 1)
+    notify_source = _notify_source(section)
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -342,7 +384,29 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         serial_interval,
         serial_burst,
         cache_size,
+        notify_rate,
+        notify_source,
     )
+
+
+def _notify_source(section: _Section) -> tuple[str, ...]:
+    """``notify-source``: one address, or a list with at most one per family."""
+    value = section.take("notify-source", (str, list), "an address or a list of addresses", None)
+    if value is None:
+        return ()
+    texts = [value] if isinstance(value, str) else value
+    addresses = []
+    for text in texts:
+        try:
+            addresses.append(parse_ip(text) if isinstance(text, str) else None)
+        except ValueError:
+            addresses.append(None)
+        if addresses[-1] is None:
+            raise section.error("notify-source", f"not an IP address: {text!r}")
+    families = [":" in a for a in addresses]
+    if len(set(families)) != len(families):
+        raise section.error("notify-source", "give at most one IPv4 and one IPv6 address")
+    return tuple(addresses)
 
 
 def _resolver(section: _Section) -> ResolverSettings:
@@ -469,14 +533,10 @@ def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
     return KeySettings(name, algorithm, secret)
 
 
-def _zone(section: _Section, name: str, base_dir: Path, key_names: set[str]) -> ZoneSettings:
-    try:
-        origin = parse_zone_name(name)
-    except ValueError as e:
-        raise ConfigError(f"{section.where}: {e}") from None
-    file_text = section.take("file", (str,), "a path", None)
-    if file_text is None:
-        raise section.error("file", "is required")
+def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | None = None) -> ZoneSettings:
+    """The transfer and NOTIFY settings of a zone table (or of [zone-defaults]);
+    a key the table does not set keeps its value from ``base``."""
+    base = base if base is not None else ZoneSettings(dns.name.root, None)
     notify = []
     for text in section.strings("notify"):
         try:
@@ -489,11 +549,78 @@ def _zone(section: _Section, name: str, base_dir: Path, key_names: set[str]) -> 
             networks.append(ipaddress.ip_network(text.strip(), strict=False))
         except ValueError:
             raise section.error("allow-transfer", f"not an address or network: {text!r}") from None
-    transfer_key = section.take("transfer-key", (str,), "a key name", None)
+    transfer_key = section.take("transfer-key", (str,), "a key name", base.transfer_key)
     if transfer_key is not None and transfer_key not in key_names:
         raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
-    tls_only = section.take("transfer-tls-only", (bool,), "true or false", False)
+    tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
     section.finish()
-    return ZoneSettings(
-        origin, base_dir / file_text, tuple(notify), tuple(networks), transfer_key, tls_only
+    return dataclasses.replace(
+        base,
+        notify=tuple(notify) if section.given("notify") else base.notify,
+        allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,
+        transfer_key=transfer_key,
+        transfer_tls_only=tls_only,
     )
+
+
+def _zone(
+    section: _Section, name: str, base_dir: Path, key_names: set[str], defaults: ZoneSettings | None = None
+) -> ZoneSettings:
+    try:
+        origin = parse_zone_name(name)
+    except ValueError as e:
+        raise ConfigError(f"{section.where}: {e}") from None
+    file_text = section.take("file", (str,), "a path", None)
+    if file_text is None:
+        raise section.error("file", "is required")
+    options = _zone_options(section, key_names, defaults)
+    return dataclasses.replace(options, name=origin, file=base_dir / file_text)
+
+
+def _catalog(section: _Section, key_names: set[str]) -> ZoneSettings:
+    """[catalog]: the catalog zone's name and its own transfer and NOTIFY settings."""
+    name = section.take("zone", (str,), "a zone name", None)
+    if name is None:
+        raise section.error("zone", "is required")
+    try:
+        origin = parse_zone_name(name)
+    except ValueError as e:
+        raise section.error("zone", str(e)) from None
+    return dataclasses.replace(_zone_options(section, key_names), name=origin)
+
+
+def _zone_directory(section: _Section, base_dir: Path) -> Path | None:
+    path = section.take("path", (str,), "a path", None)
+    section.finish()
+    if path is None:
+        return None
+    directory = base_dir / path
+    if not directory.is_dir():
+        raise section.error("path", f"{directory} is not a directory")
+    return directory
+
+
+#: The suffix that makes a file in [zone-directory] a zone file.
+ZONE_FILE_SUFFIX = ".zone"
+
+
+def _directory_zones(where: str, directory: Path):
+    """(zone name, file) for every FILE.zone in ``directory``, sorted by name.
+
+    The zone is the file name without ``.zone``: ``example.com.zone`` is
+    ``example.com.``. Hidden files and other suffixes are ignored (editors'
+    backups, files being written).
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as e:
+        raise ConfigError(f"{where}: [zone-directory] path: cannot list {directory}: {e.strerror}") from None
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(ZONE_FILE_SUFFIX):
+            continue
+        stem = entry.name[: -len(ZONE_FILE_SUFFIX)]
+        try:
+            name = parse_zone_name(stem)
+        except ValueError as e:
+            raise ConfigError(f"{where}: [zone-directory] {directory / entry.name}: {e}") from None
+        yield name, Path(entry.path)

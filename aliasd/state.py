@@ -12,21 +12,21 @@ nothing changed.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import grp
 import json
 import os
 import pwd
-import re
 import tempfile
 from pathlib import Path
 
+import dns.exception
 import dns.name
 import dns.serial
 from twisted.application import service
 from twisted.logger import Logger
 
 log = Logger()
-_SAFE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 class StateDirError(Exception):
@@ -54,6 +54,15 @@ class ZoneState:
     digest: str
 
 
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` survive a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, data: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -68,6 +77,11 @@ def _atomic_write(path: Path, data: str) -> None:
         except OSError:
             pass
         raise
+    _fsync_directory(path.parent)
+
+
+def _zone_line(name: dns.name.Name, state: ZoneState) -> str:
+    return json.dumps({"zone": name.to_text(), "serial": state.serial, "digest": state.digest}) + "\n"
 
 
 def _user_name(uid: int) -> str:
@@ -85,7 +99,26 @@ def _group_name(gid: int) -> str:
 
 
 class StateStore:
-    """Files under the state directory; one JSON file per zone, one for targets."""
+    """Files under the state directory: the zone serial log and the target cache.
+
+    Every zone's served serial and view digest live in one append-only log,
+    ``zones.log``, one JSON line per change: a batch of thousands of
+    changed zones (a shared ALIAS target moved) costs one append and one
+    fsync, not one file each. The last line for a zone wins; a line cut
+    short by a crash was never acknowledged (nothing was served with it)
+    and is ignored. The log is compacted (rewritten atomically) when it has
+    grown to several times the number of zones. Per-zone files of earlier
+    versions (``*.zone-state.json``) are still read, so an upgrade keeps
+    every serial.
+
+    ``save_zones`` may run in a thread (aliasd.authority does so); the
+    authority never runs two at once.
+    """
+
+    ZONES_LOG = "zones.log"
+    #: Compact when the log holds more than this many lines per zone (plus slack).
+    compact_ratio = 4
+    compact_slack = 1024
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -95,6 +128,8 @@ class StateStore:
             raise StateDirError(f"state directory {self.directory}: cannot create: {e.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StateDirError(f"state directory {self.directory}: not writable by this user")
+        self._zones: dict[dns.name.Name, ZoneState] | None = None
+        self._log_lines = 0
 
     def check_writable(self) -> None:
         """Raise StateDirError unless this process can write here now.
@@ -119,28 +154,90 @@ class StateStore:
         os.close(fd)
         os.unlink(probe)
 
-    def _zone_path(self, name: dns.name.Name) -> Path:
-        text = name.to_text(omit_final_dot=True).lower() or "root"
-        if not _SAFE.fullmatch(text):
-            text = "zone-" + name.canonicalize().to_wire().hex()
-        return self.directory / f"{text}.zone-state.json"
+    @property
+    def _log_path(self) -> Path:
+        return self.directory / self.ZONES_LOG
 
-    def load_zone(self, name: dns.name.Name) -> ZoneState | None:
-        path = self._zone_path(name)
+    def _read_legacy(self, path: Path) -> tuple[dns.name.Name, ZoneState] | None:
         try:
             data = json.loads(path.read_text())
-            return ZoneState(int(data["serial"]) % 2**32, str(data["digest"]))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            return dns.name.from_text(data["zone"]), ZoneState(int(data["serial"]) % 2**32, str(data["digest"]))
+        except (OSError, ValueError, KeyError, TypeError, dns.exception.DNSException) as e:
             log.warn("ignoring unreadable zone state {path}: {error}", path=str(path), error=str(e))
             return None
 
+    def load_zones(self) -> dict[dns.name.Name, ZoneState]:
+        """Every zone's last recorded serial and digest (read once, then kept)."""
+        if self._zones is not None:
+            return self._zones
+        zones: dict[dns.name.Name, ZoneState] = {}
+        for path in sorted(self.directory.glob("*.zone-state.json")):
+            entry = self._read_legacy(path)
+            if entry is not None:
+                zones[entry[0]] = entry[1]
+        lines = 0
+        try:
+            with self._log_path.open("rb") as f:
+                for number, raw in enumerate(f, 1):
+                    lines += 1
+                    try:
+                        if not raw.endswith(b"\n"):
+                            raise ValueError("cut short")
+                        data = json.loads(raw)
+                        zones[dns.name.from_text(data["zone"])] = ZoneState(
+                            int(data["serial"]) % 2**32, str(data["digest"])
+                        )
+                    except (ValueError, KeyError, TypeError, dns.exception.DNSException) as e:
+                        log.warn("{path}:{line}: ignoring a damaged entry ({error})",
+                                 path=str(self._log_path), line=number, error=str(e))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StateDirError(f"state directory {self.directory}: cannot read {self.ZONES_LOG}: {e.strerror}") from None
+        self._zones, self._log_lines = zones, lines
+        return zones
+
+    def load_zone(self, name: dns.name.Name) -> ZoneState | None:
+        return self.load_zones().get(name)
+
+    def save_zones(self, states: dict[dns.name.Name, ZoneState]) -> None:
+        """Record these zones' serials durably (one append, one fsync).
+
+        Raises OSError when the write fails; nothing is then recorded in
+        memory either, so the caller can retry the same batch.
+        """
+        if not states:
+            return
+        known = dict(self.load_zones())
+        known.update(states)
+        if self._log_lines + len(states) > self.compact_ratio * len(known) + self.compact_slack:
+            _atomic_write(self._log_path, "".join(_zone_line(n, s) for n, s in known.items()))
+            self._log_lines = len(known)
+            for legacy in self.directory.glob("*.zone-state.json"):
+                legacy.unlink(missing_ok=True)
+        else:
+            new = not self._log_path.exists()
+            fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                size = os.fstat(fd).st_size
+                data = "".join(_zone_line(n, s) for n, s in states.items()).encode()
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} octets)")
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # leave no partial batch behind
+                    raise
+            finally:
+                os.close(fd)
+            if new:
+                _fsync_directory(self.directory)
+            self._log_lines += len(states)
+        self._zones = known
+
     def save_zone(self, name: dns.name.Name, state: ZoneState) -> None:
-        _atomic_write(
-            self._zone_path(name),
-            json.dumps({"zone": name.to_text(), "serial": state.serial, "digest": state.digest}),
-        )
+        self.save_zones({name: state})
 
     @property
     def _targets_path(self) -> Path:
@@ -167,8 +264,14 @@ class MemoryStateStore:
         self.zones: dict[dns.name.Name, ZoneState] = {}
         self.targets: list[dict] = []
 
+    def load_zones(self):
+        return self.zones
+
     def load_zone(self, name):
         return self.zones.get(name)
+
+    def save_zones(self, states):
+        self.zones.update(states)
 
     def save_zone(self, name, state):
         self.zones[name] = state

@@ -1,7 +1,11 @@
-"""Pieces the benchmark scripts share: generated zones, targets, memory."""
+"""Pieces the benchmark scripts share: generated zones, targets, memory, an upstream."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 
@@ -32,3 +36,60 @@ def zone_text(origin: str, records: int, aliases: int, targets: int) -> str:
     lines += [f"h{i} A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(records)]
     lines += [f"a{i} ALIAS t{i % targets}.cdn.test." for i in range(aliases)]
     return "\n".join(lines) + "\n"
+
+
+def find_program(name: str) -> str | None:
+    """The path of a program in PATH or /usr/sbin (named, pdns_server, knotd)."""
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def targets_zone_text(count: int, serial: int = 1, ttl: int = 300, override: dict | None = None) -> str:
+    """cdn.test with t0 ... t{count-1}; ``override`` maps t -> (A, AAAA)."""
+    lines = ["$ORIGIN cdn.test.", f"$TTL {ttl}", f"@ SOA ns1 h {serial} 3600 600 86400 60", "@ NS ns1", "ns1 A 192.0.2.53"]
+    for t in range(count):
+        a, aaaa = (override or {}).get(t) or target_addresses(t)
+        lines += [f"t{t} A {a}", f"t{t} AAAA {aaaa}"]
+    return "\n".join(lines) + "\n"
+
+
+class UpstreamNamed:
+    """BIND ``named`` on 127.0.0.1:port, authoritative for the ALIAS targets
+    (cdn.test, ``targets_zone_text``); ``change`` rewrites the zone and reloads."""
+
+    def __init__(self, directory: Path, port: int, targets: int, ttl: int = 300):
+        self.directory, self.port, self.targets, self.ttl = directory, port, targets, ttl
+        self.serial = 1
+        self.override: dict = {}
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "cdn.zone").write_text(targets_zone_text(targets, ttl=ttl))
+        (directory / "upstream.conf").write_text(
+            f'options {{ directory "{directory}"; pid-file "{directory}/named.pid";'
+            f' session-keyfile "{directory}/session.key"; listen-on port {port} {{ 127.0.0.1; }};'
+            f' listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no; }};\ncontrols {{ }};\n'
+            f'zone "cdn.test" {{ type primary; file "{directory}/cdn.zone"; }};\n'
+        )
+        self.proc = subprocess.Popen(
+            [find_program("named"), "-g", "-c", str(directory / "upstream.conf")],
+            stdout=(directory / "upstream.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def change(self, t: int, a: str, aaaa: str) -> None:
+        """Serve new addresses for target ``t`` (new serial, SIGHUP: named reloads)."""
+        self.serial += 1
+        self.override[t] = (a, aaaa)
+        (self.directory / "cdn.zone").write_text(
+            targets_zone_text(self.targets, self.serial, self.ttl, self.override)
+        )
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

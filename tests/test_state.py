@@ -52,14 +52,75 @@ def test_odd_zone_names_get_safe_file_names(tmp_path):
     assert store.load_zone(dns.name.root) == ZoneState(2, "r")
 
 
-def test_corrupt_state_is_ignored_with_a_warning(tmp_path):
+def test_damaged_and_cut_short_log_lines_are_ignored_with_a_warning(tmp_path, log_events):
     store = StateStore(tmp_path)
-    store.save_zone(N("example.com"), ZoneState(1, "d"))
-    (path,) = tmp_path.glob("example.com*")
-    path.write_text("{not json")
-    assert store.load_zone(N("example.com")) is None
+    store.save_zones({N("a.example"): ZoneState(1, "d1"), N("b.example"): ZoneState(7, "d7")})
+    with (tmp_path / "zones.log").open("a") as f:
+        f.write("{not json\n")
+        f.write(json.dumps({"zone": "a.example.", "serial": 2, "digest": "d2"}) + "\n")
+        f.write('{"zone": "b.example.", "serial": 8')  # a crash in mid-append
+    fresh = StateStore(tmp_path)
+    assert fresh.load_zone(N("a.example")) == ZoneState(2, "d2")
+    assert fresh.load_zone(N("b.example")) == ZoneState(7, "d7")  # the cut line never counted
+    warnings = [e for e in log_events if "damaged entry" in e.get("log_format", "")]
+    assert [e["line"] for e in warnings] == [3, 5]
     (tmp_path / "targets.json").write_text(json.dumps({"nope": 1}))
     assert store.load_targets() == []
+
+
+def test_a_batch_is_one_append_and_one_line_per_zone(tmp_path):
+    store = StateStore(tmp_path)
+    store.save_zones({N(f"z{i}.example"): ZoneState(i, "d") for i in range(1000)})
+    store.save_zones({N("z5.example"): ZoneState(6, "e")})
+    lines = (tmp_path / "zones.log").read_text().splitlines()
+    assert len(lines) == 1001
+    assert StateStore(tmp_path).load_zone(N("z5.example")) == ZoneState(6, "e")
+
+
+def test_the_log_is_compacted_and_keeps_the_last_state_of_each_zone(tmp_path):
+    store = StateStore(tmp_path)
+    store.compact_slack = 10
+    for serial in range(1, 60):
+        store.save_zones({N("a.example"): ZoneState(serial, f"d{serial}"), N("b.example"): ZoneState(3, "b")})
+    lines = (tmp_path / "zones.log").read_text().splitlines()
+    assert len(lines) <= 4 * 2 + 10 + 2
+    fresh = StateStore(tmp_path)
+    assert fresh.load_zone(N("a.example")) == ZoneState(59, "d59")
+    assert fresh.load_zone(N("b.example")) == ZoneState(3, "b")
+
+
+def test_serials_of_the_per_zone_files_of_earlier_versions_are_kept(tmp_path):
+    (tmp_path / "example.com.zone-state.json").write_text(
+        json.dumps({"zone": "example.com.", "serial": 2026010107, "digest": "old"})
+    )
+    store = StateStore(tmp_path)
+    assert store.load_zone(N("example.com")) == ZoneState(2026010107, "old")
+    store.save_zones({N("other.example"): ZoneState(1, "x")})
+    assert StateStore(tmp_path).load_zone(N("example.com")) == ZoneState(2026010107, "old")
+
+
+def test_a_failed_write_records_nothing_and_leaves_no_partial_batch(tmp_path, monkeypatch):
+    import errno
+    import os as real_os
+
+    store = StateStore(tmp_path)
+    store.save_zones({N("a.example"): ZoneState(1, "d")})
+    size = (tmp_path / "zones.log").stat().st_size
+    real_write = real_os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("aliasd.state.os.write", half_then_full)
+    with pytest.raises(OSError):
+        store.save_zones({N("a.example"): ZoneState(2, "e"), N("b.example"): ZoneState(5, "f")})
+    monkeypatch.undo()
+    assert (tmp_path / "zones.log").stat().st_size == size
+    assert store.load_zone(N("a.example")) == ZoneState(1, "d")
+    assert store.load_zone(N("b.example")) is None
+    store.save_zones({N("a.example"): ZoneState(2, "e")})  # and it recovers
+    assert StateStore(tmp_path).load_zone(N("a.example")) == ZoneState(2, "e")
 
 
 def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path):
