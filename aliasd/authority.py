@@ -15,16 +15,19 @@ previous version goes into the zone's journal (IXFR).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
-from typing import Callable, Iterable, Mapping
+import time
+from typing import Callable, Iterable
 
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from aliasd.journal import Journal, difference
@@ -73,12 +76,45 @@ class _Zone:
         self.refilled_at = 0.0
         self.flush_call = None
 
+    def snapshot(self) -> tuple:
+        """What a failed commit restores (see ZoneAuthority._commit_failed)."""
+        return dict(self.served), dict(self.flattened), self.view_hash, dict(self.pending)
+
+    def restore(self, saved: tuple) -> None:
+        served, flattened, self.view_hash, pending = saved
+        self.served, self.flattened, self.pending = served, flattened, pending
+
+
+@dataclasses.dataclass
+class _Built:
+    """A zone version built in the current batch, not yet recorded or served."""
+
+    zone: _Zone
+    published: ZoneVersion | None  # what the zone serves now
+    version: ZoneVersion
+    digest: str
+    state_changed: bool  # its serial or digest must be recorded first
+    why: str
+    owners: set  # ALIAS owners rebuilt (the journal compares only these)
+    saved: tuple  # the zone's book-keeping before this batch
+
 
 class ZoneAuthority:
     """Holds the current version of each served zone and rebuilds them.
 
     ``on_new_serial`` is called with every version whose serial is new (and
     with each zone's first version): that is when secondaries are notified.
+
+    Work is queued and done in batches. A change (of an upstream target, a
+    reload) names the zones and ALIAS owners to follow again; they are
+    rebuilt in slices of at most ``slice_seconds`` on the reactor, so a
+    target shared by ten thousand zones never holds up queries for long.
+    The new serials of a whole batch are recorded in the state directory
+    with one write, in a thread; only then is the batch served, again in
+    slices, and its NOTIFYs queued. A write that fails keeps every change
+    of the batch queued and is retried with a growing delay: a change is
+    published or retried, never dropped. Without a clock (unit tests,
+    ``aliasd-check``) all of this runs at once.
 
     Serial-rate damping: each zone may publish ``serial_burst`` new versions
     at once, then one per ``serial_interval`` seconds; changes that arrive
@@ -87,6 +123,14 @@ class ZoneAuthority:
     moves the serial at most once per interval. Loads and reloads are never
     held back. ``serial_interval = 0`` turns damping off.
     """
+
+    #: Seconds of reactor time one slice of rebuilding or publishing may take.
+    slice_seconds = 0.01
+    #: Zones built before their serials are recorded and served together.
+    max_batch = 5000
+    #: Per-zone log lines for batches up to this size; a summary beyond.
+    log_each_up_to = 20
+    retry_delays = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
     def __init__(
         self,
@@ -97,6 +141,7 @@ class ZoneAuthority:
         clock=None,
         serial_interval: float = 0.0,
         serial_burst: int = 3,
+        run_in_thread=None,
     ):
         self.resolver = resolver
         self.clock = clock
@@ -105,44 +150,37 @@ class ZoneAuthority:
         self.state = state if state is not None else MemoryStateStore()
         self.journal_size = journal_size
         self.on_new_serial = on_new_serial
+        self.run_in_thread = run_in_thread if run_in_thread is not None else _thread_runner(clock)
         self.sources: dict[dns.name.Name, ZoneSource] = {}
-        self._versions: Mapping[dns.name.Name, ZoneVersion] = {}
+        # Mutated in place, on the reactor thread only: a query sees each
+        # zone's old version or its new one, never a mix within a zone.
+        self.versions: dict[dns.name.Name, ZoneVersion] = {}
         self.zones_by_wire: dict[bytes, ZoneVersion] = {}
         self.soa_suffixes: dict[bytes, frozenset] = {}
-        # Moves on every set_sources: answers cached for the old set of
-        # zones (aliasd.fastpath) are not reused even where versions match.
+        # Moves whenever the set of zones changes: answers cached for the old
+        # set (aliasd.fastpath) are not reused even where versions match.
         self.generation = 0
+        self.name_count = 0  # names in every served version (sizes the answer cache)
         self.journals: dict[dns.name.Name, Journal] = {}
         self._zones: dict[dns.name.Name, _Zone] = {}
-        self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
+        self._origin_of: dict[dns.name.Name, dns.name.Name | None] = {}
         self._digests: dict[dns.name.Name, str] = {}
         # Upstream target -> the (zone, owner) pairs that follow it, and back.
         self._dependents: dict[TargetKey, set[tuple[dns.name.Name, dns.name.Name]]] = {}
         self._targets_of: dict[tuple[dns.name.Name, dns.name.Name], set[TargetKey]] = {}
-
-    @property
-    def versions(self) -> Mapping[dns.name.Name, ZoneVersion]:
-        """The version each zone serves now."""
-        return self._versions
-
-    @versions.setter
-    def versions(self, new: Mapping[dns.name.Name, ZoneVersion]) -> None:
-        # Mark what is replaced, so answers cached from it are not reused
-        # (aliasd.fastpath checks a flag instead of looking the zone up).
-        for origin, old in self._versions.items():
-            if new.get(origin) is not old:
-                old.superseded = True
-        self._versions = new
-        # Lower-case wire forms for the negative fast path (aliasd.fastpath).
-        self.zones_by_wire = {o.canonicalize().to_wire(): v for o, v in new.items()}
-        self.soa_suffixes = {
-            o.canonicalize().to_wire(): frozenset(
-                suffix.canonicalize().to_wire()
-                for name in (v.soa[0].mname, v.soa[0].rname)
-                for suffix in _suffixes(name)
-            )
-            for o, v in new.items()
-        }
+        # Served zone -> the (zone, owner) pairs whose ALIAS follows into it.
+        self._users: dict[dns.name.Name, set[tuple[dns.name.Name, dns.name.Name]]] = {}
+        self._used_by: dict[tuple[dns.name.Name, dns.name.Name], set[dns.name.Name]] = {}
+        # The work queue: zone -> ALIAS owners to follow again (None: all of
+        # a new source); ``_forced`` zones are not damped (loads, reloads).
+        self._queue: dict[dns.name.Name, set | None] = {}
+        self._forced: set[dns.name.Name] = set()
+        self._batch: dict[dns.name.Name, _Built] = {}
+        self._work_call = None
+        self._committing = False
+        self._failures = 0
+        self.batches = 0  # committed batches (statistics, tests)
+        self.longest_slice = 0.0  # seconds: the longest reactor slice so far
 
     # -- which zone ------------------------------------------------------
 
@@ -167,6 +205,11 @@ class ZoneAuthority:
                 return True
         return False
 
+    @property
+    def busy(self) -> bool:
+        """Is work queued, being built or being recorded?"""
+        return bool(self._queue or self._batch or self._committing)
+
     # -- loading and rebuilding -----------------------------------------
 
     @staticmethod
@@ -178,63 +221,307 @@ class ZoneAuthority:
         """
         return {source.origin: _Zone(source) for source in sources}
 
-    def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None) -> None:
-        """Serve exactly these zone files (at start, and later on reload)."""
-        sources = list(sources)
-        self.generation += 1
-        if prepared is None:
-            prepared = self.prepare(sources)
-        self.sources = {source.origin: source for source in sources}
-        self._source_cache: dict[dns.name.Name, ZoneSource | None] = {}
-        for zone in self._zones.values():  # changes held back for old data
+    def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
+                    wait: bool = False) -> None:
+        """Serve exactly these zone files (at start, and later on reload).
+
+        Only what differs is touched: zones whose source object is the one
+        served already keep their versions; removed zones stop at once;
+        new and changed ones are queued with every ALIAS owner that follows
+        into them. ``wait`` builds and publishes everything before returning
+        (start-up, before the reactor runs).
+        """
+        sources = {source.origin: source for source in sources}
+        prepared = prepared or {}
+        removed = [o for o in self._zones if o not in sources]
+        fresh = [o for o, s in sources.items() if o not in self._zones or self._zones[o].source is not s]
+        added = [o for o in fresh if o not in self._zones]
+        if removed or added:
+            self.generation += 1
+            self._origin_of = {}
+        affected: dict[dns.name.Name, set] = {}
+        for origin in removed + fresh:
+            for owner_origin, owner in self._users.get(origin, ()):
+                affected.setdefault(owner_origin, set()).add(owner)
+        for origin in added:  # upstream targets that now lie in a served zone
+            for key, dependents in self._dependents.items():
+                if key[0].is_subdomain(origin):
+                    for owner_origin, owner in dependents:
+                        affected.setdefault(owner_origin, set()).add(owner)
+        for origin in removed:
+            zone = self._zones.pop(origin)
             if zone.flush_call is not None and zone.flush_call.active():
                 zone.flush_call.cancel()
-        for origin in list(self.journals):
-            if origin not in self.sources:
-                del self.journals[origin]
-        self._zones = {s.origin: prepared.get(s.origin) or _Zone(s) for s in sources}
-        self.rebuild()
+            for owner in zone.source.aliases:
+                self._forget_edges((origin, owner))
+            self._queue.pop(origin, None)
+            self._batch.pop(origin, None)
+            self.journals.pop(origin, None)
+            self._digests.pop(origin, None)
+            self._unpublish(origin)
+        for origin in fresh:
+            old = self._zones.get(origin)
+            if old is not None:
+                if old.flush_call is not None and old.flush_call.active():
+                    old.flush_call.cancel()
+                for owner in old.source.aliases:
+                    self._forget_edges((origin, owner))
+            self._zones[origin] = prepared.get(origin) or _Zone(sources[origin])
+            self._queue[origin] = None
+            self._forced.add(origin)
+        self.sources = sources
+        for origin, owners in affected.items():
+            if origin in self._zones:
+                self._enqueue(origin, owners, forced=True)
+        if removed and self.resolver is not None:
+            self.resolver.set_targets(self._dependents)
+        if wait:
+            self.run_now()
+        else:
+            self._kick()
 
     def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
-        """Build new versions where ALIAS outcomes changed.
-
-        ``changed`` names the upstream targets whose state changed; only
-        their owners are followed again. None follows every owner.
-        """
+        """Follow again the ALIAS owners of the upstream targets in ``changed``
+        (None: every owner of every zone), then publish what changed."""
         if changed is None:
-            self._dependents = {}
-            self._targets_of = {}
-            owners = {
-                origin: list(zone.source.aliases) for origin, zone in self._zones.items()
-            }
+            for origin, zone in self._zones.items():
+                self._enqueue(origin, set(zone.source.aliases), forced=True)
         else:
-            owners = {}
             for key in changed:
-                for origin, owner in self._dependents.get(key, ()):
-                    owners.setdefault(origin, []).append(owner)
-        versions = {o: v for o, v in self.versions.items() if o in self._zones}
-        published: list[tuple[ZoneVersion | None, ZoneVersion]] = []
-        for origin, zone_owners in owners.items():
-            zone = self._zones[origin]
-            updates = self._reflatten(zone, set(zone_owners))
-            old = versions.get(origin)
-            if old is not None and not updates and old.source is zone.source:
-                continue
-            zone.pending.update(updates)
-            if old is not None and changed is not None and not self._take_token(zone):
-                self._flush_later(zone)
-                continue
-            versions[origin] = self._publish(zone, old)
-            published.append((old, versions[origin]))
-        self.versions = versions  # one assignment: readers see old or new
-        if self.resolver is not None:
-            self.resolver.set_targets(self._dependents)
-        self._announce(published)
+                for origin, owner in list(self._dependents.get(key, ())):
+                    self._enqueue(origin, {owner}, forced=False)
+        self._kick()
 
-    def _announce(self, published) -> None:
-        for old, version in published:
-            if old is None or old.serial != version.serial:
-                self.on_new_serial(version)
+    def run_now(self) -> None:
+        """Build, record and publish everything queued, before returning
+        (a failed state write leaves the work queued for a retry)."""
+        failures = self._failures
+        while (self._queue or self._batch) and self._failures == failures:
+            self._build_some(deadline=None)
+            self._commit(in_thread=False)
+
+    def _enqueue(self, origin: dns.name.Name, owners: set, forced: bool) -> None:
+        queued = self._queue.get(origin, set())
+        if queued is not None:
+            self._queue[origin] = queued | owners
+        if forced:
+            self._forced.add(origin)
+
+    def _kick(self, delay: float = 0) -> None:
+        if self.clock is None:
+            self.run_now()
+            return
+        if self._committing or (self._work_call is not None and self._work_call.active()):
+            return
+        if self._queue or self._batch:
+            self._work_call = self.clock.callLater(delay, self._work)
+
+    def _work(self) -> None:
+        """One slice of building; commits when the queue is empty or the batch full."""
+        self._work_call = None
+        started = time.perf_counter()
+        self._build_some(deadline=started + self.slice_seconds)
+        self._note_slice(started)
+        if self._queue and len(self._batch) < self.max_batch:
+            self._kick()
+        elif self._batch:
+            self._commit(in_thread=True)
+
+    def _note_slice(self, started: float) -> None:
+        self.longest_slice = max(self.longest_slice, time.perf_counter() - started)
+
+    def _build_some(self, deadline: float | None) -> None:
+        while self._queue and (deadline is None or time.perf_counter() < deadline):
+            if deadline is not None and len(self._batch) >= self.max_batch:
+                return
+            origin = next(iter(self._queue))
+            owners = self._queue.pop(origin)
+            forced = origin in self._forced
+            self._forced.discard(origin)
+            zone = self._zones.get(origin)
+            if zone is not None:
+                self._build(origin, zone, owners, forced)
+        if not self._queue and self.resolver is not None:
+            self.resolver.set_targets(self._dependents)
+
+    def _build(self, origin: dns.name.Name, zone: _Zone, owners: set | None, forced: bool) -> None:
+        """Follow ``owners`` again (None: all) and add the zone's next version to the batch."""
+        entry = self._batch.get(origin)
+        saved = entry.saved if entry is not None else zone.snapshot()
+        current = entry.version if entry is not None else self.versions.get(origin)
+        new_source = current is None or current.source is not zone.source
+        if owners is None:
+            owners = set(zone.source.aliases)
+        zone.pending.update(self._reflatten(zone, owners))
+        if not new_source and not zone.pending:
+            return
+        if current is not None and not new_source and not forced and not self._take_token(zone):
+            self._flush_later(zone)
+            return
+        updates, zone.pending = zone.pending, {}
+        if zone.flush_call is not None and zone.flush_call.active():
+            zone.flush_call.cancel()
+        zone.flush_call = None
+        published = entry.published if entry is not None else self.versions.get(origin)
+        version, digest, state_changed, why = self._next_version(zone, updates, current)
+        if entry is not None:
+            why = entry.why if entry.published is None else why
+            state_changed = state_changed or entry.state_changed
+            owners_done = entry.owners | set(updates)
+        else:
+            owners_done = set(updates)
+        self._batch[origin] = _Built(zone, published, version, digest, state_changed, why, owners_done, saved)
+
+    def _next_version(self, zone: _Zone, updates, current: ZoneVersion | None):
+        """Build and number the version after ``current`` (not recorded yet)."""
+        source = zone.source
+        origin = source.origin
+        digest = hashlib.sha256(f"{zone.source_digest}:{zone.view_hash:x}".encode()).hexdigest()
+        if current is None:
+            previous = self.state.load_zones().get(origin)
+        else:
+            previous = ZoneState(current.serial, self._batch[origin].digest if origin in self._batch
+                                 else self._digests.get(origin, ""))
+        changed = previous is None or previous.digest != digest
+        serial = next_serial(source.serial, previous.serial if previous else None, changed)
+        state_changed = previous is None or serial != previous.serial or changed
+        if current is not None and current.source is source:
+            version = ZoneVersion.build(source, updates, zone.base, serial=serial, previous=current)
+            why = f"{len(updates)} ALIAS owner(s) changed"
+        else:
+            version = ZoneVersion.build(source, zone.flattened, zone.base, serial=serial)
+            if current is not None:
+                why = "reloaded"
+            elif previous is None:
+                why = "first load"
+            else:
+                why = "restart, view unchanged" if not changed else "restart, view changed"
+        return version, digest, state_changed, why
+
+    # -- recording and publishing ------------------------------------------
+
+    def _commit(self, in_thread: bool) -> None:
+        """Record the batch's serials (one write), then serve the batch."""
+        batch, self._batch = self._batch, {}
+        if not batch:
+            return
+        states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}
+        if not in_thread:
+            try:
+                self.state.save_zones(states)
+            except OSError as e:
+                self._commit_failed(batch, e)
+                return
+            self._publish(list(batch.values()), deadline=False, reasons=collections.Counter())
+            return
+        self._committing = True
+        d = self.run_in_thread(self.state.save_zones, states)
+        d.addCallbacks(
+            lambda _: self._publish(list(batch.values()), deadline=True, reasons=collections.Counter()),
+            lambda failure: self._commit_failed(batch, failure.value),
+        )
+        d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
+
+    def _commit_failed(self, batch: dict, error: Exception) -> None:
+        """Keep every change of a batch whose serials could not be recorded."""
+        self._committing = False
+        delay = self.retry_delays[min(self._failures, len(self.retry_delays) - 1)]
+        self._failures += 1
+        for origin, built in batch.items():
+            if self._zones.get(origin) is not built.zone:
+                continue  # removed or replaced by a reload meanwhile
+            built.zone.restore(built.saved)
+            if built.published is None or built.published.source is not built.zone.source:
+                self._queue[origin] = None
+            else:
+                self._enqueue(origin, set(built.owners) | set(built.zone.pending), forced=True)
+            self._forced.add(origin)
+        log.error(
+            "cannot record the serials of {count} zone(s) in the state directory: {error}; "
+            "nothing of them is served yet, retrying in {delay:.0f}s",
+            count=len(batch), error=str(error), delay=delay,
+        )
+        if self.clock is None:
+            return  # unit tests and aliasd-check: the caller sees the zones unchanged
+        self._kick(delay)
+
+    def _publish(self, entries: list[_Built], deadline: bool, reasons: collections.Counter) -> None:
+        """Serve recorded versions (in slices on the reactor), then notify."""
+        started = time.perf_counter()
+        announced = []
+        log_each = len(entries) + sum(reasons.values()) <= self.log_each_up_to
+        while entries:
+            built = entries.pop()
+            origin = built.version.origin
+            if self._zones.get(origin) is not built.zone:
+                continue  # removed or replaced by a reload while recording
+            old = self.versions.get(origin)
+            self._digests[origin] = built.digest
+            journal = self.journals.setdefault(origin, Journal(self.journal_size))
+            if old is not None and old.serial != built.version.serial:
+                same = old.source is built.version.source
+                journal.add(difference(old, built.version, built.owners if same else None))
+            self.serve(built.version)
+            if old is None or old.serial != built.version.serial:
+                announced.append(built.version)
+            reasons[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1
+            if log_each:
+                self._log_version(built)
+            if deadline and time.perf_counter() - started > self.slice_seconds and entries:
+                break
+        self._note_slice(started)
+        for version in announced:
+            self.on_new_serial(version)
+        if entries:
+            self.clock.callLater(0, self._publish, entries, True, reasons)
+            return
+        if not log_each:
+            log.info(
+                "{count} zones published ({reasons})",
+                count=sum(reasons.values()),
+                reasons=", ".join(f"{n} {why}" for why, n in reasons.most_common()),
+            )
+        self._committing = False
+        self._failures = 0
+        self.batches += 1
+        if deadline:
+            self._kick()
+
+    def _log_version(self, built: _Built) -> None:
+        source = built.zone.source
+        log.info(
+            "zone {zone} serial {serial} ({why}), {records} RRsets, {aliases} ALIAS",
+            zone=source.origin.to_text(),
+            serial=built.version.serial,
+            why=built.why,
+            records=len(source.rrsets),
+            aliases=len(source.aliases),
+        )
+
+    def serve(self, version: ZoneVersion) -> None:
+        """Serve ``version`` for its zone from now on (already recorded)."""
+        origin = version.origin
+        old = self.versions.get(origin)
+        if old is not None:
+            old.superseded = True  # answers cached from it are not reused
+        self.versions[origin] = version
+        self.name_count += version.name_count - (old.name_count if old is not None else 0)
+        wire = origin.canonicalize().to_wire()
+        self.zones_by_wire[wire] = version
+        self.soa_suffixes[wire] = frozenset(
+            suffix.canonicalize().to_wire()
+            for name in (version.soa[0].mname, version.soa[0].rname)
+            for suffix in _suffixes(name)
+        )
+
+    def _unpublish(self, origin: dns.name.Name) -> None:
+        old = self.versions.pop(origin, None)
+        if old is not None:
+            old.superseded = True
+            self.name_count -= old.name_count
+        wire = origin.canonicalize().to_wire()
+        self.zones_by_wire.pop(wire, None)
+        self.soa_suffixes.pop(wire, None)
 
     # -- serial-rate damping ------------------------------------------------
 
@@ -266,34 +553,23 @@ class ZoneAuthority:
         )
 
     def _flush(self, origin: dns.name.Name) -> None:
-        """Publish the changes held back for ``origin`` as one version."""
+        """Queue the changes held back for ``origin`` as one version."""
         zone = self._zones.get(origin)
-        if zone is None or origin not in self.versions:
+        if zone is None:
             return
         zone.flush_call = None
-        if not zone.pending:
-            return
-        if not self._take_token(zone):
-            self._flush_later(zone)
-            return
-        versions = dict(self.versions)
-        old = versions[origin]
-        versions[origin] = self._publish(zone, old)
-        self.versions = versions
-        self._announce([(old, versions[origin])])
-
-    def _publish(self, zone: _Zone, old: ZoneVersion | None) -> ZoneVersion:
-        updates, zone.pending = zone.pending, {}
-        if zone.flush_call is not None and zone.flush_call.active():
-            zone.flush_call.cancel()
-        zone.flush_call = None
-        return self._new_version(zone, updates, old)
+        if zone.pending:
+            self._enqueue(origin, set(), forced=False)
+            self._kick()
 
     def _reflatten(self, zone: _Zone, owners: set[dns.name.Name]) -> dict[dns.name.Name, Flattened]:
         """Follow ``owners`` again; return those whose served records changed."""
         updates = {}
         loops = []
         for owner in owners:
+            if owner not in zone.source.aliases:
+                continue  # gone with a reload
+            self._forget_edges((zone.source.origin, owner))
             flattened = self._flatten(zone.source, owner)
             served = _served(zone.source, owner, flattened)
             previous = zone.served.get(owner)
@@ -315,61 +591,39 @@ class ZoneAuthority:
             )
         return updates
 
-    def _new_version(
-        self, zone: _Zone, updates: dict[dns.name.Name, Flattened], old: ZoneVersion | None
-    ) -> ZoneVersion:
-        """Build, number, record and journal the next version of a zone."""
-        source = zone.source
-        origin = source.origin
-        digest = hashlib.sha256(f"{zone.source_digest}:{zone.view_hash:x}".encode()).hexdigest()
-        previous = self.state.load_zone(origin) if old is None else ZoneState(
-            old.serial, self._digests.get(origin, "")
-        )
-        changed = previous is None or previous.digest != digest
-        serial = next_serial(source.serial, previous.serial if previous else None, changed)
-        if previous is None or serial != previous.serial or changed:
-            self.state.save_zone(origin, ZoneState(serial, digest))
-        self._digests[origin] = digest
-        same_source = old is not None and old.source is source
-        if same_source:
-            version = ZoneVersion.build(source, updates, zone.base, serial=serial, previous=old)
-        else:
-            version = ZoneVersion.build(source, zone.flattened, zone.base, serial=serial)
-        journal = self.journals.setdefault(origin, Journal(self.journal_size))
-        if old is not None and old.serial != serial:
-            journal.add(difference(old, version, updates if same_source else None))
-        if old is None:
-            why = "first load" if previous is None else (
-                "restart, view unchanged" if not changed else "restart, view changed"
-            )
-        else:
-            why = f"{len(updates)} ALIAS owner(s) changed"
-        log.info(
-            "zone {zone} serial {serial} ({why}), {records} RRsets, {aliases} ALIAS",
-            zone=origin.to_text(),
-            serial=serial,
-            why=why,
-            records=len(source.rrsets),
-            aliases=len(source.aliases),
-        )
-        return version
-
     # -- following ALIAS targets ----------------------------------------
 
     def _source_for(self, name: dns.name.Name) -> ZoneSource | None:
-        """The served zone file that ``name`` falls in (cached per load)."""
+        """The served zone file that ``name`` falls in (the zone cached
+        until the set of zones changes)."""
         try:
-            return self._source_cache[name]
+            origin = self._origin_of[name]
         except KeyError:
-            pass
-        found, walk = None, name
-        while True:
-            found = self.sources.get(walk)
-            if found is not None or len(walk) <= 1:
-                break
-            walk = walk.parent()
-        self._source_cache[name] = found
-        return found
+            origin, walk = None, name
+            while True:
+                if walk in self.sources:
+                    origin = walk
+                    break
+                if len(walk) <= 1:
+                    break
+                walk = walk.parent()
+            self._origin_of[name] = origin
+        return self.sources.get(origin) if origin is not None else None
+
+    def _forget_edges(self, dependent: tuple[dns.name.Name, dns.name.Name]) -> None:
+        """Drop what one ALIAS owner followed, before it is followed again."""
+        for key in self._targets_of.pop(dependent, ()):
+            users = self._dependents.get(key)
+            if users is not None:
+                users.discard(dependent)
+                if not users:
+                    del self._dependents[key]
+        for origin in self._used_by.pop(dependent, ()):
+            users = self._users.get(origin)
+            if users is not None:
+                users.discard(dependent)
+                if not users:
+                    del self._users[origin]
 
     def _flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
         alias = source.aliases[owner]
@@ -408,6 +662,8 @@ class ZoneAuthority:
             if state.status == Status.NO_ADDRESSES:
                 return _NONE
             return _Followed("addresses", _rdatas(rdtype, state.addresses), state.ttl)
+        self._users.setdefault(source.origin, set()).add(dependent)
+        self._used_by.setdefault(dependent, set()).add(source.origin)
         alias = source.aliases.get(target)
         if alias is not None:
             inner = self._follow(alias.target, rdtype, visiting | {target}, dependent)
@@ -430,6 +686,14 @@ class ZoneAuthority:
         if rrset is None:
             return _NONE
         return _Followed("addresses", tuple(rrset), rrset.ttl)
+
+
+def _thread_runner(clock):
+    """How state writes leave the reactor thread: the reactor's thread pool,
+    or at once (a test clock, or none)."""
+    if clock is not None and hasattr(clock, "getThreadPool"):
+        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+    return defer.maybeDeferred
 
 
 def _suffixes(name: dns.name.Name):

@@ -1,19 +1,26 @@
 """DNS NOTIFY (RFC 1996): tell secondaries that a zone has a new serial.
 
-NotifySender keeps one pending notification per (zone, secondary). Each
-new serial gets a NOTIFY with a fresh query ID and the new SOA; it is
+NotifySender keeps one pending notification per (zone, secondary). New
+serials wait in a queue that is drained at ``rate`` messages per second
+across all secondaries (a target shared by ten thousand zones must not
+become a burst of ten thousand datagrams); a newer serial replaces a queued
+one for the same zone and secondary. Each NOTIFY sent gets a query ID not in
+use towards that secondary, and the new SOA; it is
 retransmitted with doubling timeouts until the matching response arrives
 (same ID, from that address and port, QR set, opcode NOTIFY) or the tries run
 out. A newer serial replaces a pending retry for the same zone and target.
 Every outcome is logged once. NOTIFY is signed with the zone's transfer key
 when it has one, and a signed response is checked with it.
 
-NotifyService owns the UDP sockets (one per address family) and sends the
-start-up notifications once the reactor runs.
+NotifyService owns the UDP sockets (one per address family, bound to the
+configured ``notify-source`` or to the one address aliasd listens on in
+that family, since secondaries accept NOTIFY only from their primary's
+address) and sends the start-up notifications once the reactor runs.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 from typing import Callable, Mapping
@@ -63,6 +70,7 @@ class NotifySender:
         first_timeout: float = 1.0,
         max_tries: int = 5,
         stats: Statistics | None = None,
+        rate: float = 500.0,
     ):
         self.clock = clock
         self.targets = dict(targets)
@@ -73,6 +81,14 @@ class NotifySender:
         self.stats = stats if stats is not None else Statistics()
         self._pending: dict[tuple[dns.name.Name, Endpoint], _Pending] = {}
         self._by_id: dict[tuple[int, str, int], _Pending] = {}
+        self._in_use: collections.Counter = collections.Counter()  # IDs in use per target
+        # (zone, target) -> the newest version not sent yet, oldest first.
+        self._queue: dict[tuple[dns.name.Name, Endpoint], ZoneVersion] = {}
+        self.rate = rate
+        self._tokens: float | None = None  # a full burst until first used
+        self._refilled_at = 0.0
+        self._pump_call = None
+        self._random = random.SystemRandom()
         self.acknowledged = 0
         self.failed = 0
 
@@ -85,9 +101,47 @@ class NotifySender:
         if self.send is None:
             return
         for target in self.targets.get(version.origin, ()):
-            self._start(version, target)
+            key = (version.origin, target)
+            self._queue.pop(key, None)  # a newer serial goes to the back, replacing the older
+            self._queue[key] = version
+        self._pump()
 
-    def _start(self, version: ZoneVersion, target: Endpoint) -> None:
+    @property
+    def queued(self) -> int:
+        """NOTIFYs waiting for their turn under the rate limit."""
+        return len(self._queue)
+
+    def _pump(self) -> None:
+        """Send queued NOTIFYs as the rate allows; come back for the rest."""
+        if self._pump_call is not None and self._pump_call.active():
+            return
+        self._pump_call = None
+        now = self.clock.seconds()
+        burst = max(1.0, self.rate / 10)  # up to a tenth of a second's worth at once
+        if self._tokens is None:
+            self._tokens = burst
+        self._tokens = min(burst, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+        deferred = []
+        while self._queue and self._tokens >= 1.0 and self.send is not None:
+            key, version = next(iter(self._queue.items()))
+            del self._queue[key]
+            if not self._start(version, key[1]):
+                deferred.append((key, version))  # every query ID in use: later
+                continue
+            self._tokens -= 1.0
+        for key, version in deferred:
+            self._queue.setdefault(key, version)
+        if self._queue and self.send is not None:
+            wait = max((1.0 - self._tokens) / self.rate, 0.01)  # at most 100 wake-ups a second
+            if deferred and len(deferred) == len(self._queue):
+                wait = max(wait, self.first_timeout)
+            self._pump_call = self.clock.callLater(wait, self._pump)
+
+    def _start(self, version: ZoneVersion, target: Endpoint) -> bool:
+        query_id = self._fresh_id(target)
+        if query_id is None:
+            return False
         old = self._pending.pop((version.origin, target), None)
         if old is not None:
             self._forget(old)
@@ -96,7 +150,6 @@ class NotifySender:
                 zone=version.origin.to_text(), old=old.serial, target=str(target),
                 serial=version.serial,
             )
-        query_id = self._fresh_id(target)
         request = dns.message.make_query(version.origin, dns.rdatatype.SOA, id=query_id)
         request.set_opcode(dns.opcode.NOTIFY)
         request.flags = (request.flags & ~dns.flags.RD) | dns.flags.AA
@@ -108,14 +161,34 @@ class NotifySender:
         pending = _Pending(version.origin, target, version.serial, query_id, wire, request)
         self._pending[(version.origin, target)] = pending
         self._by_id[(query_id, target.host, target.port)] = pending
-        self.stats.inc("aliasd_notify_total", zone=version.origin.to_text(), outcome="sent")
+        self._in_use[(target.host, target.port)] += 1
+        self.stats.inc("aliasd_notify_total", outcome="sent")
         self._transmit(pending)
+        return True
 
-    def _fresh_id(self, target: Endpoint) -> int:
-        while True:
-            query_id = random.SystemRandom().randrange(0, 65536)
-            if (query_id, target.host, target.port) not in self._by_id:
+    #: DNS query IDs are 16 bits (smaller only in unit tests).
+    id_space = 65536
+
+    def _fresh_id(self, target: Endpoint) -> int | None:
+        """A random query ID not in use towards ``target``, or None if all are.
+
+        Random while few are in use (RFC 5452: unpredictable IDs); a scan
+        when the space is nearly full, so this never loops for long.
+        """
+        host, port = target.host, target.port
+        space = self.id_space
+        if self._in_use[(host, port)] >= space:
+            return None
+        for _ in range(32):
+            query_id = self._random.randrange(0, space)
+            if (query_id, host, port) not in self._by_id:
                 return query_id
+        start = self._random.randrange(0, space)
+        for offset in range(space):
+            query_id = (start + offset) % space
+            if (query_id, host, port) not in self._by_id:
+                return query_id
+        return None
 
     def _transmit(self, pending: _Pending) -> None:
         pending.tries += 1
@@ -136,7 +209,7 @@ class NotifySender:
             self._transmit(pending)
             return
         self.failed += 1
-        self.stats.inc("aliasd_notify_total", zone=pending.zone.to_text(), outcome="failed")
+        self.stats.inc("aliasd_notify_total", outcome="failed")
         log.warn(
             "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",
             zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
@@ -171,7 +244,7 @@ class NotifySender:
             return
         rcode = response.rcode()
         outcome = "acknowledged" if rcode == dns.rcode.NOERROR else "failed"
-        self.stats.inc("aliasd_notify_total", zone=pending.zone.to_text(), outcome=outcome)
+        self.stats.inc("aliasd_notify_total", outcome=outcome)
         if rcode == dns.rcode.NOERROR:
             self.acknowledged += 1
             log.info(
@@ -194,7 +267,8 @@ class NotifySender:
         self._forget(pending)
 
     def _forget(self, pending: _Pending) -> None:
-        self._by_id.pop((pending.query_id, pending.target.host, pending.target.port), None)
+        if self._by_id.pop((pending.query_id, pending.target.host, pending.target.port), None) is not None:
+            self._in_use[(pending.target.host, pending.target.port)] -= 1
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
         pending.timer = None
@@ -209,6 +283,10 @@ class NotifySender:
         for pending in list(self._pending.values()):
             self._forget(pending)
         self._pending.clear()
+        self._queue.clear()
+        if self._pump_call is not None and self._pump_call.active():
+            self._pump_call.cancel()
+        self._pump_call = None
 
 
 class _NotifyProtocol(protocol.DatagramProtocol):
@@ -227,17 +305,37 @@ class _NotifyProtocol(protocol.DatagramProtocol):
 class NotifyService(service.Service):
     """Owns the NOTIFY sockets; notifies every zone's secondaries at start."""
 
-    def __init__(self, sender: NotifySender, reactor, current_versions: Callable[[], list[ZoneVersion]]):
+    def __init__(
+        self,
+        sender: NotifySender,
+        reactor,
+        current_versions: Callable[[], list[ZoneVersion]],
+        sources: tuple[str, ...] = (),
+        listen: tuple[str, ...] = (),
+    ):
         self.sender = sender
         self.reactor = reactor
         self.current_versions = current_versions
+        self.sources = sources
+        self.listen = listen
         self._ports: dict[int, object] = {}
+
+    def source_for(self, family: int) -> str:
+        """The address NOTIFY leaves from: ``notify-source``, else the one
+        address aliasd listens on in that family, else any (the kernel picks)."""
+        for address in self.sources:
+            if (":" in address) == (family == 6):
+                return address
+        listening = [a for a in self.listen if (":" in a) == (family == 6)]
+        if len(listening) == 1 and listening[0] not in ("0.0.0.0", "::"):
+            return listening[0]
+        return "::" if family == 6 else "0.0.0.0"
 
     def startService(self) -> None:
         super().startService()
         wanted = {4 if ":" not in t.host else 6 for ts in self.sender.targets.values() for t in ts}
         for family in sorted(wanted):
-            interface = "::" if family == 6 else "0.0.0.0"
+            interface = self.source_for(family)
             try:
                 self._ports[family] = self.reactor.listenUDP(0, _NotifyProtocol(self.sender), interface=interface)
             except error.CannotListenError as e:

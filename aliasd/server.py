@@ -79,7 +79,7 @@ class QueryHandler:
         # None: sized from the zones (fastpath.automatic_size), on reload too.
         self.answer_cache_size = answer_cache_size
         self._cache = fastpath.AnswerCache(answer_cache_size or fastpath.MAX_ENTRIES)
-        self._cache_sized_for = None  # the authority generation the bound was set for
+        self._cache_sized_for = None  # the number of names the bound was set for
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
         self.keyring = keyring or {}
@@ -169,10 +169,9 @@ class QueryHandler:
 
     def _remember(self, key, version, answer: bytes, stat_key, query) -> None:
         """Keep a rendered answer for the fast path (see aliasd.fastpath)."""
-        if self.answer_cache_size is None and self._cache_sized_for != self.authority.generation:
-            self._cache_sized_for = self.authority.generation
-            names = sum(v.name_count for v in self.authority.versions.values())
-            self._cache.resize(fastpath.automatic_size(names))
+        if self.answer_cache_size is None and self._cache_sized_for != self.authority.name_count:
+            self._cache_sized_for = self.authority.name_count
+            self._cache.resize(fastpath.automatic_size(self.authority.name_count))
         question = query.question[0]
         owner = None
         if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:

@@ -156,7 +156,7 @@ def test_serial_damping_batches_a_rotating_pool(clock, upstream):
         on_new_serial=lambda v: serials.append((clock.seconds(), v.serial)),
     )
     resolver.on_change = authority.rebuild
-    authority.set_sources([EXAMPLE, CDN])
+    authority.set_sources([EXAMPLE, CDN], wait=True)
     resolver.startService()
     start = authority.versions[N("example.com")].serial
     for step in range(12):  # every 10 s the target answers another address

@@ -83,7 +83,7 @@ def test_a_new_version_is_never_answered_from_old_bytes(authority):
     owner = dns.name.from_text("example.com")
     flat = Flattened({T.A: dns.rrset.from_text(owner, 30, "IN", "A", "203.0.113.9")})
     old = authority.versions[owner]
-    authority.versions = {owner: ZoneVersion.build(SOURCE, {owner: flat}, serial=2, previous=old)}
+    authority.serve(ZoneVersion.build(SOURCE, {owner: flat}, serial=2, previous=old))
     second = dns.message.from_wire(handler.handle(q, "127.0.0.1", True))
     assert second.answer[0][0].address == "203.0.113.9"
 
@@ -179,7 +179,7 @@ def test_ixfr_rendered_once_per_version_and_serial():
     flat = Flattened({T.A: dns.rrset.from_text(origin, 30, "IN", "A", "203.0.113.9")})
     new = ZoneVersion.build(SOURCE, {origin: flat}, serial=2, previous=old)
     authority.journals[origin].add(difference(old, new, {origin: flat}))
-    authority.versions = {origin: new}
+    authority.serve(new)
     access = TransferAccess((ZoneSettings(origin, None, allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),))
 
     def ixfr(handler, serial, qid):

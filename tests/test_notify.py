@@ -126,3 +126,87 @@ def test_nothing_is_sent_before_the_service_starts(clock):
     sender = NotifySender(clock, {ZONE: (SECONDARY,)})
     sender.zone_changed(version(11, ["192.0.2.1"]))
     assert sender.pending() == [] and clock.getDelayedCalls() == []
+
+
+def _zone_versions(count: int):
+    """``count`` small zones' versions (zoneN.example), built once."""
+    from tests.helpers import zone_source
+    from aliasd.zone import ZoneVersion
+
+    versions = []
+    for i in range(count):
+        source = zone_source(f"zone{i}.example", "@ 300 SOA ns h 1 3600 600 86400 60\n@ 300 NS ns\n")
+        versions.append(ZoneVersion.build(source, {}))
+    return versions
+
+
+def test_notify_is_paced_at_the_configured_rate(clock):
+    sent = []
+    versions = _zone_versions(300)
+    sender = NotifySender(
+        clock, {v.origin: (SECONDARY,) for v in versions},
+        send=lambda wire, target: sent.append(wire), rate=100, first_timeout=60,
+    )
+    for v in versions:
+        sender.zone_changed(v)
+    assert len(sent) == 10  # a tenth of a second's worth at once
+    clock.pump([0.01] * 100)
+    assert 105 <= len(sent) <= 112  # then 100 per second
+    clock.pump([0.01] * 200)
+    assert len(sent) == 300 and sender.queued == 0
+    zones = {dns.message.from_wire(w).question[0].name for w in sent}
+    assert len(zones) == 300  # each zone once, none twice
+
+
+def test_a_newer_serial_replaces_a_queued_notify(clock):
+    sent = []
+    versions = _zone_versions(30)
+    sender = NotifySender(
+        clock, {v.origin: (SECONDARY,) for v in versions},
+        send=lambda wire, target: sent.append(dns.message.from_wire(wire)), rate=10, first_timeout=60,
+    )
+    for v in versions:
+        sender.zone_changed(v)
+    newer = ZoneVersion_with_serial(versions[-1], 7)
+    sender.zone_changed(newer)
+    clock.pump([0.1] * 100)
+    last = [m for m in sent if m.question[0].name == newer.origin]
+    assert [m.answer[0][0].serial for m in last] == [7]  # the queued serial 1 was never sent
+    assert len(sent) == 30
+
+
+def ZoneVersion_with_serial(version, serial):
+    from aliasd.zone import ZoneVersion
+
+    return ZoneVersion.build(version.source, {}, serial=serial)
+
+
+def test_query_ids_never_run_out_and_never_repeat_in_flight(clock):
+    """More zones than query IDs towards one secondary that never answers."""
+    sent = []
+    space = 1024  # the 16-bit space, scaled down so the test clock stays fast
+    count = space + 500
+    base = _zone_versions(1)[0]
+    sender = NotifySender(
+        clock, {}, send=lambda wire, target: sent.append(wire[:2]), rate=10**9, first_timeout=3600,
+        max_tries=1,
+    )
+    sender.id_space = space
+
+    class Renamed:
+        """A stand-in version: only origin, serial and soa are read."""
+
+        def __init__(self, i):
+            self.origin = dns.name.from_text(f"z{i}.example")
+            self.serial = 1
+            self.soa = base.soa
+
+    for i in range(count):
+        v = Renamed(i)
+        sender.targets[v.origin] = (SECONDARY,)
+        sender.zone_changed(v)
+    assert len(sent) == space and len(set(sent)) == space  # every ID once
+    assert sender.queued == 500  # the rest wait for an ID, no endless loop
+    clock.advance(3600)  # the first ones time out, freeing their IDs
+    clock.advance(1)
+    assert sender.queued == 0 and len(sent) == count
