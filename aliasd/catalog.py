@@ -37,7 +37,32 @@ REFRESH, RETRY, EXPIRE, MINIMUM = 3600, 600, 2147483646, 0
 
 _INVALID = dns.name.from_text("invalid.")
 _IN = dns.rdataclass.IN
-_PTR = dns.rdatatype.PTR
+_PTR_TYPE = dns.rdatatype.PTR
+
+
+class _PTR(dns.rdtypes.ANY.PTR.PTR):
+    """A PTR whose uncompressed wire form skips dnspython's per-suffix Names.
+
+    Hashing an rdata (every RRset insert, every digest) renders it
+    uncompressed; for 100,000 members that was most of the build time.
+    Compressed rendering (answers, transfers) is dnspython's own.
+    """
+
+    __slots__ = ()
+
+    def _to_wire(self, file, compress=None, origin=None, canonicalize=False):
+        if compress is None:
+            file.write(self.target.to_wire(None, None, origin, canonicalize))
+        else:
+            super()._to_wire(file, compress, origin, canonicalize)
+
+
+def _ptr(target: dns.name.Name) -> _PTR:
+    """A PTR rdata made the way unpickling makes one: the target is already
+    a valid absolute Name, and validating it again cost more than the rest."""
+    rdata = _PTR.__new__(_PTR)
+    rdata.__setstate__({"rdclass": _IN, "rdtype": _PTR_TYPE, "rdcomment": None, "target": target})
+    return rdata
 
 
 def member_id(zone: dns.name.Name) -> str:
@@ -48,7 +73,7 @@ def member_id(zone: dns.name.Name) -> str:
     consumers drop and re-add the zone (RFC 9432 4.1, 5.4). 40 hex digits:
     a valid DNS label. BIND documents the same construction.
     """
-    return _label(zone.canonicalize().to_wire())
+    return _label(zone.to_wire(canonicalize=True))
 
 
 def _label(canonical_wire: bytes) -> str:
@@ -91,7 +116,7 @@ def catalog_source(
             raise ValueError(f"member zone name {member} is not absolute")
         if member == origin:  # case-insensitive
             continue
-        key = member.canonicalize().to_wire()
+        key = member.to_wire(canonicalize=True)
         previous = chosen.get(key)
         # Case variants of one zone: keep one, whatever the input order.
         if previous is None or member.to_text() < previous.to_text():
@@ -99,7 +124,7 @@ def catalog_source(
     for key in sorted(chosen):
         member = chosen[key]
         owner = dns.name.Name((_label(key).encode(),) + zones_labels)
-        put(owner, dns.rdtypes.ANY.PTR.PTR(_IN, _PTR, member))
+        put(owner, _ptr(member))
     return ZoneSource(
         origin=origin,
         path=path if path is not None else Path(f"<catalog {origin.to_text()}>"),

@@ -147,7 +147,6 @@ class QueryHandler:
             return transfer
         stat_key = self.stats.key(
             "aliasd_queries_total",
-            zone=version.origin.to_text() if version is not None else "",
             qtype=_qtype_label(query.question[0].rdtype) if query.question else "",
             rcode=dns.rcode.to_text(response.rcode()),
             transport="udp" if over_udp else ("tls" if tls else "tcp"),
@@ -179,7 +178,7 @@ class QueryHandler:
         self._cache.put(key, fastpath.CachedAnswer(
             version.origin, version, self.authority.generation,
             fastpath.template(answer), stat_key, owner,
-            self.stats.key("aliasd_alias_answers_total", zone=version.origin.to_text()),
+            self.stats.key("aliasd_alias_answers_total"),
         ))
 
     def _count_cached(self, entry) -> None:
@@ -188,7 +187,7 @@ class QueryHandler:
         if entry.alias_owner is not None:
             counters[entry.alias_key] += 1
             if self.authority.is_stale(entry.origin, entry.alias_owner):
-                self.stats.inc("aliasd_stale_answers_total", zone=entry.origin.to_text())
+                self.stats.inc("aliasd_stale_answers_total")
 
     def _parse(self, wire: bytes) -> tuple[dns.message.Message, int]:
         """Parse ``wire``, checking any TSIG; returns the TSIG error (0 if none)."""
@@ -249,9 +248,9 @@ class QueryHandler:
         answer = version.lookup(question.name, qtype)
         zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
-            self.stats.inc("aliasd_alias_answers_total", zone=zone)
+            self.stats.inc("aliasd_alias_answers_total")
             if self.authority.is_stale(version.origin, question.name):
-                self.stats.inc("aliasd_stale_answers_total", zone=zone)
+                self.stats.inc("aliasd_stale_answers_total")
         response.set_rcode(answer.rcode)
         if answer.authoritative:
             response.flags |= dns.flags.AA
@@ -267,7 +266,7 @@ class QueryHandler:
 
         def refused(reason):
             # No client label: spoofed sources would grow the counters without bound.
-            self.stats.inc("aliasd_transfers_refused_total", zone=zone)
+            self.stats.inc("aliasd_transfers_refused_total")
             if self._refusal_log.allow():
                 log.info(
                     "{kind} of {zone} refused to {client}: {reason}",
@@ -308,7 +307,7 @@ class QueryHandler:
                     wire = next(render_answer(query, [version.soa], limit))
                 except dns.exception.TooBig:  # not even that: truncated
                     how, wire = "truncated", _render(response, limit)
-            self.stats.inc("aliasd_transfers_total", zone=zone, kind="IXFR-udp", client=client)
+            self.stats.inc("aliasd_transfers_total", kind="IXFR-udp", client=client)
             log.info(
                 "IXFR of {zone} serial {serial} to {client} over UDP from {old}: {how}",
                 zone=zone, serial=version.serial, client=client, old=client_serial, how=how,
@@ -352,7 +351,7 @@ class QueryHandler:
             count += 1
             records += _HEADER.unpack_from(wire)[3]
             yield wire
-        self.stats.inc("aliasd_transfers_total", zone=zone, kind=f"{kind}-{how}", client=client)
+        self.stats.inc("aliasd_transfers_total", kind=f"{kind}-{how}", client=client)
         log.info(
             "{kind} of {zone} serial {serial} to {client}{since}{via}: {how}, {count} messages, {records} records",
             kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,

@@ -210,14 +210,21 @@ class StateStore:
             return
         known = dict(self.load_zones())
         known.update(states)
-        if self._log_lines + len(states) > self.compact_ratio * len(known) + self.compact_slack:
+        fd = None
+        if self._log_lines + len(states) <= self.compact_ratio * len(known) + self.compact_slack:
+            new = not self._log_path.exists()
+            try:
+                fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            except PermissionError:
+                # Written by root before twistd dropped privileges: a rewrite
+                # (rename in our own directory) makes it ours.
+                fd = None
+        if fd is None:
             _atomic_write(self._log_path, "".join(_zone_line(n, s) for n, s in known.items()))
             self._log_lines = len(known)
             for legacy in self.directory.glob("*.zone-state.json"):
                 legacy.unlink(missing_ok=True)
         else:
-            new = not self._log_path.exists()
-            fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 size = os.fstat(fd).st_size
                 data = "".join(_zone_line(n, s) for n, s in states.items()).encode()

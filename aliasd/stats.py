@@ -1,5 +1,10 @@
 """Counters for operators, served in the Prometheus text format.
 
+Counters carry no zone label: at a hundred thousand zones, zone times
+query type times rcode times transport would be millions of series. The
+one per-zone series is the served serial (a gauge), which is what an
+operator compares with the secondaries'.
+
 Statistics is a plain in-memory set of labelled counters that the server,
 the resolver and the NOTIFY sender increment; gauges (serials, target
 states) are read from the live objects when scraped. ``MetricsSite`` serves
@@ -16,13 +21,13 @@ from twisted.web import resource, server
 
 #: metric name -> help text; every counter used must be listed here.
 COUNTERS = {
-    "aliasd_queries_total": "DNS queries answered, by zone, query type, rcode and transport.",
-    "aliasd_alias_answers_total": "A/AAAA answers given at ALIAS owners, by zone.",
-    "aliasd_stale_answers_total": "Answers at ALIAS owners whose upstream target is stale, by zone.",
+    "aliasd_queries_total": "DNS queries answered, by query type, rcode and transport.",
+    "aliasd_alias_answers_total": "A/AAAA answers given at ALIAS owners.",
+    "aliasd_stale_answers_total": "Answers at ALIAS owners whose upstream target is stale.",
     "aliasd_malformed_total": "Messages that could not be parsed (FORMERR or dropped).",
-    "aliasd_transfers_total": "Zone transfers served, by zone, kind and client.",
-    "aliasd_transfers_refused_total": "Zone transfer requests refused, by zone.",
-    "aliasd_notify_total": "NOTIFY messages, by zone and outcome (sent, acknowledged, failed).",
+    "aliasd_transfers_total": "Zone transfers served, by kind and client.",
+    "aliasd_transfers_refused_total": "Zone transfer requests refused.",
+    "aliasd_notify_total": "NOTIFY messages, by outcome (sent, acknowledged, failed).",
     "aliasd_upstream_answers_total": "Upstream resolution outcomes, by outcome.",
     "aliasd_reloads_total": "Reloads, by result.",
     "aliasd_rrl_dropped_total": "UDP answers dropped by response rate limiting.",

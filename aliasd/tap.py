@@ -34,7 +34,7 @@ from aliasd.config import (
 )
 from aliasd.notify import NotifySender, NotifyService
 from aliasd.ratelimit import ResponseRateLimiter
-from aliasd.reload import Reloader, ReloadService, load_zone
+from aliasd.reload import CatalogMaker, Reloader, ReloadService, ZoneFiles
 from aliasd.resolution import AliasResolver
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, LimitedTLSFactory, QueryHandler
 from aliasd.state import StateDirCheck, StateDirError, StateStore
@@ -71,6 +71,8 @@ class Options(usage.Options):
         self.sources: list[ZoneSource] = []
         self.state: StateStore | None = None
         self.tls_context: ReloadableContext | None = None
+        self.files = ZoneFiles()  # kept for reloads: unchanged files are not parsed again
+        self.catalog = CatalogMaker()
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -103,7 +105,11 @@ class Options(usage.Options):
             self["config"] = str(Path(self["config"]).resolve())
         try:
             self.settings = self.load_settings()
-            self.sources = [load_zone(z) for z in self.settings.zones]
+            results, _ = self.files.read_all(self.settings.zones)
+            for result in results.values():
+                if isinstance(result, ZoneFileError):
+                    raise result
+            self.sources = self.catalog.add_to(self.settings, list(results.values()))
             self.state = StateStore(self.settings.server.state_dir)
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
@@ -167,11 +173,13 @@ def makeService(options: Options) -> service.MultiService:
         state=options.state,
         stats=stats,
     )
+    zones = settings.transferable_zones
     notifier = NotifySender(
         reactor,
-        {z.name: z.notify for z in settings.zones},
-        {z.name: keyring[dns.name.from_text(z.transfer_key)] for z in settings.zones if z.transfer_key},
+        {z.name: z.notify for z in zones},
+        {z.name: keyring[dns.name.from_text(z.transfer_key)] for z in zones if z.transfer_key},
         stats=stats,
+        rate=settings.server.notify_rate,
     )
     authority = ZoneAuthority(
         resolver,
@@ -183,11 +191,11 @@ def makeService(options: Options) -> service.MultiService:
         serial_burst=settings.server.serial_burst,
     )
     resolver.on_change = authority.rebuild
-    authority.set_sources(options.sources)
+    authority.set_sources(options.sources, wait=True)
     handler = QueryHandler(
         authority,
         settings.server.max_udp_size,
-        access=TransferAccess(settings.zones),
+        access=TransferAccess(zones),
         keyring=keyring,
         status=StatusReporter(authority, resolver, reactor),
         stats=stats,
@@ -212,7 +220,10 @@ def makeService(options: Options) -> service.MultiService:
             internet.TCPServer(tls.port, tls_factory, interface=address).setServiceParent(top)
     resolver.setServiceParent(top)
     enumcache.service().setServiceParent(top)
-    NotifyService(notifier, reactor, lambda: list(authority.versions.values())).setServiceParent(top)
+    NotifyService(
+        notifier, reactor, lambda: list(authority.versions.values()),
+        sources=settings.server.notify_source, listen=settings.server.listen,
+    ).setServiceParent(top)
     reloader = Reloader(
         options, authority, handler, notifier, resolver,
         lambda upstreams: make_upstream(upstreams, reactor), stats,
@@ -246,9 +257,14 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
         lambda: [({"zone": o.to_text()}, v.serial) for o, v in sorted(authority.versions.items())],
     )
     stats.gauge(
-        "aliasd_zone_journal_versions",
-        "Differences kept for IXFR, by zone.",
-        lambda: [({"zone": o.to_text()}, len(j)) for o, j in sorted(authority.journals.items())],
+        "aliasd_journal_versions",
+        "Differences kept for IXFR, all zones together.",
+        lambda: [({}, sum(len(j) for j in authority.journals.values()))],
+    )
+    stats.gauge(
+        "aliasd_zones",
+        "Zones served.",
+        lambda: [({}, len(authority.versions))],
     )
 
     def targets():

@@ -57,7 +57,7 @@ def test_changed_zone_gets_new_serial_and_notify(aliasd, tmp_path, listener):
     p.wait_for(lambda: p.addresses("www.example.com") == {"192.0.2.81"})
     assert p.query("example.com", "SOA").answer[0][0].serial == before + 1
     p.wait_for(lambda: any(m.answer[0][0].serial == before + 1 for _, m in listener.received))
-    assert "reload done: 1 zones (0 added, 0 removed), 0 error(s)" in p.log()
+    assert "reload done: 1 zones (0 added, 0 removed, 1 file(s) read again), 0 error(s)" in p.log()
 
 
 def test_zones_added_and_removed_by_reload(aliasd, tmp_path):

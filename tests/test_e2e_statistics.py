@@ -51,12 +51,12 @@ def test_counters_follow_queries_transfers_notify_and_resolution(aliasd, upstrea
         p.query("example.com", "AXFR", tcp=True)
         p.wait_for(lambda: "acknowledged" in p.log())
         m = scrape(metrics_port)
-        www = 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="udp",zone="example.com."}'
+        www = 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="udp"}'
         assert m[www] >= 6  # five for www, and the test's own polling of the apex
-        assert m['aliasd_queries_total{qtype="A",rcode="NXDOMAIN",transport="udp",zone="example.com."}'] == 1
-        assert m['aliasd_alias_answers_total{zone="example.com."}'] >= 5
-        assert m['aliasd_transfers_total{client="127.0.0.1",kind="AXFR-full",zone="example.com."}'] == 1
-        assert m['aliasd_notify_total{outcome="acknowledged",zone="example.com."}'] >= 1
+        assert m['aliasd_queries_total{qtype="A",rcode="NXDOMAIN",transport="udp"}'] == 1
+        assert m['aliasd_alias_answers_total'] >= 5
+        assert m['aliasd_transfers_total{client="127.0.0.1",kind="AXFR-full"}'] == 1
+        assert m['aliasd_notify_total{outcome="acknowledged"}'] >= 1
         assert m['aliasd_upstream_answers_total{outcome="addresses"}'] >= 1
         serial = p.query("example.com", "SOA").answer[0][0].serial
         assert m['aliasd_zone_serial{zone="example.com."}'] == serial
