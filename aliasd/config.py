@@ -294,9 +294,11 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
         for name, table in zones_table.table.items()
     )
     _check_unique_zones(where, zones)
-    directory = _zone_directory(
-        _Section(where, "[zone-directory]", top.table.pop("zone-directory", {})), base_dir
-    )
+    directory = None
+    if "zone-directory" in top.table:
+        directory = _zone_directory(
+            _Section(where, "[zone-directory]", top.table.pop("zone-directory")), base_dir
+        )
     if directory is not None:
         explicit = {z.name for z in zones}
         zones += tuple(
@@ -589,11 +591,11 @@ def _catalog(section: _Section, key_names: set[str]) -> ZoneSettings:
     return dataclasses.replace(_zone_options(section, key_names), name=origin)
 
 
-def _zone_directory(section: _Section, base_dir: Path) -> Path | None:
+def _zone_directory(section: _Section, base_dir: Path) -> Path:
     path = section.take("path", (str,), "a path", None)
     section.finish()
     if path is None:
-        return None
+        raise section.error("path", "is required")
     directory = base_dir / path
     if not directory.is_dir():
         raise section.error("path", f"{directory} is not a directory")

@@ -41,7 +41,8 @@ def aliasd(tmp_path):
     """Factory: ``aliasd(config_text, zones={name: text})`` starts a process."""
     started: list[AliasdProcess] = []
 
-    def start(config: str = "", zones: dict[str, str] | None = None, args=(), port=None, server: str = ""):
+    def start(config: str = "", zones: dict[str, str] | None = None, args=(), port=None, server: str = "",
+              host: str = "127.0.0.1"):
         """Write the configuration (``server`` adds keys to [server]) and start."""
         port = port or free_port()
         for filename, text in (zones or {}).items():
@@ -59,7 +60,7 @@ def aliasd(tmp_path):
             + textwrap.dedent(server)
             + textwrap.dedent(config)
         )
-        process = AliasdProcess(["--config", str(conf), *args], tmp_path, port)
+        process = AliasdProcess(["--config", str(conf), *args], tmp_path, port, host)
         started.append(process)
         return process.start()
 

@@ -128,3 +128,82 @@ def test_errors_name_file_and_key(tmp_path, text, message):
 )
 def test_endpoints(text, expected):
     assert parse_endpoint(text, 53) == expected
+
+
+def test_zone_defaults_apply_to_every_zone_and_a_zone_table_overrides_them(tmp_path):
+    (tmp_path / "zones.d").mkdir()
+    for name in ("b.example", "a.example", "explicit.example"):
+        (tmp_path / "zones.d" / f"{name}.zone").write_text("")
+    (tmp_path / "zones.d" / ".hidden.zone").write_text("")
+    (tmp_path / "zones.d" / "a.example.zone~").write_text("")
+    settings = load(tmp_path, """
+[keys.xfr]
+secret = "c2VjcmV0"
+[zone-defaults]
+notify = ["192.0.2.53"]
+allow-transfer = ["192.0.2.0/24"]
+transfer-key = "xfr"
+[zone-directory]
+path = "zones.d"
+[zones."explicit.example"]
+file = "other.zone"
+notify = []
+[zones."plain.example"]
+file = "plain.zone"
+allow-transfer = ["198.51.100.0/24"]
+""")
+    zones = {z.name.to_text(): z for z in settings.zones}
+    assert sorted(zones) == ["a.example.", "b.example.", "explicit.example.", "plain.example."]
+    assert zones["a.example."].file == tmp_path / "zones.d" / "a.example.zone"
+    assert zones["a.example."].notify == (Endpoint("192.0.2.53", 53),)
+    assert zones["a.example."].transfer_key == "xfr"
+    # The explicit table wins over the directory file and over the defaults.
+    assert zones["explicit.example."].file == tmp_path / "other.zone"
+    assert zones["explicit.example."].notify == ()
+    assert zones["explicit.example."].allow_transfer == (ipaddress.ip_network("192.0.2.0/24"),)
+    assert zones["plain.example."].allow_transfer == (ipaddress.ip_network("198.51.100.0/24"),)
+    assert zones["plain.example."].notify == (Endpoint("192.0.2.53", 53),)
+    assert settings.zone_directory == tmp_path / "zones.d"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[zone-defaults]\nfile = "x.zone"\n', "[zone-defaults] file: belongs in a zone's own table"),
+    ('[zone-defaults]\nnotify = ["nope"]\n', "[zone-defaults] notify:"),
+    ('[zone-defaults]\ncolour = 1\n', "[zone-defaults]: unknown key(s): colour"),
+    ('[zone-directory]\npath = "missing.d"\n', "missing.d is not a directory"),
+    ('[zone-directory]\n', "[zone-directory] path: is required"),
+    ('[catalog]\nnotify = []\n', "[catalog] zone: is required"),
+    ('[catalog]\nzone = "c.example"\n[zones."c.example"]\nfile = "c.zone"\n', "is also a served zone"),
+    ('[server]\nnotify-source = "127.0.0.1.5"\n', "notify-source: not an IP address"),
+    ('[server]\nnotify-source = ["127.0.0.1", "127.0.0.2"]\n', "at most one IPv4 and one IPv6"),
+    ('[server]\nnotify-rate = 0\n', "notify-rate: must be at least 1"),
+])
+def test_many_zone_settings_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text)
+    assert message in str(e.value)
+
+
+def test_a_bad_file_name_in_the_zone_directory_is_named(tmp_path):
+    (tmp_path / "zones.d").mkdir()
+    (tmp_path / "zones.d" / "bad..name.zone").write_text("")
+    with pytest.raises(ConfigError, match=r"zones.d/bad..name.zone"):
+        load(tmp_path, '[zone-directory]\npath = "zones.d"\n')
+
+
+def test_catalog_and_notify_settings(tmp_path):
+    settings = load(tmp_path, """
+[server]
+notify-rate = 50
+notify-source = ["127.0.0.9", "::1"]
+[catalog]
+zone = "catalog.example"
+notify = ["127.0.0.1:5300"]
+allow-transfer = ["127.0.0.1"]
+""")
+    assert settings.server.notify_rate == 50
+    assert settings.server.notify_source == ("127.0.0.9", "::1")
+    assert settings.catalog.name == dns.name.from_text("catalog.example")
+    assert settings.catalog.file is None
+    assert settings.transferable_zones[-1] is settings.catalog
+    assert load(tmp_path, "").server.notify_rate == 500

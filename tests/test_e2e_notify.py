@@ -27,6 +27,7 @@ class NotifyListener:
         self.port = self.sock.getsockname()[1]
         self.endpoint = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.received: list[tuple[float, dns.message.Message]] = []
+        self.sources: list[str] = []  # the address each NOTIFY came from
         self.answering = True
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -39,6 +40,7 @@ class NotifyListener:
             except socket.timeout:
                 continue
             message = dns.message.from_wire(data)
+            self.sources.append(peer[0])
             self.received.append((time.monotonic(), message))
             if self.answering:
                 self.sock.sendto(dns.message.make_response(message).to_wire(), peer)
@@ -88,3 +90,26 @@ def test_notify_reaches_ipv4_and_ipv6_secondaries_with_retries(aliasd, upstream,
     assert f"NOTIFY example.com. serial {serial} to [::1]:{v6.port} acknowledged" in p.log()
     # Each serial got a fresh query ID.
     assert len({m.id for _, m in v6.received}) == len({m.answer[0][0].serial for _, m in v6.received})
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ('notify-source = "127.0.0.7"', "127.0.0.7"),  # set explicitly
+    ("", "127.0.0.5"),  # the one IPv4 address aliasd listens on
+])
+def test_notify_leaves_from_the_primarys_own_address(aliasd, setting, expected):
+    """Secondaries accept NOTIFY only from the address they transfer from."""
+    listener = NotifyListener("127.0.0.1")
+    try:
+        p = aliasd(
+            f"""
+            [zones."example.com"]
+            file = "example.com.zone"
+            notify = ["{listener.endpoint}"]
+            """,
+            {"example.com.zone": ZONE},
+            args=["--listen", "127.0.0.5"], server=setting + "\n", host="127.0.0.5",
+        )
+        p.wait_for(lambda: listener.received, timeout=10)
+        assert set(listener.sources) == {expected}
+    finally:
+        listener.close()
