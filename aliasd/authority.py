@@ -175,6 +175,8 @@ class ZoneAuthority:
         # a new source); ``_forced`` zones are not damped (loads, reloads).
         self._queue: dict[dns.name.Name, set | None] = {}
         self._forced: set[dns.name.Name] = set()
+        # (zone, owner) pairs of changed targets, not yet in the queue.
+        self._expand: collections.deque = collections.deque()
         self._batch: dict[dns.name.Name, _Built] = {}
         self._work_call = None
         self._committing = False
@@ -209,7 +211,7 @@ class ZoneAuthority:
     @property
     def busy(self) -> bool:
         """Is work queued, being built or being recorded?"""
-        return bool(self._queue or self._batch or self._committing)
+        return bool(self._queue or self._expand or self._batch or self._committing)
 
     @property
     def waiting_for_state(self) -> bool:
@@ -308,23 +310,26 @@ class ZoneAuthority:
             for origin, zone in self._zones.items():
                 self._enqueue(origin, set(zone.source.aliases), forced=True)
         else:
-            for key in changed:
-                for origin, owner in list(self._dependents.get(key, ())):
-                    self._enqueue(origin, {owner}, forced=False)
+            for key in changed:  # expanded into the queue in slices (_build_some)
+                self._expand.extend(self._dependents.get(key, ()))
         self._kick()
 
     def run_now(self) -> None:
         """Build, record and publish everything queued, before returning
         (a failed state write leaves the work queued for a retry)."""
         failures = self._failures
-        while (self._queue or self._batch) and self._failures == failures:
+        while (self._queue or self._expand or self._batch) and self._failures == failures:
             self._build_some(deadline=None)
             self._commit(in_thread=False)
 
-    def _enqueue(self, origin: dns.name.Name, owners: set, forced: bool) -> None:
-        queued = self._queue.get(origin, set())
-        if queued is not None:
-            self._queue[origin] = queued | owners
+    def _enqueue(self, origin: dns.name.Name, owners, forced: bool) -> None:
+        queued = self._queue.get(origin, ())
+        if queued is None:
+            pass  # the whole zone is queued already
+        elif queued == ():
+            self._queue[origin] = set(owners)
+        else:
+            queued.update(owners)
         if forced:
             self._forced.add(origin)
 
@@ -334,7 +339,7 @@ class ZoneAuthority:
             return
         if self._committing or (self._work_call is not None and self._work_call.active()):
             return
-        if self._queue or self._batch:
+        if self._queue or self._expand or self._batch:
             self._work_call = self.clock.callLater(delay, self._work)
 
     def _work(self) -> None:
@@ -343,7 +348,7 @@ class ZoneAuthority:
         started = time.perf_counter()
         self._build_some(deadline=started + self.slice_seconds)
         self._note_slice(started)
-        if self._queue and len(self._batch) < self.max_batch:
+        if (self._queue or self._expand) and len(self._batch) < self.max_batch:
             self._kick()
         elif self._batch:
             self._commit(in_thread=True)
@@ -354,6 +359,13 @@ class ZoneAuthority:
         self.longest_slice = max(self.longest_slice, time.perf_counter() - started)
 
     def _build_some(self, deadline: float | None) -> None:
+        expand = self._expand
+        while expand:
+            for _ in range(min(len(expand), 500)):
+                origin, owner = expand.popleft()
+                self._enqueue(origin, (owner,), forced=False)
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
         while self._queue and (deadline is None or time.perf_counter() < deadline):
             if deadline is not None and len(self._batch) >= self.max_batch:
                 return
@@ -492,7 +504,8 @@ class ZoneAuthority:
                 self._log_version(built)
             if deadline and time.perf_counter() - started > self.slice_seconds and entries:
                 break
-        self._note_slice(started)
+        if deadline:
+            self._note_slice(started)  # (start-up runs before any query)
         for version in announced:
             self.on_new_serial(version)
         if entries:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import sys
 from pathlib import Path
 
@@ -192,6 +193,11 @@ def makeService(options: Options) -> service.MultiService:
     )
     resolver.on_change = authority.rebuild
     authority.set_sources(options.sources, wait=True)
+    # The zones loaded at start live as long as the process: keep the cyclic
+    # collector from walking them again and again (a full collection over
+    # millions of dnspython objects stalls the reactor for a second).
+    gc.collect()
+    gc.freeze()
     handler = QueryHandler(
         authority,
         settings.server.max_udp_size,

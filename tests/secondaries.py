@@ -16,6 +16,7 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
+import dns.rcode
 import dns.rdatatype
 
 
@@ -53,6 +54,24 @@ class Secondary:
         except (dns.exception.Timeout, OSError):
             return None
         return r.answer[0][0].serial if r.answer else None
+
+    def serves(self, zone: str) -> bool:
+        """Does the secondary answer the zone's SOA (it has transferred it)?"""
+        rcode, answered = self._soa_rcode(zone)
+        return rcode == dns.rcode.NOERROR and answered
+
+    def refuses(self, zone: str) -> bool:
+        """Has the secondary stopped serving the zone (REFUSED or no SOA)?"""
+        rcode, answered = self._soa_rcode(zone)
+        return rcode is not None and not (rcode == dns.rcode.NOERROR and answered)
+
+    def _soa_rcode(self, zone: str) -> tuple[int | None, bool]:
+        q = dns.message.make_query(zone, "SOA")
+        try:
+            r = dns.query.udp(q, "127.0.0.1", port=self.port, timeout=1)
+        except (dns.exception.Timeout, OSError):
+            return None, False
+        return r.rcode(), any(rrset.rdtype == dns.rdatatype.SOA for rrset in r.answer)
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -150,6 +169,53 @@ class Named(Secondary):
         self.wait_started()
         return self
 
+    def start_catalog_consumer(self, catalog_zone: str, primary_port: int) -> "Named":
+        """Secondary of the catalog ``catalog_zone`` and of every member zone it
+        lists, each pulled from ``primary_port`` (``catalog-zones``); named adds
+        and removes member zones itself."""
+        d = self.directory
+        (d / "catz").mkdir(exist_ok=True)
+        catalog = catalog_zone.rstrip(".") + "."
+        (d / "named.conf").write_text(
+            textwrap.dedent(
+                f"""\
+                options {{
+                    directory "{d}";
+                    pid-file "{d}/named.pid";
+                    session-keyfile "{d}/session.key";
+                    listen-on port {self.port} {{ 127.0.0.1; }};
+                    listen-on-v6 {{ none; }};
+                    recursion no;
+                    notify no;
+                    dnssec-validation no;
+                    allow-query {{ any; }};
+                    catalog-zones {{
+                        zone "{catalog}"
+                            default-primaries {{ 127.0.0.1 port {primary_port}; }}
+                            zone-directory "{d}/catz"
+                            min-update-interval 1;
+                    }};
+                }};
+                controls {{ }};
+                logging {{
+                    channel out {{ stderr; severity info; print-time yes; print-category yes; }};
+                    category default {{ out; }};
+                    category xfer-in {{ out; }};
+                    category notify {{ out; }};
+                }};
+                zone "{catalog}" {{
+                    type secondary;
+                    primaries {{ 127.0.0.1 port {primary_port}; }};
+                    file "{d}/catalog.db";
+                    allow-notify {{ 127.0.0.1; }};
+                }};
+                """
+            )
+        )
+        self._spawn([_find(self.program), "-g", "-d", "1", "-c", str(d / "named.conf")])
+        self.wait_started()
+        return self
+
     def transfers(self) -> list[str]:
         kinds = []
         for line in self.log().splitlines():
@@ -201,6 +267,50 @@ zone:
   - domain: {zone}
     master: primary
     acl: notify_from_primary
+"""
+        )
+        (d / "knotdb").mkdir(exist_ok=True)
+        self._spawn([_find("knotd"), "-c", str(d / "knot.conf")])
+        self.wait_started()
+        return self
+
+    def start_catalog_consumer(self, catalog_zone: str, primary_port: int) -> "Knot":
+        """Secondary of the catalog ``catalog_zone`` (``catalog-role: interpret``);
+        every member zone is configured from the ``catalog-member`` template."""
+        d = self.directory
+        (d / "knot.conf").write_text(
+            f"""\
+server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{self.port}
+    pidfile: "{d}/knot.pid"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}/knotdb"
+remote:
+  - id: primary
+    address: 127.0.0.1@{primary_port}
+acl:
+  - id: notify_from_primary
+    address: 127.0.0.1
+    action: notify
+template:
+  - id: default
+    storage: "{d}"
+    file: "%s.zone"
+  - id: catalog-member
+    storage: "{d}"
+    file: "%s.zone"
+    master: primary
+    acl: notify_from_primary
+zone:
+  - domain: {catalog_zone}
+    master: primary
+    acl: notify_from_primary
+    catalog-role: interpret
+    catalog-template: catalog-member
 """
         )
         (d / "knotdb").mkdir(exist_ok=True)
