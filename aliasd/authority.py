@@ -545,11 +545,13 @@ class ZoneAuthority:
         self.name_count += version.name_count - (old.name_count if old is not None else 0)
         wire = origin.canonicalize().to_wire()
         self.zones_by_wire[wire] = version
-        self.soa_suffixes[wire] = frozenset(
-            suffix.canonicalize().to_wire()
-            for name in (version.soa[0].mname, version.soa[0].rname)
-            for suffix in _suffixes(name)
-        )
+        soa = version.soa[0]
+        if old is None or old.soa[0].mname != soa.mname or old.soa[0].rname != soa.rname:
+            self.soa_suffixes[wire] = frozenset(
+                suffix.canonicalize().to_wire()
+                for name in (soa.mname, soa.rname)
+                for suffix in _suffixes(name)
+            )
 
     def _unpublish(self, origin: dns.name.Name) -> None:
         old = self.versions.pop(origin, None)

@@ -68,6 +68,8 @@ def difference(
             if rdtype in _SKIPPED:
                 continue
             a, b = before.get(rdtype), after.get(rdtype)
+            if a is b:
+                continue  # shared between versions: unchanged (and no rdata hashing)
             if a is not None and b is not None and a.ttl == b.ttl:
                 gone, new_rdatas = set(a) - set(b), set(b) - set(a)
             else:
