@@ -63,6 +63,17 @@ class TransferAccess:
             )
             for z in zones
         }
+        # Zones share their defaults: ten thousand zones, a handful of networks.
+        self._all_networks = frozenset(net for nets, _, _ in self._rules.values() for net in nets)
+
+    def is_transfer_client(self, client: str) -> bool:
+        """Is ``client`` in some zone's allow-transfer networks (a secondary)?
+
+        Secondaries pull thousands of zones over many TCP connections at
+        once; the per-client connection limit does not apply to them.
+        """
+        address = client_address(client)
+        return address is not None and any(address in net for net in self._all_networks)
 
     def required_key(self, zone: dns.name.Name) -> dns.name.Name | None:
         return self._rules.get(zone, ((), None, False))[1]

@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from aliasd.config import Endpoint
+from aliasd.logthrottle import LogThrottle
 from aliasd.stats import Statistics
 from aliasd.zone import ZoneVersion
 
@@ -89,6 +90,11 @@ class NotifySender:
         self._refilled_at = 0.0
         self._pump_call = None
         self._random = random.SystemRandom()
+        # Thousands of zones change at once: their outcomes would be
+        # thousands of lines at the same moment (a reactor stall of their own).
+        self._ok_log = LogThrottle("acknowledged NOTIFYs", burst=20)
+        self._failed_log = LogThrottle("failed NOTIFYs", burst=20)
+        self._superseded_log = LogThrottle("superseded NOTIFYs", burst=20)
         self.acknowledged = 0
         self.failed = 0
 
@@ -145,11 +151,12 @@ class NotifySender:
         old = self._pending.pop((version.origin, target), None)
         if old is not None:
             self._forget(old)
-            log.info(
-                "NOTIFY {zone} serial {old} to {target} superseded by serial {serial}",
-                zone=version.origin.to_text(), old=old.serial, target=str(target),
-                serial=version.serial,
-            )
+            if self._superseded_log.allow():
+                log.info(
+                    "NOTIFY {zone} serial {old} to {target} superseded by serial {serial}",
+                    zone=version.origin.to_text(), old=old.serial, target=str(target),
+                    serial=version.serial,
+                )
         request = dns.message.make_query(version.origin, dns.rdatatype.SOA, id=query_id)
         request.set_opcode(dns.opcode.NOTIFY)
         request.flags = (request.flags & ~dns.flags.RD) | dns.flags.AA
@@ -210,11 +217,12 @@ class NotifySender:
             return
         self.failed += 1
         self.stats.inc("aliasd_notify_total", outcome="failed")
-        log.warn(
-            "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",
-            zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
-            tries=pending.tries,
-        )
+        if self._failed_log.allow():
+            log.warn(
+                "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",
+                zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
+                tries=pending.tries,
+            )
         self._drop(pending)
 
     def response_received(self, data: bytes, host: str, port: int) -> None:
@@ -247,13 +255,15 @@ class NotifySender:
         self.stats.inc("aliasd_notify_total", outcome=outcome)
         if rcode == dns.rcode.NOERROR:
             self.acknowledged += 1
-            log.info(
-                "NOTIFY {zone} serial {serial} to {target} acknowledged after {tries} tries",
-                zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
-                tries=pending.tries,
-            )
+            if self._ok_log.allow():
+                log.info(
+                    "NOTIFY {zone} serial {serial} to {target} acknowledged after {tries} tries",
+                    zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),
+                    tries=pending.tries,
+                )
         else:
             self.failed += 1
+        if rcode != dns.rcode.NOERROR and self._failed_log.allow():
             log.warn(
                 "NOTIFY {zone} serial {serial} to {target} answered {rcode}",
                 zone=pending.zone.to_text(), serial=pending.serial, target=str(pending.target),

@@ -33,6 +33,7 @@ from aliasd.config import (
     parse_ip,
     parse_zone_name,
 )
+from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
 from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.reload import CatalogMaker, Reloader, ReloadService, ZoneFiles
@@ -226,6 +227,8 @@ def makeService(options: Options) -> service.MultiService:
             internet.TCPServer(tls.port, tls_factory, interface=address).setServiceParent(top)
     resolver.setServiceParent(top)
     enumcache.service().setServiceParent(top)
+    lag = LagMonitor(reactor)
+    lag.setServiceParent(top)
     NotifyService(
         notifier, reactor, lambda: list(authority.versions.values()),
         sources=settings.server.notify_source, listen=settings.server.listen,
@@ -250,13 +253,19 @@ def makeService(options: Options) -> service.MultiService:
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
     if settings.statistics.listen is not None:
-        _register_gauges(stats, authority, resolver)
+        _register_gauges(stats, authority, resolver, lag)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
 
 
-def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver) -> None:
+def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag) -> None:
+    stats.gauge("aliasd_reactor_lag_seconds_max", "Longest time the reactor was held up since start.",
+                lambda: [({}, round(lag.max_lag, 6))])
+    stats.gauge("aliasd_reactor_stalls", "Times the reactor was held up for 0.1 s or more.",
+                lambda: [({}, lag.stalls)])
+    stats.gauge("aliasd_gc_pause_seconds_max", "Longest garbage collection since start.",
+                lambda: [({}, round(lag.max_gc_pause, 6))])
     stats.gauge(
         "aliasd_zone_serial",
         "The serial each zone serves now.",

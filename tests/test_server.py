@@ -232,6 +232,27 @@ def test_tcp_connections_are_capped_per_client_and_in_total(handler):
     assert read_framed(b1.transport.value())[0].rcode() == dns.rcode.NOERROR
 
 
+def test_secondaries_are_held_to_the_total_tcp_limit_only(handler):
+    """A secondary pulling thousands of zones opens many connections at once."""
+    from twisted.internet.address import IPv4Address
+
+    handler.access = TransferAccess(
+        (ZoneSettings(dns.name.from_text("example.com"), Path("x"),
+                      allow_transfer=(ipaddress.ip_network("198.51.100.0/24"),)),)
+    )
+    factory = DNSStreamFactory(handler, idle_timeout=30, max_connections=6, max_per_client=2)
+
+    def connect(host):
+        proto = factory.buildProtocol(IPv4Address("TCP", host, 5000))
+        if proto is not None:
+            proto.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", host, 5000)))
+        return proto
+
+    assert all(connect("198.51.100.9") for _ in range(5))  # past the per-client limit
+    assert connect("192.0.2.1") and connect("192.0.2.1") is None  # others are not
+    assert connect("198.51.100.9") is None  # the total still holds
+
+
 def test_tcp_client_that_floods_without_reading_is_dropped(handler):
     proto = DNSStreamFactory(handler, idle_timeout=30).buildProtocol(None)
     transport = StringTransport()
