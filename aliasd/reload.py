@@ -184,19 +184,29 @@ class Reloader:
         return result
 
     def _reload_once(self) -> defer.Deferred:
+        """Read the configuration (listing the zone directory: ten thousand
+        files take a second) and the changed zone files in a thread."""
         log.info("reload: reading the configuration and zone files")
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._read)
+        d.addCallback(self._read_done)
+        d.addErrback(self._crashed)
+        return d
+
+    def _read(self):
+        """(settings, what _read_zones found), or the ConfigError (in a thread)."""
         try:
             settings = self.options.load_settings()
         except ConfigError as e:
-            log.error("reload failed, nothing changed: {error}", error=str(e))
+            return e, None
+        return settings, _read_zones(settings, self.files)
+
+    def _read_done(self, read):
+        settings, loaded = read
+        if isinstance(settings, ConfigError):
+            log.error("reload failed, nothing changed: {error}", error=str(settings))
             self._count("failed")
-            return defer.succeed(False)
-        d = threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), _read_zones, settings, self.files
-        )
-        d.addCallback(self._apply, settings)
-        d.addErrback(self._crashed)
-        return d
+            return False
+        return self._apply(loaded, settings)
 
     def _apply(self, loaded, settings) -> defer.Deferred:
         """Hand what was read to the authority (reactor thread)."""
