@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import ipaddress
 import os
 import tomllib
@@ -620,9 +621,14 @@ def _directory_zones(where: str, directory: Path):
     for entry in entries:
         if entry.name.startswith(".") or not entry.name.endswith(ZONE_FILE_SUFFIX):
             continue
-        stem = entry.name[: -len(ZONE_FILE_SUFFIX)]
         try:
-            name = parse_zone_name(stem)
+            yield _directory_entry(str(directory), entry.name)
         except ValueError as e:
             raise ConfigError(f"{where}: [zone-directory] {directory / entry.name}: {e}") from None
-        yield name, Path(entry.path)
+
+
+@functools.lru_cache(maxsize=262144)
+def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path]:
+    """The zone and path of one directory file, kept between reloads: for
+    ten thousand files, parsing the names again took half a second."""
+    return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), Path(directory) / filename

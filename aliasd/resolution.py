@@ -486,10 +486,21 @@ class AliasResolver(service.Service):
         elif not self._unanswered and self._change_pending is not None and self._change_pending.active():
             self._change_pending.reset(0)
 
+    #: Seconds before changes whose hand-over failed are handed over again.
+    change_retry = 5.0
+
     def _signal_change(self) -> None:
+        """Hand the changed targets to the authority; keep them if that fails,
+        so a change is delivered or retried, never dropped."""
         self._change_pending = None
         changed, self._changed = self._changed, set()
-        self.on_change(changed)
+        try:
+            self.on_change(changed)
+        except Exception:
+            log.failure("handing {count} changed ALIAS target(s) over; retrying", count=len(changed))
+            self._changed |= changed
+            self._change_pending = self.clock.callLater(self.change_retry, self._signal_change)
+            return
         self._save_soon()
 
     def _save_soon(self) -> None:

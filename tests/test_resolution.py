@@ -192,3 +192,32 @@ def test_stop_service_stops_the_loop(resolver, upstream, clock):
     resolver.stopService()
     clock.advance(1000)
     assert upstream.pending == []
+
+
+def test_changes_whose_hand_over_fails_are_handed_over_again(clock, log_events):
+    """Issue 12.1: the changed targets are kept until the authority takes them."""
+    from tests.helpers import ManualUpstream, a_answer
+    import dns.rdatatype as RT
+
+    upstream = ManualUpstream()
+    delivered, failures = [], [1]
+
+    def on_change(changed):
+        if failures:
+            failures.pop()
+            raise OSError("state directory full")
+        delivered.append(set(changed))
+
+    resolver = AliasResolver(upstream, clock, on_change=on_change)
+    key = (dns.name.from_text("lb.example.org."), RT.A)
+    resolver.set_targets([key])
+    resolver.startService()
+    try:
+        upstream.take(RT.A).callback(a_answer("lb.example.org", "203.0.113.8"))
+        clock.advance(0)
+        assert delivered == []  # the first hand-over failed ...
+        clock.advance(resolver.change_retry)
+        assert delivered == [{key}]  # ... and the same change came again
+        assert [e for e in log_events if e.get("log_failure") is not None]
+    finally:
+        resolver.stopService()
