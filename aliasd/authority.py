@@ -652,17 +652,9 @@ class ZoneAuthority:
     def _forget_edges(self, dependent: tuple[dns.name.Name, dns.name.Name]) -> None:
         """Drop what one ALIAS owner followed, before it is followed again."""
         for key in self._targets_of.pop(dependent, ()):
-            users = self._dependents.get(key)
-            if users is not None:
-                users.discard(dependent)
-                if not users:
-                    del self._dependents[key]
+            _unlink(self._dependents, key, dependent)
         for origin in self._used_by.pop(dependent, ()):
-            users = self._users.get(origin)
-            if users is not None:
-                users.discard(dependent)
-                if not users:
-                    del self._users[origin]
+            _unlink(self._users, origin, dependent)
 
     def _flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
         alias = source.aliases[owner]
@@ -725,6 +717,15 @@ class ZoneAuthority:
         if rrset is None:
             return _NONE
         return _Followed("addresses", tuple(rrset), rrset.ttl)
+
+
+def _unlink(index: dict, key, item) -> None:
+    """Remove ``item`` from the set ``index[key]``, and the key once empty."""
+    members = index.get(key)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del index[key]
 
 
 def _thread_runner(clock):

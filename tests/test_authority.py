@@ -175,3 +175,43 @@ def test_serial_damping_batches_a_rotating_pool(clock, upstream):
     assert addresses(authority, "ext2.example.com")[1] == {"203.0.113.11"}
     journal = authority.journals[N("example.com")]
     assert journal.since(start) is not None
+
+
+def test_a_failed_state_write_keeps_the_change_and_retries(clock, upstream):
+    """Issue 12.1: nothing is served before its serial is recorded, and a
+    change whose write failed is published once the state directory recovers."""
+    from aliasd.state import MemoryStateStore
+
+    class Failing(MemoryStateStore):
+        fail = False
+
+        def save_zones(self, states):
+            if self.fail:
+                raise OSError(28, "No space left on device")
+            super().save_zones(states)
+
+    store = Failing()
+    resolver = AliasResolver(upstream, clock, min_refresh=10)
+    authority = ZoneAuthority(resolver, state=store, clock=clock)
+    resolver.on_change = authority.rebuild
+    authority.set_sources([EXAMPLE, CDN], wait=True)
+    resolver.startService()
+    try:
+        before = authority.versions[N("example.com")]
+        store.fail = True
+        upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8"))
+        upstream.take(T.AAAA).callback(([], [], []))
+        clock.advance(0)
+        clock.advance(0)
+        assert authority.versions[N("example.com")] is before  # not served unrecorded
+        assert authority.waiting_for_state
+        store.fail = False
+        clock.advance(authority.retry_delays[0])
+        clock.advance(0)
+        clock.advance(0)
+        after = authority.versions[N("example.com")]
+        assert after.serial == before.serial + 1
+        assert store.zones[N("example.com")].serial == after.serial
+        assert addresses(authority, "ext.example.com")[1] == {"203.0.113.8"}
+    finally:
+        resolver.stopService()

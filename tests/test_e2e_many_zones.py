@@ -84,42 +84,6 @@ def start_aliasd(tmp_path: Path, upstream, notify: str = "", timeout: float = 18
     return AliasdProcess(["--config", str(conf)], tmp_path, port).start(timeout=timeout)
 
 
-class ManyZonesNamed(Named):
-    """BIND as the secondary of every zone in a list, refreshing quickly."""
-
-    def start_many(self, zones: list[str], primary_port: int) -> "ManyZonesNamed":
-        d = self.directory
-        zone_conf = "".join(
-            f'zone "{z}" {{ type secondary; primaries {{ 127.0.0.1 port {primary_port}; }}; '
-            f'file "{d}/{z}.db"; allow-notify {{ 127.0.0.1; }}; }};\n'
-            for z in zones
-        )
-        (d / "named.conf").write_text(textwrap.dedent(f"""\
-            options {{
-                directory "{d}";
-                pid-file "{d}/named.pid";
-                session-keyfile "{d}/session.key";
-                listen-on port {self.port} {{ 127.0.0.1; }};
-                listen-on-v6 {{ none; }};
-                recursion no;
-                notify no;
-                dnssec-validation no;
-                allow-query {{ any; }};
-                serial-query-rate 10000;
-                transfers-in 16;
-                transfers-per-ns 16;
-            }};
-            controls {{ }};
-            logging {{
-                channel out {{ stderr; severity warning; print-time yes; }};
-                category default {{ out; }};
-            }};
-            """) + zone_conf)
-        self._spawn([self.program, "-g", "-c", str(d / "named.conf"), "-n", "2"])
-        self.wait_started()
-        return self
-
-
 def serials(port: int, zones: list[str]) -> dict[str, int | None]:
     """Each zone's SOA serial as served on ``port`` (None: not served)."""
     found = {}
@@ -191,7 +155,7 @@ def test_a_target_shared_by_5000_zones_moves_without_stalling_and_reaches_bind(t
     upstream.set(SHARED, "A", ["198.51.100.1"], ttl=1)
     upstream.set(SHARED, "AAAA", [], ttl=1)
     zones = write_zones(tmp_path / "zones.d", count)
-    named = ManyZonesNamed(tmp_path / "named-dir", free_port())
+    named = Named(tmp_path / "named-dir", free_port())
     named.directory.mkdir()
     metrics_port = free_port()
     p = start_aliasd(tmp_path, upstream, notify=f'"127.0.0.1:{named.port}"', metrics_port=metrics_port)
