@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import dns.serial
 import pytest
 
 from tests.aliasd_process import AliasdProcess, free_port
@@ -254,3 +255,31 @@ def test_sighups_during_a_reload_coalesce_and_the_last_contents_win(tmp_path, up
         assert p.log().count("reload done") < 10  # coalesced, not ten overlapping reloads
     finally:
         p.stop()
+
+
+def test_kill_9_after_a_served_change_keeps_every_serial(tmp_path, upstream):
+    """A serial that was served survives SIGKILL: it was recorded (one
+    append and fsync per batch) before any zone of the batch was served."""
+    upstream.set(SHARED, "A", ["198.51.100.1"], ttl=1)
+    zones = write_zones(tmp_path / "zones.d", 200)
+    p = start_aliasd(tmp_path, upstream)
+    try:
+        p.wait_for(lambda: p.addresses("cust199.test") == {"198.51.100.1"}, timeout=30)
+        before = settled(p.port, zones)
+        upstream.set(SHARED, "A", ["198.51.100.2"], ttl=1)
+        p.wait_for(lambda: p.addresses("cust0.test") == {"198.51.100.2"}, timeout=30)
+        served = serials(p.port, zones)  # some zones may still be on the old serial
+        p.proc.send_signal(signal.SIGKILL)
+        p.proc.wait(10)
+    finally:
+        p.stop()
+    again = start_aliasd(tmp_path, upstream)
+    try:
+        after = serials(again.port, zones)
+        for zone in zones:
+            assert served[zone] is not None and after[zone] is not None
+            assert dns.serial.Serial(after[zone]) >= dns.serial.Serial(served[zone]), zone
+        assert after["cust0.test"] > before["cust0.test"]
+        again.wait_for(lambda: again.addresses("cust0.test") == {"198.51.100.2"}, timeout=30)
+    finally:
+        again.stop()
