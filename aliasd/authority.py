@@ -30,6 +30,7 @@ import dns.rrset
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from aliasd import store
 from aliasd.journal import Journal, difference
 from aliasd.resolution import AliasResolver, Status, TargetKey
 from aliasd.state import MemoryStateStore, ZoneState, next_serial
@@ -66,7 +67,7 @@ class _Zone:
     def __init__(self, source: ZoneSource):
         self.source = source
         self.base = ZoneBase.of(source)
-        self.source_digest = _source_digest(source)
+        self.source_digest = source.digest
         self.flattened: dict[dns.name.Name, Flattened] = {}
         self.served: dict[dns.name.Name, tuple] = {}
         self.view_hash = 0  # sum of the owners' hashes: updated per owner
@@ -157,6 +158,7 @@ class ZoneAuthority:
         self.versions: dict[dns.name.Name, ZoneVersion] = {}
         self.zones_by_wire: dict[bytes, ZoneVersion] = {}
         self.soa_suffixes: dict[bytes, frozenset] = {}
+        self._soa_suffix_sets: dict[bytes, frozenset] = {}  # shared by zones with equal SOA names
         # Moves whenever the set of zones changes: answers cached for the old
         # set (aliasd.fastpath) are not reused even where versions match.
         self.generation = 0
@@ -196,6 +198,15 @@ class ZoneAuthority:
                 return version
             if len(name) <= 1:
                 return None
+            name = name.parent()
+
+    def is_loading(self, name: dns.name.Name) -> bool:
+        """Is ``name`` in a zone that is configured but not served yet?"""
+        while True:
+            if name in self.sources:
+                return name not in self.versions
+            if len(name) <= 1:
+                return False
             name = name.parent()
 
     def is_stale(self, origin: dns.name.Name, owner: dns.name.Name) -> bool:
@@ -492,9 +503,11 @@ class ZoneAuthority:
                 continue  # removed or replaced by a reload while recording
             old = self.versions.get(origin)
             self._digests[origin] = built.digest
-            journal = self.journals.setdefault(origin, Journal(self.journal_size))
             if old is not None and old.serial != built.version.serial:
                 same = old.source is built.version.source
+                journal = self.journals.get(origin)
+                if journal is None:  # made on first use: most zones never change
+                    journal = self.journals[origin] = Journal(self.journal_size)
                 journal.add(difference(old, built.version, built.owners if same else None))
             self.serve(built.version)
             if old is None or old.serial != built.version.serial:
@@ -531,7 +544,7 @@ class ZoneAuthority:
             zone=source.origin.to_text(),
             serial=built.version.serial,
             why=built.why,
-            records=len(source.rrsets),
+            records=source.record_count(),
             aliases=len(source.aliases),
         )
 
@@ -543,22 +556,26 @@ class ZoneAuthority:
             old.superseded = True  # answers cached from it are not reused
         self.versions[origin] = version
         self.name_count += version.name_count - (old.name_count if old is not None else 0)
-        wire = origin.canonicalize().to_wire()
+        wire = version.source.key
         self.zones_by_wire[wire] = version
-        soa = version.soa[0]
-        if old is None or old.soa[0].mname != soa.mname or old.soa[0].rname != soa.rname:
-            self.soa_suffixes[wire] = frozenset(
-                suffix.canonicalize().to_wire()
-                for name in (soa.mname, soa.rname)
-                for suffix in _suffixes(name)
-            )
+        names = version.source.soa_wire[1][:-20].lower()  # MNAME and RNAME
+        if old is None or old.source.soa_wire[1][:-20].lower() != names:
+            suffixes = self._soa_suffix_sets.get(names)
+            if suffixes is None:
+                split = store.name_end(names)
+                suffixes = frozenset(
+                    suffix for name in (names[:split], names[split:])
+                    for suffix in store.suffixes(name) if suffix != b"\0"
+                )
+                self._soa_suffix_sets[names] = suffixes
+            self.soa_suffixes[wire] = suffixes
 
     def _unpublish(self, origin: dns.name.Name) -> None:
         old = self.versions.pop(origin, None)
         if old is not None:
             old.superseded = True
             self.name_count -= old.name_count
-        wire = origin.canonicalize().to_wire()
+        wire = store.key_of(origin)
         self.zones_by_wire.pop(wire, None)
         self.soa_suffixes.pop(wire, None)
 
@@ -734,33 +751,6 @@ def _thread_runner(clock):
     if clock is not None and hasattr(clock, "getThreadPool"):
         return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
     return defer.maybeDeferred
-
-
-def _suffixes(name: dns.name.Name):
-    while len(name) > 1:
-        yield name
-        name = name.parent()
-
-
-def _source_digest(source: ZoneSource) -> str:
-    """A digest of a zone file's records (serial aside), computed once per load.
-
-    A sum of per-RRset hashes over canonical wire forms: independent of the
-    order of records in the file and cheap for large zones (no sorting).
-    """
-    total = 0
-    for (name, rdtype), rrset in source.rrsets.items():
-        if rdtype == dns.rdatatype.SOA:
-            soa = rrset[0]
-            rdatas = [soa.replace(serial=0).to_digestable()]
-        else:
-            rdatas = sorted(r.to_digestable() for r in rrset)
-        h = hashlib.sha256(name.canonicalize().to_wire())
-        h.update(rdtype.to_bytes(2, "big") + rrset.ttl.to_bytes(4, "big"))
-        for rdata in rdatas:
-            h.update(len(rdata).to_bytes(2, "big") + rdata)
-        total = (total + int.from_bytes(h.digest(), "big")) % _HASH_MOD
-    return f"{total:064x}"
 
 
 def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> tuple:

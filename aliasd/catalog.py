@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from types import MappingProxyType
 from typing import Iterable
 
 import dns.name
@@ -125,9 +124,6 @@ def catalog_source(
         member = chosen[key]
         owner = dns.name.Name((_label(key).encode(),) + zones_labels)
         put(owner, _ptr(member))
-    return ZoneSource(
-        origin=origin,
-        path=path if path is not None else Path(f"<catalog {origin.to_text()}>"),
-        rrsets=MappingProxyType(rrsets),
-        aliases=MappingProxyType({}),
+    return ZoneSource.from_rrsets(
+        origin, path if path is not None else Path(f"<catalog {origin.to_text()}>"), rrsets.values()
     )

@@ -58,7 +58,7 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
         version = authority.versions[source.origin]
         loops = sorted(o.to_text() for o in source.aliases if version.lookup(o, 1).rcode == 2)
         print(
-            f"{source.origin}: serial {source.serial}, {sum(len(r) for r in source.rrsets.values())}"
+            f"{source.origin}: serial {source.serial}, {source.record_count()}"
             f" records, {len(source.aliases)} ALIAS ({source.path})",
             file=out,
         )

@@ -161,13 +161,13 @@ def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
         if version is None:
             continue
         base = version.base
-        if base.has_wildcards or base.cuts or name_wire in base.name_wires:
+        if base.has_wildcards or base.cuts or base.exists(name_wire):
             return None
         origin = name_wire[at:]
         avoid = soa_suffixes.get(origin, ())
         for inner in offsets[:offsets.index(at)]:
             suffix = name_wire[inner:]
-            if suffix in avoid or suffix in base.name_wires and inner:
+            if suffix in avoid or base.exists(suffix) and inner:
                 return None
         return version, origin
     return None

@@ -16,6 +16,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
+from aliasd import store
 from aliasd.zone import ZoneVersion
 from aliasd.zonefile import ALIAS_RDTYPE
 
@@ -56,17 +57,22 @@ def difference(
     """
     if names is None:
         if old.source is new.source:
-            names = old.source.aliases
+            keys = [store.key_of(name) for name in old.source.aliases]
         else:
-            names = set(old.names()) | set(new.names())
+            keys = dict.fromkeys(old.keys())
+            keys.update(dict.fromkeys(new.keys()))
+    else:
+        keys = [store.key_of(name) for name in names]
     removed: list[dns.rrset.RRset] = []
     added: list[dns.rrset.RRset] = []
-    for name in names:
-        before = old.node(name) or {}
-        after = new.node(name) or {}
+    for key in keys:
+        before = old.node_at(key) or {}
+        after = new.node_at(key) or {}
         for rdtype in sorted(set(before) | set(after)):
             if rdtype in _SKIPPED:
                 continue
+            if before and after and before.same_as(after, rdtype):
+                continue  # the same packed records in both: unchanged, nothing decoded
             a, b = before.get(rdtype), after.get(rdtype)
             if a is b:
                 continue  # shared between versions: unchanged (and no rdata hashing)

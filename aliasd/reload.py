@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import multiprocessing
 import os
 import signal
 from pathlib import Path
@@ -37,7 +38,9 @@ from aliasd.access import TransferAccess, keyring_from
 from aliasd.authority import ZoneAuthority
 from aliasd.catalog import catalog_source
 from aliasd.config import ConfigError, ZoneSettings
-from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file
+from aliasd import store
+from aliasd.snapshot import Snapshot
+from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file, parse_zone
 
 log = Logger()
 
@@ -50,6 +53,17 @@ def load_zone(zone: ZoneSettings) -> ZoneSource:
         raise ZoneFileError(f"zone {zone.name}: {e}") from None
 
 
+def _parse(job: tuple) -> ZoneSource | ZoneFileError:
+    """Parse one file's content (in a worker process at start)."""
+    name, path, data = job
+    try:
+        source = parse_zone(name, path, data)
+    except ZoneFileError as e:
+        return ZoneFileError(f"zone {name}: {e}")
+    source.digest  # computed here, carried back with the source
+    return source
+
+
 @dataclasses.dataclass
 class _Read:
     path: Path
@@ -60,62 +74,123 @@ class _Read:
     source: ZoneSource
 
 
+@dataclasses.dataclass
+class _Todo:
+    zone: ZoneSettings
+    size: int
+    mtime_ns: int
+    digest: bytes
+    includes: bool
+    data: bytes
+
+
 class ZoneFiles:
     """Zone files as last read, so that unchanged files are not parsed again.
 
     A file whose size and modification time are unchanged is taken as it
-    was; otherwise its content digest decides. A file with ``$INCLUDE`` is
-    always parsed (the included files are not tracked). One caller at a
-    time: start-up, then the reload thread (reloads never overlap).
+    was; otherwise its content digest decides, first against the last read,
+    then against the compiled snapshot of the last run (aliasd.snapshot). A
+    file with ``$INCLUDE`` is always parsed (the included files are not
+    tracked). The files left to parse are parsed in ``workers`` processes
+    when there are many (at start only: a running server has threads, and
+    forking it is not safe). One caller at a time: start-up, then the
+    reload thread (reloads never overlap).
     """
 
-    def __init__(self):
-        self._read: dict[dns.name.Name, _Read] = {}
-        self.parsed = 0  # files parsed by the last read_all
+    #: Fewer files than this are parsed in this process.
+    parallel_from = 200
 
-    def load(self, zone: ZoneSettings) -> ZoneSource:
-        """The zone's source: the same object as before if its file is unchanged."""
+    def __init__(self, snapshot: Snapshot | None = None):
+        self._read: dict[dns.name.Name, _Read] = {}
+        self.snapshot = snapshot
+        self.parsed = 0  # files parsed by the last read_all
+        self.from_snapshot = 0  # files taken from the snapshot by the last read_all
+        self.workers = 1  # processes that parsed them
+
+    def read_all(self, zones, workers: int = 1) -> tuple[dict, list[ZoneSource]]:
+        """Every zone's source or the ZoneFileError that stops it, and the
+        sources parsed anew; forgets the files of zones no longer configured."""
+        before = {name: read.source for name, read in self._read.items()}
+        self.parsed = self.from_snapshot = 0
+        results: dict = {}
+        todo: list[_Todo] = []
+        for zone in zones:
+            try:
+                found = self._known(zone)
+            except ZoneFileError as e:
+                found = e
+            if isinstance(found, _Todo):
+                todo.append(found)
+            else:
+                results[zone.name] = found
+        self._parse(todo, results, workers)
+        for name in set(self._read) - set(results):
+            del self._read[name]
+        if self.snapshot is not None:
+            self.snapshot.keep_only(store.key_of(name) for name in self._read)
+        ordered = {zone.name: results[zone.name] for zone in zones}
+        fresh = [
+            r for name, r in ordered.items()
+            if not isinstance(r, ZoneFileError) and before.get(name) is not r
+        ]
+        return ordered, fresh
+
+    def _known(self, zone: ZoneSettings) -> ZoneSource | _Todo:
+        """The zone's source if its file is known, else what to parse."""
         path = zone.file
         known = self._read.get(zone.name)
         try:
             st = os.stat(path)
-        except OSError:
-            return load_zone(zone)  # names the file and the reason
-        if known is not None and known.path == path and not known.includes and (
-            known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return known.source
-        try:
+            if known is not None and known.path == path and not known.includes and (
+                    known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                return known.source
             data = path.read_bytes()
         except OSError:
-            return load_zone(zone)
+            return load_zone(zone)  # raises, naming the file and the reason
         digest = hashlib.sha256(data).digest()
         includes = b"$include" in data.lower()
         if known is not None and known.path == path and not includes and known.digest == digest:
             known.size, known.mtime_ns = st.st_size, st.st_mtime_ns
             return known.source
-        source = load_zone(zone)
-        self.parsed += 1
-        self._read[zone.name] = _Read(path, st.st_size, st.st_mtime_ns, digest, includes, source)
+        todo = _Todo(zone, st.st_size, st.st_mtime_ns, digest, includes, data)
+        if self.snapshot is not None and not includes:
+            entry = self.snapshot.get(store.key_of(zone.name), digest)
+            if entry is not None:
+                source = ZoneSource.of(zone.name, path, entry[1])
+                source.__dict__["digest"] = entry[2]  # the cached content digest
+                self.from_snapshot += 1
+                return self._remember(todo, source)
+        return todo
+
+    def _remember(self, todo: _Todo, source: ZoneSource) -> ZoneSource:
+        self._read[todo.zone.name] = _Read(
+            todo.zone.file, todo.size, todo.mtime_ns, todo.digest, todo.includes, source
+        )
         return source
 
-    def read_all(self, zones) -> tuple[dict, list[ZoneSource]]:
-        """Every zone's source or the ZoneFileError that stops it, and the
-        sources parsed anew; forgets the files of zones no longer configured."""
-        before = {name: read.source for name, read in self._read.items()}
-        self.parsed = 0
-        results = {}
-        for zone in zones:
-            try:
-                results[zone.name] = self.load(zone)
-            except ZoneFileError as e:
-                results[zone.name] = e
-        for name in set(self._read) - set(results):
-            del self._read[name]
-        fresh = [
-            r for name, r in results.items()
-            if not isinstance(r, ZoneFileError) and before.get(name) is not r
-        ]
-        return results, fresh
+    def _parse(self, todo: list[_Todo], results: dict, workers: int) -> None:
+        jobs = [(t.zone.name, t.zone.file, t.data) for t in todo]
+        self.workers = workers if workers > 1 and len(jobs) >= self.parallel_from else 1
+        if self.workers > 1:
+            with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                parsed = pool.map(_parse, jobs, chunksize=max(1, min(256, len(jobs) // (4 * self.workers))))
+        else:
+            parsed = map(_parse, jobs)
+        for t, result in zip(todo, parsed):
+            results[t.zone.name] = result
+            if isinstance(result, ZoneFileError):
+                continue
+            self.parsed += 1
+            self._remember(t, result)
+            if self.snapshot is not None and not t.includes:
+                self.snapshot.put(result.key, t.digest, dict(result.records), result.digest)
+
+    def summary(self) -> str:
+        """How the last read_all got its zones, for the log."""
+        how = f"{self.parsed} parsed"
+        if self.workers > 1:
+            how += f" in {self.workers} processes"
+        return f"{how}, {self.from_snapshot} from the snapshot"
 
 
 class CatalogMaker:
@@ -302,7 +377,19 @@ class Reloader:
 def _read_zones(settings, files: ZoneFiles):
     """Parse and index the zone files that changed (runs in a thread)."""
     results, fresh = files.read_all(settings.zones)
+    save_snapshot(files)
     return results, ZoneAuthority.prepare(fresh), files.parsed
+
+
+def save_snapshot(files: ZoneFiles) -> None:
+    """Write what was parsed to the snapshot (in a thread); a failure is
+    only logged: the snapshot is a cache, the next start parses instead."""
+    if files.snapshot is None:
+        return
+    try:
+        files.snapshot.save()
+    except OSError as e:
+        log.warn("zone snapshot {path} not written: {error}", path=str(files.snapshot.path), error=e.strerror)
 
 
 class ReloadService(service.Service):

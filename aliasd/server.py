@@ -241,7 +241,10 @@ class QueryHandler:
             return None, None
         version = self.authority.zone_for(question.name)
         if version is None:
-            response.set_rcode(dns.rcode.REFUSED)
+            # A zone still loading at start is ours: SERVFAIL (try again),
+            # not REFUSED (a secondary would give up on us).
+            loading = self.authority.is_loading(question.name)
+            response.set_rcode(dns.rcode.SERVFAIL if loading else dns.rcode.REFUSED)
             return None, None
         if qtype in _TRANSFER_TYPES:
             return self._transfer(query, response, version, client, over_udp, limit, tls), version

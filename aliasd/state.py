@@ -184,7 +184,7 @@ class StateStore:
                         if not raw.endswith(b"\n"):
                             raise ValueError("cut short")
                         data = json.loads(raw)
-                        zones[dns.name.from_text(data["zone"])] = ZoneState(
+                        zones[_zone_name(data["zone"])] = ZoneState(
                             int(data["serial"]) % 2**32, str(data["digest"])
                         )
                     except (ValueError, KeyError, TypeError, dns.exception.DNSException) as e:
@@ -262,6 +262,14 @@ class StateStore:
 
     def save_targets(self, targets: list[dict]) -> None:
         _atomic_write(self._targets_path, json.dumps({"targets": targets}))
+
+
+def _zone_name(text: str) -> dns.name.Name:
+    """A zone name as ``Name.to_text`` wrote it; without escapes, split
+    directly (ten thousand ``from_text`` calls take half a second)."""
+    if "\\" in text or not text.endswith(".") or text == ".":
+        return dns.name.from_text(text)
+    return dns.name.Name([label.encode() for label in text.split(".")])
 
 
 class MemoryStateStore:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import os
 import sys
+import time
 from pathlib import Path
 
 import dns.name
 
 from twisted.application import internet, service
+from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -36,8 +39,9 @@ from aliasd.config import (
 from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
 from aliasd.ratelimit import ResponseRateLimiter
-from aliasd.reload import CatalogMaker, Reloader, ReloadService, ZoneFiles
+from aliasd.reload import CatalogMaker, Reloader, ReloadService, ZoneFiles, save_snapshot
 from aliasd.resolution import AliasResolver
+from aliasd.snapshot import Snapshot
 from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, LimitedTLSFactory, QueryHandler
 from aliasd.state import StateDirCheck, StateDirError, StateStore
 from aliasd.stats import MetricsSite, Statistics
@@ -107,7 +111,11 @@ class Options(usage.Options):
             self["config"] = str(Path(self["config"]).resolve())
         try:
             self.settings = self.load_settings()
-            results, _ = self.files.read_all(self.settings.zones)
+            self.files.snapshot = Snapshot(self.settings.server.state_dir)
+            started = time.monotonic()
+            results, _ = self.files.read_all(self.settings.zones, workers=os.cpu_count() or 1)
+            log.info("zone files read in {seconds:.2f} s: {how}",
+                     seconds=time.monotonic() - started, how=self.files.summary())
             for result in results.values():
                 if isinstance(result, ZoneFileError):
                     raise result
@@ -193,12 +201,7 @@ def makeService(options: Options) -> service.MultiService:
         serial_burst=settings.server.serial_burst,
     )
     resolver.on_change = authority.rebuild
-    authority.set_sources(options.sources, wait=True)
-    # The zones loaded at start live as long as the process: keep the cyclic
-    # collector from walking them again and again (a full collection over
-    # millions of dnspython objects stalls the reactor for a second).
-    gc.collect()
-    gc.freeze()
+    load_zones(authority, options.sources, reactor)
     handler = QueryHandler(
         authority,
         settings.server.max_udp_size,
@@ -238,6 +241,9 @@ def makeService(options: Options) -> service.MultiService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    # What start-up parsed goes into the snapshot once the server runs, in
+    # a thread (a reload, also in a thread, waits: the pool has one for it).
+    reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)
     reactor.callWhenRunning(
         log.info,
         "aliasd {version} started: {zones} zones, DNS on {listen} port {port}, "
@@ -257,6 +263,32 @@ def makeService(options: Options) -> service.MultiService:
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
+
+
+#: From this many zones on, the server answers while its zones are loaded
+#: (each zone as soon as its first version is served; SERVFAIL before).
+BACKGROUND_LOAD_FROM = 1000
+
+
+def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> None:
+    """Serve the zones read at start: before the reactor runs when they are
+    few, else in slices once it runs, so the server answers from the start."""
+    started = time.monotonic()
+
+    def loaded(_=None):
+        log.info("{zones} zones loaded and served in {seconds:.2f} s",
+                 zones=len(authority.versions), seconds=time.monotonic() - started)
+        # The zones loaded at start live as long as the process: keep the
+        # cyclic collector from walking them again and again.
+        gc.freeze()
+
+    if len(sources) < BACKGROUND_LOAD_FROM:
+        authority.set_sources(sources, wait=True)
+        gc.collect()
+        loaded()
+        return
+    authority.set_sources(sources)
+    authority.when_idle().addCallback(loaded)
 
 
 def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag) -> None:

@@ -14,7 +14,7 @@ formats, sockets or upstream resolvers.
 from __future__ import annotations
 
 import dataclasses
-from types import MappingProxyType
+import functools
 from typing import Iterable, Iterator, Mapping
 
 import dns.name
@@ -23,6 +23,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from aliasd import store
+from aliasd.store import PackedNode
 from aliasd.zonefile import ALIAS_RDTYPE, ZoneSource
 
 A = dns.rdatatype.A
@@ -31,6 +33,7 @@ ADDRESS_TYPES = (A, AAAA)
 _MAX_CNAME_CHAIN = 16
 
 Node = Mapping[int, dns.rrset.RRset]
+_NOTHING: frozenset = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,44 +61,53 @@ def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
 class ZoneBase:
     """What every version built from one zone file shares.
 
-    The file's RRsets grouped by owner, every existing name (empty
-    non-terminals included, RFC 4592 2.2.2) and the delegation points.
-    Flattening only replaces A/AAAA at ALIAS owners, which exist in the file
-    already, so the name index never changes between versions: it is
-    computed once per load, not once per version.
+    Every existing name's lookup key (empty non-terminals included,
+    RFC 4592 2.2.2) and the delegation points. Flattening only replaces
+    A/AAAA at ALIAS owners, which exist in the file already, so these never
+    change between versions: they are computed once per load.
     """
 
-    nodes: dict[dns.name.Name, Node]  # never mutated: copied by each build
-    names: frozenset
-    cuts: frozenset
-    # For the negative fast path (aliasd.fastpath.missing_name): every
-    # existing name as lower-case wire, and whether any wildcard exists.
-    name_wires: frozenset = frozenset()
+    origin_key: bytes
+    records: Mapping[bytes, bytes]  # the file's (aliasd.zonefile.ZoneSource)
+    # The names that exist without records of their own (RFC 4592 2.2.2).
+    empty_non_terminals: frozenset
+    cuts: frozenset  # delegation points (names below the apex with NS)
     has_wildcards: bool = False
+
+    def exists(self, key: bytes) -> bool:
+        """Whether the name with lookup ``key`` exists (also read by the
+        negative fast path, aliasd.fastpath.missing_name)."""
+        return key in self.records or key in self.empty_non_terminals
+
+    @property
+    def name_count(self) -> int:
+        return len(self.records) + len(self.empty_non_terminals)
 
     @classmethod
     def of(cls, source: ZoneSource) -> "ZoneBase":
-        grouped: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
-        for (name, rdtype), rrset in source.rrsets.items():
-            grouped.setdefault(name, {})[rdtype] = rrset
-        nodes = {name: MappingProxyType(node) for name, node in grouped.items()}
-        names: set[dns.name.Name] = set()
-        for name in nodes:
-            while name not in names and name.is_subdomain(source.origin):
-                names.add(name)
-                if name == source.origin:
-                    break
-                name = name.parent()
-        cuts = frozenset(
-            name for name, node in nodes.items()
-            if name != source.origin and dns.rdatatype.NS in node
-        )
+        origin_key = source.key
+        records = source.records
+        empty: set[bytes] = set()
+        cuts = []
+        wildcards = False
+        for key, packed in records.items():
+            wildcards = wildcards or key.startswith(b"\x01*")
+            parents = store.suffixes(key)
+            next(parents)
+            if key != origin_key:
+                for suffix in parents:
+                    if suffix in records or suffix in empty or suffix == b"\0":
+                        break
+                    empty.add(suffix)
+                if dns.rdatatype.NS in store.types_of(packed):
+                    cuts.append(store.name_of(store.owner_of(packed)))
+        empty.difference_update(records)  # an owner written after a name below it
         return cls(
-            nodes,
-            frozenset(names),
-            cuts,
-            frozenset(n.canonicalize().to_wire() for n in names),
-            any(n.labels and n.labels[0] == b"*" for n in names),
+            origin_key,
+            records,
+            frozenset(empty) if empty else _NOTHING,
+            frozenset(cuts) if cuts else _NOTHING,
+            wildcards,
         )
 
 
@@ -116,43 +128,53 @@ class Flattened:
 
 
 class ZoneVersion:
-    """One immutable version of a zone: prepared records and a serial."""
+    """One immutable version of a zone: prepared records and a serial.
+
+    The file's packed records are shared by every version of that file;
+    a version adds only its own SOA and the flattened A/AAAA of its ALIAS
+    owners (``overlay``), so a new version costs what changed, not the zone.
+    """
 
     def __init__(
         self,
         source: ZoneSource,
         base: ZoneBase,
-        nodes: dict[dns.name.Name, Node],
-        servfail_owners: Iterable[dns.name.Name] = (),
+        overlay: dict[bytes, Mapping[int, dns.rrset.RRset | None]],
+        servfail_keys: Iterable[bytes] = (),
         serial: int | None = None,
     ):
-        """Takes ownership of ``nodes`` (a fresh dict nobody else changes)."""
+        """Takes ownership of ``overlay`` (a fresh dict nobody else changes)."""
         self.source = source
         self.origin = source.origin
-        soa = nodes[source.origin][dns.rdatatype.SOA]
-        if serial is not None and serial != soa[0].serial:
-            soa = dns.rrset.from_rdata(soa.name, soa.ttl, soa[0].replace(serial=serial))
-            apex = dict(nodes[source.origin])
-            apex[dns.rdatatype.SOA] = soa
-            nodes[source.origin] = MappingProxyType(apex)
-        self.soa = soa
-        self.serial = soa[0].serial
-        self.negative_soa = _negative_soa(self.soa)
-        # A plain dict (copies fast, keeping hashes); never changed after this.
-        self._nodes = nodes
+        self.serial = serial if serial is not None else source.serial
+        self._records = source.records
+        self._overlay = overlay
         # Wire renderings of this version, kept for reuse (aliasd.server),
         # and whether a newer version has replaced it (set by the authority).
         self.rendered: dict[str, object] = {}
         self.superseded = False
-        self._servfail = frozenset(servfail_owners)
-        self._names = base.names
+        self._servfail = frozenset(servfail_keys)
         self._cuts = base.cuts
         self.base = base
+
+    # Decoded on first use: ten thousand versions are built at start, and
+    # most are first asked for their SOA much later, or never.
+    @functools.cached_property
+    def soa(self) -> dns.rrset.RRset:
+        return self.source.soa_with(self.serial)
+
+    @functools.cached_property
+    def negative_soa(self) -> dns.rrset.RRset:
+        return _negative_soa(self.soa)
+
+    @functools.cached_property
+    def _apex(self) -> dict[int, dns.rrset.RRset]:
+        return {dns.rdatatype.SOA: self.soa}
 
     @property
     def name_count(self) -> int:
         """How many names exist in the zone (empty non-terminals included)."""
-        return len(self._names)
+        return self.base.name_count
 
     @classmethod
     def build(
@@ -167,30 +189,43 @@ class ZoneVersion:
 
         ``serial`` replaces the file's SOA serial (see aliasd.state). With
         ``previous`` (a version of the same file), only the owners in
-        ``flattened`` are rebuilt and every other node is shared.
+        ``flattened`` change and the rest of its overlay is kept.
         """
         base = base if base is not None else ZoneBase.of(source)
-        nodes = (previous._nodes if previous is not None else base.nodes).copy()
+        overlay = dict(previous._overlay) if previous is not None else {}
         servfail = set(previous._servfail) if previous is not None else set()
         for owner, outcome in flattened.items():
-            servfail.discard(owner)
+            key = store.key_of(owner)
+            servfail.discard(key)
             if outcome.servfail:
-                servfail.add(owner)
-            node = dict(base.nodes.get(owner, {}))  # the file's records, fallback included
-            for rdtype, rrset in outcome.rrsets.items():
-                if rrset is None:
-                    node.pop(rdtype, None)
-                else:
-                    node[rdtype] = rrset
-            nodes[owner] = MappingProxyType(node)
-        return cls(source, base, nodes, servfail, serial)
+                servfail.add(key)
+            if outcome.rrsets:
+                overlay[key] = outcome.rrsets
+            else:
+                overlay.pop(key, None)  # the file's records, fallback included
+        return cls(source, base, overlay, servfail, serial)
+
+    def node_at(self, key: bytes) -> PackedNode | None:
+        """The records at the name with lookup ``key``, as served, or None."""
+        packed = self._records.get(key)
+        if packed is None:
+            return None
+        overrides = self._overlay.get(key)
+        if key == self.base.origin_key:
+            overrides = {**overrides, **self._apex} if overrides else self._apex
+        return PackedNode(packed, None, overrides)
 
     def node(self, name: dns.name.Name) -> Node | None:
         """The records at ``name`` as served, or None."""
-        return self._nodes.get(name)
+        return self.node_at(store.key_of(name))
 
-    def names(self) -> Iterable[dns.name.Name]:
-        return self._nodes.keys()
+    def keys(self) -> Iterable[bytes]:
+        """The lookup key of every owner."""
+        return self._records.keys()
+
+    def names(self) -> Iterator[dns.name.Name]:
+        for packed in self._records.values():
+            yield store.name_of(store.owner_of(packed))
 
     def transfer_rrsets(self) -> Iterator[dns.rrset.RRset]:
         """The transfer view, SOA first: every RRset but the ALIAS rules.
@@ -199,10 +234,11 @@ class ZoneVersion:
         copy addresses, never a record type they cannot follow.
         """
         yield self.soa
-        for node in self._nodes.values():
-            for rdtype, rrset in node.items():
+        for key in self._records:
+            node = self.node_at(key)
+            for rdtype in node:
                 if rdtype != dns.rdatatype.SOA and rdtype != ALIAS_RDTYPE:
-                    yield rrset
+                    yield node[rdtype]
 
     # -- the answer algorithm -------------------------------------------
 
@@ -215,16 +251,17 @@ class ZoneVersion:
             cut = self._find_cut(name, qtype)
             if cut is not None:
                 return self._referral(cut, answers)
-            node = self._nodes.get(name)
+            key = store.key_of(name)
+            node = self.node_at(key)
             if node is None:
-                if name in self._names:
+                if key in self.base.empty_non_terminals:
                     return self._nodata(answers)
-                node = self._wildcard(name)
+                node = self._wildcard(name, key)
                 if node is None:
                     return Answer(
                         dns.rcode.NXDOMAIN, True, tuple(answers), (self.negative_soa,)
                     )
-            elif name in self._servfail and qtype in (A, AAAA, dns.rdatatype.ANY):
+            elif key in self._servfail and qtype in (A, AAAA, dns.rdatatype.ANY):
                 return Answer(dns.rcode.SERVFAIL, False)
             if qtype == dns.rdatatype.ANY:
                 answers.extend(rrset for t, rrset in node.items() if t != ALIAS_RDTYPE)
@@ -268,12 +305,12 @@ class ZoneVersion:
 
     def _referral(self, cut: dns.name.Name, answers: list[dns.rrset.RRset]) -> Answer:
         """A referral to the child zone at ``cut``, with glue (AA clear)."""
-        ns = self._nodes[cut][dns.rdatatype.NS]
+        ns = self.node(cut)[dns.rdatatype.NS]
         glue = []
         for rdata in ns:
             target = rdata.target
             if target.is_subdomain(cut):
-                node = self._nodes.get(target, {})
+                node = self.node(target) or {}
                 glue.extend(node[t] for t in ADDRESS_TYPES if t in node)
         # Answers already collected (a CNAME into the delegation) stay
         # authoritative; the referral alone is not.
@@ -281,17 +318,21 @@ class ZoneVersion:
             dns.rcode.NOERROR, bool(answers), tuple(answers), (ns,), tuple(glue)
         )
 
-    def _wildcard(self, name: dns.name.Name) -> Node | None:
+    def _wildcard(self, name: dns.name.Name, key: bytes) -> Node | None:
         """Records synthesised from ``*.<closest encloser>`` (RFC 4592), or None."""
-        encloser = name.parent()
-        while encloser not in self._names:
-            if encloser == self.origin or not encloser.is_subdomain(self.origin):
+        parents = store.suffixes(key)
+        next(parents)
+        for encloser in parents:
+            if self.base.exists(encloser):
+                break
+            if encloser == self.base.origin_key or encloser == b"\0":
                 return None
-            encloser = encloser.parent()
-        source = self._nodes.get(dns.name.Name((b"*",) + encloser.labels))
+        else:
+            return None
+        source = self.node_at(b"\x01*" + encloser)
         if source is None:
             return None
-        node = {}
-        for rdtype, rrset in source.items():
-            node[rdtype] = dns.rrset.from_rdata_list(name, rrset.ttl, list(rrset))
-        return node
+        return {
+            rdtype: dns.rrset.from_rdata_list(name, rrset.ttl, list(rrset))
+            for rdtype, rrset in source.items()
+        }

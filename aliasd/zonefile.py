@@ -8,8 +8,9 @@ CNAME, nothing outside the zone). It does not resolve anything.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from pathlib import Path
-from types import MappingProxyType
 from typing import Mapping
 
 import dns.exception
@@ -23,6 +24,8 @@ import dns.rrset
 import dns.tokenizer
 import dns.zone
 import dns.zonefile
+
+from aliasd import store
 
 #: The private-use type code that other servers use for ALIAS.
 ALIAS_TYPE = 65401
@@ -67,26 +70,122 @@ class AliasRecord:
     target: dns.name.Name
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ZoneSource:
     """What one zone file says, checked, with absolute names.
 
-    ``rrsets`` maps (owner, type) to the RRset as written, ALIAS included;
-    ``aliases`` maps each ALIAS owner to its rule.
+    ``records`` maps each owner's lookup key (aliasd.store.key_of) to its
+    packed RRsets, ALIAS included, in file order; ``aliases`` maps each
+    ALIAS owner to its rule. Compared by identity: the authority tells a
+    reloaded file from an unchanged one by the object it gets.
     """
 
     origin: dns.name.Name
     path: Path
-    rrsets: Mapping[tuple[dns.name.Name, int], dns.rrset.RRset]
+    records: Mapping[bytes, bytes]
     aliases: Mapping[dns.name.Name, AliasRecord]
+
+    @classmethod
+    def of(cls, origin: dns.name.Name, path: Path, records: dict[bytes, bytes]) -> "ZoneSource":
+        """A source from packed records; finds the ALIAS rules among them."""
+        aliases = {}
+        for packed in records.values():
+            for rdtype, ttl, _, start, end in store.directory(packed):
+                if rdtype == ALIAS_TYPE:
+                    owner = store.name_of(store.owner_of(packed))
+                    target = store.name_of(next(store.rdata_wires(packed, start, end)))
+                    aliases[owner] = AliasRecord(owner, ttl, target)
+        return cls(origin, path, records, aliases)
+
+    @classmethod
+    def from_rrsets(cls, origin: dns.name.Name, path: Path, rrsets) -> "ZoneSource":
+        return cls.of(origin, path, store.pack_rrsets(rrsets))
+
+    @functools.cached_property
+    def key(self) -> bytes:
+        return store.key_of(self.origin)
+
+    @functools.cached_property
+    def soa_wire(self) -> tuple[int, bytes]:
+        """(TTL, rdata) of the apex SOA, read without decoding it."""
+        packed = self.records[self.key]
+        for rdtype, ttl, _, start, end in store.directory(packed):
+            if rdtype == dns.rdatatype.SOA:
+                return ttl, next(store.rdata_wires(packed, start, end))
+        raise KeyError("no SOA")  # load_zone_file never makes such a source
+
+    def soa_with(self, serial: int) -> dns.rrset.RRset:
+        """The apex SOA RRset with ``serial`` in place of the file's."""
+        ttl, wire = self.soa_wire
+        wire = wire[:-20] + serial.to_bytes(4, "big") + wire[-16:]
+        owner = store.name_of(store.owner_of(self.records[self.key]))
+        return store.decode_rrset(owner, dns.rdatatype.SOA, ttl, [wire])
 
     @property
     def soa(self) -> dns.rrset.RRset:
-        return self.rrsets[(self.origin, dns.rdatatype.SOA)]
+        return self.soa_with(self.serial)
 
     @property
     def serial(self) -> int:
-        return self.soa[0].serial
+        return int.from_bytes(self.soa_wire[1][-20:-16], "big")
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A digest of the records (serial aside): equal content, equal digest.
+
+        A sum of per-owner hashes over the packed records: independent of
+        the order of owners in the file, no sorting of owners, no decoding.
+        """
+        total = 0
+        for key, packed in self.records.items():
+            h = hashlib.sha256(key)
+            for rdtype, ttl, wires in store.raw_rrsets(packed):
+                if rdtype == dns.rdatatype.SOA:
+                    wires = [w[:-20] + bytes(4) + w[-16:] for w in wires]
+                h.update(rdtype.to_bytes(2, "big") + ttl.to_bytes(4, "big"))
+                for wire in sorted(wires):
+                    h.update(len(wire).to_bytes(2, "big") + wire)
+            total = (total + int.from_bytes(h.digest(), "big")) % 2**256
+        return f"{total:064x}"
+
+    @property
+    def rrsets(self) -> "RRsetView":
+        """The records as dnspython RRsets keyed by (owner, type), decoded on use."""
+        return RRsetView(self.records)
+
+    def record_count(self) -> int:
+        return sum(count for packed in self.records.values() for _, _, count, _, _ in store.directory(packed))
+
+
+class RRsetView(Mapping):
+    """A zone's packed records seen as {(owner, type): RRset}."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Mapping[bytes, bytes]):
+        self._records = records
+
+    def __getitem__(self, item) -> dns.rrset.RRset:
+        name, rdtype = item
+        packed = self._records.get(store.key_of(name))
+        if packed is None:
+            raise KeyError(item)
+        return store.PackedNode(packed)[rdtype]
+
+    def get(self, item, default=None):
+        try:
+            return self[item]
+        except KeyError:
+            return default
+
+    def __iter__(self):
+        for packed in self._records.values():
+            owner = store.name_of(store.owner_of(packed))
+            for rdtype in store.types_of(packed):
+                yield owner, dns.rdatatype.RdataType.make(rdtype)
+
+    def __len__(self) -> int:
+        return sum(len(store.types_of(packed)) for packed in self._records.values())
 
 
 class _RuleViolation(Exception):
@@ -151,14 +250,32 @@ def load_zone_file(origin: dns.name.Name | str, path: Path | str) -> ZoneSource:
     Raises ZoneFileError with ``file:line: reason`` on any problem.
     """
     path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ZoneFileError(f"{path}: cannot read zone file: {e.strerror}") from None
+    return parse_zone(origin, path, data)
+
+
+def parse_zone(origin: dns.name.Name | str, path: Path, data: bytes) -> ZoneSource:
+    """Check and compile the master file content ``data`` (read from ``path``).
+
+    The common syntax goes through aliasd.masterfile, which writes packed
+    records directly; anything it does not handle, and every file with a
+    problem, goes through dnspython's reader, whose errors name the line.
+    """
     if isinstance(origin, str):
         origin = dns.name.from_text(origin)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ZoneFileError(f"{path}: cannot read zone file: {e.strerror}") from None
+        text = data.decode()
     except UnicodeDecodeError as e:
         raise ZoneFileError(f"{path}: not a text file: {e}") from None
+    from aliasd import masterfile  # imports this module (the ALIAS type)
+
+    try:
+        return ZoneSource.of(origin, path, masterfile.read_records(text, origin))
+    except masterfile.NotSimple:
+        pass
     zone = dns.zone.Zone(origin, dns.rdataclass.IN, relativize=False)
     reader = None
     try:
@@ -178,20 +295,14 @@ def load_zone_file(origin: dns.name.Name | str, path: Path | str) -> ZoneSource:
         raise ZoneFileError(str(e)) from None
     except dns.exception.DNSException as e:
         raise ZoneFileError(f"{path}: {e}") from None
-    rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
-    aliases: dict[dns.name.Name, AliasRecord] = {}
+    rrsets = []
+    has_soa = False
     for name, node in zone.nodes.items():
         for rdataset in node.rdatasets:
             rrset = dns.rrset.RRset(name, rdataset.rdclass, rdataset.rdtype, rdataset.covers)
             rrset.update(rdataset)
-            rrsets[(name, rdataset.rdtype)] = rrset
-            if rdataset.rdtype == ALIAS_RDTYPE:
-                aliases[name] = AliasRecord(name, rdataset.ttl, rdataset[0].target)
-    if (origin, dns.rdatatype.SOA) not in rrsets:
+            rrsets.append(rrset)
+            has_soa = has_soa or (rdataset.rdtype == dns.rdatatype.SOA and name == origin)
+    if not has_soa:
         raise ZoneFileError(f"{path}: no SOA record at the zone apex {origin}")
-    return ZoneSource(
-        origin=origin,
-        path=path,
-        rrsets=MappingProxyType(rrsets),
-        aliases=MappingProxyType(aliases),
-    )
+    return ZoneSource.from_rrsets(origin, path, rrsets)

@@ -12,6 +12,7 @@ contents win.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -283,3 +284,49 @@ def test_kill_9_after_a_served_change_keeps_every_serial(tmp_path, upstream):
         again.wait_for(lambda: again.addresses("cust0.test") == {"198.51.100.2"}, timeout=30)
     finally:
         again.stop()
+
+
+def test_a_restart_with_unchanged_files_loads_them_from_the_snapshot(tmp_path, upstream):
+    upstream.set(SHARED, "A", ["198.51.100.1"], ttl=60)
+    zones = write_zones(tmp_path / "zones.d", 300)
+    snapshot = tmp_path / "state" / "zones.snapshot"
+    p = start_aliasd(tmp_path, upstream)
+    try:
+        processes = " in 2 processes" if (os.cpu_count() or 1) > 1 else ""
+        assert f": 300 parsed{processes}, 0 from the snapshot" in p.log()
+        wait(snapshot.exists, 30, "the snapshot is written")
+        p.wait_for(lambda: p.addresses("cust299.test") == {"198.51.100.1"}, timeout=30)
+        before = settled(p.port, zones)
+    finally:
+        p.stop()
+    (tmp_path / "zones.d" / "cust5.test.zone").write_text(customer_zone(5, extra='new TXT "edited"'))
+    again = start_aliasd(tmp_path, upstream)
+    try:
+        assert ": 1 parsed, 299 from the snapshot" in again.log()
+        after = serials(again.port, zones)
+        assert {z for z in zones if after[z] != before[z]} == {"cust5.test"}
+        assert [r.to_text() for rrset in again.query("new.cust5.test", "TXT").answer for r in rrset] == ['"edited"']
+        assert again.query("mail.cust9.test", "A").answer[0][0].address == "192.0.2.9"
+        assert again.addresses("cust299.test") == {"198.51.100.1"}
+        # The parsed file is added to the snapshot: the next start parses nothing.
+        wait(lambda: b"edited" in snapshot.read_bytes(), 30,
+             "the edited zone is in the snapshot")
+    finally:
+        again.stop()
+    third = start_aliasd(tmp_path, upstream)
+    try:
+        assert ": 0 parsed, 300 from the snapshot" in third.log()
+        assert [r.to_text() for rrset in third.query("new.cust5.test", "TXT").answer for r in rrset] == ['"edited"']
+    finally:
+        third.stop()
+    # A snapshot cut short (a crash while it was written) only costs parsing.
+    data = snapshot.read_bytes()
+    snapshot.write_bytes(data[:len(data) // 2])
+    fourth = start_aliasd(tmp_path, upstream)
+    try:
+        line = [line for line in fourth.log().splitlines() if "zone files read" in line][-1]  # this start's
+        parsed = int(line.split(": ")[-1].split(" parsed")[0])
+        assert 0 < parsed < 300, line
+        assert serials(fourth.port, zones) == after
+    finally:
+        fourth.stop()

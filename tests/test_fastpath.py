@@ -169,7 +169,7 @@ def test_missing_name_refuses_zones_with_wildcards_or_delegations(authority):
 def test_ixfr_rendered_once_per_version_and_serial():
     from aliasd.access import TransferAccess
     from aliasd.config import ZoneSettings
-    from aliasd.journal import difference
+    from aliasd.journal import Journal, difference
     import ipaddress
 
     authority = ZoneAuthority()
@@ -178,7 +178,7 @@ def test_ixfr_rendered_once_per_version_and_serial():
     old = authority.versions[origin]
     flat = Flattened({T.A: dns.rrset.from_text(origin, 30, "IN", "A", "203.0.113.9")})
     new = ZoneVersion.build(SOURCE, {origin: flat}, serial=2, previous=old)
-    authority.journals[origin].add(difference(old, new, {origin: flat}))
+    authority.journals.setdefault(origin, Journal(10)).add(difference(old, new, {origin: flat}))
     authority.serve(new)
     access = TransferAccess((ZoneSettings(origin, None, allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),))
 

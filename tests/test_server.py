@@ -316,3 +316,18 @@ def test_tcp_transfer_hands_the_producer_back_to_queries(handler):
     answers = read_framed(transport.value())
     assert answers[0].id == axfr.id and answers[-1].id == after.id
     assert transport.streaming  # the protocol is the push producer again
+
+
+def test_a_zone_still_loading_answers_servfail_then_its_records(clock):
+    """Start-up with many zones serves them as they load (aliasd.tap):
+    until a zone's first version is served it is ours but not ready."""
+    authority = ZoneAuthority(clock=clock)
+    authority.set_sources([SOURCE])  # queued: nothing built before the clock runs
+    handler = QueryHandler(authority, max_udp_size=1232)
+    assert ask(handler, dns.message.make_query("www.example.com", "A")).rcode() == dns.rcode.SERVFAIL
+    assert ask(handler, dns.message.make_query("example.net", "SOA")).rcode() == dns.rcode.REFUSED
+    clock.advance(0)
+    clock.advance(0)
+    assert not authority.busy
+    r = ask(handler, dns.message.make_query("www.example.com", "A"))
+    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.1"
