@@ -40,6 +40,8 @@ class Snapshot:
     """The compiled zones of the last run, and what this run adds to them."""
 
     FILE = "zones.snapshot"
+    #: Outdated frames tolerated beyond one per zone before a rewrite.
+    slack = 1024
 
     def __init__(self, directory: Path):
         self.path = Path(directory) / self.FILE
@@ -110,10 +112,10 @@ class Snapshot:
 
     def _save(self) -> None:
         new, self._new = self._new, {}
-        if not new and self._frames <= 2 * len(self.entries) + 1024:
+        if not new and self._frames <= 2 * len(self.entries) + self.slack:
             return
         try:
-            if self._frames + len(new) > 2 * len(self.entries) + 1024 or not self.path.exists():
+            if self._frames + len(new) > 2 * len(self.entries) + self.slack or not self.path.exists():
                 self._rewrite()
             else:
                 self._append(new)

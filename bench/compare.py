@@ -9,8 +9,10 @@ dnsperf drives each server in alternating rounds for each query mix (plain
 A, A at ALIAS owners, NXDOMAIN), after one warm-up pass over the names
 (both servers cache answers); ``dig AXFR`` times a full transfer of each
 (PowerDNS with ``outgoing-axfr-expand-alias=yes`` so both send the same
-records). Prints the median of each figure, the aliasd/PowerDNS ratio, and
-each server's peak resident memory.
+records). Prints the median of each figure, the aliasd/PowerDNS ratio,
+start-up time (process start until the zone's SOA is answered; aliasd warm,
+with its zone snapshot, and cold, with an empty state directory) and
+resident memory after loading, after the AXFRs and at peak (VmHWM).
 
 Needs: pdns-server, pdns-backend-bind, bind9, dnsperf, dig (Debian packages).
 
@@ -40,17 +42,23 @@ from bench.common import proc_mib, target_addresses, zone_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
 
-def wait_answering(port: int, name: str, timeout: float = 120) -> None:
+def wait_answering(port: int, name: str, timeout: float = 120, rdtype: str = "A", interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            r = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=1)
+            r = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=1)
             if r.answer:
                 return
         except Exception:
             pass
-        time.sleep(0.5)
+        time.sleep(interval)
     raise RuntimeError(f"nothing answers {name} on port {port}")
+
+
+def start_seconds(started: float, port: int, zone: str) -> float:
+    """Seconds from ``started`` until the zone's SOA is answered (polled every 20 ms)."""
+    wait_answering(port, zone, timeout=600, rdtype="SOA", interval=0.02)
+    return time.monotonic() - started
 
 
 def dnsperf(port: int, qfile: Path, seconds: int) -> float:
@@ -123,11 +131,14 @@ def main() -> int:
             f"disable-axfr=no\nallow-axfr-ips=127.0.0.0/8\nsocket-dir={d}\nguardian=no\ndaemon=no\n"
             f"security-poll-suffix=\nloglevel=3\n"
         )
+        started = time.monotonic()
         pdns = subprocess.Popen(["pdns_server", f"--config-dir={d}", "--config-name="],
                                 stdout=(d / "pdns.log").open("w"), stderr=subprocess.STDOUT)
         procs.append(pdns)
+        start = {"pdns": start_seconds(started, pdns_port, "bench.test")}
         wait_answering(pdns_port, "h1.bench.test")
         wait_answering(pdns_port, "a1.bench.test")
+        loaded = {"pdns": proc_mib(pdns.pid)}
 
         # aliasd.
         a_port = free_port()
@@ -136,8 +147,18 @@ def main() -> int:
             f'[resolver]\nupstreams = ["127.0.0.1:{up_port}"]\nmin-refresh = 300\n'
             f'[zones."bench.test"]\nfile = "bench.zone"\nallow-transfer = ["127.0.0.1"]\n'
         )
-        aliasd = AliasdProcess(["--config", str(d / "aliasd.toml")], d, a_port).start(timeout=300)
-        wait_answering(a_port, f"a{args.aliases - 1}.bench.test")
+        # Cold (empty state directory), then warm (the zone snapshot kept).
+        for kind in ("aliasd cold", "aliasd"):
+            started = time.monotonic()
+            aliasd = AliasdProcess(["--config", str(d / "aliasd.toml")], d, a_port).start(timeout=300)
+            start[kind] = start_seconds(started, a_port, "bench.test")
+            wait_answering(a_port, f"a{args.aliases - 1}.bench.test")
+            loaded[kind] = proc_mib(aliasd.proc.pid)
+            if kind == "aliasd cold":
+                deadline = time.monotonic() + 120  # the snapshot is written once the server runs
+                while not (d / "state" / "zones.snapshot").exists() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                aliasd.stop()
 
         mixes = {
             "plain A": [f"h{i}.bench.test A" for i in range(args.records)],
@@ -160,6 +181,7 @@ def main() -> int:
                 seconds, records = axfr_seconds(port, "bench.test")
                 axfr[who].append(seconds)
                 sizes[who] = records
+        after_axfr = {"aliasd": proc_mib(aliasd.proc.pid), "pdns": proc_mib(pdns.pid)}
 
         print(f"zone: {args.records} A + {args.aliases} ALIAS over {args.targets} targets; "
               f"dnsperf {args.seconds}s x {args.rounds} rounds per mix, alternating; medians")
@@ -170,8 +192,14 @@ def main() -> int:
             print(f"{name + ' q/s':<12}{a:>12.0f}{p:>12.0f}{a / p:>8.2f}")
         a, p = statistics.median(axfr["aliasd"]), statistics.median(axfr["pdns"])
         print(f"{'AXFR s':<12}{a:>12.2f}{p:>12.2f}{a / p:>8.2f}   records: aliasd {sizes['aliasd']}, PowerDNS {sizes['pdns']}")
+        p = start["pdns"]
+        for label, a in (("start s", start["aliasd"]), ("cold start s", start["aliasd cold"])):
+            print(f"{label:<12}{a:>12.2f}{p:>12.2f}{a / p:>8.2f}")
+        for label, figures in (("MiB loaded", loaded), ("MiB AXFR", after_axfr)):
+            a, p = figures["aliasd"], figures["pdns"]
+            print(f"{label:<12}{a:>12.0f}{p:>12.0f}{a / p:>8.2f}")
         ma, mp = proc_mib(aliasd.proc.pid, "VmHWM"), proc_mib(pdns.pid, "VmHWM")
-        print(f"{'peak MiB':<12}{ma:>12.0f}{mp:>12.0f}{ma / mp:>8.2f}")
+        print(f"{'MiB peak':<12}{ma:>12.0f}{mp:>12.0f}{ma / mp:>8.2f}")
         aliasd.stop()
     finally:
         for proc in procs:
