@@ -64,6 +64,14 @@ def test_counters_follow_queries_transfers_notify_and_resolution(aliasd, upstrea
         before = m[www]
         p.query("www.example.com", "A")
         assert scrape(metrics_port)[www] == before + 1
+        assert m["process_resident_memory_bytes"] > 0  # prometheus_client's process metrics
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert response.read().endswith(b"# EOF\n")
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/other", timeout=5)
         assert "GET /metrics" not in p.log()  # no access log line per scrape

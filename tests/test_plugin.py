@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,13 @@ makers = [p for p in getPlugins(IServiceMaker) if p.tapname == "aliasd"]
 print(len(makers), makers[0].module, aliasd.__file__)
 """
 
+#: What a build leaves in the tree it runs in; never copied, never left in the checkout.
+BUILD_LEFTOVERS = ("build", "dist", "*.egg-info")
+
+
+def _leftovers(tree: Path) -> set[str]:
+    return {p.name for pattern in BUILD_LEFTOVERS for p in tree.glob(pattern)}
+
 
 def test_twistd_lists_aliasd_in_this_install():
     out = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, timeout=60).stdout
@@ -25,12 +33,21 @@ def test_twistd_lists_aliasd_in_this_install():
 
 
 def test_normal_install_ships_the_plugin_file(tmp_path):
+    before = _leftovers(REPO)
+    # setuptools builds in the source tree (build/, aliasd.egg-info): build
+    # from a copy, so that the checkout stays as it is.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".pytest_cache", ".hypothesis", "__pycache__", "dropin.cache",
+        "var", *BUILD_LEFTOVERS,
+    ))
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(REPO)],
+         "--target", str(target), str(source)],
         check=True, capture_output=True, timeout=300,
     )
+    assert _leftovers(REPO) <= before  # nothing built in the checkout
     assert (target / "twisted" / "plugins" / "aliasd_plugin.py").exists()
     assert (target / "bin" / "aliasd-check").exists()  # the console script
     assert not (target / "twisted" / "__init__.py").exists()  # never shadow Twisted
