@@ -5,29 +5,27 @@
 Exit 0 with one summary line per zone when everything can be served; exit 1
 with one ``file:line: reason`` line per problem otherwise (every zone is
 checked, not just up to the first error). ALIAS loops are reported as
-warnings: the server would answer SERVFAIL for those owners and serve the
-rest. Nothing is started and no state is written.
+warnings: those owners would serve no addresses (NODATA, as on the
+secondaries) and the rest is served. Nothing is started and no state is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from pathlib import Path
 from typing import Sequence, TextIO
 
+from aliasd import store
 from aliasd.authority import ZoneAuthority
-from aliasd.config import ConfigError, Settings, ZoneSettings, load_settings, parse_zone_name
+from aliasd.config import ConfigError, Settings, ZoneSettings, load_settings, parse_zone_arg
 from aliasd.zonefile import ZoneFileError, load_zone_file
 
 
 def _zone_arg(spec: str) -> ZoneSettings:
-    name, sep, path = spec.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {spec!r}")
     try:
-        return ZoneSettings(parse_zone_name(name), Path(path).resolve())
-    except ValueError as e:
+        return parse_zone_arg(spec)
+    except ValueError as e:  # argparse shows the message of this one only
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -39,14 +37,15 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
         print(e, file=out)
         return 1
     zones = {z.name: z for z in settings.zones}
-    zones.update({z.name: z for z in extra_zones})
+    zones.update({z.name: dataclasses.replace(z, include_anywhere=settings.server.allow_include_anywhere)
+                  for z in extra_zones})
     if not zones:
         print(f"{config or 'aliasd'}: no zones configured", file=out)
         return 1
     sources, errors = [], 0
     for zone in zones.values():
         try:
-            sources.append(load_zone_file(zone.name, zone.file))
+            sources.append(load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere))
         except ZoneFileError as e:
             print(e, file=out)
             errors += 1
@@ -56,14 +55,14 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
     authority.set_sources(sources)
     for source in sources:
         version = authority.versions[source.origin]
-        loops = sorted(o.to_text() for o in source.aliases if version.lookup(o, 1).rcode == 2)
+        loops = sorted(o.to_text() for o in source.aliases if store.key_of(o) in version.loop_keys)
         print(
             f"{source.origin}: serial {source.serial}, {source.record_count()}"
             f" records, {len(source.aliases)} ALIAS ({source.path})",
             file=out,
         )
         if loops:
-            print(f"{source.path}: warning: ALIAS loop, SERVFAIL for {', '.join(loops)}", file=out)
+            print(f"{source.path}: warning: ALIAS loop, no addresses for {', '.join(loops)}", file=out)
     return 0
 
 

@@ -63,6 +63,8 @@ class ServerSettings:
     answer_cache_size: int | None = None  # None: sized from the zones
     notify_rate: float = 500.0  # NOTIFY messages per second, all secondaries together
     notify_source: tuple[str, ...] = ()  # at most one address per family
+    # $INCLUDE may name files outside the including zone file's directory.
+    allow_include_anywhere: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,7 @@ class ResolverSettings:
     serve_stale: float = 3600.0
     timeout: float = 2.0
     max_in_flight: int = 64
+    min_ttl: int = 0  # floor for the TTL of addresses from upstream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,10 @@ class ZoneSettings:
     allow_transfer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     transfer_key: str | None = None
     transfer_tls_only: bool = False
+    # $INCLUDE outside the zone file's directory is allowed ([server]
+    # allow-include-anywhere, copied into every zone so that whoever loads
+    # the file knows it).
+    include_anywhere: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +262,19 @@ def parse_zone_name(text: str) -> dns.name.Name:
         raise ValueError(f"bad zone name {text!r}: {e}") from None
 
 
+def parse_zone_arg(spec: str) -> ZoneSettings:
+    """A zone given on a command line as NAME=FILE (``--zone`` of
+    ``twistd aliasd`` and of ``aliasd-check``); ValueError if it is not one.
+
+    The file is made absolute, so a reload finds it whatever the working
+    directory.
+    """
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"expected NAME=FILE, got {spec!r}")
+    return ZoneSettings(parse_zone_name(name), Path(path).resolve())
+
+
 # -- the file ---------------------------------------------------------------
 
 
@@ -290,6 +310,8 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     if "file" in defaults.table:
         raise defaults.error("file", "belongs in a zone's own table")
     defaults = _zone_options(defaults, key_names)
+    if server.allow_include_anywhere:  # every zone inherits it from here
+        defaults = dataclasses.replace(defaults, include_anywhere=True)
     zones = tuple(
         _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults)
         for name, table in zones_table.table.items()
@@ -372,6 +394,9 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         raise section.error("answer-cache-size", f"must be at least 2, got {cache_size}")
     notify_rate = section.number("notify-rate", defaults.notify_rate, 1)
     notify_source = _notify_source(section)
+    include_anywhere = section.take(
+        "allow-include-anywhere", (bool,), "true or false", defaults.allow_include_anywhere
+    )
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -389,6 +414,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         cache_size,
         notify_rate,
         notify_source,
+        include_anywhere,
     )
 
 
@@ -431,9 +457,12 @@ def _resolver(section: _Section) -> ResolverSettings:
     in_flight = section.take("max-in-flight", (int,), "an integer", defaults.max_in_flight)
     if in_flight < 1:
         raise section.error("max-in-flight", f"must be at least 1, got {in_flight}")
+    min_ttl = section.take("min-ttl", (int,), "an integer", defaults.min_ttl)
+    if not 0 <= min_ttl <= 2**31 - 1:
+        raise section.error("min-ttl", f"must be between 0 and 2147483647 seconds, got {min_ttl}")
     section.finish()
     return ResolverSettings(
-        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight
+        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight, min_ttl
     )
 
 

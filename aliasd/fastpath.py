@@ -3,13 +3,16 @@
 Most queries are plain: one question in class IN, no TSIG, at most an OPT
 record of EDNS version 0. For those, ``cache_key`` reads the question and
 the client's UDP size straight from the packet (no message parsing), and an
-answer rendered earlier for the same name, type and size shape is reused:
-only the ID, the RD/CD flags the client controls and the question's letter
-case (0x20 randomisation) are copied from the query. An entry is valid only
+answer rendered earlier for the same name, type and shape is reused: only
+the ID, the RD/CD flags the client controls and the question's letter case
+(0x20 randomisation) are copied from the query. The shape is what else
+changes the answer's bytes: the size limit, EDNS or not, the DO bit (echoed
+in the answer's OPT, RFC 3225 3) and UDP or not. An entry is valid only
 while its zone still serves the version it was rendered from (and no reload
 changed the set of zones), so a new version never serves stale bytes.
 Anything unusual (TSIG, other opcodes, compression in the question, EDNS
-versions other than 0, transfers, CHAOS) takes the full path.
+versions other than 0, an OPT whose options the full path would reject or
+look into, transfers, CHAOS) takes the full path.
 """
 
 from __future__ import annotations
@@ -17,11 +20,18 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+import dns.edns
 import dns.name
+
+from aliasd import store
 
 _COUNTS = struct.Struct("!HHHH")
 _QTAIL = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")
+_OPTION = struct.Struct("!HH")
+_DO = 0x8000  # in the OPT record's flags (RFC 3225)
+#: EDNS options dnspython keeps as opaque octets: any content parses.
+_OPAQUE_OPTIONS = (dns.edns.GenericOption, dns.edns.NSIDOption)
 _CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
 _NOT_CACHED_TYPES = frozenset({41, 249, 250, 251, 252, 255})  # OPT TKEY TSIG IXFR AXFR ANY
 #: The least bound on kept answers (measured: about 950 octets each for an
@@ -98,18 +108,8 @@ def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[bytes, int] | 
     qd, an, ns, ar = _COUNTS.unpack_from(wire, 4)
     if qd != 1 or an or ns or ar > 1:
         return None
-    i = 12
-    while True:
-        if i >= size:
-            return None
-        length = wire[i]
-        if length == 0:
-            i += 1
-            break
-        if length > 63:  # a compression pointer (or garbage) in the question
-            return None
-        i += length + 1
-    if i - 12 > 255 or i + 4 > size:
+    i = question_end(wire, size)
+    if i < 0:
         return None
     qtype, qclass = _QTAIL.unpack_from(wire, i)
     qend = i + 4
@@ -118,30 +118,64 @@ def cache_key(wire: bytes, over_udp: bool, max_udp: int) -> tuple[bytes, int] | 
     if ar == 0:
         if qend != size:
             return None
-        limit, edns = (512 if over_udp else 65535), False
+        limit, edns = (512 if over_udp else 65535), 0
     else:
         if size < qend + 11 or wire[qend] != 0:
             return None
-        otype, payload, _, version, _, rdlength = _OPT.unpack_from(wire, qend + 1)
+        # One OPT (ar is 1), owned by the root (one zero octet, no pointer).
+        otype, payload, _, version, eflags, rdlength = _OPT.unpack_from(wire, qend + 1)
         if otype != 41 or version != 0 or qend + 11 + rdlength != size:
             return None
+        if rdlength and not plain_options(wire, qend + 11, size):
+            return None
         limit = min(max(512, payload), max_udp) if over_udp else 65535
-        edns = True
+        edns = 2 | (eflags & _DO) >> 13  # EDNS, and DO as the next bit up
     # One bytes object as the key (small, hashed once): the lower-cased name
     # (type and class octets are numbers, never case-folded), then the size
-    # shape of the answer.
-    shape = bytes(((limit >> 8) & 0xFF, limit & 0xFF, edns << 1 | over_udp))
+    # and flag shape of the answer.
+    shape = bytes(((limit >> 8) & 0xFF, limit & 0xFF, edns | over_udp))
     return wire[12:i].lower() + wire[i:qend] + shape, qend
 
 
-def label_offsets(name_wire: bytes) -> list[int]:
-    """Where each label of an uncompressed wire name starts (root last)."""
-    offsets, i = [], 0
-    while True:
-        offsets.append(i)
-        if name_wire[i] == 0:
-            return offsets
-        i += name_wire[i] + 1
+def question_end(wire: bytes, size: int) -> int:
+    """Where the first question's name ends (after its root octet), or -1
+    unless it is an uncompressed name of at most 255 octets followed by a
+    type and a class within ``size`` (a compression pointer or garbage)."""
+    i = 12
+    while i < size:
+        length = wire[i]
+        if length == 0:
+            i += 1
+            return i if i - 12 <= 255 and i + 4 <= size else -1
+        if length > 63:
+            return -1
+        i += length + 1
+    return -1
+
+
+def plain_options(wire: bytes, start: int, end: int) -> bool:
+    """Whether ``wire[start:end]``, an OPT record's rdata, is EDNS options
+    the full path accepts as they are (RFC 6891 6.1.2): option headers of
+    four octets, each option's length ending within the rdata and the last
+    ending exactly at its end. An option dnspython parses into fields (ECS,
+    EDE, ...) may be malformed inside and takes the full path, except a
+    COOKIE of a valid length (RFC 7873 4: an 8-octet client cookie and
+    none or 8 to 32 octets of server cookie; aliasd does not answer them).
+    """
+    i = start
+    while i < end:
+        if i + 4 > end:
+            return False  # a truncated option header
+        code, length = _OPTION.unpack_from(wire, i)
+        i += 4 + length
+        if i > end:
+            return False  # the option runs past the rdata
+        if code == 10:
+            if length != 8 and not 16 <= length <= 40:
+                return False
+        elif dns.edns.get_option_class(code) not in _OPAQUE_OPTIONS:
+            return False
+    return True
 
 
 def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
@@ -155,18 +189,17 @@ def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
     """
     if name_wire in zones:  # a zone apex exists
         return None
-    offsets = label_offsets(name_wire)
-    for at in offsets[1:]:
-        version = zones.get(name_wire[at:])
+    names = list(store.suffixes(name_wire))  # the name, then each parent
+    for depth in range(1, len(names)):
+        origin = names[depth]
+        version = zones.get(origin)
         if version is None:
             continue
         base = version.base
-        if base.has_wildcards or base.cuts or base.exists(name_wire):
+        if base.has_wildcards or base.cuts or base.dnames or base.exists(name_wire):
             return None
-        origin = name_wire[at:]
         avoid = soa_suffixes.get(origin, ())
-        for inner in offsets[:offsets.index(at)]:
-            suffix = name_wire[inner:]
+        for inner, suffix in enumerate(names[:depth]):
             if suffix in avoid or base.exists(suffix) and inner:
                 return None
         return version, origin

@@ -25,20 +25,33 @@ _SKIPPED = (dns.rdatatype.SOA, ALIAS_RDTYPE)
 
 @dataclasses.dataclass(frozen=True)
 class Difference:
-    """What changed from one served version to the next."""
+    """What changed from one served version to the next.
 
-    old_soa: dns.rrset.RRset
-    new_soa: dns.rrset.RRset
+    The two SOAs are kept packed (aliasd.store), decoded when an IXFR needs
+    them: journals of ten thousand zones would otherwise hold a dozen
+    objects per difference for the cyclic garbage collector to walk.
+    """
+
+    old_soa_packed: bytes
+    new_soa_packed: bytes
     removed: tuple[dns.rrset.RRset, ...]
     added: tuple[dns.rrset.RRset, ...]
 
     @property
+    def old_soa(self) -> dns.rrset.RRset:
+        return store.PackedNode(self.old_soa_packed)[dns.rdatatype.SOA]
+
+    @property
+    def new_soa(self) -> dns.rrset.RRset:
+        return store.PackedNode(self.new_soa_packed)[dns.rdatatype.SOA]
+
+    @property
     def old_serial(self) -> int:
-        return self.old_soa[0].serial
+        return int.from_bytes(self.old_soa_packed[-20:-16], "big")
 
     @property
     def new_serial(self) -> int:
-        return self.new_soa[0].serial
+        return int.from_bytes(self.new_soa_packed[-20:-16], "big")
 
 
 def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
@@ -81,11 +94,12 @@ def difference(
             else:
                 gone = set(a) if a is not None else set()
                 new_rdatas = set(b) if b is not None else set()
+            # Whole RRsets are kept as they are: fewer objects per journal entry.
             if gone:
-                removed.append(_subset(a, gone))
+                removed.append(a if len(gone) == len(a) else _subset(a, gone))
             if new_rdatas:
-                added.append(_subset(b, new_rdatas))
-    return Difference(old.soa, new.soa, tuple(removed), tuple(added))
+                added.append(b if len(new_rdatas) == len(b) else _subset(b, new_rdatas))
+    return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))
 
 
 class Journal:

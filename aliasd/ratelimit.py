@@ -24,7 +24,9 @@ import dns.name
 import dns.rdatatype
 from twisted.logger import Logger
 
+from aliasd import store
 from aliasd.config import RateLimitSettings
+from aliasd.fastpath import question_end
 from aliasd.logthrottle import LogThrottle
 from aliasd.stats import Statistics
 
@@ -64,22 +66,6 @@ def _skip_name(wire: bytes, i: int, size: int) -> int:
             return i + 1
         if length >= 0xC0:
             return i + 2 if i + 2 <= size else -1
-        if length > 63:
-            return -1
-        i += length + 1
-    return -1
-
-
-def _question_end(wire: bytes, size: int) -> int:
-    """Where the first question's name ends (after its root octet), or -1.
-
-    The name must be uncompressed, as it is in every answer aliasd renders.
-    """
-    i = 12
-    while i < size:
-        length = wire[i]
-        if length == 0:
-            return i + 1 if i + 5 <= size else -1
         if length > 63:
             return -1
         i += length + 1
@@ -199,7 +185,7 @@ class ResponseRateLimiter:
         if rcode == 0 or rcode == 3:
             if qd == 0:
                 return response
-            qname_end = _question_end(response, size)
+            qname_end = question_end(response, size)  # uncompressed in our answers
             if qname_end < 0:
                 return response
             if rcode == 0 and an:
@@ -288,11 +274,9 @@ class ResponseRateLimiter:
             # Usually a pointer into the question name: the zone is a suffix.
             target = ((length & 0x3F) << 8) | wire[i + 1]
             if 12 <= target < qname_end:
-                j = 12
-                while j < target:  # only at a label boundary
-                    j += wire[j] + 1
-                if j == target:
-                    return kind, qname[target - 12:]
+                for suffix in store.suffixes(qname):  # only at a label boundary
+                    if len(suffix) == qname_end - target:
+                        return kind, suffix
         try:
             owner, _ = dns.name.from_wire(wire, i)
         except (dns.exception.DNSException, IndexError, ValueError):
@@ -340,7 +324,7 @@ def slip_answer(response: bytes) -> bytes:
     size = len(response)
     flags = ((response[2] << 8) | response[3]) | _TC
     head = response[:2] + bytes((flags >> 8, flags & 0xFF))
-    qname_end = _question_end(response, size) if response[4] or response[5] else -1
+    qname_end = question_end(response, size) if response[4] or response[5] else -1
     if qname_end < 0:
         return head + b"\0" * 8
     return head + b"\0\1" + b"\0" * 6 + response[12:qname_end + 4]

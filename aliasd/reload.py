@@ -48,16 +48,16 @@ log = Logger()
 def load_zone(zone: ZoneSettings) -> ZoneSource:
     """Load one configured zone; the error names the zone, file and line."""
     try:
-        return load_zone_file(zone.name, zone.file)
+        return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere)
     except ZoneFileError as e:
         raise ZoneFileError(f"zone {zone.name}: {e}") from None
 
 
 def _parse(job: tuple) -> ZoneSource | ZoneFileError:
     """Parse one file's content (in a worker process at start)."""
-    name, path, data = job
+    name, path, data, include_anywhere = job
     try:
-        source = parse_zone(name, path, data)
+        source = parse_zone(name, path, data, include_anywhere=include_anywhere)
     except ZoneFileError as e:
         return ZoneFileError(f"zone {name}: {e}")
     source.digest  # computed here, carried back with the source
@@ -127,7 +127,7 @@ class ZoneFiles:
         for name in set(self._read) - set(results):
             del self._read[name]
         if self.snapshot is not None:
-            self.snapshot.keep_only(store.key_of(name) for name in self._read)
+            self.snapshot.keep_only(name.to_wire() for name in self._read)
         ordered = {zone.name: results[zone.name] for zone in zones}
         fresh = [
             r for name, r in ordered.items()
@@ -139,9 +139,11 @@ class ZoneFiles:
         """The zone's source if its file is known, else what to parse."""
         path = zone.file
         known = self._read.get(zone.name)
+        if known is not None and (known.path != path or known.source.origin.labels != zone.name.labels):
+            known = None  # another file, or the zone name's letter case changed (it shows in answers)
         try:
             st = os.stat(path)
-            if known is not None and known.path == path and not known.includes and (
+            if known is not None and not known.includes and (
                     known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 return known.source
             data = path.read_bytes()
@@ -149,14 +151,20 @@ class ZoneFiles:
             return load_zone(zone)  # raises, naming the file and the reason
         digest = hashlib.sha256(data).digest()
         includes = b"$include" in data.lower()
-        if known is not None and known.path == path and not includes and known.digest == digest:
+        if known is not None and not includes and known.digest == digest:
             known.size, known.mtime_ns = st.st_size, st.st_mtime_ns
             return known.source
         todo = _Todo(zone, st.st_size, st.st_mtime_ns, digest, includes, data)
         if self.snapshot is not None and not includes:
-            entry = self.snapshot.get(store.key_of(zone.name), digest)
+            entry = self.snapshot.get(zone.name.to_wire(), digest)
             if entry is not None:
-                source = ZoneSource.of(zone.name, path, entry[1])
+                try:
+                    source = ZoneSource.of(zone.name, path, entry[1])
+                    source.serial  # the apex SOA is there and readable
+                except Exception as e:  # checked by a hash, so only a bug gets here; parse instead
+                    log.warn("zone snapshot entry for {zone} unusable ({error}): parsing the file",
+                             zone=zone.name.to_text(), error=repr(e))
+                    return todo
                 source.__dict__["digest"] = entry[2]  # the cached content digest
                 self.from_snapshot += 1
                 return self._remember(todo, source)
@@ -169,7 +177,7 @@ class ZoneFiles:
         return source
 
     def _parse(self, todo: list[_Todo], results: dict, workers: int) -> None:
-        jobs = [(t.zone.name, t.zone.file, t.data) for t in todo]
+        jobs = [(t.zone.name, t.zone.file, t.data, t.zone.include_anywhere) for t in todo]
         self.workers = workers if workers > 1 and len(jobs) >= self.parallel_from else 1
         if self.workers > 1:
             with multiprocessing.get_context("fork").Pool(self.workers) as pool:
@@ -183,7 +191,7 @@ class ZoneFiles:
             self.parsed += 1
             self._remember(t, result)
             if self.snapshot is not None and not t.includes:
-                self.snapshot.put(result.key, t.digest, dict(result.records), result.digest)
+                self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest)
 
     def summary(self) -> str:
         """How the last read_all got its zones, for the log."""
@@ -233,6 +241,7 @@ class Reloader:
         self.catalog = getattr(options, "catalog", None) or CatalogMaker()
         self._running: defer.Deferred | None = None
         self._again = False
+        self._applied: list[str] = []  # steps of _apply done so far
 
     def reload(self) -> defer.Deferred:
         """Reload; fires with True when everything was read without error
@@ -305,21 +314,29 @@ class Reloader:
         sources = self.catalog.add_to(settings, sources)
         old = set(self.authority.sources)
         new = {s.origin for s in sources}
+        applied = self._applied = []  # what _crashed reports if a step fails
         self.handler.access = TransferAccess(settings.transferable_zones)
+        applied.append("transfer access")
         keyring = keyring_from(settings.keys)
         self.handler.keyring = keyring
+        applied.append("TSIG keys")
         self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
         self.notifier.keys = {
             z.name: keyring[dns.name.from_text(z.transfer_key)]
             for z in settings.transferable_zones
             if z.transfer_key
         }
+        applied.append("NOTIFY targets")
         self._apply_resolver(settings)
+        applied.append("resolver settings")
         tls_context = getattr(self.options, "tls_context", None)
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
+        applied.append("TLS certificate")
         self.authority.set_sources(sources, prepared)
+        applied.append("zones")
         self.settings = settings
+        self._applied = []
 
         def done(_):
             if self.authority.waiting_for_state:
@@ -336,8 +353,22 @@ class Reloader:
 
         return self.authority.when_idle().addCallback(done)
 
+    _STEPS = ("transfer access", "TSIG keys", "NOTIFY targets", "resolver settings", "TLS certificate", "zones")
+
     def _crashed(self, failure) -> bool:
-        log.failure("reload failed, nothing changed", failure)
+        applied, self._applied = self._applied, []
+        if not applied:
+            log.failure("reload failed, nothing changed", failure)
+        else:
+            # Some of the new configuration is in use: say which, never
+            # "nothing changed" (issue 12.8).
+            log.failure(
+                "reload failed part way: applied {applied}; not applied {missing}; the server goes "
+                "on with that mix until a reload succeeds",
+                failure,
+                applied=", ".join(applied),
+                missing=", ".join(step for step in self._STEPS if step not in applied),
+            )
         self._count("failed")
         return False
 
@@ -350,12 +381,11 @@ class Reloader:
         r.min_refresh, r.max_refresh, r.serve_stale = new.min_refresh, new.max_refresh, new.serve_stale
         r.query_timeout = (new.timeout, new.timeout * 2)
         r.max_in_flight = new.max_in_flight
+        r.min_ttl = new.min_ttl
         if new.upstreams != self.settings.resolver.upstreams:
-            old = r.upstream
-            r.upstream = self.make_upstream(new.upstreams)
-            close = getattr(old, "close", None)
-            if close is not None:
-                close()
+            # Lookups waiting on the old upstreams are asked again of the new
+            # ones; the old client is closed, its sockets with it.
+            r.replace_upstream(self.make_upstream(new.upstreams))
             log.info("reload: upstream resolvers now {upstreams}",
                      upstreams=", ".join(str(u) for u in new.upstreams) or "(none)")
 

@@ -6,7 +6,9 @@ it. A ``LoopingCall`` ticks once a second and sends an upstream query for
 each target whose refresh time has come (its TTL clamped to the configured
 minimum and maximum). Outcomes:
 
-- addresses: served, with the upstream TTL;
+- addresses: served, with the largest TTL the upstream gave for them (a
+  caching upstream counts TTLs down; see ``AliasResolver._set``), never
+  below ``min_ttl``;
 - NXDOMAIN or NODATA: the owner has no addresses of that type;
 - SERVFAIL, REFUSED, timeout, anything else: the last good addresses stay
   (serve stale) until ``serve_stale`` seconds after the last success, then
@@ -14,7 +16,8 @@ minimum and maximum). Outcomes:
 
 When what a target serves changes, ``on_change(keys)`` is called once per batch of
 changes (not once per target) with the changed targets, and the authority
-re-follows only the ALIAS owners that depend on them.
+re-follows only the ALIAS owners that depend on them (its serial-rate
+damping then decides when the change is published).
 This module does not know about zones; targets inside served zones are
 followed by the authority from its own data.
 """
@@ -68,7 +71,8 @@ class TargetState:
     rdtype: int
     status: Status = Status.PENDING
     addresses: tuple[str, ...] = ()
-    ttl: int = 0
+    ttl: int = 0  # the TTL served (handed to the authority)
+    ttl_seen: int = 0  # the largest upstream TTL seen for these addresses
     last_success: float | None = None
     last_refresh: float | None = None
     next_due: float = 0.0
@@ -170,6 +174,7 @@ class AliasResolver(service.Service):
         serve_stale: float = 3600,
         query_timeout: tuple[int, ...] = (1, 2),
         max_in_flight: int = 64,
+        min_ttl: float = 0,
         on_change: Callable[[set[TargetKey]], None] = lambda changed: None,
         state=None,
         jitter: float = 0.1,
@@ -184,6 +189,7 @@ class AliasResolver(service.Service):
         self.serve_stale = serve_stale
         self.query_timeout = query_timeout
         self.max_in_flight = max_in_flight
+        self.min_ttl = min_ttl
         self.on_change = on_change
         self.stats = stats if stats is not None else Statistics()
         self.jitter = jitter
@@ -205,6 +211,10 @@ class AliasResolver(service.Service):
         self._restored = self._load_saved() if state is not None else {}
         self._in_flight = 0
         self._waiting: collections.deque[TargetState] = collections.deque()
+        # Lookups waiting for the upstream, by id(state): (state, Deferred).
+        self._lookups: dict[int, tuple[TargetState, defer.Deferred]] = {}
+        # ids of states whose lookups are being cancelled; True: ask again.
+        self._abandoned: dict[int, bool] = {}
         self._change_pending = None
         self._changed: set[TargetKey] = set()
         self._loop = task.LoopingCall(self.refresh_due)
@@ -218,6 +228,7 @@ class AliasResolver(service.Service):
 
     def stopService(self):
         super().stopService()
+        self._abandon_lookups(requeue=False)
         close = getattr(self.upstream, "close", None)
         if close is not None:
             close()
@@ -231,6 +242,34 @@ class AliasResolver(service.Service):
             self._save()  # the last word at shutdown
         except OSError as e:
             log.error("cannot save ALIAS target cache: {error}", error=str(e))
+
+    def replace_upstream(self, upstream) -> None:
+        """Ask ``upstream`` from now on (the upstreams changed on reload).
+
+        Lookups still waiting on the old one are cancelled and asked again
+        of the new one at once (not counted as failures, nothing logged),
+        then the old one is closed: its sockets with it, and no query of
+        the old one is left to time out or be answered later.
+        """
+        old, self.upstream = self.upstream, upstream
+        self._abandon_lookups(requeue=True)
+        close = getattr(old, "close", None)
+        if close is not None:
+            close()
+        self._start_waiting()
+
+    def _abandon_lookups(self, requeue: bool) -> None:
+        """Cancel every lookup in flight; its target is queued again first
+        when ``requeue`` (see _failed), else just no longer in flight."""
+        for key, (state, d) in list(self._lookups.items()):
+            self._abandoned[key] = requeue
+            d.cancel()  # fires _failed with CancelledError, at once
+            self._abandoned.pop(key, None)
+            entry = self._lookups.pop(key, None)
+            if entry is not None:
+                # An upstream whose Deferred ignores cancel(): stop waiting for
+                # it; a late outcome is dropped (_finished finds no entry).
+                self._release(entry[0], requeue)
 
     # -- targets ---------------------------------------------------------
 
@@ -278,7 +317,7 @@ class AliasResolver(service.Service):
             if status not in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES):
                 continue
             restored[(name, rdtype)] = TargetState(
-                name, rdtype, status, addresses, ttl, last_success, next_due=now
+                name, rdtype, status, addresses, ttl=ttl, ttl_seen=ttl, last_success=last_success, next_due=now
             )
         return restored
 
@@ -360,17 +399,31 @@ class AliasResolver(service.Service):
             d = self.upstream.lookupAddress(name, timeout=self.query_timeout)
         else:
             d = self.upstream.lookupIPV6Address(name, timeout=self.query_timeout)
+        self._lookups[id(state)] = (state, d)  # before the callbacks: d may have fired
         d.addCallbacks(self._answered, self._failed, (state,), None, (state,), None)
         d.addErrback(lambda f: log.failure("handling upstream answer", f))
 
     def _finished(self, state: TargetState) -> bool:
-        """Book-keeping common to every outcome; False if the target was dropped."""
+        """Book-keeping common to every outcome; False if the target was
+        dropped, or its lookup abandoned (cancelled: see _failed)."""
+        entry = self._lookups.get(id(state))
+        if entry is None or entry[0] is not state:
+            return False  # abandoned already (_abandon_lookups)
+        del self._lookups[id(state)]
         state.in_flight = False
         self._in_flight -= 1
         state.last_refresh = self.clock.seconds()
         if self._waiting:
             self.clock.callLater(0, self._start_waiting)
         return self.targets.get((state.name, state.rdtype)) is state
+
+    def _release(self, state: TargetState, requeue: bool) -> None:
+        """An abandoned lookup: no longer in flight; asked again first if
+        ``requeue`` and the target is still followed."""
+        state.in_flight = False
+        self._in_flight -= 1
+        if requeue and self.targets.get((state.name, state.rdtype)) is state:
+            self._waiting.appendleft(state)
 
     def _refresh_in(self, ttl: float) -> float:
         """Seconds until the next refresh: the TTL clamped into
@@ -406,6 +459,13 @@ class AliasResolver(service.Service):
         self._set(state, Status.RESOLVED, addresses, ttl, "")
 
     def _failed(self, failure, state: TargetState) -> None:
+        requeue = self._abandoned.get(id(state))
+        if requeue is not None and failure.check(defer.CancelledError):
+            # Cancelled by us (upstreams replaced, or stop): no outcome.
+            entry = self._lookups.pop(id(state), None)
+            if entry is not None and entry[0] is state:
+                self._release(state, requeue)
+            return
         if not self._finished(state):
             return
         now = self.clock.seconds()
@@ -448,31 +508,51 @@ class AliasResolver(service.Service):
         """Record an outcome; log and signal only when what is served changes.
 
         A first failure is logged too (once), even when nothing served changes.
+
+        TTL: a caching upstream counts TTLs down, so the same addresses come
+        back with ever smaller TTLs (down to 1 or 0) until its cache
+        refreshes. The TTL served is therefore the largest TTL seen for the
+        unchanged addresses (a countdown never exceeds the original), at
+        least ``min_ttl``, and taken afresh when the addresses change. A
+        smaller TTL for the same addresses changes nothing; a larger one is
+        handed to the authority only when it is more than ``ttl_step``
+        above the one served, so a TTL creeping up does not move the serial
+        at every refresh (the authority's serial-rate damping applies too).
         """
+        same_addresses = addresses == state.addresses and state.serves_addresses
         changed = status != state.status or addresses != state.addresses
         failure = reason if failed else ""
         newly_failing = bool(failure) != bool(state.failure)
         state.failure = failure
-        if changed:
-            # A TTL alone never counts as a change: a recursive upstream
-            # counts TTLs down, and every refresh would bump the serial.
-            # The TTL is taken again with the next change of addresses.
-            state.ttl = ttl
-        if not (changed or newly_failing):
+        ttl_raised = False
+        if status is Status.RESOLVED and not failed and same_addresses:
+            ttl_raised = self._take_larger_ttl(state, ttl)
+        elif changed and not same_addresses:
+            state.ttl_seen = ttl
+            state.ttl = max(ttl, int(self.min_ttl)) if status is Status.RESOLVED else ttl
+        if not (changed or newly_failing or ttl_raised):
             return
+        if changed or newly_failing:
+            log.info(
+                "ALIAS target {target} {rdtype}: {status}{why} -> {served}",
+                target=state.name.to_text(),
+                rdtype=dns.rdatatype.to_text(state.rdtype),
+                status=status.value,
+                why=f" ({reason})" if reason else "",
+                served=" ".join(addresses) if addresses else "(none)"
+                if status not in (Status.PENDING, Status.EXPIRED)
+                else "zone file fallback",
+            )
+        else:
+            log.info(
+                "ALIAS target {target} {rdtype}: TTL now {ttl}",
+                target=state.name.to_text(),
+                rdtype=dns.rdatatype.to_text(state.rdtype),
+                ttl=state.ttl,
+            )
         state.status = status
         state.addresses = addresses
-        log.info(
-            "ALIAS target {target} {rdtype}: {status}{why} -> {served}",
-            target=state.name.to_text(),
-            rdtype=dns.rdatatype.to_text(state.rdtype),
-            status=status.value,
-            why=f" ({reason})" if reason else "",
-            served=" ".join(addresses) if addresses else "(none)"
-            if not state.uses_fallback
-            else "zone file fallback",
-        )
-        if changed:
+        if changed or ttl_raised:
             self._changed.add((state.name, state.rdtype))
         self._unanswered.discard((state.name, state.rdtype))
         if self._changed and self._change_pending is None:
@@ -485,6 +565,20 @@ class AliasResolver(service.Service):
             self._change_pending = self.clock.callLater(delay, self._signal_change)
         elif not self._unanswered and self._change_pending is not None and self._change_pending.active():
             self._change_pending.reset(0)
+
+    #: A larger TTL for the same addresses is handed over (and may move the
+    #: serial) only when it is more than this fraction above the one served.
+    ttl_step = 0.1
+
+    def _take_larger_ttl(self, state: TargetState, ttl: int) -> bool:
+        """The same addresses answered again with ``ttl``: keep the largest
+        TTL seen; True when the one served is raised (a change to hand over)."""
+        state.ttl_seen = max(state.ttl_seen, ttl)
+        wanted = max(state.ttl_seen, int(self.min_ttl))
+        if wanted > state.ttl * (1 + self.ttl_step):
+            state.ttl = wanted
+            return True
+        return False
 
     #: Seconds before changes whose hand-over failed are handed over again.
     change_retry = 5.0

@@ -7,7 +7,7 @@ operator compares with the secondaries'.
 
 Statistics keeps the counters that the server, the resolver and the NOTIFY
 sender increment as plain counts in a dictionary: a query costs one
-dictionary increment with a key computed once (aliasd.server keeps it with
+dictionary increment with a key computed once (aliasd.answers keeps it with
 each cached answer), where a prometheus_client Counter costs a method call
 and a lock on every increment. At scrape time Statistics acts as a
 prometheus_client collector (the documented way to export values kept

@@ -39,6 +39,33 @@ _RDLEN = struct.Struct("!H")
 RawRRset = tuple[int, int, Sequence[bytes]]
 
 
+class CachedName(dns.name.Name):
+    """A dnspython Name that computes its hash once.
+
+    dnspython hashes a name byte by byte in Python on every dict lookup;
+    the authority keys its zone and ALIAS dependency maps by name, and at
+    ten thousand zones that was the largest single cost of re-versioning.
+    Equal to, and hashed like, a plain Name.
+    """
+
+    __slots__ = ("_hash",)
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            value = dns.name.Name.__hash__(self)
+            object.__setattr__(self, "_hash", value)  # Name is immutable otherwise
+            return value
+
+    def __reduce__(self):
+        return CachedName, (self.labels,)
+
+
+def cached(name: dns.name.Name) -> CachedName:
+    return name if isinstance(name, CachedName) else CachedName(name.labels)
+
+
 def key_of(name: dns.name.Name) -> bytes:
     """The lookup key of a name: its lower-case uncompressed wire form."""
     return name.to_wire(canonicalize=True)
@@ -52,7 +79,7 @@ def name_of(wire: bytes) -> dns.name.Name:
         length = wire[i]
         labels.append(wire[i + 1:i + 1 + length])
         if length == 0:
-            return dns.name.Name(labels)
+            return CachedName(labels)
         i += length + 1
 
 
@@ -148,12 +175,16 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
     the query name).
     """
 
-    __slots__ = ("packed", "name", "_entries", "_decoded", "_overridden")
+    __slots__ = ("packed", "name", "serial", "_entries", "_decoded", "_overridden")
 
     def __init__(self, packed: bytes, name: dns.name.Name | None = None,
-                 overrides: Mapping[int, dns.rrset.RRset | None] | None = None):
+                 overrides: Mapping[int, dns.rrset.RRset | None] | None = None,
+                 serial: int | None = None):
+        """``serial`` replaces the SOA serial (the served one) when the SOA
+        is decoded."""
         self.packed = packed
         self.name = name
+        self.serial = serial
         entries = {entry[0]: entry for entry in directory(packed)}
         decoded: dict[int, dns.rrset.RRset] = {}
         self._overridden = overrides or {}
@@ -174,14 +205,17 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
             if self.name is None:
                 self.name = name_of(owner_of(self.packed))
             _, ttl, _, start, end = entry
-            rrset = decode_rrset(self.name, rdtype, ttl, rdata_wires(self.packed, start, end))
+            wires = rdata_wires(self.packed, start, end)
+            if rdtype == dns.rdatatype.SOA and self.serial is not None:
+                wires = [w[:-20] + self.serial.to_bytes(4, "big") + w[-16:] for w in wires]
+            rrset = decode_rrset(self.name, rdtype, ttl, wires)
             self._decoded[rdtype] = rrset
         return rrset
 
     def _raw(self, rdtype: int) -> bytes | None:
         """The packed form of one RRset of the file (None: overridden or absent)."""
         entry = self._entries.get(rdtype)
-        if entry is None or rdtype in self._overridden:
+        if entry is None or rdtype in self._overridden or (rdtype == dns.rdatatype.SOA and self.serial is not None):
             return None
         return self.packed[entry[3] - _RRSET_HEAD.size:entry[4]]
 

@@ -26,6 +26,7 @@ from twisted.python import usage
 from aliasd import __version__, enumcache
 
 from aliasd.access import TransferAccess, keyring_from
+from aliasd.answers import QueryHandler
 from aliasd.authority import ZoneAuthority
 from aliasd.config import (
     ConfigError,
@@ -34,7 +35,7 @@ from aliasd.config import (
     load_settings,
     parse_endpoint,
     parse_ip,
-    parse_zone_name,
+    parse_zone_arg,
 )
 from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
@@ -42,11 +43,11 @@ from aliasd.ratelimit import ResponseRateLimiter
 from aliasd.reload import CatalogMaker, Reloader, ReloadService, ZoneFiles, save_snapshot
 from aliasd.resolution import AliasResolver
 from aliasd.snapshot import Snapshot
-from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, LimitedTLSFactory, QueryHandler
 from aliasd.state import StateDirCheck, StateDirError, StateStore
 from aliasd.stats import MetricsSite, Statistics
 from aliasd.status import StatusReporter
 from aliasd.tls import ReloadableContext, certificate_options
+from aliasd.transports import DNSDatagramProtocol, DNSStreamFactory, LimitedTLSFactory
 from aliasd.upstream import FailoverResolver, NoUpstream
 from aliasd.zonefile import ZoneFileError, ZoneSource
 
@@ -89,15 +90,10 @@ class Options(usage.Options):
 
     def opt_zone(self, spec: str) -> None:
         """Serve zone NAME from FILE, as NAME=FILE (repeatable)."""
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise usage.UsageError(f"--zone: expected NAME=FILE, got {spec!r}")
         try:
-            origin = parse_zone_name(name)
+            self.zones.append(parse_zone_arg(spec))
         except ValueError as e:
             raise usage.UsageError(f"--zone: {e}") from None
-        # Absolute, so a reload finds the file whatever the working directory.
-        self.zones.append(ZoneSettings(origin, Path(path).resolve()))
 
     def opt_resolver(self, spec: str) -> None:
         """Upstream resolver as ADDR[:PORT] or [V6]:PORT (repeatable)."""
@@ -151,7 +147,8 @@ class Options(usage.Options):
         if self.resolvers:
             resolver = dataclasses.replace(resolver, upstreams=tuple(self.resolvers))
         zones = {z.name: z for z in settings.zones}
-        zones.update({z.name: z for z in self.zones})
+        zones.update({z.name: dataclasses.replace(z, include_anywhere=server.allow_include_anywhere)
+                      for z in self.zones})
         return dataclasses.replace(
             settings, server=server, resolver=resolver, zones=tuple(zones.values())
         )
@@ -180,6 +177,7 @@ def makeService(options: Options) -> service.MultiService:
         serve_stale=settings.resolver.serve_stale,
         query_timeout=(timeout, timeout * 2),
         max_in_flight=settings.resolver.max_in_flight,
+        min_ttl=settings.resolver.min_ttl,
         state=options.state,
         stats=stats,
     )
@@ -287,6 +285,11 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> 
         gc.collect()
         loaded()
         return
+    # The sources and settings live as long as the process: out of the
+    # collector's sight before the slices start, or its full collections
+    # walk them while zones load (0.35 s at 10,000 zones).
+    gc.collect()
+    gc.freeze()
     authority.set_sources(sources)
     authority.when_idle().addCallback(loaded)
 

@@ -2,15 +2,17 @@
 
 A transfer is a sequence of RRsets (the transfer view of one ZoneVersion,
 or the journal's differences) packed into as many DNS messages as needed,
-each well below 64 KiB, and, when the request was signed, each signed with
-TSIG in one chain as RFC 8945 requires for multi-message answers. Messages
-are produced lazily, one at a time, so the TCP protocol can write them as
-the client reads and other clients are served in between.
+each well below 64 KiB, each with an OPT record when the request had EDNS,
+and, when the request was signed, each signed with TSIG in one chain as
+RFC 8945 requires for multi-message answers (dnspython's
+``Renderer.add_multi_tsig``). Messages are produced lazily, one at a time,
+so the TCP protocol can write them as the client reads and other clients
+are served in between. An unsigned answer is rendered once per zone
+version and reused (``transfer_messages``).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Iterable, Iterator
 
 import dns.exception
@@ -20,8 +22,8 @@ import dns.rdatatype
 import dns.renderer
 import dns.rrset
 import dns.serial
-import dns.tsig
 
+from aliasd import fastpath
 from aliasd.journal import Journal
 from aliasd.zone import ZoneVersion
 
@@ -29,6 +31,9 @@ from aliasd.zone import ZoneVersion
 #: of up to 64 octets (HMAC-SHA512), six octets of other data, and margin.
 _TSIG_FIXED = 128
 MAX_MESSAGE_SIZE = 65535
+#: The EDNS payload size the OPT records advertise (the server passes its
+#: ``max-udp-size``).
+EDNS_PAYLOAD = 1232
 
 
 def axfr_rrsets(version: ZoneVersion) -> Iterator[dns.rrset.RRset]:
@@ -62,54 +67,49 @@ def ixfr_rrsets(
     return "incremental", rrsets
 
 
-class _Signer:
-    """Signs each message of one answer in a single TSIG chain."""
-
-    def __init__(self, response: dns.message.Message, request_mac: bytes):
-        self.key = response.keyring
-        self.keyname = response.keyname
-        self.template = response.tsig[0]
-        self.request_mac = request_mac
-        self.ctx = None
-
-    def sign(self, renderer: dns.renderer.Renderer) -> None:
-        tsig, self.ctx = dns.tsig.sign(
-            renderer.get_wire(),
-            self.key,
-            self.template,
-            int(time.time()),
-            self.request_mac,
-            self.ctx,
-            True,
-        )
-        renderer.add_rrset(dns.renderer.ADDITIONAL, dns.rrset.from_rdata(self.keyname, 0, tsig))
-        renderer.write_header()
+def _response(query: dns.message.Message, payload: int) -> dns.message.Message:
+    """The skeleton every message of the answer shares: the question, the
+    flags (AA, RD and CD copied), an OPT record when the query had EDNS
+    (our payload size, DO echoed as RFC 3225 3 asks, no padding: the
+    messages are kept and reused), the TSIG template when it was signed."""
+    response = dns.message.make_response(query, our_payload=payload, pad=0)
+    response.flags |= dns.flags.AA | (query.flags & dns.flags.CD)
+    if response.opt is not None:
+        response.ednsflags |= query.ednsflags & dns.flags.DO
+    return response
 
 
 def render_answer(
     query: dns.message.Message,
     rrsets: Iterable[dns.rrset.RRset],
     max_size: int = MAX_MESSAGE_SIZE,
+    payload: int = EDNS_PAYLOAD,
 ) -> Iterator[bytes]:
     """Pack ``rrsets`` into answer messages for ``query``, signed if it was.
 
-    The question goes in the first message only. An RRset too large for one
-    message is split into single records; a single record larger than
-    ``max_size`` raises TooBig.
+    The question goes in the first message only. When the query had EDNS,
+    every message carries an OPT record (as BIND does: RFC 6891 7 puts the
+    OPT in each response; RFC 5936 2.2.5 needs it in the first at least),
+    before the TSIG, which covers it. An RRset too large for one message is
+    split into single records; a single record larger than ``max_size``
+    raises TooBig.
     """
-    response = dns.message.make_response(query)
-    response.flags |= dns.flags.AA
-    signer = _Signer(response, query.mac) if response.tsig is not None else None
-    renderer = _start(response, max_size, with_question=True)
+    response = _response(query, payload)
+    reserved = _trailer_size(response)
+    if reserved >= max_size - 12:
+        raise dns.exception.TooBig(f"no room for the OPT and TSIG records in {max_size} octets")
+    renderer = _start(response, max_size, reserved, with_question=True)
     empty = True  # nothing in the current message yet
+    ctx = None  # the TSIG chain (RFC 8945 5.3.1)
 
     for rrset in rrsets:
         if _fits(renderer, rrset):
             empty = False
             continue
         if not empty:
-            yield _finish(renderer, signer)
-            renderer, empty = _start(response, max_size, with_question=False), True
+            wire, ctx = _finish(renderer, response, ctx)
+            yield wire
+            renderer, empty = _start(response, max_size, reserved, with_question=False), True
             if _fits(renderer, rrset):
                 empty = False
                 continue
@@ -119,12 +119,25 @@ def render_answer(
             if not _fits(renderer, single):
                 if empty:
                     raise dns.exception.TooBig(f"a record of {rrset.name} exceeds {max_size} octets")
-                yield _finish(renderer, signer)
-                renderer = _start(response, max_size, with_question=False)
+                wire, ctx = _finish(renderer, response, ctx)
+                yield wire
+                renderer = _start(response, max_size, reserved, with_question=False)
                 if not _fits(renderer, single):
                     raise dns.exception.TooBig(f"a record of {rrset.name} exceeds {max_size} octets")
             empty = False
-    yield _finish(renderer, signer)
+    wire, ctx = _finish(renderer, response, ctx)
+    yield wire
+
+
+def _trailer_size(response: dns.message.Message) -> int:
+    """Room kept in each message for its OPT and TSIG records."""
+    size = 0
+    if response.opt is not None:
+        # Owner (root), type, class, TTL, rdlength; then each option.
+        size += 11 + sum(4 + len(option.to_wire()) for option in response.options)
+    if response.tsig is not None:
+        size += _TSIG_FIXED + len(response.keyname.to_wire()) + len(response.keyalgorithm.to_wire())
+    return size
 
 
 def _fits(renderer: dns.renderer.Renderer, rrset: dns.rrset.RRset) -> bool:
@@ -136,31 +149,78 @@ def _fits(renderer: dns.renderer.Renderer, rrset: dns.rrset.RRset) -> bool:
     return True
 
 
-def _start(response: dns.message.Message, max_size: int, with_question: bool) -> dns.renderer.Renderer:
+def _start(
+    response: dns.message.Message, max_size: int, reserved: int, with_question: bool
+) -> dns.renderer.Renderer:
     renderer = dns.renderer.Renderer(response.id, response.flags, max_size)
-    if response.tsig is not None:
-        room = _TSIG_FIXED + len(response.keyname.to_wire()) + len(response.keyalgorithm.to_wire())
-        if room >= max_size - 12:
-            raise dns.exception.TooBig(f"no room for a TSIG record in {max_size} octets")
-        renderer.reserve(room)
+    if reserved:
+        renderer.reserve(reserved)
     if with_question:
         for q in response.question:
             renderer.add_question(q.name, q.rdtype, q.rdclass)
     return renderer
 
 
-def _finish(renderer: dns.renderer.Renderer, signer: _Signer | None) -> bytes:
+def _finish(renderer: dns.renderer.Renderer, response: dns.message.Message, ctx):
+    """The message's wire form, and the TSIG context for the next message."""
     renderer.release_reserved()
+    if response.opt is not None:
+        renderer.add_opt(response.opt)  # before the TSIG, which covers it
     renderer.write_header()
-    if signer is not None:
-        signer.sign(renderer)
-    return renderer.get_wire()
+    if response.tsig is not None:
+        template = response.tsig[0]
+        ctx = renderer.add_multi_tsig(
+            ctx, response.keyname, response.keyring, template.fudge, template.original_id,
+            template.error, template.other, response.request_mac, template.algorithm,
+        )
+    return renderer.get_wire(), ctx
 
 
-def single_message(query: dns.message.Message, rrsets: list[dns.rrset.RRset], max_size: int) -> bytes | None:
+def single_message(
+    query: dns.message.Message,
+    rrsets: list[dns.rrset.RRset],
+    max_size: int,
+    payload: int = EDNS_PAYLOAD,
+) -> bytes | None:
     """The answer as one message of at most ``max_size`` octets, or None."""
-    messages = render_answer(query, rrsets, max_size)
+    messages = render_answer(query, rrsets, max_size, payload)
     first = next(messages)
     if next(messages, None) is not None:
         return None
     return first
+
+
+def transfer_messages(
+    query: dns.message.Message,
+    version: ZoneVersion,
+    slot,
+    rrsets: Iterable[dns.rrset.RRset],
+    payload: int = EDNS_PAYLOAD,
+) -> Iterator[bytes]:
+    """A transfer's messages, rendered once per version and answer, then reused.
+
+    ``slot`` names the answer (``"axfr"``, or an IXFR's kind and serial).
+    Signed transfers are rendered for each request (the TSIG chain
+    differs). The first complete unsigned rendering of an answer for a
+    given EDNS shape (none, or our payload size and the DO bit) is kept
+    with the version; later requests get those messages with their own ID,
+    RD/CD flags and question case, so a version is rendered once however
+    many secondaries ask.
+    """
+    if query.had_tsig:
+        return render_answer(query, rrsets, payload=payload)
+    key = (slot, None if query.edns < 0 else (payload, bool(query.ednsflags & dns.flags.DO)))
+    cached = version.rendered.get(key)
+    if cached is not None:
+        query_wire = query.to_wire()
+        qend = 12 + len(query.question[0].name.to_wire()) + 4
+        return (fastpath.patch(t, query_wire, qend if i == 0 else 12) for i, t in enumerate(cached))
+    return _recorded(query, version, key, rrsets, payload)
+
+
+def _recorded(query, version: ZoneVersion, key, rrsets, payload: int) -> Iterator[bytes]:
+    recorded = []
+    for wire in render_answer(query, rrsets, payload=payload):
+        recorded.append(fastpath.template(wire))
+        yield wire
+    version.rendered.setdefault(key, recorded)  # only a complete answer

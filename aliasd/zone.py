@@ -21,6 +21,7 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
 import dns.rrset
 
 from aliasd import store
@@ -45,6 +46,9 @@ class Answer:
     answer: tuple[dns.rrset.RRset, ...] = ()
     authority: tuple[dns.rrset.RRset, ...] = ()
     additional: tuple[dns.rrset.RRset, ...] = ()
+    # The chain went on into another served zone: the answer depends on
+    # that zone's version too (the fast path does not keep it).
+    crossed: bool = False
 
 
 def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
@@ -73,6 +77,7 @@ class ZoneBase:
     empty_non_terminals: frozenset
     cuts: frozenset  # delegation points (names below the apex with NS)
     has_wildcards: bool = False
+    dnames: frozenset = frozenset()  # owners of DNAME records (RFC 6672)
 
     def exists(self, key: bytes) -> bool:
         """Whether the name with lookup ``key`` exists (also read by the
@@ -90,8 +95,12 @@ class ZoneBase:
         empty: set[bytes] = set()
         cuts = []
         wildcards = False
+        dnames = []
         for key, packed in records.items():
             wildcards = wildcards or key.startswith(b"\x01*")
+            types = store.types_of(packed)
+            if dns.rdatatype.DNAME in types:
+                dnames.append(store.name_of(store.owner_of(packed)))
             parents = store.suffixes(key)
             next(parents)
             if key != origin_key:
@@ -99,7 +108,7 @@ class ZoneBase:
                     if suffix in records or suffix in empty or suffix == b"\0":
                         break
                     empty.add(suffix)
-                if dns.rdatatype.NS in store.types_of(packed):
+                if dns.rdatatype.NS in types:
                     cuts.append(store.name_of(store.owner_of(packed)))
         empty.difference_update(records)  # an owner written after a name below it
         return cls(
@@ -108,7 +117,78 @@ class ZoneBase:
             frozenset(empty) if empty else _NOTHING,
             frozenset(cuts) if cuts else _NOTHING,
             wildcards,
+            frozenset(dnames) if dnames else _NOTHING,
         )
+
+    def cut_above(self, name: dns.name.Name, origin: dns.name.Name, qtype: int = 0) -> dns.name.Name | None:
+        """The highest delegation at or above ``name``, if any.
+
+        A DS query at the cut itself belongs to this (the parent) zone.
+        """
+        if not self.cuts:
+            return None
+        found = None
+        candidate = name
+        while len(candidate) > len(origin):
+            if candidate in self.cuts and not (candidate == name and qtype == dns.rdatatype.DS):
+                found = candidate
+            candidate = candidate.parent()
+        return found
+
+    def dname_above(self, name: dns.name.Name, origin: dns.name.Name) -> dns.name.Name | None:
+        """The highest DNAME owner strictly above ``name`` (RFC 6672 3.2), if any."""
+        if not self.dnames:
+            return None
+        found = None
+        candidate = name
+        while len(candidate) > len(origin):
+            candidate = candidate.parent()
+            if candidate in self.dnames:
+                found = candidate
+        return found
+
+    def closest_encloser_wildcard(self, key: bytes) -> bytes | None:
+        """The key of ``*.<closest encloser>`` of a name that does not exist
+        (RFC 4592), or None when there is no such wildcard."""
+        parents = store.suffixes(key)
+        next(parents)
+        for encloser in parents:
+            if self.exists(encloser):
+                wildcard = b"\x01*" + encloser
+                return wildcard if wildcard in self.records else None
+            if encloser == self.origin_key or encloser == b"\0":
+                return None
+        return None
+
+    def find(self, name: dns.name.Name, origin: dns.name.Name) -> tuple[str, object]:
+        """Where a query for ``name`` lands in the file's own records (what
+        following an ALIAS into this zone needs, before any flattening):
+
+        - ``("delegated", cut)``: at or below a delegation, not ours;
+        - ``("dname", (target, ttl))``: rewritten by a DNAME above it;
+        - ``("node", node)``: its records, or a wildcard's, owned by ``name``;
+        - ``("none", None)``: it does not exist or has no records.
+        """
+        cut = self.cut_above(name, origin)
+        dname = self.dname_above(name, origin)
+        if cut is not None and (dname is None or len(cut) < len(dname)):
+            return "delegated", cut
+        if dname is not None:
+            rrset = PackedNode(self.records[store.key_of(dname)], dname)[dns.rdatatype.DNAME]
+            try:
+                return "dname", (name.relativize(dname).concatenate(rrset[0].target), rrset.ttl)
+            except dns.name.NameTooLong:
+                return "none", None
+        key = store.key_of(name)
+        packed = self.records.get(key)
+        if packed is None:
+            if key in self.empty_non_terminals:
+                return "none", None
+            wildcard = self.closest_encloser_wildcard(key)
+            if wildcard is None:
+                return "none", None
+            packed = self.records[wildcard]
+        return "node", PackedNode(packed, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +198,15 @@ class Flattened:
     ``rrsets`` maps A/AAAA to the RRset to serve at the owner; a type that
     maps to None has no addresses (NODATA); a type that is absent keeps the
     records written beside the ALIAS in the file (the fallback).
-    ``servfail`` marks an owner whose ALIAS cannot be followed (a loop).
+    ``loop`` marks an owner whose ALIAS leads back to itself: it serves no
+    addresses (NODATA), on the primary exactly as on its secondaries,
+    which only see the transfer view.
     """
 
     rrsets: Mapping[int, dns.rrset.RRset | None] = dataclasses.field(
         default_factory=dict
     )
-    servfail: bool = False
+    loop: bool = False
 
 
 class ZoneVersion:
@@ -140,7 +222,7 @@ class ZoneVersion:
         source: ZoneSource,
         base: ZoneBase,
         overlay: dict[bytes, Mapping[int, dns.rrset.RRset | None]],
-        servfail_keys: Iterable[bytes] = (),
+        loop_keys: Iterable[bytes] = (),
         serial: int | None = None,
     ):
         """Takes ownership of ``overlay`` (a fresh dict nobody else changes)."""
@@ -149,12 +231,11 @@ class ZoneVersion:
         self.serial = serial if serial is not None else source.serial
         self._records = source.records
         self._overlay = overlay
-        # Wire renderings of this version, kept for reuse (aliasd.server),
+        # Wire renderings of this version, kept for reuse (aliasd.transfer),
         # and whether a newer version has replaced it (set by the authority).
         self.rendered: dict[str, object] = {}
         self.superseded = False
-        self._servfail = frozenset(servfail_keys)
-        self._cuts = base.cuts
+        self.loop_keys = frozenset(loop_keys) if loop_keys else _NOTHING  # ALIAS owners in a loop (aliasd-check reports them)
         self.base = base
 
     # Decoded on first use: ten thousand versions are built at start, and
@@ -163,13 +244,16 @@ class ZoneVersion:
     def soa(self) -> dns.rrset.RRset:
         return self.source.soa_with(self.serial)
 
+    @property
+    def soa_packed(self) -> bytes:
+        """The apex SOA with this version's serial, packed (aliasd.store)."""
+        ttl, wire = self.source.soa_wire
+        wire = wire[:-20] + self.serial.to_bytes(4, "big") + wire[-16:]
+        return store.pack(store.owner_of(self._records[self.base.origin_key]), [(dns.rdatatype.SOA, ttl, [wire])])
+
     @functools.cached_property
     def negative_soa(self) -> dns.rrset.RRset:
         return _negative_soa(self.soa)
-
-    @functools.cached_property
-    def _apex(self) -> dict[int, dns.rrset.RRset]:
-        return {dns.rdatatype.SOA: self.soa}
 
     @property
     def name_count(self) -> int:
@@ -193,17 +277,17 @@ class ZoneVersion:
         """
         base = base if base is not None else ZoneBase.of(source)
         overlay = dict(previous._overlay) if previous is not None else {}
-        servfail = set(previous._servfail) if previous is not None else set()
+        loops = set(previous.loop_keys) if previous is not None else set()
         for owner, outcome in flattened.items():
             key = store.key_of(owner)
-            servfail.discard(key)
-            if outcome.servfail:
-                servfail.add(key)
+            loops.discard(key)
+            if outcome.loop:
+                loops.add(key)
             if outcome.rrsets:
                 overlay[key] = outcome.rrsets
             else:
                 overlay.pop(key, None)  # the file's records, fallback included
-        return cls(source, base, overlay, servfail, serial)
+        return cls(source, base, overlay, loops, serial)
 
     def node_at(self, key: bytes) -> PackedNode | None:
         """The records at the name with lookup ``key``, as served, or None."""
@@ -212,7 +296,7 @@ class ZoneVersion:
             return None
         overrides = self._overlay.get(key)
         if key == self.base.origin_key:
-            overrides = {**overrides, **self._apex} if overrides else self._apex
+            return PackedNode(packed, None, overrides, self.serial)
         return PackedNode(packed, None, overrides)
 
     def node(self, name: dns.name.Name) -> Node | None:
@@ -242,66 +326,84 @@ class ZoneVersion:
 
     # -- the answer algorithm -------------------------------------------
 
-    def lookup(self, qname: dns.name.Name, qtype: int) -> Answer:
-        """Answer ``qname``/``qtype`` authoritatively from this version."""
+    def lookup(self, qname: dns.name.Name, qtype: int, zone_for=None) -> Answer:
+        """Answer ``qname``/``qtype`` authoritatively from this version.
+
+        ``zone_for`` (a name -> the served version it falls in, or None)
+        lets a CNAME or DNAME chain go on into another zone served here:
+        RFC 1034 4.3.2 step 3a goes back to step 1, which picks the zone.
+        Without it the chain stops where it leaves this zone.
+        """
         answers: list[dns.rrset.RRset] = []
         seen: set[dns.name.Name] = set()
         name = qname
+        version = self
         while True:
-            cut = self._find_cut(name, qtype)
-            if cut is not None:
-                return self._referral(cut, answers)
-            key = store.key_of(name)
-            node = self.node_at(key)
-            if node is None:
-                if key in self.base.empty_non_terminals:
-                    return self._nodata(answers)
-                node = self._wildcard(name, key)
-                if node is None:
-                    return Answer(
-                        dns.rcode.NXDOMAIN, True, tuple(answers), (self.negative_soa,)
-                    )
-            elif key in self._servfail and qtype in (A, AAAA, dns.rdatatype.ANY):
-                return Answer(dns.rcode.SERVFAIL, False)
-            if qtype == dns.rdatatype.ANY:
-                answers.extend(rrset for t, rrset in node.items() if t != ALIAS_RDTYPE)
-                return Answer(dns.rcode.NOERROR, True, tuple(answers))
-            rrset = node.get(qtype)
-            if rrset is not None:
-                answers.append(rrset)
-                return Answer(dns.rcode.NOERROR, True, tuple(answers))
-            cname = node.get(dns.rdatatype.CNAME)
-            if cname is None or qtype == dns.rdatatype.CNAME:
-                return self._nodata(answers)
-            answers.append(cname)
+            answer = version._step(name, qtype, answers)
+            if answer is not None:
+                if version is not self:
+                    answer = dataclasses.replace(answer, crossed=True)
+                return answer
             seen.add(name)
-            name = cname[0].target
-            if (
-                not name.is_subdomain(self.origin)
-                or name in seen
-                or len(seen) >= _MAX_CNAME_CHAIN
-            ):
-                return Answer(dns.rcode.NOERROR, True, tuple(answers))
+            name = answers[-1][0].target
+            if name in seen or len(seen) >= _MAX_CNAME_CHAIN:
+                return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
+            if zone_for is not None:
+                following = zone_for(name)
+            else:
+                following = version if name.is_subdomain(version.origin) else None
+            if following is None:  # the chain leaves what we serve
+                return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
+            version = following
+
+    def _step(self, name: dns.name.Name, qtype: int, answers: list) -> Answer | None:
+        """One step of RFC 1034 4.3.2 in this zone: the final answer, or
+        None with a CNAME (written or synthesised from a DNAME) appended to
+        ``answers`` whose target the chain goes on with."""
+        base = self.base
+        cut = base.cut_above(name, self.origin, qtype)
+        dname = base.dname_above(name, self.origin)
+        if cut is not None and (dname is None or len(cut) < len(dname)):
+            return self._referral(cut, answers)
+        if dname is not None:
+            return self._synthesise(name, dname, answers)
+        key = store.key_of(name)
+        node = self.node_at(key)
+        if node is None:
+            if key in base.empty_non_terminals:
+                return self._nodata(answers)
+            node = self._wildcard(name, key)
+            if node is None:
+                return Answer(dns.rcode.NXDOMAIN, True, tuple(answers), (self.negative_soa,))
+        if qtype == dns.rdatatype.ANY:
+            answers.extend(rrset for t, rrset in node.items() if t != ALIAS_RDTYPE)
+            return Answer(dns.rcode.NOERROR, True, tuple(answers))
+        # ALIAS itself is never answered: secondaries do not have it either.
+        rrset = node.get(qtype) if qtype != ALIAS_RDTYPE else None
+        if rrset is not None:
+            answers.append(rrset)
+            return Answer(dns.rcode.NOERROR, True, tuple(answers))
+        cname = node.get(dns.rdatatype.CNAME)
+        if cname is None or qtype == dns.rdatatype.CNAME:
+            return self._nodata(answers)
+        answers.append(cname)
+        return None
+
+    def _synthesise(self, name: dns.name.Name, owner: dns.name.Name, answers: list) -> Answer | None:
+        """The DNAME at ``owner`` and the CNAME it synthesises for ``name``
+        (RFC 6672 2.2, 3.1); YXDOMAIN when the new name is too long."""
+        dname = self.node(owner)[dns.rdatatype.DNAME]
+        answers.append(dname)
+        try:
+            target = name.relativize(owner).concatenate(dname[0].target)
+        except dns.name.NameTooLong:
+            return Answer(dns.rcode.YXDOMAIN, True, tuple(answers))
+        cname = dns.rdtypes.ANY.CNAME.CNAME(dns.rdataclass.IN, dns.rdatatype.CNAME, target)
+        answers.append(dns.rrset.from_rdata(name, dname.ttl, cname))
+        return None
 
     def _nodata(self, answers: list[dns.rrset.RRset]) -> Answer:
         return Answer(dns.rcode.NOERROR, True, tuple(answers), (self.negative_soa,))
-
-    def _find_cut(self, name: dns.name.Name, qtype: int) -> dns.name.Name | None:
-        """The highest delegation at or above ``name``, if any.
-
-        A DS query at the cut itself belongs to this (the parent) zone.
-        """
-        if not self._cuts:
-            return None
-        found = None
-        candidate = name
-        while candidate != self.origin:
-            if candidate in self._cuts and not (
-                candidate == name and qtype == dns.rdatatype.DS
-            ):
-                found = candidate
-            candidate = candidate.parent()
-        return found
 
     def _referral(self, cut: dns.name.Name, answers: list[dns.rrset.RRset]) -> Answer:
         """A referral to the child zone at ``cut``, with glue (AA clear)."""
@@ -320,18 +422,10 @@ class ZoneVersion:
 
     def _wildcard(self, name: dns.name.Name, key: bytes) -> Node | None:
         """Records synthesised from ``*.<closest encloser>`` (RFC 4592), or None."""
-        parents = store.suffixes(key)
-        next(parents)
-        for encloser in parents:
-            if self.base.exists(encloser):
-                break
-            if encloser == self.base.origin_key or encloser == b"\0":
-                return None
-        else:
+        wildcard = self.base.closest_encloser_wildcard(key)
+        if wildcard is None:
             return None
-        source = self.node_at(b"\x01*" + encloser)
-        if source is None:
-            return None
+        source = self.node_at(wildcard)
         return {
             rdtype: dns.rrset.from_rdata_list(name, rrset.ttl, list(rrset))
             for rdtype, rrset in source.items()

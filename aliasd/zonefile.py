@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Mapping
 
@@ -88,6 +90,7 @@ class ZoneSource:
     @classmethod
     def of(cls, origin: dns.name.Name, path: Path, records: dict[bytes, bytes]) -> "ZoneSource":
         """A source from packed records; finds the ALIAS rules among them."""
+        origin = store.cached(origin)
         aliases = {}
         for packed in records.values():
             for rdtype, ttl, _, start, end in store.directory(packed):
@@ -133,19 +136,32 @@ class ZoneSource:
     def digest(self) -> str:
         """A digest of the records (serial aside): equal content, equal digest.
 
-        A sum of per-owner hashes over the packed records: independent of
-        the order of owners in the file, no sorting of owners, no decoding.
+        A sum of per-RRset hashes over canonical wire forms (RFC 4034 6.2:
+        names in rdata in lower case where DNSSEC says so), so the order of
+        records in the file does not matter and no sorting of RRsets is
+        needed. It is recorded in the state directory and compared at each
+        start: it must not change between versions of aliasd.
         """
         total = 0
         for key, packed in self.records.items():
-            h = hashlib.sha256(key)
-            for rdtype, ttl, wires in store.raw_rrsets(packed):
+            node = None
+            for rdtype, ttl, _, start, end in store.directory(packed):
+                wires = store.rdata_wires(packed, start, end)
+                fixed = _NAMES_AFTER.get(rdtype)
                 if rdtype == dns.rdatatype.SOA:
-                    wires = [w[:-20] + bytes(4) + w[-16:] for w in wires]
+                    canonical = [w[:-20].lower() + bytes(4) + w[-16:] for w in wires]
+                elif fixed is not None:  # fixed fields, then one name: lower-cased
+                    canonical = sorted(w[:fixed] + w[fixed:].lower() for w in wires)
+                elif rdtype in _CANONICAL_AS_WRITTEN:
+                    canonical = sorted(wires)
+                else:
+                    node = node or store.PackedNode(packed)
+                    canonical = sorted(r.to_digestable() for r in node[rdtype])
+                h = hashlib.sha256(key)
                 h.update(rdtype.to_bytes(2, "big") + ttl.to_bytes(4, "big"))
-                for wire in sorted(wires):
+                for wire in canonical:
                     h.update(len(wire).to_bytes(2, "big") + wire)
-            total = (total + int.from_bytes(h.digest(), "big")) % 2**256
+                total = (total + int.from_bytes(h.digest(), "big")) % 2**256
         return f"{total:064x}"
 
     @property
@@ -155,6 +171,22 @@ class ZoneSource:
 
     def record_count(self) -> int:
         return sum(count for packed in self.records.values() for _, _, count, _, _ in store.directory(packed))
+
+
+#: Types whose canonical form (dnspython's to_digestable) is the wire form
+#: as written: no domain name in the rdata, or one DNSSEC leaves as is
+#: (ALIAS, type 65401). The digest needs no decoding for them.
+_CANONICAL_AS_WRITTEN = frozenset({
+    dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT, dns.rdatatype.SPF,
+    dns.rdatatype.CAA, dns.rdatatype.TLSA, dns.rdatatype.SSHFP, dns.rdatatype.DS,
+    ALIAS_TYPE,
+})
+#: Types whose rdata is fixed fields of this many octets, then one name
+#: that the canonical form lower-cases (RFC 4034 6.2). The rest decode.
+_NAMES_AFTER = {
+    dns.rdatatype.NS: 0, dns.rdatatype.CNAME: 0, dns.rdatatype.PTR: 0, dns.rdatatype.DNAME: 0,
+    dns.rdatatype.MX: 2, dns.rdatatype.SRV: 6,
+}
 
 
 class RRsetView(Mapping):
@@ -192,14 +224,138 @@ class _RuleViolation(Exception):
     """A bad record; the reader knows the line where it starts."""
 
 
+class _IncludeRefused(Exception):
+    """An $INCLUDE that may not be read; the message names file and line."""
+
+
+#: $INCLUDE files may include others, at most this deep (stops a file that
+#: includes itself).
+MAX_INCLUDE_DEPTH = 16
+
+
+def _inside(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
+
+
+class _GuardedTokenizer(dns.tokenizer.Tokenizer):
+    """A tokenizer that lets the reader see each ``$INCLUDE`` before
+    dnspython opens the file it names (``Reader.read`` reads the directive
+    and its file name through ``self.tok.get`` and then calls ``open``).
+
+    The first token of a line comes from ``get(True, True)``, as dnspython's
+    main loop asks for it; a ``$INCLUDE`` there makes the next ``get`` the
+    file name, which the reader checks and replaces with the resolved path.
+    """
+
+    def __init__(self, f, filename: str, reader: "_CheckingReader", idna_codec=None):
+        super().__init__(f, filename, idna_codec)
+        self._reader = reader
+        self._include_at: tuple[str, int] | None = None
+
+    def get(self, want_leading: bool = False, want_comment: bool = False):
+        token = super().get(want_leading, want_comment)
+        where = self._include_at
+        if where is not None:
+            self._include_at = None
+            return self._reader._approve_include(token, where)
+        if want_leading and want_comment and token.is_identifier() and token.value.upper() == "$INCLUDE":
+            self._include_at = self.where()
+        return token
+
+
 class _CheckingReader(dns.zonefile.Reader):
     """dnspython's master-file reader, strict where aliasd needs it.
 
     It remembers where each record starts (so rule violations name the right
     line) and rejects out-of-zone data, which dnspython skips silently.
+
+    ``$INCLUDE`` names a file relative to the directory of the zone file
+    (in included files too), and the file must lie in that directory or
+    below it once symbolic links and ``..`` are resolved, unless
+    ``include_anywhere`` ([server] allow-include-anywhere): zone files are
+    read as root, before privileges are dropped, and may be a customer's
+    text. Only regular files are read.
     """
 
     record_where: tuple[str, int] = ("", 0)
+
+    def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False, **kwargs):
+        absolute = os.path.abspath(zone_path)
+        self.include_base = os.path.dirname(absolute)  # relative $INCLUDE names start here
+        self.include_root = os.path.realpath(self.include_base)  # and must stay in here
+        self.include_anywhere = include_anywhere
+        # The $INCLUDE file last approved, and "file:line" of its directive.
+        self._approved: tuple[str, str] | None = None
+        super().__init__(tok, rdclass, txn, **kwargs)
+
+    # dnspython assigns ``self.tok`` at the start, for each included file it
+    # opens and when it returns from one: every tokenizer is a guarded one.
+    @property
+    def tok(self):
+        return self._tok
+
+    @tok.setter
+    def tok(self, tokenizer) -> None:
+        if not isinstance(tokenizer, _GuardedTokenizer):
+            if "_tok" in self.__dict__:
+                self._check_opened(tokenizer)  # dnspython opened an $INCLUDE file
+            # Nothing has been read from it yet: the same file, guarded.
+            tokenizer = _GuardedTokenizer(
+                tokenizer.file, tokenizer.filename, self, getattr(tokenizer, "idna_codec", None)
+            )
+        self._tok = tokenizer
+
+    def _approve_include(self, token, where: tuple[str, int]):
+        """The file name token of an $INCLUDE at ``where``: checked, and
+        replaced by the resolved path, which is what dnspython then opens."""
+        at = f"{where[0]}:{where[1]}"
+        if not (token.is_identifier() or token.is_quoted_string()):
+            raise _IncludeRefused(f"{at}: $INCLUDE needs a file name")
+        if len(self.saved_state) >= MAX_INCLUDE_DEPTH:
+            raise _IncludeRefused(f"{at}: $INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep (does a file include itself?)")
+        name = token.value
+        real = os.path.realpath(os.path.join(self.include_base, name))
+        if not self.include_anywhere and not _inside(real, self.include_root):
+            raise _IncludeRefused(self._outside_message(at, name))
+        try:
+            st = os.stat(real)
+        except OSError as e:
+            raise _IncludeRefused(f"{at}: $INCLUDE {name}: cannot read it: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise _IncludeRefused(f"{at}: $INCLUDE {name}: not a regular file")
+        self._approved = (real, at)
+        return dns.tokenizer.Token(token.ttype, real, token.has_escape, token.comment)
+
+    def _outside_message(self, at: str, name: str) -> str:
+        return (
+            f"{at}: $INCLUDE {name} is outside the zone's directory {self.include_root}; "
+            "set [server] allow-include-anywhere = true to allow it"
+        )
+
+    def _check_opened(self, tokenizer) -> None:
+        """dnspython has just opened an included file: it must be the one
+        approved, and (where /proc tells) the file actually opened must still
+        lie in the zone's directory: a symbolic link swapped in after the
+        check is caught here."""
+        opened = self.current_file
+        if self._approved is None or getattr(tokenizer, "filename", None) != self._approved[0]:
+            if opened is not None:
+                opened.close()
+            where = self._tok.where()
+            raise _IncludeRefused(
+                f"{where[0]}:{where[1]}: $INCLUDE read without being checked (has dnspython changed?)"
+            )
+        approved, at = self._approved
+        self._approved = None
+        if self.include_anywhere or opened is None:
+            return
+        try:
+            real = os.readlink(f"/proc/self/fd/{opened.fileno()}")
+        except (OSError, ValueError, AttributeError):
+            return  # no /proc: the check before opening stands
+        if not _inside(real, self.include_root):
+            opened.close()
+            raise _IncludeRefused(self._outside_message(at, approved))
 
     def _rr_line(self) -> None:
         self.record_where = self.tok.where()
@@ -244,25 +400,33 @@ def _check_record(origin: dns.name.Name, txn, name, rdataset) -> None:
         )
 
 
-def load_zone_file(origin: dns.name.Name | str, path: Path | str) -> ZoneSource:
+def load_zone_file(
+    origin: dns.name.Name | str, path: Path | str, *, include_anywhere: bool = False
+) -> ZoneSource:
     """Parse and check the master file at ``path`` for zone ``origin``.
 
     Raises ZoneFileError with ``file:line: reason`` on any problem.
+    ``$INCLUDE`` may only name files in the zone file's directory (or
+    below it) unless ``include_anywhere``.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ZoneFileError(f"{path}: cannot read zone file: {e.strerror}") from None
-    return parse_zone(origin, path, data)
+    return parse_zone(origin, path, data, include_anywhere=include_anywhere)
 
 
-def parse_zone(origin: dns.name.Name | str, path: Path, data: bytes) -> ZoneSource:
+def parse_zone(
+    origin: dns.name.Name | str, path: Path, data: bytes, *, include_anywhere: bool = False
+) -> ZoneSource:
     """Check and compile the master file content ``data`` (read from ``path``).
 
     The common syntax goes through aliasd.masterfile, which writes packed
     records directly; anything it does not handle, and every file with a
     problem, goes through dnspython's reader, whose errors name the line.
+    ``$INCLUDE`` (which only the latter reads) is confined to the
+    directory of ``path`` unless ``include_anywhere``: see _CheckingReader.
     """
     if isinstance(origin, str):
         origin = dns.name.from_text(origin)
@@ -276,14 +440,33 @@ def parse_zone(origin: dns.name.Name | str, path: Path, data: bytes) -> ZoneSour
         return ZoneSource.of(origin, path, masterfile.read_records(text, origin))
     except masterfile.NotSimple:
         pass
+    return read_with_dnspython(origin, path, text, include_anywhere=include_anywhere)
+
+
+def read_with_dnspython(
+    origin: dns.name.Name, path: Path, text: str, *, include_anywhere: bool = False
+) -> ZoneSource:
+    """The full reader (dnspython's, made strict): every syntax, exact errors.
+    Also the reference that aliasd.masterfile's results are tested against."""
     zone = dns.zone.Zone(origin, dns.rdataclass.IN, relativize=False)
     reader = None
     try:
         with zone.writer(True) as txn:
             txn.check_put_rdataset(lambda t, n, r: _check_record(origin, t, n, r))
             tok = dns.tokenizer.Tokenizer(text, str(path))
-            reader = _CheckingReader(tok, dns.rdataclass.IN, txn, allow_include=True)
+            reader = _CheckingReader(
+                tok, dns.rdataclass.IN, txn, allow_include=True,
+                zone_path=path, include_anywhere=include_anywhere,
+            )
             reader.read()
+    except _IncludeRefused as e:
+        raise ZoneFileError(str(e)) from None
+    except OSError as e:  # an $INCLUDE file that went away after it was checked
+        at = reader._approved[1] if reader is not None and reader._approved else str(path)
+        raise ZoneFileError(f"{at}: $INCLUDE: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:  # an included file that is not text
+        filename, line = reader.tok.where() if reader is not None else (str(path), 0)
+        raise ZoneFileError(f"{filename}:{line}: not a text file: {e}") from None
     except (_RuleViolation, ValueError) as e:
         # ValueError: dnspython's own check for an SOA away from the apex.
         if reader is None:

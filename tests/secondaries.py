@@ -1,4 +1,5 @@
-"""Real secondary servers for interop tests: BIND named and Knot knotd.
+"""Real secondary servers for interop tests: BIND named, Knot knotd,
+PowerDNS pdns_server (bind backend) and NSD.
 
 Each runs in the foreground from a configuration written into the test's
 directory, listens on a loopback high port and is stopped by its process id.
@@ -31,6 +32,12 @@ class Secondary:
     """A secondary DNS server process on 127.0.0.1:port."""
 
     name = "secondary"
+    #: The program that must be installed for this kind.
+    program = "secondary"
+    #: Does it ask for IXFR once it has the zone (else it always pulls AXFR)?
+    incremental = True
+    #: Does ``transfers()`` tell AXFR from IXFR (else each is "XFR")?
+    names_transfer_kinds = True
 
     def __init__(self, directory: Path, port: int):
         self.directory = directory
@@ -74,7 +81,15 @@ class Secondary:
         return r.rcode(), any(rrset.rdtype == dns.rdatatype.SOA for rrset in r.answer)
 
     def log(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+        return "".join(
+            path.read_text(errors="replace") for path in dict.fromkeys((self.output, self.logfile)) if path.exists()
+        )
+
+    @property
+    def output(self) -> Path:
+        """Where the process's stdout and stderr go (its log, unless it
+        writes that to a file itself)."""
+        return self.logfile
 
     def transfers(self) -> list[str]:
         """The kinds of the incoming transfers this secondary completed, in order."""
@@ -82,7 +97,7 @@ class Secondary:
 
     def _spawn(self, argv: list[str]) -> None:
         self.proc = subprocess.Popen(
-            argv, stdout=self.logfile.open("w"), stderr=subprocess.STDOUT, cwd=self.directory
+            argv, stdout=self.output.open("w"), stderr=subprocess.STDOUT, cwd=self.directory
         )
 
     def wait_started(self, timeout: float = 20) -> None:
@@ -245,6 +260,7 @@ class Knot(Secondary):
     """Knot DNS as a secondary."""
 
     name = "knotd"
+    program = "knotd"
 
     def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "Knot":
         d = self.directory
@@ -283,7 +299,7 @@ zone:
 """
         )
         (d / "knotdb").mkdir(exist_ok=True)
-        self._spawn([_find("knotd"), "-c", str(d / "knot.conf")])
+        self._spawn([_find(self.program), "-c", str(d / "knot.conf")])
         self.wait_started()
         return self
 
@@ -327,7 +343,7 @@ zone:
 """
         )
         (d / "knotdb").mkdir(exist_ok=True)
-        self._spawn([_find("knotd"), "-c", str(d / "knot.conf")])
+        self._spawn([_find(self.program), "-c", str(d / "knot.conf")])
         self.wait_started()
         return self
 
@@ -339,6 +355,151 @@ zone:
             elif "fallback to AXFR" in line and kinds:
                 kinds[-1] = "IXFR failed"
         return kinds
+
+
+class PowerDNS(Secondary):
+    """PowerDNS Authoritative (``pdns_server``) with the bind backend as a
+    secondary.
+
+    The bind backend cannot apply an IXFR (it has no ``replaceRRSet``): with
+    the zone's ``IXFR`` metadata set to 1, PowerDNS 4.7 asks for IXFR, logs
+    "zone committed with serial N" and goes on serving the old records. So
+    that metadata stays unset and PowerDNS pulls every new serial by AXFR.
+    The TSIG key and the zone's ``AXFR-MASTER-TSIG`` live in the bind
+    backend's ``bind-dnssec-db`` (an SQLite file written with ``pdnsutil``);
+    a signed NOTIFY is checked against that key. NOTIFY is accepted from the
+    zone's ``masters`` address (``allow-notify-from`` must cover it too).
+    """
+
+    name = "pdns"
+    program = "pdns_server"
+    incremental = False
+
+    def _pdnsutil(self, *args: str) -> None:
+        done = subprocess.run(
+            [_find("pdnsutil"), f"--config-dir={self.directory}", *args],
+            capture_output=True, text=True, timeout=30,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pdnsutil {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+    def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "PowerDNS":
+        d = self.directory
+        zone = zone.rstrip(".")
+        # The bind backend's named.conf takes a primary's port as ADDRESS:PORT
+        # (BIND's "port N" is a syntax error there).
+        (d / "named.conf").write_text(
+            f'zone "{zone}" {{ type slave; masters {{ 127.0.0.1:{primary_port}; }}; file "{d}/{zone}.zone"; }};\n'
+        )
+        (d / "pdns.conf").write_text(
+            textwrap.dedent(
+                f"""\
+                launch=bind
+                bind-config={d}/named.conf
+                bind-dnssec-db={d}/bind-dnssec.sqlite3
+                secondary=yes
+                local-address=127.0.0.1
+                local-port={self.port}
+                query-local-address=127.0.0.1
+                allow-notify-from=127.0.0.0/8
+                xfr-cycle-interval=1
+                socket-dir={d}
+                guardian=no
+                daemon=no
+                security-poll-suffix=
+                disable-syslog=yes
+                loglevel=6
+                cache-ttl=0
+                query-cache-ttl=0
+                negquery-cache-ttl=0
+                distributor-threads=1
+                receiver-threads=1
+                retrieval-threads=1
+                """
+            )
+        )
+        self._pdnsutil("create-bind-db", str(d / "bind-dnssec.sqlite3"))
+        if key is not None:
+            name, algorithm, secret = key
+            self._pdnsutil("import-tsig-key", name, algorithm, secret)
+            self._pdnsutil("set-meta", zone, "AXFR-MASTER-TSIG", name)
+        self._spawn([_find(self.program), f"--config-dir={d}"])
+        self.wait_started()
+        return self
+
+    def transfers(self) -> list[str]:
+        kinds = []
+        for line in self.log().splitlines():
+            if "AXFR-in zone" in line and "retrieval finished" in line:
+                kinds.append("AXFR")
+            elif "IXFR-in zone" in line and "zone committed with serial" in line:
+                kinds.append("IXFR")
+            elif "IXFR turned into an AXFR" in line:
+                kinds.append("IXFR failed")
+        return kinds
+
+
+class NSD(Secondary):
+    """NSD as a secondary (``request-xfr``, ``allow-notify``).
+
+    NSD writes its log to a file of its own (``logfile:``; without one it
+    logs to syslog); its stdout and stderr go to ``nsd.out``.
+    """
+
+    name = "nsd"
+    program = "nsd"
+    names_transfer_kinds = False
+
+    @property
+    def output(self) -> Path:
+        return self.directory / "nsd.out"
+
+    def start(self, zone: str, primary_port: int, key: tuple[str, str, str] | None = None) -> "NSD":
+        d = self.directory
+        zone = zone.rstrip(".")
+        keys = ""
+        key_name = "NOKEY"
+        if key is not None:
+            key_name, algorithm, secret = key
+            keys = f'key:\n    name: "{key_name}"\n    algorithm: {algorithm}\n    secret: "{secret}"\n'
+        (d / "nsd.conf").write_text(
+            f"""\
+server:
+    ip-address: 127.0.0.1
+    port: {self.port}
+    do-ip6: no
+    server-count: 1
+    reuseport: no
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    zonelistfile: "{d}/zone.list"
+    xfrdfile: "{d}/xfrd.state"
+    xfrdir: "{d}"
+    pidfile: "{d}/nsd.pid"
+    logfile: "{self.logfile}"
+    verbosity: 2
+    hide-version: no
+    xfrd-reload-timeout: 0
+remote-control:
+    control-enable: no
+{keys}zone:
+    name: "{zone}"
+    zonefile: "{zone}.zone"
+    allow-notify: 127.0.0.1 {key_name}
+    request-xfr: 127.0.0.1@{primary_port} {key_name}
+"""
+        )
+        self._spawn([_find(self.program), "-d", "-c", str(d / "nsd.conf")])
+        self.wait_started()
+        return self
+
+    def transfers(self) -> list[str]:
+        """One "XFR" per incoming transfer NSD committed: its log (at any
+        verbosity a packaged NSD has) does not say whether it was an AXFR or
+        an IXFR, only "received update to serial N"."""
+        return ["XFR" for line in self.log().splitlines() if "xfrd: zone" in line and " committed " in line]
 
 
 def available(program: str) -> bool:

@@ -86,12 +86,18 @@ def test_in_zone_target_without_addresses_gives_nodata(authority):
     assert found == set() and answer.rcode == dns.rcode.NOERROR
 
 
-def test_loops_answer_servfail_and_are_logged_with_names(clock, upstream, log_events):
+def test_loops_serve_no_addresses_as_on_secondaries_and_are_logged(clock, upstream, log_events):
+    """One rule on both paths (issue 12.6): an ALIAS loop answers NODATA,
+    which is what a secondary serves from the transfer view."""
     events = log_events
     authority = ZoneAuthority(AliasResolver(upstream, clock))
     authority.set_sources([EXAMPLE, CDN])
+    version = authority.versions[N("example.com")]
+    transferred = {(r.name, r.rdtype) for r in version.transfer_rrsets()}
     for name in ("loop1.example.com", "loop2.example.com", "self.example.com", "toloop.example.com"):
-        assert addresses(authority, name)[0].rcode == dns.rcode.SERVFAIL, name
+        answer, found = addresses(authority, name)
+        assert answer.rcode == dns.rcode.NOERROR and found == set() and answer.authority, name
+        assert (N(name), T.A) not in transferred
     assert addresses(authority, "example.com")[0].rcode == dns.rcode.NOERROR
     loops = [e for e in events if e.get("log_format", "").startswith("ALIAS loop")]
     assert loops and "loop1.example.com." in loops[0]["owners"]
@@ -106,6 +112,7 @@ def test_external_targets_deduplicated_and_fallback_until_resolved(authority, up
     assert addresses(authority, "ext.example.com")[1] == {"192.0.2.50"}  # fallback
     assert addresses(authority, "ext2.example.com")[1] == set()
     before = authority.versions[N("example.com")]
+    cdn = authority.versions[N("cdn.example.net")]
     upstream.take(T.A).callback(a_answer("lb.example.org", "203.0.113.8", ttl=3600))
     clock.advance(0)
     # The first answers are published together, when every new target has
@@ -118,7 +125,7 @@ def test_external_targets_deduplicated_and_fallback_until_resolved(authority, up
     answer, found = addresses(authority, "ext.example.com")
     assert found == {"203.0.113.8"} and answer.answer[0].ttl == 120
     # The zone that did not change keeps its version object.
-    assert authority.versions[N("cdn.example.net")] is not None
+    assert authority.versions[N("cdn.example.net")] is cdn
 
 
 def test_first_answers_are_published_after_a_grace_period_at_most(authority, upstream, clock):
@@ -173,8 +180,13 @@ def test_serial_damping_batches_a_rotating_pool(clock, upstream):
     # changes come out with the next publication).
     clock.advance(60)
     assert addresses(authority, "ext2.example.com")[1] == {"203.0.113.11"}
-    journal = authority.journals[N("example.com")]
-    assert journal.since(start) is not None
+    # The journal takes a secondary at the first serial to the served one
+    # in an unbroken chain (IXFR).
+    chain = authority.journals[N("example.com")].since(start)
+    assert chain, "the journal lost the first serial"
+    assert chain[0].old_serial == start
+    assert chain[-1].new_serial == authority.versions[N("example.com")].serial
+    assert all(a.new_serial == b.old_serial for a, b in zip(chain, chain[1:]))
 
 
 def test_a_failed_state_write_keeps_the_change_and_retries(clock, upstream):
@@ -215,3 +227,52 @@ def test_a_failed_state_write_keeps_the_change_and_retries(clock, upstream):
         assert addresses(authority, "ext.example.com")[1] == {"203.0.113.8"}
     finally:
         resolver.stopService()
+
+
+FOLLOW = zone_source(
+    "follow.test",
+    """\
+    $ORIGIN follow.test.
+    @      300 SOA ns1 h 1 3600 600 86400 60
+    @      300 NS ns1
+    ns1    300 A 192.0.2.53
+    *.w    300 A 192.0.2.99
+    www    300 ALIAS foo.w.follow.test.
+    deleg  300 ALIAS host.sub.follow.test.
+    sub    300 NS ns.sub.follow.test.
+    ns.sub 300 A 192.0.2.77
+    dn     300 ALIAS x.old.follow.test.
+    old    300 DNAME new.follow.test.
+    x.new  60 A 192.0.2.5
+    *.loop 300 ALIAS a.loop.follow.test.
+    """,
+)
+
+
+def test_an_in_zone_target_resolves_exactly_as_a_query_for_it(clock):
+    """Issue 12.3: wildcards, DNAME and delegations apply to ALIAS targets
+    as they do to queries; a delegated target is asked upstream."""
+    upstream = ManualUpstream()
+    resolver = AliasResolver(upstream, clock)
+    authority = ZoneAuthority(resolver)
+    resolver.on_change = authority.rebuild
+    authority.set_sources([FOLLOW])
+    resolver.startService()
+    query, found = addresses(authority, "foo.w.follow.test")
+    assert found == {"192.0.2.99"}
+    assert addresses(authority, "www.follow.test")[1] == found
+    dname, found = addresses(authority, "dn.follow.test")
+    assert found == {"192.0.2.5"} and dname.answer[0].ttl == 60
+    assert ("host.sub.follow.test", T.A) in [(n, t) for n, t, _ in upstream.pending]
+    assert addresses(authority, "deleg.follow.test")[1] == set()  # until the upstream answers
+    upstream.take(T.A).callback(a_answer("host.sub.follow.test", "203.0.113.40"))
+    upstream.take(T.AAAA).callback(([], [], []))
+    clock.advance(0)
+    assert addresses(authority, "deleg.follow.test")[1] == {"203.0.113.40"}
+    # A wildcard ALIAS whose target falls under itself is a loop: NODATA
+    # at every name it synthesises.
+    version = authority.versions[N("follow.test")]
+    assert N("*.loop.follow.test").to_wire(canonicalize=True) in version.loop_keys
+    looped, found = addresses(authority, "b.loop.follow.test")
+    assert looped.rcode == dns.rcode.NOERROR and found == set()
+    resolver.stopService()

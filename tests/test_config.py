@@ -91,6 +91,9 @@ def test_full_shape_of_the_design(tmp_path):
         ("[resolver]\nmin-refresh = 0\n", "[resolver] min-refresh: must be at least 1"),
         ("[resolver]\nserve-stale = 'long'\n", "[resolver] serve-stale: expected a number"),
         ("[resolver]\nmax-in-flight = 0\n", "[resolver] max-in-flight: must be at least 1"),
+        ("[resolver]\nmin-ttl = -1\n", "[resolver] min-ttl: must be between 0 and 2147483647"),
+        ("[resolver]\nmin-ttl = 1.5\n", "[resolver] min-ttl: expected an integer"),
+        ("[server]\nallow-include-anywhere = 'yes'\n", "[server] allow-include-anywhere: expected true or false"),
         ("[server]\nserial-burst = 0\n", "[server] serial-burst: must be at least 1"),
         ("[server]\nserial-interval = -1\n", "[server] serial-interval: must be at least 0"),
         ("[server]\ntcp-max-per-client = 0\n", "[server] tcp-max-per-client: must be at least 1"),
@@ -207,3 +210,20 @@ allow-transfer = ["127.0.0.1"]
     assert settings.catalog.file is None
     assert settings.transferable_zones[-1] is settings.catalog
     assert load(tmp_path, "").server.notify_rate == 500
+
+
+def test_min_ttl_defaults_to_zero_and_is_read(tmp_path):
+    assert load(tmp_path, "").resolver.min_ttl == 0
+    assert load(tmp_path, "[resolver]\nmin-ttl = 300\n").resolver.min_ttl == 300
+
+
+def test_allow_include_anywhere_is_off_by_default_and_reaches_every_zone(tmp_path):
+    (tmp_path / "zones.d").mkdir()
+    (tmp_path / "zones.d" / "d.example.zone").write_text("")
+    text = '[zones."a.example"]\nfile = "a"\n[zone-directory]\npath = "zones.d"\n'
+    settings = load(tmp_path, text)
+    assert not settings.server.allow_include_anywhere
+    assert [z.include_anywhere for z in settings.zones] == [False, False]
+    settings = load(tmp_path, "[server]\nallow-include-anywhere = true\n" + text)
+    assert settings.server.allow_include_anywhere
+    assert [z.include_anywhere for z in settings.zones] == [True, True]

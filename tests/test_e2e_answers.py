@@ -221,3 +221,58 @@ def test_one_client_cannot_take_every_tcp_slot(aliasd):
             s.close()
     # Once they close, the client is welcome again.
     p.wait_for(lambda: p.query("www.example.com", tcp=True).answer)
+
+
+def test_dname_cross_zone_cnames_and_alias_type_queries(aliasd):
+    """Issue 12.6/12.7: a DNAME synthesises a CNAME (RFC 6672); a CNAME into
+    another zone served here is followed there (also the second time, when
+    the first answer could have been kept); type 65401 is NODATA, as on a
+    secondary, which never gets the ALIAS record."""
+    p = aliasd(
+        """
+        [zones."example.com"]
+        file = "example.com.zone"
+        allow-transfer = ["127.0.0.1"]
+        [zones."other.test"]
+        file = "other.test.zone"
+        """,
+        {
+            "example.com.zone": """\
+                $ORIGIN example.com.
+                $TTL 300
+                @       SOA ns1 hostmaster 7 3600 600 86400 120
+                        NS  ns1
+                        ALIAS www.other.test.
+                ns1     A   192.0.2.53
+                old     60 DNAME new
+                x.new   A   192.0.2.5
+                www     CNAME www.other.test.
+                """,
+            "other.test.zone": """\
+                $ORIGIN other.test.
+                $TTL 300
+                @       SOA ns1 hostmaster 3 3600 600 86400 120
+                        NS  ns1
+                ns1     A   192.0.2.54
+                www     A   192.0.2.80
+                """,
+        },
+    )
+    r = p.query("x.old.example.com", "A")
+    assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+    assert [(a.name.to_text(), a.rdtype, a.ttl) for a in r.answer] == [
+        ("old.example.com.", dns.rdatatype.DNAME, 60),
+        ("x.old.example.com.", dns.rdatatype.CNAME, 60),
+        ("x.new.example.com.", dns.rdatatype.A, 300),
+    ]
+    for _ in range(2):
+        r = p.query("www.example.com", "A")
+        assert [a.rdtype for a in r.answer] == [dns.rdatatype.CNAME, dns.rdatatype.A]
+        assert r.answer[1][0].address == "192.0.2.80"
+    r = p.query("example.com", "TYPE65401")
+    assert r.rcode() == dns.rcode.NOERROR and not r.answer and r.authority
+    assert p.addresses("example.com") == {"192.0.2.80"}  # the ALIAS followed into other.test
+    axfr = dns.query.xfr("127.0.0.1", "example.com", port=p.port, relativize=False)
+    transferred = {(rrset.name.to_text(), rrset.rdtype) for m in axfr for rrset in m.answer}
+    assert ("old.example.com.", dns.rdatatype.DNAME) in transferred
+    assert ("example.com.", 65401) not in transferred

@@ -7,11 +7,15 @@ the zone data, and the operator's CHAOS TXT view of it all.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from tests.upstream import UpstreamServer
@@ -96,14 +100,20 @@ def test_rotating_pool_does_not_bump_the_serial_on_every_refresh(aliasd, upstrea
     assert "held back" in p.log()
 
 
-def test_alias_loop_is_reported_and_answers_servfail(aliasd, upstream):
+def test_alias_loop_is_reported_and_answers_nodata_like_the_transfer_view(aliasd, upstream):
     upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=30)
-    p = aliasd(config(upstream), {"example.com.zone": ZONE})
-    assert p.query("loop1.example.com").rcode() == dns.rcode.SERVFAIL
-    assert p.query("loop2.example.com", "AAAA").rcode() == dns.rcode.SERVFAIL
+    p = aliasd(config(upstream) + '        allow-transfer = ["127.0.0.1"]\n', {"example.com.zone": ZONE})
+    for name, rdtype in (("loop1.example.com", "A"), ("loop2.example.com", "AAAA")):
+        r = p.query(name, rdtype)
+        assert r.rcode() == dns.rcode.NOERROR and not r.answer
+        assert r.authority and r.authority[0].rdtype == dns.rdatatype.SOA  # NODATA (RFC 2308)
+    axfr = dns.query.xfr("127.0.0.1", "example.com", port=p.port, relativize=False)
+    transferred = {(rrset.name.to_text(), rrset.rdtype) for m in axfr for rrset in m.answer}
+    assert ("ns1.example.com.", dns.rdatatype.A) in transferred  # (names as transferred)
+    assert ("loop1.example.com.", dns.rdatatype.A) not in transferred  # a secondary answers NODATA too
     assert p.query("loop1.example.com", "TXT").rcode() == dns.rcode.NOERROR
     p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
-    assert "ALIAS loop in zone example.com.: loop1.example.com., loop2.example.com. answer SERVFAIL" in p.log()
+    assert "ALIAS loop in zone example.com.: loop1.example.com., loop2.example.com. serve no addresses" in p.log()
 
 
 def test_chaos_txt_shows_targets_and_owners_to_loopback(aliasd, upstream):
@@ -125,3 +135,76 @@ def test_chaos_txt_shows_targets_and_owners_to_loopback(aliasd, upstream):
     assert any(line.startswith("example.com. ALIAS target.upstream.test.") and "A 203.0.113.1" in line for line in owners)
     upstream.behave("target.upstream.test", "servfail")
     p.wait_for(lambda: any("stale" in line and "SERVFAIL" in line for line in lines("targets.aliasd.")))
+
+
+def test_the_full_ttl_is_served_while_a_caching_upstream_counts_it_down(aliasd, upstream):
+    """A caching upstream answers the same addresses with TTLs counting
+    down. The first answer may be the end of a countdown (TTL 2); once the
+    full TTL has been seen, clients and secondaries get it, whatever the
+    countdown says, and the serial does not move with the countdown."""
+    name = "target.upstream.test"
+    upstream.set(name, "A", ["203.0.113.9"], ttl=2)
+    p = aliasd(config(upstream) + '        allow-transfer = ["127.0.0.1"]\n', {"example.com.zone": ZONE})
+
+    def ttl():
+        return p.query("example.com", "A").answer[0].ttl
+
+    def serial():
+        return p.query("example.com", "SOA").answer[0][0].serial
+
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.9"})
+    assert ttl() == 2
+    upstream.set(name, "A", ["203.0.113.9"], ttl=50)  # its cache refreshed
+    p.wait_for(lambda: ttl() == 50)  # before: 2 for as long as the address stayed
+    before = serial()
+    for countdown in (40, 20, 5, 1):
+        upstream.set(name, "A", ["203.0.113.9"], ttl=countdown)
+        asked = upstream.count(name)
+        p.wait_for(lambda: upstream.count(name) > asked + 1)  # answered, and asked again
+        assert ttl() == 50
+    assert serial() == before
+    axfr = dns.query.xfr("127.0.0.1", "example.com", port=p.port, relativize=False)
+    apex = [rrset for m in axfr for rrset in m.answer
+            if rrset.name.to_text() == "example.com." and rrset.rdtype == dns.rdatatype.A]
+    assert [rrset.ttl for rrset in apex] == [50]  # what secondaries get too
+
+
+def _sockets(pid: int) -> int:
+    """Open sockets of a process (UDP and TCP, listening or not)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
+def test_reload_with_other_upstreams_leaves_no_socket_behind(aliasd, upstream, second_upstream, tmp_path):
+    """Each reload swaps the upstream client while a lookup waits for its
+    (late) answer. Before, the old client's sockets were closed under the
+    waiting lookup, whose retry then opened a new socket that nobody closed:
+    one more per reload."""
+    name = "target.upstream.test"
+    for server in (upstream, second_upstream):
+        server.set(name, "A", ["203.0.113.1"], ttl=1)
+        server.behave(name, "delay:1.5")  # every lookup waits 1.5 s
+    text = config(upstream).replace("timeout = 0.3", "timeout = 3")
+    p = aliasd(text, {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
+    baseline = _sockets(p.proc.pid)
+    conf = tmp_path / "aliasd.toml"
+    current = upstream
+    for reloads in range(1, 5):
+        other = second_upstream if current is upstream else upstream
+        asked = current.count(name)
+        p.wait_for(lambda: current.count(name) > asked)  # a lookup is waiting now
+        conf.write_text(conf.read_text().replace(current.endpoint, other.endpoint))
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_for(lambda: p.log().count("reload done") == reloads)
+        current = other
+    time.sleep(4)  # past the old lookups' timeouts (3 s) and their retries
+    assert _sockets(p.proc.pid) <= baseline
+    assert p.log().count("upstream resolvers now") == 4
+    p.wait_for(lambda: current.count(name) > 0)
+    assert p.addresses("example.com") == {"203.0.113.1"}

@@ -121,3 +121,42 @@ def test_missing_configuration_file_is_reported(tmp_path):
 def test_no_zones_is_an_error(tmp_path):
     result = run_twistd([], tmp_path)
     _fails_with_one_line(result, "no zones")
+
+
+@pytest.mark.parametrize("include", ["/etc/passwd", "../secret.zone", "link.zone"])
+def test_include_outside_the_zone_directory_stops_start_up(tmp_path, include):
+    """Zone files are read as root: $INCLUDE may not reach outside the zone
+    file's directory (symbolic links resolved), unless allowed."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (tmp_path / "secret.zone").write_text("secret 300 TXT hidden\n")
+    (zones / "link.zone").symlink_to(tmp_path / "secret.zone")
+    (zones / "z.zone").write_text(GOOD_ZONE + f"$INCLUDE {include}\n")
+    (tmp_path / "aliasd.toml").write_text('[zones."example.com"]\nfile = "zones/z.zone"\n')
+    result = run_twistd(["--config", "aliasd.toml", "--port", str(free_port())], tmp_path)
+    output = _fails_with_one_line(
+        result,
+        f"zone example.com.: {zones / 'z.zone'}:4: $INCLUDE {include} is outside the zone's directory",
+        "set [server] allow-include-anywhere = true to allow it",
+    )
+    assert "root:" not in output and "hidden" not in output
+
+
+def test_include_from_another_directory_when_allowed(tmp_path):
+    zones, shared = tmp_path / "zones", tmp_path / "shared"
+    zones.mkdir()
+    shared.mkdir()
+    (zones / "www.inc").write_text("www 300 A 192.0.2.80\n")  # relative to the zone file
+    (shared / "mail.inc").write_text("mail 300 A 192.0.2.25\n")
+    (zones / "z.zone").write_text(GOOD_ZONE + "$INCLUDE www.inc\n$INCLUDE ../shared/mail.inc\n")
+    port = free_port()
+    (tmp_path / "aliasd.toml").write_text(
+        f'[server]\nlisten = ["127.0.0.1"]\nport = {port}\nallow-include-anywhere = true\n'
+        '[zones."example.com"]\nfile = "zones/z.zone"\n'
+    )
+    process = AliasdProcess(["--config", str(tmp_path / "aliasd.toml")], tmp_path, port).start()
+    try:
+        assert process.addresses("www.example.com") == {"192.0.2.80"}
+        assert process.addresses("mail.example.com") == {"192.0.2.25"}
+    finally:
+        process.stop()

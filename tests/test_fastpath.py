@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import itertools
 import random
+import struct
 
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype as T
 import dns.rrset
 import pytest
 
 from aliasd import fastpath
+from aliasd.answers import QueryHandler
 from aliasd.authority import ZoneAuthority
-from aliasd.server import QueryHandler
 from aliasd.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
@@ -128,7 +130,7 @@ def test_axfr_rendered_once_per_version_and_reused_with_each_query_id(authority)
         return q, list(handler.handle(q.to_wire(), "127.0.0.1", False))
 
     _, first = transfer("example.com")
-    assert "axfr" in authority.versions[dns.name.from_text("example.com")].rendered
+    assert ("axfr", None) in authority.versions[dns.name.from_text("example.com")].rendered  # no EDNS
     q, second = transfer("ExAmPlE.cOm")  # served from the kept rendering
     fresh = list(QueryHandler(authority, access=access).handle(q.to_wire(), "127.0.0.1", False))
     assert second == fresh  # byte for byte what a fresh rendering gives
@@ -193,7 +195,7 @@ def test_ixfr_rendered_once_per_version_and_serial():
         again = ixfr(warm, serial, 2)
         assert again == ixfr(QueryHandler(authority, access=access), serial, 2)
         assert again != first
-    assert {("ixfr", "incremental", 1), ("ixfr", "full", None)} <= set(new.rendered)
+    assert {(("ixfr", "incremental", 1), None), (("ixfr", "full", None), None)} <= set(new.rendered)
 
 
 def test_answer_cache_is_bounded_and_keeps_what_is_used():
@@ -239,3 +241,136 @@ def test_default_bound_follows_the_zones(authority):
     handler.handle(dns.message.make_query("h1.example.com", "A").to_wire(), "127.0.0.1", True)
     assert handler._cache.max_entries == 2 * authority.versions[dns.name.from_text("example.com")].name_count
     assert handler._cache.max_entries > 120000
+
+
+def opt_query(options: bytes, name: str = "ns1.example.com", flags: int = 0, payload: int = 1232,
+              owner: bytes = b"\0", ident: int = 0x1234) -> bytes:
+    """A query for ``name`` A with one OPT record whose rdata is ``options``,
+    written by hand so that it can be malformed."""
+    question = dns.name.from_text(name).to_wire() + b"\0\x01\0\x01"
+    opt = owner + struct.pack("!HHBBHH", 41, payload, 0, 0, flags, len(options)) + options
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 1) + question + opt
+
+
+def option(code: int, data: bytes) -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def test_do_bit_is_echoed_from_the_cache_and_never_crosses_to_other_queries(authority):
+    """RFC 3225 3: the answer's DO is the query's, also when it comes from
+    the cache: a DO=0 query must not get the bytes of a DO=1 answer."""
+    handler = QueryHandler(authority)
+
+    def ask(want_dnssec):
+        q = dns.message.make_query("ns1.example.com", "A", use_edns=0, payload=1232, want_dnssec=want_dnssec)
+        r = dns.message.from_wire(handler.handle(q.to_wire(), "127.0.0.1", True))
+        assert r.id == q.id and r.edns == 0 and r.answer[0][0].address == "192.0.2.53"
+        return bool(r.ednsflags & dns.flags.DO)
+
+    for order in ((True, True, False, False, True), (False, True, False)):
+        handler._cache.clear()
+        assert [ask(do) for do in order] == list(order)
+    # Also for missing names, which share one kept answer per name length
+    # and shape: gone0 to gone5 all have the same length.
+    plain = ZoneAuthority()
+    plain.set_sources([PLAIN])
+    warm = QueryHandler(plain)
+    for i, do in enumerate((True, False, True, True, False, False)):
+        q = dns.message.make_query(f"gone{i}.example.org", "A", use_edns=0, want_dnssec=do)
+        r = dns.message.from_wire(warm.handle(q.to_wire(), "127.0.0.1", True))
+        assert r.rcode() == dns.rcode.NXDOMAIN and bool(r.ednsflags & dns.flags.DO) == do, i
+
+
+def test_do_bit_is_part_of_the_cache_key():
+    plain = dns.message.make_query("example.com", "A", use_edns=0).to_wire()
+    do = dns.message.make_query("example.com", "A", use_edns=0, want_dnssec=True).to_wire()
+    assert fastpath.cache_key(plain, True, 1232)[0] != fastpath.cache_key(do, True, 1232)[0]
+    # Other bits of the OPT's flags (Z, RFC 6891 6.1.4: ignored) do not count.
+    z = opt_query(b"", "example.com", flags=0x0001)
+    assert fastpath.cache_key(z, True, 1232)[0] == fastpath.cache_key(opt_query(b"", "example.com"), True, 1232)[0]
+
+
+MALFORMED_OPTIONS = [
+    option(10, b"\x01" * 8)[:-1],  # the option runs past the end of the rdata
+    option(12, b"") + b"\x00\x0c\x00",  # a truncated option header (3 octets)
+    b"\x00",  # one octet of rdata
+    option(10, b"\x01" * 8) + b"\x00\x0a\x00\x08\x01",  # second option runs past the end
+    option(10, b"\x01" * 7),  # COOKIE: the client cookie is 8 octets (RFC 7873 4)
+    option(10, b"\x01" * 12),  # COOKIE: a server cookie of 4 octets
+    option(10, b"\x01" * 41),  # COOKIE: a server cookie of 33 octets
+    option(8, b"\x00\x03\x18\x00\xc0\x00\x02"),  # ECS of address family 3 (RFC 7871 6)
+    option(8, b"\x00\x01\x21\x00" + b"\xc0\x00\x02\x01\x00"),  # ECS: source prefix 33 for IPv4
+    option(15, b"\x00"),  # EDE: a one-octet INFO-CODE (RFC 8914 2)
+]
+
+
+@pytest.mark.parametrize("options", MALFORMED_OPTIONS)
+def test_malformed_edns_options_get_formerr_even_after_a_good_query_was_cached(authority, options):
+    """RFC 6891 7: a malformed OPT is a FORMERR, whatever the cache holds
+    for the same name, type and size."""
+    handler = QueryHandler(authority)
+    good = opt_query(option(10, b"\x01" * 8))
+    first = dns.message.from_wire(handler.handle(good, "127.0.0.1", True))
+    assert first.rcode() == dns.rcode.NOERROR and first.answer
+    assert fastpath.cache_key(good, True, 1232) is not None  # the good one is cacheable
+    bad = opt_query(options, ident=0x4321)
+    for _ in range(2):
+        response = handler.handle(bad, "127.0.0.1", True)
+        ident, flags = struct.unpack_from("!HH", response)
+        assert ident == 0x4321 and flags & dns.flags.QR and flags & 0xF == dns.rcode.FORMERR
+    assert fastpath.cache_key(bad, True, 1232) is None
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        opt_query(b"", owner=b"\x03com\x00"),  # an OPT owned by a name other than the root
+        opt_query(b"", owner=b"\xc0\x0c"),  # owner as a compression pointer
+        # Two OPT records (RFC 6891 6.1.1: FORMERR).
+        opt_query(b"")[:10] + b"\x00\x02" + opt_query(b"")[12:] + opt_query(b"")[-11:],
+    ],
+)
+def test_opt_with_another_owner_or_a_second_opt_takes_the_full_path(authority, wire):
+    assert fastpath.cache_key(wire, True, 1232) is None
+    handler = QueryHandler(authority)
+    handler.handle(opt_query(b""), "127.0.0.1", True)  # cached: a plain OPT for the same question
+    for _ in range(2):
+        assert struct.unpack_from("!H", handler.handle(wire, "127.0.0.1", True), 2)[0] & 0xF == dns.rcode.FORMERR
+
+
+def test_well_formed_options_keep_the_fast_path_and_their_answer():
+    """What clients send most (a client COOKIE, padding, NSID, unknown
+    options) stays cacheable, and the cached answer is the full path's."""
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    warm = QueryHandler(authority)
+    for options in (
+        option(10, b"\x01" * 8), option(10, b"\x02" * 24), option(10, b"\x03" * 40), option(12, b"\0" * 30),
+        option(3, b""), option(65001, b"local"), option(10, b"\x01" * 8) + option(12, b"") + option(3, b""),
+    ):
+        wire = opt_query(options)
+        assert fastpath.cache_key(wire, True, 1232) is not None, options
+        for _ in range(2):
+            assert warm.handle(wire, "127.0.0.1", True) == QueryHandler(authority).handle(wire, "127.0.0.1", True)
+
+
+def test_fast_path_accepts_no_opt_rdata_that_dnspython_rejects():
+    """Random option lists, valid and not: whenever the fast path takes
+    one, the full path's parser takes it too."""
+    rng = random.Random(3225)
+    codes = [0, 3, 5, 8, 9, 10, 11, 12, 15, 18, 22, 23, 24, 25, 65001, 65535]
+    taken = 0
+    for _ in range(4000):
+        rdata = b""
+        for _ in range(rng.randint(0, 3)):
+            code = rng.choice(codes) if rng.random() < 0.9 else rng.randrange(65536)
+            data = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 2, 4, 7, 8, 16, 20, 40, 41))))
+            length = len(data) if rng.random() < 0.8 else rng.randrange(0, 50)
+            rdata += struct.pack("!HH", code, length) + data
+        if rng.random() < 0.1:
+            rdata = rdata[: rng.randrange(len(rdata) + 1)]
+        wire = opt_query(rdata)
+        if fastpath.cache_key(wire, True, 1232) is not None:
+            taken += 1
+            dns.message.from_wire(wire)  # raises if the full path would answer FORMERR
+    assert taken > 300

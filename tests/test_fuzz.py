@@ -54,9 +54,9 @@ from hypothesis import strategies as st
 from twisted.internet import task
 
 from aliasd.access import TransferAccess, keyring_from
+from aliasd.answers import QueryHandler
 from aliasd.authority import ZoneAuthority
 from aliasd.config import KeySettings, ZoneSettings
-from aliasd.server import QueryHandler
 from aliasd.status import StatusReporter
 from tests.helpers import zone_source
 

@@ -14,26 +14,15 @@ import dns.rrset
 import dns.tokenizer
 import dns.zone
 import pytest
+from pathlib import Path
 
 from aliasd.masterfile import NotSimple, read_records
-from aliasd.store import pack_rrsets
-from aliasd.zonefile import _check_record, _CheckingReader
+from aliasd.zonefile import read_with_dnspython
 
 
 def reference(text, origin, path="t.zone"):
     """The zone's records as the dnspython-based reader produces them."""
-    zone = dns.zone.Zone(origin, dns.rdataclass.IN, relativize=False)
-    with zone.writer(True) as txn:
-        txn.check_put_rdataset(lambda t, n, r: _check_record(origin, t, n, r))
-        tok = dns.tokenizer.Tokenizer(text, path)
-        _CheckingReader(tok, dns.rdataclass.IN, txn, allow_include=True).read()
-    rrsets = []
-    for name, node in zone.nodes.items():
-        for rds in node.rdatasets:
-            r = dns.rrset.RRset(name, rds.rdclass, rds.rdtype, rds.covers)
-            r.update(rds)
-            rrsets.append(r)
-    return pack_rrsets(rrsets)
+    return dict(read_with_dnspython(origin, Path(path), text).records)
 
 
 def same_as_reference(text: str, origin: str, must_be_fast: bool = False) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dns.name
 import dns.rdatatype as T
 import pytest
+from twisted.internet import defer
 from twisted.names import dns as tdns
 from twisted.names import error as terror
 
@@ -221,3 +222,277 @@ def test_changes_whose_hand_over_fails_are_handed_over_again(clock, log_events):
         assert [e for e in log_events if e.get("log_failure") is not None]
     finally:
         resolver.stopService()
+
+
+# -- TTL: the largest seen for the same addresses, a floor, and damping ------
+
+
+def test_ttl_follows_the_largest_ttl_seen_for_the_same_addresses(resolver, upstream, clock, changes):
+    """A caching upstream counts TTLs down: the first answer may come at the
+    end of its countdown (TTL 2), the next with the full TTL. The full TTL
+    is served from then on, and the countdown that follows changes nothing."""
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=2))
+    clock.advance(0)
+    state = resolver.state(TARGET, T.A)
+    assert state.ttl == 2 and changes == [0]
+    clock.advance(10)  # min-refresh
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=300))
+    clock.advance(0)
+    assert state.ttl == 300  # was frozen at 2
+    assert changes == [0, 10]  # the larger TTL is handed to the authority once
+    for ttl in (250, 160, 70, 3):  # the upstream's countdown, refresh after refresh
+        clock.advance(100)  # max-refresh
+        upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=ttl))
+        clock.advance(0)
+    assert state.ttl == 300 and changes == [0, 10]  # a countdown signals nothing
+
+
+def test_a_ttl_creeping_up_is_not_handed_over_at_every_refresh(resolver, upstream, clock, changes):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=100))
+    clock.advance(0)
+    state = resolver.state(TARGET, T.A)
+    for ttl in (103, 106, 109):  # within 10% of the TTL served: kept, not signalled
+        clock.advance(100)
+        upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=ttl))
+        clock.advance(0)
+    assert state.ttl == 100 and state.ttl_seen == 109 and changes == [0]
+    clock.advance(100)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=111))
+    clock.advance(0)
+    assert state.ttl == 111 and changes == [0, 100 * 4]
+
+
+def test_new_addresses_take_their_own_ttl(resolver, upstream, clock, changes):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=300))
+    clock.advance(100)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.2", ttl=20))
+    clock.advance(0)
+    state = resolver.state(TARGET, T.A)
+    assert state.ttl == 20 and state.addresses == ("192.0.2.2",) and len(changes) == 2
+
+
+def test_recovery_from_stale_keeps_the_largest_ttl(resolver, upstream, clock):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=40))
+    clock.advance(40)
+    upstream.take().errback(terror.DNSServerError("SERVFAIL"))
+    state = resolver.state(TARGET, T.A)
+    assert state.status is Status.STALE and state.ttl == 40
+    clock.advance(10)
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=5))
+    assert state.status is Status.RESOLVED and state.ttl == 40
+
+
+def test_min_ttl_is_a_floor_for_the_ttl_served(clock, upstream):
+    r = AliasResolver(upstream, clock, min_refresh=10, max_refresh=100, jitter=0, min_ttl=120)
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    try:
+        upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=5))
+        state = r.state(TARGET, T.A)
+        assert state.ttl == 120
+        assert state.next_due == 10  # refreshes still follow the upstream's TTL
+        clock.advance(10)
+        upstream.take().callback(a_answer("lb.example.net", "192.0.2.2", ttl=30))
+        assert state.ttl == 120
+        clock.advance(30)
+        upstream.take().callback(a_answer("lb.example.net", "192.0.2.2", ttl=600))
+        assert state.ttl == 600
+    finally:
+        r.stopService()
+
+
+def test_a_larger_ttl_reaches_the_secondaries_through_serial_damping(clock, upstream):
+    """How a TTL-only change reaches the authority: handed over once, and
+    published under the zone's serial-rate damping like any change."""
+    from aliasd.authority import ZoneAuthority
+    from tests.helpers import zone_source
+
+    zone = zone_source(
+        "example.com",
+        """\
+        $ORIGIN example.com.
+        @ 300 SOA ns1 h 1 3600 600 86400 60
+        @ 300 ALIAS lb.example.net.
+        """,
+    )
+    resolver = AliasResolver(upstream, clock, min_refresh=10, max_refresh=100, jitter=0)
+    serials = []
+    authority = ZoneAuthority(
+        resolver, clock=clock, serial_interval=60, serial_burst=1,
+        on_new_serial=lambda v: serials.append(clock.seconds()),
+    )
+    resolver.on_change = authority.rebuild
+    authority.set_sources([zone], wait=True)
+    resolver.startService()
+    apex = N("example.com")
+
+    def answer(ttl):
+        for name, rdtype, d in list(upstream.pending):
+            upstream.pending.remove((name, rdtype, d))
+            d.callback(a_answer(name, "192.0.2.1", ttl=ttl) if rdtype == T.A else ([], [], []))
+
+    def served_ttl():
+        return authority.versions[apex].lookup(apex, T.A).answer[0].ttl
+
+    try:
+        answer(2)  # the end of a caching upstream's countdown
+        clock.advance(0)
+        assert served_ttl() == 2
+        published = len(serials)
+        clock.advance(10)
+        answer(250)  # its cache refreshed: the full TTL
+        clock.advance(0)
+        assert served_ttl() == 2  # held back: the burst of 1 was used
+        for ttl in (240, 150, 60):  # the countdown again: nothing more to publish
+            clock.advance(100)
+            answer(ttl)
+            clock.advance(0)
+        assert served_ttl() == 250  # published once the bucket refilled
+        assert len(serials) == published + 1, serials
+    finally:
+        resolver.stopService()
+
+
+# -- replacing the upstream (reload with other upstreams) ----------------------
+
+
+class ClosableUpstream(ManualUpstream):
+    def __init__(self):
+        super().__init__()
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_replacing_the_upstream_asks_waiting_targets_again_of_the_new_one(clock, log_events):
+    old, new = ClosableUpstream(), ClosableUpstream()
+    changes = []
+    r = AliasResolver(old, clock, min_refresh=10, max_in_flight=2, on_change=changes.append)
+    keys = [(N(f"t{i}.example.net"), T.A) for i in range(3)]
+    r.set_targets(keys)
+    r.startService()
+    try:
+        waiting = [d for _, _, d in old.pending]
+        assert len(waiting) == 2  # max-in-flight; the third waits its turn
+        r.replace_upstream(new)
+        assert old.closed
+        assert all(d.called for d in waiting)  # cancelled, not left hanging
+        assert len(new.pending) == 2  # asked again of the new upstream at once
+        for key in keys:
+            state = r.state(*key)
+            assert state.status is Status.PENDING and state.failures == 0 and state.failure == ""
+        assert not [e for e in log_events if e.get("target")]  # no failure logged
+        while new.pending:
+            name, _, d = new.pending.pop(0)
+            d.callback(a_answer(name, "192.0.2.1"))
+            clock.advance(0)
+        assert all(r.state(*key).status is Status.RESOLVED for key in keys)
+        assert r._in_flight == 0
+    finally:
+        r.stopService()
+
+
+def test_stopping_cancels_waiting_lookups_without_recording_failures(clock, upstream):
+    r = AliasResolver(upstream, clock, min_refresh=10)
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=10))
+    clock.advance(10)
+    d = upstream.take()
+    r.stopService()
+    assert d.called
+    state = r.state(TARGET, T.A)
+    assert state.status is Status.RESOLVED and state.failure == ""
+
+
+def test_reload_with_other_upstreams_leaves_no_lookup_on_the_old_client(clock):
+    """aliasd.reload swaps the upstream client: the lookups waiting on the
+    old one must not be orphaned (before: they stayed with the closed client,
+    which opened a new socket for their retries and never closed it)."""
+    import dataclasses
+    import types
+
+    from aliasd.config import Endpoint, ResolverSettings, Settings
+    from aliasd.reload import Reloader
+
+    made = []
+
+    def make_upstream(upstreams):
+        made.append(ClosableUpstream())
+        return made[-1]
+
+    old = ClosableUpstream()
+    r = AliasResolver(old, clock, min_refresh=10)
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    settings = Settings(resolver=ResolverSettings(upstreams=(Endpoint("192.0.2.53", 53),)))
+    options = types.SimpleNamespace(settings=settings, files=object(), catalog=object())
+    reloader = Reloader(options, None, None, None, r, make_upstream, reactor=clock)
+    try:
+        waiting = old.take()
+        new_settings = dataclasses.replace(
+            settings, resolver=dataclasses.replace(settings.resolver, upstreams=(Endpoint("192.0.2.54", 53),))
+        )
+        reloader._apply_resolver(new_settings)
+        assert old.closed and r.upstream is made[0]
+        assert waiting.called  # not left to the closed client
+        made[0].take().callback(a_answer("lb.example.net", "192.0.2.7"))
+        assert r.state(TARGET, T.A).addresses == ("192.0.2.7",)
+    finally:
+        r.stopService()
+
+
+def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
+    """Issue 12.8: a failure after some of the new settings took effect is
+    not logged as "nothing changed"."""
+    import types
+
+    from aliasd.config import Settings
+    from aliasd.reload import Reloader
+
+    class FailingAuthority:
+        sources = {}
+
+        def set_sources(self, sources, prepared=None):
+            raise RuntimeError("disk on fire")
+
+    handler = types.SimpleNamespace(access=None, keyring=None)
+    notifier = types.SimpleNamespace(targets=None, keys=None)
+    resolver = AliasResolver(ManualUpstream(), clock)
+    settings = Settings()
+    options = types.SimpleNamespace(settings=settings, files=object(), catalog=types.SimpleNamespace(
+        add_to=lambda settings, sources: sources))
+    reloader = Reloader(options, FailingAuthority(), handler, notifier, resolver, lambda u: None, reactor=clock)
+    d = defer.maybeDeferred(reloader._apply, ({}, {}, 0), settings)
+    d.addErrback(reloader._crashed)
+    assert d.result is False
+    failed = [e for e in log_events if "reload failed" in e.get("log_format", "")]
+    assert len(failed) == 1 and "part way" in failed[0]["log_format"]
+    assert failed[0]["applied"] == "transfer access, TSIG keys, NOTIFY targets, resolver settings, TLS certificate"
+    assert failed[0]["missing"] == "zones"
+    assert handler.access is not None  # it was applied: the log says so
+
+
+def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
+    """The state saved at a stop is what the next start serves: the last
+    success time and the TTL come back as saved (and are saved again)."""
+    import json
+    import time
+
+    from aliasd.state import StateStore
+
+    clock.advance(time.time())
+    store = StateStore(tmp_path)
+    saved = {"name": "t.example.", "type": 1, "status": "resolved", "addresses": ["192.0.2.1"],
+             "ttl": 30, "last_success": clock.seconds() - 5}
+    store.save_targets([saved])
+    upstream = ManualUpstream()
+    r = AliasResolver(upstream, clock, state=store)
+    r.set_targets([(dns.name.from_text("t.example."), T.A)])
+    state = r.state(dns.name.from_text("t.example."), T.A)
+    assert (state.addresses, state.ttl, state.ttl_seen, state.last_success) == (("192.0.2.1",), 30, 30, saved["last_success"])
+    r.startService()
+    clock.advance(1)  # the refresh is asked; the upstream does not answer before the stop
+    r.stopService()
+    assert json.loads((tmp_path / "targets.json").read_text())["targets"] == [saved]

@@ -15,15 +15,18 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rrset
+import dns.tsig
 import dns.tsigkeyring
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from aliasd.access import TransferAccess
+from aliasd.answers import QueryHandler
 from aliasd.authority import ZoneAuthority
 from aliasd.config import ZoneSettings
-from aliasd.server import DNSDatagramProtocol, DNSStreamFactory, QueryHandler
+from aliasd.transports import DNSDatagramProtocol, DNSStreamFactory
 from tests.helpers import zone_source
 
 SOURCE = zone_source(
@@ -331,3 +334,95 @@ def test_a_zone_still_loading_answers_servfail_then_its_records(clock):
     assert not authority.busy
     r = ask(handler, dns.message.make_query("www.example.com", "A"))
     assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.1"
+
+
+@pytest.mark.parametrize("udp", [True, False])
+def test_do_bit_is_copied_into_every_answer_to_an_edns_query(handler, udp):
+    """RFC 3225 3: the DO bit of the query is copied into the response,
+    whatever the answer; asked twice (the second from the kept answer),
+    and alternating, so no answer carries another query's DO."""
+    questions = [
+        ("www.example.com", "A", {}, dns.rcode.NOERROR),
+        ("www.example.com", "MX", {}, dns.rcode.NOERROR),  # NODATA
+        ("nope.example.com", "A", {}, dns.rcode.NXDOMAIN),
+        ("example.org", "SOA", {}, dns.rcode.REFUSED),
+        ("example.com", "SOA", {"use_edns": 1}, dns.rcode.BADVERS),
+    ]
+    for do in (True, False, True, True, False, False):
+        for name, rdtype, extra, rcode in questions:
+            kwargs = {"use_edns": 0, "payload": 1232, **extra}
+            r = ask(handler, dns.message.make_query(name, rdtype, want_dnssec=do, **kwargs), udp)
+            assert r.rcode() == rcode and r.edns == 0, (name, rdtype)
+            assert bool(r.ednsflags & dns.flags.DO) == do, (name, rdtype, do)
+
+
+def transfer_handler(handler, key=None):
+    handler.access = TransferAccess(
+        (ZoneSettings(dns.name.from_text("example.com"), Path("x"),
+                      allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),),
+                      transfer_key=key.name.to_text() if key else None),)
+    )
+    if key is not None:
+        handler.keyring = {key.name: key}
+    return handler
+
+
+def test_axfr_and_ixfr_to_an_edns_query_carry_an_opt_with_the_do_bit(handler):
+    """RFC 6891 7 / RFC 5936 2.2.5: an OPT in each message of the answer to
+    an EDNS transfer request (as BIND does), with our payload size and DO
+    echoed; the kept rendering of the version answers the next ones alike."""
+    transfer_handler(handler)
+    origin = dns.name.from_text("example.com")
+    for shape in ({}, {"use_edns": 0, "want_dnssec": True}, {"use_edns": 0}, {}, {"use_edns": 0, "want_dnssec": True}):
+        q = dns.message.make_query("example.com", "AXFR", **shape)
+        wires = list(handler.handle(q.to_wire(), "127.0.0.1", over_udp=False))
+        for wire in wires:
+            m = dns.message.from_wire(wire, xfr=True)
+            assert m.id == q.id and m.answer
+            if shape:
+                assert m.edns == 0 and m.payload == 1232
+                assert bool(m.ednsflags & dns.flags.DO) == shape.get("want_dnssec", False)
+            else:
+                assert m.opt is None
+    # IXFR over UDP from an older serial not in the journal: the whole zone in one datagram.
+    q = dns.message.make_query("example.com", "IXFR", use_edns=0, payload=4096, want_dnssec=True)
+    q.authority.append(dns.rrset.from_text(origin, 0, "IN", "SOA", f"ns1. h. {2**32 - 5} 1 1 1 1"))
+    handler.max_udp_size = 4096
+    r = dns.message.from_wire(handler.handle(q.to_wire(), "127.0.0.1", over_udp=True), xfr=True)
+    assert len(r.answer) > 1 and r.edns == 0 and r.payload == 4096 and r.ednsflags & dns.flags.DO
+
+
+def test_signed_edns_axfr_has_opt_then_tsig_in_every_message(handler):
+    key = dns.tsig.Key("xfr.", b"0123456789abcdef0123456789abcdef", "hmac-sha256")
+    transfer_handler(handler, key)
+    q = dns.message.make_query("example.com", "AXFR", use_edns=0, want_dnssec=True)
+    q.use_tsig({key.name: key}, key.name)
+    for _ in range(2):  # signed transfers are never kept: rendered again
+        wires = list(handler.handle(q.to_wire(), "127.0.0.1", over_udp=False))
+        ctx = None
+        for wire in wires:
+            m = dns.message.from_wire(wire, keyring={key.name: key}, request_mac=q.mac, xfr=True,
+                                      tsig_ctx=ctx, multi=True)  # checks the signature
+            ctx = m.tsig_ctx
+            assert m.had_tsig and m.opt is not None and m.ednsflags & dns.flags.DO
+
+
+def test_a_child_zone_still_loading_is_not_answered_by_its_parent(clock):
+    """While a served child zone waits for its first version, neither the
+    full path nor the negative fast path answers its names from the parent."""
+    parent = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns h 1 1 1 1 1\n@ 300 NS ns\nns 300 A 192.0.2.53\n")
+    child = zone_source("sub.example.com", "$ORIGIN sub.example.com.\n@ 300 SOA ns h 1 1 1 1 1\n@ 300 NS ns\nwww 300 A 192.0.2.9\n")
+    authority = ZoneAuthority(clock=clock)
+    authority.set_sources([parent], wait=True)
+    handler = QueryHandler(authority, max_udp_size=1232)
+    for name in ("xx.example.com", "abcdef.example.com"):  # negative answers of these shapes are kept
+        assert ask(handler, dns.message.make_query(name, "A")).rcode() == dns.rcode.NXDOMAIN
+    authority.set_sources([parent, child])  # the child is queued, not built yet
+    assert ask(handler, dns.message.make_query("abcdef.example.com", "A")).rcode() == dns.rcode.NXDOMAIN
+    for name in ("www.sub.example.com", "zz.sub.example.com"):  # the latter: the same shape
+        assert ask(handler, dns.message.make_query(name, "A")).rcode() == dns.rcode.SERVFAIL, name
+    clock.advance(0)
+    clock.advance(0)
+    r = ask(handler, dns.message.make_query("www.sub.example.com", "A"))
+    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.9"
+    assert ask(handler, dns.message.make_query("zz.sub.example.com", "A")).rcode() == dns.rcode.NXDOMAIN

@@ -122,8 +122,83 @@ def test_flattened_addresses_replace_the_fallback(version):
     assert empty.lookup(owner, T.MX).answer  # other types untouched
 
 
-def test_servfail_owner_answers_servfail_only_for_addresses():
+def test_a_loop_owner_answers_nodata_for_addresses_and_is_listed():
     owner = N("example.com")
-    version = ZoneVersion.build(SOURCE, {owner: Flattened({T.A: None, T.AAAA: None}, servfail=True)})
-    assert version.lookup(owner, T.A).rcode == dns.rcode.SERVFAIL
-    assert version.lookup(owner, T.MX).rcode == dns.rcode.NOERROR
+    version = ZoneVersion.build(SOURCE, {owner: Flattened({T.A: None, T.AAAA: None}, loop=True)})
+    for rdtype in (T.A, T.AAAA):
+        answer = version.lookup(owner, rdtype)
+        assert answer.rcode == dns.rcode.NOERROR and answer.answer == () and answer.authority
+    assert version.lookup(owner, T.MX).answer
+    assert version.loop_keys == {owner.to_wire(canonicalize=True)}
+
+
+def test_alias_type_queries_get_nodata_as_on_secondaries(version):
+    """Type 65401 is dropped from the transfer view, so a secondary has no
+    such record: the primary answers the same (issue 12.6)."""
+    for name in ("example.com", "anything.w.example.com"):
+        answer = version.lookup(N(name), 65401)
+        assert answer.rcode == dns.rcode.NOERROR and answer.answer == () and answer.authority, name
+    assert all(r.rdtype != 65401 for r in version.transfer_rrsets())
+
+
+DNAME_SOURCE = zone_source(
+    "example.org",
+    """\
+    $ORIGIN example.org.
+    $TTL 300
+    @        SOA ns1 hostmaster 1 3600 600 86400 100
+             NS  ns1
+    ns1      A   192.0.2.53
+    old      DNAME new
+    new      A   192.0.2.1
+    x.new    A   192.0.2.2
+    away     DNAME example.net.
+    long     DNAME """ + ".".join(["a" * 63] * 3) + """.
+    """,
+)
+
+
+def test_dname_synthesises_a_cname_and_follows_it_in_zone():
+    version = ZoneVersion.build(DNAME_SOURCE, {})
+    answer = version.lookup(N("x.old.example.org"), T.A)
+    assert answer.rcode == dns.rcode.NOERROR
+    assert [(r.name, r.rdtype) for r in answer.answer] == [
+        (N("old.example.org"), T.DNAME), (N("x.old.example.org"), T.CNAME), (N("x.new.example.org"), T.A)]
+    assert answer.answer[1][0].target == N("x.new.example.org") and answer.answer[1].ttl == 300
+    assert answer.answer[2][0].address == "192.0.2.2"
+    # The DNAME owner itself is not redirected (RFC 6672 2.3).
+    at_owner = version.lookup(N("old.example.org"), T.A)
+    assert at_owner.answer == () and at_owner.authority
+    assert version.lookup(N("old.example.org"), T.DNAME).answer[0][0].target == N("new.example.org")
+    # Out of the zone: the chain stops after the synthesised CNAME.
+    away = version.lookup(N("www.away.example.org"), T.A)
+    assert [r.rdtype for r in away.answer] == [T.DNAME, T.CNAME] and away.answer[1][0].target == N("www.example.net")
+    # Too long a result: YXDOMAIN (RFC 6672 2.2).
+    assert version.lookup(N(".".join(["b" * 60] * 2) + ".long.example.org"), T.A).rcode == dns.rcode.YXDOMAIN
+    assert any(r.rdtype == T.DNAME for r in version.transfer_rrsets())
+
+
+def test_a_cname_into_another_served_zone_is_followed_there():
+    parent = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns h 1 1 1 1 1\n@ 300 NS ns\n"
+                                        "ns 300 A 192.0.2.53\nwww 300 CNAME host.child.example.com.\n"
+                                        "gone 300 CNAME nothing.child.example.com.\n")
+    child = zone_source("child.example.com", "$ORIGIN child.example.com.\n@ 300 SOA ns h 7 1 1 1 1\n"
+                                             "@ 300 NS ns\nhost 300 A 192.0.2.80\n")
+    versions = {v.origin: v for v in (ZoneVersion.build(parent, {}), ZoneVersion.build(child, {}))}
+
+    def zone_for(name):
+        while len(name) > 1:
+            if name in versions:
+                return versions[name]
+            name = name.parent()
+        return None
+
+    outer = versions[N("example.com")]
+    answer = outer.lookup(N("www.example.com"), T.A, zone_for)
+    assert answer.rcode == dns.rcode.NOERROR and answer.crossed
+    assert [r.rdtype for r in answer.answer] == [T.CNAME, T.A] and answer.answer[1][0].address == "192.0.2.80"
+    missing = outer.lookup(N("gone.example.com"), T.A, zone_for)
+    assert missing.rcode == dns.rcode.NXDOMAIN  # the child's verdict, with the child's SOA
+    assert missing.authority[0].name == N("child.example.com") and missing.authority[0][0].serial == 7
+    # Without the other zones the chain stops where it leaves this one's data.
+    assert outer.lookup(N("www.example.com"), T.A).rcode == dns.rcode.NXDOMAIN

@@ -90,3 +90,96 @@ def test_errors_in_included_files_name_the_included_file(tmp_path):
     write(tmp_path, "x 300 ALIAS a.example.net.\nx 300 ALIAS b.example.net.\n", "inc.zone")
     message = error_of(tmp_path, HEAD + f"$INCLUDE {tmp_path / 'inc.zone'}\n")
     assert message.startswith(f"{tmp_path / 'inc.zone'}:2: more than one ALIAS")
+
+
+# -- $INCLUDE stays in the zone file's directory -------------------------------
+
+OUTSIDE = "the zone's directory"
+HOW = "set [server] allow-include-anywhere = true to allow it"
+
+
+@pytest.fixture
+def zone_dir(tmp_path, monkeypatch):
+    """zones/ for the zone file, secret.zone beside it (outside), and a
+    working directory elsewhere: relative names must not depend on it."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (tmp_path / "secret.zone").write_text("secret 300 TXT hidden\n")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return zones
+
+
+def load_with(zones, text, **options):
+    return load_zone_file("example.com", write(zones, HEAD + text), **options)
+
+
+def include_error(zones, text, **options) -> str:
+    with pytest.raises(ZoneFileError) as info:
+        load_with(zones, text, **options)
+    return str(info.value)
+
+
+def names(zone):
+    return {name.to_text() for name, _ in zone.rrsets}
+
+
+def test_include_names_a_file_relative_to_the_zone_directory(zone_dir):
+    (zone_dir / "www.inc").write_text("www 300 A 192.0.2.80\n")
+    (zone_dir / "sub").mkdir()
+    (zone_dir / "sub" / "mail.inc").write_text("mail 300 A 192.0.2.25\n")
+    zone = load_with(zone_dir, f"$INCLUDE www.inc\n$INCLUDE sub/mail.inc\n$INCLUDE {zone_dir / 'www.inc'}\n")
+    assert {"www.example.com.", "mail.example.com."} <= names(zone)
+
+
+@pytest.mark.parametrize("include", ["/etc/passwd", "../secret.zone", "sub/../../secret.zone", "link.zone"])
+def test_include_outside_the_zone_directory_is_refused(zone_dir, include):
+    (zone_dir / "link.zone").symlink_to(zone_dir.parent / "secret.zone")
+    message = include_error(zone_dir, f"$INCLUDE {include}\n")
+    assert message.startswith(f"{zone_dir / 'z.zone'}:3: $INCLUDE {include} is outside {OUTSIDE} {zone_dir}")
+    assert message.endswith(HOW)
+    assert "root:" not in message and "hidden" not in message
+
+
+def test_include_inside_an_included_file_is_checked_too(zone_dir):
+    (zone_dir / "a.inc").write_text("a 300 A 192.0.2.1\n$INCLUDE ../secret.zone\n")
+    message = include_error(zone_dir, "$INCLUDE a.inc\n")
+    assert message.startswith(f"{zone_dir / 'a.inc'}:2: $INCLUDE ../secret.zone is outside {OUTSIDE}")
+
+
+def test_allow_include_anywhere_reads_other_directories(zone_dir):
+    zone = load_with(zone_dir, "$INCLUDE ../secret.zone\n", include_anywhere=True)
+    assert "secret.example.com." in names(zone)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_caught(zone_dir, monkeypatch):
+    """The file dnspython actually opened is checked again (/proc/self/fd):
+    a symbolic link put in place between the check and the open is caught."""
+    from aliasd import zonefile
+
+    included = zone_dir / "ok.inc"
+    included.write_text("ok 300 A 192.0.2.1\n")
+    approve = zonefile._CheckingReader._approve_include
+
+    def approve_then_swap(self, token, where):
+        checked = approve(self, token, where)
+        included.unlink()
+        included.symlink_to(zone_dir.parent / "secret.zone")
+        return checked
+
+    monkeypatch.setattr(zonefile._CheckingReader, "_approve_include", approve_then_swap)
+    message = include_error(zone_dir, "$INCLUDE ok.inc\n")
+    assert message.startswith(f"{zone_dir / 'z.zone'}:3: $INCLUDE {included} is outside {OUTSIDE}")
+
+
+def test_include_problems_name_file_and_line(zone_dir):
+    (zone_dir / "self.inc").write_text("$INCLUDE self.inc\n")
+    (zone_dir / "dir.inc").mkdir()
+    cases = {
+        "$INCLUDE absent.inc\n": "z.zone:3: $INCLUDE absent.inc: cannot read it: No such file or directory",
+        "$INCLUDE dir.inc\n": "z.zone:3: $INCLUDE dir.inc: not a regular file",
+        "$INCLUDE self.inc\n": "self.inc:1: $INCLUDE nested more than 16 deep",
+    }
+    for text, expected in cases.items():
+        assert expected in include_error(zone_dir, text)
