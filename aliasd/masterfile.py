@@ -41,7 +41,8 @@ _ALIAS = 65401  # aliasd.zonefile.ALIAS_TYPE; not imported, to allow imports eit
 _MAX_TTL = 2**32 - 1
 _IN = dns.rdataclass.IN
 
-#: Types that may stand beside a CNAME.
+#: Types that may stand beside a CNAME. dns.node._neutral_types is private:
+#: pinned by tests/test_private_apis.py.
 _NEUTRAL = frozenset(int(t) for t in dns.node._neutral_types)
 #: Types whose rdatas dnspython compares exactly (no names inside).
 _EXACT = frozenset((_A, _AAAA, _TXT, _SPF))

@@ -290,6 +290,7 @@ class _CheckingReader(dns.zonefile.Reader):
 
     # dnspython assigns ``self.tok`` at the start, for each included file it
     # opens and when it returns from one: every tokenizer is a guarded one.
+    # (Private dnspython behaviour: pinned by tests/test_private_apis.py.)
     @property
     def tok(self):
         return self._tok
@@ -357,6 +358,8 @@ class _CheckingReader(dns.zonefile.Reader):
             opened.close()
             raise _IncludeRefused(self._outside_message(at, approved))
 
+    # Private dnspython API (Reader.read calls it once per record, at its first
+    # line): pinned by tests/test_private_apis.py.
     def _rr_line(self) -> None:
         self.record_where = self.tok.where()
         try:
@@ -366,13 +369,16 @@ class _CheckingReader(dns.zonefile.Reader):
             # which is the next one when the record's last field is bad.
             raise _RuleViolation(str(e) or "syntax error") from None
 
+    # Private dnspython API (what Reader skips out-of-zone records with):
+    # pinned by tests/test_private_apis.py.
     def _eat_line(self) -> None:
         raise dns.exception.SyntaxError(
             f"{self.last_name} is outside the zone {self.zone_origin}"
         )
 
 
-#: Types that may stand beside a CNAME (DNSSEC and friends).
+#: Types that may stand beside a CNAME (DNSSEC and friends). dns.node._neutral_types
+#: is private: pinned by tests/test_private_apis.py.
 _NEUTRAL_TYPES = frozenset(dns.node._neutral_types)
 
 
