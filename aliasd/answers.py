@@ -84,11 +84,16 @@ class QueryHandler:
         found = None if tls else fastpath.cache_key(wire, over_udp, self.max_udp_size)
         negative_key = None
         if found is not None:
+            # What queries read (aliasd.registry): the served versions and
+            # the fast path's indexes, used directly on the hot path.
+            served = self.authority.registry
             entry = self._cache.get(found[0])
+            # Valid while its zone still serves the version it was rendered
+            # from, in the same set of zones.
             if (
                 entry is not None
-                and not entry.version.superseded
-                and entry.generation == self.authority.generation
+                and served.zones_by_wire.get(entry.origin_key) is entry.version
+                and entry.generation == served.generation
             ):
                 self._count_cached(entry)
                 return fastpath.patch(entry.wire, wire, found[1])
@@ -96,15 +101,15 @@ class QueryHandler:
             # name length, type and size shape serves every such name.
             qend = found[1]
             missing = fastpath.missing_name(
-                found[0][: qend - 16], self.authority.zones_by_wire, self.authority.soa_suffixes
+                found[0][: qend - 16], served.zones_by_wire, served.soa_suffixes
             )
             if missing is not None:
                 negative_key = missing[1] + bytes((qend - 16,)) + found[0][qend - 16 :]
                 entry = self._cache.get(negative_key)
                 if (
                     entry is not None
-                    and not entry.version.superseded
-                    and entry.generation == self.authority.generation
+                    and served.zones_by_wire.get(entry.origin_key) is entry.version
+                    and entry.generation == served.generation
                 ):
                     self._count_cached(entry)
                     return fastpath.patch(entry.wire, wire, qend)
@@ -158,15 +163,16 @@ class QueryHandler:
 
     def _remember(self, key, version, answer: bytes, stat_key, query) -> None:
         """Keep a rendered answer for the fast path (see aliasd.fastpath)."""
-        if self.answer_cache_size is None and self._cache_sized_for != self.authority.name_count:
-            self._cache_sized_for = self.authority.name_count
-            self._cache.resize(fastpath.automatic_size(self.authority.name_count))
+        served = self.authority.registry
+        if self.answer_cache_size is None and self._cache_sized_for != served.name_count:
+            self._cache_sized_for = served.name_count
+            self._cache.resize(fastpath.automatic_size(served.name_count))
         question = query.question[0]
         owner = None
         if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:
             owner = question.name
         self._cache.put(key, fastpath.CachedAnswer(
-            version.origin, version, self.authority.generation,
+            version.origin, version.source.key, version, served.generation,
             fastpath.template(answer), stat_key, owner,
             self.stats.key("aliasd_alias_answers_total"),
         ))
@@ -229,11 +235,12 @@ class QueryHandler:
         if qtype in _NOT_QUERYABLE:
             response.set_rcode(dns.rcode.FORMERR)
             return None, None
-        version = self.authority.zone_for(question.name)
+        served = self.authority.registry
+        version = served.zone_for(question.name)
         if version is None:
             # A zone still loading at start is ours: SERVFAIL (try again),
             # not REFUSED (a secondary would give up on us).
-            loading = self.authority.is_loading(question.name)
+            loading = served.is_loading(question.name)
             response.set_rcode(dns.rcode.SERVFAIL if loading else dns.rcode.REFUSED)
             return None, None
         if qtype in _TRANSFER_TYPES:
@@ -242,7 +249,7 @@ class QueryHandler:
                 access=self.access, payload=self.max_udp_size,
             )
             return transfer, version
-        answer = version.lookup(question.name, qtype, self.authority.zone_for)
+        answer = version.lookup(question.name, qtype, served.zone_for)
         zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
             self.stats.inc("aliasd_alias_answers_total")

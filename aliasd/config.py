@@ -22,6 +22,8 @@ from typing import Any
 import dns.exception
 import dns.name
 
+from aliasd import store
+
 DEFAULT_STATE_DIR = Path("/var/lib/aliasd")
 TSIG_ALGORITHMS = (
     "hmac-sha256",
@@ -256,8 +258,10 @@ def _port(text: str) -> int:
 
 
 def parse_zone_name(text: str) -> dns.name.Name:
+    """A zone name, hashed once (ten thousand zones are looked up by name
+    in several maps on every reload; aliasd.store.CachedName)."""
     try:
-        return dns.name.from_text(text)
+        return store.cached(dns.name.from_text(text))
     except dns.exception.DNSException as e:
         raise ValueError(f"bad zone name {text!r}: {e}") from None
 

@@ -92,6 +92,9 @@ class AnswerCache:
 
 class CachedAnswer(NamedTuple):
     origin: dns.name.Name
+    # The zone's wire key: the entry is valid while the authority's
+    # ``zones_by_wire`` maps it to ``version`` (aliasd.registry).
+    origin_key: bytes
     version: object  # the ZoneVersion it was rendered from
     generation: int  # the authority's zone-set generation
     wire: bytes  # ID 0, RD/CD clear
@@ -186,6 +189,13 @@ def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
     type and size shape, as long as: the zone has no wildcard and no
     delegation, and no suffix of the name (below the apex) is a suffix of a
     name in the SOA record, which the SOA's compression could point into.
+
+    This is a closest-enclosing-zone search of its own, on purpose: the
+    one on names (aliasd.registry.ZoneRegistry.closest_source) would need
+    the question parsed into a dns.name.Name, hashed label by label in
+    Python, which is what the fast path exists to avoid; here the name is
+    the bytes cut from the packet, its suffixes are slices, and the same
+    list of suffixes serves the SOA-compression check below.
     """
     if name_wire in zones:  # a zone apex exists
         return None

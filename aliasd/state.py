@@ -111,7 +111,7 @@ class StateStore:
     versions (``*.zone-state.json``) are still read, so an upgrade keeps
     every serial.
 
-    ``save_zones`` may run in a thread (aliasd.authority does so); the
+    ``save_zones`` may run in a thread (aliasd.numbering does so); the
     authority never runs two at once.
     """
 

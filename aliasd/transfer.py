@@ -13,6 +13,8 @@ version and reused (``transfer_messages``).
 
 from __future__ import annotations
 
+import struct
+import weakref
 from typing import Iterable, Iterator
 
 import dns.exception
@@ -24,6 +26,7 @@ import dns.rrset
 import dns.serial
 
 from aliasd import fastpath
+from aliasd.axfr import axfr_messages
 from aliasd.journal import Journal
 from aliasd.zone import ZoneVersion
 
@@ -34,6 +37,10 @@ MAX_MESSAGE_SIZE = 65535
 #: The EDNS payload size the OPT records advertise (the server passes its
 #: ``max-udp-size``).
 EDNS_PAYLOAD = 1232
+#: The unsigned renderings kept for reuse: zone version -> {(slot, EDNS
+#: shape): message templates}. Weak keys: a version's renderings go with
+#: the version, and versions stay immutable (aliasd.zone).
+_renderings: "weakref.WeakKeyDictionary[ZoneVersion, dict]" = weakref.WeakKeyDictionary()
 
 
 def axfr_rrsets(version: ZoneVersion) -> Iterator[dns.rrset.RRset]:
@@ -203,14 +210,15 @@ def transfer_messages(
     Signed transfers are rendered for each request (the TSIG chain
     differs). The first complete unsigned rendering of an answer for a
     given EDNS shape (none, or our payload size and the DO bit) is kept
-    with the version; later requests get those messages with their own ID,
-    RD/CD flags and question case, so a version is rendered once however
-    many secondaries ask.
+    for the version (``renderings``); later requests get those messages
+    with their own ID, RD/CD flags and question case, so a version is
+    rendered once however many secondaries ask.
     """
     if query.had_tsig:
         return render_answer(query, rrsets, payload=payload)
     key = (slot, None if query.edns < 0 else (payload, bool(query.ednsflags & dns.flags.DO)))
-    cached = version.rendered.get(key)
+    kept = _renderings.get(version)
+    cached = kept.get(key) if kept is not None else None
     if cached is not None:
         query_wire = query.to_wire()
         qend = 12 + len(query.question[0].name.to_wire()) + 4
@@ -218,9 +226,29 @@ def transfer_messages(
     return _recorded(query, version, key, rrsets, payload)
 
 
+def _unsigned(query, version: ZoneVersion, slot, rrsets, payload: int) -> Iterator[bytes]:
+    """An unsigned answer's messages: the whole view (AXFR, or an IXFR that
+    falls back to it) straight from the packed records (aliasd.axfr), the
+    rest rendered by dnspython."""
+    if slot == "axfr" or (isinstance(slot, tuple) and slot[:2] == ("ixfr", "full")):
+        skeleton = _response(query, payload).to_wire()  # header, question, OPT
+        qend = 12 + len(query.question[0].name.to_wire()) + 4
+        ident, flags = struct.unpack_from("!HH", skeleton)
+        return axfr_messages(version, ident, flags, skeleton[12:qend], skeleton[qend:])
+    return render_answer(query, rrsets, payload=payload)
+
+
 def _recorded(query, version: ZoneVersion, key, rrsets, payload: int) -> Iterator[bytes]:
     recorded = []
-    for wire in render_answer(query, rrsets, payload=payload):
+    for wire in _unsigned(query, version, key[0], rrsets, payload):
         recorded.append(fastpath.template(wire))
         yield wire
-    version.rendered.setdefault(key, recorded)  # only a complete answer
+    kept = _renderings.get(version)
+    if kept is None:
+        kept = _renderings[version] = {}
+    kept.setdefault(key, recorded)  # only a complete answer
+
+
+def renderings(version: ZoneVersion) -> dict:
+    """The renderings kept for ``version``: {(slot, EDNS shape): messages}."""
+    return _renderings.get(version, {})

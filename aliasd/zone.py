@@ -215,6 +215,9 @@ class ZoneVersion:
     The file's packed records are shared by every version of that file;
     a version adds only its own SOA and the flattened A/AAAA of its ALIAS
     owners (``overlay``), so a new version costs what changed, not the zone.
+    What others keep about a version lives with them: whether it is still
+    served is the registry's ``zones_by_wire`` (aliasd.registry), its
+    transfer renderings are aliasd.transfer's.
     """
 
     def __init__(
@@ -231,10 +234,6 @@ class ZoneVersion:
         self.serial = serial if serial is not None else source.serial
         self._records = source.records
         self._overlay = overlay
-        # Wire renderings of this version, kept for reuse (aliasd.transfer),
-        # and whether a newer version has replaced it (set by the authority).
-        self.rendered: dict[str, object] = {}
-        self.superseded = False
         self.loop_keys = frozenset(loop_keys) if loop_keys else _NOTHING  # ALIAS owners in a loop (aliasd-check reports them)
         self.base = base
 
@@ -243,6 +242,12 @@ class ZoneVersion:
     @functools.cached_property
     def soa(self) -> dns.rrset.RRset:
         return self.source.soa_with(self.serial)
+
+    @property
+    def overlay(self) -> Mapping[bytes, Mapping[int, dns.rrset.RRset | None]]:
+        """The flattened A/AAAA per ALIAS owner key (None: no addresses),
+        over the file's records (read by aliasd.axfr)."""
+        return self._overlay
 
     @property
     def soa_packed(self) -> bytes:
