@@ -12,13 +12,12 @@ secondaries) and the rest is served. Nothing is started and no state is written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Sequence, TextIO
 
 from aliasd import store
 from aliasd.authority import ZoneAuthority
-from aliasd.config import ConfigError, Settings, ZoneSettings, load_settings, parse_zone_arg
+from aliasd.config import ConfigError, Settings, ZoneSettings, load_settings, parse_zone_arg, with_command_line_zones
 from aliasd.zonefile import ZoneFileError, load_zone_file
 
 
@@ -36,9 +35,7 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
     except ConfigError as e:
         print(e, file=out)
         return 1
-    zones = {z.name: z for z in settings.zones}
-    zones.update({z.name: dataclasses.replace(z, include_anywhere=settings.server.allow_include_anywhere)
-                  for z in extra_zones})
+    zones = {z.name: z for z in with_command_line_zones(settings, extra_zones)}
     if not zones:
         print(f"{config or 'aliasd'}: no zones configured", file=out)
         return 1

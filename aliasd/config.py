@@ -266,6 +266,15 @@ def parse_zone_name(text: str) -> dns.name.Name:
         raise ValueError(f"bad zone name {text!r}: {e}") from None
 
 
+def with_command_line_zones(settings: "Settings", extra) -> tuple[ZoneSettings, ...]:
+    """The configured zones with ``--zone NAME=FILE`` ones added (replacing
+    a configured zone of the same name), under the server's $INCLUDE rule."""
+    zones = {z.name: z for z in settings.zones}
+    zones.update({z.name: dataclasses.replace(z, include_anywhere=settings.server.allow_include_anywhere)
+                  for z in extra})
+    return tuple(zones.values())
+
+
 def parse_zone_arg(spec: str) -> ZoneSettings:
     """A zone given on a command line as NAME=FILE (``--zone`` of
     ``twistd aliasd`` and of ``aliasd-check``); ValueError if it is not one.

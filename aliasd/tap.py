@@ -36,6 +36,7 @@ from aliasd.config import (
     parse_endpoint,
     parse_ip,
     parse_zone_arg,
+    with_command_line_zones,
 )
 from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
@@ -146,12 +147,8 @@ class Options(usage.Options):
         resolver = settings.resolver
         if self.resolvers:
             resolver = dataclasses.replace(resolver, upstreams=tuple(self.resolvers))
-        zones = {z.name: z for z in settings.zones}
-        zones.update({z.name: dataclasses.replace(z, include_anywhere=server.allow_include_anywhere)
-                      for z in self.zones})
-        return dataclasses.replace(
-            settings, server=server, resolver=resolver, zones=tuple(zones.values())
-        )
+        settings = dataclasses.replace(settings, server=server, resolver=resolver)
+        return dataclasses.replace(settings, zones=with_command_line_zones(settings, self.zones))
 
 
 def make_upstream(upstreams, reactor):
