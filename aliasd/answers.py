@@ -34,6 +34,7 @@ from aliasd.logthrottle import LogThrottle
 from aliasd.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.stats import Statistics
 from aliasd.transfer_requests import TransferRequests
+from aliasd.update_requests import UpdateRequests
 
 log = Logger()
 
@@ -48,7 +49,9 @@ class QueryHandler:
     """Answers DNS messages from the authority's current zone versions.
 
     ``handle`` returns the response's wire form, None when nothing must be
-    sent, or (for a zone transfer over TCP) an iterator of wire messages.
+    sent, (for a zone transfer over TCP) an iterator of wire messages, or
+    (for a dynamic update, answered once it is on disk) a Deferred that
+    fires with the wire form.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class QueryHandler:
         status=None,
         stats: Statistics | None = None,
         answer_cache_size: int | None = None,
+        update_rules: dict | None = None,
     ):
         self.authority = authority
         self.status = status
@@ -73,6 +77,7 @@ class QueryHandler:
         self.keyring = keyring or {}
         self._tsig_log = LogThrottle("TSIG errors")
         self.transfers = TransferRequests(authority, self.stats)
+        self.updates = UpdateRequests(authority, update_rules or {}, self.stats)
 
     def handle(self, wire: bytes, client: str, over_udp: bool, tls: str | None = None):
         """The answer to ``wire`` from address ``client``.
@@ -137,6 +142,8 @@ class QueryHandler:
         response.flags |= query.flags & dns.flags.CD
         if response.opt is not None:  # RFC 3225 3: DO copied into the answer
             response.ednsflags |= query.ednsflags & dns.flags.DO
+        if query.opcode() == dns.opcode.UPDATE and query.edns <= 0:
+            return self.updates.answer(query, response, client, limit)
         transfer, version = self._fill(query, response, client, over_udp, limit, tls)
         if transfer is not None:
             return transfer
@@ -192,8 +199,10 @@ class QueryHandler:
             key = self.keyring.get(name)
             return key if key is not None else False  # False: parse, no check
 
+        # An UPDATE's records are applied one by one, in order (RFC 2136 3.4.2).
+        one_by_one = (HEADER.unpack_from(wire)[1] >> 11) & 0xF == dns.opcode.UPDATE
         try:
-            query = dns.message.from_wire(wire, keyring=key_for)
+            query = dns.message.from_wire(wire, keyring=key_for, one_rr_per_rrset=one_by_one)
         except dns.tsig.BadSignature:
             error = dns.rcode.BADSIG
         except dns.tsig.BadTime:
@@ -204,7 +213,7 @@ class QueryHandler:
             if query.had_tsig and query.keyname not in self.keyring:
                 return query, dns.rcode.BADKEY
             return query, 0
-        return dns.message.from_wire(wire, keyring=lambda m, n: False), error
+        return dns.message.from_wire(wire, keyring=lambda m, n: False, one_rr_per_rrset=one_by_one), error
 
     def _udp_limit(self, query: dns.message.Message) -> int:
         if query.edns < 0:

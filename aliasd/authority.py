@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import itertools
 import time
 from typing import Callable, Iterable
 
@@ -39,7 +40,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from aliasd.damping import SerialDamper
+from aliasd import journalfile, store
 from aliasd.dependencies import AliasGraph
+from aliasd.journal import difference
 from aliasd.numbering import Journals, Numbering
 from aliasd.registry import ZoneRegistry
 from aliasd.resolution import AliasResolver, Status, TargetKey
@@ -53,8 +56,19 @@ log = Logger()
 class _Zone:
     """Book-keeping for one served zone between versions."""
 
+    _numbers = itertools.count(1)
+
     def __init__(self, source: ZoneSource):
         self.source = source
+        # Increases with every new source of any zone: an UPDATE is
+        # answered once a version of its source, or of a later one, is served.
+        self.seq = next(self._numbers)
+        # Journal frames that must be on disk before this source is served
+        # (dynamic updates, adopted files): written with the next commit.
+        self.frames: list[bytes] = []
+        # Owners changed by updates since the served version (None: a new
+        # file, compare everything): what the next difference compares.
+        self.touched: set | None = None
         self.base = ZoneBase.of(source)
         self.source_digest = source.digest
         self.flattened: dict[dns.name.Name, Flattened] = {}
@@ -84,6 +98,10 @@ class _Built:
     why: str
     owners: set  # ALIAS owners rebuilt (the journal compares only these)
     saved: tuple  # the zone's book-keeping before this batch
+    frames: list  # journal frames to write durably before serving it
+    touched: set | None  # owners changed by updates (None: the whole view may differ)
+    difference: object = None  # from the served version, computed when recorded
+    history: object = None  # the IXFR history on disk, for a zone's first version
 
 
 class ZoneAuthority:
@@ -131,8 +149,17 @@ class ZoneAuthority:
         serial_interval: float = 0.0,
         serial_burst: int = 3,
         run_in_thread=None,
+        journal_files: journalfile.JournalFiles | None = None,
+        snapshot_frames: Callable[[ZoneSource], list[bytes]] = lambda source: [],
     ):
         self.resolver = resolver
+        # Where differences (IXFR across restarts) and updates are kept;
+        # None: in memory only (unit tests, aliasd-check).
+        self.journal_files = journal_files
+        # A dynamic zone's source as frames, for a compacted journal (aliasd.dynamic).
+        self.snapshot_frames = snapshot_frames
+        # Zone -> [(source seq, Deferred)]: updates waiting to be served.
+        self._waiters: dict[dns.name.Name, list] = {}
         self.clock = clock
         self.on_new_serial = on_new_serial
         self.registry = ZoneRegistry()
@@ -296,11 +323,16 @@ class ZoneAuthority:
             self.journals.pop(origin, None)
             self.numbering.digests.pop(origin, None)
             registry.unpublish(origin)
+            self._fail_waiters(origin, "the zone is no longer served")
         for origin in fresh:
             old = zones.get(origin)
             if old is not None:
                 self.damping.forget(origin)
                 graph.forget_zone(origin, old.source)
+            if old is not None:
+                # A dynamic zone's file edited by hand wins (aliasd.dynamic):
+                # updates not yet recorded are dropped, and answered SERVFAIL.
+                self._fail_waiters(origin, "the zone file was edited and reloaded")
             zone = zones[origin] = prepared.get(origin) or _Zone(sources[origin])
             self._queue[origin] = None
             self._forced.add(origin)
@@ -315,6 +347,52 @@ class ZoneAuthority:
             self.run_now()
         else:
             self._kick()
+
+    def update_source(self, source: ZoneSource, frames: list[bytes], names) -> defer.Deferred:
+        """Serve ``source``, changed by a dynamic update, as the zone's next version.
+
+        ``frames`` (the update's journal record) are written durably with
+        the version's serial, before it is served; ``names`` are the owners
+        it touched. The Deferred fires once that version (or a later one)
+        is served: only then may the update be acknowledged. Updates are
+        never damped. A failed write is retried, as for every version.
+        """
+        origin = source.origin
+        old = self._zones[origin]
+        self.damping.forget(origin)
+        self.graph.forget_zone(origin, old.source)
+        zone = self._zones[origin] = _Zone(source)
+        zone.frames = old.frames + list(frames)
+        old.frames = []
+        served = self.versions.get(origin)
+        if old.touched is None and (served is None or served.source is not old.source):
+            zone.touched = None  # a file not served yet: the next difference compares everything
+        else:
+            zone.touched = (old.touched or set()) | {store.key_of(n) for n in names}
+        self.registry.sources[origin] = source
+        self._queue[origin] = None
+        self._forced.add(origin)
+        for other, owners in self.graph.affected_by([origin], []).items():
+            if other in self._zones and other != origin:
+                self._enqueue(other, owners, forced=True)
+        d = defer.Deferred()
+        self._waiters.setdefault(origin, []).append((zone.seq, d))
+        self._kick()
+        return d
+
+    def _fire_waiters(self, origin: dns.name.Name, seq: int) -> None:
+        waiting = self._waiters.get(origin)
+        if not waiting:
+            return
+        ready = [d for s, d in waiting if s <= seq]
+        if ready:
+            self._waiters[origin] = [(s, d) for s, d in waiting if s > seq]
+            for d in ready:
+                d.callback(None)
+
+    def _fail_waiters(self, origin: dns.name.Name, why: str) -> None:
+        for _, d in self._waiters.pop(origin, ()):
+            d.errback(RuntimeError(why))
 
     def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
         """Follow again the ALIAS owners of the upstream targets in ``changed``
@@ -414,13 +492,19 @@ class ZoneAuthority:
         version, digest, state_changed, why = self.numbering.next_version(
             zone, updates, current, entry.digest if entry is not None else None
         )
+        frames, zone.frames = zone.frames, []
+        if new_source:
+            why = "updated" if zone.touched is not None else why
         if entry is not None:
             why = entry.why if entry.published is None else why
             state_changed = state_changed or entry.state_changed
             owners_done = entry.owners | set(updates)
+            frames = entry.frames + frames
         else:
             owners_done = set(updates)
-        self._batch[origin] = _Built(zone, published, version, digest, state_changed, why, owners_done, saved)
+        self._batch[origin] = _Built(
+            zone, published, version, digest, state_changed, why, owners_done, saved, frames, zone.touched,
+        )
 
     def _flush(self, origin: dns.name.Name) -> None:
         """Queue the changes held back for ``origin`` as one version (the
@@ -438,28 +522,86 @@ class ZoneAuthority:
         if not batch:
             return
         states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}
+        entries = list(batch.values())
         if not in_thread:
             try:
-                self.numbering.save(states)
+                self._record(entries, states)
             except OSError as e:
                 self._commit_failed(batch, e)
                 return
             self._publish(list(batch.values()), deadline=False, reasons=collections.Counter())
             return
         self._committing = True
-        d = self.numbering.save_in_thread(states)
+        d = self.numbering.run_in_thread(self._record, entries, states)
         d.addCallbacks(
             lambda _: self._publish(list(batch.values()), deadline=True, reasons=collections.Counter()),
             lambda failure: self._commit_failed(batch, failure.value),
         )
         d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
 
+    def _record(self, entries: list[_Built], states: dict) -> None:
+        """Write a batch to disk (in a thread; raises OSError): the journal
+        frames of each zone (updates durably, one fsync per zone), then
+        the serials (one write, one fsync for the batch: group commit).
+
+        Each version's difference from the served one is computed here,
+        off the reactor, and kept for IXFR; a zone's first version takes
+        the history its journal file holds, when it ends at that version.
+        """
+        files = self.journal_files
+        for built in entries:
+            version, published = built.version, built.published
+            if published is not None and published.serial != version.serial:
+                names = None
+                if published.source is version.source:
+                    names = built.owners
+                elif built.touched is not None:
+                    names = {store.name_of(k) for k in built.touched}
+                    names.update(published.source.aliases, version.source.aliases)
+                built.difference = difference(published, version, names)
+            if files is None:
+                continue
+            key = version.source.key
+            if published is None:
+                built.history = journalfile.history(
+                    files.read(key), self.journals.size, version.serial, built.digest
+                )
+            frames = list(built.frames)
+            if built.difference is not None:
+                frames.append(journalfile.frame(
+                    journalfile.DIFFERENCE, journalfile.encode_difference(built.difference, built.digest)
+                ))
+            if frames:
+                files.append(key, frames, sync=bool(built.frames))
+            if files.wants_compaction(key):
+                self._compact(built)
+        self.numbering.save(states)
+
+    def _compact(self, built: _Built) -> None:
+        """Rewrite a zone's journal file: its source when dynamic, and the
+        differences IXFR may still use (in the commit thread)."""
+        version = built.version
+        kept = self.journals.get(version.origin)
+        diffs = kept.differences() if kept is not None else []
+        if built.difference is not None:
+            diffs.append(built.difference)
+        diffs = diffs[-self.journals.size:]
+        with self.journal_files.lock:  # a dynamic zone's file write waits (aliasd.dynamic)
+            frames = list(self.snapshot_frames(version.source))
+            for i, diff in enumerate(diffs):
+                digest = built.digest if i == len(diffs) - 1 else ""
+                frames.append(journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(diff, digest)))
+            self.journal_files.rewrite(version.source.key, frames)
+
     def _commit_failed(self, batch: dict, error: Exception) -> None:
         """Keep every change of a batch whose serials could not be recorded."""
         self._committing = False
         delay = self.numbering.failed()
         for origin, built in batch.items():
-            if self._zones.get(origin) is not built.zone:
+            current = self._zones.get(origin)
+            if current is not None and built.frames:
+                current.frames[:0] = built.frames  # written again with the next attempt
+            if current is not built.zone:
                 continue  # removed or replaced by a reload meanwhile
             built.zone.restore(built.saved)
             if built.published is None or built.published.source is not built.zone.source:
@@ -489,8 +631,13 @@ class ZoneAuthority:
                 continue  # removed or replaced by a reload while recording
             old = self.versions.get(origin)
             digests[origin] = built.digest
-            journals.record(old, built.version, built.owners)
+            if built.difference is not None:
+                journals.add(origin, built.difference)
+            elif built.history is not None:
+                journals[origin] = built.history
             registry.serve(built.version)
+            built.zone.touched = set()  # the next difference starts from this version
+            self._fire_waiters(origin, built.zone.seq)
             if old is None or old.serial != built.version.serial:
                 announced.append(built.version)
             reasons[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1

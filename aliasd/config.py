@@ -21,8 +21,11 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.rdatatype
 
 from aliasd import store
+from aliasd.update import UpdateRule
+from aliasd.zonefile import ALIAS_TYPE
 
 DEFAULT_STATE_DIR = Path("/var/lib/aliasd")
 TSIG_ALGORITHMS = (
@@ -67,6 +70,8 @@ class ServerSettings:
     notify_source: tuple[str, ...] = ()  # at most one address per family
     # $INCLUDE may name files outside the including zone file's directory.
     allow_include_anywhere: bool = False
+    # Seconds between writes of dynamic zones' records back to their files.
+    dynamic_file_sync: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +107,13 @@ class ZoneSettings:
     # allow-include-anywhere, copied into every zone so that whoever loads
     # the file knows it).
     include_anywhere: bool = False
+    # Who may change the zone by dynamic UPDATE (RFC 2136); none: nobody,
+    # and the zone file is aliasd's to read only.
+    update: tuple[UpdateRule, ...] = ()
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.update)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,6 +422,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     include_anywhere = section.take(
         "allow-include-anywhere", (bool,), "true or false", defaults.allow_include_anywhere
     )
+    file_sync = section.number("dynamic-file-sync", defaults.dynamic_file_sync, 1)
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -428,6 +441,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         notify_rate,
         notify_source,
         include_anywhere,
+        file_sync,
     )
 
 
@@ -598,14 +612,54 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     if transfer_key is not None and transfer_key not in key_names:
         raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
     tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
+    update = _update_rules(section, key_names)
     section.finish()
     return dataclasses.replace(
         base,
+        update=update if update is not None else base.update,
         notify=tuple(notify) if section.given("notify") else base.notify,
         allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,
         transfer_key=transfer_key,
         transfer_tls_only=tls_only,
     )
+
+
+def _update_rules(section: _Section, key_names: set[str]) -> tuple[UpdateRule, ...] | None:
+    """``update = [{ key, name, subdomains, types }, ...]``: who may change
+    what by dynamic UPDATE (None: not given here)."""
+    rules = section.take("update", (list,), "a list of tables", None)
+    if rules is None:
+        return None
+    out = []
+    for i, table in enumerate(rules):
+        if not isinstance(table, dict):
+            raise section.error("update", f"entry {i + 1}: expected a table like {{ key = \"ops\" }}, got {table!r}")
+        rule = _Section(section.where, f"{section.label} update entry {i + 1}:", dict(table))
+        key = rule.take("key", (str,), "a key name", None)
+        if key is None:
+            raise rule.error("key", "is required")
+        if key not in key_names:
+            raise rule.error("key", f"no key named {key!r} in [keys]")
+        name_text = rule.take("name", (str,), "a domain name", None)
+        name = None
+        if name_text is not None:
+            try:
+                name = dns.name.from_text(name_text, origin=None)
+            except dns.exception.DNSException as e:
+                raise rule.error("name", f"not a domain name: {name_text!r} ({e})") from None
+        subdomains = rule.take("subdomains", (bool,), "true or false", False)
+        types = []
+        for text in rule.strings("types"):
+            if text.upper() == "ALIAS":
+                types.append(ALIAS_TYPE)
+                continue
+            try:
+                types.append(dns.rdatatype.from_text(text))
+            except dns.exception.DNSException:
+                raise rule.error("types", f"unknown record type {text!r}") from None
+        rule.finish()
+        out.append(UpdateRule(key, name, subdomains, frozenset(types)))
+    return tuple(out)
 
 
 def _zone(
@@ -619,6 +673,9 @@ def _zone(
     if file_text is None:
         raise section.error("file", "is required")
     options = _zone_options(section, key_names, defaults)
+    for rule in options.update:
+        if rule.name is not None and rule.name.is_absolute() and not rule.name.is_subdomain(origin):
+            raise section.error("update", f"rule name {rule.name} is not in zone {origin}")
     return dataclasses.replace(options, name=origin, file=base_dir / file_text)
 
 

@@ -116,6 +116,10 @@ class Journal:
             self._differences.clear()  # a gap: older entries no longer chain
         self._differences.append(diff)
 
+    def differences(self) -> list[Difference]:
+        """Every difference kept, oldest first."""
+        return list(self._differences)
+
     def since(self, serial: int) -> list[Difference] | None:
         """Differences from ``serial`` to the newest version, or None."""
         for i, diff in enumerate(self._differences):

@@ -101,6 +101,13 @@ class Journals(dict):
         super().__init__()
         self.size = size
 
+    def add(self, origin: dns.name.Name, diff) -> None:
+        """Keep ``diff``, the difference to the zone's newly served version."""
+        journal = self.get(origin)
+        if journal is None:
+            journal = self[origin] = Journal(self.size)
+        journal.add(diff)
+
     def record(self, old: ZoneVersion | None, new: ZoneVersion, owners) -> None:
         """Keep the difference between the served ``old`` and the ``new``
         version that replaces it, when the serial moves; ``owners`` are the

@@ -193,6 +193,11 @@ class ZoneFiles:
             if self.snapshot is not None and not t.includes:
                 self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest)
 
+    def digest_of(self, name: dns.name.Name) -> bytes | None:
+        """The SHA-256 of the zone's file as last read."""
+        read = self._read.get(name)
+        return read.digest if read is not None else None
+
     def summary(self) -> str:
         """How the last read_all got its zones, for the log."""
         how = f"{self.parsed} parsed"
@@ -296,9 +301,18 @@ class Reloader:
         """Hand what was read to the authority (reactor thread)."""
         results, prepared, parsed = loaded
         sources, errors = [], 0
+        dynamic = getattr(self.options, "dynamic", None)
+        if dynamic is not None:
+            dynamic.configure(settings.zones)
         for zone in settings.zones:
             result = results[zone.name]
             if not isinstance(result, ZoneFileError):
+                if dynamic is not None and zone.dynamic:
+                    # aliasd's own file keeps the zone's records; a file
+                    # edited by hand is taken (aliasd.dynamic).
+                    result = dynamic.reload_source(
+                        result, self.files.digest_of(zone.name), self.authority.sources.get(zone.name)
+                    )
                 sources.append(result)
                 continue
             errors += 1
@@ -319,6 +333,7 @@ class Reloader:
         applied.append("transfer access")
         keyring = keyring_from(settings.keys)
         self.handler.keyring = keyring
+        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
         applied.append("TSIG keys")
         self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
         self.notifier.keys = {

@@ -54,7 +54,7 @@ class ZoneState:
     digest: str
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a rename or a new file in ``directory`` survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -77,7 +77,7 @@ def _atomic_write(path: Path, data: str) -> None:
         except OSError:
             pass
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _zone_line(name: dns.name.Name, state: ZoneState) -> str:
@@ -239,7 +239,7 @@ class StateStore:
             finally:
                 os.close(fd)
             if new:
-                _fsync_directory(self.directory)
+                fsync_directory(self.directory)
             self._log_lines += len(states)
         self._zones = known
 

@@ -38,6 +38,8 @@ from aliasd.config import (
     parse_zone_arg,
     with_command_line_zones,
 )
+from aliasd.dynamic import DynamicZones, FileSyncService
+from aliasd.journalfile import JournalFiles
 from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
 from aliasd.ratelimit import ResponseRateLimiter
@@ -81,6 +83,8 @@ class Options(usage.Options):
         self.tls_context: ReloadableContext | None = None
         self.files = ZoneFiles()  # kept for reloads: unchanged files are not parsed again
         self.catalog = CatalogMaker()
+        self.journal_files: JournalFiles | None = None
+        self.dynamic: DynamicZones | None = None
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -116,14 +120,23 @@ class Options(usage.Options):
             for result in results.values():
                 if isinstance(result, ZoneFileError):
                     raise result
-            self.sources = self.catalog.add_to(self.settings, list(results.values()))
             self.state = StateStore(self.settings.server.state_dir)
+            self.journal_files = JournalFiles(self.settings.server.state_dir / "journal")
+            self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
+            for zone in self.settings.zones:
+                if zone.dynamic:  # its journal's updates on top of its file
+                    results[zone.name] = self.dynamic.start_source(
+                        results[zone.name], self.files.digest_of(zone.name)
+                    )
+            self.sources = self.catalog.add_to(self.settings, list(results.values()))
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
+        except OSError as e:  # the journal of a dynamic zone
+            sys.exit(f"aliasd: state directory: {e}")
 
     def load_settings(self) -> Settings:
         """The configuration file (read again on every call) with the
@@ -194,6 +207,8 @@ def makeService(options: Options) -> service.MultiService:
         clock=reactor,
         serial_interval=settings.server.serial_interval,
         serial_burst=settings.server.serial_burst,
+        journal_files=options.journal_files,
+        snapshot_frames=options.dynamic.snapshot_frames,
     )
     resolver.on_change = authority.rebuild
     load_zones(authority, options.sources, reactor)
@@ -205,6 +220,7 @@ def makeService(options: Options) -> service.MultiService:
         status=StatusReporter(authority, resolver, reactor),
         stats=stats,
         answer_cache_size=settings.server.answer_cache_size,
+        update_rules={z.name: z.update for z in settings.zones if z.update},
     )
     tcp_factory = DNSStreamFactory(
         handler,
@@ -236,6 +252,7 @@ def makeService(options: Options) -> service.MultiService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     # What start-up parsed goes into the snapshot once the server runs, in
     # a thread (a reload, also in a thread, waits: the pool has one for it).
     reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)

@@ -18,7 +18,7 @@ import collections
 import struct
 
 import dns.rcode
-from twisted.internet import interfaces, protocol
+from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -58,6 +58,13 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         except Exception:
             log.failure("unexpected error answering a UDP message from {addr}", addr=addr)
             response = header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None
+        if isinstance(response, defer.Deferred):  # an UPDATE: answered once recorded
+            response.addCallback(self._send, addr)
+            response.addErrback(lambda f: log.failure("answering an UPDATE from {addr}", f, addr=addr))
+            return
+        self._send(response, addr)
+
+    def _send(self, response: bytes | None, addr) -> None:
         if self.limiter is not None and response is not None:
             response = self.limiter.check(addr[0], response)
         if response is None:
@@ -124,6 +131,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self._paused = False
         self._closing = False
         self._tls: str | None = None
+        self._pending: defer.Deferred | None = None  # an UPDATE being recorded
 
     def connectionMade(self) -> None:
         self.setTimeout(self.idle_timeout)
@@ -146,7 +154,8 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self._process()
 
     def _process(self) -> None:
-        while self._stream is None and not self._paused and not self._closing and len(self._buffer) >= 2:
+        while (self._stream is None and not self._paused and not self._closing
+               and self._pending is None and len(self._buffer) >= 2):
             (length,) = struct.unpack_from("!H", self._buffer)
             if len(self._buffer) < 2 + length:
                 return
@@ -162,6 +171,12 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 response = (
                     header_only(message, dns.rcode.SERVFAIL) if len(message) >= 12 else None
                 )
+            if isinstance(response, defer.Deferred):
+                # An UPDATE, answered once it is recorded: later messages wait (in order).
+                self._pending = response
+                response.addErrback(lambda f: log.failure("answering an UPDATE", f) and None)
+                response.addCallback(self._answered)
+                return
             if response is None:
                 # Not a query we can answer: RFC 7766 lets us close.
                 self.close()
@@ -172,6 +187,17 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 self._stream = _MessageStream(self, response)
                 self.transport.unregisterProducer()
                 self.transport.registerProducer(self._stream, False)
+
+    def _answered(self, response: bytes | None) -> None:
+        self._pending = None
+        if self._closing or self.transport is None:
+            return
+        if response is None:
+            self.close()
+            return
+        self.resetTimeout()
+        self.transport.write(struct.pack("!H", len(response)) + response)
+        self._process()
 
     def stream_finished(self) -> None:
         if self._stream is not None and not self._closing:
