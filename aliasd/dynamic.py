@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import dns.name
+import dns.serial
 from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
@@ -89,22 +90,35 @@ class DynamicZones:
 
     def start_source(self, source: ZoneSource, file_sha: bytes) -> ZoneSource:
         """What a dynamic zone serves at start: its file plus the journal's
-        updates when the file is aliasd's, else the file (adopted)."""
+        updates when the file is aliasd's, else the file (adopted).
+
+        The journal is read in epochs: a B (file adopted) or S (snapshot)
+        frame starts one, and only the latest epoch counts. Its base is the
+        latest frame whose records can be had: the S itself, or a B or W
+        naming the file now on disk. The updates applied on top are those
+        after the base, and those before a W base that are newer than the
+        file it names (recorded while the file was being written).
+        """
         origin = source.origin
         frames = self.files.read(source.key)
-        base, records, known, updates = None, None, set(), 0
+        known: set[bytes] = set()
+        epoch = 0  # index of the frame that starts the latest epoch
+        base = None  # (index, records, serial or None: every update of the epoch after it)
         for index, (kind, payload) in enumerate(frames):
-            if kind in (journalfile.BASE, journalfile.WRITTEN):
-                sha = payload[:32]
+            if kind == journalfile.BASE:
+                known, epoch = {payload[:32]}, index
+                base = (index, source.records, None) if payload[:32] == file_sha else None
+            elif kind == journalfile.SNAPSHOT:
+                sha, serial, snapshot = journalfile.decode_snapshot(payload)
+                known, epoch = {sha}, index
+                base = (index, snapshot, serial)
+            elif kind == journalfile.WRITTEN:
+                sha, serial = journalfile.decode_written(payload)
                 known.add(sha)
                 if sha == file_sha:
-                    base, records = index, dict(source.records)
-            elif kind == journalfile.SNAPSHOT:
-                sha, _, snapshot = journalfile.decode_snapshot(payload)
-                known = {sha}
-                base, records = index, snapshot
+                    base = (index, source.records, serial)
         if base is None or file_sha not in known:
-            updates = sum(1 for kind, _ in frames if kind == journalfile.UPDATE)
+            updates = sum(1 for kind, _ in frames[epoch:] if kind == journalfile.UPDATE)
             if known or updates:
                 log.warn(
                     "zone {zone}: the file {path} was changed by hand since aliasd last wrote it: "
@@ -112,23 +126,31 @@ class DynamicZones:
                     zone=origin.to_text(), path=str(source.path), count=updates,
                 )
             return self.adopt(source, file_sha)
-        for kind, payload in frames[base + 1:]:
-            if kind == journalfile.UPDATE:
-                _, nodes = journalfile.decode_nodes(payload)
-                for key, packed in nodes.items():
-                    if packed is None:
-                        records.pop(key, None)
-                    else:
-                        records[key] = packed
-                updates += 1
+        at, records, since = base
+        records = dict(records)
+        updates = 0
+        for index in range(epoch, len(frames)):
+            kind, payload = frames[index]
+            if kind != journalfile.UPDATE:
+                continue
+            serial, nodes = journalfile.decode_nodes(payload)
+            if index < at and (since is None or not dns.serial.Serial(serial) > dns.serial.Serial(since)):
+                continue  # in the file already
+            for key, packed in nodes.items():
+                if packed is None:
+                    records.pop(key, None)
+                else:
+                    records[key] = packed
+            updates += 1
         self.known[origin] = known
         self.file_sha[origin] = file_sha
-        current = ZoneSource.of(origin, source.path, records) if updates or records is not source.records else source
         self.written[origin] = source
+        if not updates and records == dict(source.records):
+            return source
         if updates:
             log.info("zone {zone}: {count} update(s) from the journal applied on top of {path}",
                      zone=origin.to_text(), count=updates, path=str(source.path))
-        return current
+        return ZoneSource.of(origin, source.path, records)
 
     def adopt(self, source: ZoneSource, file_sha: bytes) -> ZoneSource:
         """Take ``source`` (a file new to the journal) as the zone's records:
@@ -184,7 +206,8 @@ class DynamicZones:
             # The journal learns the file is aliasd's before it is in place
             # (under the journal's lock: a compaction keeps what it knows).
             with self.files.lock:
-                self.files.append(source.key, [journalfile.frame(journalfile.WRITTEN, sha)], sync=True)
+                written = journalfile.encode_written(sha, source.serial)
+                self.files.append(source.key, [journalfile.frame(journalfile.WRITTEN, written)], sync=True)
                 self.known.setdefault(origin, set()).add(sha)
                 os.replace(tmp, path)
                 self.file_sha[origin] = sha

@@ -14,8 +14,10 @@ next writer truncates it away). Kinds:
   update is answered;
 - ``B`` "the source is this zone file": the file's SHA-256, when aliasd
   adopts a file (first load of a dynamic zone, or a file edited by hand);
-- ``W`` "aliasd wrote this file": its SHA-256, fsync'd before the file is
-  renamed into place, so that a crash between the two is still recognised;
+- ``W`` "aliasd wrote this file": its SHA-256 and the serial of the
+  records written, fsync'd before the file is renamed into place, so that
+  a crash between the two is still recognised; updates recorded while the
+  file was written have newer serials and are applied on top of it;
 - ``S`` a snapshot of a dynamic zone's source records (compaction), with
   the SHA-256 of the file on disk.
 
@@ -116,6 +118,15 @@ def decode_nodes(payload: bytes) -> tuple[int, dict[bytes, bytes | None]]:
     (serial,) = _U32.unpack_from(payload)
     parts, _ = _read_blobs(payload, 4)
     return serial, {parts[i]: (parts[i + 1] or None) for i in range(0, len(parts), 2)}
+
+
+def encode_written(sha: bytes, serial: int) -> bytes:
+    """A W frame: the file's SHA-256 and the serial of the source written."""
+    return sha + _U32.pack(serial)
+
+
+def decode_written(payload: bytes) -> tuple[bytes, int]:
+    return payload[:32], _U32.unpack_from(payload, 32)[0]
 
 
 def encode_snapshot(serial: int, records, file_sha: bytes) -> bytes:

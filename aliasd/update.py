@@ -65,13 +65,16 @@ class UpdateRule:
     def key_name(self) -> dns.name.Name:
         return dns.name.from_text(self.key)
 
-    def allows(self, key: dns.name.Name, name: dns.name.Name, rdtype: int, origin: dns.name.Name) -> bool:
+    def allows(self, key: dns.name.Name, name: dns.name.Name, rdtype: int | None, origin: dns.name.Name) -> bool:
+        """May ``key`` change ``rdtype`` records at ``name`` (None: some type)?"""
         if self.key_name != key:
             return False
         if self.name is not None:
             at = self.name.derelativize(origin)
             if name != at and not (self.subdomains and name.is_subdomain(at)):
                 return False
+        if rdtype is None:
+            return True
         if self.types:
             return rdtype in self.types
         return rdtype != _SOA
@@ -195,8 +198,9 @@ def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, ru
             touched = [rr.rdtype]
         else:
             raise _Refused(dns.rcode.FORMERR, "update in an unknown class")
-        if not touched:  # deleting all at an empty name: the name itself must be allowed
-            touched = [dns.rdatatype.A] if rr.rdtype == dns.rdatatype.ANY else [rr.rdtype]
+        if not touched:  # deleting all at an empty name: some rule must cover the name
+            if not any(rule.allows(key, rr.name, None, origin) for rule in rules):
+                raise _Refused(dns.rcode.REFUSED, f"key {key} may not change {rr.name}")
         for rdtype in touched:
             if not any(rule.allows(key, rr.name, rdtype, origin) for rule in rules):
                 raise _Refused(

@@ -46,6 +46,9 @@ class UpdateRequests:
         served = self.authority.versions[zone].serial
         outcome = process(query, source, self.rules[zone], query.keyname, served)
         if outcome.rcode != dns.rcode.NOERROR or outcome.source is None:
+            if outcome.rcode == dns.rcode.NOERROR and self._refused_log.allow():
+                log.info("update of zone {zone} by key {key} from {client} changed nothing ({why})",
+                         zone=zone.to_text(), key=query.keyname.to_text(), client=client, why=outcome.why)
             return self._reply(response, outcome.rcode, limit, zone, query, client, outcome.why)
         frames = [journalfile.frame(journalfile.UPDATE, journalfile.encode_nodes(
             outcome.source.serial, outcome.touched

@@ -1,0 +1,236 @@
+"""Unit tests: RFC 2136 prerequisites, updates and policy (aliasd.update)."""
+
+from __future__ import annotations
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from aliasd.update import UpdateRule, next_update_serial, process
+from aliasd.zonefile import ALIAS_TYPE
+from tests.helpers import zone_source
+
+N = dns.name.from_text
+OPS, ACME = N("ops"), N("acme")
+RULES = (
+    UpdateRule("ops"),
+    UpdateRule("ops", None, False, frozenset({dns.rdatatype.SOA})),  # SOA only when named
+    UpdateRule("acme", N("_acme-challenge", None), True, frozenset({dns.rdatatype.TXT})),
+)
+ZONE = """
+$ORIGIN example.com.
+$TTL 300
+@ SOA ns1 hostmaster 10 3600 600 86400 300
+@ NS ns1
+@ NS ns2
+@ ALIAS lb.cdn.example.net.
+@ MX 10 mail
+ns1 A 192.0.2.1
+ns2 A 192.0.2.2
+www A 192.0.2.10
+www A 192.0.2.11
+alias CNAME www
+mail A 192.0.2.20
+"""
+
+
+def source():
+    return zone_source("example.com.", ZONE)
+
+
+def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES):
+    """The update as the server parses it: one RR per RRset, in order."""
+    wire = update.to_wire()
+    message = dns.message.from_wire(wire, one_rr_per_rrset=True)
+    return process(message, src or source(), rules, key, served)
+
+
+def records(outcome, name, rdtype):
+    rrset = outcome.source.rrsets.get((N(name), rdtype))
+    return sorted(rd.to_text() for rd in rrset) if rrset is not None else []
+
+
+def new():
+    return dns.update.UpdateMessage("example.com.")
+
+
+# -- prerequisites (RFC 2136 2.4) --------------------------------------------
+
+@pytest.mark.parametrize("setup, rcode", [
+    (lambda u: u.present("www"), dns.rcode.NOERROR),  # name in use
+    (lambda u: u.present("nothing"), dns.rcode.NXDOMAIN),
+    (lambda u: u.absent("nothing"), dns.rcode.NOERROR),  # name not in use
+    (lambda u: u.absent("www"), dns.rcode.YXDOMAIN),
+    (lambda u: u.present("www", "A"), dns.rcode.NOERROR),  # RRset exists (value independent)
+    (lambda u: u.present("www", "AAAA"), dns.rcode.NXRRSET),
+    (lambda u: u.absent("www", "AAAA"), dns.rcode.NOERROR),  # RRset does not exist
+    (lambda u: u.absent("www", "A"), dns.rcode.YXRRSET),
+    (lambda u: u.present("www", "A", "192.0.2.10", "192.0.2.11"), dns.rcode.NOERROR),  # value dependent
+    (lambda u: u.present("www", "A", "192.0.2.10"), dns.rcode.NXRRSET),  # a subset is not the RRset
+    (lambda u: u.present("www.example.org.", "A"), dns.rcode.NOTZONE),
+    (lambda u: u.present("@", "TYPE65401"), dns.rcode.NOERROR),  # the ALIAS record itself
+])
+def test_prerequisites(setup, rcode):
+    update = new()
+    setup(update)
+    update.add("added", 60, "A", "192.0.2.99")
+    outcome = run(update)
+    assert outcome.rcode == rcode, outcome.why
+    assert (outcome.source is not None) == (rcode == dns.rcode.NOERROR)
+
+
+def test_a_failed_prerequisite_applies_nothing():
+    update = new()
+    update.add("added", 60, "A", "192.0.2.99")
+    update.absent("www")
+    assert run(update).source is None
+
+
+# -- updates (RFC 2136 2.5 and 3.4.2) ---------------------------------------
+
+def test_add_delete_rr_delete_rrset_delete_name_in_order():
+    update = new()
+    update.add("www", 60, "A", "192.0.2.12")  # add to an RRset: the TTL is the new one
+    update.delete("www", "A", "192.0.2.10")  # delete one RR
+    update.add("txt", 60, "TXT", '"one"')
+    update.delete("mail", "A")  # delete an RRset
+    update.add("gone", 60, "A", "192.0.2.30")
+    update.delete("gone")  # delete every RRset of a name
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.NOERROR
+    assert records(outcome, "www.example.com.", dns.rdatatype.A) == ["192.0.2.11", "192.0.2.12"]
+    assert outcome.source.rrsets[(N("www.example.com."), dns.rdatatype.A)].ttl == 60
+    assert records(outcome, "txt.example.com.", dns.rdatatype.TXT) == ['"one"']
+    assert records(outcome, "mail.example.com.", dns.rdatatype.A) == []
+    assert records(outcome, "gone.example.com.", dns.rdatatype.A) == []
+    assert outcome.source.serial == 11
+    assert {n.to_text() for n in outcome.names} == {
+        "example.com.", "www.example.com.", "txt.example.com.", "mail.example.com."}
+
+
+def test_serial_moves_past_the_served_one_and_an_update_may_set_a_newer_soa():
+    update = new()
+    update.add("x", 60, "A", "192.0.2.99")
+    assert run(update, served=25).source.serial == 26  # ALIAS changes moved the served serial
+    update = new()
+    update.add("@", 300, "SOA", "ns1 hostmaster 2026120201 3600 600 86400 300")
+    assert run(update).source.serial == 2026120201
+    update = new()
+    update.add("@", 300, "SOA", "ns1 hostmaster 5 3600 600 86400 300")  # older: ignored
+    outcome = run(update)
+    assert outcome.source is None and "not newer" in outcome.why
+    assert next_update_serial(2**32 - 1, None) == 1  # RFC 1982: wraps past zero
+
+
+def test_nothing_changed_is_noerror_without_a_new_serial():
+    update = new()
+    update.add("www", 300, "A", "192.0.2.10")  # already there, same TTL
+    update.delete("nothing", "A")
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is None
+
+
+@pytest.mark.parametrize("setup, why", [
+    (lambda u: u.add("www", 60, "CNAME", "mail"), "CNAME at www.example.com. beside other data"),
+    (lambda u: u.add("alias", 60, "A", "192.0.2.1"), "A at alias.example.com. beside a CNAME"),
+    (lambda u: u.add("alias", 60, "TYPE65401", r"\# 1 00"), "ALIAS at alias.example.com. beside a CNAME"),
+    (lambda u: u.add("@", 60, "CNAME", "www"), "CNAME at example.com. beside other data"),
+    (lambda u: u.delete("@", "SOA"), "deleting the apex SOA"),
+    (lambda u: u.delete("@", "NS"), "deleting the apex NS"),
+    (lambda u: u.delete("@", "SOA", "ns1 hostmaster 10 3600 600 86400 300"), "deleting the SOA"),
+    (lambda u: u.add("www", 300, "SOA", "ns1 hostmaster 99 3600 600 86400 300"), "SOA at www.example.com., not the apex"),
+])
+def test_updates_that_would_break_the_zone_are_ignored(setup, why):
+    update = new()
+    setup(update)
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is None
+    assert why in outcome.why
+
+
+def test_the_last_apex_ns_stays():
+    update = new()
+    update.delete("@", "NS", "ns1")
+    update.delete("@", "NS", "ns2")
+    outcome = run(update)
+    assert records(outcome, "example.com.", dns.rdatatype.NS) == ["ns2.example.com."]
+    assert "deleting the last apex NS" in outcome.why
+
+
+def test_deleting_every_rrset_at_the_apex_keeps_soa_and_ns():
+    update = new()
+    update.delete("@")
+    outcome = run(update)
+    assert records(outcome, "example.com.", dns.rdatatype.NS) == ["ns1.example.com.", "ns2.example.com."]
+    assert outcome.source.rrsets.get((N("example.com."), dns.rdatatype.MX)) is None
+    assert N("example.com.") not in outcome.source.aliases  # the ALIAS went with the rest
+
+
+def test_an_alias_replaces_the_owners_alias_and_can_be_deleted():
+    target = dns.name.from_text("other.example.net.").to_wire()
+    update = new()
+    update.add("@", 120, "TYPE65401", rf"\# {len(target)} {target.hex()}")
+    outcome = run(update)
+    assert outcome.source.aliases[N("example.com.")].target == N("other.example.net.")
+    assert outcome.source.aliases[N("example.com.")].ttl == 120
+    update = new()
+    update.delete("@", "TYPE65401")
+    assert run(update).source.aliases == {}
+    update = new()
+    update.add("new", 60, "TYPE65401", rf"\# {len(target)} {target.hex()}")
+    assert N("new.example.com.") in run(update).source.aliases
+
+
+# -- the zone, the names, the classes -----------------------------------------
+
+@pytest.mark.parametrize("setup, rcode", [
+    (lambda u: u.add("www.example.org.", 60, "A", "192.0.2.1"), dns.rcode.NOTZONE),
+    (lambda u: u.delete("example.org.", "A"), dns.rcode.NOTZONE),
+    (lambda u: u.add("x", 60, "AXFR", ""), None),  # cannot even be written by dnspython
+])
+def test_names_outside_the_zone_and_bad_types(setup, rcode):
+    update = new()
+    try:
+        setup(update)
+    except Exception:
+        assert rcode is None
+        return
+    assert run(update).rcode == rcode
+
+
+# -- policy --------------------------------------------------------------------
+
+@pytest.mark.parametrize("setup, allowed", [
+    (lambda u: u.add("_acme-challenge", 60, "TXT", '"t"'), True),
+    (lambda u: u.add("_acme-challenge.www", 60, "TXT", '"t"'), False),  # not under _acme-challenge
+    (lambda u: u.add("x._acme-challenge", 60, "TXT", '"t"'), True),  # subdomains = true
+    (lambda u: u.delete("_acme-challenge", "TXT"), True),
+    (lambda u: u.add("_acme-challenge", 60, "A", "192.0.2.1"), False),  # not TXT
+    (lambda u: u.add("www", 60, "TXT", '"t"'), False),
+    (lambda u: u.delete("_acme-challenge"), True),  # nothing there: TXT (its only type) allowed
+    (lambda u: (u.add("_acme-challenge", 60, "TXT", '"t"'), u.add("www", 60, "TXT", '"t"')), False),
+])
+def test_the_acme_key_changes_acme_challenge_txt_and_nothing_else(setup, allowed):
+    update = new()
+    setup(update)
+    outcome = run(update, key=ACME)
+    assert (outcome.rcode == dns.rcode.NOERROR) == allowed, outcome.why
+    if not allowed:
+        assert outcome.rcode == dns.rcode.REFUSED and outcome.source is None
+
+
+def test_a_rule_without_types_allows_everything_but_the_soa():
+    rules = (UpdateRule("ops"),)
+    rule = rules[0]
+    origin = N("example.com.")
+    assert rule.allows(OPS, N("www.example.com."), dns.rdatatype.A, origin)
+    assert rule.allows(OPS, origin, ALIAS_TYPE, origin)
+    assert not rule.allows(OPS, origin, dns.rdatatype.SOA, origin)
+    assert not rule.allows(ACME, N("www.example.com."), dns.rdatatype.A, origin)
+    update = new()
+    update.add("@", 300, "SOA", "ns1 hostmaster 2026120201 3600 600 86400 300")
+    assert run(update, rules=rules).rcode == dns.rcode.REFUSED
