@@ -1,0 +1,166 @@
+"""Unit tests: the per-zone journal files (aliasd.journalfile) and what a
+dynamic zone serves at start and at reload (aliasd.dynamic)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+import dns.rrset
+
+from aliasd import journalfile, store
+from aliasd.dynamic import DynamicZones, master_file_text
+from aliasd.journal import difference
+from aliasd.zone import Flattened, ZoneVersion
+from aliasd.zonefile import ZoneSource, parse_zone
+from tests.helpers import zone_source
+
+N = dns.name.from_text
+ORIGIN = N("example.com.")
+TEXT = """
+$ORIGIN example.com.
+$TTL 300
+@ SOA ns1 hostmaster 10 3600 600 86400 300
+@ NS ns1
+@ ALIAS lb.example.net.
+ns1 A 192.0.2.1
+www A 192.0.2.10
+"""
+
+
+SOURCE = zone_source("example.com.", TEXT)
+
+
+def version(serial, addresses):
+    rrset = dns.rrset.from_text_list(ORIGIN, 60, "IN", "A", addresses)
+    return ZoneVersion.build(SOURCE, {ORIGIN: Flattened({dns.rdatatype.A: rrset, dns.rdatatype.AAAA: None})},
+                             serial=serial)
+
+
+def test_frames_cut_short_or_damaged_end_the_file_and_the_next_append_removes_them(tmp_path):
+    files = journalfile.JournalFiles(tmp_path)
+    key = store.key_of(ORIGIN)
+    files.append(key, [journalfile.frame(journalfile.BASE, b"a" * 32)], sync=True)
+    files.append(key, [journalfile.frame(journalfile.BASE, b"b" * 32)], sync=False)
+    path = files.path(key)
+    whole = path.read_bytes()
+    path.write_bytes(whole + journalfile.frame(journalfile.BASE, b"c" * 32)[:-5])  # a torn frame
+    assert [p for _, p in files.read(key)] == [b"a" * 32, b"b" * 32]
+    damaged = bytearray(whole)
+    damaged[-1] ^= 0xFF  # the second frame's payload no longer matches its CRC
+    path.write_bytes(bytes(damaged))
+    assert [p for _, p in files.read(key)] == [b"a" * 32]
+    fresh = journalfile.JournalFiles(tmp_path)  # a new process appends after the last whole frame
+    fresh.append(key, [journalfile.frame(journalfile.BASE, b"d" * 32)], sync=True)
+    assert [p for _, p in fresh.read(key)] == [b"a" * 32, b"d" * 32]
+
+
+def test_history_is_used_only_when_it_ends_at_the_version_served():
+    v10, v11, v12 = version(10, ["192.0.2.1"]), version(11, ["192.0.2.2"]), version(12, ["192.0.2.3"])
+    frames = journalfile.read_frames(b"".join([
+        journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(difference(v10, v11), "d11")),
+        journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(difference(v11, v12), "d12")),
+    ]))[0]
+    journal = journalfile.history(frames, 100, 12, "d12")
+    assert [d.new_serial for d in journal.since(10)] == [11, 12]
+    added = journal.since(11)[0].added
+    assert [rd.to_text() for rrset in added for rd in rrset] == ["192.0.2.3"]
+    # Serial 12 recorded with another view (never served with these records): unused.
+    assert journalfile.history(frames, 100, 12, "other") is None
+    # 12 written but never recorded (a crash): the history ends at 11, which is served.
+    assert [d.new_serial for d in journalfile.history(frames, 100, 11, "d11").since(10)] == [11]
+
+
+def source_text(extra=""):
+    return TEXT + extra
+
+
+def make(tmp_path, text):
+    path = tmp_path / "example.com.zone"
+    path.write_text(text)
+    data = path.read_bytes()
+    return parse_zone(ORIGIN, path, data), hashlib.sha256(data).digest()
+
+
+def update(source: ZoneSource, name: str, address: str, serial: int) -> tuple[ZoneSource, bytes]:
+    records = dict(source.records)
+    owner = N(name)
+    records[store.key_of(owner)] = store.pack(owner.to_wire(), [(1, 60, [dns.rdata.from_text("IN", "A", address).to_wire()])])
+    apex = store.PackedNode(records[source.key], ORIGIN)
+    soa = apex[dns.rdatatype.SOA]
+    soa = dns.rrset.from_rdata(ORIGIN, soa.ttl, soa[0].replace(serial=serial))
+    records[source.key] = store.pack(ORIGIN.to_wire(), [
+        (t, apex[t].ttl, [rd.to_wire() for rd in (soa if t == dns.rdatatype.SOA else apex[t])]) for t in apex
+    ])
+    new = ZoneSource.of(ORIGIN, source.path, records)
+    touched = {store.key_of(owner): records[store.key_of(owner)], source.key: records[source.key]}
+    return new, journalfile.frame(journalfile.UPDATE, journalfile.encode_nodes(serial, touched))
+
+
+class _Zone:
+    name = ORIGIN
+    dynamic = True
+
+    def __init__(self, file):
+        self.file = file
+
+
+def test_start_applies_updates_on_top_of_aliasds_own_file_and_not_on_a_hand_edit(tmp_path):
+    files = journalfile.JournalFiles(tmp_path / "journal")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    assert dynamic.start_source(file_source, sha) is file_source  # first start: adopted
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1], sync=True)
+    # The file is written (W, serial 11) while update 2 is recorded before the W frame.
+    s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
+    files.append(file_source.key, [u2], sync=True)
+    text = master_file_text(s1)
+    data = text.encode()
+    (tmp_path / "example.com.zone").write_text(text)
+    files.append(file_source.key, [journalfile.frame(
+        journalfile.WRITTEN, journalfile.encode_written(hashlib.sha256(data).digest(), 11))], sync=True)
+    s3, u3 = update(s2, "c.example.com.", "192.0.2.53", 13)
+    files.append(file_source.key, [u3], sync=True)
+    written, sha = make(tmp_path, text)
+    restarted = DynamicZones(files, [_Zone(written.path)]).start_source(written, sha)
+    for name, address in (("a", "192.0.2.51"), ("b", "192.0.2.52"), ("c", "192.0.2.53")):
+        rrset = restarted.rrsets[(N(f"{name}.example.com."), dns.rdatatype.A)]
+        assert [rd.to_text() for rd in rrset] == [address], name
+    assert restarted.serial == 13
+    # The operator edits the file: it wins, nothing from the journal on top.
+    edited, sha = make(tmp_path, text.replace("192.0.2.51", "192.0.2.99"))
+    again = DynamicZones(files, [_Zone(edited.path)])
+    taken = again.start_source(edited, sha)
+    assert taken is edited
+    assert (N("c.example.com."), dns.rdatatype.A) not in taken.rrsets
+    # ... and from then on the journal starts from the adopted file.
+    assert DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha) is edited
+
+
+def test_a_compacted_journal_keeps_the_records_and_the_file_it_knows(tmp_path):
+    files = journalfile.JournalFiles(tmp_path / "journal")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    dynamic.start_source(file_source, sha)
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1], sync=True)
+    files.rewrite(file_source.key, dynamic.snapshot_frames(s1))
+    s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
+    files.append(file_source.key, [u2], sync=True)
+    restarted = DynamicZones(files, [_Zone(file_source.path)]).start_source(file_source, sha)
+    assert restarted.serial == 12
+    assert (N("a.example.com."), dns.rdatatype.A) in restarted.rrsets
+    assert (N("b.example.com."), dns.rdatatype.A) in restarted.rrsets
+
+
+def test_the_written_file_reads_back_as_the_same_records(tmp_path):
+    source = zone_source("example.com.", TEXT + 'txt TXT "two words" "and \\"quotes\\""\n'
+                                              "_srv._tcp SRV 1 2 3 target.example.net.\n")
+    path = tmp_path / "z"
+    path.write_text(master_file_text(source))
+    again = parse_zone(ORIGIN, path, path.read_bytes())
+    assert again.digest == source.digest and again.serial == source.serial
+    assert again.aliases == source.aliases
