@@ -69,6 +69,9 @@ class _Zone:
         # Owners changed by updates since the served version (None: a new
         # file, compare everything): what the next difference compares.
         self.touched: set | None = None
+        # What the zone's signatures depend on besides its records (keys,
+        # denial, epoch; empty when unsigned): part of the view's digest.
+        self.signing_state = ""
         self.base = ZoneBase.of(source)
         self.source_digest = source.digest
         self.flattened: dict[dns.name.Name, Flattened] = {}
@@ -151,6 +154,7 @@ class ZoneAuthority:
         run_in_thread=None,
         journal_files: journalfile.JournalFiles | None = None,
         snapshot_frames: Callable[[ZoneSource], list[bytes]] = lambda source: [],
+        signers: dict | None = None,
     ):
         self.resolver = resolver
         # Where differences (IXFR across restarts) and updates are kept;
@@ -158,6 +162,8 @@ class ZoneAuthority:
         self.journal_files = journal_files
         # A dynamic zone's source as frames, for a compacted journal (aliasd.dynamic).
         self.snapshot_frames = snapshot_frames
+        # Zone -> its aliasd.signer.Signer, for the zones that are signed.
+        self.signers: dict[dns.name.Name, object] = signers if signers is not None else {}
         # Zone -> [(source seq, Deferred)]: updates waiting to be served.
         self._waiters: dict[dns.name.Name, list] = {}
         self.clock = clock
@@ -380,6 +386,19 @@ class ZoneAuthority:
         self._kick()
         return d
 
+    def refresh_signatures(self) -> int:
+        """Queue the signed zones whose signatures are due for refreshing
+        (their signature epoch moved on: aliasd.signer.window); returns how many."""
+        due = 0
+        for origin, signer in self.signers.items():
+            version = self.versions.get(origin)
+            if version is not None and version.signed is not None and version.signed.state != signer.state():
+                self._enqueue(origin, set(), forced=True)
+                due += 1
+        if due:
+            self._kick()
+        return due
+
     def _fire_waiters(self, origin: dns.name.Name, seq: int) -> None:
         waiting = self._waiters.get(origin)
         if not waiting:
@@ -481,7 +500,12 @@ class ZoneAuthority:
         if owners is None:
             owners = set(zone.source.aliases)
         zone.pending.update(self.graph.reflatten(zone, owners))
-        if not new_source and not zone.pending:
+        signer = self.signers.get(origin)
+        zone.signing_state = signer.state() if signer is not None else ""
+        # New keys or a new signature epoch: the zone is signed again.
+        resign = signer is not None and (
+            current is None or current.signed is None or current.signed.state != zone.signing_state)
+        if not new_source and not zone.pending and not resign:
             return
         if current is not None and not new_source and not forced and not self.damping.take(origin):
             self.damping.hold(origin)
@@ -551,6 +575,9 @@ class ZoneAuthority:
         files = self.journal_files
         for built in entries:
             version, published = built.version, built.published
+            signer = self.signers.get(version.origin)
+            if signer is not None:  # only what changed since the served version is signed again
+                version = built.version = version.with_signatures(signer.sign(version, published))
             if published is not None and published.serial != version.serial:
                 names = None
                 if published.source is version.source:

@@ -28,6 +28,7 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR_TAIL = struct.Struct("!HHIH")  # type, class IN, TTL, rdata length
 _SOA = dns.rdatatype.SOA
 _SKIPPED = (_SOA, ALIAS_TYPE)
+_RRSIG = dns.rdatatype.RRSIG
 _IN = 1
 MAX_MESSAGE_SIZE = 65535
 
@@ -39,7 +40,9 @@ def _records(version: ZoneVersion) -> Iterator[tuple[bytes, int, int, bytes]]:
     apex = store.owner_of(version.source.records[version.base.origin_key])
     yield apex, _SOA, soa_ttl, soa_rdata
     overlay = version.overlay
-    for key, packed in version.source.records.items():
+    signed = version.signed
+    records = version.source.records
+    for key, packed in records.items():
         owner = store.owner_of(packed)
         overrides = overlay.get(key)
         for rdtype, ttl, _, start, end in store.directory(packed):
@@ -54,7 +57,26 @@ def _records(version: ZoneVersion) -> Iterator[tuple[bytes, int, int, bytes]]:
                 if rrset is not None:
                     for rdata in rrset:
                         yield owner, rdtype, rrset.ttl, rdata.to_wire()
+        if signed is not None:
+            yield from _packed(signed.records.get(key))
+            yield from _packed(signed.signatures.get(key), _RRSIG)
+    if signed is not None:
+        for key, packed in signed.records.items():
+            if key not in records:  # NSEC3 owners
+                yield from _packed(packed)
+                yield from _packed(signed.signatures.get(key), _RRSIG)
     yield apex, _SOA, soa_ttl, soa_rdata
+
+
+def _packed(packed: bytes | None, as_type: int | None = None):
+    """Every record of a packed node; ``as_type`` (RRSIG) for signature
+    nodes, whose entries are typed by the type they cover."""
+    if not packed:
+        return
+    owner = store.owner_of(packed)
+    for rdtype, ttl, _, start, end in store.directory(packed):
+        for rdata in store.rdata_wires(packed, start, end):
+            yield owner, as_type or rdtype, ttl, rdata
 
 
 def axfr_messages(

@@ -24,6 +24,7 @@ import dns.name
 import dns.rdatatype
 
 from aliasd import store
+from aliasd.signer import DnssecSettings
 from aliasd.update import UpdateRule
 from aliasd.zonefile import ALIAS_TYPE
 
@@ -110,6 +111,8 @@ class ZoneSettings:
     # Who may change the zone by dynamic UPDATE (RFC 2136); none: nobody,
     # and the zone file is aliasd's to read only.
     update: tuple[UpdateRule, ...] = ()
+    # Sign the zone's served view with DNSSEC ([dnssec] says how).
+    dnssec: bool = False
 
     @property
     def dynamic(self) -> bool:
@@ -181,6 +184,7 @@ class Settings:
     rate_limit: RateLimitSettings = RateLimitSettings()
     catalog: ZoneSettings | None = None  # RFC 9432 catalog of every other zone
     zone_directory: Path | None = None
+    dnssec: DnssecSettings = DnssecSettings()
 
     @property
     def transferable_zones(self) -> tuple[ZoneSettings, ...]:
@@ -365,11 +369,35 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
                 f'{where}: [zones."{zone.name.to_text(omit_final_dot=True)}"] transfer-tls-only: '
                 "needs [tls] certificate and key"
             )
+    dnssec = _dnssec(_Section(where, "[dnssec]", top.table.pop("dnssec", {})))
     top.label = "top level"
     top.finish()
     return Settings(
-        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory
+        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec
     )
+
+
+#: Signing algorithms ([dnssec] algorithm): RFC 8624's recommended ones.
+DNSSEC_ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
+
+
+def _dnssec(section: _Section) -> DnssecSettings:
+    defaults = DnssecSettings()
+    algorithm = section.take("algorithm", (str,), "an algorithm name", defaults.algorithm).upper()
+    if algorithm not in DNSSEC_ALGORITHMS:
+        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(DNSSEC_ALGORITHMS)}")
+    denial = section.take("denial", (str,), '"nsec" or "nsec3"', defaults.denial).lower()
+    if denial not in ("nsec", "nsec3"):
+        raise section.error("denial", f'must be "nsec" or "nsec3", got {denial!r}')
+    validity = section.take("signature-validity", (int,), "seconds", defaults.signature_validity)
+    refresh = section.take("refresh-before", (int,), "seconds", defaults.refresh_before)
+    section.finish()
+    if validity < 3 * 3600:
+        raise section.error("signature-validity", f"must be at least 10800 seconds, got {validity}")
+    if not 3600 <= refresh <= validity - 3600:
+        raise section.error(
+            "refresh-before", f"must be between 3600 and signature-validity - 3600 ({validity - 3600}), got {refresh}")
+    return DnssecSettings(algorithm, denial, validity, refresh)
 
 
 def _check_unique_zones(where: str, zones) -> None:
@@ -613,9 +641,11 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
         raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
     tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
     update = _update_rules(section, key_names)
+    dnssec = section.take("dnssec", (bool,), "true or false", base.dnssec)
     section.finish()
     return dataclasses.replace(
         base,
+        dnssec=dnssec,
         update=update if update is not None else base.update,
         notify=tuple(notify) if section.given("notify") else base.notify,
         allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,

@@ -55,7 +55,52 @@ class Difference:
 
 
 def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
-    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, list(rdatas))
+    subset = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
+    subset.update_ttl(rrset.ttl)
+    for rdata in rdatas:
+        subset.add(rdata)
+    return subset
+
+
+def _served_node(version: ZoneVersion, key: bytes):
+    """The records at ``key`` as served (an NSEC3 owner's too), or {}."""
+    node = version.node_at(key)
+    if node is None and version.signed is not None and key in version.signed.records:
+        node = store.PackedNode(version.signed.records[key])
+    return node or {}
+
+
+def _signed_changes(old, new) -> set[bytes]:
+    """Owner keys whose DNSSEC records or signatures differ (compared packed)."""
+    changed = set()
+    for attribute in ("records", "signatures"):
+        a = getattr(old, attribute) if old is not None else {}
+        b = getattr(new, attribute) if new is not None else {}
+        if a is b:
+            continue
+        changed.update(k for k, v in b.items() if a.get(k) != v)
+        changed.update(k for k in a if k not in b)
+    return changed
+
+
+def _compare_signatures(old: ZoneVersion, new: ZoneVersion, key: bytes, removed: list, added: list) -> None:
+    a = old.signed.signatures.get(key) if old.signed is not None else None
+    b = new.signed.signatures.get(key) if new.signed is not None else None
+    if a == b:
+        return
+    before = {r.covers: r for r in old.signatures_of(key)}
+    after = {r.covers: r for r in new.signatures_of(key)}
+    for covered in set(before) | set(after):
+        x, y = before.get(covered), after.get(covered)
+        if x is not None and y is not None and x.ttl == y.ttl:
+            gone, fresh = set(x) - set(y), set(y) - set(x)
+        else:
+            gone = set(x) if x is not None else set()
+            fresh = set(y) if y is not None else set()
+        if gone:
+            removed.append(x if len(gone) == len(x) else _subset(x, gone))
+        if fresh:
+            added.append(y if len(fresh) == len(y) else _subset(y, fresh))
 
 
 def difference(
@@ -76,11 +121,14 @@ def difference(
             keys.update(dict.fromkeys(new.keys()))
     else:
         keys = [store.key_of(name) for name in names]
+    if old.signed is not None or new.signed is not None:
+        keys = dict.fromkeys(keys)
+        keys.update(dict.fromkeys(_signed_changes(old.signed, new.signed)))
     removed: list[dns.rrset.RRset] = []
     added: list[dns.rrset.RRset] = []
     for key in keys:
-        before = old.node_at(key) or {}
-        after = new.node_at(key) or {}
+        before = _served_node(old, key)
+        after = _served_node(new, key)
         for rdtype in sorted(set(before) | set(after)):
             if rdtype in _SKIPPED:
                 continue
@@ -99,6 +147,8 @@ def difference(
                 removed.append(a if len(gone) == len(a) else _subset(a, gone))
             if new_rdatas:
                 added.append(b if len(new_rdatas) == len(b) else _subset(b, new_rdatas))
+        if old.signed is not None or new.signed is not None:
+            _compare_signatures(old, new, key, removed, added)
     return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))
 
 

@@ -50,7 +50,10 @@ class Numbering:
         """
         source = zone.source
         origin = source.origin
-        digest = hashlib.sha256(f"{zone.source_digest}:{zone.view_hash:x}".encode()).hexdigest()
+        view = f"{zone.source_digest}:{zone.view_hash:x}"
+        if zone.signing_state:  # a signed zone: new keys or signatures are a new view
+            view += ":" + zone.signing_state
+        digest = hashlib.sha256(view.encode()).hexdigest()
         if current is None:
             previous = self.state.load_zones().get(origin)
         else:

@@ -38,7 +38,9 @@ from aliasd.config import (
     parse_zone_arg,
     with_command_line_zones,
 )
+from aliasd.dnssec_keys import KeyFileError, KeyStore
 from aliasd.dynamic import DynamicZones, FileSyncService
+from aliasd.signer import Signer
 from aliasd.journalfile import JournalFiles
 from aliasd.lag import LagMonitor
 from aliasd.notify import NotifySender, NotifyService
@@ -85,6 +87,7 @@ class Options(usage.Options):
         self.catalog = CatalogMaker()
         self.journal_files: JournalFiles | None = None
         self.dynamic: DynamicZones | None = None
+        self.signers: dict = {}
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -129,13 +132,16 @@ class Options(usage.Options):
                         results[zone.name], self.files.digest_of(zone.name)
                     )
             self.sources = self.catalog.add_to(self.settings, list(results.values()))
+            self.signers = make_signers(self.settings)
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
-        except OSError as e:  # the journal of a dynamic zone
+        except KeyFileError as e:
+            sys.exit(f"aliasd: DNSSEC keys: {e}")
+        except OSError as e:  # the journal of a dynamic zone, the DNSSEC keys
             sys.exit(f"aliasd: state directory: {e}")
 
     def load_settings(self) -> Settings:
@@ -162,6 +168,23 @@ class Options(usage.Options):
             resolver = dataclasses.replace(resolver, upstreams=tuple(self.resolvers))
         settings = dataclasses.replace(settings, server=server, resolver=resolver)
         return dataclasses.replace(settings, zones=with_command_line_zones(settings, self.zones))
+
+
+#: Seconds between checks for signatures due for refreshing.
+SIGNATURE_CHECK_INTERVAL = 60.0
+
+
+def make_signers(settings: Settings) -> dict:
+    """A Signer for each zone with ``dnssec = true``, with its keys (made
+    in the state directory on first use; raises KeyFileError)."""
+    zones = [z for z in settings.zones if z.dnssec]
+    if not zones:
+        return {}
+    keys = KeyStore(settings.server.state_dir / "keys")
+    return {
+        z.name: Signer(z.name, keys.ensure(z.name, settings.dnssec.algorithm), settings.dnssec)
+        for z in zones
+    }
 
 
 def make_upstream(upstreams, reactor):
@@ -209,6 +232,7 @@ def makeService(options: Options) -> service.MultiService:
         serial_burst=settings.server.serial_burst,
         journal_files=options.journal_files,
         snapshot_frames=options.dynamic.snapshot_frames,
+        signers=options.signers,
     )
     resolver.on_change = authority.rebuild
     load_zones(authority, options.sources, reactor)
@@ -253,6 +277,8 @@ def makeService(options: Options) -> service.MultiService:
     )
     ReloadService(reloader, reactor).setServiceParent(top)
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
+    if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.signer.window)
+        internet.TimerService(SIGNATURE_CHECK_INTERVAL, authority.refresh_signatures).setServiceParent(top)
     # What start-up parsed goes into the snapshot once the server runs, in
     # a thread (a reload, also in a thread, waits: the pool has one for it).
     reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)

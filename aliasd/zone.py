@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Mapping
 
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
@@ -236,6 +237,14 @@ class ZoneVersion:
         self._overlay = overlay
         self.loop_keys = frozenset(loop_keys) if loop_keys else _NOTHING  # ALIAS owners in a loop (aliasd-check reports them)
         self.base = base
+        # The DNSSEC records of a signed zone (aliasd.signer.Signed), or None.
+        self.signed = None
+
+    def with_signatures(self, signed) -> "ZoneVersion":
+        """This version, signed: the same records plus ``signed``'s."""
+        version = ZoneVersion(self.source, self.base, self._overlay, self.loop_keys, self.serial)
+        version.signed = signed
+        return version
 
     # Decoded on first use: ten thousand versions are built at start, and
     # most are first asked for their SOA much later, or never.
@@ -300,6 +309,10 @@ class ZoneVersion:
         if packed is None:
             return None
         overrides = self._overlay.get(key)
+        signed = self.signed
+        if signed is not None and key in signed.records:  # NSEC, the apex DNSKEY, ...
+            extra = PackedNode(signed.records[key])
+            overrides = {**(overrides or {}), **{t: extra[t] for t in extra}}
         if key == self.base.origin_key:
             return PackedNode(packed, None, overrides, self.serial)
         return PackedNode(packed, None, overrides)
@@ -320,14 +333,38 @@ class ZoneVersion:
         """The transfer view, SOA first: every RRset but the ALIAS rules.
 
         ALIAS owners carry the A/AAAA they were flattened to, so secondaries
-        copy addresses, never a record type they cannot follow.
+        copy addresses, never a record type they cannot follow. A signed
+        zone adds its DNSSEC records and signatures.
         """
         yield self.soa
+        signed = self.signed
         for key in self._records:
             node = self.node_at(key)
             for rdtype in node:
                 if rdtype != dns.rdatatype.SOA and rdtype != ALIAS_RDTYPE:
                     yield node[rdtype]
+            if signed is not None:
+                yield from self.signatures_of(key)
+        if signed is not None:
+            for key, packed in signed.records.items():
+                if key not in self._records:  # NSEC3 owners
+                    node = PackedNode(packed)
+                    for rdtype in node:
+                        yield node[rdtype]
+                    yield from self.signatures_of(key)
+
+    def signatures_of(self, key: bytes) -> Iterator[dns.rrset.RRset]:
+        """The RRSIG RRsets at the owner with lookup ``key`` (signed zones)."""
+        packed = self.signed.signatures.get(key) if self.signed is not None else None
+        if not packed:
+            return
+        owner = store.name_of(store.owner_of(packed))
+        for rdtype, ttl, _, start, end in store.directory(packed):
+            rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+            rrset.update_ttl(ttl)
+            for wire in store.rdata_wires(packed, start, end):
+                rrset.add(dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, wire, 0, len(wire)))
+            yield rrset
 
     # -- the answer algorithm -------------------------------------------
 
