@@ -58,7 +58,7 @@ class _Zone:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, source: ZoneSource):
+    def __init__(self, source: ZoneSource, base: ZoneBase | None = None):
         self.source = source
         # Increases with every new source of any zone: an UPDATE is
         # answered once a version of its source, or of a later one, is served.
@@ -72,7 +72,7 @@ class _Zone:
         # What the zone's signatures depend on besides its records (keys,
         # denial, epoch; empty when unsigned): part of the view's digest.
         self.signing_state = ""
-        self.base = ZoneBase.of(source)
+        self.base = base if base is not None else ZoneBase.of(source)
         self.source_digest = source.digest
         self.flattened: dict[dns.name.Name, Flattened] = {}
         self.served: dict[dns.name.Name, str] = {}
@@ -367,14 +367,15 @@ class ZoneAuthority:
         old = self._zones[origin]
         self.damping.forget(origin)
         self.graph.forget_zone(origin, old.source)
-        zone = self._zones[origin] = _Zone(source)
+        keys = {store.key_of(n) for n in names}
+        zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys))
         zone.frames = old.frames + list(frames)
         old.frames = []
         served = self.versions.get(origin)
         if old.touched is None and (served is None or served.source is not old.source):
             zone.touched = None  # a file not served yet: the next difference compares everything
         else:
-            zone.touched = (old.touched or set()) | {store.key_of(n) for n in names}
+            zone.touched = (old.touched or set()) | keys
         self.registry.sources[origin] = source
         self._queue[origin] = None
         self._forced.add(origin)
@@ -668,7 +669,7 @@ class ZoneAuthority:
             if old is None or old.serial != built.version.serial:
                 announced.append(built.version)
             reasons[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1
-            if log_each:
+            if log_each and built.why != "updated":  # an update logs its own line
                 self._log_version(built)
             if deadline and time.perf_counter() - started > self.slice_seconds and entries:
                 break

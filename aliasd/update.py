@@ -314,6 +314,6 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
             records.pop(k, None)
         else:
             records[k] = packed
-    new = ZoneSource.of(origin, source.path, records)
+    new = source.updated(records, touched)
     names = [work.nodes[k][0] for k in touched]
     return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored))

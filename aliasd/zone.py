@@ -121,6 +121,67 @@ class ZoneBase:
             frozenset(dnames) if dnames else _NOTHING,
         )
 
+    def updated(self, records: Mapping[bytes, bytes], touched) -> "ZoneBase":
+        """This base for ``records``, which differ from its own only at the
+        owner keys ``touched`` (a dynamic update): recomputed for those
+        owners and their parents alone, not the whole zone."""
+        origin_key = self.origin_key
+        empty = set(self.empty_non_terminals)
+        cuts, dnames = set(self.cuts), set(self.dnames)
+        wildcards = self.has_wildcards
+        gone = []
+        for key in touched:
+            packed = records.get(key)
+            name = store.name_of(store.owner_of(packed) if packed is not None else key)
+            cuts.discard(name)
+            dnames.discard(name)
+            if packed is None:
+                gone.append(key)
+                continue
+            empty.discard(key)
+            types = store.types_of(packed)
+            if dns.rdatatype.NS in types and key != origin_key:
+                cuts.add(name)
+            if dns.rdatatype.DNAME in types:
+                dnames.add(name)
+            wildcards = wildcards or key.startswith(b"\x01*")
+            parents = store.suffixes(key)
+            next(parents)
+            if key != origin_key:
+                for parent in parents:
+                    if parent in records or parent in empty or parent == origin_key or parent == b"\0":
+                        break
+                    empty.add(parent)
+        if gone:
+            # A deleted owner, and each parent that was empty, is a name
+            # still only if some owner lies below it.
+            candidates = set()
+            for key in gone:
+                for parent in store.suffixes(key):
+                    if parent == origin_key or parent == b"\0" or parent in records:
+                        break
+                    candidates.add(parent)
+            below = set()
+            for key in records:
+                parents = store.suffixes(key)
+                next(parents)
+                for parent in parents:
+                    if parent in candidates:
+                        below.add(parent)
+                    if len(parent) <= len(origin_key):
+                        break
+            empty -= candidates - below
+            empty |= below
+            if wildcards and any(k.startswith(b"\x01*") for k in gone):
+                wildcards = any(k.startswith(b"\x01*") for k in records)
+        return ZoneBase(
+            origin_key, records,
+            frozenset(empty) if empty else _NOTHING,
+            frozenset(cuts) if cuts else _NOTHING,
+            wildcards,
+            frozenset(dnames) if dnames else _NOTHING,
+        )
+
     def cut_above(self, name: dns.name.Name, origin: dns.name.Name, qtype: int = 0) -> dns.name.Name | None:
         """The highest delegation at or above ``name``, if any.
 

@@ -93,12 +93,27 @@ class ZoneSource:
         origin = store.cached(origin)
         aliases = {}
         for packed in records.values():
-            for rdtype, ttl, _, start, end in store.directory(packed):
-                if rdtype == ALIAS_TYPE:
-                    owner = store.name_of(store.owner_of(packed))
-                    target = store.name_of(next(store.rdata_wires(packed, start, end)))
-                    aliases[owner] = AliasRecord(owner, ttl, target)
+            aliases.update(_aliases_in(packed))
         return cls(origin, path, records, aliases)
+
+    def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
+        """This source with the owners in ``touched`` replaced (a dynamic
+        update): ``records`` is the new dict. Its ALIAS rules and content
+        digest are derived from this one's, for the touched owners only,
+        so an update costs what it changed, not the zone."""
+        aliases = dict(self.aliases)
+        total = int(self.digest, 16)
+        for key, packed in touched.items():
+            old = self.records.get(key)
+            if old is not None:
+                total -= _node_digest(key, old)
+                aliases.pop(store.name_of(store.owner_of(old)), None)
+            if packed is not None:
+                total += _node_digest(key, packed)
+                aliases.update(_aliases_in(packed))
+        source = ZoneSource(self.origin, self.path, records, aliases)
+        source.__dict__["digest"] = f"{total % 2**256:064x}"
+        return source
 
     @classmethod
     def from_rrsets(cls, origin: dns.name.Name, path: Path, rrsets) -> "ZoneSource":
@@ -144,25 +159,8 @@ class ZoneSource:
         """
         total = 0
         for key, packed in self.records.items():
-            node = None
-            for rdtype, ttl, _, start, end in store.directory(packed):
-                wires = store.rdata_wires(packed, start, end)
-                fixed = _NAMES_AFTER.get(rdtype)
-                if rdtype == dns.rdatatype.SOA:
-                    canonical = [w[:-20].lower() + bytes(4) + w[-16:] for w in wires]
-                elif fixed is not None:  # fixed fields, then one name: lower-cased
-                    canonical = sorted(w[:fixed] + w[fixed:].lower() for w in wires)
-                elif rdtype in _CANONICAL_AS_WRITTEN:
-                    canonical = sorted(wires)
-                else:
-                    node = node or store.PackedNode(packed)
-                    canonical = sorted(r.to_digestable() for r in node[rdtype])
-                h = hashlib.sha256(key)
-                h.update(rdtype.to_bytes(2, "big") + ttl.to_bytes(4, "big"))
-                for wire in canonical:
-                    h.update(len(wire).to_bytes(2, "big") + wire)
-                total = (total + int.from_bytes(h.digest(), "big")) % 2**256
-        return f"{total:064x}"
+            total += _node_digest(key, packed)
+        return f"{total % 2**256:064x}"
 
     @property
     def rrsets(self) -> "RRsetView":
@@ -171,6 +169,40 @@ class ZoneSource:
 
     def record_count(self) -> int:
         return sum(count for packed in self.records.values() for _, _, count, _, _ in store.directory(packed))
+
+
+def _aliases_in(packed: bytes) -> dict:
+    """The ALIAS rule at one packed owner, as {owner: AliasRecord} (or {})."""
+    for rdtype, ttl, _, start, end in store.directory(packed):
+        if rdtype == ALIAS_TYPE:
+            owner = store.name_of(store.owner_of(packed))
+            target = store.name_of(next(store.rdata_wires(packed, start, end)))
+            return {owner: AliasRecord(owner, ttl, target)}
+    return {}
+
+
+def _node_digest(key: bytes, packed: bytes) -> int:
+    """One owner's share of ZoneSource.digest: the sum of its RRsets' hashes."""
+    total = 0
+    node = None
+    for rdtype, ttl, _, start, end in store.directory(packed):
+        wires = store.rdata_wires(packed, start, end)
+        fixed = _NAMES_AFTER.get(rdtype)
+        if rdtype == dns.rdatatype.SOA:
+            canonical = [w[:-20].lower() + bytes(4) + w[-16:] for w in wires]
+        elif fixed is not None:  # fixed fields, then one name: lower-cased
+            canonical = sorted(w[:fixed] + w[fixed:].lower() for w in wires)
+        elif rdtype in _CANONICAL_AS_WRITTEN:
+            canonical = sorted(wires)
+        else:
+            node = node or store.PackedNode(packed)
+            canonical = sorted(r.to_digestable() for r in node[rdtype])
+        h = hashlib.sha256(key)
+        h.update(rdtype.to_bytes(2, "big") + ttl.to_bytes(4, "big"))
+        for wire in canonical:
+            h.update(len(wire).to_bytes(2, "big") + wire)
+        total += int.from_bytes(h.digest(), "big")
+    return total
 
 
 #: Types whose canonical form (dnspython's to_digestable) is the wire form

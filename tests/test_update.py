@@ -234,3 +234,45 @@ def test_a_rule_without_types_allows_everything_but_the_soa():
     update = new()
     update.add("@", 300, "SOA", "ns1 hostmaster 2026120201 3600 600 86400 300")
     assert run(update, rules=rules).rcode == dns.rcode.REFUSED
+
+
+def test_an_update_derives_aliases_digest_and_names_from_what_it_touched():
+    """ZoneSource.updated and ZoneBase.updated (cost: the touched owners)
+    agree with a full recomputation, over random adds and deletes of
+    names, wildcards, delegations, empty non-terminals and ALIAS records."""
+    import random
+
+    from aliasd.zone import ZoneBase
+    from aliasd.zonefile import ZoneSource
+
+    rng = random.Random(2136)
+    src = source()
+    base = ZoneBase.of(src)
+    labels = ["a", "b", "*", "x.y", "deep.er.name", "sub", "ns.sub", "_acme-challenge", "q._acme-challenge"]
+    target = dns.name.from_text("t.example.net.").to_wire()
+    for step in range(300):
+        update = new()
+        for _ in range(rng.randint(1, 3)):
+            name = rng.choice(labels)
+            kind = rng.random()
+            if kind < 0.35:
+                update.add(name, 60, "A", f"192.0.2.{rng.randint(1, 250)}")
+            elif kind < 0.45:
+                update.add(name, 60, "NS", "ns.sub")
+            elif kind < 0.55:
+                update.add(name, 60, "TYPE65401", rf"\# {len(target)} {target.hex()}")
+            elif kind < 0.8:
+                update.delete(name)
+            else:
+                update.delete(name, "A")
+        outcome = run(update, src=src, served=src.serial)
+        if outcome.source is None:
+            continue
+        full = ZoneSource.of(src.origin, src.path, dict(outcome.source.records))
+        assert outcome.source.digest == full.digest, step
+        assert outcome.source.aliases == full.aliases, step
+        base = base.updated(outcome.source.records, outcome.touched)
+        expected = ZoneBase.of(outcome.source)
+        assert (base.empty_non_terminals, base.cuts, base.has_wildcards, base.dnames) == (
+            expected.empty_non_terminals, expected.cuts, expected.has_wildcards, expected.dnames), step
+        src = outcome.source
