@@ -62,6 +62,18 @@ def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
     return negative
 
 
+def _parents(key: bytes, origin_key: bytes) -> list[bytes]:
+    """The keys of the names strictly between ``key`` and the zone's apex."""
+    out = []
+    parents = store.suffixes(key)
+    next(parents)
+    for parent in parents:
+        if len(parent) <= len(origin_key):
+            break
+        out.append(parent)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ZoneBase:
     """What every version built from one zone file shares.
@@ -124,63 +136,69 @@ class ZoneBase:
     def updated(self, records: Mapping[bytes, bytes], touched) -> "ZoneBase":
         """This base for ``records``, which differ from its own only at the
         owner keys ``touched`` (a dynamic update): recomputed for those
-        owners and their parents alone, not the whole zone."""
+        owners and their parents alone, not the whole zone.
+
+        Whether a name without records still exists depends on the owners
+        below it: ``below`` counts them per parent (made on the first
+        update of a zone, then carried from base to base).
+        """
         origin_key = self.origin_key
+        below = dict(self._below())
         empty = set(self.empty_non_terminals)
         cuts, dnames = set(self.cuts), set(self.dnames)
         wildcards = self.has_wildcards
-        gone = []
+        gone_wildcard = False
         for key in touched:
             packed = records.get(key)
+            was = key in self.records
             name = store.name_of(store.owner_of(packed) if packed is not None else key)
             cuts.discard(name)
             dnames.discard(name)
-            if packed is None:
-                gone.append(key)
-                continue
-            empty.discard(key)
-            types = store.types_of(packed)
-            if dns.rdatatype.NS in types and key != origin_key:
-                cuts.add(name)
-            if dns.rdatatype.DNAME in types:
-                dnames.add(name)
-            wildcards = wildcards or key.startswith(b"\x01*")
-            parents = store.suffixes(key)
-            next(parents)
-            if key != origin_key:
-                for parent in parents:
-                    if parent in records or parent in empty or parent == origin_key or parent == b"\0":
-                        break
-                    empty.add(parent)
-        if gone:
-            # A deleted owner, and each parent that was empty, is a name
-            # still only if some owner lies below it.
-            candidates = set()
-            for key in gone:
-                for parent in store.suffixes(key):
-                    if parent == origin_key or parent == b"\0" or parent in records:
-                        break
-                    candidates.add(parent)
-            below = set()
-            for key in records:
-                parents = store.suffixes(key)
-                next(parents)
-                for parent in parents:
-                    if parent in candidates:
-                        below.add(parent)
-                    if len(parent) <= len(origin_key):
-                        break
-            empty -= candidates - below
-            empty |= below
-            if wildcards and any(k.startswith(b"\x01*") for k in gone):
-                wildcards = any(k.startswith(b"\x01*") for k in records)
-        return ZoneBase(
+            if packed is not None:
+                types = store.types_of(packed)
+                if dns.rdatatype.NS in types and key != origin_key:
+                    cuts.add(name)
+                if dns.rdatatype.DNAME in types:
+                    dnames.add(name)
+                wildcards = wildcards or key.startswith(b"\x01*")
+            else:
+                gone_wildcard = gone_wildcard or key.startswith(b"\x01*")
+            if was == (packed is not None) or key == origin_key:
+                continue  # the owner stays (or stays away): no name appears or goes
+            step = 1 if packed is not None else -1
+            for parent in _parents(key, origin_key):
+                count = below.get(parent, 0) + step
+                if count:
+                    below[parent] = count
+                else:
+                    below.pop(parent, None)
+            for name_key in (key, *_parents(key, origin_key)):
+                if name_key not in records and below.get(name_key, 0) > 0:
+                    empty.add(name_key)
+                else:
+                    empty.discard(name_key)
+        if gone_wildcard:
+            wildcards = any(k.startswith(b"\x01*") for k in records)
+        base = ZoneBase(
             origin_key, records,
             frozenset(empty) if empty else _NOTHING,
             frozenset(cuts) if cuts else _NOTHING,
             wildcards,
             frozenset(dnames) if dnames else _NOTHING,
         )
+        object.__setattr__(base, "_below_counts", below)
+        return base
+
+    def _below(self) -> dict:
+        counts = self.__dict__.get("_below_counts")
+        if counts is None:
+            counts = {}
+            for key in self.records:
+                if key != self.origin_key:
+                    for parent in _parents(key, self.origin_key):
+                        counts[parent] = counts.get(parent, 0) + 1
+            object.__setattr__(self, "_below_counts", counts)
+        return counts
 
     def cut_above(self, name: dns.name.Name, origin: dns.name.Name, qtype: int = 0) -> dns.name.Name | None:
         """The highest delegation at or above ``name``, if any.
