@@ -114,7 +114,7 @@ class _Working:
             if packed is not None:
                 owner = store.name_of(store.owner_of(packed))
                 decoded = store.PackedNode(packed, owner)
-                rrsets = {rdtype: decoded[rdtype].copy() for rdtype in decoded}
+                rrsets = {rdtype: decoded[rdtype] for rdtype in decoded}  # fresh objects: ours to change
                 name = owner
             entry = self.nodes[key] = (name, rrsets)
         return entry[1]
@@ -268,6 +268,15 @@ def _delete(rr: dns.rrset.RRset, origin: dns.name.Name, node: dict, ignored: lis
         del node[rr.rdtype]
 
 
+def _with_serial(packed: bytes, serial: int) -> bytes:
+    """A packed apex node with ``serial`` in its SOA."""
+    for rdtype, _, _, start, end in store.directory(packed):
+        if rdtype == _SOA:
+            at = end - 20  # the SOA rdata ends with serial, refresh, retry, expire, minimum
+            return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
+    raise ValueError("no SOA at the apex")
+
+
 def next_update_serial(current: int, served: int | None) -> int:
     """The serial after an update: one past the newer of the source's and
     the served one (RFC 1982), never backwards."""
@@ -301,13 +310,19 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
         return Outcome(dns.rcode.NOERROR, why="; ".join(ignored) or "no change")
     # The serial moves: to the SOA the update set when that is newer than
     # the served one, else one past the newer of the file's and the served.
-    apex = work.node(origin)
-    soa = next(iter(apex[_SOA]))
-    serial = soa.serial
-    if not soa_set or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
+    serial = None
+    if soa_set:
+        serial = next(iter(work.node(origin)[_SOA])).serial
+    if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
         serial = next_update_serial(source.serial, served_serial)
-    apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
-    touched = work.packed()
+    if source.key in work.nodes:
+        apex = work.node(origin)
+        soa = next(iter(apex[_SOA]))
+        apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
+        touched = work.packed()
+    else:  # the apex changes only by its serial: patched in its packed form
+        touched[source.key] = _with_serial(source.records[source.key], serial)
+        work.nodes[source.key] = (origin, None)
     records = dict(source.records)
     for k, packed in touched.items():
         if packed is None:
