@@ -258,7 +258,8 @@ class QueryHandler:
                 access=self.access, payload=self.max_udp_size,
             )
             return transfer, version
-        answer = version.lookup(question.name, qtype, served.zone_for)
+        answer = version.lookup(question.name, qtype, served.zone_for,
+                                dnssec=bool(query.ednsflags & dns.flags.DO))
         zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
             self.stats.inc("aliasd_alias_answers_total")

@@ -1,12 +1,16 @@
 """``aliasd-check``: validate a configuration and its zones, like named-checkconf.
 
     aliasd-check [--config FILE] [--zone NAME=FILE ...]
+    aliasd-check [--config FILE] --ds ZONE
 
 Exit 0 with one summary line per zone when everything can be served; exit 1
 with one ``file:line: reason`` line per problem otherwise (every zone is
 checked, not just up to the first error). ALIAS loops are reported as
 warnings: those owners would serve no addresses (NODATA, as on the
 secondaries) and the rest is served. Nothing is started and no state is written.
+
+``--ds ZONE`` prints the DS records of a signed zone's key-signing keys
+(from the state directory's ``keys``), to give to the parent zone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import argparse
 import sys
 from typing import Sequence, TextIO
 
+import dns.exception
+import dns.name
+
 from aliasd import store
+from aliasd.dnssec_keys import KeyFileError, KeyStore, ds_rrset
 from aliasd.authority import ZoneAuthority
 from aliasd.config import ConfigError, Settings, ZoneSettings, load_settings, parse_zone_arg, with_command_line_zones
 from aliasd.zonefile import ZoneFileError, load_zone_file
@@ -63,6 +71,28 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
     return 0
 
 
+def print_ds(config: str | None, zone_text: str, out: TextIO) -> int:
+    """Print the DS records (SHA-256) of ``zone_text``'s KSKs; 1 if it has none."""
+    try:
+        settings = load_settings(config) if config else Settings()
+        zone = dns.name.from_text(zone_text)
+    except (ConfigError, dns.exception.DNSException) as e:
+        print(e, file=out)
+        return 1
+    try:
+        keys = KeyStore(settings.server.state_dir / "keys").load(zone)
+    except (KeyFileError, OSError) as e:
+        print(e, file=out)
+        return 1
+    ds = ds_rrset(zone, keys, 3600) if keys else None
+    if ds is None or not len(ds):
+        print(f"{zone}: no key-signing keys in {settings.server.state_dir / 'keys'} "
+              "(aliasd makes them when it first signs the zone)", file=out)
+        return 1
+    print(ds.to_text(), file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="aliasd-check", description="Validate an aliasd configuration and its zone files."
@@ -70,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", "-c", help="configuration file (TOML)")
     parser.add_argument("--zone", action="append", default=[], type=_zone_arg, metavar="NAME=FILE",
                         help="a zone to check as well (repeatable)")
+    parser.add_argument("--ds", metavar="ZONE", help="print the DS records of a signed zone for its parent")
     args = parser.parse_args(argv)
+    if args.ds:
+        return print_ds(args.config, args.ds, sys.stdout)
     return check(args.config, args.zone, sys.stdout)
 
 

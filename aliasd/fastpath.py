@@ -187,7 +187,7 @@ def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
     ``name_wire`` is lower-case. The answer is NXDOMAIN and its bytes after
     the question depend only on the zone, the name's length and the query's
     type and size shape, as long as: the zone has no wildcard and no
-    delegation, and no suffix of the name (below the apex) is a suffix of a
+    delegation and is not signed (NSEC records differ per name), and no suffix of the name (below the apex) is a suffix of a
     name in the SOA record, which the SOA's compression could point into.
 
     This is a closest-enclosing-zone search of its own, on purpose: the
@@ -207,6 +207,8 @@ def missing_name(name_wire: bytes, zones: dict, soa_suffixes: dict):
             continue
         base = version.base
         if base.has_wildcards or base.cuts or base.dnames or base.exists(name_wire):
+            return None
+        if version.signed is not None:  # a signed NXDOMAIN proves the name's own absence
             return None
         avoid = soa_suffixes.get(origin, ())
         for inner, suffix in enumerate(names[:depth]):

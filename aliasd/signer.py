@@ -24,6 +24,7 @@ their signatures spread over the refresh period instead of all at once.
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import hashlib
 import time
@@ -112,20 +113,56 @@ class Signed:
     state: str
     epoch: int
     ttl: int  # of the denial records
+    # Sort keys of ``chain`` (NSEC: canonical label tuples; NSEC3: hashes), for bisection.
+    order: list = dataclasses.field(default_factory=list, repr=False)
 
-    def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int) -> dns.rrset.RRset | None:
-        """The RRSIG RRset covering ``covered`` at ``key``, owned by ``owner``."""
+    def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int,
+                      ttl: int | None = None) -> dns.rrset.RRset | None:
+        """The RRSIG RRset covering ``covered`` at ``key``, owned by
+        ``owner`` (a wildcard's expansion takes the query name), with
+        ``ttl`` (that of the RRset it covers, as served) if given."""
         packed = self.signatures.get(key)
         if packed is None:
             return None
-        for rdtype, ttl, _, start, end in store.directory(packed):
+        for rdtype, stored_ttl, _, start, end in store.directory(packed):
             if rdtype == covered:
                 rrset = dns.rrset.RRset(owner, _IN, T.RRSIG, covered)
-                rrset.update_ttl(ttl)
+                rrset.update_ttl(stored_ttl if ttl is None else ttl)
                 for wire in store.rdata_wires(packed, start, end):
                     rrset.add(dns.rdata.from_wire(_IN, T.RRSIG, wire, 0, len(wire)))
                 return rrset
         return None
+
+
+    # -- denial of existence in answers (RFC 4035 3.1.3, RFC 5155 7.2) -------
+
+    def _denial_at(self, owner_key: bytes) -> list[dns.rrset.RRset]:
+        """The NSEC or NSEC3 record at ``owner_key`` and its signature."""
+        packed = self.records.get(owner_key)
+        if packed is None:
+            return []
+        rdtype = T.NSEC3 if self.nsec3 else T.NSEC
+        node = store.PackedNode(packed)
+        if rdtype not in node:
+            return []
+        rrset = node[rdtype]
+        sig = self.signatures_at(owner_key, rrset.name, rdtype)
+        return [rrset] + ([sig] if sig is not None else [])
+
+    def matching(self, key: bytes) -> list[dns.rrset.RRset]:
+        """The denial record of the name ``key`` itself (it exists)."""
+        return self._denial_at(self.hashed.get(key, b"") if self.nsec3 else key)
+
+    def covering(self, key: bytes) -> list[dns.rrset.RRset]:
+        """The denial record whose span covers the name ``key``."""
+        if not self.chain:
+            return []
+        if self.nsec3:
+            point = hashlib.sha1(key).digest()
+            position = bisect.bisect_left(self.order, point) - 1
+        else:
+            position = bisect.bisect_right(self.order, _canonical(key)) - 1
+        return self._denial_at(self.chain[position])  # -1: the last covers the wrap
 
 
 def _canonical(key: bytes) -> tuple:
@@ -303,7 +340,11 @@ class Signer:
                 to_sign |= {k for k in changed if k in wanted}
         for key in to_sign:
             sign_owner(key)
-        return Signed(records, signatures, chain, hashed, self.nsec3, state, epoch, ttl)
+        if self.nsec3:
+            order = [base64.b32hexdecode(store.name_of(k).labels[0].upper()) for k in chain]
+        else:
+            order = [_canonical(k) for k in chain]
+        return Signed(records, signatures, chain, hashed, self.nsec3, state, epoch, ttl, order)
 
     def _nsec3_chain(self, version, keys, delegations, ttl, apex_records):
         """(chain, hashed, packed NSEC3 nodes by owner key) for the names

@@ -278,7 +278,8 @@ def makeService(options: Options) -> service.MultiService:
     ReloadService(reloader, reactor).setServiceParent(top)
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.signer.window)
-        internet.TimerService(SIGNATURE_CHECK_INTERVAL, authority.refresh_signatures).setServiceParent(top)
+        every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
+        internet.TimerService(every, authority.refresh_signatures).setServiceParent(top)
     # What start-up parsed goes into the snapshot once the server runs, in
     # a thread (a reload, also in a thread, waits: the pool has one for it).
     reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)

@@ -447,26 +447,28 @@ class ZoneVersion:
 
     # -- the answer algorithm -------------------------------------------
 
-    def lookup(self, qname: dns.name.Name, qtype: int, zone_for=None) -> Answer:
+    def lookup(self, qname: dns.name.Name, qtype: int, zone_for=None, dnssec: bool = False) -> Answer:
         """Answer ``qname``/``qtype`` authoritatively from this version.
 
         ``zone_for`` (a name -> the served version it falls in, or None)
         lets a CNAME or DNAME chain go on into another zone served here:
         RFC 1034 4.3.2 step 3a goes back to step 1, which picks the zone.
-        Without it the chain stops where it leaves this zone.
+        Without it the chain stops where it leaves this zone. ``dnssec``
+        (the query's DO bit) adds, in signed zones, the RRSIGs and the
+        NSEC or NSEC3 proofs of RFC 4035 3.1 and RFC 5155 7.2.
         """
         answers: list[dns.rrset.RRset] = []
         seen: set[dns.name.Name] = set()
         name = qname
         version = self
         while True:
-            answer = version._step(name, qtype, answers)
+            answer = version._step(name, qtype, answers, dnssec and version.signed is not None)
             if answer is not None:
                 if version is not self:
                     answer = dataclasses.replace(answer, crossed=True)
                 return answer
             seen.add(name)
-            name = answers[-1][0].target
+            name = next(r for r in reversed(answers) if r.rdtype == dns.rdatatype.CNAME)[0].target
             if name in seen or len(seen) >= _MAX_CNAME_CHAIN:
                 return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
             if zone_for is not None:
@@ -477,44 +479,111 @@ class ZoneVersion:
                 return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
             version = following
 
-    def _step(self, name: dns.name.Name, qtype: int, answers: list) -> Answer | None:
+    def _step(self, name: dns.name.Name, qtype: int, answers: list, dnssec: bool = False) -> Answer | None:
         """One step of RFC 1034 4.3.2 in this zone: the final answer, or
         None with a CNAME (written or synthesised from a DNAME) appended to
-        ``answers`` whose target the chain goes on with."""
+        ``answers`` whose target the chain goes on with. ``dnssec``: this
+        zone is signed and the query has DO."""
         base = self.base
         cut = base.cut_above(name, self.origin, qtype)
         dname = base.dname_above(name, self.origin)
         if cut is not None and (dname is None or len(cut) < len(dname)):
-            return self._referral(cut, answers)
+            return self._referral(cut, answers, dnssec)
         if dname is not None:
-            return self._synthesise(name, dname, answers)
+            return self._synthesise(name, dname, answers, dnssec)
         key = store.key_of(name)
         node = self.node_at(key)
+        wildcard = None  # the key of the wildcard that answers, if one does
         if node is None:
             if key in base.empty_non_terminals:
-                return self._nodata(answers)
-            node = self._wildcard(name, key)
-            if node is None:
-                return Answer(dns.rcode.NXDOMAIN, True, tuple(answers), (self.negative_soa,))
+                return self._nodata(answers, self._proof(key, "ent") if dnssec else (), dnssec)
+            wildcard = base.closest_encloser_wildcard(key)
+            if wildcard is None:
+                return Answer(dns.rcode.NXDOMAIN, True, tuple(answers),
+                              self._negative(dnssec) + (self._proof(key, "nxdomain") if dnssec else ()))
+            node = self._expand(name, wildcard)
+        signing_key = wildcard if wildcard is not None else key
+        # A wildcard's answer proves that no closer name exists (RFC 4035 3.1.3.3).
+        closer = self._proof(key, "wildcard") if dnssec and wildcard is not None else ()
         if qtype == dns.rdatatype.ANY:
-            answers.extend(rrset for t, rrset in node.items() if t != ALIAS_RDTYPE)
-            return Answer(dns.rcode.NOERROR, True, tuple(answers))
+            for t, rrset in node.items():
+                if t != ALIAS_RDTYPE:
+                    self._add(answers, rrset, signing_key, dnssec)
+            return Answer(dns.rcode.NOERROR, True, tuple(answers), closer)
         # ALIAS itself is never answered: secondaries do not have it either.
         rrset = node.get(qtype) if qtype != ALIAS_RDTYPE else None
         if rrset is not None:
-            answers.append(rrset)
-            return Answer(dns.rcode.NOERROR, True, tuple(answers))
+            self._add(answers, rrset, signing_key, dnssec)
+            return Answer(dns.rcode.NOERROR, True, tuple(answers), closer)
         cname = node.get(dns.rdatatype.CNAME)
         if cname is None or qtype == dns.rdatatype.CNAME:
-            return self._nodata(answers)
-        answers.append(cname)
+            proof = ()
+            if dnssec:  # the name (or the wildcard) exists without this type
+                proof = self._proof(key, "wildcard-nodata", wildcard) if wildcard is not None else self.signed.matching(key)
+            return self._nodata(answers, tuple(proof), dnssec)
+        self._add(answers, cname, signing_key, dnssec)
         return None
 
-    def _synthesise(self, name: dns.name.Name, owner: dns.name.Name, answers: list) -> Answer | None:
+    def _add(self, answers: list, rrset: dns.rrset.RRset, key: bytes, dnssec: bool) -> None:
+        """Append ``rrset`` and, when ``dnssec``, its signature (the one
+        made at ``key``: a wildcard's, owned by the name it answers)."""
+        answers.append(rrset)
+        if dnssec:
+            sig = self.signed.signatures_at(key, rrset.name, rrset.rdtype, rrset.ttl)
+            if sig is not None:
+                answers.append(sig)
+
+    def _negative(self, dnssec: bool) -> tuple:
+        """The SOA of a negative answer (RFC 2308 3), signed when ``dnssec``."""
+        soa = self.negative_soa
+        if not dnssec:
+            return (soa,)
+        sig = self.signed.signatures_at(self.base.origin_key, soa.name, dns.rdatatype.SOA, soa.ttl)
+        return (soa, sig) if sig is not None else (soa,)
+
+    def _proof(self, key: bytes, kind: str, wildcard: bytes | None = None) -> tuple:
+        """The NSEC or NSEC3 records that prove a negative (or wildcard)
+        answer for the name ``key`` (RFC 4035 3.1.3, RFC 5155 7.2)."""
+        signed = self.signed
+        base = self.base
+        # The closest encloser: the longest existing parent of the name.
+        suffixes = list(store.suffixes(key))
+        encloser_at = next(
+            i for i, k in enumerate(suffixes) if base.exists(k) or k == base.origin_key or k == b"\0"
+        )
+        encloser = suffixes[encloser_at]
+        next_closer = suffixes[encloser_at - 1] if encloser_at > 0 else key
+        star = b"\x01*" + encloser
+        if signed.nsec3:
+            if kind == "ent":
+                records = signed.matching(key)
+            elif kind == "nxdomain":
+                records = signed.matching(encloser) + signed.covering(next_closer) + signed.covering(star)
+            elif kind == "wildcard":
+                records = signed.covering(next_closer)
+            else:  # wildcard-nodata
+                records = signed.matching(encloser) + signed.covering(next_closer) + signed.matching(wildcard)
+        else:
+            if kind in ("ent", "wildcard"):
+                records = signed.covering(key)
+            elif kind == "nxdomain":
+                records = signed.covering(key) + signed.covering(star)
+            else:  # wildcard-nodata
+                records = signed.covering(key) + signed.matching(wildcard)
+        unique, seen = [], set()
+        for rrset in records:
+            marker = (rrset.name, rrset.rdtype, rrset.covers)
+            if marker not in seen:
+                seen.add(marker)
+                unique.append(rrset)
+        return tuple(unique)
+
+    def _synthesise(self, name: dns.name.Name, owner: dns.name.Name, answers: list, dnssec: bool = False) -> Answer | None:
         """The DNAME at ``owner`` and the CNAME it synthesises for ``name``
-        (RFC 6672 2.2, 3.1); YXDOMAIN when the new name is too long."""
+        (RFC 6672 2.2, 3.1); YXDOMAIN when the new name is too long. The
+        synthesised CNAME is not signed (RFC 6672 5.3.1)."""
         dname = self.node(owner)[dns.rdatatype.DNAME]
-        answers.append(dname)
+        self._add(answers, dname, store.key_of(owner), dnssec)
         try:
             target = name.relativize(owner).concatenate(dname[0].target)
         except dns.name.NameTooLong:
@@ -523,31 +592,39 @@ class ZoneVersion:
         answers.append(dns.rrset.from_rdata(name, dname.ttl, cname))
         return None
 
-    def _nodata(self, answers: list[dns.rrset.RRset]) -> Answer:
-        return Answer(dns.rcode.NOERROR, True, tuple(answers), (self.negative_soa,))
+    def _nodata(self, answers: list[dns.rrset.RRset], proof: tuple = (), dnssec: bool = False) -> Answer:
+        return Answer(dns.rcode.NOERROR, True, tuple(answers), self._negative(dnssec) + proof)
 
-    def _referral(self, cut: dns.name.Name, answers: list[dns.rrset.RRset]) -> Answer:
-        """A referral to the child zone at ``cut``, with glue (AA clear)."""
-        ns = self.node(cut)[dns.rdatatype.NS]
+    def _referral(self, cut: dns.name.Name, answers: list[dns.rrset.RRset], dnssec: bool = False) -> Answer:
+        """A referral to the child zone at ``cut``, with glue (AA clear);
+        signed: the DS and its signature, or the proof that there is none."""
+        node = self.node(cut)
+        ns = node[dns.rdatatype.NS]
         glue = []
         for rdata in ns:
             target = rdata.target
             if target.is_subdomain(cut):
-                node = self.node(target) or {}
-                glue.extend(node[t] for t in ADDRESS_TYPES if t in node)
+                glue_node = self.node(target) or {}
+                glue.extend(glue_node[t] for t in ADDRESS_TYPES if t in glue_node)
+        authority = [ns]
+        if dnssec:
+            key = store.key_of(cut)
+            ds = node.get(dns.rdatatype.DS)
+            if ds is not None:
+                self._add(authority, ds, key, True)
+            else:
+                authority.extend(self.signed.matching(key))
         # Answers already collected (a CNAME into the delegation) stay
         # authoritative; the referral alone is not.
         return Answer(
-            dns.rcode.NOERROR, bool(answers), tuple(answers), (ns,), tuple(glue)
+            dns.rcode.NOERROR, bool(answers), tuple(answers), tuple(authority), tuple(glue)
         )
 
-    def _wildcard(self, name: dns.name.Name, key: bytes) -> Node | None:
-        """Records synthesised from ``*.<closest encloser>`` (RFC 4592), or None."""
-        wildcard = self.base.closest_encloser_wildcard(key)
-        if wildcard is None:
-            return None
+    def _expand(self, name: dns.name.Name, wildcard: bytes) -> Node:
+        """Records synthesised for ``name`` from the wildcard at ``wildcard`` (RFC 4592)."""
         source = self.node_at(wildcard)
         return {
             rdtype: dns.rrset.from_rdata_list(name, rrset.ttl, list(rrset))
             for rdtype, rrset in source.items()
+            if rdtype != dns.rdatatype.NSEC  # the wildcard's own, not the name's
         }

@@ -1,0 +1,231 @@
+"""End to end: aliasd signs the flattened view, and real validators agree.
+
+The transfer view of a signed zone (apex ALIAS flattened, a wildcard, a
+delegation with glue, empty non-terminals) passes ``dnssec-verify`` and
+``ldns-verify-zone``, for NSEC and NSEC3, before and after the ALIAS
+target's address changes; IXFR carries the new signatures. Unbound and
+BIND named, anchored at the DS that ``aliasd-check --ds`` prints, validate
+aliasd's own answers (AD bit: positive, ALIAS, NXDOMAIN, NODATA, wildcard)
+and those of a BIND secondary fed by aliasd; signatures are refreshed
+before they expire; keys survive a restart.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.xfr
+import dns.zone
+import pytest
+
+from tests.aliasd_process import TWISTD, free_port
+from tests.secondaries import Named
+from tests.validators import RESOLVERS, Unbound, axfr_text, dnssec_verify, ldns_verify
+
+pytestmark = pytest.mark.e2e
+
+ZONE = """\
+$ORIGIN example.test.
+$TTL 300
+@ SOA ns1 hostmaster 1 3600 600 86400 60
+@ NS ns1
+@ ALIAS lb.cdn.test.
+@ MX 10 mail
+ns1 A 192.0.2.1
+mail A 192.0.2.25
+www A 192.0.2.10
+*.wild A 192.0.2.30
+sub NS ns.sub
+ns.sub A 192.0.2.40
+deep.a.b TXT "below two empty non-terminals"
+"""
+
+
+def config(upstream, denial="nsec3", notify_port=None, validity=None):
+    notify = f'notify = ["127.0.0.1:{notify_port}"]\n' if notify_port else ""
+    window = f"signature-validity = {validity}\nrefresh-before = {validity * 5 // 8}\n" if validity else ""
+    return f"""
+    [resolver]
+    upstreams = ["{upstream.endpoint}"]
+    min-refresh = 1
+    [dnssec]
+    denial = "{denial}"
+    {window}
+    [zones."example.test"]
+    file = "example.test.zone"
+    allow-transfer = ["127.0.0.1"]
+    dnssec = true
+    {notify}
+    """
+
+
+def ds_of(workdir: Path) -> list[str]:
+    out = subprocess.run(
+        [str(Path(TWISTD).with_name("aliasd-check")), "--config", str(workdir / "aliasd.toml"), "--ds", "example.test"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return [line for line in out.splitlines() if " DS " in line]
+
+
+def verified(port: int) -> str:
+    text = axfr_text("example.test", port)
+    for ok, output in (dnssec_verify("example.test", text), ldns_verify(text, "example.test")):
+        assert ok, output
+    return text
+
+
+def apex_a(server) -> set[str]:
+    return server.addresses("example.test")
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_the_signed_transfer_view_verifies_before_and_after_an_alias_rotation(aliasd, upstream, denial):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream, denial), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    before = verified(server.port)
+    assert ("NSEC3" in before) == (denial == "nsec3") and "RRSIG" in before and "CDS" in before
+    old_serial = server.query("example.test", "SOA").answer[0][0].serial
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.8"])
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.8"}, timeout=10)
+    after = verified(server.port)
+    assert "198.51.100.8" in after and "198.51.100.7" not in after
+    # IXFR from the old serial takes a copy of the old zone to the new one.
+    zone = dns.zone.from_text(before, "example.test", relativize=False)
+    messages = list(dns.query.xfr("127.0.0.1", "example.test", rdtype=dns.rdatatype.IXFR, serial=old_serial,
+                                  port=server.port, timeout=5, relativize=False))
+    answers = [rr for m in messages for rr in m.answer]
+    assert answers[1].rdtype == dns.rdatatype.SOA and answers[1][0].serial == old_serial  # incremental
+    whole = dns.zone.from_text(after, "example.test", relativize=False)
+    query, _ = dns.xfr.make_query(zone)  # IXFR from the zone's own serial, applied by dnspython
+    dns.query.inbound_xfr("127.0.0.1", zone, query=query, port=server.port, timeout=5)
+    assert _records(zone) == _records(whole)
+    # Only what changed was signed again: the www A signature is the same.
+    assert _sig_line(before, "www.example.test.", "A") == _sig_line(after, "www.example.test.", "A")
+
+
+def _records(zone: dns.zone.Zone) -> set:
+    out = set()
+    for name, node in zone.nodes.items():
+        for rdataset in node.rdatasets:
+            for rd in rdataset:
+                out.add((name.to_text().lower(), rdataset.ttl, rd.to_text()))
+    return out
+
+
+def _sig_line(text: str, owner: str, covered: str) -> str:
+    return next(line for line in text.splitlines()
+                if line.startswith(owner) and f"RRSIG\t{covered} " in line.replace(" RRSIG ", "\tRRSIG\t"))
+
+
+@pytest.mark.parametrize("resolver_class", RESOLVERS, ids=lambda c: c.__name__)
+def test_validating_resolvers_trust_aliasd_and_a_bind_secondary_of_it(aliasd, upstream, tmp_path, resolver_class):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    secondary_port = free_port()
+    server = aliasd(config(upstream, "nsec3", secondary_port), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    anchors = ds_of(tmp_path)
+    assert anchors
+    (tmp_path / "named").mkdir()
+    named = Named(tmp_path / "named", secondary_port).start("example.test", server.port)
+    resolvers = []
+    try:
+        server.wait_for(lambda: named.addresses("example.test") == {"198.51.100.7"}, timeout=20)
+        for authority_port, label in ((server.port, "aliasd"), (secondary_port, "secondary")):
+            directory = tmp_path / f"resolver-{label}"
+            directory.mkdir()
+            resolver = resolver_class(directory).start("example.test", authority_port, anchors)
+            resolvers.append(resolver)
+            for name, rdtype, rcode in (
+                ("example.test", "A", dns.rcode.NOERROR),  # the flattened ALIAS
+                ("www.example.test", "A", dns.rcode.NOERROR),
+                ("nothing.example.test", "A", dns.rcode.NXDOMAIN),
+                ("www.example.test", "AAAA", dns.rcode.NOERROR),  # NODATA
+                ("b.example.test", "TXT", dns.rcode.NOERROR),  # an empty non-terminal
+                ("anything.wild.example.test", "A", dns.rcode.NOERROR),  # a wildcard
+            ):
+                got, ad, answer = resolver.ad(name, rdtype)
+                assert (got, ad) == (rcode, True), (label, name, rdtype, got, ad, resolver.log()[-2000:])
+        # The target moves: both paths answer the new address, still validated.
+        upstream.set("lb.cdn.test.", "A", ["198.51.100.9"])
+        server.wait_for(lambda: named.addresses("example.test") == {"198.51.100.9"}, timeout=20)
+        for resolver in resolvers:
+            resolver.flush()
+            got, ad, answer = resolver.ad("example.test", "A")
+            assert (got, ad) == (dns.rcode.NOERROR, True)
+            assert {rd.address for rrset in answer if rrset.rdtype == dns.rdatatype.A for rd in rrset} == {"198.51.100.9"}
+        # A wrong anchor: bogus, not trusted.
+        resolvers[0].restart([anchors[0].replace(anchors[0].split()[-1], "00" * 32)])
+        got, ad, _ = resolvers[0].ad("example.test", "A")
+        assert got == dns.rcode.SERVFAIL and not ad
+    finally:
+        for resolver in resolvers:
+            resolver.stop()
+        named.stop()
+
+
+def test_signatures_are_refreshed_before_they_expire(aliasd, upstream, tmp_path):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream, "nsec", validity=24), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    first = _expiration(server)
+    directory = tmp_path / "resolver"
+    directory.mkdir()
+    with Unbound(directory).start("example.test", server.port, ds_of(tmp_path)) as resolver:
+        deadline = first + 3
+        while time.time() < deadline:
+            time.sleep(1)
+        # Past the first signatures' expiry: new ones were made in time.
+        assert _expiration(server) > first
+        resolver.flush()
+        got, ad, _ = resolver.ad("example.test", "A")
+        assert (got, ad) == (dns.rcode.NOERROR, True)
+        got, ad, _ = resolver.ad("nothing.example.test", "A")
+        assert (got, ad) == (dns.rcode.NXDOMAIN, True)
+    verified(server.port)
+
+
+def _expiration(server) -> int:
+    response = server.query("example.test", "A", want_dnssec=True)
+    sig = next(r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG)
+    return sig[0].expiration
+
+
+def test_keys_and_signatures_survive_a_restart(aliasd, upstream, tmp_path):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream, "nsec3"), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    before, ds = axfr_text("example.test", server.port), ds_of(tmp_path)
+    private = sorted((tmp_path / "state" / "keys").glob("*.private"))
+    assert len(private) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in private)
+    server.stop()
+    server.start()
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    # Same keys, same DS; and signed deterministically: the very same zone, same serial.
+    assert ds_of(tmp_path) == ds
+    assert axfr_text("example.test", server.port) == before
+    assert "restart, view unchanged" in server.log()
+
+
+def test_dnssec_answers_carry_signatures_only_with_do(aliasd, upstream):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream, "nsec"), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    for _ in range(2):  # the second time from the fast path
+        plain = server.query("example.test", "A")
+        assert [r.rdtype for r in plain.answer] == [dns.rdatatype.A]
+        signed = server.query("example.test", "A", want_dnssec=True)
+        assert [r.rdtype for r in signed.answer] == [dns.rdatatype.A, dns.rdatatype.RRSIG]
+        assert signed.ednsflags & dns.flags.DO
+        missing = server.query("nothing.example.test", "A", want_dnssec=True)
+        assert missing.rcode() == dns.rcode.NXDOMAIN
+        assert {r.rdtype for r in missing.authority} == {dns.rdatatype.SOA, dns.rdatatype.RRSIG, dns.rdatatype.NSEC}
+        referral = server.query("host.sub.example.test", "A", want_dnssec=True)
+        assert {r.rdtype for r in referral.authority} == {dns.rdatatype.NS, dns.rdatatype.NSEC, dns.rdatatype.RRSIG}
