@@ -141,6 +141,10 @@ class ZoneAuthority:
     #: A batch of at least this many zones is moved out of the cyclic
     #: collector's sight once served (see _settle_long_lived).
     freeze_from = 1000
+    #: A signed zone with at least this many owners is built, signed and
+    #: recorded in a batch of its own, after the others: signing it takes
+    #: seconds, and no other zone should wait for that.
+    heavy_from = 20000
 
     def __init__(
         self,
@@ -187,6 +191,7 @@ class ZoneAuthority:
         self._batch: dict[dns.name.Name, _Built] = {}
         self._work_call = None
         self._committing = False
+        self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
         self._idle_waiters: list[defer.Deferred] = []
         self.batches = 0  # committed batches (statistics, tests)
         self.longest_slice = 0.0  # seconds: the longest reactor slice so far
@@ -343,6 +348,8 @@ class ZoneAuthority:
             self._queue[origin] = None
             self._forced.add(origin)
             registry.expect(zone.base.origin_key)
+        for origin in [o for o in self._queue if self.is_heavy(o)]:
+            self._queue[origin] = self._queue.pop(origin)  # signed last, alone
         registry.configure(sources, zone_set_changed=bool(removed or added))
         for origin, owners in affected.items():
             if origin in zones:
@@ -462,7 +469,7 @@ class ZoneAuthority:
         started = time.perf_counter()
         self._build_some(deadline=started + self.slice_seconds)
         self._note_slice(started)
-        if (self._queue or self._expand) and len(self._batch) < self.max_batch:
+        if (self._queue or self._expand) and len(self._batch) < self.max_batch and not self._commit_now:
             self._kick()
         elif self._batch:
             self._commit(in_thread=True)
@@ -484,13 +491,27 @@ class ZoneAuthority:
             if deadline is not None and len(self._batch) >= self.max_batch:
                 return
             origin = next(iter(self._queue))
+            heavy = self.is_heavy(origin)
+            if heavy and self._batch and origin not in self._batch:
+                self._commit_now = True  # the batch so far is served first
+                return
             owners = self._queue.pop(origin)
             forced = origin in self._forced
             self._forced.discard(origin)
             zone = self._zones.get(origin)
             if zone is not None:
                 self._build(origin, zone, owners, forced)
+            if heavy and origin in self._batch:
+                self._commit_now = True  # signed in a batch of its own
+                return
         self.graph.tell_resolver(queue_empty=not self._queue)
+
+    def is_heavy(self, origin: dns.name.Name) -> bool:
+        """Is this a signed zone big enough to be built in a batch of its own?"""
+        if origin not in self.signers:
+            return False
+        zone = self._zones.get(origin)
+        return zone is not None and len(zone.source.records) >= self.heavy_from
 
     def _build(self, origin: dns.name.Name, zone: _Zone, owners: set | None, forced: bool) -> None:
         """Follow ``owners`` again (None: all) and add the zone's next version to the batch."""
@@ -544,6 +565,7 @@ class ZoneAuthority:
     def _commit(self, in_thread: bool) -> None:
         """Record the batch's serials (one write), then serve the batch."""
         batch, self._batch = self._batch, {}
+        self._commit_now = False
         if not batch:
             return
         states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}

@@ -321,7 +321,11 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> 
         # cyclic collector from walking them again and again.
         gc.freeze()
 
-    if len(sources) < BACKGROUND_LOAD_FROM:
+    # A big signed zone takes seconds to sign: the others are served meanwhile.
+    heavy = any(
+        source.origin in authority.signers and len(source.records) >= authority.heavy_from for source in sources
+    )
+    if len(sources) < BACKGROUND_LOAD_FROM and not heavy:
         authority.set_sources(sources, wait=True)
         gc.collect()
         loaded()

@@ -1,0 +1,111 @@
+"""Unit tests: signing zone versions (aliasd.signer) and where it happens (aliasd.authority)."""
+
+from __future__ import annotations
+
+import dns.dnssec
+import dns.name
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from aliasd import store
+from aliasd.authority import ZoneAuthority
+from aliasd.dnssec_keys import KeyStore
+from aliasd.signer import DnssecSettings, Signer, window
+from aliasd.zone import Flattened, ZoneVersion
+from tests.helpers import zone_source
+
+T = dns.rdatatype
+N = dns.name.from_text
+ORIGIN = N("example.com.")
+TEXT = """
+$ORIGIN example.com.
+$TTL 300
+@ SOA ns1 hostmaster 10 3600 600 86400 60
+@ NS ns1
+@ ALIAS lb.example.net.
+ns1 A 192.0.2.1
+www A 192.0.2.10
+*.wild TXT "w"
+sub NS ns.sub
+ns.sub A 192.0.2.40
+deep.a.b TXT "x"
+"""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return KeyStore(tmp_path_factory.mktemp("keys")).ensure(ORIGIN)
+
+
+def version(addresses, serial=10):
+    source = zone_source("example.com.", TEXT)
+    rrset = dns.rrset.from_text_list(ORIGIN, 60, "IN", "A", addresses)
+    return ZoneVersion.build(source, {ORIGIN: Flattened({T.A: rrset, T.AAAA: None})}, serial=serial)
+
+
+def check_all_signatures(signed_version, keys, now=1_000_000_000):
+    """Every RRSIG validates, and every authoritative RRset has one."""
+    dnskeys = {ORIGIN: dns.rrset.from_rdata_list(ORIGIN, 300, [k.dnskey for k in keys])}
+    by_key = {}
+    for rrset in signed_version.transfer_rrsets():
+        if rrset.rdtype == T.RRSIG:
+            by_key[(rrset.name, rrset.covers)] = rrset
+    checked = 0
+    for rrset in signed_version.transfer_rrsets():
+        if rrset.rdtype == T.RRSIG:
+            continue
+        below_cut = rrset.name.is_subdomain(N("sub.example.com.")) and not (
+            rrset.name == N("sub.example.com.") and rrset.rdtype in (T.NSEC, T.DS))
+        sig = by_key.get((rrset.name, rrset.rdtype))
+        if below_cut:
+            assert sig is None, rrset  # the child's NS and glue are not signed
+            continue
+        assert sig is not None, rrset
+        dns.dnssec.validate(rrset, sig, dnskeys, now=now)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_a_signed_version_validates_and_signing_again_changes_only_what_changed(keys, denial):
+    signer = Signer(ORIGIN, keys, DnssecSettings(denial=denial))
+    v1 = version(["192.0.2.1"])
+    s1 = v1.with_signatures(signer.sign(v1, now=1_000_000_000))
+    assert check_all_signatures(s1, keys) > 10
+    again = v1.with_signatures(signer.sign(v1, now=1_000_000_000))
+    assert again.signed.signatures == s1.signed.signatures  # deterministic
+    v2 = version(["192.0.2.2"], serial=11)
+    s2 = v2.with_signatures(signer.sign(v2, s1, now=1_000_000_000))
+    check_all_signatures(s2, keys)
+    same = [k for k in s1.signed.signatures if s2.signed.signatures.get(k) is s1.signed.signatures[k]]
+    changed = set(s1.signed.signatures) - set(same)
+    assert store.key_of(N("www.example.com.")) in same
+    assert store.key_of(ORIGIN) in changed  # its A and the SOA's serial
+    assert len(changed) <= 2, changed  # the apex, and for NSEC3 nothing else: the bitmaps did not change
+
+
+def test_a_new_epoch_signs_everything_again(keys):
+    settings = DnssecSettings(denial="nsec", signature_validity=1000, refresh_before=400)
+    signer = Signer(ORIGIN, keys, settings)
+    epoch, inception, expiration = window(ORIGIN, settings, 10_000)
+    assert expiration - inception == 1000 + 3600 and inception <= 10_000 - 3600
+    v1 = version(["192.0.2.1"])
+    s1 = v1.with_signatures(signer.sign(v1, now=10_000))
+    later = 10_000 + 600  # one period (validity - refresh-before) on
+    assert signer.state(later) != signer.state(10_000)
+    s2 = v1.with_signatures(signer.sign(v1, s1, now=later))
+    assert not any(s2.signed.signatures[k] == s1.signed.signatures[k] for k in s1.signed.signatures)
+
+
+def test_a_big_signed_zone_is_signed_in_a_batch_of_its_own_after_the_others(keys):
+    small = zone_source("example.org.", "$ORIGIN example.org.\n@ 300 SOA ns1 h 1 1 1 1 1\n@ 300 NS ns1\nns1 300 A 192.0.2.1\n")
+    big = zone_source("example.com.", TEXT)
+    authority = ZoneAuthority(signers={ORIGIN: Signer(ORIGIN, keys, DnssecSettings())})
+    authority.heavy_from = 5
+    served_order = []
+    authority.on_new_serial = lambda v: served_order.append(v.origin)
+    authority.set_sources([big, small])
+    assert served_order == [N("example.org."), ORIGIN]
+    assert authority.batches == 2
+    assert authority.versions[ORIGIN].signed is not None and authority.versions[N("example.org.")].signed is None
