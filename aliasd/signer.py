@@ -115,6 +115,8 @@ class Signed:
     ttl: int  # of the denial records
     # Sort keys of ``chain`` (NSEC: canonical label tuples; NSEC3: hashes), for bisection.
     order: list = dataclasses.field(default_factory=list, repr=False)
+    authoritative: frozenset = frozenset()  # the signed names (not glue)
+    delegations: frozenset = frozenset()  # the delegation points among them
 
     def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int,
                       ttl: int | None = None) -> dns.rrset.RRset | None:
@@ -177,23 +179,16 @@ def _canonical(key: bytes) -> tuple:
     return tuple(labels)
 
 
-def _authoritative(version) -> tuple[list[bytes], set[bytes]]:
+def _authoritative(version) -> tuple[set[bytes], set[bytes]]:
     """(keys of the names that are signed, delegation points among them).
 
     Names below a delegation (glue) are neither signed nor in the chain.
     """
-    base = version.base
-    cut_keys = {store.key_of(c) for c in base.cuts}
-    keys, delegations = [], set()
-    for key in version.keys():
-        parents = store.suffixes(key)
-        next(parents)
-        if cut_keys and any(parent in cut_keys for parent in parents):
-            continue  # occluded
-        if key in cut_keys:
-            delegations.add(key)
-        keys.append(key)
-    return keys, delegations
+    cut_keys = {store.key_of(c) for c in version.base.cuts}
+    if not cut_keys:
+        return set(version.keys()), set()
+    keys = {key for key in version.keys() if not _occluded(key, cut_keys)}
+    return keys, cut_keys & keys
 
 
 def _served_types(node) -> list[int]:
@@ -240,7 +235,8 @@ class Signer:
 
     def sign(self, version, previous=None, now: float | None = None) -> Signed:
         """The DNSSEC records of ``version``; with ``previous`` (the version
-        it replaces, signed), only the owners that differ are signed again."""
+        it replaces, signed), only the owners that differ, and the denial
+        records around names that appeared or went, are made again."""
         epoch, inception, expiration = window(self.origin, self.settings, now)
         state = self.state(now)
         old: Signed | None = getattr(previous, "signed", None) if previous is not None else None
@@ -248,148 +244,223 @@ class Signer:
             old = None  # new keys, denial or epoch: everything is signed again
         soa = version.soa
         ttl = min(soa.ttl, soa[0].minimum)
-        origin_key = version.base.origin_key
-        keys, delegations = _authoritative(version)
-        changed = None if old is None else _changed(previous, version)
-        records = dict(old.records) if old is not None else {}
-        signatures = dict(old.signatures) if old is not None else {}
+        base = version.base
+        origin_key = base.origin_key
+        source_records = version.source.records
+        apex_owner = store.name_of(store.owner_of(source_records[origin_key]))
+        apex_records = self._apex_records(apex_owner, soa.ttl)
 
-        def node_types(key):
-            node = version.node_at(key)
-            return node, _served_types(node)
+        if old is None:
+            auth, delegations = _authoritative(version)
+            changed = set(auth)
+            appeared, went = set(auth), set()
+            records, signatures = {}, {}
+        else:
+            changed = _changed(previous, version)
+            auth, delegations = set(old.authoritative), set(old.delegations)
+            if base.cuts != previous.base.cuts:
+                auth, delegations = _authoritative(version)
+            else:
+                cut_keys = {store.key_of(c) for c in base.cuts}
+                for key in changed:
+                    if key in source_records and not _occluded(key, cut_keys):
+                        auth.add(key)
+                    else:
+                        auth.discard(key)
+            appeared, went = auth - old.authoritative, old.authoritative - auth
+            records, signatures = dict(old.records), dict(old.signatures)
+        for key in went:
+            records.pop(key, None)
+            signatures.pop(key, None)
+        to_sign = (changed & auth) | appeared  # names uncovered by a delegation's removal too
+        if old is not None:
+            to_sign |= (delegations ^ old.delegations) & auth
 
-        def sign_owner(key: bytes) -> None:
-            """Sign every RRset at an owner (its DNSSEC records included)."""
-            node, types = node_types(key)
-            owner_wire = store.owner_of(version.source.records[key])
-            owner = store.name_of(owner_wire)
-            entries = []
-            if key in delegations:
-                types = [t for t in types if t == T.DS]  # NS and glue are the child's
-            for rdtype in types:
-                rrset = node[rdtype]
-                entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
-            extra = records.get(key)
-            if extra is not None:
-                for rdtype, rrset in store.PackedNode(extra, owner).items():
-                    entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
-            signatures[key] = store.pack(owner_wire, entries)
+        if self.nsec3:
+            chain, order, hashed = self._nsec3(version, old, auth, delegations, changed | appeared | went,
+                                               records, signatures, ttl, apex_records, inception, expiration)
+            records[origin_key] = _pack_apex(apex_owner, apex_records)
+        else:
+            chain, order, hashed = self._nsec(version, old, auth, delegations, changed, appeared, went,
+                                              records, to_sign, ttl, apex_records)
+        to_sign.add(origin_key)
+        for key in to_sign:
+            self._sign_owner(version, key, key in delegations, records.get(key), signatures, inception, expiration)
+        return Signed(records, signatures, chain, hashed, self.nsec3, state, epoch, ttl, order,
+                      frozenset(auth), frozenset(delegations))
 
-        # The apex's own DNSSEC records.
-        apex_owner = store.name_of(store.owner_of(version.source.records[origin_key]))
-        apex_records = [dnskey_rrset(apex_owner, self.keys, soa.ttl)]
-        cds, cdnskey = cds_rrset(apex_owner, self.keys, soa.ttl), cdnskey_rrset(apex_owner, self.keys, soa.ttl)
-        apex_records += [r for r in (cds, cdnskey) if r is not None and len(r)]
+    def _apex_records(self, apex_owner: dns.name.Name, ttl: int) -> list[dns.rrset.RRset]:
+        """The DNSKEY, CDS, CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
+        records = [dnskey_rrset(apex_owner, self.keys, ttl)]
+        cds, cdnskey = cds_rrset(apex_owner, self.keys, ttl), cdnskey_rrset(apex_owner, self.keys, ttl)
+        records += [r for r in (cds, cdnskey) if r is not None and len(r)]
         if self.nsec3:
             param = dns.rdtypes.ANY.NSEC3PARAM.NSEC3PARAM(_IN, T.NSEC3PARAM, 1, 0, 0, b"")
-            apex_records.append(dns.rrset.from_rdata(apex_owner, 0, param))
+            records.append(dns.rrset.from_rdata(apex_owner, 0, param))
+        return records
 
-        if self.nsec3:
-            chain, hashed, wanted = self._nsec3_chain(version, keys, delegations, ttl, apex_records)
-            wanted[origin_key] = _pack_apex(apex_owner, apex_records)
-            authoritative = set(keys)
-            for key in [k for k in records if k not in wanted]:
-                del records[key]
-            for key in [k for k in signatures if k not in wanted and k not in authoritative]:
-                del signatures[key]
-            to_sign = set(keys) if changed is None else (changed & authoritative) | {origin_key}
-            for key, packed in wanted.items():
-                if records.get(key) == packed:
-                    continue
-                records[key] = packed
-                if key == origin_key:
-                    to_sign.add(key)
-                else:
-                    rrset = store.PackedNode(packed)[T.NSEC3]
-                    signatures[key] = store.pack(store.owner_of(packed), [
-                        (T.NSEC3, ttl, self._sign(rrset, inception, expiration))])
-        else:
-            chain = tuple(sorted(keys, key=_canonical))
-            hashed = {}
-            wanted: dict[bytes, bytes] = {}
-            for i, key in enumerate(chain):
-                node, types = node_types(key)
-                if key in delegations:
-                    types = [t for t in types if t in (T.NS, T.DS)]
-                following = chain[(i + 1) % len(chain)]
-                next_name = store.name_of(following)
-                bitmap = set(types) | {T.NSEC, T.RRSIG}
-                if key == origin_key:
-                    bitmap |= {r.rdtype for r in apex_records}
-                nsec = dns.rdtypes.ANY.NSEC.NSEC(_IN, T.NSEC, next_name,
-                                                 dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(sorted(bitmap)))
-                owner_wire = store.owner_of(version.source.records[key])
-                rrsets = [(T.NSEC, ttl, [nsec.to_wire()])]
-                if key == origin_key:
-                    rrsets = [(r.rdtype, r.ttl, [rd.to_wire() for rd in r]) for r in apex_records] + rrsets
-                wanted[key] = store.pack(owner_wire, rrsets)
-            to_sign = set()
-            for key in set(records) - set(wanted):
-                records.pop(key, None)
-                signatures.pop(key, None)
-            for key in list(signatures):
-                if key not in wanted:
-                    del signatures[key]
-            for key, packed in wanted.items():
-                if records.get(key) != packed:
-                    records[key] = packed
-                    to_sign.add(key)
-            if changed is None:
-                to_sign = set(keys)
-            else:
-                to_sign |= {k for k in changed if k in wanted}
-        for key in to_sign:
-            sign_owner(key)
-        if self.nsec3:
-            order = [base64.b32hexdecode(store.name_of(k).labels[0].upper()) for k in chain]
-        else:
+    def _sign_owner(self, version, key, delegation, extra, signatures, inception, expiration) -> None:
+        """Sign every RRset at an owner, its DNSSEC records included (at a
+        delegation only the DS and the NSEC: NS and glue are the child's)."""
+        owner_wire = store.owner_of(version.source.records[key])
+        owner = store.name_of(owner_wire)
+        node = version.node_at(key)
+        entries = []
+        for rdtype in _served_types(node):
+            if delegation and rdtype != T.DS:
+                continue
+            rrset = node[rdtype]
+            entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
+        if extra is not None:
+            for rdtype, rrset in store.PackedNode(extra, owner).items():
+                entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
+        signatures[key] = store.pack(owner_wire, entries)
+
+    def _bitmap(self, version, key, delegation, apex_records, nsec3: bool) -> list[int]:
+        types = set(_served_types(version.node_at(key)))
+        if delegation:
+            types &= {T.NS, T.DS}
+        if not nsec3:
+            types |= {T.NSEC, T.RRSIG}
+        elif not delegation or T.DS in types:
+            types.add(T.RRSIG)
+        if key == version.base.origin_key:
+            types |= {r.rdtype for r in apex_records}
+        return sorted(types)
+
+    def _nsec(self, version, old, auth, delegations, changed, appeared, went, records, to_sign, ttl, apex_records):
+        """The NSEC chain: made whole the first time, else kept, with the
+        names that appeared or went inserted or removed (their predecessors'
+        NSEC changes) and the changed owners' bitmaps made again."""
+        if old is None:
+            chain = sorted(auth, key=_canonical)
             order = [_canonical(k) for k in chain]
-        return Signed(records, signatures, chain, hashed, self.nsec3, state, epoch, ttl, order)
-
-    def _nsec3_chain(self, version, keys, delegations, ttl, apex_records):
-        """(chain, hashed, packed NSEC3 nodes by owner key) for the names
-        ``keys`` plus the empty non-terminals above them."""
+            dirty = set(chain)
+        else:
+            chain, order = list(old.chain), list(old.order)
+            for key in went:
+                i = bisect.bisect_left(order, _canonical(key))
+                if i < len(chain) and chain[i] == key:
+                    del chain[i], order[i]
+            for key in appeared:
+                sort_key = _canonical(key)
+                i = bisect.bisect_left(order, sort_key)
+                chain.insert(i, key)
+                order.insert(i, sort_key)
+            dirty = (changed & auth) | appeared
+            for key in appeared | went:  # the name before each one now points elsewhere
+                i = bisect.bisect_left(order, _canonical(key))
+                dirty.add(chain[i - 1])
+        source_records = version.source.records
         origin_key = version.base.origin_key
-        names = set(keys)
-        for key in keys:
-            parents = store.suffixes(key)
-            next(parents)
-            for parent in parents:
-                if parent == origin_key or len(parent) < len(origin_key) or parent in names:
-                    break
-                names.add(parent)  # an empty non-terminal (RFC 5155 7.1)
-        hashes = {}
-        for key in names:
-            text, owner = _nsec3_owner(key, origin_key)
-            hashes[key] = (text, owner)
-        order = sorted(hashes.values())
-        nsec3_records = {}
-        types_of = {}
-        for key in names:
-            if key in version.source.records:
-                node = version.node_at(key)
-                types = _served_types(node)
-                if key in delegations:
-                    types = [t for t in types if t in (T.NS, T.DS)]
-                bitmap = set(types)
-                if key not in delegations or T.DS in bitmap:
-                    bitmap.add(T.RRSIG)
-                if key == origin_key:
-                    bitmap |= {r.rdtype for r in apex_records}
-                types_of[key] = bitmap
-            else:
-                types_of[key] = set()
-        position = {text: i for i, (text, _) in enumerate(order)}
-        for key, (text, owner) in hashes.items():
-            following = order[(position[text] + 1) % len(order)][0]
-            rdata = dns.rdtypes.ANY.NSEC3.NSEC3(
-                _IN, T.NSEC3, 1, 0, 0, b"", base64.b32hexdecode(following.upper()),
-                dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(sorted(types_of[key])),
+        for key in dirty:
+            i = bisect.bisect_left(order, _canonical(key))
+            following = chain[(i + 1) % len(chain)]
+            nsec = dns.rdtypes.ANY.NSEC.NSEC(
+                _IN, T.NSEC, store.name_of(following),
+                dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(self._bitmap(version, key, key in delegations, apex_records, False)),
             )
-            nsec3_records[owner] = store.pack(owner, [(T.NSEC3, ttl, [rdata.to_wire()])])
-        chain = tuple(owner for _, owner in order)
-        hashed = {key: owner for key, (_, owner) in hashes.items()}
-        return chain, hashed, nsec3_records
+            rrsets = [(T.NSEC, ttl, [nsec.to_wire()])]
+            if key == origin_key:
+                rrsets = [(r.rdtype, r.ttl, [rd.to_wire() for rd in r]) for r in apex_records] + rrsets
+            packed = store.pack(store.owner_of(source_records[key]), rrsets)
+            if records.get(key) != packed:
+                records[key] = packed
+                to_sign.add(key)
+        return tuple(chain), order, {}
+
+    def _nsec3(self, version, old, auth, delegations, changed, records, signatures, ttl, apex_records,
+               inception, expiration):
+        """The NSEC3 chain over the authoritative names and the empty
+        non-terminals above them, kept and patched like the NSEC chain."""
+        base = version.base
+        origin_key = base.origin_key
+        cut_keys = {store.key_of(c) for c in base.cuts}
+
+        def exists(key):
+            return key in auth or (key in base.empty_non_terminals and not _occluded(key, cut_keys))
+
+        if old is None:
+            names = set(auth)
+            names.update(k for k in base.empty_non_terminals if not _occluded(k, cut_keys))
+            hashed = {key: _nsec3_owner(key, origin_key)[1] for key in names}
+            pairs = sorted((hashlib.sha1(key).digest(), hashed[key]) for key in names)
+            chain = [owner for _, owner in pairs]
+            order = [digest for digest, _ in pairs]
+            appeared, went, dirty = names, set(), set(names)
+        else:
+            hashed = dict(old.hashed)
+            chain, order = list(old.chain), list(old.order)
+            candidates = set()
+            for key in changed:
+                for name_key in (key, *_parents_of(key, origin_key)):
+                    candidates.add(name_key)
+            appeared = {k for k in candidates if exists(k) and k not in hashed}
+            went = {k for k in candidates if not exists(k) and k in hashed}
+            for key in went:
+                owner = hashed.pop(key)
+                i = bisect.bisect_left(order, hashlib.sha1(key).digest())
+                if i < len(chain) and chain[i] == owner:
+                    del chain[i], order[i]
+                records.pop(owner, None)
+                signatures.pop(owner, None)
+            for key in appeared:
+                hashed[key] = owner = _nsec3_owner(key, origin_key)[1]
+                digest = hashlib.sha1(key).digest()
+                i = bisect.bisect_left(order, digest)
+                chain.insert(i, owner)
+                order.insert(i, digest)
+            dirty = ({k for k in changed if k in hashed}) | appeared
+            for key in appeared | went:
+                i = bisect.bisect_left(order, hashlib.sha1(key).digest())
+                dirty.add(_name_of_owner(chain[i - 1], hashed))
+        owner_to_name = None
+        for key in dirty:
+            if key is None:
+                continue
+            digest = hashlib.sha1(key).digest()
+            i = bisect.bisect_left(order, digest)
+            following = order[(i + 1) % len(order)]
+            types = self._bitmap(version, key, key in delegations, apex_records, True) if key in auth else []
+            rdata = dns.rdtypes.ANY.NSEC3.NSEC3(
+                _IN, T.NSEC3, 1, 0, 0, b"", following, dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(types))
+            owner = hashed[key]
+            packed = store.pack(owner, [(T.NSEC3, ttl, [rdata.to_wire()])])
+            if records.get(owner) != packed:
+                records[owner] = packed
+                rrset = store.PackedNode(packed)[T.NSEC3]
+                signatures[owner] = store.pack(owner, [(T.NSEC3, ttl, self._sign(rrset, inception, expiration))])
+        del owner_to_name
+        return tuple(chain), order, hashed
+
+
+def _occluded(key: bytes, cut_keys: set) -> bool:
+    """Is the name below a delegation (glue, or anything else the child owns)?"""
+    if not cut_keys:
+        return False
+    parents = store.suffixes(key)
+    next(parents)
+    return any(parent in cut_keys for parent in parents)
+
+
+def _parents_of(key: bytes, origin_key: bytes) -> list[bytes]:
+    out = []
+    parents = store.suffixes(key)
+    next(parents)
+    for parent in parents:
+        if len(parent) <= len(origin_key):
+            break
+        out.append(parent)
+    return out
+
+
+def _name_of_owner(owner: bytes, hashed: dict) -> bytes | None:
+    """The name whose NSEC3 owner is ``owner`` (a scan: only for the
+    few predecessors of names that appeared or went)."""
+    for key, value in hashed.items():
+        if value == owner:
+            return key
+    return None
 
 
 def _pack_apex(owner: dns.name.Name, rrsets: Iterable[dns.rrset.RRset]) -> bytes:
