@@ -229,3 +229,27 @@ def test_dnssec_answers_carry_signatures_only_with_do(aliasd, upstream):
         assert {r.rdtype for r in missing.authority} == {dns.rdatatype.SOA, dns.rdatatype.RRSIG, dns.rdatatype.NSEC}
         referral = server.query("host.sub.example.test", "A", want_dnssec=True)
         assert {r.rdtype for r in referral.authority} == {dns.rdatatype.NS, dns.rdatatype.NSEC, dns.rdatatype.RRSIG}
+
+
+def test_a_dynamic_update_of_a_signed_zone_is_signed_at_once(aliasd, upstream, tmp_path):
+    from tests.test_e2e_update import OPS, nsupdate
+
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    text = config(upstream, "nsec3") + f"""
+    update = [ {{ key = "ops" }} ]
+    [keys.ops]
+    secret = "{OPS}"
+    """
+    server = aliasd(text, {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    rc, out = nsupdate(server.port, "update add added.example.test 60 A 192.0.2.77\nupdate delete www.example.test A")
+    assert rc == 0, out
+    text = verified(server.port)
+    assert "added.example.test." in text and "192.0.2.10" not in text
+    directory = tmp_path / "resolver"
+    directory.mkdir()
+    with Unbound(directory).start("example.test", server.port, ds_of(tmp_path)) as resolver:
+        got, ad, answer = resolver.ad("added.example.test", "A")
+        assert (got, ad) == (dns.rcode.NOERROR, True)
+        got, ad, answer = resolver.ad("www.example.test", "A")  # the name is gone: NXDOMAIN, proven
+        assert (got, ad) == (dns.rcode.NXDOMAIN, True)
