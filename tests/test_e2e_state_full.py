@@ -43,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 TARGET = "target.upstream.test"
 ZONES = [f"z{i:02d}.state-full.test" for i in range(64)]
-TMPFS_SIZE = 256 * 1024
+TMPFS_SIZE = 1024 * 1024  # the zones.log and a journal file (one block) per zone
 OLD, NEW = "203.0.113.1", "203.0.113.2"
 
 ZONE = """\
@@ -69,7 +69,7 @@ FAILED = "cannot record the serials of"
 
 @pytest.fixture
 def tmpfs_state(tmp_path, monkeypatch):
-    """``tmp_path/state`` as a 256 KiB tmpfs in a mount namespace of its own.
+    """``tmp_path/state`` as a 1 MiB tmpfs in a mount namespace of its own.
 
     Yields the holder process (its namespace keeps the tmpfs). Every
     ``twistd`` that tests.aliasd_process starts meanwhile enters that
