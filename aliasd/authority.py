@@ -103,7 +103,8 @@ class _Built:
     saved: tuple  # the zone's book-keeping before this batch
     frames: list  # journal frames to write durably before serving it
     touched: set | None  # owners changed by updates (None: the whole view may differ)
-    difference: object = None  # from the served version, computed when recorded
+    difference: object = None  # from the served version (aliasd.journal), for IXFR
+    difference_frame: bytes | None = None  # the same, as a journal frame
     history: object = None  # the IXFR history on disk, for a zone's first version
 
 
@@ -192,6 +193,7 @@ class ZoneAuthority:
         self._work_call = None
         self._committing = False
         self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
+
         self._idle_waiters: list[defer.Deferred] = []
         self.batches = 0  # committed batches (statistics, tests)
         self.longest_slice = 0.0  # seconds: the longest reactor slice so far
@@ -548,9 +550,11 @@ class ZoneAuthority:
             frames = entry.frames + frames
         else:
             owners_done = set(updates)
-        self._batch[origin] = _Built(
+        built = self._batch[origin] = _Built(
             zone, published, version, digest, state_changed, why, owners_done, saved, frames, zone.touched,
         )
+        if origin not in self.signers:  # (a signed zone's, once signed: in _record)
+            self._note_difference(built)
 
     def _flush(self, origin: dns.name.Name) -> None:
         """Queue the changes held back for ``origin`` as one version (the
@@ -587,13 +591,15 @@ class ZoneAuthority:
         d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
 
     def _record(self, entries: list[_Built], states: dict) -> None:
-        """Write a batch to disk (in a thread; raises OSError): the journal
-        frames of each zone (updates durably, one fsync per zone), then
-        the serials (one write, one fsync for the batch: group commit).
+        """Write a batch to disk (in a thread; raises OSError): the update
+        frames of each zone (durably, one fsync per zone), then the serials
+        (one write, one fsync for the batch: group commit).
 
-        Each version's difference from the served one is computed here,
-        off the reactor, and kept for IXFR; a zone's first version takes
-        the history its journal file holds, when it ends at that version.
+        Signed zones are signed here, off the reactor, and their differences
+        computed. A zone's first version takes the history its journal file
+        holds, when it ends at that version. Nothing else CPU-bound runs
+        here: a thread computing in Python holds up the reactor's system
+        calls, and this one runs beside queries.
         """
         files = self.journal_files
         for built in entries:
@@ -601,45 +607,54 @@ class ZoneAuthority:
             signer = self.signers.get(version.origin)
             if signer is not None:  # only what changed since the served version is signed again
                 version = built.version = version.with_signatures(signer.sign(version, published))
-            if published is not None and published.serial != version.serial:
-                names = None
-                if published.source is version.source:
-                    names = built.owners
-                elif built.touched is not None:
-                    names = {store.name_of(k) for k in built.touched}
-                    names.update(published.source.aliases, version.source.aliases)
-                built.difference = difference(published, version, names)
+                self._note_difference(built)
             if files is None:
                 continue
             key = version.source.key
-            if published is None:
+            if published is None and files.exists(key):
                 built.history = journalfile.history(
                     files.read(key), self.journals.size, version.serial, built.digest
                 )
-            frames = list(built.frames)
-            if built.difference is not None:
-                frames.append(journalfile.frame(
-                    journalfile.DIFFERENCE, journalfile.encode_difference(built.difference, built.digest)
-                ))
+            # Differences are written (not synced: a process that is killed
+            # leaves them in the page cache) before their serial is recorded.
+            frames = list(built.frames) + ([built.difference_frame] if built.difference_frame else [])
             if frames:
                 files.append(key, frames, sync=bool(built.frames))
             if files.wants_compaction(key):
-                self._compact(built)
+                self._compact(version, built.digest, built.difference)
         self.numbering.save(states)
 
-    def _compact(self, built: _Built) -> None:
+    def _note_difference(self, built: _Built) -> None:
+        """The difference from the served version (None: no new serial),
+        and its journal frame when journals are on disk."""
+        version, published = built.version, built.published
+        built.difference = built.difference_frame = None
+        if published is None or published.serial == version.serial:
+            return
+        names = None
+        if published.source is version.source:
+            names = built.owners
+        elif built.touched is not None:
+            names = {store.name_of(k) for k in built.touched}
+            names.update(published.source.aliases, version.source.aliases)
+        built.difference = difference(published, version, names)
+        if self.journal_files is not None:
+            built.difference_frame = journalfile.frame(
+                journalfile.DIFFERENCE, journalfile.encode_difference(built.difference, built.digest))
+
+    def _compact(self, version: ZoneVersion, digest_now: str, last=None) -> None:
         """Rewrite a zone's journal file: its source when dynamic, and the
-        differences IXFR may still use (in the commit thread)."""
-        version = built.version
+        differences IXFR may still use (in the commit thread); ``last`` is
+        the difference to ``version``, not served yet."""
         kept = self.journals.get(version.origin)
         diffs = kept.differences() if kept is not None else []
-        if built.difference is not None:
-            diffs.append(built.difference)
+        if last is not None:
+            diffs.append(last)
         diffs = diffs[-self.journals.size:]
         with self.journal_files.lock:  # a dynamic zone's file write waits (aliasd.dynamic)
             frames = list(self.snapshot_frames(version.source))
             for i, diff in enumerate(diffs):
-                digest = built.digest if i == len(diffs) - 1 else ""
+                digest = digest_now if i == len(diffs) - 1 else ""
                 frames.append(journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(diff, digest)))
             self.journal_files.rewrite(version.source.key, frames)
 
@@ -711,6 +726,7 @@ class ZoneAuthority:
         self._committing = False
         self.numbering.recorded()
         self.batches += 1
+
         if sum(reasons.values()) >= self.freeze_from:
             _settle_long_lived()
         if deadline:

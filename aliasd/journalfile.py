@@ -177,6 +177,9 @@ class JournalFiles:
     def path(self, key: bytes) -> Path:
         return self.directory / (_safe_name(key) + ".jnl")
 
+    def exists(self, key: bytes) -> bool:
+        return key in self._sizes or self.path(key).exists()
+
     def read(self, key: bytes) -> list[tuple[bytes, bytes]]:
         """Every whole frame of the zone's journal (none when there is no file)."""
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
+import struct
 from typing import Callable, Mapping
 
 import dns.exception
@@ -38,12 +39,30 @@ from twisted.internet import error, protocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from aliasd import store
 from aliasd.config import Endpoint
 from aliasd.logthrottle import LogThrottle
 from aliasd.stats import Statistics
 from aliasd.zone import ZoneVersion
 
 log = Logger()
+
+
+_NOTIFY_FLAGS = (dns.opcode.NOTIFY << 11) | dns.flags.AA
+
+
+def _notify_wire(version: ZoneVersion, query_id: int) -> bytes:
+    """An unsigned NOTIFY (RFC 1996) for ``version``: the zone's SOA in the
+    question and the new SOA in the answer, its owner a pointer to the question."""
+    packed = version.soa_packed
+    owner = store.owner_of(packed)
+    _, ttl, _, start, end = next(store.directory(packed))
+    rdata = next(store.rdata_wires(packed, start, end))
+    return (
+        struct.pack("!HHHHHH", query_id, _NOTIFY_FLAGS, 1, 1, 0, 0)
+        + owner + struct.pack("!HH", dns.rdatatype.SOA, 1)
+        + b"\xc0\x0c" + struct.pack("!HHIH", dns.rdatatype.SOA, 1, ttl, len(rdata)) + rdata
+    )
 
 
 @dataclasses.dataclass
@@ -53,7 +72,7 @@ class _Pending:
     serial: int
     query_id: int
     wire: bytes
-    request: dns.message.Message
+    request: dns.message.Message | None  # kept when signed: its MAC checks the answer
     tries: int = 0
     timer: object = None
 
@@ -157,14 +176,17 @@ class NotifySender:
                     zone=version.origin.to_text(), old=old.serial, target=str(target),
                     serial=version.serial,
                 )
-        request = dns.message.make_query(version.origin, dns.rdatatype.SOA, id=query_id)
-        request.set_opcode(dns.opcode.NOTIFY)
-        request.flags = (request.flags & ~dns.flags.RD) | dns.flags.AA
-        request.answer.append(version.soa)
         key = self.keys.get(version.origin)
-        if key is not None:
+        if key is None:  # the common case, written from the packed SOA (thousands at once)
+            request = None
+            wire = _notify_wire(version, query_id)
+        else:
+            request = dns.message.make_query(version.origin, dns.rdatatype.SOA, id=query_id)
+            request.set_opcode(dns.opcode.NOTIFY)
+            request.flags = (request.flags & ~dns.flags.RD) | dns.flags.AA
+            request.answer.append(version.soa)
             request.use_tsig(key)
-        wire = request.to_wire()
+            wire = request.to_wire()
         pending = _Pending(version.origin, target, version.serial, query_id, wire, request)
         self._pending[(version.origin, target)] = pending
         self._by_id[(query_id, target.host, target.port)] = pending
@@ -234,7 +256,7 @@ class NotifySender:
         if pending is None:
             return
         try:
-            signed = pending.request.tsig is not None
+            signed = pending.request is not None and pending.request.tsig is not None
             response = dns.message.from_wire(
                 data,
                 keyring=pending.request.keyring if signed else False,

@@ -194,12 +194,13 @@ def test_query_ids_never_run_out_and_never_repeat_in_flight(clock):
     sender.id_space = space
 
     class Renamed:
-        """A stand-in version: only origin, serial and soa are read."""
+        """A stand-in version: only origin, serial and the SOA are read."""
 
         def __init__(self, i):
             self.origin = dns.name.from_text(f"z{i}.example")
             self.serial = 1
             self.soa = base.soa
+            self.soa_packed = base.soa_packed
 
     for i in range(count):
         v = Renamed(i)
@@ -210,3 +211,21 @@ def test_query_ids_never_run_out_and_never_repeat_in_flight(clock):
     clock.advance(3600)  # the first ones time out, freeing their IDs
     clock.advance(1)
     assert sender.queued == 0 and len(sent) == count
+
+
+def test_the_notify_written_from_packed_records_is_what_dnspython_makes():
+    """aliasd.notify writes unsigned NOTIFYs itself (thousands at once): the
+    same message as dnspython's, question and answer included."""
+    from aliasd.notify import _notify_wire
+    from tests.helpers import zone_source
+    from aliasd.zone import ZoneVersion
+
+    source = zone_source("Example.COM.", "$ORIGIN Example.COM.\n@ 300 SOA ns1 h 7 1 2 3 4\n@ 300 NS ns1\n")
+    version = ZoneVersion.build(source, {}, serial=2026120201)
+    ours = dns.message.from_wire(_notify_wire(version, 4321))
+    theirs = dns.message.make_query(version.origin, dns.rdatatype.SOA, id=4321)
+    theirs.set_opcode(dns.opcode.NOTIFY)
+    theirs.flags = (theirs.flags & ~dns.flags.RD) | dns.flags.AA
+    theirs.answer.append(version.soa)
+    assert ours == theirs
+    assert ours.answer[0][0].serial == 2026120201 and ours.question[0].name.labels[0] == b"Example"
