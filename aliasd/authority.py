@@ -396,6 +396,15 @@ class ZoneAuthority:
         self._kick()
         return d
 
+    def set_signers(self, signers: dict) -> None:
+        """Sign these zones from now on (a reload); zones that gain or lose
+        their signer, or get another one, get a new version."""
+        old, self.signers = self.signers, signers
+        for origin in set(old) | set(signers):
+            if old.get(origin) is not signers.get(origin) and origin in self._zones:
+                self._enqueue(origin, set(), forced=True)
+        self._kick()
+
     def refresh_signatures(self) -> int:
         """Queue the signed zones whose signatures are due for refreshing
         (their signature epoch moved on: aliasd.signer.window); returns how many."""
@@ -526,9 +535,12 @@ class ZoneAuthority:
         zone.pending.update(self.graph.reflatten(zone, owners))
         signer = self.signers.get(origin)
         zone.signing_state = signer.state() if signer is not None else ""
-        # New keys or a new signature epoch: the zone is signed again.
-        resign = signer is not None and (
-            current is None or current.signed is None or current.signed.state != zone.signing_state)
+        # New keys or a new signature epoch: the zone is signed again; no
+        # signer any more (a reload turned dnssec off): it is served unsigned.
+        if signer is not None:
+            resign = current is None or current.signed is None or current.signed.state != zone.signing_state
+        else:
+            resign = current is not None and current.signed is not None
         if not new_source and not zone.pending and not resign:
             return
         if current is not None and not new_source and not forced and not self.damping.take(origin):

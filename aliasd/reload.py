@@ -38,6 +38,7 @@ from aliasd.access import TransferAccess, keyring_from
 from aliasd.authority import ZoneAuthority
 from aliasd.catalog import catalog_source
 from aliasd.config import ConfigError, ZoneSettings
+from aliasd.dnssec_keys import KeyFileError
 from aliasd import store
 from aliasd.snapshot import Snapshot
 from aliasd.zonefile import ZoneFileError, ZoneSource, load_zone_file, parse_zone
@@ -349,6 +350,7 @@ class Reloader:
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
         self.authority.set_sources(sources, prepared)
+        self._apply_signers(settings)
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -390,6 +392,26 @@ class Reloader:
     def _count(self, result: str) -> None:
         if self.stats is not None:
             self.stats.inc("aliasd_reloads_total", result=result)
+
+    def _apply_signers(self, settings) -> None:
+        """Zones that turned dnssec on get a signer (and keys, made now if
+        they have none); those that turned it off are served unsigned; a
+        change of [dnssec] settings signs every signed zone again."""
+        from aliasd.tap import make_signers  # (tap imports this module)
+
+        current = self.authority.signers
+        wanted = {z.name for z in settings.zones if z.dnssec}
+        same = settings.dnssec == getattr(self.settings, "dnssec", None)
+        if same and wanted == set(current):
+            return
+        keep = {o: s for o, s in current.items() if o in wanted and same}
+        try:
+            fresh = make_signers(settings, only=wanted - set(keep))
+        except (KeyFileError, OSError) as e:
+            log.error("reload: DNSSEC keys: {error}; signing is left as it was", error=str(e))
+            return
+        self.authority.set_signers({**keep, **fresh})
+        log.info("reload: {signed} zone(s) signed ({new} newly)", signed=len(keep) + len(fresh), new=len(fresh))
 
     def _apply_resolver(self, settings) -> None:
         r, new = self.resolver, settings.resolver

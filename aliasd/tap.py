@@ -177,10 +177,11 @@ SWITCH_INTERVAL = 0.001
 SIGNATURE_CHECK_INTERVAL = 60.0
 
 
-def make_signers(settings: Settings) -> dict:
-    """A Signer for each zone with ``dnssec = true``, with its keys (made
-    in the state directory on first use; raises KeyFileError)."""
-    zones = [z for z in settings.zones if z.dnssec]
+def make_signers(settings: Settings, only=None) -> dict:
+    """A Signer for each zone with ``dnssec = true`` (or for those in
+    ``only``), with its keys (made in the state directory on first use;
+    raises KeyFileError)."""
+    zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
     if not zones:
         return {}
     keys = KeyStore(settings.server.state_dir / "keys")

@@ -253,3 +253,21 @@ def test_a_dynamic_update_of_a_signed_zone_is_signed_at_once(aliasd, upstream, t
         assert (got, ad) == (dns.rcode.NOERROR, True)
         got, ad, answer = resolver.ad("www.example.test", "A")  # the name is gone: NXDOMAIN, proven
         assert (got, ad) == (dns.rcode.NXDOMAIN, True)
+
+
+def test_a_reload_turns_signing_on_and_off(aliasd, upstream, tmp_path):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream).replace("dnssec = true", "dnssec = false"), {"example.test.zone": ZONE},
+                    server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    assert "RRSIG" not in axfr_text("example.test", server.port)
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("dnssec = false", "dnssec = true"))
+    server.proc.send_signal(1)
+    server.wait_for(lambda: "RRSIG" in axfr_text("example.test", server.port), timeout=10)
+    verified(server.port)
+    assert ds_of(tmp_path)
+    conf.write_text(conf.read_text().replace("dnssec = true", "dnssec = false"))
+    server.proc.send_signal(1)
+    server.wait_for(lambda: "RRSIG" not in axfr_text("example.test", server.port), timeout=10)
+    assert server.query("example.test", "A", want_dnssec=True).answer[-1].rdtype == dns.rdatatype.A
