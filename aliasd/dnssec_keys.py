@@ -22,7 +22,6 @@ import dataclasses
 import os
 import re
 import stat
-import tempfile
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -43,7 +42,7 @@ from dns.rdtypes.ANY.CDNSKEY import CDNSKEY
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from twisted.logger import Logger
 
-from aliasd.state import fsync_directory
+from aliasd.state import atomic_write, fsync_directory
 
 log = Logger()
 
@@ -364,22 +363,7 @@ def _parse_private_file(path: Path) -> tuple[Algorithm, dict[str, str], dict[str
 
 
 def _atomic_write(path: Path, text: str, mode: int) -> None:
-    """Write ``path`` whole or not at all: temporary file, fsync, rename, fsync."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_directory(path.parent)
+    atomic_write(path, text.encode("ascii"), mode)
 
 
 # ---------------------------------------------------------------- the store

@@ -91,16 +91,21 @@ def _compare_signatures(old: ZoneVersion, new: ZoneVersion, key: bytes, removed:
     before = {r.covers: r for r in old.signatures_of(key)}
     after = {r.covers: r for r in new.signatures_of(key)}
     for covered in set(before) | set(after):
-        x, y = before.get(covered), after.get(covered)
-        if x is not None and y is not None and x.ttl == y.ttl:
-            gone, fresh = set(x) - set(y), set(y) - set(x)
-        else:
-            gone = set(x) if x is not None else set()
-            fresh = set(y) if y is not None else set()
-        if gone:
-            removed.append(x if len(gone) == len(x) else _subset(x, gone))
-        if fresh:
-            added.append(y if len(fresh) == len(y) else _subset(y, fresh))
+        _compare(before.get(covered), after.get(covered), removed, added)
+
+
+def _compare(a, b, removed: list, added: list) -> None:
+    """What of RRset ``a`` went and what of ``b`` came (a TTL change: all
+    of both). Whole RRsets are kept as they are: fewer objects per entry."""
+    if a is not None and b is not None and a.ttl == b.ttl:
+        gone, fresh = set(a) - set(b), set(b) - set(a)
+    else:
+        gone = set(a) if a is not None else set()
+        fresh = set(b) if b is not None else set()
+    if gone:
+        removed.append(a if len(gone) == len(a) else _subset(a, gone))
+    if fresh:
+        added.append(b if len(fresh) == len(b) else _subset(b, fresh))
 
 
 def difference(
@@ -137,16 +142,7 @@ def difference(
             a, b = before.get(rdtype), after.get(rdtype)
             if a is b:
                 continue  # shared between versions: unchanged (and no rdata hashing)
-            if a is not None and b is not None and a.ttl == b.ttl:
-                gone, new_rdatas = set(a) - set(b), set(b) - set(a)
-            else:
-                gone = set(a) if a is not None else set()
-                new_rdatas = set(b) if b is not None else set()
-            # Whole RRsets are kept as they are: fewer objects per journal entry.
-            if gone:
-                removed.append(a if len(gone) == len(a) else _subset(a, gone))
-            if new_rdatas:
-                added.append(b if len(new_rdatas) == len(b) else _subset(b, new_rdatas))
+            _compare(a, b, removed, added)
         if old.signed is not None or new.signed is not None:
             _compare_signatures(old, new, key, removed, added)
     return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import threading
 import zlib
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Iterable, Iterator
 
 from aliasd import store
 from aliasd.journal import Difference, Journal
-from aliasd.state import fsync_directory
+from aliasd.state import atomic_write, fsync_directory
 
 _FRAME = struct.Struct("!IBI")
 _U32 = struct.Struct("!I")
@@ -237,21 +236,7 @@ class JournalFiles:
             self.directory.mkdir(mode=0o750, exist_ok=True)
             path = self.path(key)
             data = b"".join(frames)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o640)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            fsync_directory(self.directory)
+            atomic_write(path, data, 0o640)
             self._sizes[key] = self._compacted[key] = len(data)
 
     def remove(self, key: bytes) -> None:

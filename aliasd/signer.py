@@ -41,6 +41,7 @@ import dns.rrset
 
 from aliasd import store
 from aliasd.dnssec_keys import ZoneKey, cdnskey_rrset, cds_rrset, dnskey_rrset
+from aliasd.zone import parents_below
 from aliasd.zonefile import ALIAS_TYPE
 
 _IN = dns.rdataclass.IN
@@ -393,7 +394,7 @@ class Signer:
             chain, order = list(old.chain), list(old.order)
             candidates = set()
             for key in changed:
-                for name_key in (key, *_parents_of(key, origin_key)):
+                for name_key in (key, *parents_below(key, origin_key)):
                     candidates.add(name_key)
             appeared = {k for k in candidates if exists(k) and k not in hashed}
             went = {k for k in candidates if not exists(k) and k in hashed}
@@ -441,17 +442,6 @@ def _occluded(key: bytes, cut_keys: set) -> bool:
     parents = store.suffixes(key)
     next(parents)
     return any(parent in cut_keys for parent in parents)
-
-
-def _parents_of(key: bytes, origin_key: bytes) -> list[bytes]:
-    out = []
-    parents = store.suffixes(key)
-    next(parents)
-    for parent in parents:
-        if len(parent) <= len(origin_key):
-            break
-        out.append(parent)
-    return out
 
 
 def _name_of_owner(owner: bytes, hashed: dict) -> bytes | None:

@@ -63,11 +63,15 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: str) -> None:
+def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it,
+    fsync, rename, fsync of the directory (``mode``: the new file's)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -220,7 +224,7 @@ class StateStore:
                 # (rename in our own directory) makes it ours.
                 fd = None
         if fd is None:
-            _atomic_write(self._log_path, "".join(_zone_line(n, s) for n, s in known.items()))
+            atomic_write(self._log_path, "".join(_zone_line(n, s) for n, s in known.items()))
             self._log_lines = len(known)
             for legacy in self.directory.glob("*.zone-state.json"):
                 legacy.unlink(missing_ok=True)
@@ -261,7 +265,7 @@ class StateStore:
             return []
 
     def save_targets(self, targets: list[dict]) -> None:
-        _atomic_write(self._targets_path, json.dumps({"targets": targets}))
+        atomic_write(self._targets_path, json.dumps({"targets": targets}))
 
 
 def _zone_name(text: str) -> dns.name.Name:

@@ -62,7 +62,7 @@ def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
     return negative
 
 
-def _parents(key: bytes, origin_key: bytes) -> list[bytes]:
+def parents_below(key: bytes, origin_key: bytes) -> list[bytes]:
     """The keys of the names strictly between ``key`` and the zone's apex."""
     out = []
     parents = store.suffixes(key)
@@ -166,13 +166,13 @@ class ZoneBase:
             if was == (packed is not None) or key == origin_key:
                 continue  # the owner stays (or stays away): no name appears or goes
             step = 1 if packed is not None else -1
-            for parent in _parents(key, origin_key):
+            for parent in parents_below(key, origin_key):
                 count = below.get(parent, 0) + step
                 if count:
                     below[parent] = count
                 else:
                     below.pop(parent, None)
-            for name_key in (key, *_parents(key, origin_key)):
+            for name_key in (key, *parents_below(key, origin_key)):
                 if name_key not in records and below.get(name_key, 0) > 0:
                     empty.add(name_key)
                 else:
@@ -195,7 +195,7 @@ class ZoneBase:
             counts = {}
             for key in self.records:
                 if key != self.origin_key:
-                    for parent in _parents(key, self.origin_key):
+                    for parent in parents_below(key, self.origin_key):
                         counts[parent] = counts.get(parent, 0) + 1
             object.__setattr__(self, "_below_counts", counts)
         return counts
