@@ -505,7 +505,7 @@ class ZoneAuthority:
             heavy = self.is_heavy(origin)
             if heavy and self._batch and origin not in self._batch:
                 self._commit_now = True  # the batch so far is served first
-                return
+                break
             owners = self._queue.pop(origin)
             forced = origin in self._forced
             self._forced.discard(origin)
@@ -514,7 +514,8 @@ class ZoneAuthority:
                 self._build(origin, zone, owners, forced)
             if heavy and origin in self._batch:
                 self._commit_now = True  # signed in a batch of its own
-                return
+                break
+        # (Also when a heavy zone ends the batch: its targets must be asked.)
         self.graph.tell_resolver(queue_empty=not self._queue)
 
     def is_heavy(self, origin: dns.name.Name) -> bool:

@@ -322,9 +322,11 @@ class Signer:
         if delegation:
             types &= {T.NS, T.DS}
         if not nsec3:
-            types |= {T.NSEC, T.RRSIG}
-        elif not delegation or T.DS in types:
-            types.add(T.RRSIG)
+            types |= {T.NSEC, T.RRSIG}  # the NSEC itself is signed there
+        else:
+            signed_here = types - {T.NS} if delegation else types
+            if signed_here:
+                types.add(T.RRSIG)  # only where something is signed (RFC 5155 3.2.1)
         if key == version.base.origin_key:
             types |= {r.rdtype for r in apex_records}
         return sorted(types)

@@ -155,3 +155,36 @@ def test_signing_after_updates_equals_signing_from_scratch(keys, denial):
         assert incremental.chain == scratch.chain and incremental.hashed == scratch.hashed, step
         current = new.with_signatures(incremental)
     check_all_signatures(current, keys)
+
+
+def test_a_heavy_signed_zone_still_has_its_alias_targets_resolved(keys):
+    """Building a big signed zone ends its batch early: the resolver must
+    still be told its ALIAS targets (it once never was)."""
+    told = []
+
+    class Resolver:
+        any_stale = False
+
+        def set_targets(self, dependents):
+            told.append(set(dependents))
+
+        def state(self, *key):
+            return None
+
+    big = zone_source("example.com.", TEXT)
+    authority = ZoneAuthority(Resolver(), signers={ORIGIN: Signer(ORIGIN, keys, DnssecSettings())})
+    authority.heavy_from = 5
+    authority.set_sources([big])
+    assert any(any(key[0] == N("lb.example.net.") for key in targets) for targets in told), told
+
+
+def test_an_alias_owner_without_addresses_has_no_rrsig_bit_in_its_nsec3(keys):
+    signer = Signer(ORIGIN, keys, DnssecSettings(denial="nsec3"))
+    text = TEXT + "gone ALIAS nowhere.example.net.\n"
+    source = zone_source("example.com.", text)
+    v = ZoneVersion.build(source, {N("gone.example.com."): Flattened({T.A: None, T.AAAA: None})}, serial=10)
+    signed = signer.sign(v, now=1_000_000_000)
+    nsec3 = store.PackedNode(signed.records[signed.hashed[store.key_of(N("gone.example.com."))]])[T.NSEC3]
+    assert "RRSIG" not in nsec3[0].to_text()
+    www = store.PackedNode(signed.records[signed.hashed[store.key_of(N("www.example.com."))]])[T.NSEC3]
+    assert www[0].to_text().endswith("A RRSIG")
