@@ -15,6 +15,7 @@ input reaches the reactor as an error.
 from __future__ import annotations
 
 import collections
+import socket
 import struct
 
 import dns.rcode
@@ -48,9 +49,18 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         self.handler = handler
         self.limiter = limiter
 
+    #: Socket buffer sizes asked for (octets). The kernel's default receive
+    #: buffer holds only a few hundred small datagrams: a burst (a secondary
+    #: checking thousands of serials) arriving while the reactor is busy
+    #: for a fraction of a second overflowed it, and queries were dropped.
+    socket_buffer = 8 * 1024 * 1024
+
     def startProtocol(self) -> None:
         if hasattr(self.transport, "maxThroughput"):
             self.transport.maxThroughput = self.max_throughput
+        sock = getattr(self.transport, "socket", None)
+        if sock is not None:
+            _grow_buffers(sock, self.socket_buffer)
 
     def datagramReceived(self, data: bytes, addr) -> None:
         try:
@@ -81,6 +91,22 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             sock.sendto(response, addr)
         except OSError:
             pass
+
+
+def _grow_buffers(sock, size: int) -> None:
+    """Ask for ``size``-octet socket buffers: past the system's cap where
+    allowed (root, before privileges are dropped: SO_*BUFFORCE), else up
+    to the cap (net.core.rmem_max / wmem_max)."""
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+        for option in (force, plain):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+                break
+            except OSError:
+                continue
 
 
 @implementer(interfaces.IPullProducer)

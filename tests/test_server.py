@@ -426,3 +426,21 @@ def test_a_child_zone_still_loading_is_not_answered_by_its_parent(clock):
     r = ask(handler, dns.message.make_query("www.sub.example.com", "A"))
     assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.9"
     assert ask(handler, dns.message.make_query("zz.sub.example.com", "A")).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_udp_sockets_get_large_buffers():
+    """The default receive buffer holds a few hundred datagrams; a burst
+    while the reactor is busy must not be dropped (as root, past the cap)."""
+    import os
+    import socket
+
+    from aliasd.transports import _grow_buffers
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        default = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        _grow_buffers(s, 8 * 1024 * 1024)
+        grown = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if os.geteuid() == 0:
+            assert grown >= 8 * 1024 * 1024 > default
+        else:
+            assert grown >= default
