@@ -101,17 +101,7 @@ class Secondary:
         )
 
     def wait_started(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            q = dns.message.make_query("version.bind", "TXT", rdclass="CH")
-            try:
-                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.3)
-                return
-            except (dns.exception.Timeout, OSError):
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
+        wait_answering(self, timeout)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -500,6 +490,22 @@ remote-control:
         verbosity a packaged NSD has) does not say whether it was an AXFR or
         an IXFR, only "received update to serial N"."""
         return ["XFR" for line in self.log().splitlines() if "xfrd: zone" in line and " committed " in line]
+
+
+def wait_answering(server, timeout: float = 20, interval: float = 0.1) -> None:
+    """Wait until ``server`` (``proc``, ``port``, ``name``, ``log()``)
+    answers a CHAOS query on 127.0.0.1; RuntimeError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log()}")
+        q = dns.message.make_query("version.bind", "TXT", rdclass="CH")
+        try:
+            dns.query.udp(q, "127.0.0.1", port=server.port, timeout=0.3)
+            return
+        except (dns.exception.Timeout, OSError):
+            time.sleep(interval)
+    raise RuntimeError(f"{server.name} did not start:\n{server.log()}")
 
 
 def available(program: str) -> bool:

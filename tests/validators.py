@@ -50,6 +50,7 @@ import dns.zone
 import dns.zonefile
 import pytest
 
+from tests.secondaries import wait_answering
 from tests.aliasd_process import free_port
 
 
@@ -233,18 +234,11 @@ class Resolver:
         self._wait_started()
 
     def _wait_started(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            q = dns.message.make_query("version.bind", "TXT", rdclass="CH")
-            try:
-                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.3)
-                return
-            except (dns.exception.Timeout, OSError):
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
+        try:
+            wait_answering(self, timeout, interval=0.05)
+        except RuntimeError:
+            self.stop()
+            raise
 
 
 class Unbound(Resolver):
