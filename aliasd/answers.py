@@ -27,7 +27,7 @@ import dns.rdatatype
 import dns.tsig
 from twisted.logger import Logger
 
-from aliasd import fastpath
+from aliasd import directanswer, fastpath, store
 from aliasd.access import TransferAccess
 from aliasd.authority import ZoneAuthority
 from aliasd.logthrottle import LogThrottle
@@ -35,6 +35,8 @@ from aliasd.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.stats import Statistics
 from aliasd.transfer_requests import TransferRequests
 from aliasd.update_requests import UpdateRequests
+from aliasd.zone import ZoneVersion
+from aliasd.zonefile import ALIAS_TYPE
 
 log = Logger()
 
@@ -118,6 +120,9 @@ class QueryHandler:
                 ):
                     self._count_cached(entry)
                     return fastpath.patch(entry.wire, wire, qend)
+            direct = self._direct(found, wire, served, over_udp, negative_key)
+            if direct is not None:
+                return direct
         if len(wire) < HEADER.size:
             return None
         if HEADER.unpack_from(wire)[1] & dns.flags.QR:
@@ -165,19 +170,61 @@ class QueryHandler:
                 key = negative_key  # shared by every missing name of this shape
             else:
                 key = found[0]
-            self._remember(key, version, answer, stat_key, query)
+            question = query.question[0]
+            owner = None
+            if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:
+                owner = question.name
+            self._remember(key, version, answer, stat_key, owner)
         return answer
 
-    def _remember(self, key, version, answer: bytes, stat_key, query) -> None:
-        """Keep a rendered answer for the fast path (see aliasd.fastpath)."""
+    def _direct(self, found, wire: bytes, served, over_udp: bool, negative_key):
+        """The first answer to a plain query written without dnspython
+        (aliasd.directanswer), counted and kept like the full path's; None
+        when its shape needs the full path."""
+        key, qend = found
+        name_key = key[:qend - 16]
+        zones = served.zones_by_wire
+        version = None
+        for suffix in store.suffixes(name_key):
+            version = zones.get(suffix)
+            if version is not None:
+                break
+        if not isinstance(version, ZoneVersion):  # not ours, or still loading
+            return None
+        qtype = (key[qend - 16] << 8) | key[qend - 15]
+        limit = (key[-3] << 8) | key[-2]
+        shape = key[-1]  # over UDP, EDNS, DO: see fastpath.cache_key
+        result = directanswer.answer(version, name_key, qtype, wire, qend, limit,
+                                     bool(shape & 2), bool(shape & 4), self.max_udp_size)
+        if result is None:
+            return None
+        answer, rcode = result
+        stat_key = self.stats.key(
+            "aliasd_queries_total", qtype=_qtype_label(qtype), rcode=dns.rcode.to_text(rcode),
+            transport="udp" if over_udp else "tcp",
+        )
+        self.stats.counters[stat_key] += 1
+        owner = None
+        if qtype in _ADDRESS_TYPES:
+            packed = version.source.records.get(name_key)
+            if packed is not None and ALIAS_TYPE in store.types_of(packed):
+                owner = store.name_of(store.owner_of(packed))
+                self.stats.inc("aliasd_alias_answers_total")
+                if self.authority.is_stale(version.origin, owner):
+                    self.stats.inc("aliasd_stale_answers_total")
+        if negative_key is not None and rcode == dns.rcode.NXDOMAIN:
+            key = negative_key
+        self._remember(key, version, answer, stat_key, owner)
+        return answer
+
+    def _remember(self, key, version, answer: bytes, stat_key, alias_owner) -> None:
+        """Keep a rendered answer for the fast path (see aliasd.fastpath);
+        ``alias_owner``: the ALIAS owner whose addresses it is, if so."""
         served = self.authority.registry
         if self.answer_cache_size is None and self._cache_sized_for != served.name_count:
             self._cache_sized_for = served.name_count
             self._cache.resize(fastpath.automatic_size(served.name_count))
-        question = query.question[0]
-        owner = None
-        if question.rdtype in _ADDRESS_TYPES and question.name in version.source.aliases:
-            owner = question.name
+        owner = alias_owner
         self._cache.put(key, fastpath.CachedAnswer(
             version.origin, version.source.key, version, served.generation,
             fastpath.template(answer), stat_key, owner,

@@ -152,20 +152,28 @@ class Signed:
         sig = self.signatures_at(owner_key, rrset.name, rdtype)
         return [rrset] + ([sig] if sig is not None else [])
 
+    def matching_owner(self, key: bytes) -> bytes:
+        """The owner key of the denial record of the name ``key`` itself (it exists)."""
+        return self.hashed.get(key, b"") if self.nsec3 else key
+
+    def covering_owner(self, key: bytes) -> bytes | None:
+        """The owner key of the denial record whose span covers the name ``key``."""
+        if not self.chain:
+            return None
+        if self.nsec3:
+            position = bisect.bisect_left(self.order, hashlib.sha1(key).digest()) - 1
+        else:
+            position = bisect.bisect_right(self.order, _canonical(key)) - 1
+        return self.chain[position]  # -1: the last covers the wrap
+
     def matching(self, key: bytes) -> list[dns.rrset.RRset]:
         """The denial record of the name ``key`` itself (it exists)."""
-        return self._denial_at(self.hashed.get(key, b"") if self.nsec3 else key)
+        return self._denial_at(self.matching_owner(key))
 
     def covering(self, key: bytes) -> list[dns.rrset.RRset]:
         """The denial record whose span covers the name ``key``."""
-        if not self.chain:
-            return []
-        if self.nsec3:
-            point = hashlib.sha1(key).digest()
-            position = bisect.bisect_left(self.order, point) - 1
-        else:
-            position = bisect.bisect_right(self.order, _canonical(key)) - 1
-        return self._denial_at(self.chain[position])  # -1: the last covers the wrap
+        owner = self.covering_owner(key)
+        return [] if owner is None else self._denial_at(owner)
 
 
 def _canonical(key: bytes) -> tuple:

@@ -212,6 +212,16 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
             self._decoded[rdtype] = rrset
         return rrset
 
+    def wires(self, rdtype: int) -> tuple[int, list[bytes]]:
+        """(TTL, rdatas in wire form) of one RRset as served, decoding
+        nothing that is packed (aliasd.directanswer). The SOA keeps the
+        packed serial: ask the version for the served one."""
+        override = self._decoded.get(rdtype)
+        if override is not None and rdtype in self._overridden:
+            return override.ttl, [rdata.to_wire() for rdata in override]
+        _, ttl, _, start, end = self._entries[rdtype]
+        return ttl, list(rdata_wires(self.packed, start, end))
+
     def _raw(self, rdtype: int) -> bytes | None:
         """The packed form of one RRset of the file (None: overridden or absent)."""
         entry = self._entries.get(rdtype)

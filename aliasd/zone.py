@@ -348,6 +348,13 @@ class ZoneVersion:
     def negative_soa(self) -> dns.rrset.RRset:
         return _negative_soa(self.soa)
 
+    @functools.cached_property
+    def negative_soa_wire(self) -> tuple[int, bytes]:
+        """(TTL, rdata) of ``negative_soa``, without decoding it (aliasd.directanswer)."""
+        ttl, wire = self.source.soa_wire
+        minimum = int.from_bytes(wire[-4:], "big")
+        return min(ttl, minimum), wire[:-20] + self.serial.to_bytes(4, "big") + wire[-16:]
+
     @property
     def name_count(self) -> int:
         """How many names exist in the zone (empty non-terminals included)."""
@@ -544,6 +551,12 @@ class ZoneVersion:
     def _proof(self, key: bytes, kind: str, wildcard: bytes | None = None) -> tuple:
         """The NSEC or NSEC3 records that prove a negative (or wildcard)
         answer for the name ``key`` (RFC 4035 3.1.3, RFC 5155 7.2)."""
+        denial_at = self.signed._denial_at
+        return tuple(rrset for owner in self.proof_owners(key, kind, wildcard) for rrset in denial_at(owner))
+
+    def proof_owners(self, key: bytes, kind: str, wildcard: bytes | None = None) -> list[bytes]:
+        """The owner keys of the denial records ``_proof`` gives, each once,
+        in order (aliasd.directanswer writes them without dnspython)."""
         signed = self.signed
         base = self.base
         # The closest encloser: the longest existing parent of the name.
@@ -554,29 +567,28 @@ class ZoneVersion:
         encloser = suffixes[encloser_at]
         next_closer = suffixes[encloser_at - 1] if encloser_at > 0 else key
         star = b"\x01*" + encloser
+        matching, covering = signed.matching_owner, signed.covering_owner
         if signed.nsec3:
             if kind == "ent":
-                records = signed.matching(key)
+                owners = [matching(key)]
             elif kind == "nxdomain":
-                records = signed.matching(encloser) + signed.covering(next_closer) + signed.covering(star)
+                owners = [matching(encloser), covering(next_closer), covering(star)]
             elif kind == "wildcard":
-                records = signed.covering(next_closer)
+                owners = [covering(next_closer)]
             else:  # wildcard-nodata
-                records = signed.matching(encloser) + signed.covering(next_closer) + signed.matching(wildcard)
+                owners = [matching(encloser), covering(next_closer), matching(wildcard)]
         else:
             if kind in ("ent", "wildcard"):
-                records = signed.covering(key)
+                owners = [covering(key)]
             elif kind == "nxdomain":
-                records = signed.covering(key) + signed.covering(star)
+                owners = [covering(key), covering(star)]
             else:  # wildcard-nodata
-                records = signed.covering(key) + signed.matching(wildcard)
-        unique, seen = [], set()
-        for rrset in records:
-            marker = (rrset.name, rrset.rdtype, rrset.covers)
-            if marker not in seen:
-                seen.add(marker)
-                unique.append(rrset)
-        return tuple(unique)
+                owners = [covering(key), matching(wildcard)]
+        unique = []
+        for owner in owners:
+            if owner is not None and owner not in unique:
+                unique.append(owner)
+        return unique
 
     def _synthesise(self, name: dns.name.Name, owner: dns.name.Name, answers: list, dnssec: bool = False) -> Answer | None:
         """The DNAME at ``owner`` and the CNAME it synthesises for ``name``
