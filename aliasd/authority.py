@@ -146,6 +146,9 @@ class ZoneAuthority:
     #: recorded in a batch of its own, after the others: signing it takes
     #: seconds, and no other zone should wait for that.
     heavy_from = 20000
+    #: A batch ends once its signed zones hold this many owners to sign
+    #: (about a second of signing).
+    signing_batch_owners = 5000
 
     def __init__(
         self,
@@ -193,6 +196,7 @@ class ZoneAuthority:
         self._work_call = None
         self._committing = False
         self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
+        self._signing_owners = 0  # owners of signed zones to sign in this batch
 
         self._idle_waiters: list[defer.Deferred] = []
         self.batches = 0  # committed batches (statistics, tests)
@@ -514,6 +518,7 @@ class ZoneAuthority:
                 self._build(origin, zone, owners, forced)
             if heavy and origin in self._batch:
                 self._commit_now = True  # signed in a batch of its own
+            if self._commit_now:
                 break
         # (Also when a heavy zone ends the batch: its targets must be asked.)
         self.graph.tell_resolver(queue_empty=not self._queue)
@@ -566,6 +571,13 @@ class ZoneAuthority:
         built = self._batch[origin] = _Built(
             zone, published, version, digest, state_changed, why, owners_done, saved, frames, zone.touched,
         )
+        if signer is not None:
+            # Owners to sign: the whole zone when it is signed afresh. A batch
+            # holding enough ends, so zones are served signed a batch at a
+            # time instead of all at the end (start-up of a thousand zones).
+            self._signing_owners += len(zone.source.records) if resign or new_source else len(updates) + 1
+            if self._signing_owners >= self.signing_batch_owners:
+                self._commit_now = True
         if origin not in self.signers:  # (a signed zone's, once signed: in _record)
             self._note_difference(built)
 
@@ -583,6 +595,7 @@ class ZoneAuthority:
         """Record the batch's serials (one write), then serve the batch."""
         batch, self._batch = self._batch, {}
         self._commit_now = False
+        self._signing_owners = 0
         if not batch:
             return
         states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}

@@ -67,7 +67,8 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
     signed = version.signed if dnssec else None
     origin_len = len(base.origin_key)
     writer = _Writer(12 + len(name_key) - origin_len, origin_len)
-    packed = version.source.records.get(name_key)
+    vacant = version.vacant
+    packed = version.source.records.get(name_key) if name_key not in vacant else None
     if packed is not None:
         node = store.PackedNode(packed, None, version.overlay.get(name_key))
         if qtype in node:
@@ -80,10 +81,10 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
             return None
         proof = [signed.matching_owner(name_key)] if signed is not None else ()
         rcode = NOERROR
-    elif name_key in base.empty_non_terminals:
+    elif name_key in base.empty_non_terminals and name_key not in vacant:
         proof = version.proof_owners(name_key, "ent") if signed is not None else ()
         rcode = NOERROR
-    elif base.has_wildcards and base.closest_encloser_wildcard(name_key) is not None:
+    elif base.has_wildcards and base.closest_encloser_wildcard(name_key, vacant) is not None:
         return None
     else:
         proof = version.proof_owners(name_key, "nxdomain") if signed is not None else ()

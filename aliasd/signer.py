@@ -30,7 +30,6 @@ import hashlib
 import time
 from typing import Iterable
 
-import dns.dnssec
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -41,6 +40,7 @@ import dns.rrset
 
 from aliasd import store
 from aliasd.dnssec_keys import ZoneKey, cdnskey_rrset, cds_rrset, dnskey_rrset
+from aliasd.rrsig import PreparedKey, sign_wires
 from aliasd.zone import parents_below
 from aliasd.zonefile import ALIAS_TYPE
 
@@ -194,9 +194,10 @@ def _authoritative(version) -> tuple[set[bytes], set[bytes]]:
     Names below a delegation (glue) are neither signed nor in the chain.
     """
     cut_keys = {store.key_of(c) for c in version.base.cuts}
+    vacant = version.vacant
     if not cut_keys:
-        return set(version.keys()), set()
-    keys = {key for key in version.keys() if not _occluded(key, cut_keys)}
+        return {key for key in version.keys() if key not in vacant}, set()
+    keys = {key for key in version.keys() if not _occluded(key, cut_keys) and key not in vacant}
     return keys, cut_keys & keys
 
 
@@ -219,6 +220,7 @@ class Signer:
         self.keys = keys
         self.settings = settings
         self.nsec3 = settings.denial == "nsec3"
+        self._prepared: dict[int, PreparedKey] = {}  # id(ZoneKey) -> it, made on first use
 
     def state(self, now: float | None = None) -> str:
         """What the signatures depend on besides the records: goes into the
@@ -235,12 +237,17 @@ class Signer:
             return ksks or zsks
         return zsks
 
-    def _sign(self, rrset: dns.rrset.RRset, inception: int, expiration: int) -> list[bytes]:
-        return [
-            dns.dnssec.sign(rrset, key.private, self.origin, key.dnskey,
-                            inception=inception, expiration=expiration, deterministic=True).to_wire()
-            for key in self._signing_keys(rrset.rdtype)
-        ]
+    def _sign(self, owner_wire: bytes, rdtype: int, ttl: int, rdatas: list[bytes],
+              inception: int, expiration: int) -> list[bytes]:
+        """The RRSIG rdatas of one RRset, one per signing key (aliasd.rrsig:
+        the same bytes as dns.dnssec.sign, from the packed wire)."""
+        signatures = []
+        for key in self._signing_keys(rdtype):
+            prepared = self._prepared.get(id(key))
+            if prepared is None:
+                prepared = self._prepared[id(key)] = PreparedKey(key, self.origin)
+            signatures.append(sign_wires(prepared, owner_wire, rdtype, ttl, rdatas, inception, expiration))
+        return signatures
 
     def sign(self, version, previous=None, now: float | None = None) -> Signed:
         """The DNSSEC records of ``version``; with ``previous`` (the version
@@ -271,8 +278,9 @@ class Signer:
                 auth, delegations = _authoritative(version)
             else:
                 cut_keys = {store.key_of(c) for c in base.cuts}
+                vacant = version.vacant
                 for key in changed:
-                    if key in source_records and not _occluded(key, cut_keys):
+                    if key in source_records and not _occluded(key, cut_keys) and key not in vacant:
                         auth.add(key)
                     else:
                         auth.discard(key)
@@ -312,17 +320,16 @@ class Signer:
         """Sign every RRset at an owner, its DNSSEC records included (at a
         delegation only the DS and the NSEC: NS and glue are the child's)."""
         owner_wire = store.owner_of(version.source.records[key])
-        owner = store.name_of(owner_wire)
         node = version.node_at(key)
         entries = []
         for rdtype in _served_types(node):
             if delegation and rdtype != T.DS:
                 continue
-            rrset = node[rdtype]
-            entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
+            ttl, rdatas = node.wires(rdtype)
+            entries.append((rdtype, ttl, self._sign(owner_wire, rdtype, ttl, rdatas, inception, expiration)))
         if extra is not None:
-            for rdtype, rrset in store.PackedNode(extra, owner).items():
-                entries.append((rdtype, rrset.ttl, self._sign(rrset, inception, expiration)))
+            for rdtype, ttl, rdatas in store.raw_rrsets(extra):
+                entries.append((rdtype, ttl, self._sign(owner_wire, rdtype, ttl, rdatas, inception, expiration)))
         signatures[key] = store.pack(owner_wire, entries)
 
     def _bitmap(self, version, key, delegation, apex_records, nsec3: bool) -> list[int]:
@@ -388,12 +395,15 @@ class Signer:
         origin_key = base.origin_key
         cut_keys = {store.key_of(c) for c in base.cuts}
 
+        vacant = version.vacant
+
         def exists(key):
-            return key in auth or (key in base.empty_non_terminals and not _occluded(key, cut_keys))
+            return key in auth or (key in base.empty_non_terminals and not _occluded(key, cut_keys)
+                                   and key not in vacant)
 
         if old is None:
             names = set(auth)
-            names.update(k for k in base.empty_non_terminals if not _occluded(k, cut_keys))
+            names.update(k for k in base.empty_non_terminals if not _occluded(k, cut_keys) and k not in vacant)
             hashed = {key: _nsec3_owner(key, origin_key)[1] for key in names}
             pairs = sorted((hashlib.sha1(key).digest(), hashed[key]) for key in names)
             chain = [owner for _, owner in pairs]
@@ -436,11 +446,12 @@ class Signer:
             rdata = dns.rdtypes.ANY.NSEC3.NSEC3(
                 _IN, T.NSEC3, 1, 0, 0, b"", following, dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(types))
             owner = hashed[key]
-            packed = store.pack(owner, [(T.NSEC3, ttl, [rdata.to_wire()])])
+            wire = rdata.to_wire()
+            packed = store.pack(owner, [(T.NSEC3, ttl, [wire])])
             if records.get(owner) != packed:
                 records[owner] = packed
-                rrset = store.PackedNode(packed)[T.NSEC3]
-                signatures[owner] = store.pack(owner, [(T.NSEC3, ttl, self._sign(rrset, inception, expiration))])
+                signatures[owner] = store.pack(
+                    owner, [(T.NSEC3, ttl, self._sign(owner, T.NSEC3, ttl, [wire], inception, expiration))])
         del owner_to_name
         return tuple(chain), order, hashed
 
@@ -482,4 +493,5 @@ def _changed(previous, version) -> set[bytes]:
         if old_overlay.get(key) is not new_overlay.get(key):
             changed.add(key)
     changed.add(version.base.origin_key)  # the SOA's serial
+    changed.update(previous.vacant ^ version.vacant)  # a name came into or went out of the view
     return changed

@@ -213,14 +213,17 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
         return rrset
 
     def wires(self, rdtype: int) -> tuple[int, list[bytes]]:
-        """(TTL, rdatas in wire form) of one RRset as served, decoding
-        nothing that is packed (aliasd.directanswer). The SOA keeps the
-        packed serial: ask the version for the served one."""
+        """(TTL, rdatas in wire form) of one RRset as served (the SOA with
+        ``serial``), decoding nothing that is packed (aliasd.directanswer,
+        aliasd.signer)."""
         override = self._decoded.get(rdtype)
         if override is not None and rdtype in self._overridden:
             return override.ttl, [rdata.to_wire() for rdata in override]
         _, ttl, _, start, end = self._entries[rdtype]
-        return ttl, list(rdata_wires(self.packed, start, end))
+        wires = list(rdata_wires(self.packed, start, end))
+        if rdtype == dns.rdatatype.SOA and self.serial is not None:
+            wires = [w[:-20] + self.serial.to_bytes(4, "big") + w[-16:] for w in wires]
+        return ttl, wires
 
     def _raw(self, rdtype: int) -> bytes | None:
         """The packed form of one RRset of the file (None: overridden or absent)."""

@@ -227,15 +227,20 @@ class ZoneBase:
                 found = candidate
         return found
 
-    def closest_encloser_wildcard(self, key: bytes) -> bytes | None:
+    def has_names_below(self, key: bytes) -> bool:
+        return self._below().get(key, 0) > 0
+
+    def closest_encloser_wildcard(self, key: bytes, vacant: frozenset = frozenset()) -> bytes | None:
         """The key of ``*.<closest encloser>`` of a name that does not exist
-        (RFC 4592), or None when there is no such wildcard."""
+        (RFC 4592), or None when there is no such wildcard. ``vacant``:
+        names that exist in the file but not in the served view
+        (ZoneVersion.vacant)."""
         parents = store.suffixes(key)
         next(parents)
         for encloser in parents:
-            if self.exists(encloser):
+            if self.exists(encloser) and encloser not in vacant:
                 wildcard = b"\x01*" + encloser
-                return wildcard if wildcard in self.records else None
+                return wildcard if wildcard in self.records and wildcard not in vacant else None
             if encloser == self.origin_key or encloser == b"\0":
                 return None
         return None
@@ -389,6 +394,48 @@ class ZoneVersion:
                 overlay.pop(key, None)  # the file's records, fallback included
         return cls(source, base, overlay, loops, serial)
 
+    @functools.cached_property
+    def vacant(self) -> frozenset:
+        """Names of the file that do not exist in the served view: ALIAS
+        owners serving nothing (no addresses and nothing written beside the
+        ALIAS), and the empty non-terminals that only they were below.
+
+        The view the secondaries get has no record there, so for them the
+        name does not exist; here it does not either (NXDOMAIN, no place in
+        the NSEC or NSEC3 chain), or the two would answer differently and
+        a signed zone's chain would hold a name without records.
+        """
+        base = self.base
+        empty = []
+        for owner in self.source.aliases:
+            key = store.key_of(owner)
+            packed = self._records.get(key)
+            if packed is None or key == base.origin_key:
+                continue
+            overrides = self._overlay.get(key) or {}
+            if any(rrset is not None for rrset in overrides.values()):
+                continue
+            if any(t != ALIAS_RDTYPE and t not in overrides for t in store.types_of(packed)):
+                continue
+            empty.append(key)
+        if not empty:
+            return _NOTHING
+        # A name is vacant when every owner below it (if any) is vacant too.
+        vacant_below: dict[bytes, int] = {}
+        for key in empty:
+            for parent in parents_below(key, base.origin_key):
+                vacant_below[parent] = vacant_below.get(parent, 0) + 1
+        below = base._below() if vacant_below else {}
+        vacant = {key for key in empty if below.get(key, 0) == vacant_below.get(key, 0)}
+        for parent, count in vacant_below.items():
+            if below.get(parent, 0) == count and (parent in base.empty_non_terminals or parent in vacant):
+                vacant.add(parent)
+        return frozenset(vacant)
+
+    def exists(self, key: bytes) -> bool:
+        """Whether the name exists in the served view (``vacant``)."""
+        return self.base.exists(key) and key not in self.vacant
+
     def node_at(self, key: bytes) -> PackedNode | None:
         """The records at the name with lookup ``key``, as served, or None."""
         packed = self._records.get(key)
@@ -499,12 +546,13 @@ class ZoneVersion:
         if dname is not None:
             return self._synthesise(name, dname, answers, dnssec)
         key = store.key_of(name)
-        node = self.node_at(key)
+        vacant = self.vacant
+        node = self.node_at(key) if key not in vacant else None
         wildcard = None  # the key of the wildcard that answers, if one does
         if node is None:
-            if key in base.empty_non_terminals:
+            if key in base.empty_non_terminals and key not in vacant:
                 return self._nodata(answers, self._proof(key, "ent") if dnssec else (), dnssec)
-            wildcard = base.closest_encloser_wildcard(key)
+            wildcard = base.closest_encloser_wildcard(key, vacant)
             if wildcard is None:
                 return Answer(dns.rcode.NXDOMAIN, True, tuple(answers),
                               self._negative(dnssec) + (self._proof(key, "nxdomain") if dnssec else ()))
@@ -562,7 +610,7 @@ class ZoneVersion:
         # The closest encloser: the longest existing parent of the name.
         suffixes = list(store.suffixes(key))
         encloser_at = next(
-            i for i, k in enumerate(suffixes) if base.exists(k) or k == base.origin_key or k == b"\0"
+            i for i, k in enumerate(suffixes) if self.exists(k) or k == base.origin_key or k == b"\0"
         )
         encloser = suffixes[encloser_at]
         next_closer = suffixes[encloser_at - 1] if encloser_at > 0 else key

@@ -81,14 +81,20 @@ def test_alias_chains_and_in_zone_cnames_are_followed(authority):
     assert answer.answer[0].ttl == 10  # min(300, CNAME 10, A 20)
 
 
-def test_in_zone_target_without_addresses_gives_nodata(authority):
+def test_an_alias_owner_without_addresses_does_not_exist_as_on_secondaries(authority):
+    """An ALIAS owner with nothing else has no record in the transfer view:
+    a secondary answers NXDOMAIN there, and so does the primary; the name
+    is back as soon as it has addresses (test_zone, test_signer)."""
     answer, found = addresses(authority, "nohost.example.com")
-    assert found == set() and answer.rcode == dns.rcode.NOERROR
+    assert found == set() and answer.rcode == dns.rcode.NXDOMAIN and answer.authority
+    version = authority.versions[N("example.com")]
+    assert N("nohost.example.com") not in {r.name for r in version.transfer_rrsets()}
 
 
 def test_loops_serve_no_addresses_as_on_secondaries_and_are_logged(clock, upstream, log_events):
-    """One rule on both paths (issue 12.6): an ALIAS loop answers NODATA,
-    which is what a secondary serves from the transfer view."""
+    """One rule on both paths (issue 12.6): an ALIAS loop serves no
+    addresses, which is what a secondary serves from the transfer view:
+    these owners have nothing else, so there they do not exist (NXDOMAIN)."""
     events = log_events
     authority = ZoneAuthority(AliasResolver(upstream, clock))
     authority.set_sources([EXAMPLE, CDN])
@@ -96,8 +102,8 @@ def test_loops_serve_no_addresses_as_on_secondaries_and_are_logged(clock, upstre
     transferred = {(r.name, r.rdtype) for r in version.transfer_rrsets()}
     for name in ("loop1.example.com", "loop2.example.com", "self.example.com", "toloop.example.com"):
         answer, found = addresses(authority, name)
-        assert answer.rcode == dns.rcode.NOERROR and found == set() and answer.authority, name
-        assert (N(name), T.A) not in transferred
+        assert answer.rcode == dns.rcode.NXDOMAIN and found == set() and answer.authority, name
+        assert not any(owner == N(name) for owner, _ in transferred)
     assert addresses(authority, "example.com")[0].rcode == dns.rcode.NOERROR
     loops = [e for e in events if e.get("log_format", "").startswith("ALIAS loop")]
     assert loops and "loop1.example.com." in loops[0]["owners"]
@@ -269,10 +275,11 @@ def test_an_in_zone_target_resolves_exactly_as_a_query_for_it(clock):
     upstream.take(T.AAAA).callback(([], [], []))
     clock.advance(0)
     assert addresses(authority, "deleg.follow.test")[1] == {"203.0.113.40"}
-    # A wildcard ALIAS whose target falls under itself is a loop: NODATA
-    # at every name it synthesises.
+    # A wildcard ALIAS whose target falls under itself is a loop: it
+    # serves nothing, so (as on a secondary, which has no such wildcard)
+    # the names it would synthesise do not exist.
     version = authority.versions[N("follow.test")]
     assert N("*.loop.follow.test").to_wire(canonicalize=True) in version.loop_keys
     looped, found = addresses(authority, "b.loop.follow.test")
-    assert looped.rcode == dns.rcode.NOERROR and found == set()
+    assert looped.rcode == dns.rcode.NXDOMAIN and found == set()
     resolver.stopService()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
+import random
 import re
 import stat
 import subprocess
@@ -17,6 +19,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+import dns.zonefile
 import pytest
 
 from aliasd.dnssec_keys import (
@@ -29,6 +32,7 @@ from aliasd.dnssec_keys import (
     cds_rrset,
     dnskey_rrset,
     ds_rrset,
+    key_tag,
     zone_file_text,
 )
 from tests.conftest import need
@@ -455,3 +459,220 @@ def test_dnssec_signzone_signs_with_our_private_files_and_dnssec_verify_accepts(
     zsk = keys[0]
     assert ksk.tag in signers[dns.rdatatype.DNSKEY]
     assert signers[dns.rdatatype.A] == {zsk.tag}  # the CSK when there is no ZSK
+
+
+# ---------------------------------------------------------------- many zones
+
+
+def test_ensure_many_makes_the_missing_keys_and_keeps_the_others(tmp_path):
+    directory = tmp_path / "keys"
+    theirs = bind_keygen(directory, "bind.example", "ECDSAP256SHA256", "-f", "KSK")
+    ours = KeyStore(directory).ensure("ours.example.", now=NOW)
+    zones = ["ours.example.", "bind.example.", *(f"z{i}.example." for i in range(20))]
+    store = KeyStore(directory)
+    got = store.ensure_many(zones, now=NOW)
+    assert list(got) == [dns.name.from_text(z) for z in zones]
+    assert got[dns.name.from_text("ours.example.")] == ours
+    assert [k.stem for k in got[dns.name.from_text("bind.example.")]] == [theirs]
+    for zone, keys in got.items():
+        if zone.labels[0].startswith(b"z"):
+            assert [k.flags for k in keys] == [ZSK_FLAGS, KSK_FLAGS]
+            assert all(k.zone == zone and k.timing["Activate"] == NOW for k in keys)
+        # What was made is what a fresh store reads back, and the same store too.
+        assert KeyStore(directory).load(zone) == keys == store.load(zone)
+    assert len(files(directory)) == 2 + 4 + 20 * 4
+    assert all(stat.S_IMODE((directory / name).stat().st_mode) == (0o600 if name.endswith(".private") else 0o644)
+               for name in files(directory))
+    assert store.ensure_many(zones) == got  # nothing more made
+
+
+def test_ensure_many_takes_each_zone_once_whatever_its_case(tmp_path):
+    got = KeyStore(tmp_path).ensure_many(["a.test.", "A.TEST", dns.name.from_text("a.Test.")], split=False)
+    assert list(got) == [dns.name.from_text("a.test.")] and len(got[dns.name.from_text("a.test")]) == 1
+    assert len(files(tmp_path)) == 2
+
+
+def test_one_listing_serves_the_loads_of_every_zone(tmp_path, monkeypatch):
+    zones = [f"z{i}.example." for i in range(30)]
+    KeyStore(tmp_path).ensure_many(zones, Algorithm.ED25519)
+    listings = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: listings.append(path) or real_scandir(path))
+    store = KeyStore(tmp_path)
+    assert all(len(store.load(z)) == 2 for z in zones)
+    assert len(listings) == 1
+
+
+def test_zones_whose_names_prefix_each_other_get_only_their_own_keys(tmp_path):
+    names = ["a.test.", "aa.test.", "b.a.test.", "test.", "a.test.a.", "a-.test.", "a_.test."]
+    made = KeyStore(tmp_path).ensure_many(names, split=False)
+    bind = {name: bind_keygen(tmp_path, name, "ED25519") for name in names}
+    store = KeyStore(tmp_path)
+    for name in names:
+        zone = dns.name.from_text(name)
+        keys = store.load(zone)
+        assert {k.stem for k in keys} == {made[zone][0].stem, bind[name]}
+        assert all(k.zone == zone for k in keys)
+
+
+def test_zone_names_match_bind_file_names_whatever_their_case(tmp_path):
+    stem = bind_keygen(tmp_path, "Sub.EXAMPLE.com", "ECDSAP256SHA256")
+    assert stem.startswith("Ksub.example.com.+013+")  # BIND writes the name in lower case
+    assert "Sub.EXAMPLE.com. IN DNSKEY" in (tmp_path / f"{stem}.key").read_text()  # and the owner as given
+    for spelling in ("sub.example.com", "SUB.EXAMPLE.COM.", "sUb.ExAmPlE.cOm."):
+        (key,) = KeyStore(tmp_path).load(spelling)
+        assert key.stem == stem and key.zone == dns.name.from_text(spelling)
+    assert [k.stem for k in KeyStore(tmp_path).ensure("SUB.example.COM")] == [stem]  # nothing made
+
+
+def test_an_operators_new_key_among_many_is_read_by_a_fresh_store(tmp_path):
+    KeyStore(tmp_path).ensure_many([f"z{i}.example." for i in range(40)], Algorithm.ED25519)
+    stem = bind_keygen(tmp_path, "z7.example", "ECDSAP256SHA256", "-f", "KSK")
+    new_zone = bind_keygen(tmp_path, "new.example", "ECDSAP256SHA256")
+    store = KeyStore(tmp_path)
+    assert stem in {k.stem for k in store.load("z7.example.")} and len(store.load("z7.example.")) == 3
+    assert [k.stem for k in store.ensure_many(["new.example."])[dns.name.from_text("new.example.")]] == [new_zone]
+
+
+@pytest.mark.parametrize("step", ["private", "KSK key", "ZSK key"])
+def test_ensure_many_that_fails_leaves_no_private_file_without_its_key_file(tmp_path, monkeypatch, step):
+    zones = [f"z{i}.example." for i in range(6)]
+    real_replace = os.replace
+
+    def replace(src, dst):
+        name = os.path.basename(dst)
+        ext = name.rsplit(".", 1)[1]
+        is_ksk = ext == "key" and "key-signing" in Path(src).read_text()
+        if name.startswith("Kz3.") and (step == "private" and ext == "private"
+                                        or step == "KSK key" and is_ksk
+                                        or step == "ZSK key" and ext == "key" and not is_ksk):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    store = KeyStore(tmp_path)
+    with pytest.raises(OSError):
+        store.ensure_many(zones)
+    monkeypatch.undo()
+    names = files(tmp_path)
+    assert not [n for n in names if n.startswith(".")]  # no temporary files
+    assert {n[:-len(".private")] for n in names if n.endswith(".private")} == \
+        {n[:-len(".key")] for n in names if n.endswith(".key")}
+    # The step that failed for z3 went through for the other zones (written
+    # at the same time): keys whose .key file is in place stay.
+    flags = {z: [k.flags for k in KeyStore(tmp_path).load(z)] for z in zones}
+    both = [ZSK_FLAGS, KSK_FLAGS]
+    assert flags == {z: {"private": [], "KSK key": [] if z == "z3.example." else [KSK_FLAGS],
+                         "ZSK key": [KSK_FLAGS] if z == "z3.example." else both}[step] for z in zones}
+    again = KeyStore(tmp_path).ensure_many(zones)
+    assert {z.to_text(): [k.flags for k in keys] for z, keys in again.items()} == \
+        {z: f or both for z, f in flags.items()}
+
+
+# ---------------------------------------------------------------- how the files are read
+
+
+def test_key_tags_are_computed_as_dnspython_does():
+    rng = random.Random(7)
+    for _ in range(500):
+        key = rng.randbytes(rng.choice([0, 1, 2, 3, 31, 32, 64, 65, 130, 260]))
+        flags, algorithm = rng.choice([256, 257, 385, 0, 65535]), rng.choice([1, 5, 8, 13, 15, 253, 255])
+        rdata = dns.rdata.from_text("IN", "DNSKEY", f"{flags} 3 {algorithm} " + (
+            base64.b64encode(key).decode() or "AA=="))
+        assert key_tag(rdata.flags, rdata.protocol, rdata.algorithm, rdata.key) == dns.dnssec.key_id(rdata)
+
+
+@pytest.mark.parametrize("form", ["bind", "ttl", "no class", "class then ttl", "upper case", "owner case",
+                                  "parentheses", "mnemonic", "blank lines", "tabs"])
+def test_every_way_of_writing_the_dnskey_record_reads_the_same(tmp_path, monkeypatch, form):
+    (_, ksk) = KeyStore(tmp_path).ensure(ZONE)
+    path = tmp_path / f"{ksk.stem}.key"
+    lines = path.read_text().splitlines()
+    owner, _, rdtype, flags, protocol, algorithm, *material = lines[-1].split()
+    material = " ".join(material)
+    record = {
+        "bind": lines[-1],
+        "ttl": f"{owner} 3600 IN DNSKEY {flags} {protocol} {algorithm} {material}",
+        "no class": f"{owner} DNSKEY {flags} {protocol} {algorithm} {material}",
+        "class then ttl": f"{owner} IN 86400 DNSKEY {flags} {protocol} {algorithm} {material}",
+        "upper case": f"{owner.upper()} in dnskey {flags} {protocol} {algorithm} {material}",
+        "owner case": f"EXAMPLE.com. IN DNSKEY {flags} {protocol} {algorithm} {material}",
+        "parentheses": f"{owner} IN DNSKEY {flags} {protocol} {algorithm} (\n  {material[:20]}\n  {material[20:]} )",
+        "mnemonic": f"{owner} IN DNSKEY {flags} {protocol} ECDSAP256SHA256 {material}",
+        "blank lines": f"\n{lines[-1]}\n\n",
+        "tabs": f"{owner}\tIN\tDNSKEY\t{flags} {protocol} {algorithm}\t{material}",
+    }[form]
+    path.write_text("\n".join(lines[:-1]) + "\n" + record + "\n")
+    # The plain forms are read directly, the others by dnspython's zone file reader.
+    calls = []
+    real = dns.zonefile.read_rrsets
+    monkeypatch.setattr(dns.zonefile, "read_rrsets", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert KeyStore(tmp_path).load(ZONE)[1] == ksk
+    assert len(calls) == (form in ("parentheses", "mnemonic"))
+
+
+def test_bind_key_files_with_a_ttl_are_read_directly(tmp_path, monkeypatch):
+    stem = bind_keygen(tmp_path, "example.com", "ECDSAP256SHA256", "-L", "3600")
+    assert "example.com. 3600 IN DNSKEY 256 3 13 " in (tmp_path / f"{stem}.key").read_text()
+    monkeypatch.setattr(dns.zonefile, "read_rrsets", None)
+    (key,) = KeyStore(tmp_path).load(ZONE)
+    assert key.stem == stem and key.flags == ZSK_FLAGS
+
+
+@pytest.mark.parametrize("record", [
+    "example.com. IN DNSKEY 257 3 13 not*base64",
+    "example.com. IN DNSKEY 257 3",
+    "example.com. IN DNSKEY 99999 3 13 AAAA",
+    "example.com. CH DNSKEY 257 3 13 AAAA",
+    "example.com IN DNSKEY 257 3 13 AAAA",
+    "example.com. IN DNSKEY 257 3 13 AAAA\nexample.com. IN DNSKEY 256 3 13 AAAA",
+    "example.com. IN DNSKEY 1 3 13 AAAA",
+])
+def test_odd_key_files_are_refused_naming_the_file(tmp_path, record):
+    (_, ksk) = KeyStore(tmp_path).ensure(ZONE)
+    path = tmp_path / f"{ksk.stem}.key"
+    path.write_text(record + "\n")
+    with pytest.raises(KeyFileError) as caught:
+        KeyStore(tmp_path).load(ZONE)
+    assert str(path) in str(caught.value) and caught.value.path == path
+
+
+@pytest.mark.parametrize("algorithm", MAIN, ids=lambda a: a.name)
+def test_another_keys_private_half_is_refused_for_every_algorithm(tmp_path, algorithm):
+    (zsk, ksk) = KeyStore(tmp_path).ensure(ZONE, algorithm)
+    (tmp_path / f"{ksk.stem}.private").write_text((tmp_path / f"{zsk.stem}.private").read_text())
+    with pytest.raises(KeyFileError, match=re.escape(f"{ksk.stem}.private: the private key does not belong")):
+        KeyStore(tmp_path).load(ZONE)
+
+
+@pytest.mark.parametrize("field", ["Prime1", "Prime2", "PrivateExponent", "Exponent1", "Exponent2", "Coefficient"])
+def test_rsa_numbers_that_do_not_agree_are_a_damaged_key(tmp_path, field):
+    (ksk,) = KeyStore(tmp_path).ensure(ZONE, Algorithm.RSASHA256, split=False)
+    path = tmp_path / f"{ksk.stem}.private"
+    text = path.read_text()
+    value = re.search(rf"^{field}: (\S+)$", text, re.M)[1]
+    number = int.from_bytes(base64.b64decode(value), "big") + 2
+    changed = base64.b64encode(number.to_bytes((number.bit_length() + 7) // 8, "big")).decode()
+    path.write_text(text.replace(f"{field}: {value}", f"{field}: {changed}"))
+    with pytest.raises(KeyFileError, match=re.escape(f"{path}: damaged private key")) as caught:
+        KeyStore(tmp_path).load(ZONE)
+    assert caught.value.path == path
+
+
+def test_rsa_keys_without_the_crt_fields_are_completed(tmp_path):
+    (ksk,) = KeyStore(tmp_path).ensure(ZONE, Algorithm.RSASHA256, split=False)
+    path = tmp_path / f"{ksk.stem}.private"
+    path.write_text("\n".join(line for line in path.read_text().splitlines()
+                              if not line.startswith(("Prime", "Exponent", "Coefficient"))) + "\n")
+    (loaded,) = KeyStore(tmp_path).load(ZONE)
+    assert loaded.private.private_numbers() == ksk.private.private_numbers()
+    assert_signs(loaded, [loaded])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.name)
+def test_loaded_keys_sign_what_the_public_key_validates(tmp_path, algorithm):
+    KeyStore(tmp_path).ensure_many(["one.example.", "two.example."], algorithm)
+    for zone in ("one.example.", "two.example."):
+        keys = KeyStore(tmp_path).load(zone)
+        for key in keys:
+            assert_signs(key, keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dns.dnssec
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
@@ -178,13 +179,57 @@ def test_a_heavy_signed_zone_still_has_its_alias_targets_resolved(keys):
     assert any(any(key[0] == N("lb.example.net.") for key in targets) for targets in told), told
 
 
-def test_an_alias_owner_without_addresses_has_no_rrsig_bit_in_its_nsec3(keys):
-    signer = Signer(ORIGIN, keys, DnssecSettings(denial="nsec3"))
-    text = TEXT + "gone ALIAS nowhere.example.net.\n"
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_an_alias_owner_serving_nothing_is_not_in_the_view_nor_its_chain(keys, denial):
+    """``gone`` (and ``shop``, an empty non-terminal only above a vacant
+    ALIAS owner) have no record in the transfer view: they are not in the
+    chain and do not exist (NXDOMAIN, proven); ``kept`` has a name below it,
+    so it stays, as an empty non-terminal would. When ``gone`` gets an
+    address again it comes back, and signing incrementally equals signing
+    from scratch either way."""
+    signer = Signer(ORIGIN, keys, DnssecSettings(denial=denial))
+    text = TEXT + "gone ALIAS nowhere.example.net.\nw.shop ALIAS nowhere.example.net.\nkept ALIAS nowhere.example.net.\nx.kept TXT \"x\"\n"
     source = zone_source("example.com.", text)
-    v = ZoneVersion.build(source, {N("gone.example.com."): Flattened({T.A: None, T.AAAA: None})}, serial=10)
-    signed = signer.sign(v, now=1_000_000_000)
-    nsec3 = store.PackedNode(signed.records[signed.hashed[store.key_of(N("gone.example.com."))]])[T.NSEC3]
-    assert "RRSIG" not in nsec3[0].to_text()
-    www = store.PackedNode(signed.records[signed.hashed[store.key_of(N("www.example.com."))]])[T.NSEC3]
-    assert www[0].to_text().endswith("A RRSIG")
+    nothing = Flattened({T.A: None, T.AAAA: None})
+    owners = [N("gone.example.com."), N("w.shop.example.com."), N("kept.example.com.")]
+    v1 = ZoneVersion.build(source, dict.fromkeys(owners, nothing), serial=10)
+    key = store.key_of
+    assert v1.vacant == {key(N("gone.example.com.")), key(N("w.shop.example.com.")), key(N("shop.example.com."))}
+    s1 = v1.with_signatures(signer.sign(v1, now=1_000_000_000))
+    chain_names = set(s1.signed.hashed) if denial == "nsec3" else set(s1.signed.chain)
+    assert not chain_names & v1.vacant
+    assert key(N("kept.example.com.")) in chain_names
+    check_all_signatures(s1, keys)
+    for name, rcode in [("gone", dns.rcode.NXDOMAIN), ("w.shop", dns.rcode.NXDOMAIN), ("shop", dns.rcode.NXDOMAIN),
+                        ("x.gone", dns.rcode.NXDOMAIN), ("kept", dns.rcode.NOERROR)]:
+        answer = s1.lookup(N(f"{name}.example.com."), T.A, dnssec=True)
+        assert answer.rcode == rcode, name
+        assert any(r.rdtype in (T.NSEC, T.NSEC3) for r in answer.authority), name
+    address = dns.rrset.from_text_list(N("gone.example.com."), 60, "IN", "A", ["192.0.2.99"])
+    v2 = ZoneVersion.build(source, {N("gone.example.com."): Flattened({T.A: address})}, serial=11, previous=v1)
+    assert key(N("gone.example.com.")) not in v2.vacant
+    incremental = signer.sign(v2, s1, now=1_000_000_000)
+    assert incremental.records == signer.sign(v2, now=1_000_000_000).records
+    s2 = v2.with_signatures(incremental)
+    assert s2.lookup(N("gone.example.com."), T.A, dnssec=True).rcode == dns.rcode.NOERROR
+    v3 = ZoneVersion.build(source, {N("gone.example.com."): nothing}, serial=12, previous=v2)
+    again = signer.sign(v3, s2, now=1_000_000_000)
+    assert again.records == signer.sign(v3, now=1_000_000_000).records
+    assert again.signatures == signer.sign(v3, now=1_000_000_000).signatures
+
+
+def test_many_small_signed_zones_are_served_a_batch_at_a_time(tmp_path):
+    """Signing is bounded per batch: the first zones are served while the
+    rest are still to be signed, not all at the end."""
+    store_ = KeyStore(tmp_path)
+    zones = [zone_source(f"z{i}.test.", f"$ORIGIN z{i}.test.\n@ 300 SOA ns1 h 1 1 1 1 1\n@ 300 NS ns1\n"
+                                         f"ns1 300 A 192.0.2.1\nwww 300 A 192.0.2.2\n") for i in range(30)]
+    signers = {z.origin: Signer(z.origin, store_.ensure(z.origin), DnssecSettings()) for z in zones}
+    authority = ZoneAuthority(signers=signers)
+    authority.signing_batch_owners = 20  # 3 owners a zone: 7 zones a batch
+    served = []
+    authority.on_new_serial = lambda v: served.append((authority.batches, v.origin))
+    authority.set_sources(zones)
+    assert len(served) == 30 and authority.batches == 5
+    assert [batch for batch, _ in served] == sorted(batch for batch, _ in served)
+    assert all(authority.versions[z.origin].signed is not None for z in zones)
