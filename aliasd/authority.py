@@ -415,7 +415,8 @@ class ZoneAuthority:
         due = 0
         for origin, signer in self.signers.items():
             version = self.versions.get(origin)
-            if version is not None and version.signed is not None and version.signed.state != signer.state():
+            if (version is not None and version.signed is not None
+                    and version.signed.state != signer.state(owners=len(version.source.records))):
                 self._enqueue(origin, set(), forced=True)
                 due += 1
         if due:
@@ -540,7 +541,7 @@ class ZoneAuthority:
             owners = set(zone.source.aliases)
         zone.pending.update(self.graph.reflatten(zone, owners))
         signer = self.signers.get(origin)
-        zone.signing_state = signer.state() if signer is not None else ""
+        zone.signing_state = signer.state(owners=len(zone.source.records)) if signer is not None else ""
         # New keys or a new signature epoch: the zone is signed again; no
         # signer any more (a reload turned dnssec off): it is served unsigned.
         if signer is not None:

@@ -13,12 +13,15 @@ Only what changed is signed again: given the previous version's
 ``Signed``, the owners whose records differ (and, for NSEC, their
 neighbours in the chain) get new signatures; the rest are shared.
 
-Signatures are deterministic (RFC 6979 ECDSA, Ed25519, RSA) and their
-validity window is a pure function of the zone and the time: each zone's
-windows start at its own phase (a hash of its name), every ``validity -
-refresh_before`` seconds. So a restart signs exactly the same records the
-same way, and the serial need not move; and ten thousand zones refresh
-their signatures spread over the refresh period instead of all at once.
+Signatures are deterministic (RFC 6979 ECDSA, Ed25519, RSA; written by
+aliasd.rrsig from the packed wire) and their validity window is a pure
+function of the zone, the owner and the time: each zone's windows start
+at its own phase (a hash of its name), every ``validity - refresh_before``
+seconds, and a zone of thousands of owners is split into refresh buckets
+whose phases are spread over that period (``window``). So a restart signs
+exactly the same records the same way, and the serial need not move; ten
+thousand zones refresh their signatures spread over the refresh period,
+and a big zone a bucket at a time, each refresh a small IXFR.
 """
 
 from __future__ import annotations
@@ -28,13 +31,12 @@ import bisect
 import dataclasses
 import hashlib
 import time
+import zlib
 from typing import Iterable
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.NSEC
-import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rrset
 
@@ -68,27 +70,45 @@ class DnssecSettings:
         return self.signature_validity - self.refresh_before
 
 
-def window(origin: dns.name.Name, settings: DnssecSettings, now: float | None = None) -> tuple[int, int, int]:
-    """(epoch, inception, expiration) of the zone's signatures at ``now``.
+#: A zone's owners are refreshed in buckets of about this many (at most
+#: MAX_BUCKETS buckets, a power of two): see ``buckets_for``.
+_BUCKET_OWNERS = 1000
+MAX_BUCKETS = 64
 
-    Epoch ``e`` of a zone starts at ``phase + e * period``: the zone's
-    phase spreads zones over the period, and everything in one epoch is
-    signed with the same window, so signing again gives the same records.
+
+def buckets_for(owners: int) -> int:
+    """Into how many buckets a zone of ``owners`` owners is split: one below
+    2,000 owners, then a power of two, up to MAX_BUCKETS."""
+    buckets = 1
+    while buckets < MAX_BUCKETS and buckets * 2 * _BUCKET_OWNERS <= owners:
+        buckets *= 2
+    return buckets
+
+
+def bucket_of(key: bytes, buckets: int) -> int:
+    """The refresh bucket of an owner (its lookup key, or its NSEC3 owner's)."""
+    return zlib.crc32(key) % buckets if buckets > 1 else 0
+
+
+def window(origin: dns.name.Name, settings: DnssecSettings, now: float | None = None,
+           bucket: int = 0, buckets: int = 1) -> tuple[int, int, int]:
+    """(epoch, inception, expiration) of the signatures of one bucket of
+    the zone's owners at ``now``.
+
+    Epoch ``e`` of a bucket starts at ``phase + e * period``: the zone's
+    phase (a hash of its name) spreads zones over the period, and each
+    bucket's phase is offset by its share of the period, so a big zone is
+    refreshed a bucket at a time (BIND spreads its re-signing the same way,
+    with jitter). Everything in one epoch of a bucket is signed with the
+    same window, so signing again gives the same records.
     """
     now = time.time() if now is None else now
     period = settings.period
-    phase = int.from_bytes(hashlib.sha256(store.key_of(origin)).digest()[:8], "big") % period
+    zone_phase = int.from_bytes(hashlib.sha256(store.key_of(origin)).digest()[:8], "big") % period
+    phase = (zone_phase + bucket * period // buckets) % period
     epoch = int((now - phase) // period)
     start = phase + epoch * period
     return epoch, start - _CLOCK_SKEW, start + settings.signature_validity
-
-
-def next_refresh(origin: dns.name.Name, settings: DnssecSettings, now: float | None = None) -> float:
-    """When the zone's next epoch starts (its signatures are refreshed then)."""
-    now = time.time() if now is None else now
-    period = settings.period
-    phase = int.from_bytes(hashlib.sha256(store.key_of(origin)).digest()[:8], "big") % period
-    return phase + (int((now - phase) // period) + 1) * period
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +123,8 @@ class Signed:
     the authoritative names; NSEC3: hashed owners in hash order).
     ``hashed``: NSEC3 only, each name's key -> its hashed owner's key.
     ``state``: what the signatures depend on besides the records (keys,
-    algorithm, denial, epoch): part of the view's digest.
+    algorithm, denial, buckets and their epochs): part of the view's digest;
+    ``prefix`` is it without the epochs.
     """
 
     records: dict
@@ -112,12 +133,13 @@ class Signed:
     hashed: dict
     nsec3: bool
     state: str
-    epoch: int
+    epochs: tuple  # each refresh bucket's epoch (``window``)
     ttl: int  # of the denial records
     # Sort keys of ``chain`` (NSEC: canonical label tuples; NSEC3: hashes), for bisection.
     order: list = dataclasses.field(default_factory=list, repr=False)
     authoritative: frozenset = frozenset()  # the signed names (not glue)
     delegations: frozenset = frozenset()  # the delegation points among them
+    prefix: str = ""
 
     def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int,
                       ttl: int | None = None) -> dns.rrset.RRset | None:
@@ -222,42 +244,59 @@ class Signer:
         self.nsec3 = settings.denial == "nsec3"
         self._prepared: dict[int, PreparedKey] = {}  # id(ZoneKey) -> it, made on first use
 
-    def state(self, now: float | None = None) -> str:
-        """What the signatures depend on besides the records: goes into the
-        view's digest, so a new key, denial or epoch moves the serial."""
-        epoch = window(self.origin, self.settings, now)[0]
-        tags = ",".join(f"{k.algorithm}/{k.tag}/{k.flags}" for k in self.keys)
-        return f"dnssec:{self.settings.denial}:{tags}:{epoch}"
+    def state(self, now: float | None = None, owners: int = 0) -> str:
+        """What the signatures of a zone of ``owners`` owners depend on
+        besides the records: goes into the view's digest, so a new key,
+        denial or bucket epoch moves the serial."""
+        return self._state(self._windows(now, buckets_for(owners)))[1]
 
-    def _signing_keys(self, rdtype: int) -> list[ZoneKey]:
-        active = [k for k in self.keys if k.active()]
-        zsks = [k for k in active if k.is_zsk]
-        ksks = [k for k in active if k.is_ksk]
-        if rdtype in _KSK_TYPES or not zsks:
-            return ksks or zsks
-        return zsks
+    def _windows(self, now: float | None, buckets: int) -> list[tuple[int, int, int]]:
+        now = time.time() if now is None else now
+        return [window(self.origin, self.settings, now, b, buckets) for b in range(buckets)]
+
+    def _state(self, windows: list) -> tuple[str, str]:
+        """(prefix, state): the epochs' sum moves by one whenever a bucket's epoch does."""
+        tags = ",".join(f"{k.algorithm}/{k.tag}/{k.flags}" for k in self.keys)
+        prefix = f"dnssec:{self.settings.denial}:{tags}:{len(windows)}"
+        return prefix, f"{prefix}:{sum(w[0] for w in windows)}"
+
+    def _active_keys(self) -> tuple[list[PreparedKey], list[PreparedKey]]:
+        """(ZSKs, KSKs) active now, ready to sign (once per ``sign``)."""
+        prepared = []
+        for key in self.keys:
+            if key.active():
+                ready = self._prepared.get(id(key))
+                if ready is None:
+                    ready = self._prepared[id(key)] = PreparedKey(key, self.origin)
+                prepared.append((key, ready))
+        zsks = [ready for key, ready in prepared if key.is_zsk]
+        ksks = [ready for key, ready in prepared if key.is_ksk]
+        return zsks, (ksks or zsks)
 
     def _sign(self, owner_wire: bytes, rdtype: int, ttl: int, rdatas: list[bytes],
               inception: int, expiration: int) -> list[bytes]:
         """The RRSIG rdatas of one RRset, one per signing key (aliasd.rrsig:
         the same bytes as dns.dnssec.sign, from the packed wire)."""
-        signatures = []
-        for key in self._signing_keys(rdtype):
-            prepared = self._prepared.get(id(key))
-            if prepared is None:
-                prepared = self._prepared[id(key)] = PreparedKey(key, self.origin)
-            signatures.append(sign_wires(prepared, owner_wire, rdtype, ttl, rdatas, inception, expiration))
-        return signatures
+        zsks, ksks = self._keys_now
+        keys = ksks if rdtype in _KSK_TYPES or not zsks else zsks
+        return [sign_wires(key, owner_wire, rdtype, ttl, rdatas, inception, expiration) for key in keys]
 
     def sign(self, version, previous=None, now: float | None = None) -> Signed:
         """The DNSSEC records of ``version``; with ``previous`` (the version
         it replaces, signed), only the owners that differ, and the denial
         records around names that appeared or went, are made again."""
-        epoch, inception, expiration = window(self.origin, self.settings, now)
-        state = self.state(now)
+        buckets = buckets_for(len(version.source.records))
+        windows = self._windows(now, buckets)
+        epochs = tuple(w[0] for w in windows)
+        prefix, state = self._state(windows)
+        self._keys_now = self._active_keys()
         old: Signed | None = getattr(previous, "signed", None) if previous is not None else None
-        if old is not None and (old.state != state or old.nsec3 != self.nsec3):
-            old = None  # new keys, denial or epoch: everything is signed again
+        if old is not None and (old.prefix != prefix or old.nsec3 != self.nsec3):
+            old = None  # new keys, denial or buckets: everything is signed again
+        # Buckets whose epoch moved on: their owners are signed again.
+        stale = {b for b in range(buckets) if old.epochs[b] != epochs[b]} if old is not None else set()
+        self._window_of = (lambda key: windows[bucket_of(key, buckets)]) if buckets > 1 else (lambda key: windows[0])
+        self._stale_of = (lambda key: bucket_of(key, buckets) in stale) if stale else None
         soa = version.soa
         ttl = min(soa.ttl, soa[0].minimum)
         base = version.base
@@ -292,19 +331,22 @@ class Signer:
         to_sign = (changed & auth) | appeared  # names uncovered by a delegation's removal too
         if old is not None:
             to_sign |= (delegations ^ old.delegations) & auth
+        if self._stale_of is not None:
+            to_sign |= {key for key in auth if self._stale_of(key)}
 
         if self.nsec3:
             chain, order, hashed = self._nsec3(version, old, auth, delegations, changed | appeared | went,
-                                               records, signatures, ttl, apex_records, inception, expiration)
+                                               records, signatures, ttl, apex_records)
             records[origin_key] = _pack_apex(apex_owner, apex_records)
         else:
             chain, order, hashed = self._nsec(version, old, auth, delegations, changed, appeared, went,
                                               records, to_sign, ttl, apex_records)
         to_sign.add(origin_key)
         for key in to_sign:
+            _, inception, expiration = self._window_of(key)
             self._sign_owner(version, key, key in delegations, records.get(key), signatures, inception, expiration)
-        return Signed(records, signatures, chain, hashed, self.nsec3, state, epoch, ttl, order,
-                      frozenset(auth), frozenset(delegations))
+        return Signed(records, signatures, chain, hashed, self.nsec3, state, epochs, ttl, order,
+                      frozenset(auth), frozenset(delegations), prefix)
 
     def _apex_records(self, apex_owner: dns.name.Name, ttl: int) -> list[dns.rrset.RRset]:
         """The DNSKEY, CDS, CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
@@ -374,11 +416,8 @@ class Signer:
         for key in dirty:
             i = bisect.bisect_left(order, _canonical(key))
             following = chain[(i + 1) % len(chain)]
-            nsec = dns.rdtypes.ANY.NSEC.NSEC(
-                _IN, T.NSEC, store.name_of(following),
-                dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(self._bitmap(version, key, key in delegations, apex_records, False)),
-            )
-            rrsets = [(T.NSEC, ttl, [nsec.to_wire()])]
+            nsec = following + type_bitmap(self._bitmap(version, key, key in delegations, apex_records, False))
+            rrsets = [(T.NSEC, ttl, [nsec])]
             if key == origin_key:
                 rrsets = [(r.rdtype, r.ttl, [rd.to_wire() for rd in r]) for r in apex_records] + rrsets
             packed = store.pack(store.owner_of(source_records[key]), rrsets)
@@ -387,8 +426,7 @@ class Signer:
                 to_sign.add(key)
         return tuple(chain), order, {}
 
-    def _nsec3(self, version, old, auth, delegations, changed, records, signatures, ttl, apex_records,
-               inception, expiration):
+    def _nsec3(self, version, old, auth, delegations, changed, records, signatures, ttl, apex_records):
         """The NSEC3 chain over the authoritative names and the empty
         non-terminals above them, kept and patched like the NSEC chain."""
         base = version.base
@@ -435,7 +473,10 @@ class Signer:
             for key in appeared | went:
                 i = bisect.bisect_left(order, hashlib.sha1(key).digest())
                 dirty.add(_name_of_owner(chain[i - 1], hashed))
-        owner_to_name = None
+        stale_of = self._stale_of
+        refresh = {owner for owner in chain if stale_of(owner)} if stale_of is not None else set()
+        if refresh:
+            dirty |= {key for key, owner in hashed.items() if owner in refresh}
         for key in dirty:
             if key is None:
                 continue
@@ -443,17 +484,32 @@ class Signer:
             i = bisect.bisect_left(order, digest)
             following = order[(i + 1) % len(order)]
             types = self._bitmap(version, key, key in delegations, apex_records, True) if key in auth else []
-            rdata = dns.rdtypes.ANY.NSEC3.NSEC3(
-                _IN, T.NSEC3, 1, 0, 0, b"", following, dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(types))
+            # SHA-1, no opt-out, no extra iterations, no salt (RFC 9276); the next hash; the types.
+            wire = b"\x01\x00\x00\x00\x00\x14" + following + type_bitmap(types)
             owner = hashed[key]
-            wire = rdata.to_wire()
             packed = store.pack(owner, [(T.NSEC3, ttl, [wire])])
-            if records.get(owner) != packed:
+            if records.get(owner) != packed or owner in refresh:
                 records[owner] = packed
+                _, inception, expiration = self._window_of(owner)
                 signatures[owner] = store.pack(
                     owner, [(T.NSEC3, ttl, self._sign(owner, T.NSEC3, ttl, [wire], inception, expiration))])
-        del owner_to_name
         return tuple(chain), order, hashed
+
+
+def type_bitmap(types: Iterable[int]) -> bytes:
+    """The type bit maps field of NSEC and NSEC3 (RFC 4034 4.1.2): per
+    window of 256 types, its number, its length and the bits, trailing
+    zero octets left out."""
+    windows: dict[int, bytearray] = {}
+    for rdtype in types:
+        bits = windows.setdefault(rdtype >> 8, bytearray(32))
+        low = rdtype & 0xFF
+        bits[low >> 3] |= 0x80 >> (low & 7)
+    out = bytearray()
+    for number in sorted(windows):
+        bits = bytes(windows[number]).rstrip(b"\0")
+        out += bytes((number, len(bits))) + bits
+    return bytes(out)
 
 
 def _occluded(key: bytes, cut_keys: set) -> bool:
