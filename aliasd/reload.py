@@ -283,22 +283,38 @@ class Reloader:
         return d
 
     def _read(self):
-        """(settings, what _read_zones found), or the ConfigError (in a thread)."""
+        """(settings, what _read_zones found, new signers), or the
+        ConfigError (in a thread: reading keys, or making them, costs
+        milliseconds a zone)."""
         try:
             settings = self.options.load_settings()
         except ConfigError as e:
-            return e, None
-        return settings, _read_zones(settings, self.files)
+            return e, None, None
+        return settings, _read_zones(settings, self.files), self._new_signers(settings)
 
     def _read_done(self, read):
-        settings, loaded = read
+        settings, loaded, signers = read
         if isinstance(settings, ConfigError):
             log.error("reload failed, nothing changed: {error}", error=str(settings))
             self._count("failed")
             return False
-        return self._apply(loaded, settings)
+        return self._apply(loaded, settings, signers)
 
-    def _apply(self, loaded, settings) -> defer.Deferred:
+    def _new_signers(self, settings):
+        """Signers (with their keys, made if missing) for the zones that
+        need a new one: those that turned dnssec on, or all signed zones
+        when [dnssec] changed; or the KeyFileError/OSError (in a thread)."""
+        from aliasd.tap import make_signers  # (tap imports this module)
+
+        current = set(self.authority.signers)  # (replaced whole by set_signers, never changed in place)
+        wanted = {z.name for z in settings.zones if z.dnssec}
+        same = settings.dnssec == getattr(self.settings, "dnssec", None)
+        try:
+            return make_signers(settings, only=wanted - current if same else wanted)
+        except (KeyFileError, OSError) as e:
+            return e
+
+    def _apply(self, loaded, settings, signers=None) -> defer.Deferred:
         """Hand what was read to the authority (reactor thread)."""
         results, prepared, parsed = loaded
         sources, errors = [], 0
@@ -350,7 +366,7 @@ class Reloader:
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
         self.authority.set_sources(sources, prepared)
-        self._apply_signers(settings)
+        self._apply_signers(settings, signers)
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -393,22 +409,25 @@ class Reloader:
         if self.stats is not None:
             self.stats.inc("aliasd_reloads_total", result=result)
 
-    def _apply_signers(self, settings) -> None:
-        """Zones that turned dnssec on get a signer (and keys, made now if
-        they have none); those that turned it off are served unsigned; a
-        change of [dnssec] settings signs every signed zone again."""
-        from aliasd.tap import make_signers  # (tap imports this module)
-
+    def _apply_signers(self, settings, fresh) -> None:
+        """Zones that turned dnssec on get their signer (``fresh``, made
+        with their keys by ``_new_signers``); those that turned it off are
+        served unsigned; a change of [dnssec] settings signs every signed
+        zone again."""
         current = self.authority.signers
         wanted = {z.name for z in settings.zones if z.dnssec}
         same = settings.dnssec == getattr(self.settings, "dnssec", None)
         if same and wanted == set(current):
             return
+        if isinstance(fresh, Exception):
+            log.error("reload: DNSSEC keys: {error}; signing is left as it was", error=str(fresh))
+            return
         keep = {o: s for o, s in current.items() if o in wanted and same}
-        try:
-            fresh = make_signers(settings, only=wanted - set(keep))
-        except (KeyFileError, OSError) as e:
-            log.error("reload: DNSSEC keys: {error}; signing is left as it was", error=str(e))
+        fresh = {o: s for o, s in (fresh or {}).items() if o in wanted and o not in keep}
+        missing = wanted - set(keep) - set(fresh)
+        if missing:  # (signers changed between reading and now)
+            log.error("reload: no DNSSEC keys read for {zones}; signing is left as it was",
+                      zones=", ".join(sorted(z.to_text() for z in missing)))
             return
         self.authority.set_signers({**keep, **fresh})
         log.info("reload: {signed} zone(s) signed ({new} newly)", signed=len(keep) + len(fresh), new=len(fresh))

@@ -63,9 +63,10 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: str | bytes, mode: int | None = None, sync_directory: bool = True) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it,
-    fsync, rename, fsync of the directory (``mode``: the new file's)."""
+    fsync, rename, fsync of the directory (``mode``: the new file's;
+    ``sync_directory`` False: the caller syncs it once for many files)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -81,7 +82,8 @@ def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None
         except OSError:
             pass
         raise
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def _zone_line(name: dns.name.Name, state: ZoneState) -> str:

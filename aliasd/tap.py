@@ -184,11 +184,8 @@ def make_signers(settings: Settings, only=None) -> dict:
     zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
     if not zones:
         return {}
-    keys = KeyStore(settings.server.state_dir / "keys")
-    return {
-        z.name: Signer(z.name, keys.ensure(z.name, settings.dnssec.algorithm), settings.dnssec)
-        for z in zones
-    }
+    keys = KeyStore(settings.server.state_dir / "keys").ensure_many([z.name for z in zones], settings.dnssec.algorithm)
+    return {z.name: Signer(z.name, keys[z.name], settings.dnssec) for z in zones}
 
 
 def make_upstream(upstreams, reactor):
