@@ -140,6 +140,7 @@ class Signed:
     authoritative: frozenset = frozenset()  # the signed names (not glue)
     delegations: frozenset = frozenset()  # the delegation points among them
     prefix: str = ""
+    chain_names: tuple = ()  # NSEC3: the name at each place of ``chain``
 
     def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int,
                       ttl: int | None = None) -> dns.rrset.RRset | None:
@@ -335,18 +336,19 @@ class Signer:
             to_sign |= {key for key in auth if self._stale_of(key)}
 
         if self.nsec3:
-            chain, order, hashed = self._nsec3(version, old, auth, delegations, changed | appeared | went,
-                                               records, signatures, ttl, apex_records)
+            chain, order, hashed, chain_names = self._nsec3(version, old, auth, delegations, changed | appeared | went,
+                                                            records, signatures, ttl, apex_records)
             records[origin_key] = _pack_apex(apex_owner, apex_records)
         else:
             chain, order, hashed = self._nsec(version, old, auth, delegations, changed, appeared, went,
                                               records, to_sign, ttl, apex_records)
+            chain_names = ()
         to_sign.add(origin_key)
         for key in to_sign:
             _, inception, expiration = self._window_of(key)
             self._sign_owner(version, key, key in delegations, records.get(key), signatures, inception, expiration)
         return Signed(records, signatures, chain, hashed, self.nsec3, state, epochs, ttl, order,
-                      frozenset(auth), frozenset(delegations), prefix)
+                      frozenset(auth), frozenset(delegations), prefix, chain_names)
 
     def _apex_records(self, apex_owner: dns.name.Name, ttl: int) -> list[dns.rrset.RRset]:
         """The DNSKEY, CDS, CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
@@ -439,28 +441,42 @@ class Signer:
             return key in auth or (key in base.empty_non_terminals and not _occluded(key, cut_keys)
                                    and key not in vacant)
 
-        if old is None:
-            names = set(auth)
-            names.update(k for k in base.empty_non_terminals if not _occluded(k, cut_keys) and k not in vacant)
-            hashed = {key: _nsec3_owner(key, origin_key)[1] for key in names}
-            pairs = sorted((hashlib.sha1(key).digest(), hashed[key]) for key in names)
-            chain = [owner for _, owner in pairs]
-            order = [digest for digest, _ in pairs]
-            appeared, went, dirty = names, set(), set(names)
-        else:
+        hashed = None
+        if old is not None:
             hashed = dict(old.hashed)
-            chain, order = list(old.chain), list(old.order)
             candidates = set()
             for key in changed:
                 for name_key in (key, *parents_below(key, origin_key)):
                     candidates.add(name_key)
             appeared = {k for k in candidates if exists(k) and k not in hashed}
             went = {k for k in candidates if not exists(k) and k in hashed}
+            if len(appeared) + len(went) > len(old.chain) // 16:
+                old = None  # many names came or went: the chain is sorted again (a list insert is O(n))
+        if old is None:
+            if hashed is None:  # signed afresh
+                names = set(auth)
+                names.update(k for k in base.empty_non_terminals if not _occluded(k, cut_keys) and k not in vacant)
+                hashed = {key: _nsec3_owner(key, origin_key)[1] for key in names}
+            else:  # patched, then sorted again
+                for key in went:
+                    del hashed[key]
+                for key in appeared:
+                    hashed[key] = _nsec3_owner(key, origin_key)[1]
+            triples = sorted((hashlib.sha1(key).digest(), owner, key) for key, owner in hashed.items())
+            order = [digest for digest, _, _ in triples]
+            chain = [owner for _, owner, _ in triples]
+            chain_names = [key for _, _, key in triples]
+            dirty = set(chain_names)
+            for owner in set(records) - set(chain) - {origin_key}:
+                records.pop(owner, None)  # the NSEC3 records of names that went
+                signatures.pop(owner, None)
+        else:
+            chain, order, chain_names = list(old.chain), list(old.order), list(old.chain_names)
             for key in went:
                 owner = hashed.pop(key)
                 i = bisect.bisect_left(order, hashlib.sha1(key).digest())
                 if i < len(chain) and chain[i] == owner:
-                    del chain[i], order[i]
+                    del chain[i], order[i], chain_names[i]
                 records.pop(owner, None)
                 signatures.pop(owner, None)
             for key in appeared:
@@ -469,17 +485,19 @@ class Signer:
                 i = bisect.bisect_left(order, digest)
                 chain.insert(i, owner)
                 order.insert(i, digest)
+                chain_names.insert(i, key)
             dirty = ({k for k in changed if k in hashed}) | appeared
-            for key in appeared | went:
+            for key in appeared | went:  # the name before each one now points elsewhere
                 i = bisect.bisect_left(order, hashlib.sha1(key).digest())
-                dirty.add(_name_of_owner(chain[i - 1], hashed))
+                dirty.add(chain_names[i - 1])
         stale_of = self._stale_of
-        refresh = {owner for owner in chain if stale_of(owner)} if stale_of is not None else set()
-        if refresh:
-            dirty |= {key for key, owner in hashed.items() if owner in refresh}
+        refresh = set()
+        if stale_of is not None:
+            for i, owner in enumerate(chain):
+                if stale_of(owner):
+                    refresh.add(owner)
+                    dirty.add(chain_names[i])
         for key in dirty:
-            if key is None:
-                continue
             digest = hashlib.sha1(key).digest()
             i = bisect.bisect_left(order, digest)
             following = order[(i + 1) % len(order)]
@@ -493,7 +511,7 @@ class Signer:
                 _, inception, expiration = self._window_of(owner)
                 signatures[owner] = store.pack(
                     owner, [(T.NSEC3, ttl, self._sign(owner, T.NSEC3, ttl, [wire], inception, expiration))])
-        return tuple(chain), order, hashed
+        return tuple(chain), order, hashed, tuple(chain_names)
 
 
 def type_bitmap(types: Iterable[int]) -> bytes:
@@ -519,15 +537,6 @@ def _occluded(key: bytes, cut_keys: set) -> bool:
     parents = store.suffixes(key)
     next(parents)
     return any(parent in cut_keys for parent in parents)
-
-
-def _name_of_owner(owner: bytes, hashed: dict) -> bytes | None:
-    """The name whose NSEC3 owner is ``owner`` (a scan: only for the
-    few predecessors of names that appeared or went)."""
-    for key, value in hashed.items():
-        if value == owner:
-            return key
-    return None
 
 
 def _pack_apex(owner: dns.name.Name, rrsets: Iterable[dns.rrset.RRset]) -> bytes:

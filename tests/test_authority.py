@@ -283,3 +283,24 @@ def test_an_in_zone_target_resolves_exactly_as_a_query_for_it(clock):
     looped, found = addresses(authority, "b.loop.follow.test")
     assert looped.rcode == dns.rcode.NXDOMAIN and found == set()
     resolver.stopService()
+
+
+def test_a_zone_of_many_alias_owners_is_followed_a_slice_at_a_time(clock, upstream):
+    """Following 10,000 owners of one zone at once held the reactor for
+    1.5 s: they are followed ``reflatten_slice`` at a time, over several
+    turns of the reactor, and the zone's next version has them all."""
+    text = "$ORIGIN many.test.\n@ 300 SOA ns1 h 1 1 1 1 1\n@ 300 NS ns1\nns1 300 A 192.0.2.1\n"
+    text += "".join(f"o{i} 300 ALIAS ns1\n" for i in range(350))
+    source = zone_source("many.test", text)
+    authority = ZoneAuthority(AliasResolver(upstream, clock), clock=clock)
+    sizes = []
+    follow = authority.graph.reflatten
+    authority.graph.reflatten = lambda zone, owners: (sizes.append(len(owners)), follow(zone, owners))[1]
+    authority.set_sources([source])
+    for _ in range(20):
+        clock.advance(0)
+    version = authority.versions[N("many.test")]
+    assert all(size <= authority.reflatten_slice for size in sizes) and sum(sizes) >= 350, sizes
+    assert len(sizes) >= 4
+    answer = version.lookup(N("o349.many.test"), T.A)
+    assert {r.to_text() for rrset in answer.answer for r in rrset} == {"192.0.2.1"}

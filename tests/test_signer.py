@@ -128,11 +128,18 @@ def test_signing_after_updates_equals_signing_from_scratch(keys, denial):
 
     rng = random.Random(4035)
     signer = Signer(ORIGIN, keys, DnssecSettings(denial=denial))
-    current = version(["192.0.2.1"])
+    # 300 more names, so that a few names coming and going are inserted
+    # into the chain, and the bulk updates (every 10th step) sort it again.
+    source = zone_source("example.com.", TEXT + "".join(f"f{i} TXT \"{i}\"\n" for i in range(300)))
+    rrset = dns.rrset.from_text_list(ORIGIN, 60, "IN", "A", ["192.0.2.1"])
+    current = ZoneVersion.build(source, {ORIGIN: Flattened({T.A: rrset, T.AAAA: None})}, serial=10)
     current = current.with_signatures(signer.sign(current, now=1_000_000_000))
     labels = ["a", "b.c", "x.y.z", "*.w", "new", "sub2", "ns.sub2", "deep.a.b"]
     for step in range(150):
         update = dns.update.UpdateMessage("example.com.")
+        if step % 10 == 9:
+            for i in range(rng.randint(20, 40)):
+                update.add(f"bulk{step}-{i}" if rng.random() < 0.7 else f"f{rng.randint(0, 299)}", 60, "TXT", "x")
         for _ in range(rng.randint(1, 3)):
             name = rng.choice(labels)
             if rng.random() < 0.6:
