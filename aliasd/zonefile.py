@@ -113,6 +113,12 @@ class ZoneSource:
                 aliases.update(_aliases_in(packed))
         source = ZoneSource(self.origin, self.path, records, aliases)
         source.__dict__["digest"] = f"{total % 2**256:064x}"
+        if "_record_count" in self.__dict__:
+            count = self._record_count
+            for key, packed in touched.items():
+                old = self.records.get(key)
+                count += _count(packed) - _count(old)
+            source.__dict__["_record_count"] = count
         return source
 
     @classmethod
@@ -167,8 +173,18 @@ class ZoneSource:
         """The records as dnspython RRsets keyed by (owner, type), decoded on use."""
         return RRsetView(self.records)
 
+    @functools.cached_property
+    def _record_count(self) -> int:
+        return sum(_count(packed) for packed in self.records.values())
+
     def record_count(self) -> int:
-        return sum(count for packed in self.records.values() for _, _, count, _, _ in store.directory(packed))
+        """How many records the file holds (counted once: every version's log line gives it)."""
+        return self._record_count
+
+
+def _count(packed: bytes | None) -> int:
+    """How many records one packed owner holds (0 for None)."""
+    return sum(entry[2] for entry in store.directory(packed)) if packed is not None else 0
 
 
 def _aliases_in(packed: bytes) -> dict:
@@ -475,7 +491,9 @@ def parse_zone(
     from aliasd import masterfile  # imports this module (the ALIAS type)
 
     try:
-        return ZoneSource.of(origin, path, masterfile.read_records(text, origin))
+        source = ZoneSource.of(origin, path, masterfile.read_records(text, origin))
+        source.record_count()  # (counted here, in the reading thread, not when logged)
+        return source
     except masterfile.NotSimple:
         pass
     return read_with_dnspython(origin, path, text, include_anywhere=include_anywhere)
