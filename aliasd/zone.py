@@ -443,9 +443,10 @@ class ZoneVersion:
             return None
         overrides = self._overlay.get(key)
         signed = self.signed
-        if signed is not None and key in signed.records:  # NSEC, the apex DNSKEY, ...
-            extra = PackedNode(signed.records[key])
-            overrides = {**(overrides or {}), **{t: extra[t] for t in extra}}
+        if signed is not None:
+            extra = signed.records.get(key)  # NSEC, the apex DNSKEY, ...
+            if extra is not None:  # its RRsets appended, packed (the signer's types win)
+                packed += extra[1 + extra[0]:]
         if key == self.base.origin_key:
             return PackedNode(packed, None, overrides, self.serial)
         return PackedNode(packed, None, overrides)
