@@ -328,6 +328,8 @@ class ZoneVersion:
         """This version, signed: the same records plus ``signed``'s."""
         version = ZoneVersion(self.source, self.base, self._overlay, self.loop_keys, self.serial)
         version.signed = signed
+        if "vacant" in self.__dict__:  # the same records: the same names serve nothing
+            version.__dict__["vacant"] = self.vacant
         return version
 
     # Decoded on first use: ten thousand versions are built at start, and
@@ -383,8 +385,10 @@ class ZoneVersion:
         base = base if base is not None else ZoneBase.of(source)
         overlay = dict(previous._overlay) if previous is not None else {}
         loops = set(previous.loop_keys) if previous is not None else set()
+        keys = []
         for owner, outcome in flattened.items():
             key = store.key_of(owner)
+            keys.append(key)
             loops.discard(key)
             if outcome.loop:
                 loops.add(key)
@@ -392,7 +396,15 @@ class ZoneVersion:
                 overlay[key] = outcome.rrsets
             else:
                 overlay.pop(key, None)  # the file's records, fallback included
-        return cls(source, base, overlay, loops, serial)
+        version = cls(source, base, overlay, loops, serial)
+        if previous is not None and previous.source is source and previous.base is base \
+                and "vacant" in previous.__dict__:
+            # The same names serve nothing as before: ``vacant`` is kept, not
+            # computed again over every ALIAS owner (on the reactor).
+            before = previous.vacant
+            if all(version._serves_nothing(key) == (key in before) for key in keys):
+                version.__dict__["vacant"] = before
+        return version
 
     @functools.cached_property
     def vacant(self) -> frozenset:
@@ -406,18 +418,7 @@ class ZoneVersion:
         a signed zone's chain would hold a name without records.
         """
         base = self.base
-        empty = []
-        for owner in self.source.aliases:
-            key = store.key_of(owner)
-            packed = self._records.get(key)
-            if packed is None or key == base.origin_key:
-                continue
-            overrides = self._overlay.get(key) or {}
-            if any(rrset is not None for rrset in overrides.values()):
-                continue
-            if any(t != ALIAS_RDTYPE and t not in overrides for t in store.types_of(packed)):
-                continue
-            empty.append(key)
+        empty = [key for key in map(store.key_of, self.source.aliases) if self._serves_nothing(key)]
         if not empty:
             return _NOTHING
         # A name is vacant when every owner below it (if any) is vacant too.
@@ -431,6 +432,16 @@ class ZoneVersion:
             if below.get(parent, 0) == count and (parent in base.empty_non_terminals or parent in vacant):
                 vacant.add(parent)
         return frozenset(vacant)
+
+    def _serves_nothing(self, key: bytes) -> bool:
+        """Is this an ALIAS owner (not the apex) with no record as served?"""
+        packed = self._records.get(key)
+        if packed is None or key == self.base.origin_key:
+            return False
+        overrides = self._overlay.get(key) or {}
+        if any(rrset is not None for rrset in overrides.values()):
+            return False
+        return not any(t != ALIAS_RDTYPE and t not in overrides for t in store.types_of(packed))
 
     def exists(self, key: bytes) -> bool:
         """Whether the name exists in the served view (``vacant``)."""

@@ -202,3 +202,21 @@ def test_a_cname_into_another_served_zone_is_followed_there():
     assert missing.authority[0].name == N("child.example.com") and missing.authority[0][0].serial == 7
     # Without the other zones the chain stops where it leaves this one's data.
     assert outer.lookup(N("www.example.com"), T.A).rcode == dns.rcode.NXDOMAIN
+
+
+def test_vacant_names_are_carried_between_versions_only_while_they_stay():
+    """``vacant`` is kept from the previous version when the changed owners
+    serve something (or nothing) as before, and computed again otherwise."""
+    source = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns1 h 1 1 1 1 1\n@ 300 NS ns1\n"
+                                        "@ 300 ALIAS target.example.net.\nns1 300 A 192.0.2.53\n"
+                                        "gone 300 ALIAS nowhere.example.net.\n")
+    gone = N("gone.example.com")
+    nothing = Flattened({T.A: None, T.AAAA: None})
+    v1 = ZoneVersion.build(source, {gone: nothing})
+    assert v1.vacant == {gone.to_wire(canonicalize=True)}
+    apex = dns.rrset.from_text_list(N("example.com"), 60, "IN", "A", ["192.0.2.9"])
+    v2 = ZoneVersion.build(source, {N("example.com"): Flattened({T.A: apex})}, base=v1.base, previous=v1)
+    assert v2.__dict__.get("vacant") is v1.vacant  # carried
+    back = dns.rrset.from_text_list(gone, 60, "IN", "A", ["192.0.2.7"])
+    v3 = ZoneVersion.build(source, {gone: Flattened({T.A: back})}, base=v1.base, previous=v2)
+    assert "vacant" not in v3.__dict__ and v3.vacant == frozenset()
