@@ -139,11 +139,13 @@ class ZoneAuthority:
     max_batch = 5000
     #: Per-zone log lines for batches up to this size; a summary beyond.
     log_each_up_to = 20
-    #: A batch of at least this many zones is moved out of the cyclic
-    #: collector's sight once served (see _settle_long_lived).
+    #: Once this many zone versions have been served since the last time,
+    #: they are moved out of the cyclic collector's sight (see
+    #: _settle_long_lived), counted across batches (signed zones come in
+    #: batches of a few hundred) ...
     freeze_from = 1000
-    #: ... or of zones holding at least this many owners (a big signed
-    #: zone's first versions: a full collection over them took 0.4 s).
+    #: ... or versions holding this many owners (a big signed zone's first
+    #: versions: a full collection over them took 0.4 s).
     freeze_owners_from = 50000
     #: A signed zone with at least this many owners is built, signed and
     #: recorded in a batch of its own, after the others: signing it takes
@@ -202,7 +204,9 @@ class ZoneAuthority:
         self._committing = False
         self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
         self._signing_owners = 0  # owners of signed zones to sign in this batch
-        self._published_owners = 0  # owners of the zones published by this batch so far
+        # Zones (and their owners) published since the collector last froze them.
+        self._unfrozen_zones = 0
+        self._published_owners = 0
 
         self._idle_waiters: list[defer.Deferred] = []
         self.batches = 0  # committed batches (statistics, tests)
@@ -745,6 +749,7 @@ class ZoneAuthority:
                 journals[origin] = built.history
             registry.serve(built.version)
             self._published_owners += len(built.version.source.records)
+            self._unfrozen_zones += 1
             built.zone.touched = set()  # the next difference starts from this version
             self._fire_waiters(origin, built.zone.seq)
             if old is None or old.serial != built.version.serial:
@@ -771,9 +776,9 @@ class ZoneAuthority:
         self.numbering.recorded()
         self.batches += 1
 
-        if sum(reasons.values()) >= self.freeze_from or self._published_owners >= self.freeze_owners_from:
+        if self._unfrozen_zones >= self.freeze_from or self._published_owners >= self.freeze_owners_from:
             _settle_long_lived()
-        self._published_owners = 0
+            self._unfrozen_zones = self._published_owners = 0
         if deadline:
             self._kick()
         self._fire_idle()
