@@ -15,8 +15,8 @@ decoding a record:
   the NSEC or NSEC3 proof;
 - NXDOMAIN where no wildcard answers, likewise.
 
-Everything else (zones with delegations or DNAMEs, wildcards, CNAMEs, the
-apex SOA, DNSSEC types, ANY, answers that would not fit) returns None and
+Everything else (names at or below a delegation or a DNAME, wildcards,
+CNAMEs, the apex SOA, DNSSEC types, ANY, answers that would not fit) returns None and
 takes the full path, which stays the reference: the tests compare every
 shape written here with the full path's answer. The records are written
 the way the full path's are, in the same order, TTLs and letter case; owner
@@ -62,7 +62,7 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
     if qtype in _FULL_PATH_TYPES:
         return None
     base = version.base
-    if base.cuts or base.dnames:
+    if (base.cuts or base.dnames) and base.redirected(name_key):
         return None
     signed = version.signed if dnssec else None
     origin_len = len(base.origin_key)

@@ -200,6 +200,22 @@ class ZoneBase:
             object.__setattr__(self, "_below_counts", counts)
         return counts
 
+    def redirected(self, key: bytes) -> bool:
+        """Is the name with lookup ``key``, or a name above it in the zone, a
+        delegation point or a DNAME owner (aliasd.directanswer leaves such
+        names to the full path)?"""
+        keys = self.__dict__.get("_redirect_keys")
+        if keys is None:
+            keys = frozenset(store.key_of(name) for name in self.cuts | self.dnames)
+            object.__setattr__(self, "_redirect_keys", keys)
+        if keys:
+            for suffix in store.suffixes(key):
+                if suffix == self.origin_key:
+                    return False
+                if suffix in keys:
+                    return True
+        return False
+
     def cut_above(self, name: dns.name.Name, origin: dns.name.Name, qtype: int = 0) -> dns.name.Name | None:
         """The highest delegation at or above ``name``, if any.
 

@@ -51,6 +51,7 @@ srv._tcp SRV 0 0 443 WWW.example.com.
 """
 WILD = TEXT + "*.wild TXT \"w\"\n"
 CUT = TEXT + "sub NS ns.sub\nns.sub A 192.0.2.40\n"
+DNAME = TEXT + "dn DNAME example.net.\n"
 QUESTIONS = [
     ("example.com.", "A"), ("example.com.", "AAAA"), ("example.com.", "MX"), ("example.com.", "NS"),
     ("example.com.", "TXT"), ("www.example.com.", "A"), ("www.example.com.", "AAAA"),
@@ -62,6 +63,7 @@ QUESTIONS = [
     ("srv._tcp.example.com.", "SRV"), ("_tcp.example.com.", "SRV"), ("x.wild.example.com.", "TXT"),
     ("wild.example.com.", "A"), ("sub.example.com.", "A"), ("x.sub.example.com.", "A"),
     ("example.com.", "SOA"), ("example.com.", "DNSKEY"), ("ns1.example.com.", "A"),
+    ("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A"), ("dn.example.com.", "A"),
 ]
 
 
@@ -102,7 +104,7 @@ def summary(message: dns.message.Message) -> tuple:
             message.question, section(message.answer), section(message.authority), section(message.additional))
 
 
-@pytest.mark.parametrize("text", [TEXT, WILD, CUT], ids=["plain", "wildcard", "delegation"])
+@pytest.mark.parametrize("text", [TEXT, WILD, CUT, DNAME], ids=["plain", "wildcard", "delegation", "dname"])
 @pytest.mark.parametrize("denial", [None, "nsec", "nsec3"])
 def test_direct_answers_equal_the_full_paths(keys, text, denial):
     direct, full, version = handlers(text, denial, keys)
@@ -126,15 +128,18 @@ def test_direct_answers_equal_the_full_paths(keys, text, denial):
             written += 1
             assert dns.message.from_wire(own[0]).rcode() == own[1] == reference.rcode()
     # Which shapes are written directly, and which never are:
-    # A zone with a delegation takes the full path (for now).
-    assert written == 0 if text is CUT else written > 100
+    # Names at or below a delegation take the full path; the rest of the zone does not.
+    assert written > 100
     for name, qtype in [("www.example.com.", "A"), ("none.example.com.", "A"), ("a.b.example.com.", "A"),
                         ("x.nx.example.com.", "A"), ("example.com.", "A")]:
         wire = dns.message.make_query(name, qtype, want_dnssec=True).to_wire()
         key, qend = fastpath.cache_key(wire, True, 1232)
         own = directanswer.answer(version, key[:qend - 16], T.from_text(qtype), wire, qend, 1232, True, True, 1232)
-        assert (own is None) == (text is CUT), name
-    for name, qtype in [("cname.example.com.", "A"), ("example.com.", "SOA"), ("example.com.", "DNSKEY")]:
+        assert own is not None, name
+    below_cut = [("sub.example.com.", "A"), ("x.sub.example.com.", "A"), ("ns.sub.example.com.", "A"),
+                 ("sub.example.com.", "DS")] if text is CUT else []
+    below_cut += [("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A")] if text is DNAME else []
+    for name, qtype in [("cname.example.com.", "A"), ("example.com.", "SOA"), ("example.com.", "DNSKEY")] + below_cut:
         wire = dns.message.make_query(name, qtype, want_dnssec=True).to_wire()
         key, qend = fastpath.cache_key(wire, True, 1232)
         assert directanswer.answer(version, key[:qend - 16], T.from_text(qtype), wire, qend, 1232, True, True,
