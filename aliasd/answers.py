@@ -224,10 +224,9 @@ class QueryHandler:
         if self.answer_cache_size is None and self._cache_sized_for != served.name_count:
             self._cache_sized_for = served.name_count
             self._cache.resize(fastpath.automatic_size(served.name_count))
-        owner = alias_owner
         self._cache.put(key, fastpath.CachedAnswer(
             version.origin, version.source.key, version, served.generation,
-            fastpath.template(answer), stat_key, owner,
+            fastpath.template(answer), stat_key, alias_owner,
             self.stats.key("aliasd_alias_answers_total"),
         ))
 

@@ -36,7 +36,7 @@ MAX_MESSAGE_SIZE = 65535
 def _records(version: ZoneVersion) -> Iterator[tuple[bytes, int, int, bytes]]:
     """(owner wire, type, TTL, rdata wire) for the whole view, SOA first and last."""
     soa_ttl, soa_rdata = version.source.soa_wire
-    soa_rdata = soa_rdata[:-20] + version.serial.to_bytes(4, "big") + soa_rdata[-16:]
+    soa_rdata = store.with_serial(soa_rdata, version.serial)
     apex = store.owner_of(version.source.records[version.base.origin_key])
     yield apex, _SOA, soa_ttl, soa_rdata
     overlay = version.overlay

@@ -111,14 +111,13 @@ class _Writer:
     in the zone as its own labels and a pointer to the zone's name, which
     ends the question's name at ``origin_at``."""
 
-    __slots__ = ("pointer", "origin_len", "answer", "authority", "counts")
+    __slots__ = ("pointer", "origin_len", "answer", "authority")
 
     def __init__(self, origin_at: int, origin_len: int):
         self.pointer = bytes((0xC0 | origin_at >> 8, origin_at & 0xFF))
         self.origin_len = origin_len
         self.answer: list[bytes] = []
-        self.authority: list[bytes] = []
-        self.counts = {id(self.answer): 0, id(self.authority): 0}
+        self.authority: list[bytes] = []  # (one wire record per entry: the counts are the lengths)
 
     def owner(self, owner_wire: bytes) -> bytes:
         return owner_wire[:len(owner_wire) - self.origin_len] + self.pointer
@@ -127,7 +126,6 @@ class _Writer:
         head = _RR_HEAD.pack
         for rdata in rdatas:
             section.append(owner + head(rdtype, 1, ttl, len(rdata)) + rdata)
-            self.counts[id(section)] += 1
 
     def signature(self, section: list, signed, key: bytes, owner: bytes, covered: int, ttl: int | None) -> bool:
         """Append the RRSIGs covering ``covered`` at ``key`` with ``ttl``
@@ -158,7 +156,7 @@ class _Writer:
     def finish(self, query: bytes, qend: int, rcode: int, limit: int, edns: bool, dnssec: bool,
                payload: int) -> tuple[bytes, int] | None:
         flags = _QR_AA | rcode | (((query[2] << 8) | query[3]) & _CLIENT_FLAGS)
-        counts = _HEADER_TAIL.pack(1, self.counts[id(self.answer)], self.counts[id(self.authority)], 1 if edns else 0)
+        counts = _HEADER_TAIL.pack(1, len(self.answer), len(self.authority), 1 if edns else 0)
         parts = [query[:2], flags.to_bytes(2, "big"), counts, query[12:qend], *self.answer, *self.authority]
         if edns:
             parts.append(b"\0" + _RR_HEAD.pack(T.OPT, payload, _DO if dnssec else 0, 0))

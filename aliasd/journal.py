@@ -13,8 +13,6 @@ import dataclasses
 from typing import Iterable
 
 import dns.name
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
@@ -107,9 +105,9 @@ def _compare_signatures(old: ZoneVersion, new: ZoneVersion, key: bytes, removed:
         gone = [w for w in x[1] if not same_ttl or w not in y[1]] if x is not None else []
         fresh = [w for w in y[1] if not same_ttl or w not in x[1]] if y is not None else []
         if gone:
-            removed.append(_rrsigs(owner, covered, x[0], gone))
+            removed.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, x[0], sorted(gone), covered))
         if fresh:
-            added.append(_rrsigs(owner, covered, y[0], fresh))
+            added.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, y[0], sorted(fresh), covered))
 
 
 def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
@@ -120,14 +118,6 @@ def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
         covered: (ttl, frozenset(store.rdata_wires(packed, start, end)))
         for covered, ttl, _, start, end in store.directory(packed)
     }
-
-
-def _rrsigs(owner: dns.name.Name, covered: int, ttl: int, wires) -> dns.rrset.RRset:
-    rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, covered)
-    rrset.update_ttl(ttl)
-    for wire in sorted(wires):
-        rrset.add(dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, wire, 0, len(wire)))
-    return rrset
 
 
 def _compare(a, b, removed: list, added: list) -> None:

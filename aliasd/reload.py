@@ -307,8 +307,7 @@ class Reloader:
         from aliasd.tap import make_signers  # (tap imports this module)
 
         current = set(self.authority.signers)  # (replaced whole by set_signers, never changed in place)
-        wanted = {z.name for z in settings.zones if z.dnssec}
-        same = settings.dnssec == getattr(self.settings, "dnssec", None)
+        wanted, same = self._signing_wanted(settings)
         try:
             return make_signers(settings, only=wanted - current if same else wanted)
         except (KeyFileError, OSError) as e:
@@ -409,14 +408,17 @@ class Reloader:
         if self.stats is not None:
             self.stats.inc("aliasd_reloads_total", result=result)
 
+    def _signing_wanted(self, settings) -> tuple[set, bool]:
+        """(the zones ``settings`` signs, whether [dnssec] is as before)."""
+        return {z.name for z in settings.zones if z.dnssec}, settings.dnssec == getattr(self.settings, "dnssec", None)
+
     def _apply_signers(self, settings, fresh) -> None:
         """Zones that turned dnssec on get their signer (``fresh``, made
         with their keys by ``_new_signers``); those that turned it off are
         served unsigned; a change of [dnssec] settings signs every signed
         zone again."""
         current = self.authority.signers
-        wanted = {z.name for z in settings.zones if z.dnssec}
-        same = settings.dnssec == getattr(self.settings, "dnssec", None)
+        wanted, same = self._signing_wanted(settings)
         if same and wanted == set(current):
             return
         if isinstance(fresh, Exception):

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from dns.dnssec import Algorithm
 
 from aliasd.dnssec_keys import ZoneKey
+from aliasd.store import CANONICAL as _CANONICAL, canonical_rdata
 
 __all__ = ["PreparedKey", "SUPPORTED_ALGORITHMS", "canonical_rdata", "sign_wires"]
 
@@ -43,57 +44,6 @@ _HEADER = struct.Struct("!HBBIIIH")
 #: Type, class IN, original TTL: the fixed part of every RR in the signed data.
 _RR_FIXED = struct.Struct("!HHI")
 _IN = 1
-
-
-def _name_end(wire: bytes, offset: int) -> int:
-    """The offset just past the uncompressed name starting at ``offset``."""
-    while wire[offset]:
-        offset += wire[offset] + 1
-    return offset + 1
-
-
-def _lower_after(offset: int) -> Callable[[bytes], bytes]:
-    """Fixed fields up to ``offset``, then nothing but names."""
-    return lambda wire: wire[:offset] + wire[offset:].lower()
-
-
-def _soa(wire: bytes) -> bytes:
-    end = _name_end(wire, _name_end(wire, 0))
-    return wire[:end].lower() + wire[end:]
-
-
-def _naptr(wire: bytes) -> bytes:
-    offset = 4  # order, preference; then flags, services, regexp (kept as they are)
-    for _ in range(3):
-        offset += wire[offset] + 1
-    return wire[:offset] + wire[offset:].lower()
-
-
-def _rrsig(wire: bytes) -> bytes:
-    end = _name_end(wire, 18)
-    return wire[:18] + wire[18:end].lower() + wire[end:]
-
-
-# A name's wire form lowers like its labels: length octets are at most 63,
-# below ASCII 'A', so bytes.lower() touches only the labels' letters.
-T = dns.rdatatype
-#: rdtype -> its canonical form (RFC 4034 6.2) from its wire, for the types
-#: dnspython lower-cases; all others sign as they are.
-_CANONICAL: dict[int, Callable[[bytes], bytes]] = {
-    T.NS: bytes.lower, T.CNAME: bytes.lower, T.PTR: bytes.lower, T.DNAME: bytes.lower,
-    T.RP: bytes.lower,
-    T.MX: _lower_after(2), T.AFSDB: _lower_after(2), T.RT: _lower_after(2), T.KX: _lower_after(2),
-    T.PX: _lower_after(2),
-    T.SRV: _lower_after(6),
-    T.SOA: _soa, T.NAPTR: _naptr, T.RRSIG: _rrsig, T.SIG: _rrsig,
-}
-del T
-
-
-def canonical_rdata(rdtype: int, wire: bytes) -> bytes:
-    """The canonical form of an rdata given in uncompressed wire form."""
-    canonical = _CANONICAL.get(rdtype)
-    return wire if canonical is None else canonical(wire)
 
 
 def _ecdsa(private: ec.EllipticCurvePrivateKey, hash_: hashes.HashAlgorithm, octets: int):

@@ -152,11 +152,8 @@ class Signed:
             return None
         for rdtype, stored_ttl, _, start, end in store.directory(packed):
             if rdtype == covered:
-                rrset = dns.rrset.RRset(owner, _IN, T.RRSIG, covered)
-                rrset.update_ttl(stored_ttl if ttl is None else ttl)
-                for wire in store.rdata_wires(packed, start, end):
-                    rrset.add(dns.rdata.from_wire(_IN, T.RRSIG, wire, 0, len(wire)))
-                return rrset
+                return store.decode_rrset(owner, T.RRSIG, stored_ttl if ttl is None else ttl,
+                                          store.rdata_wires(packed, start, end), covered)
         return None
 
 

@@ -23,7 +23,7 @@ lookup key) to its packed node, in the order the owners first appeared.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import dns.name
 import dns.rdata
@@ -144,9 +144,16 @@ def raw_rrsets(packed: bytes) -> Iterator[RawRRset]:
         yield rdtype, ttl, list(rdata_wires(packed, start, end))
 
 
-def decode_rrset(name: dns.name.Name, rdtype: int, ttl: int, wires: Iterable[bytes]) -> dns.rrset.RRset:
+def with_serial(soa_rdata: bytes, serial: int) -> bytes:
+    """An SOA rdata (uncompressed wire) with ``serial`` in place of its own."""
+    return soa_rdata[:-20] + serial.to_bytes(4, "big") + soa_rdata[-16:]
+
+
+def decode_rrset(name: dns.name.Name, rdtype: int, ttl: int, wires: Iterable[bytes],
+                 covers: int = 0) -> dns.rrset.RRset:
+    """An RRset from rdatas in wire form (``covers``: the type an RRSIG RRset covers)."""
     rdtype = dns.rdatatype.RdataType.make(rdtype)
-    rrset = dns.rrset.RRset(name, _IN, rdtype)
+    rrset = dns.rrset.RRset(name, _IN, rdtype, covers)
     rrset.update_ttl(ttl)
     for wire in wires:
         rrset.add(dns.rdata.from_wire(_IN, rdtype, wire, 0, len(wire)))
@@ -163,6 +170,56 @@ def pack_rrsets(rrsets: Iterable[dns.rrset.RRset]) -> dict[bytes, bytes]:
             entry = grouped[key] = (rrset.name.to_wire(), [])
         entry[1].append((rrset.rdtype, rrset.ttl, [rd.to_wire() for rd in rrset]))
     return {key: pack(owner, raw) for key, (owner, raw) in grouped.items()}
+
+
+# -- canonical forms (RFC 4034 6.2) ------------------------------------------
+
+def _lower_after(offset: int) -> Callable[[bytes], bytes]:
+    """Fixed fields up to ``offset``, then nothing but names."""
+    return lambda wire: wire[:offset] + wire[offset:].lower()
+
+
+def _soa(wire: bytes) -> bytes:
+    end = name_end(wire, name_end(wire))
+    return wire[:end].lower() + wire[end:]
+
+
+def _naptr(wire: bytes) -> bytes:
+    offset = 4  # order, preference; then flags, services, regexp (kept as they are)
+    for _ in range(3):
+        offset += wire[offset] + 1
+    return wire[:offset] + wire[offset:].lower()
+
+
+def _rrsig(wire: bytes) -> bytes:
+    end = name_end(wire, 18)
+    return wire[:18] + wire[18:end].lower() + wire[end:]
+
+
+# A name's wire form lowers like its labels: length octets are at most 63,
+# below ASCII 'A', so bytes.lower() touches only the labels' letters.
+T = dns.rdatatype
+#: rdtype -> its canonical form (RFC 4034 6.2) from its wire, for the types
+#: dnspython lower-cases (its ``to_digestable``; not NSEC, per RFC 6840
+#: 5.1); every other type's canonical form is its wire as dnspython writes
+#: it, which is how the store holds it. The signer (aliasd.rrsig) and the
+#: zone digest (aliasd.zonefile) both use it.
+CANONICAL: dict[int, Callable[[bytes], bytes]] = {
+    T.NS: bytes.lower, T.CNAME: bytes.lower, T.PTR: bytes.lower, T.DNAME: bytes.lower,
+    T.RP: bytes.lower,
+    T.MX: _lower_after(2), T.AFSDB: _lower_after(2), T.RT: _lower_after(2), T.KX: _lower_after(2),
+    T.PX: _lower_after(2),
+    T.SRV: _lower_after(6),
+    T.SOA: _soa, T.NAPTR: _naptr, T.RRSIG: _rrsig, T.SIG: _rrsig,
+}
+del T
+
+
+def canonical_rdata(rdtype: int, wire: bytes) -> bytes:
+    """The canonical form of an rdata given in uncompressed wire form."""
+    canonical = CANONICAL.get(rdtype)
+    return wire if canonical is None else canonical(wire)
+
 
 
 class PackedNode(Mapping[int, dns.rrset.RRset]):
@@ -207,7 +264,7 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
             _, ttl, _, start, end = entry
             wires = rdata_wires(self.packed, start, end)
             if rdtype == dns.rdatatype.SOA and self.serial is not None:
-                wires = [w[:-20] + self.serial.to_bytes(4, "big") + w[-16:] for w in wires]
+                wires = [with_serial(w, self.serial) for w in wires]
             rrset = decode_rrset(self.name, rdtype, ttl, wires)
             self._decoded[rdtype] = rrset
         return rrset
@@ -222,7 +279,7 @@ class PackedNode(Mapping[int, dns.rrset.RRset]):
         _, ttl, _, start, end = self._entries[rdtype]
         wires = list(rdata_wires(self.packed, start, end))
         if rdtype == dns.rdatatype.SOA and self.serial is not None:
-            wires = [w[:-20] + self.serial.to_bytes(4, "big") + w[-16:] for w in wires]
+            wires = [with_serial(w, self.serial) for w in wires]
         return ttl, wires
 
     def _raw(self, rdtype: int) -> bytes | None:

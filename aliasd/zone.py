@@ -19,7 +19,6 @@ from typing import Iterable, Iterator, Mapping
 
 import dns.name
 import dns.rcode
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
@@ -364,7 +363,7 @@ class ZoneVersion:
     def soa_packed(self) -> bytes:
         """The apex SOA with this version's serial, packed (aliasd.store)."""
         ttl, wire = self.source.soa_wire
-        wire = wire[:-20] + self.serial.to_bytes(4, "big") + wire[-16:]
+        wire = store.with_serial(wire, self.serial)
         return store.pack(store.owner_of(self._records[self.base.origin_key]), [(dns.rdatatype.SOA, ttl, [wire])])
 
     @functools.cached_property
@@ -376,7 +375,7 @@ class ZoneVersion:
         """(TTL, rdata) of ``negative_soa``, without decoding it (aliasd.directanswer)."""
         ttl, wire = self.source.soa_wire
         minimum = int.from_bytes(wire[-4:], "big")
-        return min(ttl, minimum), wire[:-20] + self.serial.to_bytes(4, "big") + wire[-16:]
+        return min(ttl, minimum), store.with_serial(wire, self.serial)
 
     @property
     def name_count(self) -> int:
@@ -521,11 +520,7 @@ class ZoneVersion:
             return
         owner = store.name_of(store.owner_of(packed))
         for rdtype, ttl, _, start, end in store.directory(packed):
-            rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
-            rrset.update_ttl(ttl)
-            for wire in store.rdata_wires(packed, start, end):
-                rrset.add(dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, wire, 0, len(wire)))
-            yield rrset
+            yield store.decode_rrset(owner, dns.rdatatype.RRSIG, ttl, store.rdata_wires(packed, start, end), rdtype)
 
     # -- the answer algorithm -------------------------------------------
 

@@ -141,7 +141,7 @@ class ZoneSource:
     def soa_with(self, serial: int) -> dns.rrset.RRset:
         """The apex SOA RRset with ``serial`` in place of the file's."""
         ttl, wire = self.soa_wire
-        wire = wire[:-20] + serial.to_bytes(4, "big") + wire[-16:]
+        wire = store.with_serial(wire, serial)
         owner = store.name_of(store.owner_of(self.records[self.key]))
         return store.decode_rrset(owner, dns.rdatatype.SOA, ttl, [wire])
 
@@ -200,41 +200,18 @@ def _aliases_in(packed: bytes) -> dict:
 def _node_digest(key: bytes, packed: bytes) -> int:
     """One owner's share of ZoneSource.digest: the sum of its RRsets' hashes."""
     total = 0
-    node = None
     for rdtype, ttl, _, start, end in store.directory(packed):
         wires = store.rdata_wires(packed, start, end)
-        fixed = _NAMES_AFTER.get(rdtype)
-        if rdtype == dns.rdatatype.SOA:
-            canonical = [w[:-20].lower() + bytes(4) + w[-16:] for w in wires]
-        elif fixed is not None:  # fixed fields, then one name: lower-cased
-            canonical = sorted(w[:fixed] + w[fixed:].lower() for w in wires)
-        elif rdtype in _CANONICAL_AS_WRITTEN:
-            canonical = sorted(wires)
+        if rdtype == dns.rdatatype.SOA:  # the serial does not count
+            canonical = [store.with_serial(store.canonical_rdata(rdtype, w), 0) for w in wires]
         else:
-            node = node or store.PackedNode(packed)
-            canonical = sorted(r.to_digestable() for r in node[rdtype])
+            canonical = sorted(store.canonical_rdata(rdtype, w) for w in wires)
         h = hashlib.sha256(key)
         h.update(rdtype.to_bytes(2, "big") + ttl.to_bytes(4, "big"))
         for wire in canonical:
             h.update(len(wire).to_bytes(2, "big") + wire)
         total += int.from_bytes(h.digest(), "big")
     return total
-
-
-#: Types whose canonical form (dnspython's to_digestable) is the wire form
-#: as written: no domain name in the rdata, or one DNSSEC leaves as is
-#: (ALIAS, type 65401). The digest needs no decoding for them.
-_CANONICAL_AS_WRITTEN = frozenset({
-    dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT, dns.rdatatype.SPF,
-    dns.rdatatype.CAA, dns.rdatatype.TLSA, dns.rdatatype.SSHFP, dns.rdatatype.DS,
-    ALIAS_TYPE,
-})
-#: Types whose rdata is fixed fields of this many octets, then one name
-#: that the canonical form lower-cases (RFC 4034 6.2). The rest decode.
-_NAMES_AFTER = {
-    dns.rdatatype.NS: 0, dns.rdatatype.CNAME: 0, dns.rdatatype.PTR: 0, dns.rdatatype.DNAME: 0,
-    dns.rdatatype.MX: 2, dns.rdatatype.SRV: 6,
-}
 
 
 class RRsetView(Mapping):
