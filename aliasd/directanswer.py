@@ -16,7 +16,7 @@ decoding a record:
 - NXDOMAIN where no wildcard answers, likewise.
 
 Everything else (names at or below a delegation or a DNAME, wildcards,
-CNAMEs, the apex SOA, DNSSEC types, ANY, answers that would not fit) returns None and
+CNAMEs, RRSIG, ANY, answers that would not fit) returns None and
 takes the full path, which stays the reference: the tests compare every
 shape written here with the full path's answer. The records are written
 the way the full path's are, in the same order, TTLs and letter case; owner
@@ -41,12 +41,9 @@ _HEADER_TAIL = struct.Struct("!HHHH")
 _QR_AA = 0x8400
 _CLIENT_FLAGS = 0x0110  # RD and CD: copied from the query
 _DO = 0x8000
-#: Left to the full path: the signer's own types, the SOA (served with the
-#: version's serial), ALIAS (never answered) and what fastpath.cache_key
-#: already refuses.
-_FULL_PATH_TYPES = frozenset({
-    T.SOA, T.RRSIG, T.NSEC, T.NSEC3, T.NSEC3PARAM, T.DNSKEY, T.CDS, T.CDNSKEY, ALIAS_TYPE,
-})
+#: Left to the full path: RRSIG and ALIAS (never answered as such), and
+#: what fastpath.cache_key already refuses.
+_FULL_PATH_TYPES = frozenset({T.RRSIG, ALIAS_TYPE})
 NXDOMAIN, NOERROR = 3, 0
 
 
@@ -68,9 +65,9 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
     origin_len = len(base.origin_key)
     writer = _Writer(12 + len(name_key) - origin_len, origin_len)
     vacant = version.vacant
-    packed = version.source.records.get(name_key) if name_key not in vacant else None
-    if packed is not None:
-        node = store.PackedNode(packed, None, version.overlay.get(name_key))
+    # As served: flattened addresses, the SOA's serial, the signer's records.
+    node = version.node_at(name_key) if name_key not in vacant else None
+    if node is not None:
         if qtype in node:
             ttl, rdatas = node.wires(qtype)
             writer.add(writer.answer, _QUESTION, qtype, ttl, rdatas)

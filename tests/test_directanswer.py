@@ -64,6 +64,8 @@ QUESTIONS = [
     ("wild.example.com.", "A"), ("sub.example.com.", "A"), ("x.sub.example.com.", "A"),
     ("example.com.", "SOA"), ("example.com.", "DNSKEY"), ("ns1.example.com.", "A"),
     ("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A"), ("dn.example.com.", "A"),
+    ("example.com.", "CDS"), ("example.com.", "NSEC3PARAM"), ("www.example.com.", "NSEC"),
+    ("example.com.", "RRSIG"),
 ]
 
 
@@ -130,8 +132,9 @@ def test_direct_answers_equal_the_full_paths(keys, text, denial):
     # Which shapes are written directly, and which never are:
     # Names at or below a delegation take the full path; the rest of the zone does not.
     assert written > 100
-    for name, qtype in [("www.example.com.", "A"), ("none.example.com.", "A"), ("a.b.example.com.", "A"),
-                        ("x.nx.example.com.", "A"), ("example.com.", "A")]:
+    written_directly = [("www.example.com.", "A"), ("none.example.com.", "A"), ("a.b.example.com.", "A"),
+              ("x.nx.example.com.", "A"), ("example.com.", "A"), ("example.com.", "SOA")]
+    for name, qtype in written_directly + ([("example.com.", "DNSKEY")] if denial else []):
         wire = dns.message.make_query(name, qtype, want_dnssec=True).to_wire()
         key, qend = fastpath.cache_key(wire, True, 1232)
         own = directanswer.answer(version, key[:qend - 16], T.from_text(qtype), wire, qend, 1232, True, True, 1232)
@@ -139,7 +142,7 @@ def test_direct_answers_equal_the_full_paths(keys, text, denial):
     below_cut = [("sub.example.com.", "A"), ("x.sub.example.com.", "A"), ("ns.sub.example.com.", "A"),
                  ("sub.example.com.", "DS")] if text is CUT else []
     below_cut += [("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A")] if text is DNAME else []
-    for name, qtype in [("cname.example.com.", "A"), ("example.com.", "SOA"), ("example.com.", "DNSKEY")] + below_cut:
+    for name, qtype in [("cname.example.com.", "A"), ("example.com.", "RRSIG")] + below_cut:
         wire = dns.message.make_query(name, qtype, want_dnssec=True).to_wire()
         key, qend = fastpath.cache_key(wire, True, 1232)
         assert directanswer.answer(version, key[:qend - 16], T.from_text(qtype), wire, qend, 1232, True, True,
