@@ -2,7 +2,7 @@
 
 import sys
 
-from aliasd.check import main
+from aliasd.service.check import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

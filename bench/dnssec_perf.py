@@ -83,7 +83,13 @@ import dns.rcode  # noqa: E402
 import dns.rdataclass  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-from bench.common import UpstreamNamed, find_program, proc_mib, target_addresses, zone_text  # noqa: E402
+from bench.common import (  # noqa: E402
+    UpstreamNamed,
+    find_program,
+    proc_mib,
+    target_addresses,
+    zone_text,
+)
 from bench.compare import wait_answering  # noqa: E402
 from bench.many_zones import NEW_T0, Probe, ZoneSet, fmt_s, probe_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
@@ -285,7 +291,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def log_stalls(text: str) -> list[float]:
-    """The stalls aliasd logged (aliasd.lag: "reactor held up for 0.123s")."""
+    """The stalls aliasd logged (aliasd.base.lag: "reactor held up for 0.123s")."""
     return [float(x) for x in re.findall(r"reactor held up for ([\d.]+)s", text)]
 
 

@@ -32,7 +32,13 @@ import dns.rcode  # noqa: E402
 from bench.common import proc_mib  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 from tests.test_fuzz import (  # noqa: E402
-    SEEDS, SERVER_CONFIG, ZONE_TEXT, Packet, client_limit, mutate, targeted_packet,
+    SEEDS,
+    SERVER_CONFIG,
+    ZONE_TEXT,
+    Packet,
+    client_limit,
+    mutate,
+    targeted_packet,
 )
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""DNSSEC key files: generating and loading the keys of many zones (aliasd/dnssec_keys.py).
+"""DNSSEC key files: generating and loading the keys of many zones (aliasd/dnssec/keys.py).
 
 In a temporary key directory (or ``--dir``, kept and reused: keys already
 there are not made again), for N zones z0.keys.test ... (every tenth one
@@ -25,7 +25,7 @@ Run with the project's venv Python:
 
 ``--module FILE`` takes KeyStore from another copy of the module, to compare
 with an earlier version on the same keys, e.g.
-``git show HEAD~1:aliasd/dnssec_keys.py > /tmp/old_keys.py``. Times are wall
+``git show HEAD~1:aliasd/dnssec/keys.py > /tmp/old_keys.py``. Times are wall
 clock and (in brackets) the process's CPU time; the machine's other work shows
 in the first, hardly in the second.
 """
@@ -49,9 +49,9 @@ import dns.dnssec  # noqa: E402
 import dns.name  # noqa: E402
 import dns.rrset  # noqa: E402
 
-import aliasd.dnssec_keys  # noqa: E402
+import aliasd.dnssec.keys  # noqa: E402
 
-KeyStore = aliasd.dnssec_keys.KeyStore
+KeyStore = aliasd.dnssec.keys.KeyStore
 
 
 def use_module(path: Path) -> None:
@@ -173,7 +173,7 @@ def main() -> int:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--generate", choices=("many", "each"), default="many",
                         help="make the keys with one ensure_many call (if the module has it) or ensure per zone")
-    parser.add_argument("--module", type=Path, help="another copy of aliasd/dnssec_keys.py to time")
+    parser.add_argument("--module", type=Path, help="another copy of aliasd/dnssec/keys.py to time")
     args = parser.parse_args()
     if args.module is not None:
         use_module(args.module)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Signing cost: dns.dnssec.sign against aliasd.rrsig.sign_wires, per algorithm.
+"""Signing cost: dns.dnssec.sign against aliasd.dnssec.rrsig.sign_wires, per algorithm.
 
 For an A RRset of two addresses and an MX RRset of two (mixed-case)
 exchanges, prints µs per signature for dnspython's ``dns.dnssec.sign(...,
@@ -34,8 +34,8 @@ import dns.rdataclass  # noqa: E402
 import dns.rdatatype  # noqa: E402
 import dns.rrset  # noqa: E402
 
-from aliasd.dnssec_keys import ZSK_FLAGS, KeyStore  # noqa: E402
-from aliasd.rrsig import PreparedKey, canonical_rdata, sign_wires  # noqa: E402
+from aliasd.dnssec.keys import ZSK_FLAGS, KeyStore  # noqa: E402
+from aliasd.dnssec.rrsig import PreparedKey, canonical_rdata, sign_wires  # noqa: E402
 
 A = dns.dnssec.Algorithm
 T = dns.rdatatype

@@ -11,7 +11,7 @@ import dns.rdatatype as T
 from twisted.internet import defer
 from twisted.names import dns as tdns
 
-from aliasd.zonefile import ZoneSource, load_zone_file
+from aliasd.zones.zonefile import ZoneSource, load_zone_file
 
 
 def zone_source(origin: str, text: str) -> ZoneSource:

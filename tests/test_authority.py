@@ -7,10 +7,9 @@ import dns.rcode
 import dns.rdatatype as T
 import pytest
 
-from aliasd.authority import ZoneAuthority
-from aliasd.resolution import AliasResolver
-from tests.helpers import zone_source
-from tests.helpers import ManualUpstream, a_answer
+from aliasd.resolve.resolution import AliasResolver
+from aliasd.service.authority import ZoneAuthority
+from tests.helpers import ManualUpstream, a_answer, zone_source
 
 N = dns.name.from_text
 
@@ -198,7 +197,7 @@ def test_serial_damping_batches_a_rotating_pool(clock, upstream):
 def test_a_failed_state_write_keeps_the_change_and_retries(clock, upstream):
     """Issue 12.1: nothing is served before its serial is recorded, and a
     change whose write failed is published once the state directory recovers."""
-    from aliasd.state import MemoryStateStore
+    from aliasd.base.state import MemoryStateStore
 
     class Failing(MemoryStateStore):
         fail = False

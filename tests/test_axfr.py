@@ -1,5 +1,5 @@
-"""Unit tests: AXFR written from packed records (aliasd.axfr) against
-dnspython's rendering of the same transfer view (aliasd.transfer)."""
+"""Unit tests: AXFR written from packed records (aliasd.replicate.axfr) against
+dnspython's rendering of the same transfer view (aliasd.replicate.transfer)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import dns.message
 import dns.rdatatype as T
 import dns.rrset
 
-from aliasd.axfr import axfr_messages
-from aliasd.transfer import axfr_rrsets, render_answer
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.replicate.axfr import axfr_messages
+from aliasd.replicate.transfer import axfr_rrsets, render_answer
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 SOURCE = zone_source(

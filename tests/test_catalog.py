@@ -16,10 +16,10 @@ import dns.rdatatype as T
 import dns.rrset
 import pytest
 
-from aliasd.authority import ZoneAuthority
-from aliasd.catalog import catalog_source, member_id
-from aliasd.transfer import ixfr_rrsets
-from aliasd.zonefile import load_zone_file
+from aliasd.replicate.transfer import ixfr_rrsets
+from aliasd.service.authority import ZoneAuthority
+from aliasd.zones.catalog import catalog_source, member_id
+from aliasd.zones.zonefile import load_zone_file
 
 N = dns.name.from_text
 CATALOG = N("catalog.example.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import dns.name
 import pytest
 
-from aliasd.config import ConfigError, Endpoint, load_settings, parse_endpoint
+from aliasd.base.config import ConfigError, Endpoint, load_settings, parse_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

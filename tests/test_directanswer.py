@@ -1,4 +1,4 @@
-"""Unit tests: first answers written from packed records (aliasd.directanswer).
+"""Unit tests: first answers written from packed records (aliasd.answer.directanswer).
 
 The full path (dnspython) is the reference: every question is asked of a
 handler that may answer directly and of one that may not, and the two
@@ -19,12 +19,14 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from aliasd import directanswer, fastpath, store
-from aliasd.answers import QueryHandler
-from aliasd.authority import ZoneAuthority
-from aliasd.dnssec_keys import KeyStore
-from aliasd.signer import DnssecSettings, Signer
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.answer import directanswer
+from aliasd.answer.answers import QueryHandler
+from aliasd.base import fastpath, store
+from aliasd.base.config import DnssecSettings
+from aliasd.dnssec.keys import KeyStore
+from aliasd.dnssec.signer import Signer
+from aliasd.service.authority import ZoneAuthority
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 T = dns.rdatatype

@@ -22,7 +22,7 @@ import dns.zone
 import dns.zonefile
 import pytest
 
-from aliasd.dnssec_keys import (
+from aliasd.dnssec.keys import (
     KSK_FLAGS,
     ZSK_FLAGS,
     KeyFileError,

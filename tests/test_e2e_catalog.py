@@ -21,7 +21,7 @@ import dns.serial
 import dns.zone
 import pytest
 
-from aliasd.catalog import catalog_source, member_id
+from aliasd.zones.catalog import catalog_source, member_id
 from tests.aliasd_process import free_port
 from tests.secondaries import Knot, Named, available
 
@@ -197,7 +197,7 @@ def ixfr(port: int, serial: int) -> tuple[str, set, set]:
 @pytest.mark.parametrize("kind", SECONDARIES)
 def test_secondary_consumes_a_catalog_zone_file(aliasd, tmp_path, kind):
     """The consumer side alone: a catalog written as an ordinary zone file
-    (by aliasd.catalog) and served through [zones], so a failure here is in
+    (by aliasd.zones.catalog) and served through [zones], so a failure here is in
     the secondary's configuration, not in aliasd's [catalog] support."""
     need(kind)
     secondary_port = free_port()

@@ -6,7 +6,6 @@ file, line or key, never a traceback.
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.aliasd_process import REPO, AliasdProcess, free_port, run_twistd

@@ -33,10 +33,10 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import textwrap
 import time
-import ssl
 import urllib.request
 from pathlib import Path
 

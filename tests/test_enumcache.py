@@ -7,7 +7,7 @@ import struct
 import dns.flags
 import dns.message
 
-from aliasd import enumcache
+from aliasd.base import enumcache
 
 
 def test_odd_headers_fill_the_flag_cache_and_trim_empties_it():

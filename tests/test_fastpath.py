@@ -20,11 +20,11 @@ import dns.rdatatype as T
 import dns.rrset
 import pytest
 
-from aliasd import fastpath
-from aliasd.transfer import renderings
-from aliasd.answers import QueryHandler
-from aliasd.authority import ZoneAuthority
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.answer.answers import QueryHandler
+from aliasd.base import fastpath
+from aliasd.replicate.transfer import renderings
+from aliasd.service.authority import ZoneAuthority
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 SOURCE = zone_source(
@@ -117,9 +117,10 @@ def test_unusual_queries_take_the_full_path(wire):
 
 
 def test_axfr_rendered_once_per_version_and_reused_with_each_query_id(authority):
-    from aliasd.access import TransferAccess
-    from aliasd.config import ZoneSettings
     import ipaddress
+
+    from aliasd.base.access import TransferAccess
+    from aliasd.base.config import ZoneSettings
 
     access = TransferAccess((ZoneSettings(dns.name.from_text("example.com"), None,
                                           allow_transfer=(ipaddress.ip_network("127.0.0.0/8"),)),))
@@ -170,10 +171,11 @@ def test_missing_name_refuses_zones_with_wildcards_or_delegations(authority):
 
 
 def test_ixfr_rendered_once_per_version_and_serial():
-    from aliasd.access import TransferAccess
-    from aliasd.config import ZoneSettings
-    from aliasd.journal import Journal, difference
     import ipaddress
+
+    from aliasd.base.access import TransferAccess
+    from aliasd.base.config import ZoneSettings
+    from aliasd.replicate.journal import Journal, difference
 
     authority = ZoneAuthority()
     authority.set_sources([SOURCE])

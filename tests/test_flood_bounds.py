@@ -5,9 +5,9 @@ from __future__ import annotations
 import dns.message
 import dns.tsigkeyring
 
-from aliasd.answers import QueryHandler
-from aliasd.authority import ZoneAuthority
-from aliasd.logthrottle import LogThrottle
+from aliasd.answer.answers import QueryHandler
+from aliasd.base.logthrottle import LogThrottle
+from aliasd.service.authority import ZoneAuthority
 from tests.helpers import zone_source
 
 

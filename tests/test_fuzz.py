@@ -53,11 +53,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from twisted.internet import task
 
-from aliasd.access import TransferAccess, keyring_from
-from aliasd.answers import QueryHandler
-from aliasd.authority import ZoneAuthority
-from aliasd.config import KeySettings, ZoneSettings
-from aliasd.status import StatusReporter
+from aliasd.answer.answers import QueryHandler
+from aliasd.answer.status import StatusReporter
+from aliasd.base.access import TransferAccess, keyring_from
+from aliasd.base.config import KeySettings, ZoneSettings
+from aliasd.service.authority import ZoneAuthority
 from tests.helpers import zone_source
 
 ZONE_TEXT = (

@@ -6,9 +6,9 @@ import dns.name
 import dns.rdatatype as T
 import dns.rrset
 
-from aliasd.journal import Journal, difference
-from aliasd.transfer import ixfr_rrsets
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.replicate.journal import Journal, difference
+from aliasd.replicate.transfer import ixfr_rrsets
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 N = dns.name.from_text

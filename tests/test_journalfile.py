@@ -1,5 +1,5 @@
-"""Unit tests: the per-zone journal files (aliasd.journalfile) and what a
-dynamic zone serves at start and at reload (aliasd.dynamic)."""
+"""Unit tests: the per-zone journal files (aliasd.replicate.journalfile) and what a
+dynamic zone serves at start and at reload (aliasd.update.dynamic)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import dns.rdata
 import dns.rdatatype
 import dns.rrset
 
-from aliasd import journalfile, store
-from aliasd.dynamic import DynamicZones, master_file_text
-from aliasd.journal import difference
-from aliasd.zone import Flattened, ZoneVersion
-from aliasd.zonefile import ZoneSource, parse_zone
+from aliasd.base import store
+from aliasd.replicate import journalfile
+from aliasd.replicate.journal import difference
+from aliasd.update.dynamic import DynamicZones, master_file_text
+from aliasd.zones.zone import Flattened, ZoneVersion
+from aliasd.zones.zonefile import ZoneSource, parse_zone
 from tests.helpers import zone_source
 
 N = dns.name.from_text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from aliasd.lag import LagMonitor
+from aliasd.base.lag import LagMonitor
 
 
 def test_lateness_is_measured_and_long_stalls_counted(clock, log_events):

@@ -7,6 +7,7 @@ reader must match byte for byte whenever it does not give up.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import dns.name
 import dns.rdataclass
@@ -14,10 +15,9 @@ import dns.rrset
 import dns.tokenizer
 import dns.zone
 import pytest
-from pathlib import Path
 
-from aliasd.masterfile import NotSimple, read_records
-from aliasd.zonefile import read_with_dnspython
+from aliasd.zones.masterfile import NotSimple, read_records
+from aliasd.zones.zonefile import read_with_dnspython
 
 
 def reference(text, origin, path="t.zone"):

@@ -11,8 +11,8 @@ import dns.rdatatype as T
 import dns.tsig
 import pytest
 
-from aliasd.config import Endpoint
-from aliasd.notify import NotifySender
+from aliasd.base.config import Endpoint
+from aliasd.replicate.notify import NotifySender
 from tests.test_journal import version
 
 SECONDARY = Endpoint("127.0.0.1", 5399)
@@ -130,8 +130,8 @@ def test_nothing_is_sent_before_the_service_starts(clock):
 
 def _zone_versions(count: int):
     """``count`` small zones' versions (zoneN.example), built once."""
+    from aliasd.zones.zone import ZoneVersion
     from tests.helpers import zone_source
-    from aliasd.zone import ZoneVersion
 
     versions = []
     for i in range(count):
@@ -176,7 +176,7 @@ def test_a_newer_serial_replaces_a_queued_notify(clock):
 
 
 def ZoneVersion_with_serial(version, serial):
-    from aliasd.zone import ZoneVersion
+    from aliasd.zones.zone import ZoneVersion
 
     return ZoneVersion.build(version.source, {}, serial=serial)
 
@@ -214,11 +214,11 @@ def test_query_ids_never_run_out_and_never_repeat_in_flight(clock):
 
 
 def test_the_notify_written_from_packed_records_is_what_dnspython_makes():
-    """aliasd.notify writes unsigned NOTIFYs itself (thousands at once): the
+    """aliasd.replicate.notify writes unsigned NOTIFYs itself (thousands at once): the
     same message as dnspython's, question and answer included."""
-    from aliasd.notify import _notify_wire
+    from aliasd.replicate.notify import _notify_wire
+    from aliasd.zones.zone import ZoneVersion
     from tests.helpers import zone_source
-    from aliasd.zone import ZoneVersion
 
     source = zone_source("Example.COM.", "$ORIGIN Example.COM.\n@ 300 SOA ns1 h 7 1 2 3 4\n@ 300 NS ns1\n")
     version = ZoneVersion.build(source, {}, serial=2026120201)

@@ -56,5 +56,5 @@ def test_normal_install_ships_the_plugin_file(tmp_path):
         [sys.executable, "-c", FIND_PLUGIN], env=env, cwd=tmp_path,
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.split()
-    assert out[0] == "1" and out[1] == "aliasd.tap"
+    assert out[0] == "1" and out[1] == "aliasd.service.tap"
     assert Path(out[2]).is_relative_to(target)

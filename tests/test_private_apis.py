@@ -9,7 +9,7 @@ releases these were checked against: raise the bound only once this file
 passes on the new release.
 
 - ``dns.zonefile.Reader._rr_line``: called once per record, at its first
-  line; aliasd.zonefile._CheckingReader overrides it to remember where each
+  line; aliasd.zones.zonefile._CheckingReader overrides it to remember where each
   record starts (its errors name that line).
 - ``dns.zonefile.Reader._eat_line``: what the reader calls to skip a record
   whose owner is outside the zone; _CheckingReader makes it an error.
@@ -17,9 +17,9 @@ passes on the new release.
   each ``$INCLUDE`` file it opens; _CheckingReader makes it a property to
   check every included file.
 - ``dns.node._neutral_types``: the types allowed beside a CNAME;
-  aliasd.zonefile._NEUTRAL_TYPES and aliasd.masterfile._NEUTRAL copy it.
+  aliasd.zones.zonefile._NEUTRAL_TYPES and aliasd.zones.masterfile._NEUTRAL copy it.
 - ``Enum._value2member_map_`` of dns.flags.Flag and EDNSFlag: the cache of
-  pseudo-members that aliasd.enumcache.trim empties.
+  pseudo-members that aliasd.base.enumcache.trim empties.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import dns.zone
 import dns.zonefile
 import pytest
 
-from aliasd import masterfile, zonefile
-from aliasd.zonefile import ZoneFileError, parse_zone, read_with_dnspython
+from aliasd.zones import masterfile, zonefile
+from aliasd.zones.zonefile import ZoneFileError, parse_zone, read_with_dnspython
 
 ORIGIN = "example.com."
 
@@ -68,7 +68,7 @@ def changed(what: str, where: str) -> str:
 
 
 def read_with(reader_class, text: str, **kwargs) -> tuple[dns.zone.Zone, dns.zonefile.Reader]:
-    """Read ``text`` as aliasd.zonefile.read_with_dnspython does, with ``reader_class``."""
+    """Read ``text`` as aliasd.zones.zonefile.read_with_dnspython does, with ``reader_class``."""
     zone = dns.zone.Zone(ORIGIN, dns.rdataclass.IN, relativize=False)
     with zone.writer(True) as txn:
         reader = reader_class(dns.tokenizer.Tokenizer(text, "t.zone"), dns.rdataclass.IN, txn,
@@ -84,16 +84,16 @@ def test_reader_constructor_takes_what_checking_reader_passes():
     parameters = inspect.signature(dns.zonefile.Reader.__init__).parameters
     assert list(parameters)[:4] == ["self", "tok", "rdclass", "txn"] and "allow_include" in parameters, changed(
         f"Reader.__init__ is now {inspect.signature(dns.zonefile.Reader.__init__)}",
-        "aliasd.zonefile.read_with_dnspython and _CheckingReader.__init__",
+        "aliasd.zones.zonefile.read_with_dnspython and _CheckingReader.__init__",
     )
 
 
 @pytest.mark.parametrize("method", ["_rr_line", "_eat_line"])
 def test_reader_methods_exist_with_no_arguments(method):
     function = getattr(dns.zonefile.Reader, method, None)
-    assert callable(function), changed(f"dns.zonefile.Reader.{method} is gone", "aliasd.zonefile._CheckingReader")
+    assert callable(function), changed(f"dns.zonefile.Reader.{method} is gone", "aliasd.zones.zonefile._CheckingReader")
     assert list(inspect.signature(function).parameters) == ["self"], changed(
-        f"Reader.{method} now takes {inspect.signature(function)}", f"aliasd.zonefile._CheckingReader.{method}"
+        f"Reader.{method} now takes {inspect.signature(function)}", f"aliasd.zones.zonefile._CheckingReader.{method}"
     )
     # aliasd's override is the one that runs.
     assert getattr(zonefile._CheckingReader, method) is not function
@@ -110,7 +110,7 @@ def test_rr_line_is_called_once_per_record_at_its_first_line():
     assert sum(len(rdataset) for _, rdataset in zone.iterate_rdatasets()) == len(RECORD_LINES)
     assert Counting.calls == RECORD_LINES, changed(
         f"Reader.read called _rr_line at lines {Counting.calls}, not once per record at {RECORD_LINES}",
-        "aliasd.zonefile._CheckingReader._rr_line (record_where names the line of an error)",
+        "aliasd.zones.zonefile._CheckingReader._rr_line (record_where names the line of an error)",
     )
 
 
@@ -123,7 +123,7 @@ def test_an_error_names_the_first_line_of_its_record():
         read_with_dnspython(dns.name.from_text(ORIGIN), "t.zone", bad)
     assert str(error.value).startswith(f"t.zone:{line}:"), changed(
         f"an error in a record at line {line} is reported as {error.value}",
-        "aliasd.zonefile._CheckingReader._rr_line",
+        "aliasd.zones.zonefile._CheckingReader._rr_line",
     )
 
 
@@ -144,7 +144,7 @@ def test_eat_line_is_what_skips_an_out_of_zone_record(line):
     zone, _ = read_with(Counting, text)
     assert Counting.eaten == 1, changed(
         f"Reader.read skipped the out-of-zone line {line!r} without calling _eat_line ({Counting.eaten} calls)",
-        "aliasd.zonefile._CheckingReader._eat_line (out-of-zone data must be an error)",
+        "aliasd.zones.zonefile._CheckingReader._eat_line (out-of-zone data must be an error)",
     )
     assert zone.get_node("after.example.com.") is not None  # only that line was skipped
     # And so aliasd refuses it, through either reader. (Only a record line
@@ -157,7 +157,7 @@ def test_eat_line_is_what_skips_an_out_of_zone_record(line):
         with pytest.raises(ZoneFileError) as error:
             read()
         assert str(error.value).startswith(prefix) and "is outside the zone example.com." in str(error.value), changed(
-            f"an out-of-zone record now gives {error.value!r}", "aliasd.zonefile._CheckingReader._eat_line"
+            f"an out-of-zone record now gives {error.value!r}", "aliasd.zones.zonefile._CheckingReader._eat_line"
         )
 
 
@@ -181,7 +181,7 @@ def test_read_assigns_tok_for_each_included_file(tmp_path):
     _, reader = read_with(Watching, ZONE + f"$INCLUDE {included}\nafter A 192.0.2.9\n")
     assert reader.files == ["t.zone", str(included), "t.zone"], changed(
         f"Reader.read assigned self.tok for {reader.files} (expected the file, the included file, the file)",
-        "aliasd.zonefile._CheckingReader.tok",
+        "aliasd.zones.zonefile._CheckingReader.tok",
     )
 
 
@@ -191,13 +191,13 @@ def test_read_assigns_tok_for_each_included_file(tmp_path):
 def test_neutral_types_are_a_set_of_rdata_types_with_nsec_nsec3_and_key():
     neutral = getattr(dns.node, "_neutral_types", None)
     assert isinstance(neutral, (set, frozenset)), changed(
-        f"dns.node._neutral_types is {neutral!r}", "aliasd.zonefile._NEUTRAL_TYPES and aliasd.masterfile._NEUTRAL"
+        f"dns.node._neutral_types is {neutral!r}", "aliasd.zones.zonefile._NEUTRAL_TYPES and aliasd.zones.masterfile._NEUTRAL"
     )
     assert all(isinstance(t, dns.rdatatype.RdataType) for t in neutral), changed(
-        f"dns.node._neutral_types holds {neutral!r}", "aliasd.zonefile._NEUTRAL_TYPES and aliasd.masterfile._NEUTRAL"
+        f"dns.node._neutral_types holds {neutral!r}", "aliasd.zones.zonefile._NEUTRAL_TYPES and aliasd.zones.masterfile._NEUTRAL"
     )
     assert {dns.rdatatype.NSEC, dns.rdatatype.NSEC3, dns.rdatatype.KEY} <= neutral, changed(
-        f"dns.node._neutral_types is {sorted(map(str, neutral))}", "aliasd.zonefile._check_record"
+        f"dns.node._neutral_types is {sorted(map(str, neutral))}", "aliasd.zones.zonefile._check_record"
     )
     assert zonefile._NEUTRAL_TYPES == frozenset(neutral)
     assert masterfile._NEUTRAL == frozenset(int(t) for t in neutral)
@@ -214,7 +214,7 @@ def test_neutral_types_are_what_dnspython_itself_allows_beside_a_cname():
         kind = dns.node.NodeKind.classify(rdtype, dns.rdatatype.NONE)
         assert (kind is dns.node.NodeKind.NEUTRAL) == (rdtype in neutral), changed(
             f"dnspython classifies {rdtype.name} as {kind.name}, but _neutral_types is {sorted(map(str, neutral))}",
-            "aliasd.zonefile._NEUTRAL_TYPES and aliasd.masterfile._NEUTRAL",
+            "aliasd.zones.zonefile._NEUTRAL_TYPES and aliasd.zones.masterfile._NEUTRAL",
         )
 
 
@@ -236,12 +236,12 @@ def test_flag_enums_cache_pseudo_members_in_value2member_map(enum_class, value):
     cache = getattr(enum_class, "_value2member_map_", None)
     assert isinstance(cache, dict), (
         f"{enum_class.__qualname__}._value2member_map_ is {type(cache).__name__} under this Python "
-        "(enum internals changed): aliasd.enumcache.trim would silently do nothing; adapt it"
+        "(enum internals changed): aliasd.base.enumcache.trim would silently do nothing; adapt it"
     )
     member = enum_class(value)
     assert value in cache and cache[value] is member, (
         f"{enum_class.__qualname__}({value:#x}) is not cached in _value2member_map_ any more: "
-        "adapt aliasd.enumcache (its flood protection may no longer be needed)"
+        "adapt aliasd.base.enumcache (its flood protection may no longer be needed)"
     )
     del cache[value]  # what enumcache.trim does: the value is made again on use
     assert enum_class(value) == member and int(enum_class(value)) == value

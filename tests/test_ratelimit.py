@@ -20,10 +20,10 @@ import dns.rrset
 import pytest
 from twisted.logger import formatEvent
 
-from aliasd import ratelimit
-from aliasd.config import RateLimitSettings
-from aliasd.ratelimit import ResponseRateLimiter, slip_answer
-from aliasd.stats import Statistics
+from aliasd.base.config import RateLimitSettings
+from aliasd.base.stats import Statistics
+from aliasd.listen import ratelimit
+from aliasd.listen.ratelimit import ResponseRateLimiter, slip_answer
 
 SOA = "ns1.example.com. hostmaster.example.com. 1 3600 600 86400 60"
 
@@ -472,7 +472,7 @@ def test_limiting_is_logged_once_per_account(clock, log_events):
     outcomes(rrl, "192.0.2.99", positive(), 50)  # the same account
     outcomes(rrl, "192.0.2.1", nxdomain("random.example.com."), 50)
     outcomes(rrl, "2001:db8::1", error(), 50)
-    messages = [formatEvent(e) for e in log_events if e.get("log_namespace") == "aliasd.ratelimit"]
+    messages = [formatEvent(e) for e in log_events if e.get("log_namespace") == "aliasd.listen.ratelimit"]
     assert messages == [
         "rate limiting responses to 192.0.2.0/24 for answers www.example.com./A",
         "rate limiting responses to 192.0.2.0/24 for NXDOMAIN in example.com.",
@@ -480,4 +480,4 @@ def test_limiting_is_logged_once_per_account(clock, log_events):
     ]
     clock.advance(15)  # recovered, then limited again: one more line
     outcomes(rrl, "192.0.2.1", positive(), 50)
-    assert len([e for e in log_events if e.get("log_namespace") == "aliasd.ratelimit"]) == 4
+    assert len([e for e in log_events if e.get("log_namespace") == "aliasd.listen.ratelimit"]) == 4

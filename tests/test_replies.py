@@ -1,4 +1,4 @@
-"""Replies built outside the zones' answers (aliasd.replies)."""
+"""Replies built outside the zones' answers (aliasd.base.replies)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.tsig
 
-from aliasd.replies import HEADER, header_only, render, tsig_error_response
+from aliasd.base.replies import HEADER, header_only, render, tsig_error_response
 
 KEY = dns.tsig.Key("xfr-key.", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-sha256")
 

@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.names import dns as tdns
 from twisted.names import error as terror
 
-from aliasd.resolution import AliasResolver, Status, addresses_from_answer
+from aliasd.resolve.resolution import AliasResolver, Status, addresses_from_answer
 from tests.helpers import ManualUpstream, a_answer
 
 N = dns.name.from_text
@@ -197,8 +197,9 @@ def test_stop_service_stops_the_loop(resolver, upstream, clock):
 
 def test_changes_whose_hand_over_fails_are_handed_over_again(clock, log_events):
     """Issue 12.1: the changed targets are kept until the authority takes them."""
-    from tests.helpers import ManualUpstream, a_answer
     import dns.rdatatype as RT
+
+    from tests.helpers import ManualUpstream, a_answer
 
     upstream = ManualUpstream()
     delivered, failures = [], [1]
@@ -304,7 +305,7 @@ def test_min_ttl_is_a_floor_for_the_ttl_served(clock, upstream):
 def test_a_larger_ttl_reaches_the_secondaries_through_serial_damping(clock, upstream):
     """How a TTL-only change reaches the authority: handed over once, and
     published under the zone's serial-rate damping like any change."""
-    from aliasd.authority import ZoneAuthority
+    from aliasd.service.authority import ZoneAuthority
     from tests.helpers import zone_source
 
     zone = zone_source(
@@ -407,14 +408,14 @@ def test_stopping_cancels_waiting_lookups_without_recording_failures(clock, upst
 
 
 def test_reload_with_other_upstreams_leaves_no_lookup_on_the_old_client(clock):
-    """aliasd.reload swaps the upstream client: the lookups waiting on the
+    """aliasd.service.reload swaps the upstream client: the lookups waiting on the
     old one must not be orphaned (before: they stayed with the closed client,
     which opened a new socket for their retries and never closed it)."""
     import dataclasses
     import types
 
-    from aliasd.config import Endpoint, ResolverSettings, Settings
-    from aliasd.reload import Reloader
+    from aliasd.base.config import Endpoint, ResolverSettings, Settings
+    from aliasd.service.reload import Reloader
 
     made = []
 
@@ -448,8 +449,8 @@ def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
     not logged as "nothing changed"."""
     import types
 
-    from aliasd.config import Settings
-    from aliasd.reload import Reloader
+    from aliasd.base.config import Settings
+    from aliasd.service.reload import Reloader
 
     class FailingAuthority:
         sources = {}
@@ -480,7 +481,7 @@ def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
     import json
     import time
 
-    from aliasd.state import StateStore
+    from aliasd.base.state import StateStore
 
     clock.advance(time.time())
     store = StateStore(tmp_path)

@@ -1,4 +1,4 @@
-"""Unit tests: RRSIGs made from wire data (aliasd.rrsig) against dnspython's.
+"""Unit tests: RRSIGs made from wire data (aliasd.dnssec.rrsig) against dnspython's.
 
 The oracle is ``dns.dnssec.sign(..., deterministic=True).to_wire()``: every
 algorithm aliasd signs with is deterministic (RFC 6979 ECDSA, EdDSA, RSA
@@ -18,9 +18,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from aliasd import dnssec_keys, rrsig
-from aliasd.dnssec_keys import KSK_FLAGS, ZSK_FLAGS, KeyStore
-from aliasd.rrsig import PreparedKey, canonical_rdata, sign_wires
+from aliasd.dnssec import keys as dnssec_keys
+from aliasd.dnssec import rrsig
+from aliasd.dnssec.keys import KSK_FLAGS, ZSK_FLAGS, KeyStore
+from aliasd.dnssec.rrsig import PreparedKey, canonical_rdata, sign_wires
 
 T = dns.rdatatype
 IN = dns.rdataclass.IN

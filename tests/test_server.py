@@ -22,11 +22,11 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from aliasd.access import TransferAccess
-from aliasd.answers import QueryHandler
-from aliasd.authority import ZoneAuthority
-from aliasd.config import ZoneSettings
-from aliasd.transports import DNSDatagramProtocol, DNSStreamFactory
+from aliasd.answer.answers import QueryHandler
+from aliasd.base.access import TransferAccess
+from aliasd.base.config import ZoneSettings
+from aliasd.listen.transports import DNSDatagramProtocol, DNSStreamFactory
+from aliasd.service.authority import ZoneAuthority
 from tests.helpers import zone_source
 
 SOURCE = zone_source(
@@ -198,8 +198,9 @@ def test_tcp_idle_connection_is_closed(handler):
 
 
 def test_chaos_status_is_for_loopback_clients_only(handler):
-    from aliasd.status import StatusReporter
     from twisted.internet import task
+
+    from aliasd.answer.status import StatusReporter
 
     handler.status = StatusReporter(handler.authority, None, task.Clock())
     q = dns.message.make_query("aliases.aliasd.", "TXT", rdclass="CH")
@@ -322,7 +323,7 @@ def test_tcp_transfer_hands_the_producer_back_to_queries(handler):
 
 
 def test_a_zone_still_loading_answers_servfail_then_its_records(clock):
-    """Start-up with many zones serves them as they load (aliasd.tap):
+    """Start-up with many zones serves them as they load (aliasd.service.tap):
     until a zone's first version is served it is ours but not ready."""
     authority = ZoneAuthority(clock=clock)
     authority.set_sources([SOURCE])  # queued: nothing built before the clock runs
@@ -434,7 +435,7 @@ def test_udp_sockets_get_large_buffers():
     import os
     import socket
 
-    from aliasd.transports import _grow_buffers
+    from aliasd.listen.transports import _grow_buffers
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         default = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

@@ -1,4 +1,4 @@
-"""Unit tests: signing zone versions (aliasd.signer) and where it happens (aliasd.authority)."""
+"""Unit tests: signing zone versions (aliasd.dnssec.signer) and where it happens (aliasd.service.authority)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from aliasd import store
-from aliasd.authority import ZoneAuthority
-from aliasd.dnssec_keys import KeyStore
-from aliasd.signer import DnssecSettings, Signer, window
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.base import store
+from aliasd.base.config import DnssecSettings
+from aliasd.dnssec.keys import KeyStore
+from aliasd.dnssec.signer import Signer, window
+from aliasd.service.authority import ZoneAuthority
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 T = dns.rdatatype
@@ -124,7 +125,8 @@ def test_signing_after_updates_equals_signing_from_scratch(keys, denial):
     import dns.message
     import dns.update
 
-    from aliasd.update import UpdateRule, process
+    from aliasd.base.config import UpdateRule
+    from aliasd.update.rfc2136 import process
 
     rng = random.Random(4035)
     signer = Signer(ORIGIN, keys, DnssecSettings(denial=denial))
@@ -249,7 +251,7 @@ def test_type_bitmaps_are_dnspythons():
 
     import dns.rdtypes.ANY.NSEC
 
-    from aliasd.signer import type_bitmap
+    from aliasd.dnssec.signer import type_bitmap
 
     rng = random.Random(4034)
     cases = [[], [T.A], [T.A, T.RRSIG, T.NSEC], [T.CAA, T.A], [65401, 1, 46, 257, 32768, 65534]]
@@ -266,7 +268,7 @@ def test_a_big_zone_is_refreshed_a_bucket_at_a_time(keys, denial):
     NSEC3 records) are signed again and the rest kept; every signature
     still has at least refresh-before to run, and the incremental result is
     the one signing from scratch gives."""
-    from aliasd.signer import buckets_for
+    from aliasd.dnssec.signer import buckets_for
 
     settings = DnssecSettings(denial=denial, signature_validity=1000, refresh_before=400)
     signer = Signer(ORIGIN, keys, settings)

@@ -7,7 +7,7 @@ import json
 import dns.name
 import pytest
 
-from aliasd.state import StateDirError, StateStore, ZoneState, next_serial
+from aliasd.base.state import StateDirError, StateStore, ZoneState, next_serial
 
 N = dns.name.from_text
 
@@ -112,7 +112,7 @@ def test_a_failed_write_records_nothing_and_leaves_no_partial_batch(tmp_path, mo
         real_write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("aliasd.state.os.write", half_then_full)
+    monkeypatch.setattr("aliasd.base.state.os.write", half_then_full)
     with pytest.raises(OSError):
         store.save_zones({N("a.example"): ZoneState(2, "e"), N("b.example"): ZoneState(5, "f")})
     monkeypatch.undo()

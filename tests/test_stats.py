@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.web.test.requesthelper import DummyRequest
 
-from aliasd.stats import COUNTERS, MetricsSite, Statistics
+from aliasd.base.stats import COUNTERS, MetricsSite, Statistics
 
 ALIASD = Path(__file__).resolve().parent.parent / "aliasd"
 
@@ -91,7 +91,7 @@ def _counted() -> dict[str, set[tuple[str, ...]]]:
     """Every counter aliasd counts (``stats.inc``/``stats.key`` with a
     literal name), with the label names it is counted with."""
     found: dict[str, set[tuple[str, ...]]] = {}
-    for path in ALIASD.glob("*.py"):
+    for path in ALIASD.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if (
                 isinstance(node, ast.Call)
@@ -110,5 +110,5 @@ def test_every_counter_counted_is_declared_with_its_labels():
     counted = _counted()
     assert "aliasd_queries_total" in counted and "aliasd_notify_total" in counted  # the scan works
     for metric, label_sets in counted.items():
-        assert metric in COUNTERS, f"{metric} is counted but not declared in aliasd.stats.COUNTERS"
+        assert metric in COUNTERS, f"{metric} is counted but not declared in aliasd.base.stats.COUNTERS"
         assert label_sets == {COUNTERS[metric][1]}, metric

@@ -1,4 +1,4 @@
-"""Unit tests: packed records (aliasd.store) and the zone snapshot (aliasd.snapshot)."""
+"""Unit tests: packed records (aliasd.base.store) and the zone snapshot (aliasd.zones.snapshot)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dns.name
 import dns.rdatatype as T
 import dns.rrset
 
-from aliasd import store
-from aliasd.snapshot import Snapshot
+from aliasd.base import store
+from aliasd.zones.snapshot import Snapshot
 from tests.helpers import zone_source
 
 N = dns.name.from_text

@@ -13,8 +13,14 @@ import dns.tsig
 import dns.wire
 import pytest
 
-from aliasd.transfer import axfr_rrsets, render_answer, renderings, single_message, transfer_messages
-from aliasd.zone import ZoneVersion
+from aliasd.replicate.transfer import (
+    axfr_rrsets,
+    render_answer,
+    renderings,
+    single_message,
+    transfer_messages,
+)
+from aliasd.zones.zone import ZoneVersion
 from tests.helpers import zone_source
 
 KEY = dns.tsig.Key("xfr.", b"0123456789abcdef0123456789abcdef", "hmac-sha256")

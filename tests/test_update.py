@@ -1,4 +1,4 @@
-"""Unit tests: RFC 2136 prerequisites, updates and policy (aliasd.update)."""
+"""Unit tests: RFC 2136 prerequisites, updates and policy (aliasd.update.rfc2136)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from aliasd.update import UpdateRule, next_update_serial, process
-from aliasd.zonefile import ALIAS_TYPE
+from aliasd.base.config import UpdateRule
+from aliasd.update.rfc2136 import next_update_serial, process
+from aliasd.zones.zonefile import ALIAS_TYPE
 from tests.helpers import zone_source
 
 N = dns.name.from_text
@@ -242,8 +243,8 @@ def test_an_update_derives_aliases_digest_and_names_from_what_it_touched():
     names, wildcards, delegations, empty non-terminals and ALIAS records."""
     import random
 
-    from aliasd.zone import ZoneBase
-    from aliasd.zonefile import ZoneSource
+    from aliasd.zones.zone import ZoneBase
+    from aliasd.zones.zonefile import ZoneSource
 
     rng = random.Random(2136)
     src = source()

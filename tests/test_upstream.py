@@ -1,4 +1,4 @@
-"""Unit tests: the upstream clients (aliasd.upstream) on a fake reactor.
+"""Unit tests: the upstream clients (aliasd.resolve.upstream) on a fake reactor.
 
 The fake reactor is a task.Clock that also hands out UDP ports: each
 records what is sent from it and whether it is still open, and the test
@@ -17,8 +17,8 @@ import pytest
 from twisted.internet import defer, task
 from twisted.names import error as terror
 
-from aliasd.config import Endpoint
-from aliasd.upstream import FailoverResolver, UpstreamClosed, UpstreamResolver
+from aliasd.base.config import Endpoint
+from aliasd.resolve.upstream import FailoverResolver, UpstreamClosed, UpstreamResolver
 
 FIRST = Endpoint("192.0.2.53", 53)
 SECOND = Endpoint("192.0.2.54", 53)

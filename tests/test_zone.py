@@ -8,7 +8,7 @@ import dns.rdatatype as T
 import dns.rrset
 import pytest
 
-from aliasd.zone import Flattened, ZoneVersion
+from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 N = dns.name.from_text

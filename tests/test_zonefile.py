@@ -6,7 +6,12 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from aliasd.zonefile import ALIAS_RDTYPE, ALIAS_TYPE, ZoneFileError, load_zone_file
+from aliasd.zones.zonefile import (
+    ALIAS_RDTYPE,
+    ALIAS_TYPE,
+    ZoneFileError,
+    load_zone_file,
+)
 
 HEAD = "$ORIGIN example.com.\n@ 300 SOA ns1 h 5 3600 600 86400 60\n"
 
@@ -156,7 +161,7 @@ def test_allow_include_anywhere_reads_other_directories(zone_dir):
 def test_a_symlink_swapped_in_after_the_check_is_caught(zone_dir, monkeypatch):
     """The file dnspython actually opened is checked again (/proc/self/fd):
     a symbolic link put in place between the check and the open is caught."""
-    from aliasd import zonefile
+    from aliasd.zones import zonefile
 
     included = zone_dir / "ok.inc"
     included.write_text("ok 300 A 192.0.2.1\n")

@@ -50,8 +50,8 @@ import dns.zone
 import dns.zonefile
 import pytest
 
-from tests.secondaries import wait_answering
 from tests.aliasd_process import free_port
+from tests.secondaries import wait_answering
 
 
 def _find(program: str) -> str | None:

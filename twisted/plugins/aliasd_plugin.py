@@ -1,10 +1,10 @@
-"""The ``twistd aliasd`` plugin: a ServiceMaker naming ``aliasd.tap``."""
+"""The ``twistd aliasd`` plugin: a ServiceMaker naming ``aliasd.service.tap``."""
 
 from twisted.application.service import ServiceMaker
 
 aliasd = ServiceMaker(
     "aliasd",
-    "aliasd.tap",
+    "aliasd.service.tap",
     "Authoritative DNS server that flattens ALIAS records",
     "aliasd",
 )

@@ -1,0 +1,808 @@
+"""Settings: the TOML configuration file, validated into frozen dataclasses.
+
+Every problem is a ConfigError whose message names the file and the key
+(``aliasd.toml: [resolver] min-refresh: expected a number``), so that the
+operator can fix it from one line. Relative paths in the file are taken
+relative to the file's directory. Command-line overrides are applied by
+``aliasd.service.tap`` through ``Settings.replace``-style helpers here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import functools
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdatatype
+
+from aliasd.base import store
+
+DEFAULT_STATE_DIR = Path("/var/lib/aliasd")
+TSIG_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DnssecSettings:
+    """``[dnssec]``: how signed zones are signed."""
+
+    algorithm: str = "ECDSAP256SHA256"
+    denial: str = "nsec3"  # or "nsec"
+    signature_validity: int = 14 * 86400
+    refresh_before: int = 7 * 86400
+
+    @property
+    def period(self) -> int:
+        """Seconds between two signings of a zone's records."""
+        return self.signature_validity - self.refresh_before
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateRule:
+    """Who may change what: ``key`` may change records at ``name`` (or at
+    and below it with ``subdomains``; None: anywhere in the zone; a relative
+    name is taken relative to the zone) of the ``types`` (empty: every type
+    but SOA)."""
+
+    key: str
+    name: dns.name.Name | None = None
+    subdomains: bool = False
+    types: frozenset[int] = frozenset()
+
+    @functools.cached_property
+    def key_name(self) -> dns.name.Name:
+        return dns.name.from_text(self.key)
+
+    def allows(self, key: dns.name.Name, name: dns.name.Name, rdtype: int | None, origin: dns.name.Name) -> bool:
+        """May ``key`` change ``rdtype`` records at ``name`` (None: some type)?"""
+        if self.key_name != key:
+            return False
+        if self.name is not None:
+            at = self.name.derelativize(origin)
+            if name != at and not (self.subdomains and name.is_subdomain(at)):
+                return False
+        if rdtype is None:
+            return True
+        if self.types:
+            return rdtype in self.types
+        return rdtype != dns.rdatatype.SOA
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """An IP address and port, for upstreams and NOTIFY targets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    listen: tuple[str, ...] = ("127.0.0.1", "::1")
+    port: int = 5353
+    state_dir: Path = DEFAULT_STATE_DIR
+    max_udp_size: int = 1232
+    tcp_idle_timeout: float = 30.0
+    tcp_max_connections: int = 1000
+    tcp_max_per_client: int = 20
+    journal_size: int = 100
+    serial_interval: float = 60.0
+    serial_burst: int = 3
+    answer_cache_size: int | None = None  # None: sized from the zones
+    notify_rate: float = 500.0  # NOTIFY messages per second, all secondaries together
+    notify_source: tuple[str, ...] = ()  # at most one address per family
+    # $INCLUDE may name files outside the including zone file's directory.
+    allow_include_anywhere: bool = False
+    # Seconds between writes of dynamic zones' records back to their files.
+    dynamic_file_sync: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolverSettings:
+    upstreams: tuple[Endpoint, ...] = ()
+    min_refresh: float = 30.0
+    max_refresh: float = 3600.0
+    serve_stale: float = 3600.0
+    timeout: float = 2.0
+    max_in_flight: int = 64
+    min_ttl: int = 0  # floor for the TTL of addresses from upstream
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySettings:
+    name: str
+    algorithm: str
+    secret: bytes = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneSettings:
+    """One served zone. ``file`` is None for the catalog zone, which aliasd
+    builds itself (aliasd.zones.catalog)."""
+
+    name: dns.name.Name
+    file: Path | None
+    notify: tuple[Endpoint, ...] = ()
+    allow_transfer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    transfer_key: str | None = None
+    transfer_tls_only: bool = False
+    # $INCLUDE outside the zone file's directory is allowed ([server]
+    # allow-include-anywhere, copied into every zone so that whoever loads
+    # the file knows it).
+    include_anywhere: bool = False
+    # Who may change the zone by dynamic UPDATE (RFC 2136); none: nobody,
+    # and the zone file is aliasd's to read only.
+    update: tuple[UpdateRule, ...] = ()
+    # Sign the zone's served view with DNSSEC ([dnssec] says how).
+    dnssec: bool = False
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.update)
+
+
+@dataclasses.dataclass(frozen=True)
+class StatisticsSettings:
+    """The Prometheus endpoint; off (None) unless configured."""
+
+    listen: Endpoint | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSSettings:
+    """DNS over TLS (RFC 7858) and zone transfers over TLS (RFC 9103).
+
+    Off unless a certificate is configured. With ``client_ca`` set, only
+    clients presenting a certificate issued by that CA may connect (mutual
+    TLS); TSIG and allow-transfer still apply to transfers over TLS.
+    """
+
+    listen: tuple[str, ...] = ()
+    port: int = 853
+    certificate: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitSettings:
+    """Response rate limiting for UDP answers, in the manner of BIND's RRL.
+
+    Off while ``responses_per_second`` is 0. Each client network (IPv4 /24,
+    IPv6 /56 by default) gets a budget per answer: per name and type for
+    positive answers, per zone for NXDOMAIN and NODATA, one for errors.
+    Past the budget answers are dropped, except every ``slip``-th, which is
+    sent as an empty truncated answer so a real client retries over TCP.
+    """
+
+    responses_per_second: int = 0
+    nxdomains_per_second: int | None = None  # None: as responses_per_second
+    errors_per_second: int | None = None  # None: as responses_per_second
+    window: float = 15.0
+    slip: int = 2
+    ipv4_prefix_length: int = 24
+    ipv6_prefix_length: int = 56
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_table_size: int = 100_000
+
+    @property
+    def enabled(self) -> bool:
+        return self.responses_per_second > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    resolver: ResolverSettings = ResolverSettings()
+    statistics: StatisticsSettings = StatisticsSettings()
+    keys: tuple[KeySettings, ...] = ()
+    zones: tuple[ZoneSettings, ...] = ()
+    path: Path | None = None
+    tls: TLSSettings = TLSSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    catalog: ZoneSettings | None = None  # RFC 9432 catalog of every other zone
+    zone_directory: Path | None = None
+    dnssec: DnssecSettings = DnssecSettings()
+
+    @property
+    def transferable_zones(self) -> tuple[ZoneSettings, ...]:
+        """Every zone with transfer and NOTIFY settings, the catalog included."""
+        return self.zones + ((self.catalog,) if self.catalog is not None else ())
+
+
+# -- small validators -------------------------------------------------------
+
+
+class _Section:
+    """One TOML table being read; knows its name for error messages."""
+
+    def __init__(self, where: str, label: str, table: Any):
+        self.where = where
+        self.label = label
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {label}: expected a table")
+        self.table = dict(table)
+        self.taken: set[str] = set()
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {self.label} {key}: {problem}")
+
+    def take(self, key: str, kinds: tuple[type, ...], what: str, default=None):
+        if key not in self.table:
+            return default
+        value = self.table.pop(key)
+        self.taken.add(key)
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise self.error(key, f"expected {what}, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = self.take(key, (int, float), "a number", default)
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum:g}, got {value!r}")
+        return float(value)
+
+    def given(self, key: str) -> bool:
+        """Was ``key`` in the table (before it was taken)?"""
+        return key in self.taken
+
+    def strings(self, key: str, default=()) -> tuple[str, ...]:
+        value = self.take(key, (list,), "a list of strings", None)
+        if value is None:
+            return tuple(default)
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def finish(self) -> None:
+        if self.table:
+            unknown = ", ".join(sorted(self.table))
+            raise ConfigError(f"{self.where}: {self.label}: unknown key(s): {unknown}")
+
+
+def parse_ip(text: str) -> str:
+    """The normalised text of an IPv4 or IPv6 address; ValueError otherwise."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """``address``, ``address:port``, ``[v6]`` or ``[v6]:port``."""
+    text = text.strip()
+    port = default_port
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"missing ']' in {text!r}")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"expected ':port' after ']' in {text!r}")
+            port = _port(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text)
+    else:
+        host = text
+    return Endpoint(parse_ip(host), port)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port {text!r}")
+    return int(text)
+
+
+def parse_zone_name(text: str) -> dns.name.Name:
+    """A zone name, hashed once (ten thousand zones are looked up by name
+    in several maps on every reload; aliasd.base.store.CachedName)."""
+    try:
+        return store.cached(dns.name.from_text(text))
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad zone name {text!r}: {e}") from None
+
+
+def with_command_line_zones(settings: "Settings", extra) -> tuple[ZoneSettings, ...]:
+    """The configured zones with ``--zone NAME=FILE`` ones added (replacing
+    a configured zone of the same name), under the server's $INCLUDE rule."""
+    zones = {z.name: z for z in settings.zones}
+    zones.update({z.name: dataclasses.replace(z, include_anywhere=settings.server.allow_include_anywhere)
+                  for z in extra})
+    return tuple(zones.values())
+
+
+def parse_zone_arg(spec: str) -> ZoneSettings:
+    """A zone given on a command line as NAME=FILE (``--zone`` of
+    ``twistd aliasd`` and of ``aliasd-check``); ValueError if it is not one.
+
+    The file is made absolute, so a reload finds it whatever the working
+    directory.
+    """
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"expected NAME=FILE, got {spec!r}")
+    return ZoneSettings(parse_zone_name(name), Path(path).resolve())
+
+
+# -- the file ---------------------------------------------------------------
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read and validate the configuration file at ``path``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    return settings_from_dict(data, str(path), path.resolve().parent)
+
+
+def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
+    """Validate an already parsed configuration (``where`` names it in errors)."""
+    top = _Section(where, "", data)
+    server = _server(_Section(where, "[server]", top.table.pop("server", {})), base_dir)
+    resolver = _resolver(_Section(where, "[resolver]", top.table.pop("resolver", {})))
+    statistics = _statistics(_Section(where, "[statistics]", top.table.pop("statistics", {})))
+    tls = _tls(_Section(where, "[tls]", top.table.pop("tls", {})), base_dir, server.listen)
+    rate_limit = _rate_limit(_Section(where, "[rate-limit]", top.table.pop("rate-limit", {})))
+    keys_table = _Section(where, "[keys]", top.table.pop("keys", {}))
+    keys = tuple(
+        _key(_Section(where, f"[keys.{name}]", table), name, base_dir)
+        for name, table in sorted(keys_table.table.items())
+    )
+    zones_table = _Section(where, "[zones]", top.table.pop("zones", {}))
+    key_names = {k.name for k in keys}
+    defaults = _Section(where, "[zone-defaults]", top.table.pop("zone-defaults", {}))
+    if "file" in defaults.table:
+        raise defaults.error("file", "belongs in a zone's own table")
+    defaults = _zone_options(defaults, key_names)
+    if server.allow_include_anywhere:  # every zone inherits it from here
+        defaults = dataclasses.replace(defaults, include_anywhere=True)
+    zones = tuple(
+        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults)
+        for name, table in zones_table.table.items()
+    )
+    _check_unique_zones(where, zones)
+    directory = None
+    if "zone-directory" in top.table:
+        directory = _zone_directory(
+            _Section(where, "[zone-directory]", top.table.pop("zone-directory")), base_dir
+        )
+    if directory is not None:
+        explicit = {z.name for z in zones}
+        zones += tuple(
+            dataclasses.replace(defaults, name=name, file=path)
+            for name, path in _directory_zones(where, directory)
+            if name not in explicit
+        )
+    catalog = None
+    if "catalog" in top.table:
+        catalog = _catalog(_Section(where, "[catalog]", top.table.pop("catalog")), key_names)
+        if any(z.name == catalog.name for z in zones):
+            raise ConfigError(f"{where}: [catalog] zone: {catalog.name} is also a served zone")
+    for zone in zones + ((catalog,) if catalog else ()):
+        if zone.transfer_tls_only and not tls.enabled:
+            raise ConfigError(
+                f'{where}: [zones."{zone.name.to_text(omit_final_dot=True)}"] transfer-tls-only: '
+                "needs [tls] certificate and key"
+            )
+    dnssec = _dnssec(_Section(where, "[dnssec]", top.table.pop("dnssec", {})))
+    top.label = "top level"
+    top.finish()
+    return Settings(
+        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec
+    )
+
+
+#: Signing algorithms ([dnssec] algorithm): RFC 8624's recommended ones.
+DNSSEC_ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
+
+
+def _dnssec(section: _Section) -> DnssecSettings:
+    defaults = DnssecSettings()
+    algorithm = section.take("algorithm", (str,), "an algorithm name", defaults.algorithm).upper()
+    if algorithm not in DNSSEC_ALGORITHMS:
+        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(DNSSEC_ALGORITHMS)}")
+    denial = section.take("denial", (str,), '"nsec" or "nsec3"', defaults.denial).lower()
+    if denial not in ("nsec", "nsec3"):
+        raise section.error("denial", f'must be "nsec" or "nsec3", got {denial!r}')
+    validity = section.take("signature-validity", (int,), "seconds", defaults.signature_validity)
+    refresh = section.take("refresh-before", (int,), "seconds", defaults.refresh_before)
+    section.finish()
+    # Short windows (seconds) are for tests: real zones want days, so that
+    # secondaries and caches never hold expired signatures.
+    if validity < 10:
+        raise section.error("signature-validity", f"must be at least 10 seconds, got {validity}")
+    if not 1 <= refresh < validity:
+        raise section.error(
+            "refresh-before", f"must be at least 1 and less than signature-validity ({validity}), got {refresh}")
+    return DnssecSettings(algorithm, denial, validity, refresh)
+
+
+def _check_unique_zones(where: str, zones) -> None:
+    seen = set()
+    for zone in zones:
+        if zone.name in seen:
+            raise ConfigError(f"{where}: zone {zone.name} is configured twice")
+        seen.add(zone.name)
+
+
+def _listen_and_port(section: _Section, listen_default, port_default: int) -> tuple[list[str], int]:
+    """A section's ``listen`` addresses and ``port``, validated."""
+    listen = []
+    for text in section.strings("listen", listen_default):
+        try:
+            listen.append(parse_ip(text))
+        except ValueError:
+            raise section.error("listen", f"not an IP address: {text!r}") from None
+    port = section.take("port", (int,), "an integer", port_default)
+    if not 0 <= port < 65536:
+        raise section.error("port", f"must be between 0 and 65535, got {port}")
+    return listen, port
+
+
+def _server(section: _Section, base_dir: Path) -> ServerSettings:
+    defaults = ServerSettings()
+    listen, port = _listen_and_port(section, defaults.listen, defaults.port)
+    state_dir = section.take("state-dir", (str,), "a path", None)
+    max_udp = section.take("max-udp-size", (int,), "an integer", defaults.max_udp_size)
+    if not 512 <= max_udp <= 65535:
+        raise section.error("max-udp-size", f"must be between 512 and 65535, got {max_udp}")
+    idle = section.number("tcp-idle-timeout", defaults.tcp_idle_timeout, 0.1)
+    tcp_max = section.take("tcp-max-connections", (int,), "an integer", defaults.tcp_max_connections)
+    tcp_per_client = section.take("tcp-max-per-client", (int,), "an integer", defaults.tcp_max_per_client)
+    for key, value in (("tcp-max-connections", tcp_max), ("tcp-max-per-client", tcp_per_client)):
+        if value < 1:
+            raise section.error(key, f"must be at least 1, got {value}")
+    journal = section.take("journal-size", (int,), "an integer", defaults.journal_size)
+    if journal < 1:
+        raise section.error("journal-size", f"must be at least 1, got {journal}")
+    serial_interval = section.number("serial-interval", defaults.serial_interval, 0)
+    serial_burst = section.take("serial-burst", (int,), "an integer", defaults.serial_burst)
+    if serial_burst < 1:
+        raise section.error("serial-burst", f"must be at least 1, got {serial_burst}")
+    cache_size = section.take("answer-cache-size", (int,), "an integer", defaults.answer_cache_size)
+    if cache_size is not None and cache_size < 2:
+        raise section.error("answer-cache-size", f"must be at least 2, got {cache_size}")
+    notify_rate = section.number("notify-rate", defaults.notify_rate, 1)
+    notify_source = _notify_source(section)
+    include_anywhere = section.take(
+        "allow-include-anywhere", (bool,), "true or false", defaults.allow_include_anywhere
+    )
+    file_sync = section.number("dynamic-file-sync", defaults.dynamic_file_sync, 1)
+    section.finish()
+    if not listen:
+        raise section.error("listen", "needs at least one address")
+    return ServerSettings(
+        tuple(listen),
+        port,
+        base_dir / state_dir if state_dir else defaults.state_dir,
+        max_udp,
+        idle,
+        tcp_max,
+        tcp_per_client,
+        journal,
+        serial_interval,
+        serial_burst,
+        cache_size,
+        notify_rate,
+        notify_source,
+        include_anywhere,
+        file_sync,
+    )
+
+
+def _notify_source(section: _Section) -> tuple[str, ...]:
+    """``notify-source``: one address, or a list with at most one per family."""
+    value = section.take("notify-source", (str, list), "an address or a list of addresses", None)
+    if value is None:
+        return ()
+    texts = [value] if isinstance(value, str) else value
+    addresses = []
+    for text in texts:
+        try:
+            addresses.append(parse_ip(text) if isinstance(text, str) else None)
+        except ValueError:
+            addresses.append(None)
+        if addresses[-1] is None:
+            raise section.error("notify-source", f"not an IP address: {text!r}")
+    families = [":" in a for a in addresses]
+    if len(set(families)) != len(families):
+        raise section.error("notify-source", "give at most one IPv4 and one IPv6 address")
+    return tuple(addresses)
+
+
+def _resolver(section: _Section) -> ResolverSettings:
+    defaults = ResolverSettings()
+    upstreams = []
+    for text in section.strings("upstreams"):
+        try:
+            upstreams.append(parse_endpoint(text, 53))
+        except ValueError as e:
+            raise section.error("upstreams", str(e)) from None
+    min_refresh = section.number("min-refresh", defaults.min_refresh, 1)
+    max_refresh = section.number("max-refresh", defaults.max_refresh, 1)
+    if max_refresh < min_refresh:
+        raise section.error(
+            "max-refresh", f"is smaller than min-refresh ({max_refresh:g} < {min_refresh:g})"
+        )
+    serve_stale = section.number("serve-stale", defaults.serve_stale, 0)
+    timeout = section.number("timeout", defaults.timeout, 0.1)
+    in_flight = section.take("max-in-flight", (int,), "an integer", defaults.max_in_flight)
+    if in_flight < 1:
+        raise section.error("max-in-flight", f"must be at least 1, got {in_flight}")
+    min_ttl = section.take("min-ttl", (int,), "an integer", defaults.min_ttl)
+    if not 0 <= min_ttl <= 2**31 - 1:
+        raise section.error("min-ttl", f"must be between 0 and 2147483647 seconds, got {min_ttl}")
+    section.finish()
+    return ResolverSettings(
+        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight, min_ttl
+    )
+
+
+def _statistics(section: _Section) -> StatisticsSettings:
+    text = section.take("listen", (str,), 'an "address:port" string', None)
+    section.finish()
+    if text is None:
+        return StatisticsSettings()
+    try:
+        endpoint = parse_endpoint(text, 0)
+    except ValueError as e:
+        raise section.error("listen", str(e)) from None
+    if endpoint.port == 0:
+        raise section.error("listen", f"needs a port, as in 127.0.0.1:9353, got {text!r}")
+    return StatisticsSettings(endpoint)
+
+
+def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> TLSSettings:
+    listen, port = _listen_and_port(section, server_listen, TLSSettings().port)
+    paths = {}
+    for key in ("certificate", "key", "client-ca"):
+        text = section.take(key, (str,), "a path", None)
+        if text is None:
+            paths[key] = None
+            continue
+        path = base_dir / text
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as e:
+            raise section.error(key, f"cannot read {path}: {e.strerror}") from None
+        paths[key] = path
+    section.finish()
+    if paths["certificate"] is None and (paths["key"] or paths["client-ca"]):
+        raise section.error("certificate", "is required when key or client-ca is set")
+    if paths["certificate"] is not None and paths["key"] is None:
+        raise section.error("key", "is required with certificate")
+    if paths["certificate"] is not None and not listen:
+        raise section.error("listen", "needs at least one address")
+    return TLSSettings(tuple(listen), port, paths["certificate"], paths["key"], paths["client-ca"])
+
+
+def _rate_limit(section: _Section) -> RateLimitSettings:
+    defaults = RateLimitSettings()
+
+    def count(key, default, minimum=0):
+        value = section.take(key, (int,), "an integer", default)
+        if value is not None and value < minimum:
+            raise section.error(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    responses = count("responses-per-second", defaults.responses_per_second)
+    nxdomains = count("nxdomains-per-second", None)
+    errors = count("errors-per-second", None)
+    window = section.number("window", defaults.window, 1)
+    slip = count("slip", defaults.slip)
+    if slip > 10:
+        raise section.error("slip", f"must be between 0 and 10, got {slip}")
+    v4 = count("ipv4-prefix-length", defaults.ipv4_prefix_length)
+    v6 = count("ipv6-prefix-length", defaults.ipv6_prefix_length)
+    if v4 > 32:
+        raise section.error("ipv4-prefix-length", f"must be between 0 and 32, got {v4}")
+    if v6 > 128:
+        raise section.error("ipv6-prefix-length", f"must be between 0 and 128, got {v6}")
+    exempt = []
+    for text in section.strings("exempt-clients"):
+        try:
+            exempt.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise section.error("exempt-clients", f"not an address or network: {text!r}") from None
+    table = count("max-table-size", defaults.max_table_size, 1)
+    section.finish()
+    return RateLimitSettings(
+        responses, nxdomains, errors, window, slip, v4, v6, tuple(exempt), table
+    )
+
+
+def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
+    algorithm = section.take("algorithm", (str,), "a string", "hmac-sha256").lower()
+    if algorithm not in TSIG_ALGORITHMS:
+        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(TSIG_ALGORITHMS)}")
+    secret_text = section.take("secret", (str,), "a base64 string", None)
+    secret_file = section.take("secret-file", (str,), "a path", None)
+    section.finish()
+    if (secret_text is None) == (secret_file is None):
+        raise section.error("secret", "give exactly one of secret and secret-file")
+    key = "secret"
+    if secret_file is not None:
+        key = "secret-file"
+        try:
+            secret_text = (base_dir / secret_file).read_text().strip()
+        except OSError as e:
+            raise section.error(key, f"cannot read {base_dir / secret_file}: {e.strerror}") from None
+    try:
+        secret = base64.b64decode(secret_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise section.error(key, "not valid base64") from None
+    if not secret:
+        raise section.error(key, "is empty")
+    return KeySettings(name, algorithm, secret)
+
+
+def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | None = None) -> ZoneSettings:
+    """The transfer and NOTIFY settings of a zone table (or of [zone-defaults]);
+    a key the table does not set keeps its value from ``base``."""
+    base = base if base is not None else ZoneSettings(dns.name.root, None)
+    notify = []
+    for text in section.strings("notify"):
+        try:
+            notify.append(parse_endpoint(text, 53))
+        except ValueError as e:
+            raise section.error("notify", str(e)) from None
+    networks = []
+    for text in section.strings("allow-transfer"):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise section.error("allow-transfer", f"not an address or network: {text!r}") from None
+    transfer_key = section.take("transfer-key", (str,), "a key name", base.transfer_key)
+    if transfer_key is not None and transfer_key not in key_names:
+        raise section.error("transfer-key", f"no key named {transfer_key!r} in [keys]")
+    tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
+    update = _update_rules(section, key_names)
+    dnssec = section.take("dnssec", (bool,), "true or false", base.dnssec)
+    section.finish()
+    return dataclasses.replace(
+        base,
+        dnssec=dnssec,
+        update=update if update is not None else base.update,
+        notify=tuple(notify) if section.given("notify") else base.notify,
+        allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,
+        transfer_key=transfer_key,
+        transfer_tls_only=tls_only,
+    )
+
+
+def _update_rules(section: _Section, key_names: set[str]) -> tuple[UpdateRule, ...] | None:
+    """``update = [{ key, name, subdomains, types }, ...]``: who may change
+    what by dynamic UPDATE (None: not given here)."""
+    rules = section.take("update", (list,), "a list of tables", None)
+    if rules is None:
+        return None
+    out = []
+    for i, table in enumerate(rules):
+        if not isinstance(table, dict):
+            raise section.error("update", f"entry {i + 1}: expected a table like {{ key = \"ops\" }}, got {table!r}")
+        rule = _Section(section.where, f"{section.label} update entry {i + 1}:", dict(table))
+        key = rule.take("key", (str,), "a key name", None)
+        if key is None:
+            raise rule.error("key", "is required")
+        if key not in key_names:
+            raise rule.error("key", f"no key named {key!r} in [keys]")
+        name_text = rule.take("name", (str,), "a domain name", None)
+        name = None
+        if name_text is not None:
+            try:
+                name = dns.name.from_text(name_text, origin=None)
+            except dns.exception.DNSException as e:
+                raise rule.error("name", f"not a domain name: {name_text!r} ({e})") from None
+        subdomains = rule.take("subdomains", (bool,), "true or false", False)
+        types = []
+        for text in rule.strings("types"):
+            if text.upper() == "ALIAS":
+                types.append(store.ALIAS_TYPE)
+                continue
+            try:
+                types.append(dns.rdatatype.from_text(text))
+            except dns.exception.DNSException:
+                raise rule.error("types", f"unknown record type {text!r}") from None
+        rule.finish()
+        out.append(UpdateRule(key, name, subdomains, frozenset(types)))
+    return tuple(out)
+
+
+def _zone(
+    section: _Section, name: str, base_dir: Path, key_names: set[str], defaults: ZoneSettings | None = None
+) -> ZoneSettings:
+    try:
+        origin = parse_zone_name(name)
+    except ValueError as e:
+        raise ConfigError(f"{section.where}: {e}") from None
+    file_text = section.take("file", (str,), "a path", None)
+    if file_text is None:
+        raise section.error("file", "is required")
+    options = _zone_options(section, key_names, defaults)
+    for rule in options.update:
+        if rule.name is not None and rule.name.is_absolute() and not rule.name.is_subdomain(origin):
+            raise section.error("update", f"rule name {rule.name} is not in zone {origin}")
+    return dataclasses.replace(options, name=origin, file=base_dir / file_text)
+
+
+def _catalog(section: _Section, key_names: set[str]) -> ZoneSettings:
+    """[catalog]: the catalog zone's name and its own transfer and NOTIFY settings."""
+    name = section.take("zone", (str,), "a zone name", None)
+    if name is None:
+        raise section.error("zone", "is required")
+    try:
+        origin = parse_zone_name(name)
+    except ValueError as e:
+        raise section.error("zone", str(e)) from None
+    return dataclasses.replace(_zone_options(section, key_names), name=origin)
+
+
+def _zone_directory(section: _Section, base_dir: Path) -> Path:
+    path = section.take("path", (str,), "a path", None)
+    section.finish()
+    if path is None:
+        raise section.error("path", "is required")
+    directory = base_dir / path
+    if not directory.is_dir():
+        raise section.error("path", f"{directory} is not a directory")
+    return directory
+
+
+#: The suffix that makes a file in [zone-directory] a zone file.
+ZONE_FILE_SUFFIX = ".zone"
+
+
+def _directory_zones(where: str, directory: Path):
+    """(zone name, file) for every FILE.zone in ``directory``, sorted by name.
+
+    The zone is the file name without ``.zone``: ``example.com.zone`` is
+    ``example.com.``. Hidden files and other suffixes are ignored (editors'
+    backups, files being written).
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as e:
+        raise ConfigError(f"{where}: [zone-directory] path: cannot list {directory}: {e.strerror}") from None
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(ZONE_FILE_SUFFIX):
+            continue
+        try:
+            yield _directory_entry(str(directory), entry.name)
+        except ValueError as e:
+            raise ConfigError(f"{where}: [zone-directory] {directory / entry.name}: {e}") from None
+
+
+@functools.lru_cache(maxsize=262144)
+def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path]:
+    """The zone and path of one directory file, kept between reloads: for
+    ten thousand files, parsing the names again took half a second."""
+    return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), Path(directory) / filename

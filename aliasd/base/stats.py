@@ -1,0 +1,164 @@
+"""Counters for operators, served in the Prometheus exposition format.
+
+Counters carry no zone label: at a hundred thousand zones, zone times
+query type times rcode times transport would be millions of series. The
+one per-zone series is the served serial (a gauge), which is what an
+operator compares with the secondaries'.
+
+Statistics keeps the counters that the server, the resolver and the NOTIFY
+sender increment as plain counts in a dictionary: a query costs one
+dictionary increment with a key computed once (aliasd.answer.answers keeps it with
+each cached answer), where a prometheus_client Counter costs a method call
+and a lock on every increment. At scrape time Statistics acts as a
+prometheus_client collector (the documented way to export values kept
+elsewhere): it turns those counts, and the gauges read from the live
+objects (serials, target states), into metric families, and
+prometheus_client writes the text format (or OpenMetrics, when the scraper
+asks for it), beside its standard process and Python metrics.
+
+``MetricsSite`` serves ``/metrics`` over HTTP with twisted.web; it is only
+started when ``[statistics] listen`` is configured (loopback is the
+sensible choice). It renders in the reactor thread: the collector reads
+dictionaries that only the reactor thread changes. (prometheus_client's
+own ``twisted.MetricsResource`` runs its WSGI application in the reactor's
+thread pool, where it would read them while they change, and would wait
+behind a reload or a state write running there.)
+
+prometheus_client is imported only where statistics are served (by
+``MetricsSite``), not by every process and test that counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Callable, Iterable
+
+from twisted.web import pages, resource, server
+
+#: counter name -> (help text, label names); every counter used must be
+#: listed here with the labels it is counted with.
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "aliasd_queries_total": (
+        "DNS queries answered, by query type, rcode and transport.", ("qtype", "rcode", "transport")),
+    "aliasd_alias_answers_total": ("A/AAAA answers given at ALIAS owners.", ()),
+    "aliasd_stale_answers_total": ("Answers at ALIAS owners whose upstream target is stale.", ()),
+    "aliasd_malformed_total": ("Messages that could not be parsed (FORMERR or dropped).", ()),
+    "aliasd_transfers_total": ("Zone transfers served, by kind and client.", ("client", "kind")),
+    "aliasd_transfers_refused_total": ("Zone transfer requests refused.", ()),
+    "aliasd_notify_total": ("NOTIFY messages, by outcome (sent, acknowledged, failed).", ("outcome",)),
+    "aliasd_upstream_answers_total": ("Upstream resolution outcomes, by outcome.", ("outcome",)),
+    "aliasd_reloads_total": ("Reloads, by result.", ("result",)),
+    "aliasd_rrl_dropped_total": ("UDP answers dropped by response rate limiting.", ()),
+    "aliasd_rrl_slipped_total": ("UDP answers replaced by a truncated answer (RRL slip).", ()),
+    "aliasd_updates_total": ("Dynamic UPDATE requests answered, by rcode.", ("rcode",)),
+}
+
+GaugeReader = Callable[[], Iterable[tuple[dict, float]]]
+
+
+class Statistics:
+    """Labelled counters, plus gauges computed when scraped."""
+
+    def __init__(self):
+        self.counters: collections.Counter = collections.Counter()
+        self.gauges: dict[str, tuple[str, GaugeReader]] = {}
+
+    @staticmethod
+    def key(metric: str, **labels: str) -> tuple:
+        """The counter for these labels (keep it to count without sorting labels)."""
+        return (metric, tuple(sorted(labels.items())))
+
+    def inc(self, metric: str, amount: int = 1, **labels: str) -> None:
+        self.counters[self.key(metric, **labels)] += amount
+
+    def value(self, metric: str, **labels: str) -> int:
+        return self.counters[(metric, tuple(sorted(labels.items())))]
+
+    def gauge(self, metric: str, help_text: str, read: GaugeReader) -> None:
+        """Register a gauge read at scrape time as (labels, value) pairs."""
+        self.gauges[metric] = (help_text, read)
+
+    def collect(self) -> list:
+        """The counters and gauges as prometheus_client metric families."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        by_metric: dict[str, list] = collections.defaultdict(list)
+        for (metric, labels), value in list(self.counters.items()):
+            by_metric[metric].append((labels, value))
+        families = []
+        for metric, (help_text, names) in COUNTERS.items():
+            family = CounterMetricFamily(metric, help_text, labels=names)
+            for labels, value in sorted(by_metric.pop(metric, [])):
+                if tuple(name for name, _ in labels) != names:
+                    raise ValueError(f"{metric} counted with labels {labels}, declared {names}")
+                family.add_metric([v for _, v in labels], value)
+            families.append(family)
+        if by_metric:
+            raise ValueError(f"counters not declared in aliasd.base.stats.COUNTERS: {sorted(by_metric)}")
+        for metric, (help_text, read) in sorted(self.gauges.items()):
+            samples = list(read())
+            names = sorted(samples[0][0]) if samples else []
+            family = GaugeMetricFamily(metric, help_text, labels=names)
+            for labels, value in samples:
+                family.add_metric([labels[name] for name in names], value)
+            families.append(family)
+        return families
+
+    @functools.cached_property
+    def registry(self):
+        """A registry of these statistics and the process's standard metrics."""
+        from prometheus_client import (
+            CollectorRegistry,
+            GCCollector,
+            PlatformCollector,
+            ProcessCollector,
+        )
+
+        registry = CollectorRegistry()
+        registry.register(self)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        return registry
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition the ``Accept`` header asks for, and its content type."""
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class _Metrics(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, statistics: Statistics):
+        super().__init__()
+        self.statistics = statistics
+
+    def render_GET(self, request):
+        accept = request.getHeader(b"accept")
+        body, content_type = self.statistics.render(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return body
+
+
+class _Root(resource.Resource):
+    def getChild(self, path, request):
+        return pages.notFound()
+
+
+class MetricsSite(server.Site):
+    """``/metrics`` only; no access log line per scrape."""
+
+    noisy = False
+
+    def __init__(self, statistics: Statistics):
+        statistics.registry  # imports prometheus_client now, not at the first scrape
+        root = _Root()
+        root.putChild(b"metrics", _Metrics(statistics))
+        super().__init__(root)
+
+    def log(self, request) -> None:
+        pass

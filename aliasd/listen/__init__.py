@@ -1,0 +1,2 @@
+"""Sockets: UDP, TCP and TLS transports, and response rate limiting.
+"""

@@ -1,0 +1,106 @@
+"""TLS for DNS over TLS (RFC 7858) and zone transfers over TLS (RFC 9103).
+
+The listener offers TLS 1.2 and 1.3 with the ALPN token "dot" (RFC 9103
+7.1); transfers additionally require TLS 1.3 (RFC 9103 5.1), checked per
+request by the transfer access rules. With a client CA configured, only
+clients whose certificate that CA issued complete the handshake (mutual
+TLS). Certificate, key and CA are read again on reload, so a renewed
+certificate is used without a restart; a broken file keeps the old context.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.logger import Logger
+
+from aliasd.base.config import ConfigError, TLSSettings
+
+log = Logger()
+
+#: RFC 9103 7.1 and RFC 7858: the ALPN protocol of DNS over TLS.
+ALPN_DOT = b"dot"
+
+
+def _certificates(path: Path, what: str, where: str) -> list[crypto.X509]:
+    """Every PEM certificate in ``path`` (a certificate and its chain)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{where}: [tls] {what}: cannot read {path}: {e.strerror}") from None
+    blocks = []
+    marker = b"-----END CERTIFICATE-----"
+    for chunk in data.split(marker)[:-1]:
+        try:
+            blocks.append(crypto.load_certificate(crypto.FILETYPE_PEM, chunk + marker))
+        except crypto.Error as e:
+            raise ConfigError(f"{where}: [tls] {what}: {path}: not a PEM certificate ({e})") from None
+    if not blocks:
+        raise ConfigError(f"{where}: [tls] {what}: {path}: no PEM certificate in the file")
+    return blocks
+
+
+def certificate_options(settings: TLSSettings, where: str = "") -> ssl.CertificateOptions:
+    """The server-side TLS options for ``settings``; ConfigError names the
+    configuration file (``where``), the key and the problem."""
+    chain = _certificates(settings.certificate, "certificate", where)
+    try:
+        key = crypto.load_privatekey(crypto.FILETYPE_PEM, settings.key.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"{where}: [tls] key: cannot read {settings.key}: {e.strerror}") from None
+    except crypto.Error as e:
+        raise ConfigError(f"{where}: [tls] key: {settings.key}: not a PEM private key ({e})") from None
+    verify = {}
+    if settings.client_ca is not None:
+        verify = dict(
+            verify=True,
+            caCerts=_certificates(settings.client_ca, "client-ca", where),
+            requireCertificate=True,
+        )
+    options = ssl.CertificateOptions(
+        privateKey=key,
+        certificate=chain[0],
+        extraCertChain=chain[1:],
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableProtocols=[ALPN_DOT],
+        **verify,
+    )
+    try:
+        options.getContext()  # checks that the key matches the certificate
+    except SSL.Error as e:
+        raise ConfigError(
+            f"{where}: [tls] key: {settings.key} does not go with certificate {settings.certificate} ({e})"
+        ) from None
+    return options
+
+
+class ReloadableContext:
+    """An old-style context factory whose options a reload may replace."""
+
+    def __init__(self, options: ssl.CertificateOptions):
+        self.options = options
+
+    def getContext(self) -> SSL.Context:
+        return self.options.getContext()
+
+    def reload(self, settings: TLSSettings, where: str = "") -> bool:
+        """Use the files of ``settings`` from now on; False (and logged) if broken."""
+        try:
+            self.options = certificate_options(settings, where)
+        except ConfigError as e:
+            log.error("TLS not reloaded, keeping the old certificate: {error}", error=str(e))
+            return False
+        return True
+
+
+def negotiated_version(transport) -> str | None:
+    """The TLS version of a connection ("TLSv1.3"), None for plain TCP."""
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is None:
+        return None
+    handle = get_handle()
+    if not isinstance(handle, SSL.Connection):
+        return None
+    return handle.get_protocol_version_name()

@@ -1,0 +1,200 @@
+"""Differences between consecutive zone versions, kept for IXFR (RFC 1995).
+
+A Journal holds a bounded number of Differences for one zone, oldest first.
+``since(serial)`` returns the chain of differences that takes a secondary
+from ``serial`` to the current version, or None when that serial is not in
+the journal (the secondary then gets the whole zone).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Iterable
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from aliasd.base import store
+from aliasd.zones.zone import ZoneVersion
+from aliasd.zones.zonefile import ALIAS_RDTYPE
+
+_SKIPPED = (dns.rdatatype.SOA, ALIAS_RDTYPE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """What changed from one served version to the next.
+
+    The two SOAs are kept packed (aliasd.base.store), decoded when an IXFR needs
+    them: journals of ten thousand zones would otherwise hold a dozen
+    objects per difference for the cyclic garbage collector to walk.
+    """
+
+    old_soa_packed: bytes
+    new_soa_packed: bytes
+    removed: tuple[dns.rrset.RRset, ...]
+    added: tuple[dns.rrset.RRset, ...]
+
+    @property
+    def old_soa(self) -> dns.rrset.RRset:
+        return store.PackedNode(self.old_soa_packed)[dns.rdatatype.SOA]
+
+    @property
+    def new_soa(self) -> dns.rrset.RRset:
+        return store.PackedNode(self.new_soa_packed)[dns.rdatatype.SOA]
+
+    @property
+    def old_serial(self) -> int:
+        return int.from_bytes(self.old_soa_packed[-20:-16], "big")
+
+    @property
+    def new_serial(self) -> int:
+        return int.from_bytes(self.new_soa_packed[-20:-16], "big")
+
+
+def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
+    subset = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
+    subset.update_ttl(rrset.ttl)
+    for rdata in rdatas:
+        subset.add(rdata)
+    return subset
+
+
+def _served_node(version: ZoneVersion, key: bytes):
+    """The records at ``key`` as served (an NSEC3 owner's too), or {}."""
+    node = version.node_at(key)
+    if node is None and version.signed is not None and key in version.signed.records:
+        node = store.PackedNode(version.signed.records[key])
+    return node or {}
+
+
+def _signed_changes(old, new) -> set[bytes]:
+    """Owner keys whose DNSSEC records or signatures differ (compared packed)."""
+    changed = set()
+    for attribute in ("records", "signatures"):
+        a = getattr(old, attribute) if old is not None else {}
+        b = getattr(new, attribute) if new is not None else {}
+        if a is b:
+            continue
+        changed.update(k for k, v in b.items() if a.get(k) != v)
+        changed.update(k for k in a if k not in b)
+    return changed
+
+
+def _compare_signatures(old: ZoneVersion, new: ZoneVersion, key: bytes, removed: list, added: list) -> None:
+    """The RRSIGs at ``key`` that went and came, compared packed per covered
+    type: only those that differ are decoded (signatures are the bulk of a
+    signed zone's change, and decoding every RRSIG at the apex of each of a
+    thousand zones was most of re-signing them)."""
+    a = old.signed.signatures.get(key) if old.signed is not None else None
+    b = new.signed.signatures.get(key) if new.signed is not None else None
+    if a == b:
+        return
+    before = _signature_sets(a)
+    after = _signature_sets(b)
+    owner = None
+    for covered in sorted(before.keys() | after.keys()):
+        x, y = before.get(covered), after.get(covered)
+        if x == y:
+            continue
+        if owner is None:
+            owner = store.name_of(store.owner_of(a if a is not None else b))
+        same_ttl = x is not None and y is not None and x[0] == y[0]
+        gone = [w for w in x[1] if not same_ttl or w not in y[1]] if x is not None else []
+        fresh = [w for w in y[1] if not same_ttl or w not in x[1]] if y is not None else []
+        if gone:
+            removed.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, x[0], sorted(gone), covered))
+        if fresh:
+            added.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, y[0], sorted(fresh), covered))
+
+
+def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
+    """Covered type -> (TTL, RRSIG rdata wires) of a packed signatures node."""
+    if packed is None:
+        return {}
+    return {
+        covered: (ttl, frozenset(store.rdata_wires(packed, start, end)))
+        for covered, ttl, _, start, end in store.directory(packed)
+    }
+
+
+def _compare(a, b, removed: list, added: list) -> None:
+    """What of RRset ``a`` went and what of ``b`` came (a TTL change: all
+    of both). Whole RRsets are kept as they are: fewer objects per entry."""
+    if a is not None and b is not None and a.ttl == b.ttl:
+        gone, fresh = set(a) - set(b), set(b) - set(a)
+    else:
+        gone = set(a) if a is not None else set()
+        fresh = set(b) if b is not None else set()
+    if gone:
+        removed.append(a if len(gone) == len(a) else _subset(a, gone))
+    if fresh:
+        added.append(b if len(fresh) == len(b) else _subset(b, fresh))
+
+
+def difference(
+    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None
+) -> Difference:
+    """The records removed and added between two versions of one zone.
+
+    ``names`` limits the comparison to the owners known to have changed;
+    otherwise, for versions of the same zone file only the ALIAS owners can
+    differ, and for different files the whole view is compared. A record
+    whose TTL changed is removed and added again.
+    """
+    if names is None:
+        if old.source is new.source:
+            keys = [store.key_of(name) for name in old.source.aliases]
+        else:
+            keys = dict.fromkeys(old.keys())
+            keys.update(dict.fromkeys(new.keys()))
+    else:
+        keys = [store.key_of(name) for name in names]
+    if old.signed is not None or new.signed is not None:
+        keys = dict.fromkeys(keys)
+        keys.update(dict.fromkeys(_signed_changes(old.signed, new.signed)))
+    removed: list[dns.rrset.RRset] = []
+    added: list[dns.rrset.RRset] = []
+    for key in keys:
+        before = _served_node(old, key)
+        after = _served_node(new, key)
+        for rdtype in sorted(set(before) | set(after)):
+            if rdtype in _SKIPPED:
+                continue
+            if before and after and before.same_as(after, rdtype):
+                continue  # the same packed records in both: unchanged, nothing decoded
+            a, b = before.get(rdtype), after.get(rdtype)
+            if a is b:
+                continue  # shared between versions: unchanged (and no rdata hashing)
+            _compare(a, b, removed, added)
+        if old.signed is not None or new.signed is not None:
+            _compare_signatures(old, new, key, removed, added)
+    return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))
+
+
+class Journal:
+    """The last ``size`` differences of one zone."""
+
+    def __init__(self, size: int = 100):
+        self._differences: collections.deque[Difference] = collections.deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._differences)
+
+    def add(self, diff: Difference) -> None:
+        if self._differences and self._differences[-1].new_serial != diff.old_serial:
+            self._differences.clear()  # a gap: older entries no longer chain
+        self._differences.append(diff)
+
+    def differences(self) -> list[Difference]:
+        """Every difference kept, oldest first."""
+        return list(self._differences)
+
+    def since(self, serial: int) -> list[Difference] | None:
+        """Differences from ``serial`` to the newest version, or None."""
+        for i, diff in enumerate(self._differences):
+            if diff.old_serial == serial:
+                return list(self._differences)[i:]
+        return None

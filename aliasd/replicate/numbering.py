@@ -1,0 +1,131 @@
+"""Numbering zone versions: serials, their record, their history.
+
+Why a unit of its own: a secondary must never see a serial go backwards or
+a changed view under an old serial, across restarts too. So each new
+version gets its serial from the last one recorded for its zone
+(aliasd.base.state.next_serial, on the digest of what the zone serves), the
+serials of a batch are written to the state store before any of them is
+served, and a write that fails is retried with a growing delay (the batch
+is kept meanwhile). What changed from the previous serial goes into the
+zone's journal, for IXFR.
+
+The state store is written in the reactor's thread pool (``run_in_thread``),
+or at once without a reactor (unit tests, ``aliasd-check``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import dns.name
+from twisted.internet import defer, threads
+
+from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
+from aliasd.replicate.journal import Journal, difference
+from aliasd.zones.zone import ZoneVersion
+
+
+class Numbering:
+    """Gives versions their serials and records them in the state store."""
+
+    #: Seconds to wait before writing again after the 1st, 2nd, ... failure.
+    retry_delays = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+    def __init__(self, state=None, clock=None, run_in_thread=None):
+        self.state = state if state is not None else MemoryStateStore()
+        self.run_in_thread = run_in_thread if run_in_thread is not None else _thread_runner(clock)
+        # The view digest each served version was recorded with.
+        self.digests: dict[dns.name.Name, str] = {}
+        self.failures = 0  # writes failed in a row
+
+    def next_version(self, zone, updates, current: ZoneVersion | None, current_digest: str | None):
+        """Build and number the version after ``current`` (not recorded yet).
+
+        ``zone`` is the authority's book-keeping of the zone (its file, the
+        shared base, the followed outcomes and their view hash), ``updates``
+        the ALIAS owners whose outcome changed, ``current_digest`` the
+        digest of ``current`` when it is not served yet (None: the one it
+        was served with). Returns (version, digest, whether the state store
+        must record it, why it was made).
+        """
+        source = zone.source
+        origin = source.origin
+        view = f"{zone.source_digest}:{zone.view_hash:x}"
+        if zone.signing_state:  # a signed zone: new keys or signatures are a new view
+            view += ":" + zone.signing_state
+        digest = hashlib.sha256(view.encode()).hexdigest()
+        if current is None:
+            previous = self.state.load_zones().get(origin)
+        else:
+            previous = ZoneState(current.serial, current_digest if current_digest is not None
+                                 else self.digests.get(origin, ""))
+        changed = previous is None or previous.digest != digest
+        serial = next_serial(source.serial, previous.serial if previous else None, changed)
+        state_changed = previous is None or serial != previous.serial or changed
+        if current is not None and current.source is source:
+            version = ZoneVersion.build(source, updates, zone.base, serial=serial, previous=current)
+            why = f"{len(updates)} ALIAS owner(s) changed"
+        else:
+            version = ZoneVersion.build(source, zone.flattened, zone.base, serial=serial)
+            if current is not None:
+                why = "reloaded"
+            elif previous is None:
+                why = "first load"
+            else:
+                why = "restart, view unchanged" if not changed else "restart, view changed"
+        return version, digest, state_changed, why
+
+    def save(self, states: dict[dns.name.Name, ZoneState]) -> None:
+        """Record ``states`` now, on this thread (raises OSError)."""
+        self.state.save_zones(states)
+
+    def save_in_thread(self, states: dict[dns.name.Name, ZoneState]) -> defer.Deferred:
+        """Record ``states`` off the reactor thread."""
+        return self.run_in_thread(self.state.save_zones, states)
+
+    def failed(self) -> float:
+        """A write failed: the seconds to wait before the next attempt."""
+        delay = self.retry_delays[min(self.failures, len(self.retry_delays) - 1)]
+        self.failures += 1
+        return delay
+
+    def recorded(self) -> None:
+        """A batch was recorded and served: the state store works again."""
+        self.failures = 0
+
+
+class Journals(dict):
+    """Zone origin -> its Journal of differences, for IXFR.
+
+    A journal is made on a zone's first change: most zones never change.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def add(self, origin: dns.name.Name, diff) -> None:
+        """Keep ``diff``, the difference to the zone's newly served version."""
+        journal = self.get(origin)
+        if journal is None:
+            journal = self[origin] = Journal(self.size)
+        journal.add(diff)
+
+    def record(self, old: ZoneVersion | None, new: ZoneVersion, owners) -> None:
+        """Keep the difference between the served ``old`` and the ``new``
+        version that replaces it, when the serial moves; ``owners`` are the
+        ALIAS owners rebuilt (compared alone when the file is the same)."""
+        if old is None or old.serial == new.serial:
+            return
+        journal = self.get(new.origin)
+        if journal is None:
+            journal = self[new.origin] = Journal(self.size)
+        journal.add(difference(old, new, owners if old.source is new.source else None))
+
+
+def _thread_runner(clock):
+    """How state writes leave the reactor thread: the reactor's thread pool,
+    or at once (a test clock, or none)."""
+    if clock is not None and hasattr(clock, "getThreadPool"):
+        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+    return defer.maybeDeferred

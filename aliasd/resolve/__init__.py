@@ -1,0 +1,3 @@
+"""ALIAS targets to addresses: the scheduler, upstream resolvers, the
+dependency graph from targets to zones, and serial-rate damping.
+"""

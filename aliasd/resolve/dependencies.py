@@ -1,0 +1,288 @@
+"""Following ALIAS targets, and the graph of who followed what.
+
+Why a unit of its own: work must be proportional to what changed. Following
+an ALIAS records where it went: the upstream targets it asked the resolver
+about, and the served zones whose records it read. A change of one target
+then re-follows only its owners, and a reload of one zone only the owners
+that follow into it, not all ten thousand zones.
+
+A target in a zone served here resolves exactly as a query for it would be
+answered (ALIAS chains, CNAME, DNAME and wildcards included; a loop serves
+no addresses); one at or below a delegation, or outside every served zone,
+through the AliasResolver's upstream states.
+
+``follow`` runs for every ALIAS owner of every zone rebuilt (ten thousand
+zones at a start): it reads the edge dicts as plain attributes, with no
+layer between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+from typing import Callable, Iterable
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from twisted.logger import Logger
+
+from aliasd.resolve.resolution import AliasResolver, Status, TargetKey
+from aliasd.zones.zone import ADDRESS_TYPES, Flattened
+from aliasd.zones.zonefile import ALIAS_RDTYPE, ZoneSource
+
+# Logged as the authority always did: operators' filters keep working.
+log = Logger(namespace="aliasd.service.authority")
+_MAX_DEPTH = 16
+_HASH_MOD = 2**256
+
+Dependent = tuple  # (zone origin, ALIAS owner)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Followed:
+    """Where following one ALIAS target for one type ended."""
+
+    kind: str  # "addresses", "none", "fallback", "loop"
+    rdatas: tuple[dns.rdata.Rdata, ...] = ()
+    ttl: int = 0
+
+
+_FALLBACK = _Followed("fallback")
+_NONE = _Followed("none")
+_DELEGATED = ("delegated", None)
+
+
+@functools.lru_cache(maxsize=65536)
+def _rdatas(rdtype: int, addresses: tuple[str, ...]) -> tuple[dns.rdata.Rdata, ...]:
+    """Address texts as rdata, shared by every owner of the same target."""
+    return tuple(dns.rdata.from_text(dns.rdataclass.IN, rdtype, a) for a in addresses)
+
+
+class AliasGraph:
+    """Follows ALIAS owners and remembers the edges each one followed.
+
+    ``zones`` is the authority's per-zone book-keeping (origin -> an object
+    with the zone file's ``base``), ``origin_of`` the registry's cached
+    closest-enclosing-zone search (aliasd.zones.registry); both are read, never
+    changed, here.
+    """
+
+    def __init__(self, resolver: AliasResolver | None, zones: dict, origin_of: Callable):
+        self.resolver = resolver
+        self._zones = zones
+        self._origin_of = origin_of
+        # Upstream target -> the (zone, owner) pairs that follow it, and back.
+        self.dependents: dict[TargetKey, set[Dependent]] = {}
+        self.targets_of: dict[Dependent, set[TargetKey]] = {}
+        # Served zone -> the (zone, owner) pairs whose ALIAS follows into it.
+        self._users: dict[dns.name.Name, set[Dependent]] = {}
+        self._used_by: dict[Dependent, set[dns.name.Name]] = {}
+        self.new_targets = False  # upstream targets found since the resolver was told
+        self._targets_told = 0.0
+
+    # -- the graph ---------------------------------------------------------
+
+    def affected_by(self, changed: Iterable[dns.name.Name], added: Iterable[dns.name.Name]) -> dict:
+        """Zone -> ALIAS owners to follow again when the zones ``changed``
+        (removed, reloaded or new) change, ``added`` being the new ones:
+        owners that follow into them, and owners of upstream targets that
+        now lie in a served zone."""
+        affected: dict[dns.name.Name, set] = {}
+        for origin in changed:
+            for owner_origin, owner in self._users.get(origin, ()):
+                affected.setdefault(owner_origin, set()).add(owner)
+        for origin in added:
+            for key, dependents in self.dependents.items():
+                if key[0].is_subdomain(origin):
+                    for owner_origin, owner in dependents:
+                        affected.setdefault(owner_origin, set()).add(owner)
+        return affected
+
+    def forget(self, dependent: Dependent) -> None:
+        """Drop what one ALIAS owner followed, before it is followed again."""
+        for key in self.targets_of.pop(dependent, ()):
+            _unlink(self.dependents, key, dependent)
+        for origin in self._used_by.pop(dependent, ()):
+            _unlink(self._users, origin, dependent)
+
+    def forget_zone(self, origin: dns.name.Name, source: ZoneSource) -> None:
+        """Drop what every ALIAS owner of a zone file followed."""
+        for owner in source.aliases:
+            self.forget((origin, owner))
+
+    def tell_resolver(self, queue_empty: bool) -> None:
+        """Hand the upstream targets to the resolver: once the queue is
+        empty, and while it is not as soon as new ones are found (at most
+        five times a second), so that while thousands of zones load their
+        shared targets are asked early, and zones built after the answers
+        come get the addresses in their first version."""
+        if self.resolver is None or not (queue_empty or self.new_targets):
+            return
+        now = time.monotonic()
+        if queue_empty or now - self._targets_told >= 0.2:
+            self.resolver.set_targets(self.dependents)
+            self.new_targets = False
+            self._targets_told = now
+
+    # -- following ---------------------------------------------------------
+
+    def reflatten(self, zone, owners: set[dns.name.Name]) -> dict[dns.name.Name, Flattened]:
+        """Follow ``owners`` of ``zone`` (the authority's book-keeping) again;
+        return those whose served records changed, updating the zone's
+        ``served``, ``flattened`` and ``view_hash``."""
+        updates = {}
+        loops = []
+        source = zone.source
+        origin = source.origin
+        for owner in owners:
+            if owner not in source.aliases:
+                continue  # gone with a reload
+            self.forget((origin, owner))
+            flattened = self.flatten(source, owner)
+            served = _served(source, owner, flattened)
+            previous = zone.served.get(owner)
+            if previous == served and owner in zone.flattened:
+                continue
+            if previous is not None:
+                zone.view_hash -= _owner_hash(owner, previous)
+            zone.view_hash = (zone.view_hash + _owner_hash(owner, served)) % _HASH_MOD
+            zone.served[owner] = served
+            zone.flattened[owner] = flattened
+            updates[owner] = flattened
+            if flattened.loop:
+                loops.append(owner.to_text())
+        if loops:
+            log.warn(
+                "ALIAS loop in zone {zone}: {owners} serve no addresses",
+                zone=origin.to_text(),
+                owners=", ".join(sorted(loops)),
+            )
+        return updates
+
+    def flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
+        alias = source.aliases[owner]
+        rrsets: dict[int, dns.rrset.RRset | None] = {}
+        loop = False
+        for rdtype in ADDRESS_TYPES:
+            followed = self.follow(alias.target, rdtype, {owner}, (source.origin, owner))
+            if followed.kind == "loop":
+                loop = True
+                rrsets[rdtype] = None
+            elif followed.kind == "none":
+                rrsets[rdtype] = None
+            elif followed.kind == "addresses":
+                rrsets[rdtype] = dns.rrset.from_rdata_list(
+                    owner, min(alias.ttl, followed.ttl), followed.rdatas
+                )
+        return Flattened(rrsets, loop=loop)
+
+    def follow(
+        self,
+        target: dns.name.Name,
+        rdtype: int,
+        visiting: set[dns.name.Name],
+        dependent: Dependent,
+    ) -> _Followed:
+        """Follow ``target`` to its addresses of type ``rdtype``.
+
+        A target in a zone served here resolves exactly as a query for it
+        would be answered (wildcards, CNAME and DNAME included, ALIAS
+        followed in turn); one at or below a delegation, or outside every
+        served zone, is resolved through the upstreams.
+        """
+        if target in visiting or len(visiting) > _MAX_DEPTH:
+            return _Followed("loop")
+        origin = self._origin_of(target)
+        found = _DELEGATED
+        if origin is not None:
+            found = self._zones[origin].base.find(target, origin)
+        if found[0] == "delegated":
+            dependents = self.dependents.get((target, rdtype))
+            if dependents is None:
+                dependents = self.dependents[(target, rdtype)] = set()
+                self.new_targets = True
+            dependents.add(dependent)
+            self.targets_of.setdefault(dependent, set()).add((target, rdtype))
+            state = self.resolver.state(target, rdtype) if self.resolver else None
+            if state is None or state.uses_fallback:
+                return _FALLBACK
+            if state.status == Status.NO_ADDRESSES:
+                return _NONE
+            return _Followed("addresses", _rdatas(rdtype, state.addresses), state.ttl)
+        self._users.setdefault(origin, set()).add(dependent)
+        self._used_by.setdefault(dependent, set()).add(origin)
+        kind, found = found
+        if kind == "none":
+            return _NONE
+        if kind == "dname":
+            new_target, ttl = found
+            return _shorter(self.follow(new_target, rdtype, visiting | {target}, dependent), ttl)
+        node = found
+        alias = node.get(ALIAS_RDTYPE)
+        if alias is not None:
+            inner = self.follow(alias[0].target, rdtype, visiting | {target}, dependent)
+            if inner.kind == "fallback":
+                inner = _static(node, rdtype)
+            return _shorter(inner, alias.ttl)
+        cname = node.get(dns.rdatatype.CNAME)
+        if cname is not None:
+            return _shorter(self.follow(cname[0].target, rdtype, visiting | {target}, dependent), cname.ttl)
+        return _static(node, rdtype)
+
+
+def _static(node, rdtype: int) -> _Followed:
+    """The addresses written in a zone file at a followed name."""
+    rrset = node.get(rdtype)
+    if rrset is None:
+        return _NONE
+    return _Followed("addresses", tuple(rrset), rrset.ttl)
+
+
+def _shorter(followed: _Followed, ttl: int) -> _Followed:
+    """Addresses found through a record of TTL ``ttl`` live no longer than it."""
+    if followed.kind == "addresses":
+        return _Followed("addresses", followed.rdatas, min(ttl, followed.ttl))
+    return followed
+
+
+def _unlink(index: dict, key, item) -> None:
+    """Remove ``item`` from the set ``index[key]``, and the key once empty."""
+    members = index.get(key)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del index[key]
+
+
+def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str:
+    """What an ALIAS owner serves, as text: equal views compare equal.
+
+    A type left to the file's fallback counts as the fallback records, so
+    "no addresses yet" and "no addresses" are the same view when the file
+    has none; addresses compare as sorted text with their TTL, so a change
+    of order is no change. Text, not a tuple: one object per owner that
+    the cyclic garbage collector need not walk (its form is part of the
+    view digest kept in the state directory: keep it).
+    """
+
+    def one(rdtype):
+        if rdtype in outcome.rrsets:
+            rrset = outcome.rrsets[rdtype]
+        else:
+            rrset = source.rrsets.get((owner, rdtype))
+        if rrset is None:
+            return None
+        return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
+
+    return repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES)))
+
+
+def _owner_hash(owner: dns.name.Name, served: str) -> int:
+    """One owner's share of the zone's view hash (they are summed)."""
+    text = f"{owner.to_text().lower()}|{served}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest(), "big")

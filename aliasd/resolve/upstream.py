@@ -1,0 +1,270 @@
+"""The upstream resolver clients: Twisted Names' client, quiet and failing over.
+
+Stock ``twisted.names.client.Resolver`` opens and closes a UDP socket for
+every query, and Twisted logs two lines for each socket ("starting on",
+"Port Closed"): with thousands of ALIAS targets that buries the log.
+UpstreamResolver keeps one query socket per address family open and
+replaces it with a fresh one (a new source port) every ``rotate_after``
+queries, so source ports still change while the log stays readable. A
+socket that is replaced is closed as soon as the last query sent from it
+has its answer or gives up. A truncated UDP answer is retried over TCP by
+Twisted's client.
+
+Only public Twisted APIs are used: ``client.Resolver.queryUDP`` (the
+documented way the client sends a UDP query, which ``lookupAddress`` and
+friends go through) is overridden to send from the kept sockets, made with
+``dns.DNSDatagramProtocol`` and ``reactor.listenUDP``.
+
+FailoverResolver asks the configured upstreams in turn: SERVFAIL, REFUSED,
+a timeout or garbage from one sends the question to the next; NXDOMAIN or an
+answer ends it. The upstream that answered last is asked first next time.
+
+``close()`` (when the upstreams change on reload, or at stop) cancels every
+lookup still waiting (its Deferred fails with CancelledError at once, so
+nothing is left hanging), closes every UDP socket and TCP connection, and
+makes later queries on the closed client fail without opening a socket.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from twisted.internet import defer
+from twisted.internet.abstract import isIPv6Address
+from twisted.names import client, dns, error
+
+from aliasd.base.config import Endpoint
+
+
+class UpstreamClosed(error.ResolverError):
+    """The client was closed (upstreams changed, or the service stopped)."""
+
+
+class UpstreamResolver(client.Resolver):
+    """``client.Resolver`` over the configured upstreams, with reused sockets."""
+
+    rotate_after = 1000
+
+    def __init__(self, upstreams: Sequence[Endpoint], reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        super().__init__(servers=[(e.host, e.port) for e in upstreams], reactor=reactor)
+        self.reactor = reactor
+        self.factory.noisy = False  # TCP retries of truncated answers
+        self.closed = False
+        # interface -> [protocol, queries sent from it]
+        self._sockets: dict[str, list] = {}
+        # Queries waiting for an answer, per socket; replaced sockets are
+        # closed when theirs drop to zero.
+        self._outstanding: dict[dns.DNSDatagramProtocol, int] = {}
+        self._retired: set[dns.DNSDatagramProtocol] = set()
+        self._queries: set[defer.Deferred] = set()  # queryUDP calls not finished
+
+    # -- sending -----------------------------------------------------------
+
+    def queryUDP(self, queries, timeout=None):
+        """Send ``queries`` over UDP from a kept socket; each server in turn
+        for each timeout, as ``client.Resolver.queryUDP`` does. Fails with
+        ``defer.TimeoutError`` when every try timed out."""
+        if self.closed:
+            return defer.fail(UpstreamClosed("upstream client closed"))
+        timeouts = tuple(timeout if timeout is not None else self.timeout)
+        d = self._send(queries, timeouts)
+        self._queries.add(d)
+        d.addBoth(self._sent, d)
+        return d
+
+    def _sent(self, result, d):
+        self._queries.discard(d)
+        return result
+
+    @defer.inlineCallbacks
+    def _send(self, queries, timeouts):
+        last_protocol, query_id = None, None
+        for timeout in timeouts:
+            for address in self.servers:
+                if self.closed:
+                    raise UpstreamClosed("upstream client closed")
+                protocol = self._socket_for(address)
+                self._outstanding[protocol] = self._outstanding.get(protocol, 0) + 1
+                try:
+                    # A resend from the same socket keeps the query ID, so a
+                    # late answer to the first try still counts.
+                    same = protocol is last_protocol
+                    message = yield protocol.query(
+                        address, queries, timeout, query_id if same else None
+                    )
+                except dns.DNSQueryTimeoutError as e:
+                    last_protocol, query_id = protocol, e.id
+                    continue
+                finally:
+                    self._release(protocol)
+                return message
+        raise defer.TimeoutError(queries)
+
+    def _socket_for(self, address) -> dns.DNSDatagramProtocol:
+        interface = "::" if isIPv6Address(address[0]) else ""
+        entry = self._sockets.get(interface)
+        if entry is None or entry[1] >= self.rotate_after:
+            if entry is not None:
+                self._retire(entry[0])
+            entry = self._sockets[interface] = [self._listen(interface), 0]
+        entry[1] += 1
+        return entry[0]
+
+    def _listen(self, interface: str) -> dns.DNSDatagramProtocol:
+        protocol = dns.DNSDatagramProtocol(self, reactor=self.reactor)
+        protocol.noisy = False
+        # Port 0: the kernel picks a random ephemeral source port.
+        self.reactor.listenUDP(0, protocol, interface=interface)
+        return protocol
+
+    def _release(self, protocol: dns.DNSDatagramProtocol) -> None:
+        left = self._outstanding.get(protocol, 1) - 1
+        if left > 0:
+            self._outstanding[protocol] = left
+            return
+        self._outstanding.pop(protocol, None)
+        if protocol in self._retired:
+            self._retired.discard(protocol)
+            _stop(protocol)
+
+    def _retire(self, protocol: dns.DNSDatagramProtocol) -> None:
+        """A replaced socket: closed once its outstanding queries are done."""
+        if self._outstanding.get(protocol):
+            self._retired.add(protocol)
+        else:
+            _stop(protocol)
+
+    # -- TCP (truncated answers) --------------------------------------------
+
+    def connectionMade(self, protocol):
+        if self.closed:  # a TCP connection that completes after close()
+            protocol.transport.loseConnection()
+            return
+        super().connectionMade(protocol)
+
+    # -- closing ------------------------------------------------------------
+
+    @property
+    def open_sockets(self) -> int:
+        """UDP query sockets open now (in use or waiting for answers)."""
+        return len(self._sockets) + len(self._retired)
+
+    def close(self) -> None:
+        """Cancel the queries still waiting, close every socket and TCP
+        connection; later queries fail at once (UpstreamClosed)."""
+        self.closed = True
+        for d in list(self._queries):
+            d.cancel()
+        for d, _, _ in list(self.pending):  # TCP queries waiting for a connection
+            d.cancel()
+        del self.pending[:]
+        for protocol, _ in list(self._sockets.values()):
+            _stop(protocol)
+        for protocol in list(self._retired):
+            _stop(protocol)
+        self._sockets.clear()
+        self._retired.clear()
+        self._outstanding.clear()
+        for connection in list(self.connections):
+            _cancel_timeouts(connection)
+            connection.transport.loseConnection()
+
+
+def _cancel_timeouts(protocol) -> None:
+    """Stop the timers of queries no one waits for any more (their Deferreds
+    were cancelled), so nothing fires after the socket is gone."""
+    for _, timer in list((protocol.liveMessages or {}).values()):
+        if timer.active():
+            timer.cancel()
+
+
+def _stop(protocol: dns.DNSDatagramProtocol) -> None:
+    _cancel_timeouts(protocol)
+    if protocol.transport is not None:
+        protocol.transport.stopListening()
+
+
+class FailoverResolver:
+    """One UpstreamResolver per upstream, asked in turn until one answers."""
+
+    def __init__(self, upstreams: Sequence[Endpoint], reactor=None):
+        self.endpoints = list(upstreams)
+        self.resolvers = [UpstreamResolver([e], reactor) for e in upstreams]
+        self.preferred = 0
+        self.closed = False
+        self._lookups: set[defer.Deferred] = set()
+
+    def lookupAddress(self, name, timeout=None):
+        return self._lookup("lookupAddress", name, timeout)
+
+    def lookupIPV6Address(self, name, timeout=None):
+        return self._lookup("lookupIPV6Address", name, timeout)
+
+    def _lookup(self, method: str, name: str, timeout) -> defer.Deferred:
+        if self.closed:
+            return defer.fail(UpstreamClosed(f"upstream client closed; {name} not asked"))
+        d = self._failover(method, name, timeout)
+        self._lookups.add(d)
+        d.addBoth(self._done, d)
+        return d
+
+    def _done(self, result, d):
+        self._lookups.discard(d)
+        return result
+
+    @defer.inlineCallbacks
+    def _failover(self, method: str, name: str, timeout):
+        count = len(self.resolvers)
+        last_failure = None
+        for step in range(count):
+            if self.closed:
+                raise UpstreamClosed(f"upstream client closed; {name} not asked")
+            index = (self.preferred + step) % count
+            try:
+                result = yield getattr(self.resolvers[index], method)(name, timeout=timeout)
+            except error.DNSNameError:
+                self.preferred = index
+                raise  # NXDOMAIN is an answer, not a failure
+            except defer.CancelledError:
+                raise  # the caller gave up: ask no other upstream
+            except Exception as e:
+                last_failure = e
+                continue
+            self.preferred = index
+            return result
+        raise last_failure
+
+    @property
+    def in_flight(self) -> int:
+        """Lookups not finished yet."""
+        return len(self._lookups)
+
+    @property
+    def open_sockets(self) -> int:
+        return sum(r.open_sockets for r in self.resolvers)
+
+    def close(self) -> None:
+        """Cancel the lookups still waiting and close every client."""
+        self.closed = True
+        for d in list(self._lookups):
+            d.cancel()
+        for resolver in self.resolvers:
+            resolver.close()
+
+
+class NoUpstream:
+    """Stands in when no upstream is configured: every lookup fails.
+
+    Targets inside served zones still resolve from aliasd's own data, and
+    other ALIAS owners keep the addresses written beside them in the file.
+    """
+
+    def _fail(self, name, timeout=None):
+        return defer.fail(error.DNSServerError(f"no upstream resolver configured for {name}"))
+
+    lookupAddress = lookupIPV6Address = _fail
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,811 @@
+"""The authority: every served zone, as its current immutable version.
+
+It turns zone files plus the resolver's target states into ZoneVersions:
+for each ALIAS it follows the target, through aliasd's own zones when the
+target lies in one, exactly as a query for it would be answered (ALIAS
+chains, CNAME, DNAME and wildcards included; a loop serves no addresses),
+and through the AliasResolver's upstream states otherwise (delegated names
+included).
+
+Work is proportional to what changed: the authority remembers which ALIAS
+owners depend on which upstream target, so a change of one target re-follows
+only its owners; the new version shares the file's packed records and
+replaces just those owners' addresses. Each new version gets its serial
+(aliasd.base.state), is recorded in the state store before it is served, and its
+difference from the previous version goes into the zone's journal (IXFR).
+
+Why this module: it is the coordinator. Each concern is a unit of its own,
+and ZoneAuthority drives them from one work queue, in slices and batches:
+
+- aliasd.zones.registry: the served versions and the fast-path indexes (what
+  queries read), and the closest-enclosing-zone search;
+- aliasd.resolve.dependencies: following ALIAS targets, and the graph of which
+  owner followed which target or zone;
+- aliasd.resolve.damping: the serial-rate token bucket of each zone;
+- aliasd.replicate.numbering: serials, their record in the state store (with retries),
+  and the journals.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gc
+import itertools
+import time
+from typing import Callable, Iterable
+
+import dns.name
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from aliasd.base import store
+from aliasd.base.state import ZoneState
+from aliasd.replicate import journalfile
+from aliasd.replicate.journal import difference
+from aliasd.replicate.numbering import Journals, Numbering
+from aliasd.resolve.damping import SerialDamper
+from aliasd.resolve.dependencies import AliasGraph
+from aliasd.resolve.resolution import AliasResolver, Status, TargetKey
+from aliasd.zones.registry import ZoneRegistry
+from aliasd.zones.zone import Flattened, ZoneBase, ZoneVersion
+from aliasd.zones.zonefile import ZoneSource
+
+log = Logger()
+
+
+class _Zone:
+    """Book-keeping for one served zone between versions."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, source: ZoneSource, base: ZoneBase | None = None):
+        self.source = source
+        # Increases with every new source of any zone: an UPDATE is
+        # answered once a version of its source, or of a later one, is served.
+        self.seq = next(self._numbers)
+        # Journal frames that must be on disk before this source is served
+        # (dynamic updates, adopted files): written with the next commit.
+        self.frames: list[bytes] = []
+        # Owners changed by updates since the served version (None: a new
+        # file, compare everything): what the next difference compares.
+        self.touched: set | None = None
+        # What the zone's signatures depend on besides its records (keys,
+        # denial, epoch; empty when unsigned): part of the view's digest.
+        self.signing_state = ""
+        self.base = base if base is not None else ZoneBase.of(source)
+        self.source_digest = source.digest
+        self.flattened: dict[dns.name.Name, Flattened] = {}
+        self.served: dict[dns.name.Name, str] = {}
+        self.view_hash = 0  # sum of the owners' hashes: updated per owner
+        # Changes not yet published as a version (serial-rate damping).
+        self.pending: dict[dns.name.Name, Flattened] = {}
+
+    def snapshot(self) -> tuple:
+        """What a failed commit restores (see ZoneAuthority._commit_failed)."""
+        return dict(self.served), dict(self.flattened), self.view_hash, dict(self.pending)
+
+    def restore(self, saved: tuple) -> None:
+        served, flattened, self.view_hash, pending = saved
+        self.served, self.flattened, self.pending = served, flattened, pending
+
+
+@dataclasses.dataclass
+class _Built:
+    """A zone version built in the current batch, not yet recorded or served."""
+
+    zone: _Zone
+    published: ZoneVersion | None  # what the zone serves now
+    version: ZoneVersion
+    digest: str
+    state_changed: bool  # its serial or digest must be recorded first
+    why: str
+    owners: set  # ALIAS owners rebuilt (the journal compares only these)
+    saved: tuple  # the zone's book-keeping before this batch
+    frames: list  # journal frames to write durably before serving it
+    touched: set | None  # owners changed by updates (None: the whole view may differ)
+    difference: object = None  # from the served version (aliasd.replicate.journal), for IXFR
+    difference_frame: bytes | None = None  # the same, as a journal frame
+    history: object = None  # the IXFR history on disk, for a zone's first version
+
+
+class ZoneAuthority:
+    """Holds the current version of each served zone and rebuilds them.
+
+    ``on_new_serial`` is called with every version whose serial is new (and
+    with each zone's first version): that is when secondaries are notified.
+
+    Work is queued and done in batches. A change (of an upstream target, a
+    reload) names the zones and ALIAS owners to follow again; they are
+    rebuilt in slices of at most ``slice_seconds`` on the reactor, so a
+    target shared by ten thousand zones never holds up queries for long.
+    The new serials of a whole batch are recorded in the state directory
+    with one write, in a thread; only then is the batch served, again in
+    slices, and its NOTIFYs queued. A write that fails keeps every change
+    of the batch queued and is retried with a growing delay: a change is
+    published or retried, never dropped. Without a clock (unit tests,
+    ``aliasd-check``) all of this runs at once.
+
+    Serial-rate damping: each zone may publish ``serial_burst`` new versions
+    at once, then one per ``serial_interval`` seconds; changes that arrive
+    meanwhile are batched into the next version (one serial, one NOTIFY).
+    A target that answers a different subset of a pool on every query thus
+    moves the serial at most once per interval. Loads and reloads are never
+    held back. ``serial_interval = 0`` turns damping off.
+    """
+
+    #: Seconds of reactor time one slice of rebuilding or publishing may take.
+    slice_seconds = 0.01
+    #: Zones built before their serials are recorded and served together.
+    max_batch = 5000
+    #: Per-zone log lines for batches up to this size; a summary beyond.
+    log_each_up_to = 20
+    #: Once this many zone versions have been served since the last time,
+    #: they are moved out of the cyclic collector's sight (see
+    #: _settle_long_lived), counted across batches (signed zones come in
+    #: batches of a few hundred) ...
+    freeze_from = 1000
+    #: ... or versions holding this many owners (a big signed zone's first
+    #: versions: a full collection over them took 0.4 s).
+    freeze_owners_from = 50000
+    #: A signed zone with at least this many owners is built, signed and
+    #: recorded in a batch of its own, after the others: signing it takes
+    #: seconds, and no other zone should wait for that.
+    heavy_from = 20000
+    #: A batch ends once its signed zones hold this many owners to sign
+    #: (about a second of signing).
+    signing_batch_owners = 5000
+    #: ALIAS owners of one zone followed again in one slice of work.
+    reflatten_slice = 100
+
+    def __init__(
+        self,
+        resolver: AliasResolver | None = None,
+        state=None,
+        journal_size: int = 100,
+        on_new_serial: Callable[[ZoneVersion], None] = lambda version: None,
+        clock=None,
+        serial_interval: float = 0.0,
+        serial_burst: int = 3,
+        run_in_thread=None,
+        journal_files: journalfile.JournalFiles | None = None,
+        snapshot_frames: Callable[[ZoneSource], list[bytes]] = lambda source: [],
+        signers: dict | None = None,
+    ):
+        self.resolver = resolver
+        # Where differences (IXFR across restarts) and updates are kept;
+        # None: in memory only (unit tests, aliasd-check).
+        self.journal_files = journal_files
+        # A dynamic zone's source as frames, for a compacted journal (aliasd.update.dynamic).
+        self.snapshot_frames = snapshot_frames
+        # Zone -> its aliasd.dnssec.signer.Signer, for the zones that are signed.
+        self.signers: dict[dns.name.Name, object] = signers if signers is not None else {}
+        # Zone -> [(source seq, Deferred)]: updates waiting to be served.
+        self._waiters: dict[dns.name.Name, list] = {}
+        self.clock = clock
+        self.on_new_serial = on_new_serial
+        self.registry = ZoneRegistry()
+        # The registry's own dicts (it never replaces them): what queries read.
+        self.versions: dict[dns.name.Name, ZoneVersion] = self.registry.versions
+        self.zones_by_wire: dict[bytes, ZoneVersion] = self.registry.zones_by_wire
+        self.soa_suffixes: dict[bytes, frozenset] = self.registry.soa_suffixes
+        self.journals = Journals(journal_size)
+        self.numbering = Numbering(state, clock, run_in_thread)
+        self._zones: dict[dns.name.Name, _Zone] = {}
+        self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of)
+        self.damping = SerialDamper(clock, serial_interval, serial_burst, self._flush)
+        # The work queue: zone -> ALIAS owners to follow again (None: all of
+        # a new source); ``_forced`` zones are not damped (loads, reloads).
+        self._queue: dict[dns.name.Name, set | None] = {}
+        self._forced: set[dns.name.Name] = set()
+        # (zone, owner) pairs of changed targets, not yet in the queue.
+        self._expand: collections.deque = collections.deque()
+        self._batch: dict[dns.name.Name, _Built] = {}
+        self._work_call = None
+        self._committing = False
+        self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
+        self._signing_owners = 0  # owners of signed zones to sign in this batch
+        # Zones (and their owners) published since the collector last froze them.
+        self._unfrozen_zones = 0
+        self._published_owners = 0
+
+        self._idle_waiters: list[defer.Deferred] = []
+        self.batches = 0  # committed batches (statistics, tests)
+        self.longest_slice = 0.0  # seconds: the longest reactor slice so far
+
+    # -- the units' settings and state, under their old names ---------------
+
+    @property
+    def sources(self) -> dict[dns.name.Name, ZoneSource]:
+        return self.registry.sources
+
+    @property
+    def generation(self) -> int:
+        return self.registry.generation
+
+    @property
+    def name_count(self) -> int:
+        return self.registry.name_count
+
+    @property
+    def state(self):
+        return self.numbering.state
+
+    @property
+    def run_in_thread(self):
+        return self.numbering.run_in_thread
+
+    @property
+    def retry_delays(self) -> tuple:
+        return self.numbering.retry_delays
+
+    @retry_delays.setter
+    def retry_delays(self, delays: tuple) -> None:
+        self.numbering.retry_delays = delays
+
+    @property
+    def serial_interval(self) -> float:
+        return self.damping.interval
+
+    @serial_interval.setter
+    def serial_interval(self, interval: float) -> None:
+        self.damping.interval = interval if self.clock is not None else 0.0
+
+    @property
+    def serial_burst(self) -> int:
+        return self.damping.burst
+
+    @serial_burst.setter
+    def serial_burst(self, burst: int) -> None:
+        self.damping.burst = max(1, burst)
+
+    @property
+    def journal_size(self) -> int:
+        return self.journals.size
+
+    @journal_size.setter
+    def journal_size(self, size: int) -> None:
+        self.journals.size = size
+
+    # -- which zone ------------------------------------------------------
+
+    def zone_for(self, name: dns.name.Name) -> ZoneVersion | None:
+        """The version of the closest enclosing served zone, or None (also
+        when that zone is configured but not loaded yet: its parent must
+        not answer for it meanwhile)."""
+        return self.registry.zone_for(name)
+
+    def is_loading(self, name: dns.name.Name) -> bool:
+        """Is ``name`` in a zone that is configured but not served yet?"""
+        return self.registry.is_loading(name)
+
+    def is_stale(self, origin: dns.name.Name, owner: dns.name.Name) -> bool:
+        """Does this ALIAS owner serve addresses kept past an upstream failure?"""
+        if self.resolver is None or not self.resolver.any_stale:
+            return False
+        for key in self.graph.targets_of.get((origin, owner), ()):
+            state = self.resolver.state(*key)
+            if state is not None and state.status is Status.STALE:
+                return True
+        return False
+
+    @property
+    def busy(self) -> bool:
+        """Is work queued, being built or being recorded?"""
+        return bool(self._queue or self._expand or self._batch or self._committing)
+
+    @property
+    def waiting_for_state(self) -> bool:
+        """Are changes held because the state directory refused a write?"""
+        return bool(self.numbering.failures) and not self._committing
+
+    def when_idle(self) -> defer.Deferred:
+        """Fires once everything queued so far is served (or waits for a retry)."""
+        if not self.busy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _fire_idle(self) -> None:
+        if self.busy and not self.waiting_for_state:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # -- loading and rebuilding -----------------------------------------
+
+    @staticmethod
+    def prepare(sources: Iterable[ZoneSource]) -> dict:
+        """The per-file work of loading (name index, digest), done once.
+
+        Pure computation on the new files: a reload runs it in a thread so
+        that queries go on being answered meanwhile.
+        """
+        return {source.origin: _Zone(source) for source in sources}
+
+    def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
+                    wait: bool = False) -> None:
+        """Serve exactly these zone files (at start, and later on reload).
+
+        Only what differs is touched: zones whose source object is the one
+        served already keep their versions; removed zones stop at once;
+        new and changed ones are queued with every ALIAS owner that follows
+        into them. ``wait`` builds and publishes everything before returning
+        (start-up, before the reactor runs).
+        """
+        sources = {source.origin: source for source in sources}
+        prepared = prepared or {}
+        zones, registry, graph = self._zones, self.registry, self.graph
+        removed = [o for o in zones if o not in sources]
+        fresh = [o for o, s in sources.items() if o not in zones or zones[o].source is not s]
+        added = [o for o in fresh if o not in zones]
+        affected = graph.affected_by(removed + fresh, added)
+        for origin in removed:
+            zone = zones.pop(origin)
+            self.damping.forget(origin)
+            graph.forget_zone(origin, zone.source)
+            self._queue.pop(origin, None)
+            self._batch.pop(origin, None)
+            self.journals.pop(origin, None)
+            self.numbering.digests.pop(origin, None)
+            registry.unpublish(origin)
+            self._fail_waiters(origin, "the zone is no longer served")
+        for origin in fresh:
+            old = zones.get(origin)
+            if old is not None:
+                self.damping.forget(origin)
+                graph.forget_zone(origin, old.source)
+            if old is not None:
+                # A dynamic zone's file edited by hand wins (aliasd.update.dynamic):
+                # updates not yet recorded are dropped, and answered SERVFAIL.
+                self._fail_waiters(origin, "the zone file was edited and reloaded")
+            zone = zones[origin] = prepared.get(origin) or _Zone(sources[origin])
+            self._queue[origin] = None
+            self._forced.add(origin)
+            registry.expect(zone.base.origin_key)
+        for origin in [o for o in self._queue if self.is_heavy(o)]:
+            self._queue[origin] = self._queue.pop(origin)  # signed last, alone
+        registry.configure(sources, zone_set_changed=bool(removed or added))
+        for origin, owners in affected.items():
+            if origin in zones:
+                self._enqueue(origin, owners, forced=True)
+        if removed and self.resolver is not None:
+            self.resolver.set_targets(graph.dependents)
+        if wait:
+            self.run_now()
+        else:
+            self._kick()
+
+    def update_source(self, source: ZoneSource, frames: list[bytes], names) -> defer.Deferred:
+        """Serve ``source``, changed by a dynamic update, as the zone's next version.
+
+        ``frames`` (the update's journal record) are written durably with
+        the version's serial, before it is served; ``names`` are the owners
+        it touched. The Deferred fires once that version (or a later one)
+        is served: only then may the update be acknowledged. Updates are
+        never damped. A failed write is retried, as for every version.
+        """
+        origin = source.origin
+        old = self._zones[origin]
+        self.damping.forget(origin)
+        self.graph.forget_zone(origin, old.source)
+        keys = {store.key_of(n) for n in names}
+        zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys))
+        zone.frames = old.frames + list(frames)
+        old.frames = []
+        served = self.versions.get(origin)
+        if old.touched is None and (served is None or served.source is not old.source):
+            zone.touched = None  # a file not served yet: the next difference compares everything
+        else:
+            zone.touched = (old.touched or set()) | keys
+        self.registry.sources[origin] = source
+        self._queue[origin] = None
+        self._forced.add(origin)
+        for other, owners in self.graph.affected_by([origin], []).items():
+            if other in self._zones and other != origin:
+                self._enqueue(other, owners, forced=True)
+        d = defer.Deferred()
+        self._waiters.setdefault(origin, []).append((zone.seq, d))
+        self._kick()
+        return d
+
+    def set_signers(self, signers: dict) -> None:
+        """Sign these zones from now on (a reload); zones that gain or lose
+        their signer, or get another one, get a new version."""
+        old, self.signers = self.signers, signers
+        for origin in set(old) | set(signers):
+            if old.get(origin) is not signers.get(origin) and origin in self._zones:
+                self._enqueue(origin, set(), forced=True)
+        self._kick()
+
+    def refresh_signatures(self) -> int:
+        """Queue the signed zones whose signatures are due for refreshing
+        (their signature epoch moved on: aliasd.dnssec.signer.window); returns how many."""
+        due = 0
+        for origin, signer in self.signers.items():
+            version = self.versions.get(origin)
+            if (version is not None and version.signed is not None
+                    and version.signed.state != signer.state(owners=len(version.source.records))):
+                self._enqueue(origin, set(), forced=True)
+                due += 1
+        if due:
+            self._kick()
+        return due
+
+    def _fire_waiters(self, origin: dns.name.Name, seq: int) -> None:
+        waiting = self._waiters.get(origin)
+        if not waiting:
+            return
+        ready = [d for s, d in waiting if s <= seq]
+        if ready:
+            self._waiters[origin] = [(s, d) for s, d in waiting if s > seq]
+            for d in ready:
+                d.callback(None)
+
+    def _fail_waiters(self, origin: dns.name.Name, why: str) -> None:
+        for _, d in self._waiters.pop(origin, ()):
+            d.errback(RuntimeError(why))
+
+    def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
+        """Follow again the ALIAS owners of the upstream targets in ``changed``
+        (None: every owner of every zone), then publish what changed."""
+        if changed is None:
+            for origin, zone in self._zones.items():
+                self._enqueue(origin, set(zone.source.aliases), forced=True)
+        else:
+            dependents = self.graph.dependents
+            for key in changed:  # expanded into the queue in slices (_build_some)
+                self._expand.extend(dependents.get(key, ()))
+        self._kick()
+
+    def run_now(self) -> None:
+        """Build, record and publish everything queued, before returning
+        (a failed state write leaves the work queued for a retry)."""
+        failures = self.numbering.failures
+        while (self._queue or self._expand or self._batch) and self.numbering.failures == failures:
+            self._build_some(deadline=None)
+            self._commit(in_thread=False)
+
+    # -- the work queue ----------------------------------------------------
+
+    def _enqueue(self, origin: dns.name.Name, owners, forced: bool) -> None:
+        queued = self._queue.get(origin, ())
+        if queued is None:
+            pass  # the whole zone is queued already
+        elif queued == ():
+            self._queue[origin] = set(owners)
+        else:
+            queued.update(owners)
+        if forced:
+            self._forced.add(origin)
+
+    def _kick(self, delay: float = 0) -> None:
+        if self.clock is None:
+            self.run_now()
+            return
+        if self._committing or (self._work_call is not None and self._work_call.active()):
+            return
+        if self._queue or self._expand or self._batch:
+            self._work_call = self.clock.callLater(delay, self._work)
+
+    def _work(self) -> None:
+        """One slice of building; commits when the queue is empty or the batch full."""
+        self._work_call = None
+        started = time.perf_counter()
+        self._build_some(deadline=started + self.slice_seconds)
+        self._note_slice(started)
+        if (self._queue or self._expand) and len(self._batch) < self.max_batch and not self._commit_now:
+            self._kick()
+        elif self._batch:
+            self._commit(in_thread=True)
+        else:
+            self._fire_idle()
+
+    def _note_slice(self, started: float) -> None:
+        self.longest_slice = max(self.longest_slice, time.perf_counter() - started)
+
+    def _build_some(self, deadline: float | None) -> None:
+        expand = self._expand
+        while expand:
+            for _ in range(min(len(expand), 500)):
+                origin, owner = expand.popleft()
+                self._enqueue(origin, (owner,), forced=False)
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+        while self._queue and (deadline is None or time.perf_counter() < deadline):
+            if deadline is not None and len(self._batch) >= self.max_batch:
+                return
+            origin = next(iter(self._queue))
+            heavy = self.is_heavy(origin)
+            if heavy and self._batch and origin not in self._batch:
+                self._commit_now = True  # the batch so far is served first
+                break
+            owners = self._queue.pop(origin)
+            zone = self._zones.get(origin)
+            if zone is not None and deadline is not None:
+                todo = set(zone.source.aliases) if owners is None else owners
+                if len(todo) > self.reflatten_slice:
+                    # Thousands of ALIAS owners in one zone are followed a
+                    # slice at a time (10,000 took 1.5 s at once); the zone's
+                    # version is built when the last slice is done.
+                    chunk = set(itertools.islice(todo, self.reflatten_slice))
+                    zone.pending.update(self.graph.reflatten(zone, chunk))
+                    self._queue[origin] = todo - chunk
+                    continue
+            forced = origin in self._forced
+            self._forced.discard(origin)
+            if zone is not None:
+                self._build(origin, zone, owners, forced)
+            if heavy and origin in self._batch:
+                self._commit_now = True  # signed in a batch of its own
+            if self._commit_now:
+                break
+        # (Also when a heavy zone ends the batch: its targets must be asked.)
+        self.graph.tell_resolver(queue_empty=not self._queue)
+
+    def is_heavy(self, origin: dns.name.Name) -> bool:
+        """Is this a signed zone big enough to be built in a batch of its own?"""
+        if origin not in self.signers:
+            return False
+        zone = self._zones.get(origin)
+        return zone is not None and len(zone.source.records) >= self.heavy_from
+
+    def _build(self, origin: dns.name.Name, zone: _Zone, owners: set | None, forced: bool) -> None:
+        """Follow ``owners`` again (None: all) and add the zone's next version to the batch."""
+        entry = self._batch.get(origin)
+        saved = entry.saved if entry is not None else zone.snapshot()
+        current = entry.version if entry is not None else self.versions.get(origin)
+        new_source = current is None or current.source is not zone.source
+        if owners is None:
+            owners = set(zone.source.aliases)
+        zone.pending.update(self.graph.reflatten(zone, owners))
+        signer = self.signers.get(origin)
+        zone.signing_state = signer.state(owners=len(zone.source.records)) if signer is not None else ""
+        # New keys or a new signature epoch: the zone is signed again; no
+        # signer any more (a reload turned dnssec off): it is served unsigned.
+        if signer is not None:
+            resign = current is None or current.signed is None or current.signed.state != zone.signing_state
+        else:
+            resign = current is not None and current.signed is not None
+        if not new_source and not zone.pending and not resign:
+            return
+        if current is not None and not new_source and not forced and not self.damping.take(origin):
+            self.damping.hold(origin)
+            return
+        updates, zone.pending = zone.pending, {}
+        self.damping.published(origin)
+        published = entry.published if entry is not None else self.versions.get(origin)
+        version, digest, state_changed, why = self.numbering.next_version(
+            zone, updates, current, entry.digest if entry is not None else None
+        )
+        frames, zone.frames = zone.frames, []
+        if new_source:
+            why = "updated" if zone.touched is not None else why
+        if entry is not None:
+            why = entry.why if entry.published is None else why
+            state_changed = state_changed or entry.state_changed
+            owners_done = entry.owners | set(updates)
+            frames = entry.frames + frames
+        else:
+            owners_done = set(updates)
+        built = self._batch[origin] = _Built(
+            zone, published, version, digest, state_changed, why, owners_done, saved, frames, zone.touched,
+        )
+        if signer is not None:
+            # Owners to sign: the whole zone when it is signed afresh. A batch
+            # holding enough ends, so zones are served signed a batch at a
+            # time instead of all at the end (start-up of a thousand zones).
+            self._signing_owners += len(zone.source.records) if resign or new_source else len(updates) + 1
+            if self._signing_owners >= self.signing_batch_owners:
+                self._commit_now = True
+        if origin not in self.signers:  # (a signed zone's, once signed: in _record)
+            self._note_difference(built)
+
+    def _flush(self, origin: dns.name.Name) -> None:
+        """Queue the changes held back for ``origin`` as one version (the
+        damper says when)."""
+        zone = self._zones.get(origin)
+        if zone is not None and zone.pending:
+            self._enqueue(origin, set(), forced=False)
+            self._kick()
+
+    # -- recording and publishing ------------------------------------------
+
+    def _commit(self, in_thread: bool) -> None:
+        """Record the batch's serials (one write), then serve the batch."""
+        batch, self._batch = self._batch, {}
+        self._commit_now = False
+        self._signing_owners = 0
+        if not batch:
+            return
+        states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}
+        entries = list(batch.values())
+        if not in_thread:
+            try:
+                self._record(entries, states)
+            except OSError as e:
+                self._commit_failed(batch, e)
+                return
+            self._publish(list(batch.values()), deadline=False, reasons=collections.Counter())
+            return
+        self._committing = True
+        d = self.numbering.run_in_thread(self._record, entries, states)
+        d.addCallbacks(
+            lambda _: self._publish(list(batch.values()), deadline=True, reasons=collections.Counter()),
+            lambda failure: self._commit_failed(batch, failure.value),
+        )
+        d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
+
+    def _record(self, entries: list[_Built], states: dict) -> None:
+        """Write a batch to disk (in a thread; raises OSError): the update
+        frames of each zone (durably, one fsync per zone), then the serials
+        (one write, one fsync for the batch: group commit).
+
+        Signed zones are signed here, off the reactor, and their differences
+        computed. A zone's first version takes the history its journal file
+        holds, when it ends at that version. Nothing else CPU-bound runs
+        here: a thread computing in Python holds up the reactor's system
+        calls, and this one runs beside queries.
+        """
+        files = self.journal_files
+        for built in entries:
+            version, published = built.version, built.published
+            signer = self.signers.get(version.origin)
+            if signer is not None:  # only what changed since the served version is signed again
+                version = built.version = version.with_signatures(signer.sign(version, published))
+                self._note_difference(built)
+            if files is None:
+                continue
+            key = version.source.key
+            if published is None and files.exists(key):
+                built.history = journalfile.history(
+                    files.read(key), self.journals.size, version.serial, built.digest
+                )
+            # Differences are written (not synced: a process that is killed
+            # leaves them in the page cache) before their serial is recorded.
+            frames = list(built.frames) + ([built.difference_frame] if built.difference_frame else [])
+            if frames:
+                files.append(key, frames, sync=bool(built.frames))
+            if files.wants_compaction(key):
+                self._compact(version, built.digest, built.difference)
+        self.numbering.save(states)
+
+    def _note_difference(self, built: _Built) -> None:
+        """The difference from the served version (None: no new serial),
+        and its journal frame when journals are on disk."""
+        version, published = built.version, built.published
+        built.difference = built.difference_frame = None
+        if published is None or published.serial == version.serial:
+            return
+        names = None
+        if published.source is version.source:
+            names = built.owners
+        elif built.touched is not None:
+            names = {store.name_of(k) for k in built.touched}
+            names.update(published.source.aliases, version.source.aliases)
+        built.difference = difference(published, version, names)
+        if self.journal_files is not None:
+            built.difference_frame = journalfile.frame(
+                journalfile.DIFFERENCE, journalfile.encode_difference(built.difference, built.digest))
+
+    def _compact(self, version: ZoneVersion, digest_now: str, last=None) -> None:
+        """Rewrite a zone's journal file: its source when dynamic, and the
+        differences IXFR may still use (in the commit thread); ``last`` is
+        the difference to ``version``, not served yet."""
+        kept = self.journals.get(version.origin)
+        diffs = kept.differences() if kept is not None else []
+        if last is not None:
+            diffs.append(last)
+        diffs = diffs[-self.journals.size:]
+        with self.journal_files.lock:  # a dynamic zone's file write waits (aliasd.update.dynamic)
+            frames = list(self.snapshot_frames(version.source))
+            for i, diff in enumerate(diffs):
+                digest = digest_now if i == len(diffs) - 1 else ""
+                frames.append(journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(diff, digest)))
+            self.journal_files.rewrite(version.source.key, frames)
+
+    def _commit_failed(self, batch: dict, error: Exception) -> None:
+        """Keep every change of a batch whose serials could not be recorded."""
+        self._committing = False
+        delay = self.numbering.failed()
+        for origin, built in batch.items():
+            current = self._zones.get(origin)
+            if current is not None and built.frames:
+                current.frames[:0] = built.frames  # written again with the next attempt
+            if current is not built.zone:
+                continue  # removed or replaced by a reload meanwhile
+            built.zone.restore(built.saved)
+            if built.published is None or built.published.source is not built.zone.source:
+                self._queue[origin] = None
+            else:
+                self._enqueue(origin, set(built.owners) | set(built.zone.pending), forced=True)
+            self._forced.add(origin)
+        log.error(
+            "cannot record the serials of {count} zone(s) in the state directory: {error}; "
+            "nothing of them is served yet, retrying in {delay:.0f}s",
+            count=len(batch), error=str(error), delay=delay,
+        )
+        if self.clock is not None:
+            self._kick(delay)
+        self._fire_idle()  # whoever waits learns of the failure from the log, not by hanging
+
+    def _publish(self, entries: list[_Built], deadline: bool, reasons: collections.Counter) -> None:
+        """Serve recorded versions (in slices on the reactor), then notify."""
+        started = time.perf_counter()
+        announced = []
+        log_each = len(entries) + sum(reasons.values()) <= self.log_each_up_to
+        digests, journals, registry = self.numbering.digests, self.journals, self.registry
+        while entries:
+            built = entries.pop()
+            origin = built.version.origin
+            if self._zones.get(origin) is not built.zone:
+                continue  # removed or replaced by a reload while recording
+            old = self.versions.get(origin)
+            digests[origin] = built.digest
+            if built.difference is not None:
+                journals.add(origin, built.difference)
+            elif built.history is not None:
+                journals[origin] = built.history
+            registry.serve(built.version)
+            self._published_owners += len(built.version.source.records)
+            self._unfrozen_zones += 1
+            built.zone.touched = set()  # the next difference starts from this version
+            self._fire_waiters(origin, built.zone.seq)
+            if old is None or old.serial != built.version.serial:
+                announced.append(built.version)
+            reasons[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1
+            if log_each and built.why != "updated":  # an update logs its own line
+                self._log_version(built)
+            if deadline and time.perf_counter() - started > self.slice_seconds and entries:
+                break
+        if deadline:
+            self._note_slice(started)  # (start-up runs before any query)
+        for version in announced:
+            self.on_new_serial(version)
+        if entries:
+            self.clock.callLater(0, self._publish, entries, True, reasons)
+            return
+        if not log_each:
+            log.info(
+                "{count} zones published ({reasons})",
+                count=sum(reasons.values()),
+                reasons=", ".join(f"{n} {why}" for why, n in reasons.most_common()),
+            )
+        self._committing = False
+        self.numbering.recorded()
+        self.batches += 1
+
+        if self._unfrozen_zones >= self.freeze_from or self._published_owners >= self.freeze_owners_from:
+            _settle_long_lived()
+            self._unfrozen_zones = self._published_owners = 0
+        if deadline:
+            self._kick()
+        self._fire_idle()
+
+    def _log_version(self, built: _Built) -> None:
+        source = built.zone.source
+        log.info(
+            "zone {zone} serial {serial} ({why}), {records} records, {aliases} ALIAS",
+            zone=source.origin.to_text(),
+            serial=built.version.serial,
+            why=built.why,
+            records=source.record_count(),
+            aliases=len(source.aliases),
+        )
+
+    def serve(self, version: ZoneVersion) -> None:
+        """Serve ``version`` for its zone from now on (already recorded)."""
+        self.registry.serve(version)
+
+
+def _settle_long_lived() -> None:
+    """Keep the cyclic garbage collector from walking the zone versions
+    just served, again and again: a full collection over ten thousand
+    versions holds the reactor for 0.1-0.3 s. Young garbage is collected
+    first (cheap), so what is frozen is what lives; zone data holds no
+    reference cycles, and the versions it replaces are freed by reference
+    counting, frozen or not."""
+    gc.collect(1)
+    gc.freeze()

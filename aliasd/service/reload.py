@@ -1,0 +1,512 @@
+"""Reload on SIGHUP: re-read the configuration and every zone file, no gap.
+
+Everything is read and checked first, in a thread; then what changed is
+handed to the authority, which builds and serves new versions in slices
+between queries, so every query is answered, from the old data or the new.
+Only files that changed are parsed again (ZoneFiles: size and mtime, then
+a digest of the content), and only their zones get new versions. SIGHUPs
+that arrive during a reload make one more reload after it, never two at
+once, so the last file contents always win. A configuration that
+cannot be read changes nothing. A zone file that cannot be read is logged
+with file, line and reason, and that zone keeps serving its previous
+version (a new zone with a broken file is not served until fixed). Added
+zones start serving, removed zones stop, changed zones get a new version
+whose serial follows the usual rules, and their secondaries are notified.
+
+Settings that need new sockets (listen addresses, port, state directory,
+statistics and TLS listeners) are only reported: they take effect at the
+next start. A TLS certificate and key are read again, so a renewed
+certificate is served to new connections (the key file must then be
+readable by the user aliasd runs as).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import dns.name
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from aliasd.base.access import TransferAccess, keyring_from
+from aliasd.base.config import ConfigError, Settings, ZoneSettings
+from aliasd.dnssec.keys import KeyFileError, KeyStore
+from aliasd.dnssec.signer import Signer
+from aliasd.service.authority import ZoneAuthority
+from aliasd.zones.catalog import catalog_source
+from aliasd.zones.snapshot import Snapshot
+from aliasd.zones.zonefile import ZoneFileError, ZoneSource, load_zone_file, parse_zone
+
+log = Logger()
+
+
+def load_zone(zone: ZoneSettings) -> ZoneSource:
+    """Load one configured zone; the error names the zone, file and line."""
+    try:
+        return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere)
+    except ZoneFileError as e:
+        raise ZoneFileError(f"zone {zone.name}: {e}") from None
+
+
+def _parse(job: tuple) -> ZoneSource | ZoneFileError:
+    """Parse one file's content (in a worker process at start)."""
+    name, path, data, include_anywhere = job
+    try:
+        source = parse_zone(name, path, data, include_anywhere=include_anywhere)
+    except ZoneFileError as e:
+        return ZoneFileError(f"zone {name}: {e}")
+    source.digest  # computed here, carried back with the source
+    return source
+
+
+def make_signers(settings: Settings, only=None) -> dict:
+    """A Signer for each zone with ``dnssec = true`` (or for those in
+    ``only``), with its keys (made in the state directory on first use;
+    raises KeyFileError)."""
+    zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
+    if not zones:
+        return {}
+    keys = KeyStore(settings.server.state_dir / "keys").ensure_many([z.name for z in zones], settings.dnssec.algorithm)
+    return {z.name: Signer(z.name, keys[z.name], settings.dnssec) for z in zones}
+
+
+@dataclasses.dataclass
+class _Read:
+    path: Path
+    size: int
+    mtime_ns: int
+    digest: bytes
+    includes: bool  # $INCLUDE: other files may have changed, always parse
+    source: ZoneSource
+
+
+@dataclasses.dataclass
+class _Todo:
+    zone: ZoneSettings
+    size: int
+    mtime_ns: int
+    digest: bytes
+    includes: bool
+    data: bytes
+
+
+class ZoneFiles:
+    """Zone files as last read, so that unchanged files are not parsed again.
+
+    A file whose size and modification time are unchanged is taken as it
+    was; otherwise its content digest decides, first against the last read,
+    then against the compiled snapshot of the last run (aliasd.zones.snapshot). A
+    file with ``$INCLUDE`` is always parsed (the included files are not
+    tracked). The files left to parse are parsed in ``workers`` processes
+    when there are many (at start only: a running server has threads, and
+    forking it is not safe). One caller at a time: start-up, then the
+    reload thread (reloads never overlap).
+    """
+
+    #: Fewer files than this are parsed in this process.
+    parallel_from = 200
+
+    def __init__(self, snapshot: Snapshot | None = None):
+        self._read: dict[dns.name.Name, _Read] = {}
+        self.snapshot = snapshot
+        self.parsed = 0  # files parsed by the last read_all
+        self.from_snapshot = 0  # files taken from the snapshot by the last read_all
+        self.workers = 1  # processes that parsed them
+
+    def read_all(self, zones, workers: int = 1) -> tuple[dict, list[ZoneSource]]:
+        """Every zone's source or the ZoneFileError that stops it, and the
+        sources parsed anew; forgets the files of zones no longer configured."""
+        before = {name: read.source for name, read in self._read.items()}
+        self.parsed = self.from_snapshot = 0
+        results: dict = {}
+        todo: list[_Todo] = []
+        for zone in zones:
+            try:
+                found = self._known(zone)
+            except ZoneFileError as e:
+                found = e
+            if isinstance(found, _Todo):
+                todo.append(found)
+            else:
+                results[zone.name] = found
+        self._parse(todo, results, workers)
+        for name in set(self._read) - set(results):
+            del self._read[name]
+        if self.snapshot is not None:
+            self.snapshot.keep_only(name.to_wire() for name in self._read)
+        ordered = {zone.name: results[zone.name] for zone in zones}
+        fresh = [
+            r for name, r in ordered.items()
+            if not isinstance(r, ZoneFileError) and before.get(name) is not r
+        ]
+        return ordered, fresh
+
+    def _known(self, zone: ZoneSettings) -> ZoneSource | _Todo:
+        """The zone's source if its file is known, else what to parse."""
+        path = zone.file
+        known = self._read.get(zone.name)
+        if known is not None and (known.path != path or known.source.origin.labels != zone.name.labels):
+            known = None  # another file, or the zone name's letter case changed (it shows in answers)
+        try:
+            st = os.stat(path)
+            if known is not None and not known.includes and (
+                    known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                return known.source
+            data = path.read_bytes()
+        except OSError:
+            return load_zone(zone)  # raises, naming the file and the reason
+        digest = hashlib.sha256(data).digest()
+        includes = b"$include" in data.lower()
+        if known is not None and not includes and known.digest == digest:
+            known.size, known.mtime_ns = st.st_size, st.st_mtime_ns
+            return known.source
+        todo = _Todo(zone, st.st_size, st.st_mtime_ns, digest, includes, data)
+        if self.snapshot is not None and not includes:
+            entry = self.snapshot.get(zone.name.to_wire(), digest)
+            if entry is not None:
+                try:
+                    source = ZoneSource.of(zone.name, path, entry[1])
+                    source.serial  # the apex SOA is there and readable
+                except Exception as e:  # checked by a hash, so only a bug gets here; parse instead
+                    log.warn("zone snapshot entry for {zone} unusable ({error}): parsing the file",
+                             zone=zone.name.to_text(), error=repr(e))
+                    return todo
+                source.__dict__["digest"] = entry[2]  # the cached content digest
+                self.from_snapshot += 1
+                return self._remember(todo, source)
+        return todo
+
+    def _remember(self, todo: _Todo, source: ZoneSource) -> ZoneSource:
+        self._read[todo.zone.name] = _Read(
+            todo.zone.file, todo.size, todo.mtime_ns, todo.digest, todo.includes, source
+        )
+        return source
+
+    def _parse(self, todo: list[_Todo], results: dict, workers: int) -> None:
+        jobs = [(t.zone.name, t.zone.file, t.data, t.zone.include_anywhere) for t in todo]
+        self.workers = workers if workers > 1 and len(jobs) >= self.parallel_from else 1
+        if self.workers > 1:
+            with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                parsed = pool.map(_parse, jobs, chunksize=max(1, min(256, len(jobs) // (4 * self.workers))))
+        else:
+            parsed = map(_parse, jobs)
+        for t, result in zip(todo, parsed):
+            results[t.zone.name] = result
+            if isinstance(result, ZoneFileError):
+                continue
+            self.parsed += 1
+            self._remember(t, result)
+            if self.snapshot is not None and not t.includes:
+                self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest)
+
+    def digest_of(self, name: dns.name.Name) -> bytes | None:
+        """The SHA-256 of the zone's file as last read."""
+        read = self._read.get(name)
+        return read.digest if read is not None else None
+
+    def summary(self) -> str:
+        """How the last read_all got its zones, for the log."""
+        how = f"{self.parsed} parsed"
+        if self.workers > 1:
+            how += f" in {self.workers} processes"
+        return f"{how}, {self.from_snapshot} from the snapshot"
+
+
+class CatalogMaker:
+    """Adds the catalog zone (aliasd.zones.catalog) to the served sources.
+
+    The catalog source is rebuilt only when its name or members changed, so
+    an unchanged catalog keeps its version, serial and IXFR history.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._source: ZoneSource | None = None
+
+    def add_to(self, settings, sources: list[ZoneSource]) -> list[ZoneSource]:
+        if settings.catalog is None:
+            return sources
+        key = (settings.catalog.name, frozenset(s.origin for s in sources))
+        if key != self._key:
+            self._key = key
+            self._source = catalog_source(key[0], sorted(key[1]))
+        return sources + [self._source]
+
+
+class Reloader:
+    """Applies a fresh configuration to the running objects."""
+
+    def __init__(self, options, authority, handler, notifier, resolver, make_upstream, stats=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.options = options
+        self.stats = stats
+        self.authority = authority
+        self.handler = handler
+        self.notifier = notifier
+        self.resolver = resolver
+        self.make_upstream = make_upstream
+        self.settings = options.settings
+        self.files = getattr(options, "files", None) or ZoneFiles()
+        self.catalog = getattr(options, "catalog", None) or CatalogMaker()
+        self._running: defer.Deferred | None = None
+        self._again = False
+        self._applied: list[str] = []  # steps of _apply done so far
+
+    def reload(self) -> defer.Deferred:
+        """Reload; fires with True when everything was read without error
+        and the new versions are served.
+
+        Files are parsed (and indexed) in a thread, so queries go on being
+        answered; the authority then builds the new versions in slices. A
+        reload asked for while one runs happens once, after it.
+        """
+        if self._running is not None:
+            if not self._again:
+                log.info("reload: one is in progress; another will follow it")
+            self._again = True
+            return self._running
+        self._running = d = self._reload_once()
+        d.addBoth(self._finished)
+        return d
+
+    def _finished(self, result):
+        self._running = None
+        if self._again:
+            self._again = False
+            self.reload()
+        return result
+
+    def _reload_once(self) -> defer.Deferred:
+        """Read the configuration (listing the zone directory: ten thousand
+        files take a second) and the changed zone files in a thread."""
+        log.info("reload: reading the configuration and zone files")
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._read)
+        d.addCallback(self._read_done)
+        d.addErrback(self._crashed)
+        return d
+
+    def _read(self):
+        """(settings, what _read_zones found, new signers), or the
+        ConfigError (in a thread: reading keys, or making them, costs
+        milliseconds a zone)."""
+        try:
+            settings = self.options.load_settings()
+        except ConfigError as e:
+            return e, None, None
+        return settings, _read_zones(settings, self.files), self._new_signers(settings)
+
+    def _read_done(self, read):
+        settings, loaded, signers = read
+        if isinstance(settings, ConfigError):
+            log.error("reload failed, nothing changed: {error}", error=str(settings))
+            self._count("failed")
+            return False
+        return self._apply(loaded, settings, signers)
+
+    def _new_signers(self, settings):
+        """Signers (with their keys, made if missing) for the zones that
+        need a new one: those that turned dnssec on, or all signed zones
+        when [dnssec] changed; or the KeyFileError/OSError (in a thread)."""
+
+        current = set(self.authority.signers)  # (replaced whole by set_signers, never changed in place)
+        wanted, same = self._signing_wanted(settings)
+        try:
+            return make_signers(settings, only=wanted - current if same else wanted)
+        except (KeyFileError, OSError) as e:
+            return e
+
+    def _apply(self, loaded, settings, signers=None) -> defer.Deferred:
+        """Hand what was read to the authority (reactor thread)."""
+        results, prepared, parsed = loaded
+        sources, errors = [], 0
+        dynamic = getattr(self.options, "dynamic", None)
+        if dynamic is not None:
+            dynamic.configure(settings.zones)
+        for zone in settings.zones:
+            result = results[zone.name]
+            if not isinstance(result, ZoneFileError):
+                if dynamic is not None and zone.dynamic:
+                    # aliasd's own file keeps the zone's records; a file
+                    # edited by hand is taken (aliasd.update.dynamic).
+                    result = dynamic.reload_source(
+                        result, self.files.digest_of(zone.name), self.authority.sources.get(zone.name)
+                    )
+                sources.append(result)
+                continue
+            errors += 1
+            previous = self.authority.sources.get(zone.name)
+            if previous is not None:
+                sources.append(previous)
+                log.error("reload: {error}; zone {zone} keeps serving its previous data",
+                          error=str(result), zone=zone.name.to_text())
+            else:
+                log.error("reload: {error}; new zone {zone} is not served",
+                          error=str(result), zone=zone.name.to_text())
+        self._warn_restart_needed(settings)
+        sources = self.catalog.add_to(settings, sources)
+        old = set(self.authority.sources)
+        new = {s.origin for s in sources}
+        applied = self._applied = []  # what _crashed reports if a step fails
+        self.handler.access = TransferAccess(settings.transferable_zones)
+        applied.append("transfer access")
+        keyring = keyring_from(settings.keys)
+        self.handler.keyring = keyring
+        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
+        applied.append("TSIG keys")
+        self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
+        self.notifier.keys = {
+            z.name: keyring[dns.name.from_text(z.transfer_key)]
+            for z in settings.transferable_zones
+            if z.transfer_key
+        }
+        applied.append("NOTIFY targets")
+        self._apply_resolver(settings)
+        applied.append("resolver settings")
+        tls_context = getattr(self.options, "tls_context", None)
+        if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
+            log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
+        applied.append("TLS certificate")
+        self.authority.set_sources(sources, prepared)
+        self._apply_signers(settings, signers)
+        applied.append("zones")
+        self.settings = settings
+        self._applied = []
+
+        def done(_):
+            if self.authority.waiting_for_state:
+                log.error("reload: the new versions wait for the state directory (see above); "
+                          "they are served once their serials are recorded")
+            log.info(
+                "reload done: {zones} zones ({added} added, {removed} removed, {parsed} file(s) "
+                "read again), {errors} error(s)",
+                zones=len(new), added=len(new - old), removed=len(old - new), parsed=parsed,
+                errors=errors,
+            )
+            self._count("ok" if errors == 0 else "partial")
+            return errors == 0
+
+        return self.authority.when_idle().addCallback(done)
+
+    _STEPS = ("transfer access", "TSIG keys", "NOTIFY targets", "resolver settings", "TLS certificate", "zones")
+
+    def _crashed(self, failure) -> bool:
+        applied, self._applied = self._applied, []
+        if not applied:
+            log.failure("reload failed, nothing changed", failure)
+        else:
+            # Some of the new configuration is in use: say which, never
+            # "nothing changed" (issue 12.8).
+            log.failure(
+                "reload failed part way: applied {applied}; not applied {missing}; the server goes "
+                "on with that mix until a reload succeeds",
+                failure,
+                applied=", ".join(applied),
+                missing=", ".join(step for step in self._STEPS if step not in applied),
+            )
+        self._count("failed")
+        return False
+
+    def _count(self, result: str) -> None:
+        if self.stats is not None:
+            self.stats.inc("aliasd_reloads_total", result=result)
+
+    def _signing_wanted(self, settings) -> tuple[set, bool]:
+        """(the zones ``settings`` signs, whether [dnssec] is as before)."""
+        return {z.name for z in settings.zones if z.dnssec}, settings.dnssec == getattr(self.settings, "dnssec", None)
+
+    def _apply_signers(self, settings, fresh) -> None:
+        """Zones that turned dnssec on get their signer (``fresh``, made
+        with their keys by ``_new_signers``); those that turned it off are
+        served unsigned; a change of [dnssec] settings signs every signed
+        zone again."""
+        current = self.authority.signers
+        wanted, same = self._signing_wanted(settings)
+        if same and wanted == set(current):
+            return
+        if isinstance(fresh, Exception):
+            log.error("reload: DNSSEC keys: {error}; signing is left as it was", error=str(fresh))
+            return
+        keep = {o: s for o, s in current.items() if o in wanted and same}
+        fresh = {o: s for o, s in (fresh or {}).items() if o in wanted and o not in keep}
+        missing = wanted - set(keep) - set(fresh)
+        if missing:  # (signers changed between reading and now)
+            log.error("reload: no DNSSEC keys read for {zones}; signing is left as it was",
+                      zones=", ".join(sorted(z.to_text() for z in missing)))
+            return
+        self.authority.set_signers({**keep, **fresh})
+        log.info("reload: {signed} zone(s) signed ({new} newly)", signed=len(keep) + len(fresh), new=len(fresh))
+
+    def _apply_resolver(self, settings) -> None:
+        r, new = self.resolver, settings.resolver
+        r.min_refresh, r.max_refresh, r.serve_stale = new.min_refresh, new.max_refresh, new.serve_stale
+        r.query_timeout = (new.timeout, new.timeout * 2)
+        r.max_in_flight = new.max_in_flight
+        r.min_ttl = new.min_ttl
+        if new.upstreams != self.settings.resolver.upstreams:
+            # Lookups waiting on the old upstreams are asked again of the new
+            # ones; the old client is closed, its sockets with it.
+            r.replace_upstream(self.make_upstream(new.upstreams))
+            log.info("reload: upstream resolvers now {upstreams}",
+                     upstreams=", ".join(str(u) for u in new.upstreams) or "(none)")
+
+    def _warn_restart_needed(self, settings) -> None:
+        before, after = self.settings, settings
+        for what, old, new in (
+            ("[server] listen", before.server.listen, after.server.listen),
+            ("[server] port", before.server.port, after.server.port),
+            ("[server] state-dir", before.server.state_dir, after.server.state_dir),
+            ("[statistics]", before.statistics, after.statistics),
+            ("[rate-limit]", before.rate_limit, after.rate_limit),
+            ("[tls] listen or port", (before.tls.enabled, before.tls.listen, before.tls.port),
+             (after.tls.enabled, after.tls.listen, after.tls.port)),
+        ):
+            if old != new:
+                log.warn("reload: {what} changed; it takes effect at the next restart", what=what)
+
+
+def _read_zones(settings, files: ZoneFiles):
+    """Parse and index the zone files that changed (runs in a thread)."""
+    results, fresh = files.read_all(settings.zones)
+    save_snapshot(files)
+    return results, ZoneAuthority.prepare(fresh), files.parsed
+
+
+def save_snapshot(files: ZoneFiles) -> None:
+    """Write what was parsed to the snapshot (in a thread); a failure is
+    only logged: the snapshot is a cache, the next start parses instead."""
+    if files.snapshot is None:
+        return
+    try:
+        files.snapshot.save()
+    except OSError as e:
+        log.warn("zone snapshot {path} not written: {error}", path=str(files.snapshot.path), error=e.strerror)
+
+
+class ReloadService(service.Service):
+    """Turns SIGHUP into a reload, run in the reactor thread."""
+
+    def __init__(self, reloader: Reloader, reactor):
+        self.reloader = reloader
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.reloader.reload)
+
+    def stopService(self):
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None

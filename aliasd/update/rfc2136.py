@@ -1,0 +1,302 @@
+"""RFC 2136 dynamic UPDATE applied to a zone's source records.
+
+Why a module of its own: this is the zone-editing logic alone, with no
+network, disk or reactor in it. ``process`` takes a parsed UPDATE message,
+the zone's current source and the key's rules, and returns the rcode and,
+when something changed, the next ZoneSource plus the owner nodes it
+touched (what the journal records). The caller (aliasd.answer.update_requests)
+checks TSIG and the zone, hands the new source to the authority, and
+answers once it is recorded.
+
+The steps are RFC 2136 section 3: prerequisites (3.2) against the zone as
+it is, a pre-scan of the update section (3.4.1: names in the zone, classes
+and types, and the key's rules, RFC 2136 3.3 leaves the policy to us),
+then the updates in order (3.4.2). Updates that would break the zone are
+ignored as 3.4.2 says: a CNAME beside other data, other data beside a
+CNAME, SOA or NS deletions at the apex, an SOA that is not newer. aliasd
+adds its own: an ALIAS replaces the owner's ALIAS (one per owner, like a
+CNAME), and no ALIAS beside a CNAME. Nothing is applied unless everything
+passes: the new source is built from a working copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.serial
+
+from aliasd.base import store
+from aliasd.zones.zonefile import ALIAS_TYPE, ZoneSource, type_text
+
+_ANY = dns.rdataclass.ANY
+_NONE = dns.rdataclass.NONE
+_SOA = dns.rdatatype.SOA
+_NS = dns.rdatatype.NS
+_CNAME = dns.rdatatype.CNAME
+#: Types that may stand beside a CNAME (and be added where one is).
+_NEUTRAL = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.KEY})
+#: Meta types that no update may add (RFC 2136 3.4.1.3).
+_META = frozenset({
+    dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.MAILA,
+    dns.rdatatype.MAILB, dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY,
+})
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What an UPDATE did: its rcode, and when the zone changed, the new
+    source and each touched owner's packed node (None: the owner is gone)."""
+
+    rcode: int
+    source: ZoneSource | None = None
+    touched: dict[bytes, bytes | None] = dataclasses.field(default_factory=dict)
+    names: list[dns.name.Name] = dataclasses.field(default_factory=list)
+    why: str = ""  # for the log: why it was refused, or what was ignored
+
+
+class _Refused(Exception):
+    def __init__(self, rcode: int, why: str):
+        super().__init__(why)
+        self.rcode = rcode
+
+
+class _Working:
+    """The touched owners of a zone, decoded and editable; the rest stays packed."""
+
+    def __init__(self, source: ZoneSource):
+        self.source = source
+        self.nodes: dict[bytes, tuple[dns.name.Name, dict[int, dns.rrset.RRset]]] = {}
+
+    def node(self, name: dns.name.Name) -> dict[int, dns.rrset.RRset]:
+        key = store.key_of(name)
+        entry = self.nodes.get(key)
+        if entry is None:
+            packed = self.source.records.get(key)
+            rrsets = {}
+            if packed is not None:
+                owner = store.name_of(store.owner_of(packed))
+                decoded = store.PackedNode(packed, owner)
+                rrsets = {rdtype: decoded[rdtype] for rdtype in decoded}  # fresh objects: ours to change
+                name = owner
+            entry = self.nodes[key] = (name, rrsets)
+        return entry[1]
+
+    def packed(self) -> dict[bytes, bytes | None]:
+        """Each touched owner's node as packed now (None: empty), unchanged ones left out."""
+        out = {}
+        for key, (name, rrsets) in self.nodes.items():
+            packed = None
+            if rrsets:
+                packed = store.pack(name.to_wire(), [
+                    (r.rdtype, r.ttl, [rd.to_wire() for rd in r]) for r in rrsets.values() if len(r)
+                ])
+            if packed != self.source.records.get(key):
+                out[key] = packed
+        return out
+
+
+def _in_zone(name: dns.name.Name, origin: dns.name.Name) -> bool:
+    return name.is_subdomain(origin)
+
+
+def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource, work: _Working) -> None:
+    """RFC 2136 3.2, against the zone before any update."""
+    origin = source.origin
+    value_sets: dict[tuple, dns.rrset.RRset] = {}
+    for rr in prereqs:
+        if not _in_zone(rr.name, origin):
+            raise _Refused(dns.rcode.NOTZONE, f"prerequisite name {rr.name} is not in zone {origin}")
+        node = work.node(rr.name)
+        present = {t for t, r in node.items() if len(r)}
+        if rr.deleting == _ANY:
+            if rr.rdtype == dns.rdatatype.ANY:
+                if not present:
+                    raise _Refused(dns.rcode.NXDOMAIN, f"prerequisite: {rr.name} has no records")
+            elif rr.rdtype not in present:
+                raise _Refused(dns.rcode.NXRRSET, f"prerequisite: no {type_text(rr.rdtype)} at {rr.name}")
+        elif rr.deleting == _NONE:
+            if rr.rdtype == dns.rdatatype.ANY:
+                if present:
+                    raise _Refused(dns.rcode.YXDOMAIN, f"prerequisite: {rr.name} has records")
+            elif rr.rdtype in present:
+                raise _Refused(dns.rcode.YXRRSET, f"prerequisite: {type_text(rr.rdtype)} at {rr.name} exists")
+        elif rr.deleting is None and rr.rdclass == dns.rdataclass.IN:
+            if rr.rdtype in _META:
+                raise _Refused(dns.rcode.FORMERR, f"prerequisite with meta type {type_text(rr.rdtype)}")
+            key = (store.key_of(rr.name), rr.rdtype)
+            collected = value_sets.get(key)
+            if collected is None:
+                collected = value_sets[key] = dns.rrset.RRset(rr.name, rr.rdclass, rr.rdtype)
+            for rd in rr:
+                collected.add(rd)
+        else:
+            raise _Refused(dns.rcode.FORMERR, f"prerequisite in class {dns.rdataclass.to_text(rr.rdclass)}")
+    for (_, rdtype), wanted in value_sets.items():
+        have = work.node(wanted.name).get(rdtype)
+        if have is None or set(have) != set(wanted):
+            raise _Refused(dns.rcode.NXRRSET, f"prerequisite: {type_text(rdtype)} at {wanted.name} differs")
+
+
+def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, rules) -> None:
+    """RFC 2136 3.4.1: every update in the zone, well formed, and allowed."""
+    origin = source.origin
+    for rr in updates:
+        if not _in_zone(rr.name, origin):
+            raise _Refused(dns.rcode.NOTZONE, f"{rr.name} is not in zone {origin}")
+        if rr.deleting is None:
+            if rr.rdclass != dns.rdataclass.IN or rr.rdtype in _META:
+                raise _Refused(dns.rcode.FORMERR, f"cannot add a {type_text(rr.rdtype)} record")
+            touched = [rr.rdtype]
+        elif rr.deleting == _ANY:
+            if rr.rdtype in _META - {dns.rdatatype.ANY}:
+                raise _Refused(dns.rcode.FORMERR, f"cannot delete {type_text(rr.rdtype)}")
+            if rr.rdtype == dns.rdatatype.ANY:
+                touched = [t for t in work.node(rr.name) if not (rr.name == origin and t in (_SOA, _NS))]
+            else:
+                touched = [rr.rdtype]
+        elif rr.deleting == _NONE:
+            if rr.rdtype in _META:
+                raise _Refused(dns.rcode.FORMERR, f"cannot delete {type_text(rr.rdtype)} records")
+            touched = [rr.rdtype]
+        else:
+            raise _Refused(dns.rcode.FORMERR, "update in an unknown class")
+        if not touched:  # deleting all at an empty name: some rule must cover the name
+            if not any(rule.allows(key, rr.name, None, origin) for rule in rules):
+                raise _Refused(dns.rcode.REFUSED, f"key {key} may not change {rr.name}")
+        for rdtype in touched:
+            if not any(rule.allows(key, rr.name, rdtype, origin) for rule in rules):
+                raise _Refused(
+                    dns.rcode.REFUSED,
+                    f"key {key} may not change {type_text(rdtype)} at {rr.name}",
+                )
+
+
+def _add(rr: dns.rrset.RRset, origin: dns.name.Name, node: dict, ignored: list) -> None:
+    rdtype = rr.rdtype
+    others = {t for t, r in node.items() if len(r)} - _NEUTRAL
+    if rdtype == _SOA and rr.name != origin:
+        ignored.append(f"SOA at {rr.name}, not the apex")
+        return
+    if rdtype == _CNAME and others - {_CNAME}:
+        ignored.append(f"CNAME at {rr.name} beside other data")
+        return
+    if rdtype not in _NEUTRAL and rdtype != _CNAME and _CNAME in others:
+        ignored.append(f"{type_text(rdtype)} at {rr.name} beside a CNAME")
+        return
+    current = node.get(rdtype)
+    if rdtype in (_SOA, _CNAME, ALIAS_TYPE) and current is not None and len(current):
+        rd = next(iter(rr))
+        if rdtype == _SOA and not dns.serial.Serial(rd.serial) > dns.serial.Serial(next(iter(current)).serial):
+            ignored.append(f"SOA with serial {rd.serial}, not newer")
+            return
+        # One per owner: the new one replaces the old (RFC 2136 3.4.2.2).
+        node[rdtype] = dns.rrset.from_rdata(current.name, rr.ttl, rd)
+        return
+    if current is None:
+        current = node[rdtype] = dns.rrset.RRset(rr.name, dns.rdataclass.IN, rdtype)
+    for rd in rr:
+        current.add(rd)
+    current.ttl = rr.ttl  # the RRset takes the TTL of the record added last (as BIND does)
+
+
+def _delete(rr: dns.rrset.RRset, origin: dns.name.Name, node: dict, ignored: list) -> None:
+    at_apex = rr.name == origin
+    if rr.deleting == _ANY:
+        for rdtype in list(node) if rr.rdtype == dns.rdatatype.ANY else [rr.rdtype]:
+            if at_apex and rdtype in (_SOA, _NS):
+                if rr.rdtype != dns.rdatatype.ANY:
+                    ignored.append(f"deleting the apex {type_text(rdtype)}")
+                continue
+            node.pop(rdtype, None)
+        return
+    # class NONE: delete single records
+    if rr.rdtype == _SOA:
+        ignored.append("deleting the SOA")
+        return
+    current = node.get(rr.rdtype)
+    if current is None:
+        return
+    keep = dns.rrset.RRset(current.name, current.rdclass, current.rdtype)
+    keep.update_ttl(current.ttl)
+    for rd in current:
+        if rd not in rr:
+            keep.add(rd)
+    if at_apex and rr.rdtype == _NS and not len(keep):
+        ignored.append("deleting the last apex NS")
+        return
+    if len(keep):
+        node[rr.rdtype] = keep
+    else:
+        del node[rr.rdtype]
+
+
+def _with_serial(packed: bytes, serial: int) -> bytes:
+    """A packed apex node with ``serial`` in its SOA."""
+    for rdtype, _, _, start, end in store.directory(packed):
+        if rdtype == _SOA:
+            at = end - 20  # the SOA rdata ends with serial, refresh, retry, expire, minimum
+            return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
+    raise ValueError("no SOA at the apex")
+
+
+def next_update_serial(current: int, served: int | None) -> int:
+    """The serial after an update: one past the newer of the source's and
+    the served one (RFC 1982), never backwards."""
+    base = current
+    if served is not None and dns.serial.Serial(served) > dns.serial.Serial(current):
+        base = served
+    return (base + 1) % 2**32 or 1
+
+
+def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None) -> Outcome:
+    """Apply an UPDATE message (parsed with one RR per RRset) to ``source``."""
+    work = _Working(source)
+    origin = source.origin
+    try:
+        _check_prerequisites(message.prerequisite, source, work)
+        _prescan(message.update, source, work, key, rules)
+    except _Refused as e:
+        return Outcome(e.rcode, why=str(e))
+    ignored: list[str] = []
+    soa_set = False
+    for rr in message.update:
+        node = work.node(rr.name)
+        if rr.deleting is None:
+            before = node.get(_SOA)
+            _add(rr, origin, node, ignored)
+            soa_set = soa_set or (rr.rdtype == _SOA and node.get(_SOA) is not before)
+        else:
+            _delete(rr, origin, node, ignored)
+    touched = work.packed()
+    if not touched:
+        return Outcome(dns.rcode.NOERROR, why="; ".join(ignored) or "no change")
+    # The serial moves: to the SOA the update set when that is newer than
+    # the served one, else one past the newer of the file's and the served.
+    serial = None
+    if soa_set:
+        serial = next(iter(work.node(origin)[_SOA])).serial
+    if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
+        serial = next_update_serial(source.serial, served_serial)
+    if source.key in work.nodes:
+        apex = work.node(origin)
+        soa = next(iter(apex[_SOA]))
+        apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
+        touched = work.packed()
+    else:  # the apex changes only by its serial: patched in its packed form
+        touched[source.key] = _with_serial(source.records[source.key], serial)
+        work.nodes[source.key] = (origin, None)
+    records = dict(source.records)
+    for k, packed in touched.items():
+        if packed is None:
+            records.pop(k, None)
+        else:
+            records[k] = packed
+    new = source.updated(records, touched)
+    names = [work.nodes[k][0] for k in touched]
+    return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored))
