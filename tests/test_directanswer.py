@@ -51,7 +51,8 @@ none ALIAS gone.example.net.
 cname CNAME www
 srv._tcp SRV 0 0 443 WWW.example.com.
 """
-WILD = TEXT + "*.wild TXT \"w\"\n"
+# A wildcard CNAME, and a chain that passes through it.
+WILD = TEXT + "*.wild TXT \"w\"\n*.wc CNAME www\nvia CNAME x.wc\n"
 CUT = TEXT + "sub NS ns.sub\nns.sub A 192.0.2.40\n"
 DNAME = TEXT + "dn DNAME example.net.\n"
 QUESTIONS = [
@@ -67,7 +68,8 @@ QUESTIONS = [
     ("example.com.", "SOA"), ("example.com.", "DNSKEY"), ("ns1.example.com.", "A"),
     ("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A"), ("dn.example.com.", "A"),
     ("example.com.", "CDS"), ("example.com.", "NSEC3PARAM"), ("www.example.com.", "NSEC"),
-    ("example.com.", "RRSIG"),
+    ("example.com.", "RRSIG"), ("x.wc.example.com.", "A"), ("x.wc.example.com.", "TXT"),
+    ("x.wc.example.com.", "CNAME"), ("via.example.com.", "AAAA"),
 ]
 
 
@@ -144,6 +146,7 @@ def test_direct_answers_equal_the_full_paths(keys, text, denial):
     below_cut = [("sub.example.com.", "A"), ("x.sub.example.com.", "A"), ("ns.sub.example.com.", "A"),
                  ("sub.example.com.", "DS")] if text is CUT else []
     below_cut += [("dn.example.com.", "DNAME"), ("x.dn.example.com.", "A")] if text is DNAME else []
+    below_cut += [("x.wc.example.com.", "A"), ("via.example.com.", "AAAA")] if text is WILD else []
     for name, qtype in [("cname.example.com.", "A"), ("example.com.", "RRSIG")] + below_cut:
         wire = dns.message.make_query(name, qtype, want_dnssec=True).to_wire()
         key, qend = fastpath.cache_key(wire, True, 1232)

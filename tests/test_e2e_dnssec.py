@@ -6,7 +6,9 @@ delegation with glue, empty non-terminals) passes ``dnssec-verify`` and
 target's address changes; IXFR carries the new signatures. Unbound and
 BIND named, anchored at the DS that ``aliasd-check --ds`` prints, validate
 aliasd's own answers (AD bit: positive, ALIAS, NXDOMAIN, NODATA, wildcard)
-and those of a BIND secondary fed by aliasd; signatures are refreshed
+and those of a BIND secondary fed by aliasd; CNAMEs answered by wildcards
+(at the start, the middle or the end of a chain) carry their proof that no
+closer name exists, and Unbound validates them; signatures are refreshed
 before they expire; keys survive a restart.
 """
 
@@ -16,8 +18,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.dnssec
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -27,7 +31,7 @@ import pytest
 
 from tests.aliasd_process import TWISTD, free_port
 from tests.secondaries import Named
-from tests.validators import RESOLVERS, Unbound, axfr_text, dnssec_verify, ldns_verify
+from tests.validators import RESOLVERS, Unbound, anchors_from_server, axfr_text, covers, dnssec_verify, ldns_verify
 
 pytestmark = pytest.mark.e2e
 
@@ -271,3 +275,57 @@ def test_a_reload_turns_signing_on_and_off(aliasd, upstream, tmp_path):
     server.proc.send_signal(1)
     server.wait_for(lambda: "RRSIG" not in axfr_text("example.test", server.port), timeout=10)
     assert server.query("example.test", "A", want_dnssec=True).answer[-1].rdtype == dns.rdatatype.A
+
+
+WILDCARD_CNAMES = """\
+$ORIGIN example.test.
+$TTL 300
+@ SOA ns1 hostmaster 1 3600 600 86400 60
+@ NS ns1
+ns1 A 192.0.2.1
+target A 192.0.2.10
+* CNAME target
+*.hop CNAME next
+next CNAME target
+start CNAME x.mid
+*.mid CNAME target
+*.two CNAME b.mid
+*.gone CNAME missing.target
+"""
+# (query name, type, rcode, the names a wildcard CNAME answers on the way).
+WILDCARD_CHAINS = [
+    ("foo.example.test.", "A", dns.rcode.NOERROR, ["foo.example.test."]),
+    ("foo.example.test.", "AAAA", dns.rcode.NOERROR, ["foo.example.test."]),  # NODATA at the target
+    ("foo.hop.example.test.", "A", dns.rcode.NOERROR, ["foo.hop.example.test."]),  # on to a CNAME
+    ("start.example.test.", "A", dns.rcode.NOERROR, ["x.mid.example.test."]),  # a wildcard in the middle
+    ("a.two.example.test.", "A", dns.rcode.NOERROR, ["a.two.example.test.", "b.mid.example.test."]),
+    ("foo.gone.example.test.", "A", dns.rcode.NXDOMAIN, ["foo.gone.example.test."]),
+]
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_wildcard_cname_answers_prove_that_no_closer_name_exists(aliasd, upstream, tmp_path, denial):
+    """Each CNAME a wildcard answers carries the NSEC or NSEC3 record that
+    covers the name it answers (RFC 4035 3.1.3.3, RFC 5155 7.2.6), signed;
+    without it validators call the answer bogus."""
+    server = aliasd(config(upstream, denial), {"example.test.zone": WILDCARD_CNAMES}, server="serial-interval = 0\n")
+    dnskey = server.wait_for(lambda: server.query("example.test", "DNSKEY").answer, timeout=10)[0]
+    keys = {dnskey.name: dnskey}
+    for name, rdtype, rcode, expanded in WILDCARD_CHAINS:
+        response = server.query(name, rdtype, want_dnssec=True)
+        assert response.rcode() == rcode, (name, rdtype, response)
+        for section in (response.answer, response.authority):
+            for sig in (r for r in section if r.rdtype == dns.rdatatype.RRSIG):
+                covered = next(r for r in section if r.name == sig.name and r.rdtype == sig.covers)
+                dns.dnssec.validate(covered, sig, keys)
+        for wild in map(dns.name.from_text, expanded):
+            # Each expanded name's parent is its closest encloser: the name
+            # is its own next closer name, which NSEC3 covers too.
+            assert any(covers(rrset, wild) for rrset in response.authority), (name, wild, response)
+    directory = tmp_path / "resolver"
+    directory.mkdir()
+    anchors = anchors_from_server("example.test", server.port)
+    with Unbound(directory).start("example.test", server.port, anchors) as resolver:
+        for name, rdtype, rcode, _ in WILDCARD_CHAINS:
+            got, ad, _ = resolver.ad(name, rdtype)
+            assert (got, ad) == (rcode, True), (name, rdtype, got, ad, resolver.log()[-2000:])

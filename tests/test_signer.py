@@ -16,6 +16,7 @@ from aliasd.dnssec.signer import Signer, window
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
+from tests.validators import covers
 
 T = dns.rdatatype
 N = dns.name.from_text
@@ -225,6 +226,28 @@ def test_an_alias_owner_serving_nothing_is_not_in_the_view_nor_its_chain(keys, d
     again = signer.sign(v3, s2, now=1_000_000_000)
     assert again.records == signer.sign(v3, now=1_000_000_000).records
     assert again.signatures == signer.sign(v3, now=1_000_000_000).signatures
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_each_cname_a_wildcard_answers_brings_its_proof_once(keys, denial):
+    """A chain of wildcard CNAMEs (here ending in a loop) carries, for each
+    name a wildcard answered, the signed proof that no closer name exists
+    (RFC 4035 3.1.3.3, RFC 5155 7.2.6); with NSEC, a.loop and b.loop are
+    covered by the same record, which is given once."""
+    signer = Signer(ORIGIN, keys, DnssecSettings(denial=denial))
+    v1 = ZoneVersion.build(zone_source("example.com.", TEXT + "*.wc CNAME a.loop\n*.loop CNAME b.loop\n"), {})
+    s1 = v1.with_signatures(signer.sign(v1, now=1_000_000_000))
+    answer = s1.lookup(N("x.wc.example.com."), T.A, dnssec=True)
+    assert [r.name for r in answer.answer if r.rdtype == T.CNAME] == [
+        N("x.wc.example.com."), N("a.loop.example.com."), N("b.loop.example.com.")]
+    for name in ("x.wc", "a.loop", "b.loop"):
+        assert any(covers(r, N(f"{name}.example.com.")) for r in answer.authority), name
+    assert len({(r.name, r.rdtype, r.covers) for r in answer.authority}) == len(answer.authority)
+    dnskeys = {ORIGIN: dns.rrset.from_rdata_list(ORIGIN, 300, [k.dnskey for k in keys])}
+    for sig in (r for r in answer.authority if r.rdtype == T.RRSIG):
+        covered = next(r for r in answer.authority if r.name == sig.name and r.rdtype == sig.covers)
+        dns.dnssec.validate(covered, sig, dnskeys, now=1_000_000_000)
+    assert s1.lookup(N("x.wc.example.com."), T.A).authority == ()  # without DO: no proof
 
 
 def test_many_small_signed_zones_are_served_a_batch_at_a_time(tmp_path):

@@ -504,6 +504,26 @@ class NamedAuthority:
 
 
 # --------------------------------------------------------------------------
+# Denial of existence in answers
+
+
+def covers(rrset: dns.rrset.RRset, name: dns.name.Name) -> bool:
+    """Does this NSEC or NSEC3 RRset prove that ``name`` does not exist: is
+    it strictly inside its span (canonical order, or NSEC3 hash order; the
+    last record of the chain wraps around)? Anything else covers nothing."""
+    if rrset.rdtype == dns.rdatatype.NSEC:
+        low, high, point = rrset.name, rrset[0].next, name
+    elif rrset.rdtype == dns.rdatatype.NSEC3:
+        rdata = rrset[0]
+        low = rrset.name[0].decode().upper()
+        high = base64.b32hexencode(rdata.next).decode()
+        point = dns.dnssec.nsec3_hash(name, rdata.salt, rdata.iterations, rdata.algorithm)
+    else:
+        return False
+    return low < point < high if low < high else (point > low or point < high)
+
+
+# --------------------------------------------------------------------------
 # Signing with BIND's tools (a reference to compare aliasd with)
 
 

@@ -61,6 +61,16 @@ def _negative_soa(soa: dns.rrset.RRset) -> dns.rrset.RRset:
     return negative
 
 
+def _joined(authority: tuple, proofs: list) -> tuple:
+    """``authority`` and then the ``proofs`` not in it yet, each RRset once:
+    two steps of a chain may need the same NSEC record."""
+    joined = list(authority)
+    for rrset in proofs:
+        if rrset not in joined:
+            joined.append(rrset)
+    return tuple(joined)
+
+
 def parents_below(key: bytes, origin_key: bytes) -> list[bytes]:
     """The keys of the names strictly between ``key`` and the zone's apex."""
     out = []
@@ -535,32 +545,42 @@ class ZoneVersion:
         NSEC or NSEC3 proofs of RFC 4035 3.1 and RFC 5155 7.2.
         """
         answers: list[dns.rrset.RRset] = []
+        # For each CNAME a wildcard answered on the way, the proof that no
+        # closer name exists: a validator needs it for every such step,
+        # whatever the chain ends in (RFC 4035 3.1.3.3, RFC 5155 7.2.6).
+        proofs: list[dns.rrset.RRset] = []
         seen: set[dns.name.Name] = set()
         name = qname
         version = self
         while True:
-            answer = version._step(name, qtype, answers, dnssec and version.signed is not None)
+            answer = version._step(name, qtype, answers, dnssec and version.signed is not None, proofs)
             if answer is not None:
+                if proofs:
+                    answer = dataclasses.replace(answer, authority=_joined(answer.authority, proofs))
                 if version is not self:
                     answer = dataclasses.replace(answer, crossed=True)
                 return answer
             seen.add(name)
             name = next(r for r in reversed(answers) if r.rdtype == dns.rdatatype.CNAME)[0].target
             if name in seen or len(seen) >= _MAX_CNAME_CHAIN:
-                return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
+                return Answer(dns.rcode.NOERROR, True, tuple(answers), _joined((), proofs),
+                              crossed=version is not self)
             if zone_for is not None:
                 following = zone_for(name)
             else:
                 following = version if name.is_subdomain(version.origin) else None
             if following is None:  # the chain leaves what we serve
-                return Answer(dns.rcode.NOERROR, True, tuple(answers), crossed=version is not self)
+                return Answer(dns.rcode.NOERROR, True, tuple(answers), _joined((), proofs),
+                              crossed=version is not self)
             version = following
 
-    def _step(self, name: dns.name.Name, qtype: int, answers: list, dnssec: bool = False) -> Answer | None:
+    def _step(self, name: dns.name.Name, qtype: int, answers: list, dnssec: bool, proofs: list) -> Answer | None:
         """One step of RFC 1034 4.3.2 in this zone: the final answer, or
         None with a CNAME (written or synthesised from a DNAME) appended to
         ``answers`` whose target the chain goes on with. ``dnssec``: this
-        zone is signed and the query has DO."""
+        zone is signed and the query has DO; a CNAME a wildcard answers
+        then appends its proof to ``proofs`` (the final answer has its own
+        authority section)."""
         base = self.base
         cut = base.cut_above(name, self.origin, qtype)
         dname = base.dname_above(name, self.origin)
@@ -600,6 +620,7 @@ class ZoneVersion:
                 proof = self._proof(key, "wildcard-nodata", wildcard) if wildcard is not None else self.signed.matching(key)
             return self._nodata(answers, tuple(proof), dnssec)
         self._add(answers, cname, signing_key, dnssec)
+        proofs.extend(closer)
         return None
 
     def _add(self, answers: list, rrset: dns.rrset.RRset, key: bytes, dnssec: bool) -> None:
