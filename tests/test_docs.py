@@ -4,7 +4,7 @@ docs/configuration.md must document exactly the keys that the configuration
 reader accepts, section by section, so that neither can change without the
 other. The accepted keys are taken from the code, not from a list kept here:
 
-* aliasd.config reads every TOML table through a ``_Section``, and
+* aliasd.base.config reads every TOML table through a ``_Section``, and
   ``_Section.take`` is the one place where a key is read (``number`` and
   ``strings`` go through it); whatever is left in a table when the section
   is finished is an "unknown key" error. So the keys a section accepts are
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pytest
 
-from aliasd import config
+from aliasd.base import config
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

@@ -31,7 +31,15 @@ import pytest
 
 from tests.aliasd_process import TWISTD, free_port
 from tests.secondaries import Named
-from tests.validators import RESOLVERS, Unbound, anchors_from_server, axfr_text, covers, dnssec_verify, ldns_verify
+from tests.validators import (
+    RESOLVERS,
+    Unbound,
+    anchors_from_server,
+    axfr_text,
+    covers,
+    dnssec_verify,
+    ldns_verify,
+)
 
 pytestmark = pytest.mark.e2e
 
