@@ -25,7 +25,7 @@ A file grows by appends and is compacted (rewritten atomically) when it
 has grown to several times its size after the last rewrite: it then holds
 the snapshot of a dynamic zone and the last differences kept for IXFR.
 Appends run in the authority's commit thread; a lock keeps a file sync
-(aliasd.update.rfc2136.dynamic) from interleaving with them.
+(aliasd.update.dynamic) from interleaving with them.
 """
 
 from __future__ import annotations
