@@ -141,8 +141,9 @@ def test_binds_53_and_853_as_root_then_runs_as_nobody(tree):
         )
         assert tls.stdout.split() == ["192.0.2.80", "TLSv1.3"], tls.stderr
         # The daemon, now nobody, wrote its state there.
-        written = list(state.glob("zones.log"))
-        assert written and all(p.stat().st_uid in (0, nobody.pw_uid) for p in written)
+        written = list((state / "aliasd.lmdb").iterdir())
+        assert written and all(p.stat().st_uid == nobody.pw_uid for p in written), [
+            (p.name, p.stat().st_uid) for p in written]
         text = log.read_text()
         assert "set uid/gid 65534/65534" in text or f"set uid/gid {nobody.pw_uid}/{nobody.pw_gid}" in text
         assert "DNS on 127.0.0.1, ::1 port 53, TLS on 127.0.0.1, ::1 port 853" in text

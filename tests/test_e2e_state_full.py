@@ -1,15 +1,16 @@
 """End to end: a state directory that refuses writes, then recovers (issue 12.1).
 
-aliasd records a batch's new serials in ``zones.log`` (one append, one
-fsync) before it serves anything of the batch; when that write fails, the
-batch stays queued and is retried after 1, 2, 5, 10, 30, 60 s, and a
-partial append is cut back. Here the state directory is a small tmpfs
-that the test fills to the last page while an ALIAS target moves:
+aliasd records a batch's new serials and journal records in the state
+store (one LMDB transaction) before it serves anything of the batch; when
+that commit fails, the batch stays queued and is retried after 1, 2, 5, 10,
+30, 60 s, and nothing of the failed transaction is in the store. Here the
+state directory is a small tmpfs that the test fills to the last page while
+an ALIAS target moves:
 
 - while it is full, every zone goes on serving its old address with its
-  old serial, the failure is logged, and ``zones.log`` keeps no partial line;
+  old serial, the failure is logged, and the store holds the old serials;
 - once space is freed, the next retry publishes the new address with the
-  next serial, recorded in ``zones.log``;
+  next serial, recorded in the store;
 - a restart on the same tmpfs serves that serial and those addresses, with
   the upstream silent (nothing comes from anywhere but the state directory).
 
@@ -19,31 +20,34 @@ started in it with ``nsenter``. The test reads and fills the tmpfs through
 ``/proc/<aliasd pid>/root/...``, which resolves paths in that process's mount
 tree. Needs root (or CAP_SYS_ADMIN); skipped where mounting is not allowed.
 
-Why 64 zones: tmpfs allocates whole pages, so an append that fits in the
-last page of ``zones.log`` succeeds however full the file system is. The
-batch of 64 lines (about 8 KiB) needs at least one new page whatever the
-file's length: the write is cut short by ENOSPC every time.
+Why 256 zones: LMDB reuses the pages that earlier transactions freed, and
+tmpfs has those pages already, so a small commit can succeed however full
+the file system is. A batch of 256 serials and 256 journal differences
+needs more pages than the store has free: the data file must grow, and
+its commit fails with ENOSPC every time.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import lmdb
 import pytest
 
+from aliasd.base import store
+from aliasd.base.state import decode_zone_state
 from tests import aliasd_process
 
 pytestmark = pytest.mark.e2e
 
 TARGET = "target.upstream.test"
-ZONES = [f"z{i:02d}.state-full.test" for i in range(64)]
-TMPFS_SIZE = 1024 * 1024  # the zones.log and a journal file (one block) per zone
+ZONES = [f"z{i:03d}.state-full.test" for i in range(256)]
+TMPFS_SIZE = 1024 * 1024  # the state store (LMDB) of 256 small zones
 OLD, NEW = "203.0.113.1", "203.0.113.2"
 
 ZONE = """\
@@ -115,16 +119,17 @@ def served(p) -> dict[str, tuple[frozenset, int]]:
     return result
 
 
-def log_entries(path: Path) -> tuple[bytes, dict[str, int]]:
-    """zones.log as bytes, and each zone's last recorded serial; every line
-    must be whole (a cut-short append must have been truncated away)."""
-    data = path.read_bytes()
-    assert not data or data.endswith(b"\n"), f"zones.log ends in a partial line: {data[-200:]!r}"
-    last = {}
-    for line in data.splitlines():
-        entry = json.loads(line)
-        last[entry["zone"].rstrip(".")] = entry["serial"]
-    return data, last
+def recorded_serials(state: Path) -> dict[str, int]:
+    """Each zone's serial as recorded in the state store (read as another
+    process would: what a restart starts from)."""
+    env = lmdb.open(str(state / "aliasd.lmdb"), readonly=True, max_dbs=8, subdir=True)
+    try:
+        with env.begin() as txn:
+            serials = env.open_db(b"serials", txn=txn, create=False)
+            return {store.name_of(key).to_text().rstrip("."): decode_zone_state(value).serial
+                    for key, value in txn.cursor(db=serials)}
+    finally:
+        env.close()
 
 
 def fill(directory: Path) -> int:
@@ -164,17 +169,16 @@ def test_full_state_directory_holds_changes_back_then_publishes_them(tmpfs_state
     state = Path(f"/proc/{pid}/root") / (tmp_path / "state").relative_to("/")
     fs = os.statvfs(state)
     assert fs.f_blocks * fs.f_frsize == TMPFS_SIZE, "not the tmpfs"
-    assert not (tmp_path / "state" / "zones.log").exists()
+    assert not (tmp_path / "state" / "aliasd.lmdb").exists()
 
     before = p.wait_for(lambda: (s := served(p)) and all(a == {OLD} for a, _ in s.values()) and s)
     note("old address served by every zone")
     old_serials = {zone: serial for zone, (_, serial) in before.items()}
-    old_log, recorded = log_entries(state / "zones.log")
-    assert recorded == old_serials  # every served serial was recorded
+    assert recorded_serials(state) == old_serials  # every served serial was recorded
 
     filler = fill(state)
     assert os.statvfs(state).f_bavail == 0
-    note(f"tmpfs filled ({filler} octets of filler), zones.log {len(old_log)} octets")
+    note(f"tmpfs filled ({filler} octets of filler)")
     upstream.set(TARGET, "A", [NEW], ttl=1)
     note(f"upstream moved {OLD} -> {NEW}")
 
@@ -195,7 +199,7 @@ def test_full_state_directory_holds_changes_back_then_publishes_them(tmpfs_state
     assert all(f"{FAILED} {len(ZONES)} zone(s) in the state directory: [Errno {errno.ENOSPC}]" in line
                for line in failed), failed
     assert "retrying in 1s" in failed[0] and "retrying in 2s" in failed[1], failed
-    assert log_entries(state / "zones.log")[0] == old_log, "a failed append left something behind"
+    assert recorded_serials(state) == old_serials, "a failed commit left something behind"
 
     (state / "filler").unlink()
     freed = time.monotonic()
@@ -212,9 +216,7 @@ def test_full_state_directory_holds_changes_back_then_publishes_them(tmpfs_state
     note(f"new address served by every zone, {time.monotonic() - freed:.1f}s after the filler went")
     new_serials = {zone: serial for zone, (_, serial) in after.items()}
     assert new_serials == {zone: serial + 1 for zone, serial in old_serials.items()}
-    data, recorded = log_entries(state / "zones.log")
-    assert recorded == new_serials
-    assert data.startswith(old_log) and len(data[len(old_log):].splitlines()) == len(ZONES)
+    assert recorded_serials(state) == new_serials
 
     assert p.alive()
     text = p.log()

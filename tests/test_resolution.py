@@ -478,7 +478,6 @@ def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
 def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
     """The state saved at a stop is what the next start serves: the last
     success time and the TTL come back as saved (and are saved again)."""
-    import json
     import time
 
     from aliasd.base.state import StateStore
@@ -496,4 +495,4 @@ def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
     r.startService()
     clock.advance(1)  # the refresh is asked; the upstream does not answer before the stop
     r.stopService()
-    assert json.loads((tmp_path / "targets.json").read_text())["targets"] == [saved]
+    assert StateStore(tmp_path).load_targets() == [saved]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import errno
+import subprocess
+import sys
 
 import dns.name
 import pytest
@@ -34,93 +36,80 @@ def test_newer_file_serial_wins_in_rfc1982_order():
     assert next_serial(2**31 + 20, 10, changed=True) == 11
 
 
-def test_zone_state_round_trips_and_survives_a_new_store(tmp_path):
+def _read_in_another_process(directory, *names: str) -> list:
+    """The serials another process reads from the state store (what a
+    restart would see: nothing of this process's memory)."""
+    code = (
+        "import sys, dns.name\n"
+        "from aliasd.base.state import StateStore\n"
+        "s = StateStore(sys.argv[1])\n"
+        "for n in sys.argv[2:]:\n"
+        "    z = s.load_zone(dns.name.from_text(n))\n"
+        "    print(None if z is None else (z.serial, z.digest))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(directory), *names],
+                         capture_output=True, text=True, check=True).stdout
+    return [None if line == "None" else tuple(eval(line)) for line in out.splitlines()]
+
+
+def test_zone_state_round_trips_and_survives_a_new_process(tmp_path):
     store = StateStore(tmp_path / "state")
     store.save_zone(N("example.com"), ZoneState(42, "abc"))
-    assert StateStore(tmp_path / "state").load_zone(N("example.com")) == ZoneState(42, "abc")
+    assert _read_in_another_process(tmp_path / "state", "example.com", "other.example") == [(42, "abc"), None]
     assert store.load_zone(N("other.example")) is None
-    assert not [p for p in (tmp_path / "state").iterdir() if p.name.startswith(".")]
+    assert (tmp_path / "state" / "aliasd.lmdb" / "data.mdb").exists()
 
 
-def test_odd_zone_names_get_safe_file_names(tmp_path):
+def test_odd_zone_names_round_trip(tmp_path):
     store = StateStore(tmp_path)
     name = dns.name.from_text(r"we\/ird.example")
     store.save_zone(name, ZoneState(1, "d"))
-    assert store.load_zone(name) == ZoneState(1, "d")
-    assert all("/" not in p.name for p in tmp_path.iterdir())
     store.save_zone(dns.name.root, ZoneState(2, "r"))
-    assert store.load_zone(dns.name.root) == ZoneState(2, "r")
+    assert _read_in_another_process(tmp_path, r"we\/ird.example", ".") == [(1, "d"), (2, "r")]
 
 
-def test_damaged_and_cut_short_log_lines_are_ignored_with_a_warning(tmp_path, log_events):
+def test_a_batch_of_a_thousand_zones_is_one_transaction(tmp_path):
     store = StateStore(tmp_path)
-    store.save_zones({N("a.example"): ZoneState(1, "d1"), N("b.example"): ZoneState(7, "d7")})
-    with (tmp_path / "zones.log").open("a") as f:
-        f.write("{not json\n")
-        f.write(json.dumps({"zone": "a.example.", "serial": 2, "digest": "d2"}) + "\n")
-        f.write('{"zone": "b.example.", "serial": 8')  # a crash in mid-append
-    fresh = StateStore(tmp_path)
-    assert fresh.load_zone(N("a.example")) == ZoneState(2, "d2")
-    assert fresh.load_zone(N("b.example")) == ZoneState(7, "d7")  # the cut line never counted
-    warnings = [e for e in log_events if "damaged entry" in e.get("log_format", "")]
-    assert [e["line"] for e in warnings] == [3, 5]
-    (tmp_path / "targets.json").write_text(json.dumps({"nope": 1}))
-    assert store.load_targets() == []
-
-
-def test_a_batch_is_one_append_and_one_line_per_zone(tmp_path):
-    store = StateStore(tmp_path)
+    before = store.db.env.info()["last_txnid"]
     store.save_zones({N(f"z{i}.example"): ZoneState(i, "d") for i in range(1000)})
+    assert store.db.env.info()["last_txnid"] == before + 1
     store.save_zones({N("z5.example"): ZoneState(6, "e")})
-    lines = (tmp_path / "zones.log").read_text().splitlines()
-    assert len(lines) == 1001
-    assert StateStore(tmp_path).load_zone(N("z5.example")) == ZoneState(6, "e")
+    assert _read_in_another_process(tmp_path, "z5.example", "z999.example") == [(6, "e"), (999, "d")]
 
 
-def test_the_log_is_compacted_and_keeps_the_last_state_of_each_zone(tmp_path):
-    store = StateStore(tmp_path)
-    store.compact_slack = 10
-    for serial in range(1, 60):
-        store.save_zones({N("a.example"): ZoneState(serial, f"d{serial}"), N("b.example"): ZoneState(3, "b")})
-    lines = (tmp_path / "zones.log").read_text().splitlines()
-    assert len(lines) <= 4 * 2 + 10 + 2
-    fresh = StateStore(tmp_path)
-    assert fresh.load_zone(N("a.example")) == ZoneState(59, "d59")
-    assert fresh.load_zone(N("b.example")) == ZoneState(3, "b")
-
-
-def test_serials_of_the_per_zone_files_of_earlier_versions_are_kept(tmp_path):
-    (tmp_path / "example.com.zone-state.json").write_text(
-        json.dumps({"zone": "example.com.", "serial": 2026010107, "digest": "old"})
-    )
-    store = StateStore(tmp_path)
-    assert store.load_zone(N("example.com")) == ZoneState(2026010107, "old")
-    store.save_zones({N("other.example"): ZoneState(1, "x")})
-    assert StateStore(tmp_path).load_zone(N("example.com")) == ZoneState(2026010107, "old")
-
-
-def test_a_failed_write_records_nothing_and_leaves_no_partial_batch(tmp_path, monkeypatch):
-    import errno
-    import os as real_os
-
+def test_writes_on_one_thread_join_the_open_transaction_and_abort_together(tmp_path):
+    """Serials and journal records of a batch commit together or not at all,
+    and memory follows only what committed."""
     store = StateStore(tmp_path)
     store.save_zones({N("a.example"): ZoneState(1, "d")})
-    size = (tmp_path / "zones.log").stat().st_size
-    real_write = real_os.write
-
-    def half_then_full(fd, data):
-        real_write(fd, data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("aliasd.base.state.os.write", half_then_full)
-    with pytest.raises(OSError):
-        store.save_zones({N("a.example"): ZoneState(2, "e"), N("b.example"): ZoneState(5, "f")})
-    monkeypatch.undo()
-    assert (tmp_path / "zones.log").stat().st_size == size
+    with pytest.raises(RuntimeError):
+        with store.db.write():
+            store.save_zones({N("a.example"): ZoneState(2, "e"), N("b.example"): ZoneState(5, "f")})
+            raise RuntimeError("the batch failed half way")
     assert store.load_zone(N("a.example")) == ZoneState(1, "d")
     assert store.load_zone(N("b.example")) is None
-    store.save_zones({N("a.example"): ZoneState(2, "e")})  # and it recovers
-    assert StateStore(tmp_path).load_zone(N("a.example")) == ZoneState(2, "e")
+    assert _read_in_another_process(tmp_path, "a.example", "b.example") == [(1, "d"), None]
+
+
+def test_a_full_store_refuses_the_write_whole_and_keeps_what_was_recorded(tmp_path):
+    store = StateStore(tmp_path, max_size=256 * 1024)
+    store.save_zones({N("a.example"): ZoneState(1, "d")})
+    with pytest.raises(OSError) as failed:
+        store.save_zones({N(f"z{i}.example"): ZoneState(i, "x" * 64) for i in range(20000)})
+    assert failed.value.errno == errno.ENOSPC and "size limit" in str(failed.value)
+    assert store.load_zone(N("z1.example")) is None
+    store.save_zones({N("a.example"): ZoneState(2, "e")})  # and it goes on
+    assert _read_in_another_process(tmp_path, "a.example", "z1.example") == [(2, "e"), None]
+
+
+def test_an_unreadable_target_cache_is_ignored_with_a_warning(tmp_path, log_events):
+    store = StateStore(tmp_path)
+    with store.db.write() as txn:
+        txn.put(b"all", b"{not json", db=store.db.targets)
+    assert store.load_targets() == []
+    assert any("unreadable target cache" in e.get("log_format", "") for e in log_events)
+    store.save_targets([{"name": "t.example."}])
+    assert store.load_targets() == [{"name": "t.example."}]
 
 
 def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path):

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from aliasd.base.logthrottle import LogThrottle
 from aliasd.base.replies import render
-from aliasd.replicate import journalfile
+from aliasd.replicate import journaldb
 from aliasd.update.rfc2136 import process
 
 log = Logger()
@@ -50,7 +50,7 @@ class UpdateRequests:
                 log.info("update of zone {zone} by key {key} from {client} changed nothing ({why})",
                          zone=zone.to_text(), key=query.keyname.to_text(), client=client, why=outcome.why)
             return self._reply(response, outcome.rcode, limit, zone, query, client, outcome.why)
-        frames = [journalfile.frame(journalfile.UPDATE, journalfile.encode_nodes(
+        frames = [journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(
             outcome.source.serial, outcome.touched
         ))]
         d = self.authority.update_source(outcome.source, frames, outcome.names)

@@ -17,6 +17,7 @@ import grp
 import json
 import os
 import pwd
+import struct
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,9 @@ import dns.name
 import dns.serial
 from twisted.application import service
 from twisted.logger import Logger
+
+from aliasd.base import store
+from aliasd.base.db import StateDB
 
 log = Logger()
 
@@ -86,10 +90,6 @@ def atomic_write(path: Path, data: str | bytes, mode: int | None = None, sync_di
         fsync_directory(path.parent)
 
 
-def _zone_line(name: dns.name.Name, state: ZoneState) -> str:
-    return json.dumps({"zone": name.to_text(), "serial": state.serial, "digest": state.digest}) + "\n"
-
-
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -104,29 +104,31 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
+_SERIAL = struct.Struct("!I")
+
+
+def encode_zone_state(state: ZoneState) -> bytes:
+    return _SERIAL.pack(state.serial) + state.digest.encode()
+
+
+def decode_zone_state(value: bytes) -> ZoneState:
+    return ZoneState(_SERIAL.unpack_from(value)[0], value[4:].decode())
+
+
 class StateStore:
-    """Files under the state directory: the zone serial log and the target cache.
+    """The state directory and its transactional store (aliasd.base.db):
+    served serials and the last good target addresses.
 
-    Every zone's served serial and view digest live in one append-only log,
-    ``zones.log``, one JSON line per change: a batch of thousands of
-    changed zones (a shared ALIAS target moved) costs one append and one
-    fsync, not one file each. The last line for a zone wins; a line cut
-    short by a crash was never acknowledged (nothing was served with it)
-    and is ignored. The log is compacted (rewritten atomically) when it has
-    grown to several times the number of zones. Per-zone files of earlier
-    versions (``*.zone-state.json``) are still read, so an upgrade keeps
-    every serial.
-
-    ``save_zones`` may run in a thread (aliasd.replicate.numbering does so); the
-    authority never runs two at once.
+    Every zone's served serial and view digest are a record of the store's
+    ``serials`` database; a batch of thousands of changed zones (a shared
+    ALIAS target moved) is one transaction. Records are never deleted, so
+    a zone removed and added again, even purged, starts above the serial
+    its secondaries hold. ``save_zones`` may run in a thread
+    (aliasd.replicate.numbering does so); inside a ``db.write()`` block it
+    joins that transaction.
     """
 
-    ZONES_LOG = "zones.log"
-    #: Compact when the log holds more than this many lines per zone (plus slack).
-    compact_ratio = 4
-    compact_slack = 1024
-
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, max_size: int | None = None):
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -134,8 +136,11 @@ class StateStore:
             raise StateDirError(f"state directory {self.directory}: cannot create: {e.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StateDirError(f"state directory {self.directory}: not writable by this user")
+        try:
+            self.db = StateDB(self.directory, **({} if max_size is None else {"max_size": max_size}))
+        except OSError as e:
+            raise StateDirError(f"state directory {self.directory}: {e.strerror or e}") from None
         self._zones: dict[dns.name.Name, ZoneState] | None = None
-        self._log_lines = 0
 
     def check_writable(self) -> None:
         """Raise StateDirError unless this process can write here now.
@@ -146,6 +151,11 @@ class StateStore:
         """
         try:
             fd, probe = tempfile.mkstemp(dir=self.directory, prefix=".write-check.")
+            os.close(fd)
+            os.unlink(probe)
+            for path in [self.db.path, *self.db.path.iterdir()]:
+                if not os.access(path, os.W_OK):
+                    raise PermissionError(errno.EACCES, f"{path} is not writable")
         except OSError as e:
             try:
                 st = self.directory.stat()
@@ -155,127 +165,54 @@ class StateStore:
             raise StateDirError(
                 f"state directory {self.directory} is not writable by user {_user_name(os.geteuid())} "
                 f"(uid {os.geteuid()}): {e.strerror}; it is {owner}. Give it to that user "
-                f"(chown) or set [server] state-dir to a directory it can write"
+                f"(chown -R) or set [server] state-dir to a directory it can write"
             ) from None
-        os.close(fd)
-        os.unlink(probe)
-
-    @property
-    def _log_path(self) -> Path:
-        return self.directory / self.ZONES_LOG
-
-    def _read_legacy(self, path: Path) -> tuple[dns.name.Name, ZoneState] | None:
-        try:
-            data = json.loads(path.read_text())
-            return dns.name.from_text(data["zone"]), ZoneState(int(data["serial"]) % 2**32, str(data["digest"]))
-        except (OSError, ValueError, KeyError, TypeError, dns.exception.DNSException) as e:
-            log.warn("ignoring unreadable zone state {path}: {error}", path=str(path), error=str(e))
-            return None
 
     def load_zones(self) -> dict[dns.name.Name, ZoneState]:
         """Every zone's last recorded serial and digest (read once, then kept)."""
-        if self._zones is not None:
-            return self._zones
-        zones: dict[dns.name.Name, ZoneState] = {}
-        for path in sorted(self.directory.glob("*.zone-state.json")):
-            entry = self._read_legacy(path)
-            if entry is not None:
-                zones[entry[0]] = entry[1]
-        lines = 0
-        try:
-            with self._log_path.open("rb") as f:
-                for number, raw in enumerate(f, 1):
-                    lines += 1
-                    try:
-                        if not raw.endswith(b"\n"):
-                            raise ValueError("cut short")
-                        data = json.loads(raw)
-                        zones[_zone_name(data["zone"])] = ZoneState(
-                            int(data["serial"]) % 2**32, str(data["digest"])
-                        )
-                    except (ValueError, KeyError, TypeError, dns.exception.DNSException) as e:
-                        log.warn("{path}:{line}: ignoring a damaged entry ({error})",
-                                 path=str(self._log_path), line=number, error=str(e))
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise StateDirError(f"state directory {self.directory}: cannot read {self.ZONES_LOG}: {e.strerror}") from None
-        self._zones, self._log_lines = zones, lines
-        return zones
+        if self._zones is None:
+            zones: dict[dns.name.Name, ZoneState] = {}
+            with self.db.reading() as txn:
+                for key, value in txn.cursor(db=self.db.serials):
+                    zones[store.name_of(key)] = decode_zone_state(value)
+            self._zones = zones
+        return self._zones
 
     def load_zone(self, name: dns.name.Name) -> ZoneState | None:
         return self.load_zones().get(name)
 
     def save_zones(self, states: dict[dns.name.Name, ZoneState]) -> None:
-        """Record these zones' serials durably (one append, one fsync).
+        """Record these zones' serials durably: one transaction (or a part
+        of the one open on this thread).
 
         Raises OSError when the write fails; nothing is then recorded in
         memory either, so the caller can retry the same batch.
         """
         if not states:
             return
-        known = dict(self.load_zones())
-        known.update(states)
-        fd = None
-        if self._log_lines + len(states) <= self.compact_ratio * len(known) + self.compact_slack:
-            new = not self._log_path.exists()
-            try:
-                fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            except PermissionError:
-                # Written by root before twistd dropped privileges: a rewrite
-                # (rename in our own directory) makes it ours.
-                fd = None
-        if fd is None:
-            atomic_write(self._log_path, "".join(_zone_line(n, s) for n, s in known.items()))
-            self._log_lines = len(known)
-            for legacy in self.directory.glob("*.zone-state.json"):
-                legacy.unlink(missing_ok=True)
-        else:
-            try:
-                size = os.fstat(fd).st_size
-                data = "".join(_zone_line(n, s) for n, s in states.items()).encode()
-                try:
-                    written = os.write(fd, data)
-                    if written != len(data):
-                        raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} octets)")
-                    os.fsync(fd)
-                except OSError:
-                    os.ftruncate(fd, size)  # leave no partial batch behind
-                    raise
-            finally:
-                os.close(fd)
-            if new:
-                fsync_directory(self.directory)
-            self._log_lines += len(states)
-        self._zones = known
+        known = self.load_zones()
+        with self.db.write() as txn:
+            for name, state in states.items():
+                txn.put(store.key_of(name), encode_zone_state(state), db=self.db.serials)
+            self.db.after_commit(lambda: known.update(states))
 
     def save_zone(self, name: dns.name.Name, state: ZoneState) -> None:
         self.save_zones({name: state})
 
-    @property
-    def _targets_path(self) -> Path:
-        return self.directory / "targets.json"
-
     def load_targets(self) -> list[dict]:
-        try:
-            data = json.loads(self._targets_path.read_text())
-            return list(data["targets"])
-        except FileNotFoundError:
+        with self.db.reading() as txn:
+            data = txn.get(b"all", db=self.db.targets)
+        if data is None:
             return []
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warn("ignoring unreadable target cache: {error}", error=str(e))
+        try:
+            return list(json.loads(data)["targets"])
+        except (ValueError, KeyError, TypeError) as e:
+            log.warn("ignoring an unreadable target cache: {error}", error=str(e))
             return []
 
     def save_targets(self, targets: list[dict]) -> None:
-        atomic_write(self._targets_path, json.dumps({"targets": targets}))
-
-
-def _zone_name(text: str) -> dns.name.Name:
-    """A zone name as ``Name.to_text`` wrote it; without escapes, split
-    directly (ten thousand ``from_text`` calls take half a second)."""
-    if "\\" in text or not text.endswith(".") or text == ".":
-        return dns.name.from_text(text)
-    return dns.name.Name([label.encode() for label in text.split(".")])
+        with self.db.write() as txn:
+            txn.put(b"all", json.dumps({"targets": targets}).encode(), db=self.db.targets)
 
 
 class MemoryStateStore:

@@ -41,7 +41,7 @@ from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.state import ZoneState
-from aliasd.replicate import journalfile
+from aliasd.replicate import journaldb
 from aliasd.replicate.journal import difference
 from aliasd.replicate.numbering import Journals, Numbering
 from aliasd.resolve.damping import SerialDamper
@@ -168,7 +168,7 @@ class ZoneAuthority:
         serial_interval: float = 0.0,
         serial_burst: int = 3,
         run_in_thread=None,
-        journal_files: journalfile.JournalFiles | None = None,
+        journal_files: journaldb.JournalStore | None = None,
         snapshot_frames: Callable[[ZoneSource], list[bytes]] = lambda source: [],
         signers: dict | None = None,
     ):
@@ -639,9 +639,11 @@ class ZoneAuthority:
         d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
 
     def _record(self, entries: list[_Built], states: dict) -> None:
-        """Write a batch to disk (in a thread; raises OSError): the update
-        frames of each zone (durably, one fsync per zone), then the serials
-        (one write, one fsync for the batch: group commit).
+        """Write a batch to the state store (in a thread; raises OSError):
+        the journal records of every zone (updates, differences) and the
+        serials, in one transaction that commits durably or not at all
+        (group commit). The journal's lock is taken first: whoever writes
+        the store takes it before a transaction, never inside one.
 
         Signed zones are signed here, off the reactor, and their differences
         computed. A zone's first version takes the history its journal file
@@ -650,6 +652,13 @@ class ZoneAuthority:
         calls, and this one runs beside queries.
         """
         files = self.journal_files
+        if files is None:
+            self._record_batch(entries, states, None)
+            return
+        with files.lock, files.db.write():
+            self._record_batch(entries, states, files)
+
+    def _record_batch(self, entries: list[_Built], states: dict, files) -> None:
         for built in entries:
             version, published = built.version, built.published
             signer = self.signers.get(version.origin)
@@ -660,14 +669,12 @@ class ZoneAuthority:
                 continue
             key = version.source.key
             if published is None and files.exists(key):
-                built.history = journalfile.history(
+                built.history = journaldb.history(
                     files.read(key), self.journals.size, version.serial, built.digest
                 )
-            # Differences are written (not synced: a process that is killed
-            # leaves them in the page cache) before their serial is recorded.
             frames = list(built.frames) + ([built.difference_frame] if built.difference_frame else [])
             if frames:
-                files.append(key, frames, sync=bool(built.frames))
+                files.append(key, frames)
             if files.wants_compaction(key):
                 self._compact(version, built.digest, built.difference)
         self.numbering.save(states)
@@ -687,8 +694,8 @@ class ZoneAuthority:
             names.update(published.source.aliases, version.source.aliases)
         built.difference = difference(published, version, names)
         if self.journal_files is not None:
-            built.difference_frame = journalfile.frame(
-                journalfile.DIFFERENCE, journalfile.encode_difference(built.difference, built.digest))
+            built.difference_frame = journaldb.frame(
+                journaldb.DIFFERENCE, journaldb.encode_difference(built.difference, built.digest))
 
     def _compact(self, version: ZoneVersion, digest_now: str, last=None) -> None:
         """Rewrite a zone's journal file: its source when dynamic, and the
@@ -703,7 +710,7 @@ class ZoneAuthority:
             frames = list(self.snapshot_frames(version.source))
             for i, diff in enumerate(diffs):
                 digest = digest_now if i == len(diffs) - 1 else ""
-                frames.append(journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(diff, digest)))
+                frames.append(journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(diff, digest)))
             self.journal_files.rewrite(version.source.key, frames)
 
     def _commit_failed(self, batch: dict, error: Exception) -> None:

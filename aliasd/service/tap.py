@@ -48,10 +48,11 @@ from aliasd.listen.transports import (
     DNSStreamFactory,
     LimitedTLSFactory,
 )
-from aliasd.replicate.journalfile import JournalFiles
+from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender, NotifyService
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
+from aliasd.service import upgrade
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.reload import (
     CatalogMaker,
@@ -93,7 +94,7 @@ class Options(usage.Options):
         self.tls_context: ReloadableContext | None = None
         self.files = ZoneFiles()  # kept for reloads: unchanged files are not parsed again
         self.catalog = CatalogMaker()
-        self.journal_files: JournalFiles | None = None
+        self.journal_files: JournalStore | None = None
         self.dynamic: DynamicZones | None = None
         self.signers: dict = {}
 
@@ -132,7 +133,8 @@ class Options(usage.Options):
                 if isinstance(result, ZoneFileError):
                     raise result
             self.state = StateStore(self.settings.server.state_dir)
-            self.journal_files = JournalFiles(self.settings.server.state_dir / "journal")
+            self.journal_files = JournalStore(self.state.db)
+            upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
             for zone in self.settings.zones:
                 if zone.dynamic:  # its journal's updates on top of its file

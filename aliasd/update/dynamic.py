@@ -1,7 +1,7 @@
 """Dynamic zones: whose records are the truth, the file's or the journal's.
 
 Why a module of its own: a zone with ``update`` rules changes without its
-file. Its updates are in its journal (aliasd.replicate.journalfile) from the moment
+file. Its updates are in its journal (aliasd.replicate.journaldb) from the moment
 they are acknowledged, and aliasd writes the records back to the zone file
 every ``[server] dynamic-file-sync`` seconds and at a clean stop, as BIND
 does. This module decides, at start and at every reload, what such a zone
@@ -35,7 +35,7 @@ from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.state import fsync_directory
-from aliasd.replicate import journalfile
+from aliasd.replicate import journaldb
 from aliasd.zones.zonefile import ZoneSource, type_text
 
 log = Logger()
@@ -70,7 +70,7 @@ def master_file_text(source: ZoneSource) -> str:
 class DynamicZones:
     """The zones with update rules: their journal and their file."""
 
-    def __init__(self, files: journalfile.JournalFiles, zones=()):
+    def __init__(self, files: journaldb.JournalStore, zones=()):
         self.files = files
         self.zones: set[dns.name.Name] = set()
         self.paths: dict[dns.name.Name, Path] = {}
@@ -106,20 +106,20 @@ class DynamicZones:
         epoch = 0  # index of the frame that starts the latest epoch
         base = None  # (index, records, serial or None: every update of the epoch after it)
         for index, (kind, payload) in enumerate(frames):
-            if kind == journalfile.BASE:
+            if kind == journaldb.BASE:
                 known, epoch = {payload[:32]}, index
                 base = (index, source.records, None) if payload[:32] == file_sha else None
-            elif kind == journalfile.SNAPSHOT:
-                sha, serial, snapshot = journalfile.decode_snapshot(payload)
+            elif kind == journaldb.SNAPSHOT:
+                sha, serial, snapshot = journaldb.decode_snapshot(payload)
                 known, epoch = {sha}, index
                 base = (index, snapshot, serial)
-            elif kind == journalfile.WRITTEN:
-                sha, serial = journalfile.decode_written(payload)
+            elif kind == journaldb.WRITTEN:
+                sha, serial = journaldb.decode_written(payload)
                 known.add(sha)
                 if sha == file_sha:
                     base = (index, source.records, serial)
         if base is None or file_sha not in known:
-            updates = sum(1 for kind, _ in frames[epoch:] if kind == journalfile.UPDATE)
+            updates = sum(1 for kind, _ in frames[epoch:] if kind == journaldb.UPDATE)
             if known or updates:
                 log.warn(
                     "zone {zone}: the file {path} was changed by hand since aliasd last wrote it: "
@@ -132,9 +132,9 @@ class DynamicZones:
         updates = 0
         for index in range(epoch, len(frames)):
             kind, payload = frames[index]
-            if kind != journalfile.UPDATE:
+            if kind != journaldb.UPDATE:
                 continue
-            serial, nodes = journalfile.decode_nodes(payload)
+            serial, nodes = journaldb.decode_nodes(payload)
             if index < at and (since is None or not dns.serial.Serial(serial) > dns.serial.Serial(since)):
                 continue  # in the file already
             for key, packed in nodes.items():
@@ -157,7 +157,7 @@ class DynamicZones:
         """Take ``source`` (a file new to the journal) as the zone's records:
         recorded in the journal (durably) before it is served."""
         origin = source.origin
-        self.files.append(source.key, [journalfile.frame(journalfile.BASE, file_sha)], sync=True)
+        self.files.append(source.key, [journaldb.frame(journaldb.BASE, file_sha)])
         self.known[origin] = {file_sha}
         self.file_sha[origin] = file_sha
         self.written[origin] = source
@@ -181,7 +181,7 @@ class DynamicZones:
         if source.origin not in self.zones:
             return []
         sha = self.file_sha.get(source.origin, b"")
-        return [journalfile.frame(journalfile.SNAPSHOT, journalfile.encode_snapshot(
+        return [journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(
             source.serial, source.records, sha))]
 
     # -- writing files ------------------------------------------------------
@@ -207,8 +207,8 @@ class DynamicZones:
             # The journal learns the file is aliasd's before it is in place
             # (under the journal's lock: a compaction keeps what it knows).
             with self.files.lock:
-                written = journalfile.encode_written(sha, source.serial)
-                self.files.append(source.key, [journalfile.frame(journalfile.WRITTEN, written)], sync=True)
+                written = journaldb.encode_written(sha, source.serial)
+                self.files.append(source.key, [journaldb.frame(journaldb.WRITTEN, written)])
                 self.known.setdefault(origin, set()).add(sha)
                 os.replace(tmp, path)
                 self.file_sha[origin] = sha

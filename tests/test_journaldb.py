@@ -1,5 +1,5 @@
-"""Unit tests: the per-zone journal files (aliasd.replicate.journalfile) and what a
-dynamic zone serves at start and at reload (aliasd.update.dynamic)."""
+"""Unit tests: the zones' journals in the state store (aliasd.replicate.journaldb)
+and what a dynamic zone serves at start and at reload (aliasd.update.dynamic)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import dns.rdatatype
 import dns.rrset
 
 from aliasd.base import store
-from aliasd.replicate import journalfile
+from aliasd.base.db import StateDB
+from aliasd.replicate import journaldb
 from aliasd.replicate.journal import difference
 from aliasd.update.dynamic import DynamicZones, master_file_text
 from aliasd.zones.zone import Flattened, ZoneVersion
@@ -40,38 +41,50 @@ def version(serial, addresses):
                              serial=serial)
 
 
-def test_frames_cut_short_or_damaged_end_the_file_and_the_next_append_removes_them(tmp_path):
-    files = journalfile.JournalFiles(tmp_path)
-    key = store.key_of(ORIGIN)
-    files.append(key, [journalfile.frame(journalfile.BASE, b"a" * 32)], sync=True)
-    files.append(key, [journalfile.frame(journalfile.BASE, b"b" * 32)], sync=False)
-    path = files.path(key)
-    whole = path.read_bytes()
-    path.write_bytes(whole + journalfile.frame(journalfile.BASE, b"c" * 32)[:-5])  # a torn frame
-    assert [p for _, p in files.read(key)] == [b"a" * 32, b"b" * 32]
-    damaged = bytearray(whole)
+def journals(directory) -> journaldb.JournalStore:
+    return journaldb.JournalStore(StateDB(directory))
+
+
+def test_frames_cut_short_or_damaged_end_a_file_of_an_earlier_release():
+    a, b, c = (journaldb.file_frame(journaldb.BASE, x * 32) for x in (b"a", b"b", b"c"))
+    assert [p for _, p in journaldb.read_frames(a + b + c[:-5])[0]] == [b"a" * 32, b"b" * 32]
+    damaged = bytearray(a + b)
     damaged[-1] ^= 0xFF  # the second frame's payload no longer matches its CRC
-    path.write_bytes(bytes(damaged))
-    assert [p for _, p in files.read(key)] == [b"a" * 32]
-    fresh = journalfile.JournalFiles(tmp_path)  # a new process appends after the last whole frame
-    fresh.append(key, [journalfile.frame(journalfile.BASE, b"d" * 32)], sync=True)
-    assert [p for _, p in fresh.read(key)] == [b"a" * 32, b"d" * 32]
+    frames, end = journaldb.read_frames(bytes(damaged))
+    assert [p for _, p in frames] == [b"a" * 32] and end == len(a)
+
+
+def test_each_zone_reads_its_own_records_in_order_across_rewrites(tmp_path):
+    files = journals(tmp_path)
+    one, other = store.key_of(ORIGIN), store.key_of(N("example.co"))  # a prefix of the other's text
+    files.append(one, [journaldb.frame(journaldb.BASE, b"a" * 32)])
+    files.append(other, [journaldb.frame(journaldb.BASE, b"x" * 32)])
+    files.append(one, [journaldb.frame(journaldb.BASE, b"b" * 32), journaldb.frame(journaldb.UPDATE, b"u")])
+    assert files.read(one) == [(b"B", b"a" * 32), (b"B", b"b" * 32), (b"U", b"u")]
+    assert files.keys() == {one, other}
+    files.rewrite(one, [journaldb.frame(journaldb.SNAPSHOT, b"s")])
+    fresh = journaldb.JournalStore(files.db)  # as after a restart: sequence numbers read from the store
+    fresh.append(one, [journaldb.frame(journaldb.UPDATE, b"v")])
+    assert fresh.read(one) == [(b"S", b"s"), (b"U", b"v")]
+    assert fresh.read(other) == [(b"B", b"x" * 32)]
+    fresh.remove(one)
+    assert not fresh.exists(one) and fresh.exists(other)
 
 
 def test_history_is_used_only_when_it_ends_at_the_version_served():
     v10, v11, v12 = version(10, ["192.0.2.1"]), version(11, ["192.0.2.2"]), version(12, ["192.0.2.3"])
-    frames = journalfile.read_frames(b"".join([
-        journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(difference(v10, v11), "d11")),
-        journalfile.frame(journalfile.DIFFERENCE, journalfile.encode_difference(difference(v11, v12), "d12")),
-    ]))[0]
-    journal = journalfile.history(frames, 100, 12, "d12")
+    frames = [
+        journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(difference(v10, v11), "d11")),
+        journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(difference(v11, v12), "d12")),
+    ]
+    journal = journaldb.history(frames, 100, 12, "d12")
     assert [d.new_serial for d in journal.since(10)] == [11, 12]
     added = journal.since(11)[0].added
     assert [rd.to_text() for rrset in added for rd in rrset] == ["192.0.2.3"]
     # Serial 12 recorded with another view (never served with these records): unused.
-    assert journalfile.history(frames, 100, 12, "other") is None
+    assert journaldb.history(frames, 100, 12, "other") is None
     # 12 written but never recorded (a crash): the history ends at 11, which is served.
-    assert [d.new_serial for d in journalfile.history(frames, 100, 11, "d11").since(10)] == [11]
+    assert [d.new_serial for d in journaldb.history(frames, 100, 11, "d11").since(10)] == [11]
 
 
 def source_text(extra=""):
@@ -97,7 +110,7 @@ def update(source: ZoneSource, name: str, address: str, serial: int) -> tuple[Zo
     ])
     new = ZoneSource.of(ORIGIN, source.path, records)
     touched = {store.key_of(owner): records[store.key_of(owner)], source.key: records[source.key]}
-    return new, journalfile.frame(journalfile.UPDATE, journalfile.encode_nodes(serial, touched))
+    return new, journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(serial, touched))
 
 
 class _Zone:
@@ -109,22 +122,22 @@ class _Zone:
 
 
 def test_start_applies_updates_on_top_of_aliasds_own_file_and_not_on_a_hand_edit(tmp_path):
-    files = journalfile.JournalFiles(tmp_path / "journal")
+    files = journals(tmp_path / "state")
     file_source, sha = make(tmp_path, source_text())
     dynamic = DynamicZones(files, [_Zone(file_source.path)])
     assert dynamic.start_source(file_source, sha) is file_source  # first start: adopted
     s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
-    files.append(file_source.key, [u1], sync=True)
+    files.append(file_source.key, [u1])
     # The file is written (W, serial 11) while update 2 is recorded before the W frame.
     s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
-    files.append(file_source.key, [u2], sync=True)
+    files.append(file_source.key, [u2])
     text = master_file_text(s1)
     data = text.encode()
     (tmp_path / "example.com.zone").write_text(text)
-    files.append(file_source.key, [journalfile.frame(
-        journalfile.WRITTEN, journalfile.encode_written(hashlib.sha256(data).digest(), 11))], sync=True)
+    files.append(file_source.key, [journaldb.frame(
+        journaldb.WRITTEN, journaldb.encode_written(hashlib.sha256(data).digest(), 11))])
     s3, u3 = update(s2, "c.example.com.", "192.0.2.53", 13)
-    files.append(file_source.key, [u3], sync=True)
+    files.append(file_source.key, [u3])
     written, sha = make(tmp_path, text)
     restarted = DynamicZones(files, [_Zone(written.path)]).start_source(written, sha)
     for name, address in (("a", "192.0.2.51"), ("b", "192.0.2.52"), ("c", "192.0.2.53")):
@@ -142,15 +155,15 @@ def test_start_applies_updates_on_top_of_aliasds_own_file_and_not_on_a_hand_edit
 
 
 def test_a_compacted_journal_keeps_the_records_and_the_file_it_knows(tmp_path):
-    files = journalfile.JournalFiles(tmp_path / "journal")
+    files = journals(tmp_path / "state")
     file_source, sha = make(tmp_path, source_text())
     dynamic = DynamicZones(files, [_Zone(file_source.path)])
     dynamic.start_source(file_source, sha)
     s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
-    files.append(file_source.key, [u1], sync=True)
+    files.append(file_source.key, [u1])
     files.rewrite(file_source.key, dynamic.snapshot_frames(s1))
     s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
-    files.append(file_source.key, [u2], sync=True)
+    files.append(file_source.key, [u2])
     restarted = DynamicZones(files, [_Zone(file_source.path)]).start_source(file_source, sha)
     assert restarted.serial == 12
     assert (N("a.example.com."), dns.rdatatype.A) in restarted.rrsets

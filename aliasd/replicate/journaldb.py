@@ -1,0 +1,330 @@
+"""Each zone's journal in the state store: durable updates and IXFR history.
+
+Why a module of its own: this is the journal's record format, and nothing
+else. A zone's journal is the run of records of the store's ``journal``
+database (aliasd.base.db) whose keys are the zone's key followed by a
+sequence number; each record is its kind (1 octet) and its payload. Kinds:
+
+- ``D`` a difference between two served versions (what IXFR sends), with
+  the new version's view digest, so that after a restart the history is
+  used only if it ends at exactly the version served;
+- ``U`` a dynamic update: each owner node it touched, packed as after it
+  (aliasd.base.store), and the source's serial; committed before the
+  update is answered;
+- ``B`` "the source is this zone file": the file's SHA-256, when aliasd
+  adopts a file (first load of a dynamic zone, or a file edited by hand);
+- ``W`` "aliasd wrote this file": its SHA-256 and the serial of the
+  records written, committed before the file is renamed into place, so
+  that a crash between the two is still recognised; updates recorded while
+  the file was written have newer serials and are applied on top of it;
+- ``S`` a snapshot of a dynamic zone's source records (compaction), with
+  the SHA-256 of the file on disk.
+
+Records are appended in the authority's commit thread, inside the batch's
+transaction (aliasd.service.authority), so a batch's journal records and
+serials commit together. A zone's journal is compacted (rewritten in one
+transaction) when it has grown to several times its size after the last
+rewrite: it then holds the snapshot of a dynamic zone and the last
+differences kept for IXFR. A lock keeps a file sync (aliasd.update.dynamic)
+from interleaving with a compaction.
+
+``read_frames`` reads the per-zone journal files of earlier releases
+(``length | kind | CRC-32 | payload`` frames), which the first start after
+an upgrade imports (aliasd.service.upgrade).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from typing import Iterable, Iterator
+
+from aliasd.base import store
+from aliasd.base.db import StateDB
+from aliasd.replicate.journal import Difference, Journal
+
+_FRAME = struct.Struct("!IBI")
+_U32 = struct.Struct("!I")
+_SEQ = struct.Struct("!Q")
+
+#: One journal record: (kind, payload).
+Frame = tuple[bytes, bytes]
+
+DIFFERENCE, UPDATE, BASE, WRITTEN, SNAPSHOT = b"D", b"U", b"B", b"W", b"S"
+
+
+def _safe_name(key: bytes) -> str:
+    """A file name for a zone: its lower-case text, other octets escaped."""
+    labels = []
+    i = 0
+    while key[i]:
+        label = key[i + 1:i + 1 + key[i]]
+        labels.append("".join(
+            chr(c) if (48 <= c <= 57 or 97 <= c <= 122 or c in b"-_") else f"%{c:02x}" for c in label
+        ))
+        i += key[i] + 1
+    return ".".join(labels) or "root"
+
+
+def key_of_safe_name(text: str) -> bytes:
+    """The zone key that ``_safe_name`` made ``text`` of (legacy file names)."""
+    if text == "root":
+        return b"\0"
+    out = []
+    for label in text.split("."):
+        raw = bytearray()
+        i = 0
+        while i < len(label):
+            if label[i] == "%":
+                raw.append(int(label[i + 1:i + 3], 16))
+                i += 3
+            else:
+                raw += label[i].encode()
+                i += 1
+        out.append(bytes((len(raw),)) + bytes(raw))
+    return b"".join(out) + b"\0"
+
+
+# -- payloads -------------------------------------------------------------
+
+def _blobs(parts: Iterable[bytes]) -> bytes:
+    parts = list(parts)
+    return _U32.pack(len(parts)) + b"".join(_U32.pack(len(p)) + p for p in parts)
+
+
+def _read_blobs(data: bytes, i: int) -> tuple[list[bytes], int]:
+    (count,) = _U32.unpack_from(data, i)
+    i += 4
+    out = []
+    for _ in range(count):
+        (length,) = _U32.unpack_from(data, i)
+        i += 4
+        out.append(data[i:i + length])
+        i += length
+    return out, i
+
+
+def _pack_rrset(rrset) -> bytes:
+    return store.pack(rrset.name.to_wire(), [(rrset.rdtype, rrset.ttl, [rd.to_wire() for rd in rrset])])
+
+
+def _unpack_rrset(packed: bytes):
+    node = store.PackedNode(packed)
+    return node[next(iter(node))]
+
+
+def encode_difference(diff: Difference, digest: str) -> bytes:
+    return digest.encode().ljust(64, b" ")[:64] + _blobs(
+        [diff.old_soa_packed, diff.new_soa_packed]
+    ) + _blobs(_pack_rrset(r) for r in diff.removed) + _blobs(_pack_rrset(r) for r in diff.added)
+
+
+def decode_difference(payload: bytes) -> tuple[Difference, str]:
+    digest = payload[:64].decode().strip()
+    soas, i = _read_blobs(payload, 64)
+    removed, i = _read_blobs(payload, i)
+    added, i = _read_blobs(payload, i)
+    return Difference(
+        soas[0], soas[1], tuple(_unpack_rrset(p) for p in removed), tuple(_unpack_rrset(p) for p in added)
+    ), digest
+
+
+def encode_nodes(serial: int, nodes: dict[bytes, bytes | None]) -> bytes:
+    """An update (or a snapshot): each key and its packed node (empty: deleted)."""
+    parts = []
+    for key, packed in nodes.items():
+        parts.append(key)
+        parts.append(packed or b"")
+    return _U32.pack(serial) + _blobs(parts)
+
+
+def decode_nodes(payload: bytes) -> tuple[int, dict[bytes, bytes | None]]:
+    (serial,) = _U32.unpack_from(payload)
+    parts, _ = _read_blobs(payload, 4)
+    return serial, {parts[i]: (parts[i + 1] or None) for i in range(0, len(parts), 2)}
+
+
+def encode_written(sha: bytes, serial: int) -> bytes:
+    """A W frame: the file's SHA-256 and the serial of the source written."""
+    return sha + _U32.pack(serial)
+
+
+def decode_written(payload: bytes) -> tuple[bytes, int]:
+    return payload[:32], _U32.unpack_from(payload, 32)[0]
+
+
+def encode_snapshot(serial: int, records, file_sha: bytes) -> bytes:
+    return file_sha.ljust(32, b"\0") + encode_nodes(serial, dict(records))
+
+
+def decode_snapshot(payload: bytes) -> tuple[bytes, int, dict[bytes, bytes]]:
+    serial, nodes = decode_nodes(payload[32:])
+    return payload[:32], serial, {k: v for k, v in nodes.items() if v}
+
+
+# -- records ---------------------------------------------------------------
+
+def frame(kind: bytes, payload: bytes) -> Frame:
+    """A journal record of ``kind``."""
+    return kind, payload
+
+
+def file_frame(kind: bytes, payload: bytes) -> bytes:
+    """A record as a frame of the journal files of earlier releases."""
+    return _FRAME.pack(len(payload), kind[0], zlib.crc32(kind + payload)) + payload
+
+
+def read_frames(data: bytes) -> tuple[list[Frame], int]:
+    """The whole frames of a journal file of an earlier release, and the
+    offset where they end (a torn or damaged frame ends the file)."""
+    frames = []
+    i = 0
+    while i + _FRAME.size <= len(data):
+        length, kind, crc = _FRAME.unpack_from(data, i)
+        end = i + _FRAME.size + length
+        if end > len(data):
+            break
+        payload = data[i + _FRAME.size:end]
+        if zlib.crc32(bytes((kind,)) + payload) != crc:
+            break
+        frames.append((bytes((kind,)), payload))
+        i = end
+    return frames, i
+
+
+class JournalStore:
+    """The journals of every zone, in the state store."""
+
+    #: Compact a journal once it is this many times its size after the last rewrite.
+    compact_ratio = 4
+    compact_min = 64 * 1024
+
+    def __init__(self, db: StateDB):
+        self.db = db
+        self.lock = threading.RLock()
+        self._next: dict[bytes, int] = {}  # zone key -> the next sequence number
+        self._sizes: dict[bytes, int] = {}  # zone key -> octets now (journals appended to in this run)
+        self._compacted: dict[bytes, int] = {}  # zone key -> octets after the last rewrite
+
+    def exists(self, key: bytes) -> bool:
+        with self.db.reading() as txn:
+            return next(StateDB.items_under(txn, self.db.journal, key), None) is not None
+
+    def read(self, key: bytes) -> list[Frame]:
+        """Every record of the zone's journal, oldest first."""
+        with self.db.reading() as txn:
+            return [(value[:1], value[1:]) for _, value in StateDB.items_under(txn, self.db.journal, key)]
+
+    def keys(self) -> set[bytes]:
+        """The keys of the zones that have a journal."""
+        found = set()
+        with self.db.reading() as txn:
+            cursor = txn.cursor(db=self.db.journal)
+            if cursor.first():
+                while True:
+                    zone = cursor.key()[:-_SEQ.size]
+                    found.add(zone)
+                    if not cursor.set_range(zone + b"\xff" * _SEQ.size):
+                        break
+        return found
+
+    def append(self, key: bytes, frames: list[Frame]) -> None:
+        """Append ``frames`` to the zone's journal, in the transaction open
+        on this thread, or in one of their own committed (durably) before
+        this returns. Raises OSError; a failed append writes nothing."""
+        if not frames:
+            return
+        with self.lock, self.db.write() as txn:
+            seq = self._next_sequence(txn, key)
+            size = self._size(txn, key)
+            for kind, payload in frames:
+                txn.put(key + _SEQ.pack(seq), kind + payload, db=self.db.journal)
+                seq += 1
+                size += 1 + len(payload)
+            # Sequence numbers only grow: an aborted transaction leaves a gap.
+            self._next[key] = seq
+
+            def done(size=size):
+                self._sizes[key] = size
+                self._compacted.setdefault(key, size)
+            self.db.after_commit(done)
+
+    def _next_sequence(self, txn, key: bytes) -> int:
+        seq = self._next.get(key)
+        if seq is None:
+            cursor = txn.cursor(db=self.db.journal)
+            found = cursor.set_range(key + b"\xff" * _SEQ.size)
+            found = cursor.prev() if found else cursor.last()
+            last = cursor.key() if found else b""
+            seq = _SEQ.unpack(last[len(key):])[0] + 1 if last.startswith(key) and len(last) == len(key) + _SEQ.size else 0
+        return seq
+
+    def _size(self, txn, key: bytes) -> int:
+        size = self._sizes.get(key)
+        if size is None:
+            size = sum(len(value) for _, value in StateDB.items_under(txn, self.db.journal, key))
+            self._compacted.setdefault(key, size)
+        return size
+
+    def wants_compaction(self, key: bytes) -> bool:
+        size = self._sizes.get(key, 0)
+        return size > max(self.compact_min, self.compact_ratio * self._compacted.get(key, 0))
+
+    def rewrite(self, key: bytes, frames: list[Frame]) -> None:
+        """Replace the zone's journal by ``frames``, in one transaction."""
+        with self.lock, self.db.write() as txn:
+            seq = self._next_sequence(txn, key)
+            StateDB.delete_under(txn, self.db.journal, key)
+            size = 0
+            for kind, payload in frames:
+                txn.put(key + _SEQ.pack(seq), kind + payload, db=self.db.journal)
+                seq += 1
+                size += 1 + len(payload)
+            self._next[key] = seq
+
+            def done():
+                self._sizes[key] = self._compacted[key] = size
+            self.db.after_commit(done)
+
+    def remove(self, key: bytes) -> None:
+        with self.lock, self.db.write() as txn:
+            StateDB.delete_under(txn, self.db.journal, key)
+
+            def done():
+                self._sizes.pop(key, None)
+                self._compacted.pop(key, None)
+            self.db.after_commit(done)
+
+
+def history(frames: Iterable[tuple[bytes, bytes]], size: int, serial: int, digest: str) -> Journal | None:
+    """The IXFR history in ``frames`` if it ends at exactly the version
+    served (``serial`` with view ``digest``), else None."""
+    journal = Journal(size)
+    kept = None
+    for kind, payload in frames:
+        if kind == DIFFERENCE:
+            diff, diff_digest = decode_difference(payload)
+            journal.add(diff)
+            if (diff.new_serial, diff_digest) == (serial, digest):
+                kept = journal.differences()
+    if not kept:
+        return None
+    # Differences written after the served one were never served (a crash
+    # between the journal and the serial record): they are left out.
+    journal = Journal(size)
+    for diff in kept:
+        journal.add(diff)
+    return journal
+
+
+def difference_frames(journal: Journal, digest: str) -> list[Frame]:
+    """A journal's differences as frames (compaction); the digest goes with the last."""
+    diffs = journal.differences()
+    return [frame(DIFFERENCE, encode_difference(d, digest if i == len(diffs) - 1 else ""))
+            for i, d in enumerate(diffs)]
+
+
+def iter_kind(frames, kind: bytes) -> Iterator[bytes]:
+    return (payload for k, payload in frames if k == kind)
+
