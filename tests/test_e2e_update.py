@@ -328,7 +328,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_update(aliasd, tmp_path
     in the zone at the end, serials never went back, and IXFR works from
     every serial served before a kill."""
     server = aliasd(config(), {"example.test.zone": ZONE},
-                    server="serial-interval = 0\ndynamic-file-sync = 1\njournal-size = 3000\n")
+                    server="serial-interval = 0\ndynamic-file-sync = 1\n")  # default history bounds
     rng = random.Random(2136)
     acknowledged: dict[str, str] = {}
     deleted: set[str] = set()
@@ -389,6 +389,46 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_update(aliasd, tmp_path
     for old in sorted(set(seen_serials) - {current}):
         assert incremental(server.port, old), old
     assert "was changed by hand" not in server.log()
+
+
+def _add(port: int, i: int, payload: str = "") -> None:
+    update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+    update.add(f"h{i}", 60, "TXT", f'"{i}{payload}"')
+    assert dns.query.tcp(update, "127.0.0.1", port=port, timeout=5).rcode() == dns.rcode.NOERROR
+
+
+def test_a_secondary_a_thousand_updates_behind_gets_ixfr_across_a_restart(aliasd):
+    """The history is bounded by octets (10 MiB a zone by default), not by a
+    count: 1,000 updates later, IXFR from the first serial, after a restart
+    too (the history is read back from the state store)."""
+    server = aliasd(config(), {"example.test.zone": ZONE}, server=SERVER)
+    first = serial(server)
+    # A secondary's copy at the first serial.
+    zone = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "example.test.", port=server.port, timeout=10))
+    for i in range(1000):
+        _add(server.port, i)
+    server.stop()
+    server.start()
+    assert serial(server) == first + 1000
+    assert incremental(server.port, first) and incremental(server.port, first + 500)
+    # Applied to the zone as it was at the first serial, the IXFR gives the zone now.
+    query, _ = dns.xfr.make_query(zone)
+    dns.query.inbound_xfr("127.0.0.1", zone, query, port=server.port, timeout=10)
+    now = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "example.test.", port=server.port, timeout=10))
+    assert zone == now and zone.get_soa().serial == first + 1000
+
+
+def test_a_small_journal_max_usage_keeps_only_the_newest_differences(aliasd):
+    server = aliasd(config(extra='journal-max-usage = "8K"'), {"example.test.zone": ZONE}, server=SERVER)
+    first = serial(server)
+    for i in range(40):
+        _add(server.port, i, payload="x" * 200)  # about 300 octets a difference
+    last = serial(server)
+    assert not incremental(server.port, first)  # pushed out: the whole zone instead
+    assert incremental(server.port, last - 5)
+    server.stop()
+    server.start()  # the store kept only what the bound allows
+    assert not incremental(server.port, first) and incremental(server.port, last - 5)
 
 
 def test_aliasd_check_accepts_update_rules_and_rejects_bad_ones(tmp_path):

@@ -7,6 +7,7 @@ import dns.rdatatype as T
 import dns.rrset
 
 from aliasd.replicate.journal import Journal, difference
+from aliasd.replicate.numbering import Journals
 from aliasd.replicate.transfer import ixfr_rrsets
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
@@ -49,8 +50,8 @@ def test_served_serial_replaces_the_file_serial_in_the_soa():
     assert next(v.transfer_rrsets()) is v.soa
 
 
-def test_journal_chains_and_is_bounded():
-    journal = Journal(size=2)
+def test_journal_chains_and_is_bounded_by_depth():
+    journal = Journal(depth=2)
     v10, v11, v12, v13 = (version(s, [f"192.0.2.{s}"]) for s in (10, 11, 12, 13))
     journal.add(difference(v10, v11))
     journal.add(difference(v11, v12))
@@ -59,6 +60,38 @@ def test_journal_chains_and_is_bounded():
     assert journal.since(10) is None  # dropped: bounded to 2
     assert [d.new_serial for d in journal.since(11)] == [12, 13]
     assert journal.since(13) is None
+
+
+def test_journal_is_bounded_by_octets_keeps_the_newest_and_names_what_it_dropped():
+    versions = [version(s, [f"192.0.2.{s % 250}"]) for s in range(10, 40)]
+    journal = Journal(max_usage=1000)
+    dropped = []
+    for i, (a, b) in enumerate(zip(versions, versions[1:])):
+        dropped += journal.add(difference(a, b), size=300, key=b"k%d" % i)
+    assert journal.usage == 900 and len(journal) == 3
+    assert dropped == [b"k%d" % i for i in range(26)]
+    assert [d.new_serial for d in journal.since(36)] == [37, 38, 39]
+    huge = Journal(max_usage=1000)
+    huge.add(difference(versions[0], versions[1]), size=5000, key=b"big")
+    assert len(huge) == 1  # the newest difference is kept whatever its size
+
+
+def test_recorded_differences_are_read_back_when_an_ixfr_needs_them():
+    """Only the newest stay decoded; older ones come from the store."""
+    versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 20)]
+    diffs = {b"k%d" % i: difference(a, b) for i, (a, b) in enumerate(zip(versions, versions[1:]))}
+    loaded = []
+
+    def load(key):
+        loaded.append(key)
+        return diffs[key]
+
+    journal = Journal(load=load)
+    for key, diff in diffs.items():
+        journal.add(diff, size=100, key=key)
+    assert [d.new_serial for d in journal.since(17)] == [18, 19] and loaded == []
+    assert [d.new_serial for d in journal.since(10)] == list(range(11, 20))
+    assert loaded == [b"k%d" % i for i in range(9 - Journal.keep_decoded)]
 
 
 def test_a_gap_in_the_chain_clears_the_journal():
@@ -84,3 +117,20 @@ def test_ixfr_answer_kinds():
     rrsets = list(rrsets)
     assert kind == "full" and rrsets[0] is v11.soa and rrsets[-1] is v11.soa
     assert T.A in {r.rdtype for r in rrsets} and 65401 not in {r.rdtype for r in rrsets}
+
+
+def test_all_histories_together_are_bounded_and_the_biggest_lose_first():
+    versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 30)]
+    diffs = [difference(a, b) for a, b in zip(versions, versions[1:])]
+    journals = Journals(total_max=2000)
+    big, small = N("big.example"), N("small.example")
+    dropped = []
+    for i, diff in enumerate(diffs):  # 19 differences of 200 octets: 3,800
+        dropped += journals.add(big, diff, size=200, key=b"b%d" % i)
+    for i, diff in enumerate(diffs[:3]):  # 600
+        dropped += journals.add(small, diff, size=200, key=b"s%d" % i)
+    assert dropped == []  # no zone is past its own bound
+    dropped = journals.trim_total()
+    assert journals.usage <= 2000
+    assert len(journals[small]) == 3  # the churning zone paid for it
+    assert dropped == [b"b%d" % i for i in range(12)] and len(journals[big]) == 7

@@ -13,7 +13,7 @@ import dns.rrset
 from aliasd.base import store
 from aliasd.base.db import StateDB
 from aliasd.replicate import journaldb
-from aliasd.replicate.journal import difference
+from aliasd.replicate.journal import Journal, difference
 from aliasd.update.dynamic import DynamicZones, master_file_text
 from aliasd.zones.zone import Flattened, ZoneVersion
 from aliasd.zones.zonefile import ZoneSource, parse_zone
@@ -71,20 +71,33 @@ def test_each_zone_reads_its_own_records_in_order_across_rewrites(tmp_path):
     assert not fresh.exists(one) and fresh.exists(other)
 
 
-def test_history_is_used_only_when_it_ends_at_the_version_served():
+def test_history_is_used_only_when_it_ends_at_the_version_served(tmp_path):
     v10, v11, v12 = version(10, ["192.0.2.1"]), version(11, ["192.0.2.2"]), version(12, ["192.0.2.3"])
-    frames = [
+    files = journals(tmp_path)
+    key = store.key_of(ORIGIN)
+    files.append(key, [
         journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(difference(v10, v11), "d11")),
         journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(difference(v11, v12), "d12")),
-    ]
-    journal = journaldb.history(frames, 100, 12, "d12")
+    ])
+    records = files.read_records(key)
+
+    def load(record):
+        return journaldb.decode_difference(files.get(record))[0]
+
+    journal, unused = journaldb.history(records, 12, "d12", Journal(load=load))
+    assert unused == []
     assert [d.new_serial for d in journal.since(10)] == [11, 12]
     added = journal.since(11)[0].added
     assert [rd.to_text() for rrset in added for rd in rrset] == ["192.0.2.3"]
     # Serial 12 recorded with another view (never served with these records): unused.
-    assert journaldb.history(frames, 100, 12, "other") is None
+    journal, unused = journaldb.history(records, 12, "other", Journal(load=load))
+    assert journal is None and unused == [r[0] for r in records]
     # 12 written but never recorded (a crash): the history ends at 11, which is served.
-    assert [d.new_serial for d in journaldb.history(frames, 100, 11, "d11").since(10)] == [11]
+    journal, unused = journaldb.history(records, 11, "d11", Journal(load=load))
+    assert [d.new_serial for d in journal.since(10)] == [11] and unused == [records[1][0]]
+    # Bounded by octets: only the newest difference fits.
+    journal, unused = journaldb.history(records, 12, "d12", Journal(max_usage=1, load=load))
+    assert [d.new_serial for d in journal.since(11)] == [12] and unused == [records[0][0]]
 
 
 def source_text(extra=""):

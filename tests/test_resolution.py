@@ -458,6 +458,9 @@ def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
         def set_sources(self, sources, prepared=None):
             raise RuntimeError("disk on fire")
 
+        def set_journal_limits(self, *limits):
+            pass
+
     handler = types.SimpleNamespace(access=None, keyring=None, updates=types.SimpleNamespace(rules=None))
     notifier = types.SimpleNamespace(targets=None, keys=None)
     resolver = AliasResolver(ManualUpstream(), clock)

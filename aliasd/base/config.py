@@ -106,7 +106,8 @@ class ServerSettings:
     tcp_idle_timeout: float = 30.0
     tcp_max_connections: int = 1000
     tcp_max_per_client: int = 20
-    journal_size: int = 100
+    journal_size: int | None = None  # differences kept per zone (None: bounded by octets only)
+    journal_db_max_size: int = 2 * 1024**3  # octets of IXFR history, all zones together
     serial_interval: float = 60.0
     serial_burst: int = 3
     answer_cache_size: int | None = None  # None: sized from the zones
@@ -156,6 +157,8 @@ class ZoneSettings:
     update: tuple[UpdateRule, ...] = ()
     # Sign the zone's served view with DNSSEC ([dnssec] says how).
     dnssec: bool = False
+    # Octets of IXFR history kept for the zone (its journal's differences).
+    journal_max_usage: int = 10 * 1024 * 1024
 
     @property
     def dynamic(self) -> bool:
@@ -266,6 +269,20 @@ class _Section:
         if value < minimum:
             raise self.error(key, f"must be at least {minimum:g}, got {value!r}")
         return float(value)
+
+    def size(self, key: str, default: int | None, minimum: int = 0) -> int | None:
+        """Octets: an integer, or a string with a K, M or G suffix (powers of 1024)."""
+        value = self.take(key, (int, str), 'octets, as an integer or a string like "10M"', default)
+        if isinstance(value, str):
+            text = value.strip().upper().removesuffix("B").removesuffix("I")
+            factor = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+            digits = text[:-1] if factor > 1 else text
+            if not digits.strip().isdigit():
+                raise self.error(key, f'expected octets like 10485760 or "10M", got {value!r}')
+            value = int(digits) * factor
+        if value is not None and value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value!r}")
+        return value
 
     def given(self, key: str) -> bool:
         """Was ``key`` in the table (before it was taken)?"""
@@ -481,8 +498,9 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         if value < 1:
             raise section.error(key, f"must be at least 1, got {value}")
     journal = section.take("journal-size", (int,), "an integer", defaults.journal_size)
-    if journal < 1:
+    if journal is not None and journal < 1:
         raise section.error("journal-size", f"must be at least 1, got {journal}")
+    journal_db = section.size("journal-db-max-size", defaults.journal_db_max_size, 1024 * 1024)
     serial_interval = section.number("serial-interval", defaults.serial_interval, 0)
     serial_burst = section.take("serial-burst", (int,), "an integer", defaults.serial_burst)
     if serial_burst < 1:
@@ -508,6 +526,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         tcp_max,
         tcp_per_client,
         journal,
+        journal_db,
         serial_interval,
         serial_burst,
         cache_size,
@@ -687,10 +706,12 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
     update = _update_rules(section, key_names)
     dnssec = section.take("dnssec", (bool,), "true or false", base.dnssec)
+    journal_max_usage = section.size("journal-max-usage", base.journal_max_usage, 4096)
     section.finish()
     return dataclasses.replace(
         base,
         dnssec=dnssec,
+        journal_max_usage=journal_max_usage,
         update=update if update is not None else base.update,
         notify=tuple(notify) if section.given("notify") else base.notify,
         allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,

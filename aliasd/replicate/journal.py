@@ -1,16 +1,24 @@
 """Differences between consecutive zone versions, kept for IXFR (RFC 1995).
 
-A Journal holds a bounded number of Differences for one zone, oldest first.
-``since(serial)`` returns the chain of differences that takes a secondary
-from ``serial`` to the current version, or None when that serial is not in
-the journal (the secondary then gets the whole zone).
+A Journal holds one zone's Differences, oldest first, bounded by the octets
+they take (``journal-max-usage``, as Knot bounds each zone's journal) and
+optionally by their number (``journal-size``). ``since(serial)`` returns
+the chain of differences that takes a secondary from ``serial`` to the
+current version, or None when that serial is not in the journal (the
+secondary then gets the whole zone).
+
+A difference recorded in the state store is kept in memory as its serials,
+size and record key only, and read back from the store when an IXFR needs
+it: a history of thousands of updates costs little memory. The newest few
+stay decoded, for the secondaries that are one or two versions behind
+(what NOTIFY brings).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Iterable
+from typing import Callable, Iterable
 
 import dns.name
 import dns.rdatatype
@@ -174,27 +182,110 @@ def difference(
     return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))
 
 
-class Journal:
-    """The last ``size`` differences of one zone."""
+#: Default bound of one zone's history: octets of its journal records.
+DEFAULT_MAX_USAGE = 10 * 1024 * 1024
 
-    def __init__(self, size: int = 100):
-        self._differences: collections.deque[Difference] = collections.deque(maxlen=size)
+
+def estimated_size(diff: Difference) -> int:
+    """About the octets of a difference's journal record (for journals
+    kept in memory only, which have no record to measure)."""
+    size = 64 + len(diff.old_soa_packed) + len(diff.new_soa_packed)
+    for rrset in diff.removed + diff.added:
+        size += len(rrset.name) * 8 + 12 + sum(len(rd.to_wire()) + 6 for rd in rrset)
+    return size
+
+
+@dataclasses.dataclass
+class _Entry:
+    old_serial: int
+    new_serial: int
+    size: int  # octets of its journal record
+    key: bytes | None  # its record in the state store (None: in memory only)
+    diff: Difference | None  # decoded (None: read from the store when needed)
+
+
+class Journal:
+    """The differences of one zone, oldest first, within ``max_usage``
+    octets and, when ``depth`` is set, that many differences (the newest
+    is always kept). ``load`` reads a recorded difference back from the
+    state store by its key."""
+
+    #: Differences kept decoded in memory (the newest), when they are recorded.
+    keep_decoded = 3
+
+    def __init__(self, max_usage: int = DEFAULT_MAX_USAGE, depth: int | None = None,
+                 load: Callable[[bytes], Difference] | None = None):
+        self.max_usage = max_usage
+        self.depth = depth
+        self.load = load
+        self._entries: collections.deque[_Entry] = collections.deque()
+        self.usage = 0
 
     def __len__(self) -> int:
-        return len(self._differences)
+        return len(self._entries)
 
-    def add(self, diff: Difference) -> None:
-        if self._differences and self._differences[-1].new_serial != diff.old_serial:
-            self._differences.clear()  # a gap: older entries no longer chain
-        self._differences.append(diff)
+    def add(self, diff: Difference, size: int | None = None, key: bytes | None = None) -> list[bytes]:
+        """Keep ``diff`` (recorded as ``key``, ``size`` octets); returns the
+        keys of the recorded differences it pushed out."""
+        dropped = []
+        if self._entries and self._entries[-1].new_serial != diff.old_serial:
+            dropped = self.clear()  # a gap: older entries no longer chain
+        self._append(_Entry(diff.old_serial, diff.new_serial,
+                            size if size is not None else estimated_size(diff), key, diff))
+        return dropped + self.trim()
+
+    def add_recorded(self, old_serial: int, new_serial: int, size: int, key: bytes) -> list[bytes]:
+        """Keep a difference that is in the store, without decoding it
+        (start-up); returns the keys of those a gap pushed out."""
+        dropped = []
+        if self._entries and self._entries[-1].new_serial != old_serial:
+            dropped = self.clear()
+        self._append(_Entry(old_serial, new_serial, size, key, None))
+        return dropped
+
+    def _append(self, entry: _Entry) -> None:
+        self._entries.append(entry)
+        self.usage += entry.size
+        if len(self._entries) > self.keep_decoded:
+            older = self._entries[-self.keep_decoded - 1]
+            if older.key is not None and self.load is not None:
+                older.diff = None
+
+    def trim(self) -> list[bytes]:
+        """Drop the oldest differences past the bounds; their record keys."""
+        dropped = []
+        while len(self._entries) > 1 and (
+            self.usage > self.max_usage or (self.depth is not None and len(self._entries) > self.depth)
+        ):
+            key = self.drop_oldest()
+            if key is not None:
+                dropped.append(key)
+        return dropped
+
+    def drop_oldest(self) -> bytes | None:
+        """Forget the oldest difference; its record key (None: none, or in memory only)."""
+        if not self._entries:
+            return None
+        entry = self._entries.popleft()
+        self.usage -= entry.size
+        return entry.key
+
+    def clear(self) -> list[bytes]:
+        keys = [e.key for e in self._entries if e.key is not None]
+        self._entries.clear()
+        self.usage = 0
+        return keys
+
+    def _difference(self, entry: _Entry) -> Difference:
+        return entry.diff if entry.diff is not None else self.load(entry.key)
 
     def differences(self) -> list[Difference]:
         """Every difference kept, oldest first."""
-        return list(self._differences)
+        return [self._difference(e) for e in self._entries]
 
     def since(self, serial: int) -> list[Difference] | None:
         """Differences from ``serial`` to the newest version, or None."""
-        for i, diff in enumerate(self._differences):
-            if diff.old_serial == serial:
-                return list(self._differences)[i:]
+        for i, entry in enumerate(self._entries):
+            if entry.old_serial == serial:
+                return [self._difference(e) for e in list(self._entries)[i:]]
         return None

@@ -194,9 +194,15 @@ def read_frames(data: bytes) -> tuple[list[Frame], int]:
 
 
 class JournalStore:
-    """The journals of every zone, in the state store."""
+    """The journals of every zone, in the state store.
 
-    #: Compact a journal once it is this many times its size after the last rewrite.
+    Differences (``D``) are deleted one by one as the zone's history
+    bounds push them out (aliasd.replicate.journal); the other records (a
+    dynamic zone's updates and what its file is) are compacted into one
+    snapshot when they have grown to several times its size.
+    """
+
+    #: Compact a journal's other records once they are this many times their size after the last compaction.
     compact_ratio = 4
     compact_min = 64 * 1024
 
@@ -204,8 +210,8 @@ class JournalStore:
         self.db = db
         self.lock = threading.RLock()
         self._next: dict[bytes, int] = {}  # zone key -> the next sequence number
-        self._sizes: dict[bytes, int] = {}  # zone key -> octets now (journals appended to in this run)
-        self._compacted: dict[bytes, int] = {}  # zone key -> octets after the last rewrite
+        self._sizes: dict[bytes, int] = {}  # zone key -> octets of its records other than differences
+        self._compacted: dict[bytes, int] = {}  # zone key -> those octets after the last compaction
 
     def exists(self, key: bytes) -> bool:
         with self.db.reading() as txn:
@@ -213,8 +219,20 @@ class JournalStore:
 
     def read(self, key: bytes) -> list[Frame]:
         """Every record of the zone's journal, oldest first."""
+        return [(kind, payload) for _, kind, payload in self.read_records(key)]
+
+    def read_records(self, key: bytes) -> list[tuple[bytes, bytes, bytes]]:
+        """Every record of the zone's journal as (record key, kind, payload), oldest first."""
         with self.db.reading() as txn:
-            return [(value[:1], value[1:]) for _, value in StateDB.items_under(txn, self.db.journal, key)]
+            return [(k, v[:1], v[1:]) for k, v in StateDB.items_under(txn, self.db.journal, key)]
+
+    def get(self, record_key: bytes) -> bytes:
+        """One record's payload (raises KeyError when it is gone)."""
+        with self.db.reading() as txn:
+            value = txn.get(record_key, db=self.db.journal)
+        if value is None:
+            raise KeyError(record_key)
+        return value[1:]
 
     def keys(self) -> set[bytes]:
         """The keys of the zones that have a journal."""
@@ -229,19 +247,24 @@ class JournalStore:
                         break
         return found
 
-    def append(self, key: bytes, frames: list[Frame]) -> None:
+    def append(self, key: bytes, frames: list[Frame]) -> list[bytes]:
         """Append ``frames`` to the zone's journal, in the transaction open
         on this thread, or in one of their own committed (durably) before
-        this returns. Raises OSError; a failed append writes nothing."""
+        this returns; returns their record keys. Raises OSError; a failed
+        append writes nothing."""
         if not frames:
-            return
+            return []
         with self.lock, self.db.write() as txn:
             seq = self._next_sequence(txn, key)
             size = self._size(txn, key)
+            keys = []
             for kind, payload in frames:
-                txn.put(key + _SEQ.pack(seq), kind + payload, db=self.db.journal)
+                record = key + _SEQ.pack(seq)
+                txn.put(record, kind + payload, db=self.db.journal)
+                keys.append(record)
                 seq += 1
-                size += 1 + len(payload)
+                if kind != DIFFERENCE:
+                    size += 1 + len(payload)
             # Sequence numbers only grow: an aborted transaction leaves a gap.
             self._next[key] = seq
 
@@ -249,6 +272,13 @@ class JournalStore:
                 self._sizes[key] = size
                 self._compacted.setdefault(key, size)
             self.db.after_commit(done)
+        return keys
+
+    def delete_records(self, record_keys: Iterable[bytes]) -> None:
+        """Delete these records (differences pushed out of a history)."""
+        with self.db.write() as txn:
+            for record in record_keys:
+                txn.delete(record, db=self.db.journal)
 
     def _next_sequence(self, txn, key: bytes) -> int:
         seq = self._next.get(key)
@@ -263,7 +293,8 @@ class JournalStore:
     def _size(self, txn, key: bytes) -> int:
         size = self._sizes.get(key)
         if size is None:
-            size = sum(len(value) for _, value in StateDB.items_under(txn, self.db.journal, key))
+            size = sum(len(value) for _, value in StateDB.items_under(txn, self.db.journal, key)
+                       if value[:1] != DIFFERENCE)
             self._compacted.setdefault(key, size)
         return size
 
@@ -271,11 +302,17 @@ class JournalStore:
         size = self._sizes.get(key, 0)
         return size > max(self.compact_min, self.compact_ratio * self._compacted.get(key, 0))
 
-    def rewrite(self, key: bytes, frames: list[Frame]) -> None:
-        """Replace the zone's journal by ``frames``, in one transaction."""
+    def compact(self, key: bytes, frames: list[Frame]) -> None:
+        """Replace the zone's records other than differences by ``frames``
+        (a dynamic zone's snapshot), in one transaction."""
         with self.lock, self.db.write() as txn:
             seq = self._next_sequence(txn, key)
-            StateDB.delete_under(txn, self.db.journal, key)
+            cursor = txn.cursor(db=self.db.journal)
+            if cursor.set_range(key):
+                while cursor.key().startswith(key):
+                    moved = cursor.delete() if cursor.value()[:1] != DIFFERENCE else cursor.next()
+                    if not moved:
+                        break
             size = 0
             for kind, payload in frames:
                 txn.put(key + _SEQ.pack(seq), kind + payload, db=self.db.journal)
@@ -287,6 +324,13 @@ class JournalStore:
                 self._sizes[key] = self._compacted[key] = size
             self.db.after_commit(done)
 
+    def rewrite(self, key: bytes, frames: list[Frame]) -> None:
+        """Replace the zone's whole journal by ``frames``, in one transaction."""
+        with self.lock, self.db.write() as txn:
+            StateDB.delete_under(txn, self.db.journal, key)
+            self._sizes.pop(key, None)
+            self.append(key, frames)
+
     def remove(self, key: bytes) -> None:
         with self.lock, self.db.write() as txn:
             StateDB.delete_under(txn, self.db.journal, key)
@@ -297,32 +341,39 @@ class JournalStore:
             self.db.after_commit(done)
 
 
-def history(frames: Iterable[tuple[bytes, bytes]], size: int, serial: int, digest: str) -> Journal | None:
-    """The IXFR history in ``frames`` if it ends at exactly the version
-    served (``serial`` with view ``digest``), else None."""
-    journal = Journal(size)
-    kept = None
-    for kind, payload in frames:
-        if kind == DIFFERENCE:
-            diff, diff_digest = decode_difference(payload)
-            journal.add(diff)
-            if (diff.new_serial, diff_digest) == (serial, digest):
-                kept = journal.differences()
-    if not kept:
-        return None
+def difference_serials(payload: bytes) -> tuple[str, int, int]:
+    """A difference record's view digest and old and new serials, without
+    decoding its records."""
+    soas, _ = _read_blobs(payload, 64)
+    return (payload[:64].decode().strip(), int.from_bytes(soas[0][-20:-16], "big"),
+            int.from_bytes(soas[1][-20:-16], "big"))
+
+
+def history(records: Iterable[tuple[bytes, bytes, bytes]], serial: int, digest: str,
+            journal: Journal) -> tuple[Journal | None, list[bytes]]:
+    """The IXFR history in a zone's journal ``records`` (record key, kind,
+    payload) put into the empty ``journal``, if it ends at exactly the
+    version served (``serial`` with view ``digest``); else None. Also the
+    record keys no history holds (never served, or pushed out by its
+    bounds), for the store to delete."""
+    entries = []  # (record key, old serial, new serial, size)
+    served = None
+    for record, kind, payload in records:
+        if kind != DIFFERENCE:
+            continue
+        diff_digest, old, new = difference_serials(payload)
+        entries.append((record, old, new, 1 + len(payload)))
+        if (new, diff_digest) == (serial, digest):
+            served = len(entries)
+    if served is None:
+        return None, [e[0] for e in entries]
     # Differences written after the served one were never served (a crash
-    # between the journal and the serial record): they are left out.
-    journal = Journal(size)
-    for diff in kept:
-        journal.add(diff)
-    return journal
-
-
-def difference_frames(journal: Journal, digest: str) -> list[Frame]:
-    """A journal's differences as frames (compaction); the digest goes with the last."""
-    diffs = journal.differences()
-    return [frame(DIFFERENCE, encode_difference(d, digest if i == len(diffs) - 1 else ""))
-            for i, d in enumerate(diffs)]
+    # between the journal and the serial record of an earlier release).
+    unused = [e[0] for e in entries[served:]]
+    for record, old, new, size in entries[:served]:
+        unused += journal.add_recorded(old, new, size, record)
+    unused += journal.trim()
+    return (journal if len(journal) else None), unused
 
 
 def iter_kind(frames, kind: bytes) -> Iterator[bytes]:

@@ -16,12 +16,13 @@ or at once without a reactor (unit tests, ``aliasd-check``).
 from __future__ import annotations
 
 import hashlib
+import heapq
 
 import dns.name
 from twisted.internet import defer, threads
 
 from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
-from aliasd.replicate.journal import Journal, difference
+from aliasd.replicate.journal import DEFAULT_MAX_USAGE, Journal, difference
 from aliasd.zones.zone import ZoneVersion
 
 
@@ -98,18 +99,71 @@ class Journals(dict):
     """Zone origin -> its Journal of differences, for IXFR.
 
     A journal is made on a zone's first change: most zones never change.
+    Each zone's history is bounded by its ``journal-max-usage``
+    (``max_usage_for``, else ``max_usage``) and ``depth``; all of them
+    together by ``total_max`` octets, past which the zones using the most
+    lose their oldest differences first (``trim_total``), so one churning
+    zone cannot empty another's history. Methods that drop recorded
+    differences return their record keys, for the store to delete.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, depth: int | None = None, max_usage: int = DEFAULT_MAX_USAGE,
+                 total_max: int | None = None, load=None):
         super().__init__()
-        self.size = size
+        self.depth = depth
+        self.max_usage = max_usage
+        self.max_usage_for: dict[dns.name.Name, int] = {}
+        self.total_max = total_max
+        self.load = load  # record key -> Difference (the state store's), or None
 
-    def add(self, origin: dns.name.Name, diff) -> None:
-        """Keep ``diff``, the difference to the zone's newly served version."""
+    def new_journal(self, origin: dns.name.Name) -> Journal:
+        """An empty journal with the zone's bounds (not kept here)."""
+        return Journal(self.max_usage_for.get(origin, self.max_usage), self.depth, self.load)
+
+    def journal(self, origin: dns.name.Name) -> Journal:
+        """The zone's journal, made (empty) on first use."""
         journal = self.get(origin)
         if journal is None:
-            journal = self[origin] = Journal(self.size)
-        journal.add(diff)
+            journal = self[origin] = self.new_journal(origin)
+        return journal
+
+    def add(self, origin: dns.name.Name, diff, size: int | None = None, key: bytes | None = None) -> list[bytes]:
+        """Keep ``diff``, the difference to the zone's newly served version."""
+        return self.journal(origin).add(diff, size, key)
+
+    def set_limits(self, depth: int | None, max_usage: int, max_usage_for: dict, total_max: int | None) -> list[bytes]:
+        """New bounds (a reload): applied to every journal at once."""
+        self.depth, self.max_usage, self.max_usage_for, self.total_max = depth, max_usage, max_usage_for, total_max
+        dropped = []
+        for origin, journal in self.items():
+            journal.depth, journal.max_usage = depth, max_usage_for.get(origin, max_usage)
+            dropped += journal.trim()
+        return dropped + self.trim_total()
+
+    @property
+    def usage(self) -> int:
+        return sum(j.usage for j in self.values())
+
+    def trim_total(self) -> list[bytes]:
+        """Within ``total_max``: the biggest histories lose their oldest first."""
+        if self.total_max is None:
+            return []
+        total = self.usage
+        if total <= self.total_max:
+            return []
+        dropped = []
+        heap = [(-j.usage, n, j) for n, j in enumerate(self.values()) if len(j) > 1]
+        heapq.heapify(heap)
+        while total > self.total_max and heap:
+            _, n, journal = heapq.heappop(heap)  # the history using the most now
+            before = journal.usage
+            key = journal.drop_oldest()
+            total -= before - journal.usage
+            if key is not None:
+                dropped.append(key)
+            if len(journal) > 1:
+                heapq.heappush(heap, (-journal.usage, n, journal))
+        return dropped
 
     def record(self, old: ZoneVersion | None, new: ZoneVersion, owners) -> None:
         """Keep the difference between the served ``old`` and the ``new``
@@ -117,10 +171,7 @@ class Journals(dict):
         ALIAS owners rebuilt (compared alone when the file is the same)."""
         if old is None or old.serial == new.serial:
             return
-        journal = self.get(new.origin)
-        if journal is None:
-            journal = self[new.origin] = Journal(self.size)
-        journal.add(difference(old, new, owners if old.source is new.source else None))
+        self.add(new.origin, difference(old, new, owners if old.source is new.source else None))
 
 
 def _thread_runner(clock):

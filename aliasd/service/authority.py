@@ -105,7 +105,8 @@ class _Built:
     frames: list  # journal frames to write durably before serving it
     touched: set | None  # owners changed by updates (None: the whole view may differ)
     difference: object = None  # from the served version (aliasd.replicate.journal), for IXFR
-    difference_frame: bytes | None = None  # the same, as a journal frame
+    difference_frame: tuple | None = None  # the same, as a journal record
+    difference_key: bytes | None = None  # that record's key in the state store, once written
     history: object = None  # the IXFR history on disk, for a zone's first version
 
 
@@ -162,7 +163,7 @@ class ZoneAuthority:
         self,
         resolver: AliasResolver | None = None,
         state=None,
-        journal_size: int = 100,
+        journal_size: int | None = None,
         on_new_serial: Callable[[ZoneVersion], None] = lambda version: None,
         clock=None,
         serial_interval: float = 0.0,
@@ -189,7 +190,10 @@ class ZoneAuthority:
         self.versions: dict[dns.name.Name, ZoneVersion] = self.registry.versions
         self.zones_by_wire: dict[bytes, ZoneVersion] = self.registry.zones_by_wire
         self.soa_suffixes: dict[bytes, frozenset] = self.registry.soa_suffixes
-        self.journals = Journals(journal_size)
+        self.journals = Journals(journal_size, load=self._load_difference)
+        # Record keys of differences pushed out of the histories: deleted
+        # from the store with the next batch's transaction.
+        self._unused_records: list[bytes] = []
         self.numbering = Numbering(state, clock, run_in_thread)
         self._zones: dict[dns.name.Name, _Zone] = {}
         self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of)
@@ -259,13 +263,14 @@ class ZoneAuthority:
     def serial_burst(self, burst: int) -> None:
         self.damping.burst = max(1, burst)
 
-    @property
-    def journal_size(self) -> int:
-        return self.journals.size
+    def set_journal_limits(self, depth: int | None, max_usage: int, max_usage_for: dict,
+                           total_max: int | None) -> None:
+        """The IXFR histories' bounds (at start and at every reload)."""
+        self._unused_records += self.journals.set_limits(depth, max_usage, max_usage_for, total_max)
 
-    @journal_size.setter
-    def journal_size(self, size: int) -> None:
-        self.journals.size = size
+    def _load_difference(self, record_key: bytes):
+        """A difference recorded in the state store (an IXFR from an older serial)."""
+        return journaldb.decode_difference(self.journal_files.get(record_key))[0]
 
     # -- which zone ------------------------------------------------------
 
@@ -655,8 +660,14 @@ class ZoneAuthority:
         if files is None:
             self._record_batch(entries, states, None)
             return
-        with files.lock, files.db.write():
-            self._record_batch(entries, states, files)
+        unused, self._unused_records = self._unused_records, []
+        try:
+            with files.lock, files.db.write():
+                files.delete_records(unused)
+                self._record_batch(entries, states, files)
+        except BaseException:
+            self._unused_records[:0] = unused
+            raise
 
     def _record_batch(self, entries: list[_Built], states: dict, files) -> None:
         for built in entries:
@@ -669,14 +680,19 @@ class ZoneAuthority:
                 continue
             key = version.source.key
             if published is None and files.exists(key):
-                built.history = journaldb.history(
-                    files.read(key), self.journals.size, version.serial, built.digest
+                history, unused = journaldb.history(
+                    files.read_records(key), version.serial, built.digest,
+                    self.journals.new_journal(version.origin),
                 )
+                built.history = history
+                files.delete_records(unused)
             frames = list(built.frames) + ([built.difference_frame] if built.difference_frame else [])
             if frames:
-                files.append(key, frames)
+                keys = files.append(key, frames)
+                if built.difference_frame:
+                    built.difference_key = keys[-1]
             if files.wants_compaction(key):
-                self._compact(version, built.digest, built.difference)
+                self._compact(version)
         self.numbering.save(states)
 
     def _note_difference(self, built: _Built) -> None:
@@ -697,21 +713,11 @@ class ZoneAuthority:
             built.difference_frame = journaldb.frame(
                 journaldb.DIFFERENCE, journaldb.encode_difference(built.difference, built.digest))
 
-    def _compact(self, version: ZoneVersion, digest_now: str, last=None) -> None:
-        """Rewrite a zone's journal file: its source when dynamic, and the
-        differences IXFR may still use (in the commit thread); ``last`` is
-        the difference to ``version``, not served yet."""
-        kept = self.journals.get(version.origin)
-        diffs = kept.differences() if kept is not None else []
-        if last is not None:
-            diffs.append(last)
-        diffs = diffs[-self.journals.size:]
+    def _compact(self, version: ZoneVersion) -> None:
+        """Compact a zone's journal (in the commit thread): a dynamic zone's
+        updates become one snapshot of its source; its differences stay."""
         with self.journal_files.lock:  # a dynamic zone's file write waits (aliasd.update.dynamic)
-            frames = list(self.snapshot_frames(version.source))
-            for i, diff in enumerate(diffs):
-                digest = digest_now if i == len(diffs) - 1 else ""
-                frames.append(journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(diff, digest)))
-            self.journal_files.rewrite(version.source.key, frames)
+            self.journal_files.compact(version.source.key, list(self.snapshot_frames(version.source)))
 
     def _commit_failed(self, batch: dict, error: Exception) -> None:
         """Keep every change of a batch whose serials could not be recorded."""
@@ -752,7 +758,10 @@ class ZoneAuthority:
             old = self.versions.get(origin)
             digests[origin] = built.digest
             if built.difference is not None:
-                journals.add(origin, built.difference)
+                self._unused_records += journals.add(
+                    origin, built.difference,
+                    1 + len(built.difference_frame[1]) if built.difference_frame else None,
+                    built.difference_key)
             elif built.history is not None:
                 journals[origin] = built.history
             registry.serve(built.version)
@@ -781,6 +790,7 @@ class ZoneAuthority:
                 reasons=", ".join(f"{n} {why}" for why, n in reasons.most_common()),
             )
         self._committing = False
+        self._unused_records += journals.trim_total()
         self.numbering.recorded()
         self.batches += 1
 

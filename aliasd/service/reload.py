@@ -76,6 +76,14 @@ def make_signers(settings: Settings, only=None) -> dict:
     return {z.name: Signer(z.name, keys[z.name], settings.dnssec) for z in zones}
 
 
+def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
+    """The IXFR histories' bounds from the configuration (start and reload)."""
+    authority.set_journal_limits(
+        settings.server.journal_size, ZoneSettings(dns.name.root, None).journal_max_usage,
+        {z.name: z.journal_max_usage for z in settings.zones}, settings.server.journal_db_max_size,
+    )
+
+
 @dataclasses.dataclass
 class _Read:
     path: Path
@@ -360,6 +368,7 @@ class Reloader:
         keyring = keyring_from(settings.keys)
         self.handler.keyring = keyring
         self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
+        apply_journal_limits(self.authority, settings)
         applied.append("TSIG keys")
         self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
         self.notifier.keys = {

@@ -59,6 +59,7 @@ from aliasd.service.reload import (
     Reloader,
     ReloadService,
     ZoneFiles,
+    apply_journal_limits,
     make_signers,
     save_snapshot,
 )
@@ -132,7 +133,7 @@ class Options(usage.Options):
             for result in results.values():
                 if isinstance(result, ZoneFileError):
                     raise result
-            self.state = StateStore(self.settings.server.state_dir)
+            self.state = StateStore(self.settings.server.state_dir, state_store_size(self.settings))
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
@@ -187,6 +188,12 @@ SWITCH_INTERVAL = 0.001
 SIGNATURE_CHECK_INTERVAL = 60.0
 
 
+def state_store_size(settings: Settings) -> int:
+    """The state store's size limit: the IXFR histories' bound and room
+    for the rest (serials, dynamic zones' snapshots, the target cache)."""
+    return settings.server.journal_db_max_size + 1024**3
+
+
 def make_upstream(upstreams, reactor):
     """The upstream client for a list of endpoints (none: every lookup fails)."""
     return FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
@@ -231,7 +238,6 @@ def makeService(options: Options) -> service.MultiService:
     authority = ZoneAuthority(
         resolver,
         state=options.state,
-        journal_size=settings.server.journal_size,
         on_new_serial=notifier.zone_changed,
         clock=reactor,
         serial_interval=settings.server.serial_interval,
@@ -240,6 +246,7 @@ def makeService(options: Options) -> service.MultiService:
         snapshot_frames=options.dynamic.snapshot_frames,
         signers=options.signers,
     )
+    apply_journal_limits(authority, settings)
     resolver.on_change = authority.rebuild
     load_zones(authority, options.sources, reactor)
     handler = QueryHandler(
