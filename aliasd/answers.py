@@ -34,6 +34,7 @@ from aliasd.logthrottle import LogThrottle
 from aliasd.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.stats import Statistics
 from aliasd.transfer_requests import TransferRequests
+from aliasd.update import restore_ttls
 from aliasd.update_requests import UpdateRequests
 from aliasd.zone import ZoneVersion
 from aliasd.zonefile import ALIAS_TYPE
@@ -258,6 +259,8 @@ class QueryHandler:
         else:
             if query.had_tsig and query.keyname not in self.keyring:
                 return query, dns.rcode.BADKEY
+            if one_by_one:
+                restore_ttls(query, wire)  # RFC 2136's rules look at TTLs dnspython drops
             return query, 0
         return dns.message.from_wire(wire, keyring=lambda m, n: False, one_rr_per_rrset=one_by_one), error
 

@@ -11,18 +11,22 @@ answers once it is recorded.
 The steps are RFC 2136 section 3: prerequisites (3.2) against the zone as
 it is, a pre-scan of the update section (3.4.1: names in the zone, classes
 and types, and the key's rules, RFC 2136 3.3 leaves the policy to us),
-then the updates in order (3.4.2). Updates that would break the zone are
-ignored as 3.4.2 says: a CNAME beside other data, other data beside a
-CNAME, SOA or NS deletions at the apex, an SOA that is not newer. aliasd
-adds its own: an ALIAS replaces the owner's ALIAS (one per owner, like a
-CNAME), and no ALIAS beside a CNAME. Nothing is applied unless everything
-passes: the new source is built from a working copy.
+then the updates in order (3.4.2). A prerequisite, or a deletion (class
+ANY or NONE), whose TTL is not 0 is a FORMERR (3.2.5, 3.4.1.3). Updates
+that would break the zone are ignored as 3.4.2 says: a CNAME beside other
+data, other data beside a CNAME, SOA or NS deletions at the apex, an SOA
+that is not newer. aliasd adds its own: an ALIAS replaces the owner's
+ALIAS (one per owner, like a CNAME), and no ALIAS beside a CNAME. Nothing
+is applied unless everything passes: the new source is built from a
+working copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+import struct
 from typing import Iterable
 
 import dns.name
@@ -137,11 +141,31 @@ def _in_zone(name: dns.name.Name, origin: dns.name.Name) -> bool:
     return name.is_subdomain(origin)
 
 
+def restore_ttls(message, wire: bytes) -> None:
+    """Give each prerequisite and update RR of ``message`` (parsed from
+    ``wire`` one RR per RRset) the TTL it was sent with.
+
+    dnspython keeps no TTL for an RR without rdata (every class ANY or NONE
+    prerequisite, a class ANY deletion) and reads one above 2**31 - 1 as 0;
+    RFC 2136 makes any TTL but 0 there a FORMERR, so it is read again here.
+    """
+    zone_count, = struct.unpack_from("!H", wire, 4)
+    at = 12
+    for _ in range(zone_count):
+        at += dns.name.from_wire(wire, at)[1] + 4  # name, type, class
+    for rrset in itertools.chain(message.prerequisite, message.update):
+        at += dns.name.from_wire(wire, at)[1]
+        rrset.ttl, rdlength = struct.unpack_from("!4xIH", wire, at)  # after type and class
+        at += 10 + rdlength
+
+
 def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource, work: _Working) -> None:
     """RFC 2136 3.2, against the zone before any update."""
     origin = source.origin
     value_sets: dict[tuple, dns.rrset.RRset] = {}
     for rr in prereqs:
+        if rr.ttl != 0:
+            raise _Refused(dns.rcode.FORMERR, f"prerequisite at {rr.name} with TTL {rr.ttl}, not 0")
         if not _in_zone(rr.name, origin):
             raise _Refused(dns.rcode.NOTZONE, f"prerequisite name {rr.name} is not in zone {origin}")
         node = work.node(rr.name)
@@ -181,6 +205,8 @@ def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, ru
     for rr in updates:
         if not _in_zone(rr.name, origin):
             raise _Refused(dns.rcode.NOTZONE, f"{rr.name} is not in zone {origin}")
+        if rr.deleting is not None and rr.ttl != 0:
+            raise _Refused(dns.rcode.FORMERR, f"deletion at {rr.name} with TTL {rr.ttl}, not 0")
         if rr.deleting is None:
             if rr.rdclass != dns.rdataclass.IN or rr.rdtype in _META:
                 raise _Refused(dns.rcode.FORMERR, f"cannot add a {type_text(rr.rdtype)} record")
@@ -287,7 +313,8 @@ def next_update_serial(current: int, served: int | None) -> int:
 
 
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None) -> Outcome:
-    """Apply an UPDATE message (parsed with one RR per RRset) to ``source``."""
+    """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
+    sent: restore_ttls) to ``source``."""
     work = _Working(source)
     origin = source.origin
     try:

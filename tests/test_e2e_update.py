@@ -23,6 +23,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.serial
 import dns.tsig
@@ -35,6 +36,7 @@ import pytest
 from tests.aliasd_process import TWISTD, free_port, run_twistd
 from tests.conftest import need
 from tests.secondaries import Named
+from tests.test_update import with_ttl
 
 pytestmark = pytest.mark.e2e
 
@@ -398,3 +400,32 @@ def test_aliasd_check_accepts_update_rules_and_rejects_bad_ones(tmp_path):
     result = run_twistd(["--config", str(conf), "--port", str(free_port())], tmp_path)
     assert result.returncode != 0
     assert "no key named 'nobody' in [keys]" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("send", [dns.query.udp, dns.query.tcp], ids=["udp", "tcp"])
+def test_a_prerequisite_or_a_deletion_with_a_ttl_gets_formerr_and_changes_nothing(server, send):
+    """RFC 2136 3.2.5 and 3.4.1.3: their TTL must be 0."""
+    start = serial(server)
+    for section, rr in (
+        ("prerequisite", ("www.example.test.", dns.rdataclass.ANY, "ANY", 300)),  # name in use
+        ("prerequisite", ("nothing.example.test.", dns.rdataclass.NONE, "ANY", 60)),  # name not in use
+        ("update", ("mail.example.test.", dns.rdataclass.ANY, "A", 300)),  # delete an RRset
+        ("update", ("mail.example.test.", dns.rdataclass.ANY, "ANY", 86400)),  # delete a name
+        ("update", ("www.example.test.", dns.rdataclass.NONE, "A", 300, "192.0.2.10")),  # delete one record
+    ):
+        update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+        update.add("never", 60, "A", "192.0.2.66")
+        with_ttl(getattr(update, section), *rr)
+        response = send(update, "127.0.0.1", port=server.port, timeout=5)
+        assert response.rcode() == dns.rcode.FORMERR, (rr, dns.rcode.to_text(response.rcode()))
+    assert values(server, "mail.example.test") == {"192.0.2.20"}
+    assert values(server, "www.example.test") == {"192.0.2.10", "192.0.2.11"}
+    assert values(server, "never.example.test") == set()
+    assert serial(server) == start
+    assert "FORMERR: deletion at mail.example.test. with TTL 300, not 0" in server.log()
+    assert "FORMERR: prerequisite at www.example.test. with TTL 300, not 0" in server.log()
+    # The same deletion with TTL 0 is applied.
+    update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+    with_ttl(update.update, "mail.example.test.", dns.rdataclass.ANY, "A", 0)
+    assert send(update, "127.0.0.1", port=server.port, timeout=5).rcode() == dns.rcode.NOERROR
+    assert values(server, "mail.example.test") == set() and serial(server) == start + 1

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import dns.tsigkeyring
 import dns.update
 import pytest
 
-from aliasd.update import UpdateRule, next_update_serial, process
+from aliasd.update import UpdateRule, next_update_serial, process, restore_ttls
 from aliasd.zonefile import ALIAS_TYPE
 from tests.helpers import zone_source
 
@@ -43,9 +46,11 @@ def source():
 
 
 def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES):
-    """The update as the server parses it: one RR per RRset, in order."""
+    """The update as the server parses it: one RR per RRset, in order, with
+    the TTLs as sent."""
     wire = update.to_wire()
     message = dns.message.from_wire(wire, one_rr_per_rrset=True)
+    restore_ttls(message, wire)
     return process(message, src or source(), rules, key, served)
 
 
@@ -183,6 +188,54 @@ def test_an_alias_replaces_the_owners_alias_and_can_be_deleted():
     update = new()
     update.add("new", 60, "TYPE65401", rf"\# {len(target)} {target.hex()}")
     assert N("new.example.com.") in run(update).source.aliases
+
+
+# -- TTLs of prerequisites and deletions (RFC 2136 3.2.5, 3.4.1.3) -------------
+
+def with_ttl(section: list, name: str, rdclass, rdtype: str, ttl: int, rdata: str | None = None) -> None:
+    """Append to ``section`` one RR at the absolute ``name`` with ``ttl``.
+    dnspython writes an RR without rdata (class ANY or NONE) with TTL 0, so
+    that one is an empty generic rdata of its class; with ``rdata``, a
+    class NONE (deletion) or IN (prerequisite) RR. Also used end to end."""
+    owner = dns.name.from_text(name)
+    rdtype = dns.rdatatype.from_text(rdtype)
+    if rdata is None:
+        rrset = dns.rrset.RRset(owner, rdclass, rdtype)
+        rrset.add(dns.rdata.GenericRdata(rdclass, rdtype, b""), ttl)
+    else:
+        deleting = rdclass if rdclass == dns.rdataclass.NONE else None
+        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype, deleting=deleting)
+        rrset.add(dns.rdata.from_text(dns.rdataclass.IN, rdtype, rdata), ttl)
+    section.append(rrset)
+
+
+ANY_CLASS, NONE_CLASS, IN_CLASS = dns.rdataclass.ANY, dns.rdataclass.NONE, dns.rdataclass.IN
+
+
+@pytest.mark.parametrize("section, rr", [
+    ("prerequisite", ("www.example.com.", ANY_CLASS, "ANY", 300)),  # name is in use
+    ("prerequisite", ("www.example.com.", ANY_CLASS, "A", 1)),  # RRset exists
+    ("prerequisite", ("nothing.example.com.", NONE_CLASS, "ANY", 60)),  # name is not in use
+    ("prerequisite", ("www.example.com.", NONE_CLASS, "AAAA", 60)),  # RRset does not exist
+    ("prerequisite", ("mail.example.com.", IN_CLASS, "A", 300, "192.0.2.20")),  # RRset exists with this value
+    ("update", ("mail.example.com.", ANY_CLASS, "A", 300)),  # delete an RRset
+    ("update", ("mail.example.com.", ANY_CLASS, "ANY", 300)),  # delete a name
+    ("update", ("www.example.com.", NONE_CLASS, "A", 300, "192.0.2.10")),  # delete one RR
+    ("update", ("www.example.com.", NONE_CLASS, "A", 2**31, "192.0.2.10")),  # dnspython alone would read 0
+], ids=lambda v: v if isinstance(v, str) else f"{v[1].name}-{v[2]}-{v[3]}")
+def test_a_prerequisite_or_a_deletion_with_a_ttl_is_formerr_and_nothing_is_applied(section, rr):
+    update = new()
+    update.add("added", 60, "A", "192.0.2.99")
+    with_ttl(getattr(update, section), *rr)
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.FORMERR, outcome.why
+    assert outcome.source is None and "not 0" in outcome.why
+    # The same with TTL 0 is taken (the prerequisites above hold).
+    update = new()
+    with_ttl(update.prerequisite if section == "prerequisite" else update.update, *rr[:3], 0, *rr[4:])
+    update.add("added", 60, "A", "192.0.2.99")
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is not None, outcome.why
 
 
 # -- the zone, the names, the classes -----------------------------------------
