@@ -16,9 +16,13 @@ ANY or NONE), whose TTL is not 0 is a FORMERR (3.2.5, 3.4.1.3). Updates
 that would break the zone are ignored as 3.4.2 says: a CNAME beside other
 data, other data beside a CNAME, SOA or NS deletions at the apex, an SOA
 that is not newer. aliasd adds its own: an ALIAS replaces the owner's
-ALIAS (one per owner, like a CNAME), and no ALIAS beside a CNAME. Nothing
-is applied unless everything passes: the new source is built from a
-working copy.
+ALIAS (one per owner, like a CNAME), and no ALIAS beside a CNAME. In a
+zone aliasd signs, the records its signer makes (DNSKEY, RRSIG, NSEC,
+NSEC3, NSEC3PARAM, CDS, CDNSKEY) are neither added nor deleted, and a DS
+stands only at a delegation: such an update is REFUSED, as one the key's
+rules do not allow, since the zone file written back from it could not be
+loaded. Nothing is applied unless everything passes: the new source is
+built from a working copy.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import dns.rrset
 import dns.serial
 
 from aliasd import store
-from aliasd.zonefile import ALIAS_TYPE, ZoneSource, type_text
+from aliasd.zonefile import ALIAS_TYPE, DNSSEC_TYPES, ZoneSource, signer_conflicts, type_text
 
 _ANY = dns.rdataclass.ANY
 _NONE = dns.rdataclass.NONE
@@ -199,7 +203,7 @@ def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource,
             raise _Refused(dns.rcode.NXRRSET, f"prerequisite: {type_text(rdtype)} at {wanted.name} differs")
 
 
-def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, rules) -> None:
+def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, rules, signed: bool) -> None:
     """RFC 2136 3.4.1: every update in the zone, well formed, and allowed."""
     origin = source.origin
     for rr in updates:
@@ -207,6 +211,10 @@ def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, ru
             raise _Refused(dns.rcode.NOTZONE, f"{rr.name} is not in zone {origin}")
         if rr.deleting is not None and rr.ttl != 0:
             raise _Refused(dns.rcode.FORMERR, f"deletion at {rr.name} with TTL {rr.ttl}, not 0")
+        if signed and rr.rdtype in DNSSEC_TYPES:
+            raise _Refused(dns.rcode.REFUSED, f"{'adding' if rr.deleting is None else 'deleting'} "
+                           f"{type_text(rr.rdtype)} at {rr.name}: aliasd makes the DNSSEC records "
+                           f"of the signed zone {origin} itself")
         if rr.deleting is None:
             if rr.rdclass != dns.rdataclass.IN or rr.rdtype in _META:
                 raise _Refused(dns.rcode.FORMERR, f"cannot add a {type_text(rr.rdtype)} record")
@@ -312,14 +320,15 @@ def next_update_serial(current: int, served: int | None) -> int:
     return (base + 1) % 2**32 or 1
 
 
-def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None) -> Outcome:
+def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
+            signed: bool = False) -> Outcome:
     """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
-    sent: restore_ttls) to ``source``."""
+    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``."""
     work = _Working(source)
     origin = source.origin
     try:
         _check_prerequisites(message.prerequisite, source, work)
-        _prescan(message.update, source, work, key, rules)
+        _prescan(message.update, source, work, key, rules, signed)
     except _Refused as e:
         return Outcome(e.rcode, why=str(e))
     ignored: list[str] = []
@@ -335,6 +344,14 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
     touched = work.packed()
     if not touched:
         return Outcome(dns.rcode.NOERROR, why="; ".join(ignored) or "no change")
+    if signed:
+        # Checked on the result: the same update may add the NS that makes
+        # a DS's owner a delegation, or delete it from under one.
+        for k, packed in touched.items():
+            if packed is not None:
+                conflicts = signer_conflicts(origin, work.nodes[k][0], store.types_of(packed))
+                if conflicts:
+                    return Outcome(dns.rcode.REFUSED, why=conflicts[0][1])
     # The serial moves: to the SOA the update set when that is newer than
     # the served one, else one past the newer of the file's and the served.
     serial = None

@@ -45,13 +45,13 @@ def source():
     return zone_source("example.com.", ZONE)
 
 
-def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES):
+def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES, signed=False):
     """The update as the server parses it: one RR per RRset, in order, with
     the TTLs as sent."""
     wire = update.to_wire()
     message = dns.message.from_wire(wire, one_rr_per_rrset=True)
     restore_ttls(message, wire)
-    return process(message, src or source(), rules, key, served)
+    return process(message, src or source(), rules, key, served, signed)
 
 
 def records(outcome, name, rdtype):
@@ -236,6 +236,75 @@ def test_a_prerequisite_or_a_deletion_with_a_ttl_is_formerr_and_nothing_is_appli
     update.add("added", 60, "A", "192.0.2.99")
     outcome = run(update)
     assert outcome.rcode == dns.rcode.NOERROR and outcome.source is not None, outcome.why
+
+
+# -- signed zones: the signer's records and DS (RFC 4035 2.4) -------------------
+
+DS = "12345 13 2 " + "ab" * 32
+SIGNED_ZONE = ZONE + """sub NS ns.sub
+ns.sub A 192.0.2.53
+sub DS 12345 13 2 """ + "cd" * 32 + "\n"
+
+
+def signed_source():
+    return zone_source("example.com.", SIGNED_ZONE)
+
+
+@pytest.mark.parametrize("setup", [
+    lambda u: u.add("@", 300, "DNSKEY", "257 3 13 " + "A" * 88),
+    lambda u: u.add("@", 300, "CDS", DS),
+    lambda u: u.add("@", 300, "CDNSKEY", "257 3 13 " + "A" * 88),
+    lambda u: u.add("@", 0, "NSEC3PARAM", "1 0 0 -"),
+    lambda u: u.add("www", 300, "NSEC", "mail.example.com. A RRSIG NSEC"),
+    lambda u: u.add("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom", 300, "NSEC3", "1 0 0 - 0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TOM A"),
+    lambda u: u.add("www", 300, "RRSIG", "A 13 3 300 20300101000000 20200101000000 12345 example.com. AAAA"),
+    lambda u: u.delete("@", "DNSKEY"),  # deleting an RRset
+    lambda u: u.delete("@", "NSEC3PARAM", "1 0 0 -"),  # deleting one record
+    lambda u: (u.add("ok", 60, "A", "192.0.2.1"), u.add("@", 300, "DNSKEY", "256 3 13 " + "A" * 88)),
+], ids=["DNSKEY", "CDS", "CDNSKEY", "NSEC3PARAM", "NSEC", "NSEC3", "RRSIG", "delete-DNSKEY",
+        "delete-NSEC3PARAM", "with-another-add"])
+def test_the_signers_records_are_refused_in_a_signed_zone_and_taken_in_an_unsigned_one(setup):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.REFUSED and outcome.source is None
+    assert "aliasd makes the DNSSEC records of the signed zone example.com. itself" in outcome.why
+    assert run(update, src=signed_source()).rcode == dns.rcode.NOERROR  # not signed: records like others
+
+
+@pytest.mark.parametrize("setup, why", [
+    (lambda u: u.add("@", 300, "DS", DS), "DS record at the zone apex example.com.: it belongs in the parent zone"),
+    (lambda u: u.add("www", 300, "DS", DS), "DS record at www.example.com., which is not a delegation"),
+    (lambda u: u.add("ns.sub", 300, "DS", DS), "DS record at ns.sub.example.com., which is not a delegation"),
+    (lambda u: u.delete("sub", "NS"), "DS record at sub.example.com., which is not a delegation"),  # left alone
+    (lambda u: (u.add("new", 300, "DS", DS), u.add("other", 300, "NS", "ns.other")),
+     "DS record at new.example.com., which is not a delegation"),
+], ids=["apex", "not-a-delegation", "glue", "its-NS-deleted", "NS-elsewhere"])
+def test_a_ds_only_at_a_delegation_of_a_signed_zone(setup, why):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.REFUSED and outcome.source is None
+    assert why in outcome.why
+
+
+@pytest.mark.parametrize("setup, ds", [
+    (lambda u: u.add("sub", 300, "DS", DS), ["12345 13 2 " + "ab" * 32, "12345 13 2 " + "cd" * 32]),
+    (lambda u: u.replace("sub", 300, "DS", DS), ["12345 13 2 " + "ab" * 32]),  # a key rollover in the child
+    (lambda u: u.delete("sub", "DS"), []),  # the child goes unsigned
+    (lambda u: (u.add("new", 300, "DS", DS), u.add("new", 300, "NS", "ns.new.example.net.")),  # NS after DS
+     None),
+    (lambda u: u.delete("sub"), []),  # the delegation goes, its DS with it
+], ids=["add", "replace", "delete", "with-its-NS", "delete-the-delegation"])
+def test_a_ds_at_a_delegation_of_a_signed_zone_is_taken(setup, ds):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is not None, outcome.why
+    if ds is not None:
+        assert records(outcome, "sub.example.com.", dns.rdatatype.DS) == ds
+    else:
+        assert records(outcome, "new.example.com.", dns.rdatatype.DS) == ["12345 13 2 " + "ab" * 32]
 
 
 # -- the zone, the names, the classes -----------------------------------------
