@@ -15,6 +15,7 @@ before they expire; keys survive a restart.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from tests.aliasd_process import TWISTD, free_port
+from tests.aliasd_process import TWISTD, free_port, run_twistd
 from tests.secondaries import Named
 from tests.validators import (
     RESOLVERS,
@@ -337,3 +338,65 @@ def test_wildcard_cname_answers_prove_that_no_closer_name_exists(aliasd, upstrea
         for name, rdtype, rcode, _ in WILDCARD_CHAINS:
             got, ad, _ = resolver.ad(name, rdtype)
             assert (got, ad) == (rcode, True), (name, rdtype, got, ad, resolver.log()[-2000:])
+
+
+#: Records aliasd's signer makes, as a zone file might hold them (one line each).
+FOREIGN_DNSSEC = {
+    "NSEC3PARAM": ("@ 0 NSEC3PARAM 1 0 0 -", "NSEC3PARAM record at example.test."),
+    "RRSIG": ("www RRSIG A 13 3 300 20300101000000 20200101000000 12345 example.test. " + "A" * 88,
+              "RRSIG record at www.example.test."),
+}
+
+
+def check_config(workdir: Path) -> subprocess.CompletedProcess:
+    """``aliasd-check --config`` (as ``python -m aliasd check``, the same code)."""
+    return subprocess.run([sys.executable, "-m", "aliasd", "check", "--config", str(workdir / "aliasd.toml")],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN_DNSSEC))
+def test_a_signed_zones_file_with_the_signers_records_is_refused_naming_file_and_line(aliasd, upstream, tmp_path,
+                                                                                      kind):
+    """aliasd-check reports it, a reload keeps serving the last good data
+    (still verified), and a start with it fails."""
+    line, what = FOREIGN_DNSSEC[kind]
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(config(upstream), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    before = verified(server.port)
+    path = tmp_path / "example.test.zone"
+    path.write_text(path.read_text() + line + "\n")  # line 14
+    error = f"{path}:14: {what}: aliasd makes the DNSSEC records of a signed zone (dnssec = true) itself"
+    check = check_config(tmp_path)
+    assert check.returncode == 1 and error in check.stdout, check.stdout + check.stderr
+    server.proc.send_signal(1)  # SIGHUP: reload
+    server.wait_for(lambda: "reload done" in server.log(), timeout=10)
+    assert f"reload: zone example.test.: {error}; zone example.test. keeps serving its previous data" in server.log()
+    assert verified(server.port) == before
+    server.stop()
+    started = run_twistd(["--config", str(tmp_path / "aliasd.toml")], tmp_path)
+    assert started.returncode != 0 and error in started.stdout + started.stderr, started.stdout + started.stderr
+
+
+def test_a_zone_whose_file_holds_dnssec_records_is_not_signed_by_a_reload_until_they_go(aliasd, upstream, tmp_path):
+    """Turning dnssec on for a zone whose file has its own NSEC3PARAM: the
+    reload reports the file, and the zone is served as before, unsigned;
+    once the line is gone, a reload signs it."""
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    line, what = FOREIGN_DNSSEC["NSEC3PARAM"]
+    server = aliasd(config(upstream).replace("dnssec = true", "dnssec = false"),
+                    {"example.test.zone": ZONE + line + "\n"}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    before = axfr_text("example.test", server.port)
+    assert "NSEC3PARAM" in before and "RRSIG" not in before  # an unsigned zone's file may hold one
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("dnssec = false", "dnssec = true"))
+    server.proc.send_signal(1)
+    server.wait_for(lambda: "reload done" in server.log(), timeout=10)
+    assert f"example.test.zone:14: {what}" in server.log()
+    assert axfr_text("example.test", server.port) == before  # as before: not signed
+    path = tmp_path / "example.test.zone"
+    path.write_text(path.read_text().replace(line + "\n", ""))
+    server.proc.send_signal(1)
+    server.wait_for(lambda: "RRSIG" in axfr_text("example.test", server.port), timeout=10)
+    verified(server.port)

@@ -236,7 +236,7 @@ def test_a_reload_parses_and_re_versions_only_the_changed_file(tmp_path, upstrea
 
 def test_sighups_during_a_reload_coalesce_and_the_last_contents_win(tmp_path, upstream):
     upstream.set(SHARED, "A", ["198.51.100.1"], ttl=60)
-    zones = write_zones(tmp_path / "zones.d", 300)
+    write_zones(tmp_path / "zones.d", 300)
     p = start_aliasd(tmp_path, upstream)
     try:
         p.wait_for(lambda: p.addresses("cust299.test") == {"198.51.100.1"}, timeout=30)

@@ -23,6 +23,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.serial
 import dns.tsig
@@ -35,6 +36,7 @@ import pytest
 from tests.aliasd_process import TWISTD, free_port, run_twistd
 from tests.conftest import need
 from tests.secondaries import Named
+from tests.test_update import with_ttl
 
 pytestmark = pytest.mark.e2e
 
@@ -438,3 +440,80 @@ def test_aliasd_check_accepts_update_rules_and_rejects_bad_ones(tmp_path):
     result = run_twistd(["--config", str(conf), "--port", str(free_port())], tmp_path)
     assert result.returncode != 0
     assert "no key named 'nobody' in [keys]" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("send", [dns.query.udp, dns.query.tcp], ids=["udp", "tcp"])
+def test_a_prerequisite_or_a_deletion_with_a_ttl_gets_formerr_and_changes_nothing(server, send):
+    """RFC 2136 3.2.5 and 3.4.1.3: their TTL must be 0."""
+    start = serial(server)
+    for section, rr in (
+        ("prerequisite", ("www.example.test.", dns.rdataclass.ANY, "ANY", 300)),  # name in use
+        ("prerequisite", ("nothing.example.test.", dns.rdataclass.NONE, "ANY", 60)),  # name not in use
+        ("update", ("mail.example.test.", dns.rdataclass.ANY, "A", 300)),  # delete an RRset
+        ("update", ("mail.example.test.", dns.rdataclass.ANY, "ANY", 86400)),  # delete a name
+        ("update", ("www.example.test.", dns.rdataclass.NONE, "A", 300, "192.0.2.10")),  # delete one record
+    ):
+        update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+        update.add("never", 60, "A", "192.0.2.66")
+        with_ttl(getattr(update, section), *rr)
+        response = send(update, "127.0.0.1", port=server.port, timeout=5)
+        assert response.rcode() == dns.rcode.FORMERR, (rr, dns.rcode.to_text(response.rcode()))
+    assert values(server, "mail.example.test") == {"192.0.2.20"}
+    assert values(server, "www.example.test") == {"192.0.2.10", "192.0.2.11"}
+    assert values(server, "never.example.test") == set()
+    assert serial(server) == start
+    assert "FORMERR: deletion at mail.example.test. with TTL 300, not 0" in server.log()
+    assert "FORMERR: prerequisite at www.example.test. with TTL 300, not 0" in server.log()
+    # The same deletion with TTL 0 is applied.
+    update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+    with_ttl(update.update, "mail.example.test.", dns.rdataclass.ANY, "A", 0)
+    assert send(update, "127.0.0.1", port=server.port, timeout=5).rcode() == dns.rcode.NOERROR
+    assert values(server, "mail.example.test") == set() and serial(server) == start + 1
+
+
+SIGNED_ZONE = ZONE + """\
+sub NS ns.sub
+ns.sub A 192.0.2.53
+"""
+DNSKEY = "257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ=="
+DS = "12345 13 2 " + "ab" * 32
+
+
+def test_a_signed_zone_refuses_the_signers_records_and_takes_a_ds_at_a_delegation(aliasd):
+    """aliasd makes the DNSKEY, RRSIG, NSEC3, NSEC3PARAM, CDS and CDNSKEY
+    of a zone it signs: an update that adds or deletes them is REFUSED and
+    the zone stays as it was (it verifies); a DS is taken at a delegation
+    only, and the zone still verifies with it."""
+    from tests.validators import axfr_text, dnssec_verify
+
+    server = aliasd(config(extra="dnssec = true\n"), {"example.test.zone": SIGNED_ZONE}, server=SERVER)
+    server.wait_for(lambda: "RRSIG" in axfr_text("example.test", server.port), timeout=15)
+    before = axfr_text("example.test", server.port)
+    ok, output = dnssec_verify("example.test", before)
+    assert ok, output
+    start = serial(server)
+    for refused, why in (
+        (f"update add example.test 300 DNSKEY {DNSKEY}", "adding DNSKEY at example.test.: aliasd makes"),
+        ("update add example.test 0 NSEC3PARAM 1 0 0 -", "adding NSEC3PARAM at example.test."),
+        (f"update add example.test 300 CDS {DS}", "adding CDS at example.test."),
+        ("update add www.example.test 300 RRSIG A 13 3 300 20300101000000 20200101000000 12345 example.test. "
+         + "A" * 88, "adding RRSIG at www.example.test."),
+        ("update delete example.test DNSKEY", "deleting DNSKEY at example.test."),
+        (f"update add example.test 300 DS {DS}", "DS record at the zone apex example.test."),
+        (f"update add www.example.test 300 DS {DS}", "DS record at www.example.test., which is not a delegation"),
+        (f"update add ok.example.test 60 A 192.0.2.99\nupdate add example.test 300 DNSKEY {DNSKEY}",
+         "adding DNSKEY at example.test."),  # all or nothing
+    ):
+        rc, out = nsupdate(server.port, refused)
+        assert rc != 0 and "update failed: REFUSED" in out, (refused, out)
+        assert why in server.log(), why
+    assert serial(server) == start and values(server, "ok.example.test") == set()
+    assert axfr_text("example.test", server.port) == before  # unchanged, so it still verifies
+    rc, out = nsupdate(server.port, f"update add sub.example.test 300 DS {DS}")
+    assert rc == 0, out
+    assert serial(server) == start + 1
+    after = axfr_text("example.test", server.port)
+    assert f"sub.example.test. 300 IN DS {DS}" in after.splitlines()
+    assert "sub.example.test. 300 IN RRSIG DS 13 3 300 " in after  # signed, as the parent's record
+    ok, output = dnssec_verify("example.test", after)
+    assert ok, output

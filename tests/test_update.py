@@ -5,13 +5,16 @@ from __future__ import annotations
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import dns.tsigkeyring
 import dns.update
 import pytest
 
 from aliasd.base.config import UpdateRule
-from aliasd.update.rfc2136 import next_update_serial, process
+from aliasd.update.rfc2136 import next_update_serial, process, restore_ttls
 from aliasd.zones.zonefile import ALIAS_TYPE
 from tests.helpers import zone_source
 
@@ -43,11 +46,13 @@ def source():
     return zone_source("example.com.", ZONE)
 
 
-def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES):
-    """The update as the server parses it: one RR per RRset, in order."""
+def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES, signed=False):
+    """The update as the server parses it: one RR per RRset, in order, with
+    the TTLs as sent."""
     wire = update.to_wire()
     message = dns.message.from_wire(wire, one_rr_per_rrset=True)
-    return process(message, src or source(), rules, key, served)
+    restore_ttls(message, wire)
+    return process(message, src or source(), rules, key, served, signed)
 
 
 def records(outcome, name, rdtype):
@@ -184,6 +189,123 @@ def test_an_alias_replaces_the_owners_alias_and_can_be_deleted():
     update = new()
     update.add("new", 60, "TYPE65401", rf"\# {len(target)} {target.hex()}")
     assert N("new.example.com.") in run(update).source.aliases
+
+
+# -- TTLs of prerequisites and deletions (RFC 2136 3.2.5, 3.4.1.3) -------------
+
+def with_ttl(section: list, name: str, rdclass, rdtype: str, ttl: int, rdata: str | None = None) -> None:
+    """Append to ``section`` one RR at the absolute ``name`` with ``ttl``.
+    dnspython writes an RR without rdata (class ANY or NONE) with TTL 0, so
+    that one is an empty generic rdata of its class; with ``rdata``, a
+    class NONE (deletion) or IN (prerequisite) RR. Also used end to end."""
+    owner = dns.name.from_text(name)
+    rdtype = dns.rdatatype.from_text(rdtype)
+    if rdata is None:
+        rrset = dns.rrset.RRset(owner, rdclass, rdtype)
+        rrset.add(dns.rdata.GenericRdata(rdclass, rdtype, b""), ttl)
+    else:
+        deleting = rdclass if rdclass == dns.rdataclass.NONE else None
+        rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype, deleting=deleting)
+        rrset.add(dns.rdata.from_text(dns.rdataclass.IN, rdtype, rdata), ttl)
+    section.append(rrset)
+
+
+ANY_CLASS, NONE_CLASS, IN_CLASS = dns.rdataclass.ANY, dns.rdataclass.NONE, dns.rdataclass.IN
+
+
+@pytest.mark.parametrize("section, rr", [
+    ("prerequisite", ("www.example.com.", ANY_CLASS, "ANY", 300)),  # name is in use
+    ("prerequisite", ("www.example.com.", ANY_CLASS, "A", 1)),  # RRset exists
+    ("prerequisite", ("nothing.example.com.", NONE_CLASS, "ANY", 60)),  # name is not in use
+    ("prerequisite", ("www.example.com.", NONE_CLASS, "AAAA", 60)),  # RRset does not exist
+    ("prerequisite", ("mail.example.com.", IN_CLASS, "A", 300, "192.0.2.20")),  # RRset exists with this value
+    ("update", ("mail.example.com.", ANY_CLASS, "A", 300)),  # delete an RRset
+    ("update", ("mail.example.com.", ANY_CLASS, "ANY", 300)),  # delete a name
+    ("update", ("www.example.com.", NONE_CLASS, "A", 300, "192.0.2.10")),  # delete one RR
+    ("update", ("www.example.com.", NONE_CLASS, "A", 2**31, "192.0.2.10")),  # dnspython alone would read 0
+], ids=lambda v: v if isinstance(v, str) else f"{v[1].name}-{v[2]}-{v[3]}")
+def test_a_prerequisite_or_a_deletion_with_a_ttl_is_formerr_and_nothing_is_applied(section, rr):
+    update = new()
+    update.add("added", 60, "A", "192.0.2.99")
+    with_ttl(getattr(update, section), *rr)
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.FORMERR, outcome.why
+    assert outcome.source is None and "not 0" in outcome.why
+    # The same with TTL 0 is taken (the prerequisites above hold).
+    update = new()
+    with_ttl(update.prerequisite if section == "prerequisite" else update.update, *rr[:3], 0, *rr[4:])
+    update.add("added", 60, "A", "192.0.2.99")
+    outcome = run(update)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is not None, outcome.why
+
+
+# -- signed zones: the signer's records and DS (RFC 4035 2.4) -------------------
+
+DS = "12345 13 2 " + "ab" * 32
+SIGNED_ZONE = ZONE + """sub NS ns.sub
+ns.sub A 192.0.2.53
+sub DS 12345 13 2 """ + "cd" * 32 + "\n"
+
+
+def signed_source():
+    return zone_source("example.com.", SIGNED_ZONE)
+
+
+@pytest.mark.parametrize("setup", [
+    lambda u: u.add("@", 300, "DNSKEY", "257 3 13 " + "A" * 88),
+    lambda u: u.add("@", 300, "CDS", DS),
+    lambda u: u.add("@", 300, "CDNSKEY", "257 3 13 " + "A" * 88),
+    lambda u: u.add("@", 0, "NSEC3PARAM", "1 0 0 -"),
+    lambda u: u.add("www", 300, "NSEC", "mail.example.com. A RRSIG NSEC"),
+    lambda u: u.add("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom", 300, "NSEC3", "1 0 0 - 0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TOM A"),
+    lambda u: u.add("www", 300, "RRSIG", "A 13 3 300 20300101000000 20200101000000 12345 example.com. AAAA"),
+    lambda u: u.delete("@", "DNSKEY"),  # deleting an RRset
+    lambda u: u.delete("@", "NSEC3PARAM", "1 0 0 -"),  # deleting one record
+    lambda u: (u.add("ok", 60, "A", "192.0.2.1"), u.add("@", 300, "DNSKEY", "256 3 13 " + "A" * 88)),
+], ids=["DNSKEY", "CDS", "CDNSKEY", "NSEC3PARAM", "NSEC", "NSEC3", "RRSIG", "delete-DNSKEY",
+        "delete-NSEC3PARAM", "with-another-add"])
+def test_the_signers_records_are_refused_in_a_signed_zone_and_taken_in_an_unsigned_one(setup):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.REFUSED and outcome.source is None
+    assert "aliasd makes the DNSSEC records of the signed zone example.com. itself" in outcome.why
+    assert run(update, src=signed_source()).rcode == dns.rcode.NOERROR  # not signed: records like others
+
+
+@pytest.mark.parametrize("setup, why", [
+    (lambda u: u.add("@", 300, "DS", DS), "DS record at the zone apex example.com.: it belongs in the parent zone"),
+    (lambda u: u.add("www", 300, "DS", DS), "DS record at www.example.com., which is not a delegation"),
+    (lambda u: u.add("ns.sub", 300, "DS", DS), "DS record at ns.sub.example.com., which is not a delegation"),
+    (lambda u: u.delete("sub", "NS"), "DS record at sub.example.com., which is not a delegation"),  # left alone
+    (lambda u: (u.add("new", 300, "DS", DS), u.add("other", 300, "NS", "ns.other")),
+     "DS record at new.example.com., which is not a delegation"),
+], ids=["apex", "not-a-delegation", "glue", "its-NS-deleted", "NS-elsewhere"])
+def test_a_ds_only_at_a_delegation_of_a_signed_zone(setup, why):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.REFUSED and outcome.source is None
+    assert why in outcome.why
+
+
+@pytest.mark.parametrize("setup, ds", [
+    (lambda u: u.add("sub", 300, "DS", DS), ["12345 13 2 " + "ab" * 32, "12345 13 2 " + "cd" * 32]),
+    (lambda u: u.replace("sub", 300, "DS", DS), ["12345 13 2 " + "ab" * 32]),  # a key rollover in the child
+    (lambda u: u.delete("sub", "DS"), []),  # the child goes unsigned
+    (lambda u: (u.add("new", 300, "DS", DS), u.add("new", 300, "NS", "ns.new.example.net.")),  # NS after DS
+     None),
+    (lambda u: u.delete("sub"), []),  # the delegation goes, its DS with it
+], ids=["add", "replace", "delete", "with-its-NS", "delete-the-delegation"])
+def test_a_ds_at_a_delegation_of_a_signed_zone_is_taken(setup, ds):
+    update = new()
+    setup(update)
+    outcome = run(update, src=signed_source(), signed=True)
+    assert outcome.rcode == dns.rcode.NOERROR and outcome.source is not None, outcome.why
+    if ds is not None:
+        assert records(outcome, "sub.example.com.", dns.rdatatype.DS) == ds
+    else:
+        assert records(outcome, "new.example.com.", dns.rdatatype.DS) == ["12345 13 2 " + "ab" * 32]
 
 
 # -- the zone, the names, the classes -----------------------------------------

@@ -188,3 +188,71 @@ def test_include_problems_name_file_and_line(zone_dir):
     }
     for text, expected in cases.items():
         assert expected in include_error(zone_dir, text)
+
+
+# -- signed zones: the signer's records are not taken from the file ---------------
+
+DS = "12345 13 2 " + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "body, line, reason",
+    [
+        ("@ 300 NS ns1\n@ 0 NSEC3PARAM 1 0 0 -\n", 4,
+         "NSEC3PARAM record at example.com.: aliasd makes the DNSSEC records of a signed zone (dnssec = true) itself"),
+        ("@ 300 DNSKEY 257 3 13 " + "A" * 88 + "\n", 3, "DNSKEY record at example.com.: aliasd makes"),
+        ("www 300 A 192.0.2.1\nwww 300 RRSIG A 13 3 300 20300101000000 20200101000000 1 example.com. AAAA\n", 4,
+         "RRSIG record at www.example.com.: aliasd makes"),  # (RRSIG: read by dnspython's reader only)
+        ("www 300 NSEC example.com. A NSEC RRSIG\n", 3, "NSEC record at www.example.com."),
+        ("@ 300 CDS " + DS + "\n@ 300 CDNSKEY 257 3 13 " + "A" * 88 + "\n", 3, "CDS record at example.com."),
+        ("@ 300 DS " + DS + "\n", 3, "DS record at the zone apex example.com.: it belongs in the parent zone"),
+        ("www 300 A 192.0.2.1\nwww 300 DS " + DS + "\n", 4,
+         "DS record at www.example.com., which is not a delegation (no NS records there)"),
+        ("sub 300 DS " + DS + "\nx 300 A 192.0.2.9\nsub 300 NS ns.sub\nx 300 DS " + DS + "\n", 6,
+         "DS record at x.example.com., which is not a delegation"),  # the first wrong one by line
+    ],
+    ids=["NSEC3PARAM", "DNSKEY", "RRSIG", "NSEC", "CDS", "DS-at-apex", "DS-not-at-a-delegation", "DS-later"],
+)
+def test_a_signed_zones_file_may_not_hold_what_the_signer_makes(tmp_path, body, line, reason):
+    path = write(tmp_path, HEAD + body)
+    with pytest.raises(ZoneFileError) as info:
+        load_zone_file("example.com", path, signed=True)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert reason in message
+    load_zone_file("example.com", path)  # an unsigned zone's file may hold them
+
+
+def test_a_ds_at_a_delegation_of_a_signed_zone_is_taken_before_or_after_its_ns(tmp_path):
+    body = "a 300 DS " + DS + "\na 300 NS ns.a.example.net.\nb 300 NS ns.b.example.net.\nb 300 DS " + DS + "\n"
+    zone = load_zone_file("example.com", write(tmp_path, HEAD + "@ 300 NS ns1\n" + body), signed=True)
+    assert (dns.name.from_text("a.example.com"), dns.rdatatype.DS) in zone.rrsets
+
+
+def test_the_signers_records_in_an_included_file_name_that_file(zone_dir):
+    (zone_dir / "keys.inc").write_text("; keys\n@ 300 DNSKEY 257 3 13 " + "A" * 88 + "\n")
+    with pytest.raises(ZoneFileError) as info:
+        load_with(zone_dir, "$INCLUDE keys.inc\n", signed=True)
+    assert str(info.value).startswith(f"{zone_dir / 'keys.inc'}:2: DNSKEY record at example.com.")
+
+
+def test_zone_files_read_unsigned_are_checked_again_once_the_zone_is_signed(tmp_path):
+    """Neither the file cache of a reload nor the start-up snapshot hand a
+    signed zone the source read while it was unsigned."""
+    from aliasd.base.config import ZoneSettings
+    from aliasd.service.reload import ZoneFiles
+    from aliasd.zones.snapshot import Snapshot
+
+    path = write(tmp_path, HEAD + "@ 300 NS ns1\n@ 0 NSEC3PARAM 1 0 0 -\n", "example.com.zone")
+    unsigned = ZoneSettings(dns.name.from_text("example.com"), path)
+    signed = ZoneSettings(unsigned.name, path, dnssec=True)
+    files = ZoneFiles(Snapshot(tmp_path))
+    results, _ = files.read_all([unsigned])
+    assert not isinstance(results[unsigned.name], ZoneFileError)
+    files.snapshot.save()
+    for reader in (files, ZoneFiles(Snapshot(tmp_path))):  # the same reader (reload), a new one (start)
+        results, _ = reader.read_all([signed])
+        assert str(results[signed.name]) == f"zone example.com.: {path}:4: NSEC3PARAM record at example.com.: " \
+                                            "aliasd makes the DNSSEC records of a signed zone (dnssec = true) itself"
+    results, _ = ZoneFiles(Snapshot(tmp_path)).read_all([unsigned])
+    assert not isinstance(results[unsigned.name], ZoneFileError)

@@ -37,6 +37,7 @@ from aliasd.base.access import TransferAccess
 from aliasd.base.logthrottle import LogThrottle
 from aliasd.base.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.base.stats import Statistics
+from aliasd.update.rfc2136 import restore_ttls
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_TYPE
 
@@ -263,6 +264,8 @@ class QueryHandler:
         else:
             if query.had_tsig and query.keyname not in self.keyring:
                 return query, dns.rcode.BADKEY
+            if one_by_one:
+                restore_ttls(query, wire)  # RFC 2136's rules look at TTLs dnspython drops
             return query, 0
         return dns.message.from_wire(wire, keyring=lambda m, n: False, one_rr_per_rrset=one_by_one), error
 
@@ -311,7 +314,6 @@ class QueryHandler:
             return transfer, version
         answer = version.lookup(question.name, qtype, served.zone_for,
                                 dnssec=bool(query.ednsflags & dns.flags.DO))
-        zone = version.origin.to_text()
         if qtype in _ADDRESS_TYPES and question.name in version.source.aliases:
             self.stats.inc("aliasd_alias_answers_total")
             if self.authority.is_stale(version.origin, question.name):

@@ -44,7 +44,8 @@ class UpdateRequests:
             return self._reply(response, rcode, limit, zone, query, client, why)
         source = self.authority.sources[zone]
         served = self.authority.versions[zone].serial
-        outcome = process(query, source, self.rules[zone], query.keyname, served)
+        signed = zone in self.authority.signers  # its DNSSEC records are the signer's
+        outcome = process(query, source, self.rules[zone], query.keyname, served, signed)
         if outcome.rcode != dns.rcode.NOERROR or outcome.source is None:
             if outcome.rcode == dns.rcode.NOERROR and self._refused_log.allow():
                 log.info("update of zone {zone} by key {key} from {client} changed nothing ({why})",

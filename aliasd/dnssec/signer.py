@@ -45,14 +45,15 @@ from aliasd.base.config import DnssecSettings
 from aliasd.dnssec.keys import ZoneKey, cdnskey_rrset, cds_rrset, dnskey_rrset
 from aliasd.dnssec.rrsig import PreparedKey, sign_wires
 from aliasd.zones.zone import parents_below
-from aliasd.zones.zonefile import ALIAS_TYPE
+from aliasd.zones.zonefile import (  # the types the signer makes (never from the file)
+    ALIAS_TYPE,
+    DNSSEC_TYPES,
+)
 
 _IN = dns.rdataclass.IN
 T = dns.rdatatype
 #: Records signed with the key-signing key(s); the rest with the zone-signing key(s).
 _KSK_TYPES = frozenset({T.DNSKEY, T.CDS, T.CDNSKEY})
-#: Types the signer owns at the apex: never taken from the zone file.
-DNSSEC_TYPES = frozenset({T.RRSIG, T.NSEC, T.NSEC3, T.NSEC3PARAM, T.DNSKEY, T.CDS, T.CDNSKEY})
 _CLOCK_SKEW = 3600  # inception this far in the past
 
 

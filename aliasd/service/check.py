@@ -57,7 +57,8 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
     sources, errors = [], 0
     for zone in zones.values():
         try:
-            sources.append(load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere))
+            sources.append(load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere,
+                                          signed=zone.dnssec))
         except ZoneFileError as e:
             print(e, file=out)
             errors += 1

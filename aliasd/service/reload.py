@@ -41,7 +41,13 @@ from aliasd.dnssec.signer import Signer
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.catalog import catalog_source
 from aliasd.zones.snapshot import Snapshot
-from aliasd.zones.zonefile import ZoneFileError, ZoneSource, load_zone_file, parse_zone
+from aliasd.zones.zonefile import (
+    ZoneFileError,
+    ZoneSource,
+    load_zone_file,
+    parse_zone,
+    signed_zone_conflicts,
+)
 
 log = Logger()
 
@@ -49,16 +55,16 @@ log = Logger()
 def load_zone(zone: ZoneSettings) -> ZoneSource:
     """Load one configured zone; the error names the zone, file and line."""
     try:
-        return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere)
+        return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere, signed=zone.dnssec)
     except ZoneFileError as e:
         raise ZoneFileError(f"zone {zone.name}: {e}") from None
 
 
 def _parse(job: tuple) -> ZoneSource | ZoneFileError:
     """Parse one file's content (in a worker process at start)."""
-    name, path, data, include_anywhere = job
+    name, path, data, include_anywhere, signed = job
     try:
-        source = parse_zone(name, path, data, include_anywhere=include_anywhere)
+        source = parse_zone(name, path, data, include_anywhere=include_anywhere, signed=signed)
     except ZoneFileError as e:
         return ZoneFileError(f"zone {name}: {e}")
     source.digest  # computed here, carried back with the source
@@ -92,6 +98,7 @@ class _Read:
     digest: bytes
     includes: bool  # $INCLUDE: other files may have changed, always parse
     source: ZoneSource
+    signed: bool  # checked as a signed zone's file (aliasd.zonefile.signer_conflicts)
 
 
 @dataclasses.dataclass
@@ -159,8 +166,11 @@ class ZoneFiles:
         """The zone's source if its file is known, else what to parse."""
         path = zone.file
         known = self._read.get(zone.name)
-        if known is not None and (known.path != path or known.source.origin.labels != zone.name.labels):
-            known = None  # another file, or the zone name's letter case changed (it shows in answers)
+        if known is not None and (known.path != path or known.source.origin.labels != zone.name.labels
+                                  or known.signed != zone.dnssec):
+            # Another file, the zone name's letter case changed (it shows in
+            # answers), or signing turned on or off (other records allowed).
+            known = None
         try:
             st = os.stat(path)
             if known is not None and not known.includes and (
@@ -185,6 +195,8 @@ class ZoneFiles:
                     log.warn("zone snapshot entry for {zone} unusable ({error}): parsing the file",
                              zone=zone.name.to_text(), error=repr(e))
                     return todo
+                if zone.dnssec and signed_zone_conflicts(source):
+                    return todo  # read while unsigned: parsing names the file's line
                 source.__dict__["digest"] = entry[2]  # the cached content digest
                 self.from_snapshot += 1
                 return self._remember(todo, source)
@@ -192,12 +204,12 @@ class ZoneFiles:
 
     def _remember(self, todo: _Todo, source: ZoneSource) -> ZoneSource:
         self._read[todo.zone.name] = _Read(
-            todo.zone.file, todo.size, todo.mtime_ns, todo.digest, todo.includes, source
+            todo.zone.file, todo.size, todo.mtime_ns, todo.digest, todo.includes, source, todo.zone.dnssec
         )
         return source
 
     def _parse(self, todo: list[_Todo], results: dict, workers: int) -> None:
-        jobs = [(t.zone.name, t.zone.file, t.data, t.zone.include_anywhere) for t in todo]
+        jobs = [(t.zone.name, t.zone.file, t.data, t.zone.include_anywhere, t.zone.dnssec) for t in todo]
         self.workers = workers if workers > 1 and len(jobs) >= self.parallel_from else 1
         if self.workers > 1:
             with multiprocessing.get_context("fork").Pool(self.workers) as pool:
@@ -334,7 +346,7 @@ class Reloader:
     def _apply(self, loaded, settings, signers=None) -> defer.Deferred:
         """Hand what was read to the authority (reactor thread)."""
         results, prepared, parsed = loaded
-        sources, errors = [], 0
+        sources, errors, held = [], 0, set()
         dynamic = getattr(self.options, "dynamic", None)
         if dynamic is not None:
             dynamic.configure(settings.zones)
@@ -350,6 +362,7 @@ class Reloader:
                 sources.append(result)
                 continue
             errors += 1
+            held.add(zone.name)
             previous = self.authority.sources.get(zone.name)
             if previous is not None:
                 sources.append(previous)
@@ -384,7 +397,7 @@ class Reloader:
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
         self.authority.set_sources(sources, prepared)
-        self._apply_signers(settings, signers)
+        self._apply_signers(settings, signers, held)
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -431,13 +444,16 @@ class Reloader:
         """(the zones ``settings`` signs, whether [dnssec] is as before)."""
         return {z.name for z in settings.zones if z.dnssec}, settings.dnssec == getattr(self.settings, "dnssec", None)
 
-    def _apply_signers(self, settings, fresh) -> None:
+    def _apply_signers(self, settings, fresh, held=frozenset()) -> None:
         """Zones that turned dnssec on get their signer (``fresh``, made
         with their keys by ``_new_signers``); those that turned it off are
         served unsigned; a change of [dnssec] settings signs every signed
-        zone again."""
+        zone again. A zone in ``held`` (its file could not be read) is not
+        signed anew: its previous data was checked as an unsigned zone's,
+        and may hold DNSSEC records of its own (aliasd.zonefile.signer_conflicts)."""
         current = self.authority.signers
         wanted, same = self._signing_wanted(settings)
+        wanted -= held - set(current)
         if same and wanted == set(current):
             return
         if isinstance(fresh, Exception):

@@ -11,17 +11,25 @@ answers once it is recorded.
 The steps are RFC 2136 section 3: prerequisites (3.2) against the zone as
 it is, a pre-scan of the update section (3.4.1: names in the zone, classes
 and types, and the key's rules, RFC 2136 3.3 leaves the policy to us),
-then the updates in order (3.4.2). Updates that would break the zone are
-ignored as 3.4.2 says: a CNAME beside other data, other data beside a
-CNAME, SOA or NS deletions at the apex, an SOA that is not newer. aliasd
-adds its own: an ALIAS replaces the owner's ALIAS (one per owner, like a
-CNAME), and no ALIAS beside a CNAME. Nothing is applied unless everything
-passes: the new source is built from a working copy.
+then the updates in order (3.4.2). A prerequisite, or a deletion (class
+ANY or NONE), whose TTL is not 0 is a FORMERR (3.2.5, 3.4.1.3). Updates
+that would break the zone are ignored as 3.4.2 says: a CNAME beside other
+data, other data beside a CNAME, SOA or NS deletions at the apex, an SOA
+that is not newer. aliasd adds its own: an ALIAS replaces the owner's
+ALIAS (one per owner, like a CNAME), and no ALIAS beside a CNAME. In a
+zone aliasd signs, the records its signer makes (DNSKEY, RRSIG, NSEC,
+NSEC3, NSEC3PARAM, CDS, CDNSKEY) are neither added nor deleted, and a DS
+stands only at a delegation: such an update is REFUSED, as one the key's
+rules do not allow, since the zone file written back from it could not be
+loaded. Nothing is applied unless everything passes: the new source is
+built from a working copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import struct
 from typing import Iterable
 
 import dns.name
@@ -32,7 +40,13 @@ import dns.rrset
 import dns.serial
 
 from aliasd.base import store
-from aliasd.zones.zonefile import ALIAS_TYPE, ZoneSource, type_text
+from aliasd.zones.zonefile import (
+    ALIAS_TYPE,
+    DNSSEC_TYPES,
+    ZoneSource,
+    signer_conflicts,
+    type_text,
+)
 
 _ANY = dns.rdataclass.ANY
 _NONE = dns.rdataclass.NONE
@@ -105,11 +119,31 @@ def _in_zone(name: dns.name.Name, origin: dns.name.Name) -> bool:
     return name.is_subdomain(origin)
 
 
+def restore_ttls(message, wire: bytes) -> None:
+    """Give each prerequisite and update RR of ``message`` (parsed from
+    ``wire`` one RR per RRset) the TTL it was sent with.
+
+    dnspython keeps no TTL for an RR without rdata (every class ANY or NONE
+    prerequisite, a class ANY deletion) and reads one above 2**31 - 1 as 0;
+    RFC 2136 makes any TTL but 0 there a FORMERR, so it is read again here.
+    """
+    zone_count, = struct.unpack_from("!H", wire, 4)
+    at = 12
+    for _ in range(zone_count):
+        at += dns.name.from_wire(wire, at)[1] + 4  # name, type, class
+    for rrset in itertools.chain(message.prerequisite, message.update):
+        at += dns.name.from_wire(wire, at)[1]
+        rrset.ttl, rdlength = struct.unpack_from("!4xIH", wire, at)  # after type and class
+        at += 10 + rdlength
+
+
 def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource, work: _Working) -> None:
     """RFC 2136 3.2, against the zone before any update."""
     origin = source.origin
     value_sets: dict[tuple, dns.rrset.RRset] = {}
     for rr in prereqs:
+        if rr.ttl != 0:
+            raise _Refused(dns.rcode.FORMERR, f"prerequisite at {rr.name} with TTL {rr.ttl}, not 0")
         if not _in_zone(rr.name, origin):
             raise _Refused(dns.rcode.NOTZONE, f"prerequisite name {rr.name} is not in zone {origin}")
         node = work.node(rr.name)
@@ -143,12 +177,18 @@ def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource,
             raise _Refused(dns.rcode.NXRRSET, f"prerequisite: {type_text(rdtype)} at {wanted.name} differs")
 
 
-def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, rules) -> None:
+def _prescan(updates, source: ZoneSource, work: _Working, key: dns.name.Name, rules, signed: bool) -> None:
     """RFC 2136 3.4.1: every update in the zone, well formed, and allowed."""
     origin = source.origin
     for rr in updates:
         if not _in_zone(rr.name, origin):
             raise _Refused(dns.rcode.NOTZONE, f"{rr.name} is not in zone {origin}")
+        if rr.deleting is not None and rr.ttl != 0:
+            raise _Refused(dns.rcode.FORMERR, f"deletion at {rr.name} with TTL {rr.ttl}, not 0")
+        if signed and rr.rdtype in DNSSEC_TYPES:
+            raise _Refused(dns.rcode.REFUSED, f"{'adding' if rr.deleting is None else 'deleting'} "
+                           f"{type_text(rr.rdtype)} at {rr.name}: aliasd makes the DNSSEC records "
+                           f"of the signed zone {origin} itself")
         if rr.deleting is None:
             if rr.rdclass != dns.rdataclass.IN or rr.rdtype in _META:
                 raise _Refused(dns.rcode.FORMERR, f"cannot add a {type_text(rr.rdtype)} record")
@@ -254,13 +294,15 @@ def next_update_serial(current: int, served: int | None) -> int:
     return (base + 1) % 2**32 or 1
 
 
-def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None) -> Outcome:
-    """Apply an UPDATE message (parsed with one RR per RRset) to ``source``."""
+def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
+            signed: bool = False) -> Outcome:
+    """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
+    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``."""
     work = _Working(source)
     origin = source.origin
     try:
         _check_prerequisites(message.prerequisite, source, work)
-        _prescan(message.update, source, work, key, rules)
+        _prescan(message.update, source, work, key, rules, signed)
     except _Refused as e:
         return Outcome(e.rcode, why=str(e))
     ignored: list[str] = []
@@ -276,6 +318,14 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
     touched = work.packed()
     if not touched:
         return Outcome(dns.rcode.NOERROR, why="; ".join(ignored) or "no change")
+    if signed:
+        # Checked on the result: the same update may add the NS that makes
+        # a DS's owner a delegation, or delete it from under one.
+        for k, packed in touched.items():
+            if packed is not None:
+                conflicts = signer_conflicts(origin, work.nodes[k][0], store.types_of(packed))
+                if conflicts:
+                    return Outcome(dns.rcode.REFUSED, why=conflicts[0][1])
     # The serial moves: to the SOA the update set when that is newer than
     # the served one, else one past the newer of the file's and the served.
     serial = None

@@ -2,7 +2,8 @@
 
 This module knows the file format and the zone rules that can be checked on
 the file alone (SOA at the apex, one ALIAS per owner, no ALIAS beside a
-CNAME, nothing outside the zone). It does not resolve anything.
+CNAME, nothing outside the zone; in a zone aliasd signs, none of the
+records its signer makes). It does not resolve anything.
 """
 
 from __future__ import annotations
@@ -61,6 +62,49 @@ def type_text(rdtype: int) -> str:
 
 class ZoneFileError(Exception):
     """A zone file that cannot be served; the message names file and line."""
+
+
+#: The types aliasd's signer makes for a signed zone (aliasd.dnssec.signer). Never
+#: taken from its zone file or an update: they would be served and
+#: transferred beside the signer's own (a second DNSKEY RRset, signatures
+#: that cover nothing, a broken denial chain) and fail validation.
+DNSSEC_TYPES = frozenset({
+    dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3, dns.rdatatype.NSEC3PARAM,
+    dns.rdatatype.DNSKEY, dns.rdatatype.CDS, dns.rdatatype.CDNSKEY,
+})
+#: What signer_conflicts looks at: the signer's types and DS.
+_SIGNING_TYPES = DNSSEC_TYPES | {dns.rdatatype.DS}
+
+
+def signer_conflicts(origin: dns.name.Name, name: dns.name.Name, types) -> list[tuple[int, str]]:
+    """The types among ``types`` (those at ``name``) that a signed zone may
+    not hold, each with why: the signer's own, and a DS anywhere but at a
+    delegation below the apex (RFC 4035 2.4: a DS is the parent's record
+    of a child zone; the apex's is in our parent)."""
+    found = []
+    for rdtype in types:
+        if rdtype in DNSSEC_TYPES:
+            found.append((rdtype, f"{type_text(rdtype)} record at {name}: aliasd makes the DNSSEC "
+                                  "records of a signed zone (dnssec = true) itself"))
+        elif rdtype == dns.rdatatype.DS:
+            if name == origin:
+                found.append((rdtype, f"DS record at the zone apex {name}: it belongs in the parent zone"))
+            elif dns.rdatatype.NS not in types:
+                found.append((rdtype, f"DS record at {name}, which is not a delegation (no NS records there)"))
+    return found
+
+
+def signed_zone_conflicts(source: "ZoneSource") -> list[tuple[dns.name.Name, int, str]]:
+    """signer_conflicts at every owner of ``source``, as (name, type, why):
+    a scan of the packed types, names decoded only where one is found."""
+    found = []
+    for packed in source.records.values():
+        types = store.types_of(packed)
+        if _SIGNING_TYPES.isdisjoint(types):
+            continue
+        name = store.name_of(store.owner_of(packed))
+        found += [(name, rdtype, why) for rdtype, why in signer_conflicts(source.origin, name, types)]
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,24 +476,26 @@ def _check_record(origin: dns.name.Name, txn, name, rdataset) -> None:
 
 
 def load_zone_file(
-    origin: dns.name.Name | str, path: Path | str, *, include_anywhere: bool = False
+    origin: dns.name.Name | str, path: Path | str, *, include_anywhere: bool = False, signed: bool = False
 ) -> ZoneSource:
     """Parse and check the master file at ``path`` for zone ``origin``.
 
     Raises ZoneFileError with ``file:line: reason`` on any problem.
     ``$INCLUDE`` may only name files in the zone file's directory (or
-    below it) unless ``include_anywhere``.
+    below it) unless ``include_anywhere``. A ``signed`` zone's file may
+    not hold the records its signer makes (signer_conflicts).
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ZoneFileError(f"{path}: cannot read zone file: {e.strerror}") from None
-    return parse_zone(origin, path, data, include_anywhere=include_anywhere)
+    return parse_zone(origin, path, data, include_anywhere=include_anywhere, signed=signed)
 
 
 def parse_zone(
-    origin: dns.name.Name | str, path: Path, data: bytes, *, include_anywhere: bool = False
+    origin: dns.name.Name | str, path: Path, data: bytes, *, include_anywhere: bool = False,
+    signed: bool = False,
 ) -> ZoneSource:
     """Check and compile the master file content ``data`` (read from ``path``).
 
@@ -458,6 +504,7 @@ def parse_zone(
     problem, goes through dnspython's reader, whose errors name the line.
     ``$INCLUDE`` (which only the latter reads) is confined to the
     directory of ``path`` unless ``include_anywhere``: see _CheckingReader.
+    ``signed``: the zone is signed by aliasd (see load_zone_file).
     """
     if isinstance(origin, str):
         origin = dns.name.from_text(origin)
@@ -469,23 +516,34 @@ def parse_zone(
 
     try:
         source = ZoneSource.of(origin, path, masterfile.read_records(text, origin))
+    except masterfile.NotSimple:
+        source = None
+    if source is not None and not (signed and signed_zone_conflicts(source)):
         source.record_count()  # (counted here, in the reading thread, not when logged)
         return source
-    except masterfile.NotSimple:
-        pass
-    return read_with_dnspython(origin, path, text, include_anywhere=include_anywhere)
+    return read_with_dnspython(origin, path, text, include_anywhere=include_anywhere, signed=signed)
 
 
 def read_with_dnspython(
-    origin: dns.name.Name, path: Path, text: str, *, include_anywhere: bool = False
+    origin: dns.name.Name, path: Path, text: str, *, include_anywhere: bool = False, signed: bool = False
 ) -> ZoneSource:
     """The full reader (dnspython's, made strict): every syntax, exact errors.
     Also the reference that aliasd.zones.masterfile's results are tested against."""
     zone = dns.zone.Zone(origin, dns.rdataclass.IN, relativize=False)
     reader = None
+    # Where each DNSSEC or DS RRset starts, in file order: a signed zone's
+    # conflicts are found once the whole file is read (the NS that makes a
+    # DS's owner a delegation may come after it), and named by these.
+    signing_lines: dict[tuple[bytes, int], tuple[str, int]] = {}
+
+    def check(txn, name, rdataset) -> None:
+        _check_record(origin, txn, name, rdataset)
+        if signed and rdataset.rdtype in _SIGNING_TYPES:
+            signing_lines.setdefault((store.key_of(name), rdataset.rdtype), reader.record_where)
+
     try:
         with zone.writer(True) as txn:
-            txn.check_put_rdataset(lambda t, n, r: _check_record(origin, t, n, r))
+            txn.check_put_rdataset(check)
             tok = dns.tokenizer.Tokenizer(text, str(path))
             reader = _CheckingReader(
                 tok, dns.rdataclass.IN, txn, allow_include=True,
@@ -521,4 +579,12 @@ def read_with_dnspython(
             has_soa = has_soa or (rdataset.rdtype == dns.rdatatype.SOA and name == origin)
     if not has_soa:
         raise ZoneFileError(f"{path}: no SOA record at the zone apex {origin}")
-    return ZoneSource.from_rrsets(origin, path, rrsets)
+    source = ZoneSource.from_rrsets(origin, path, rrsets)
+    if signed:
+        conflicts = signed_zone_conflicts(source)
+        if conflicts:
+            order = {key: i for i, key in enumerate(signing_lines)}
+            name, rdtype, why = min(conflicts, key=lambda c: order.get((store.key_of(c[0]), c[1]), len(order)))
+            where = signing_lines.get((store.key_of(name), rdtype))
+            raise ZoneFileError(f"{where[0]}:{where[1]}: {why}" if where else f"{path}: {why}")
+    return source
