@@ -32,7 +32,10 @@ from aliasd.dnssec.keys import (
     cds_rrset,
     dnskey_rrset,
     ds_rrset,
+    key_events,
+    key_roles,
     key_tag,
+    next_key_event,
     zone_file_text,
 )
 from tests.conftest import need
@@ -329,6 +332,85 @@ def test_published_and_active_follow_the_timing_metadata(tmp_path):
 
     unscheduled = dataclasses.replace(key, timing={"Created": NOW})  # dnssec-keygen -G
     assert not unscheduled.published(NOW) and not unscheduled.active(NOW)
+
+
+def test_publish_and_activate_combine_as_in_bind(tmp_path):
+    """BIND's dst_key_is_published and dns_dnssec_get_hints: a Publish time
+    still to come keeps a key out of the DNSKEY RRset even when its
+    Activate time has passed; a key with no Publish time is published only
+    while it signs; Delete ends both."""
+    key = KeyStore(tmp_path).ensure(ZONE, split=False, now=NOW)[0]
+    day = timedelta(days=1)
+    early_activate = dataclasses.replace(key, timing={"Publish": NOW + day, "Activate": NOW - day})
+    assert not early_activate.published(NOW) and not early_activate.active(NOW)
+    assert early_activate.published(NOW + day) and early_activate.active(NOW + day)
+    unpublished_retired = dataclasses.replace(key, timing={"Activate": NOW - 2 * day, "Inactive": NOW - day})
+    assert unpublished_retired.published(NOW - 2 * day) and not unpublished_retired.published(NOW)
+    deleted_while_active = dataclasses.replace(key, timing={"Publish": NOW - day, "Activate": NOW - day,
+                                                            "Delete": NOW})
+    assert not deleted_while_active.published(NOW) and not deleted_while_active.active(NOW)
+
+
+def test_key_roles_and_the_next_key_event(tmp_path):
+    store = KeyStore(tmp_path)
+    zsk, ksk = store.ensure(ZONE, now=NOW)
+    day = timedelta(days=1)
+    successor = dataclasses.replace(store.generate(ZONE, flags=ZSK_FLAGS, now=NOW),
+                                    timing={"Publish": NOW + day, "Activate": NOW + 2 * day})
+    retiring = dataclasses.replace(zsk, timing={**zsk.timing, "Inactive": NOW + 2 * day, "Delete": NOW + 3 * day})
+    keys = [retiring, ksk, successor]
+    assert key_roles(keys, NOW) == ([retiring, ksk], [retiring, ksk], [ksk])
+    assert key_roles(keys, NOW + day) == ([retiring, ksk, successor], [retiring, ksk], [ksk])
+    assert key_roles(keys, NOW + 2 * day) == ([retiring, ksk, successor], [ksk, successor], [ksk])
+    assert key_roles(keys, NOW + 3 * day) == ([ksk, successor], [ksk, successor], [ksk])
+    assert next_key_event(keys, NOW) == NOW + day
+    assert next_key_event(keys, NOW + day) == NOW + 2 * day  # strictly after
+    assert next_key_event(keys, (NOW + 2 * day).timestamp()) == NOW + 3 * day
+    assert next_key_event(keys, NOW + 3 * day) is None
+    assert key_events(keys, NOW + day, NOW + 2 * day) == [
+        f"{successor.tag} Publish", *sorted([f"{retiring.tag} Inactive", f"{successor.tag} Activate"])]
+
+
+def test_published_and_active_agree_with_dnssec_signzone(tmp_path):
+    """BIND's smart signing (dnssec-signzone -S) as the oracle: for keys
+    with every kind of timing, the DNSKEY RRset it writes holds the keys
+    ZoneKey.published says, and it signs with those ZoneKey.active says,
+    but for one: it signs with an activated key whose Publish time is still
+    to come, whose signatures nobody could validate; aliasd does not."""
+    keydir = tmp_path / "keys"
+    cases = {
+        "ksk": ("-f", "KSK", "-P", "-5d", "-A", "-5d"),
+        "zsk": ("-P", "-5d", "-A", "-5d"),
+        "prepublished later": ("-P", "+1d", "-A", "+2d"),
+        "published, not active yet": ("-P", "-2d", "-A", "+1d"),
+        "activated, published later": ("-P", "+1d", "-A", "-1d"),
+        "inactive, not deleted yet": ("-P", "-3d", "-A", "-2d", "-I", "-1d", "-D", "+1d"),
+        "deleted": ("-P", "-3d", "-A", "-2d", "-I", "-1d", "-D", "-1h"),
+        "ksk deleted while active": ("-f", "KSK", "-P", "-3d", "-A", "-2d", "-D", "-1h"),
+        "no publish, active": ("-P", "-2d", "-A", "-1d"),
+        "no publish, inactive": ("-P", "-3d", "-A", "-2d", "-I", "-1d"),
+        "no times": ("-G",),
+    }
+    stems = {case: bind_keygen(keydir, "example.com", "ECDSAP256SHA256", *options) for case, options in cases.items()}
+    for case in ("no publish, active", "no publish, inactive"):
+        run("dnssec-settime", "-P", "none", "-K", str(keydir), stems[case])
+    (tmp_path / "example.com.zone").write_text(ZONE_TEXT)
+    signed = tmp_path / "example.com.signed"
+    run("dnssec-signzone", "-q", "-K", str(keydir), "-o", "example.com.", "-S", "-f", str(signed),
+        str(tmp_path / "example.com.zone"), cwd=tmp_path)
+    zone = dns.zone.from_file(str(signed), origin=ZONE, relativize=False)
+    bind_published = {dns.dnssec.key_id(rd) for rd in zone.find_rdataset(ZONE, dns.rdatatype.DNSKEY)}
+    bind_signing = {rd.key_tag for node in zone.values() for rdataset in node
+                    if rdataset.rdtype == dns.rdatatype.RRSIG for rd in rdataset}
+
+    keys = {k.stem: k for k in KeyStore(keydir).load(ZONE)}
+    tag = {case: keys[stem].tag for case, stem in stems.items()}
+    published, active, _ = key_roles(keys.values())
+    assert {k.tag for k in published} == bind_published
+    assert bind_published == {tag[c] for c in ("ksk", "zsk", "published, not active yet",
+                                               "inactive, not deleted yet", "no publish, active")}
+    assert {k.tag for k in active} == bind_signing - {tag["activated, published later"]}
+    assert bind_signing == {tag[c] for c in ("ksk", "zsk", "no publish, active", "activated, published later")}
 
 
 def test_bind_timing_metadata_is_read_and_written_back(tmp_path):

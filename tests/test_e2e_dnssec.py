@@ -31,6 +31,7 @@ import dns.zone
 import pytest
 
 from tests.aliasd_process import TWISTD, free_port, run_twistd
+from tests.conftest import need
 from tests.secondaries import Named
 from tests.validators import (
     RESOLVERS,
@@ -400,3 +401,78 @@ def test_a_zone_whose_file_holds_dnssec_records_is_not_signed_by_a_reload_until_
     server.proc.send_signal(1)
     server.wait_for(lambda: "RRSIG" in axfr_text("example.test", server.port), timeout=10)
     verified(server.port)
+
+
+def _keygen(keys: Path, *options: str) -> str:
+    """A key made by dnssec-keygen in aliasd's key directory: its file stem."""
+    keys.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([need("dnssec-keygen"), "-q", "-a", "ECDSAP256SHA256", "-K", str(keys), *options,
+                           "example.test"], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _settime(keys: Path, stem: str, **moments: float) -> None:
+    """dnssec-settime -P/-A/-I/-D at these UNIX times (UTC)."""
+    args = [arg for flag, when in moments.items()
+            for arg in (f"-{flag}", time.strftime("%Y%m%d%H%M%S", time.gmtime(when)))]
+    subprocess.run([need("dnssec-settime"), *args, "-K", str(keys), stem], capture_output=True, check=True)
+
+
+def _dnskeys(server) -> set[int]:
+    answer = server.query("example.test", "DNSKEY").answer
+    return {dns.dnssec.key_id(rd) for rrset in answer for rd in rrset}
+
+
+def _www_signers(server) -> set[int]:
+    response = server.query("www.example.test", "A", want_dnssec=True)
+    return {rd.key_tag for rrset in response.answer if rrset.rdtype == dns.rdatatype.RRSIG for rd in rrset}
+
+
+def _transferred_dnskeys(text: str) -> set[int]:
+    zone = dns.zone.from_text(text, "example.test", relativize=False)
+    return {dns.dnssec.key_id(rd) for rd in zone.find_rdataset("example.test.", dns.rdatatype.DNSKEY)}
+
+
+def _tag(stem: str) -> int:
+    return int(stem.rsplit("+", 1)[1])
+
+
+def test_a_zsk_rollover_by_key_timing_happens_at_its_moments_without_a_reload(aliasd, upstream, tmp_path):
+    """Issue 20.8: the new ZSK (dnssec-settime -P, -A seconds ahead) enters
+    the DNSKEY RRset at its Publish time, signs from its Activate time, and
+    the old ZSK (-I, -D) stops signing, then leaves the RRset at its Delete
+    time: each at its moment, with a new serial and a NOTIFY, no reload;
+    every step's AXFR passes dnssec-verify and ldns-verify-zone."""
+    from tests.test_e2e_notify import NotifyListener
+
+    keys = tmp_path / "state" / "keys"
+    ksk, old, new = _keygen(keys, "-f", "KSK"), _keygen(keys), _keygen(keys, "-G")
+    publish = time.time() + 8  # (start-up takes a second or two)
+    activate, delete = publish + 6, publish + 12
+    _settime(keys, new, P=publish, A=activate)
+    _settime(keys, old, I=activate, D=delete)
+    listener = NotifyListener("127.0.0.1")
+    try:
+        upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+        server = aliasd(config(upstream, "nsec3", listener.port), {"example.test.zone": ZONE},
+                        server="serial-interval = 0\n")
+        server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+        assert time.time() < publish - 1, "aliasd took too long to start for this test"
+        assert (_dnskeys(server), _www_signers(server)) == ({_tag(ksk), _tag(old)}, {_tag(old)})
+        assert _transferred_dnskeys(verified(server.port)) == {_tag(ksk), _tag(old)}
+        serials = [server.query("example.test", "SOA").answer[0][0].serial]
+
+        for moment, dnskeys, signers in ((publish, {_tag(ksk), _tag(old), _tag(new)}, {_tag(old)}),
+                                         (activate, {_tag(ksk), _tag(old), _tag(new)}, {_tag(new)}),
+                                         (delete, {_tag(ksk), _tag(new)}, {_tag(new)})):
+            server.wait_for(lambda dnskeys=dnskeys, signers=signers: (_dnskeys(server), _www_signers(server))
+                            == (dnskeys, signers), timeout=moment - time.time() + 3, interval=0.1)
+            assert time.time() >= moment - 1  # (key times are whole seconds)
+            serials.append(server.query("example.test", "SOA").answer[0][0].serial)
+            assert serials[-1] > serials[-2]
+            server.wait_for(lambda: any(m.answer[0][0].serial == serials[-1] for _, m in listener.received))
+            assert _transferred_dnskeys(verified(server.port)) == dnskeys
+        log = server.log()
+        assert "DNSSEC key timing event" in log and "reload" not in log
+    finally:
+        listener.close()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime, timezone
+
 import dns.dnssec
 import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+from twisted.internet.task import Clock
 
 from aliasd.base import store
 from aliasd.base.config import DnssecSettings
-from aliasd.dnssec.keys import KeyStore
-from aliasd.dnssec.signer import Signer, window
+from aliasd.dnssec.keys import KSK_FLAGS, ZSK_FLAGS, KeyStore
+from aliasd.dnssec.signer import KeyEvents, Signer, window
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
@@ -38,7 +42,8 @@ deep.a.b TXT "x"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    return KeyStore(tmp_path_factory.mktemp("keys")).ensure(ORIGIN)
+    # Published and active since 1970: they sign at the fixed moments these tests sign at.
+    return KeyStore(tmp_path_factory.mktemp("keys")).ensure(ORIGIN, now=0)
 
 
 def version(addresses, serial=10):
@@ -314,3 +319,155 @@ def test_a_big_zone_is_refreshed_a_bucket_at_a_time(keys, denial):
     for rrset in signed.transfer_rrsets():
         if rrset.rdtype == T.RRSIG:
             assert all(rd.expiration >= later + settings.refresh_before for rd in rrset)
+
+
+# ---------------------------------------------------------------- key timing
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _apex_view(signed_version) -> tuple[set, set, set]:
+    """(DNSKEY tags, CDS tags, tags of the keys that sign www's A) as transferred."""
+    rrsets = {(r.name, r.rdtype, r.covers): r for r in signed_version.transfer_rrsets()}
+    dnskeys = {dns.dnssec.key_id(rd) for rd in rrsets[(ORIGIN, T.DNSKEY, T.NONE)]}
+    cds = {rd.key_tag for rd in rrsets.get((ORIGIN, T.CDS, T.NONE), ())}
+    signers = {rd.key_tag for rd in rrsets[(N("www.example.com."), T.RRSIG, T.A)]}
+    return dnskeys, cds, signers
+
+
+def test_only_published_keys_are_in_the_dnskey_rrset_and_only_active_keys_sign(tmp_path):
+    """Issue 20.8: every key file used to be published, so a retired (and
+    maybe compromised) key stayed in the KSK-signed DNSKEY RRset and
+    signatures forged with it validated."""
+    now = 1_000_000_000
+    store_ = KeyStore(tmp_path)
+    zsk, ksk = store_.ensure(ORIGIN, now=0)
+    timings = {
+        "retired": {"Publish": _at(0), "Activate": _at(0), "Inactive": _at(now - 200), "Delete": _at(now - 100)},
+        "future": {"Publish": _at(now + 100), "Activate": _at(now + 200)},
+        "standby": {"Publish": _at(0), "Activate": _at(now + 200)},
+    }
+    made = {}
+    for name, flags in (("retired", KSK_FLAGS), ("future", ZSK_FLAGS), ("standby", ZSK_FLAGS)):
+        key = store_.generate(ORIGIN, flags=flags, now=0, existing=[zsk, ksk, *made.values()])
+        made[name] = dataclasses.replace(key, timing=timings[name])
+    keys = [zsk, ksk, *made.values()]
+    signer = Signer(ORIGIN, keys, DnssecSettings())
+    v = version(["192.0.2.1"])
+    signed = v.with_signatures(signer.sign(v, now=now))
+    assert _apex_view(signed) == ({zsk.tag, ksk.tag, made["standby"].tag}, {ksk.tag}, {zsk.tag})
+    check_all_signatures(signed, [zsk, ksk], now=now)
+    served = next(r for r in signed.transfer_rrsets() if r.rdtype == T.DNSKEY)
+    forged = dns.rrset.from_text(N("www.example.com."), 300, "IN", "A", "203.0.113.66")
+    signature = dns.dnssec.sign(forged, made["retired"].private, ORIGIN, made["retired"].dnskey,
+                                inception=now - 10, expiration=now + 10)
+    with pytest.raises(dns.dnssec.ValidationFailure):
+        dns.dnssec.validate(forged, dns.rrset.from_rdata(forged.name, 300, signature), {ORIGIN: served}, now=now)
+    # The published set is part of the signing state: when it moves, the serial moves.
+    assert signer.state(now) != signer.state(now + 100) != signer.state(now + 200)
+    assert signer.next_key_event(now) == now + 100
+
+
+def settle(clock: Clock) -> None:
+    """Run what is due now (the authority's work, commit and publication)."""
+    for _ in range(20):
+        clock.advance(0)
+
+
+def test_a_key_timing_event_signs_the_zone_again_at_that_moment(tmp_path):
+    """A ZSK rollover by key timing alone: the new ZSK is published, then
+    signs instead of the old one, then the old one is deleted. Each step is
+    a new version (new serial, so NOTIFY) at its very moment, with no
+    reload and no signature epoch moving on meanwhile."""
+    start = 1_000_000_000
+    clock = Clock()
+    clock.advance(start)
+    store_ = KeyStore(tmp_path)
+    zsk, ksk = store_.ensure(ORIGIN, now=0)
+    new = store_.generate(ORIGIN, flags=ZSK_FLAGS, now=0, existing=[zsk, ksk])
+    new = dataclasses.replace(new, timing={"Created": _at(0), "Publish": _at(start + 30), "Activate": _at(start + 60)})
+    zsk = dataclasses.replace(zsk, timing={**zsk.timing, "Inactive": _at(start + 60), "Delete": _at(start + 90)})
+    settings = DnssecSettings()
+    assert window(ORIGIN, settings, start)[0] == window(ORIGIN, settings, start + 90)[0]
+    announced = []
+    authority = ZoneAuthority(clock=clock, signers={ORIGIN: Signer(ORIGIN, [zsk, ksk, new], settings)},
+                              on_new_serial=lambda v: announced.append((clock.seconds(), v.serial)))
+    authority.set_sources([zone_source("example.com.", TEXT)], wait=True)
+
+    def served():
+        version = authority.versions[ORIGIN]
+        view = _apex_view(version)
+        check_all_signatures(version, [k for k in (zsk, ksk, new) if dns.dnssec.key_id(k.dnskey) in view[0]],
+                             now=clock.seconds())
+        return view
+
+    assert served() == ({zsk.tag, ksk.tag}, {ksk.tag}, {zsk.tag})
+    clock.advance(29.9)
+    settle(clock)
+    assert len(announced) == 1
+    for at, view in ((30, ({zsk.tag, ksk.tag, new.tag}, {ksk.tag}, {zsk.tag})),
+                     (60, ({zsk.tag, ksk.tag, new.tag}, {ksk.tag}, {new.tag})),
+                     (90, ({ksk.tag, new.tag}, {ksk.tag}, {new.tag}))):
+        clock.advance(start + at - clock.seconds())
+        settle(clock)
+        assert served() == view, at
+        assert announced[-1][0] == start + at and announced[-1][1] > announced[-2][1]
+    assert len(announced) == 4
+    assert clock.getDelayedCalls() == []  # no key event to come, nothing else pending
+
+
+class _TimedSigner:
+    """A signer whose keys change at the given moments."""
+
+    def __init__(self, *moments):
+        self.moments = moments
+
+    def next_key_event(self, now):
+        return min((m for m in self.moments if m > now), default=None)
+
+    def key_events(self, start, end):
+        return [f"{m}" for m in self.moments if start <= m <= end]
+
+    def signs(self, now):
+        return True
+
+
+def test_key_events_keep_one_timer_for_the_earliest_event_of_all_zones():
+    """One DelayedCall whatever the number of zones; zones without an event
+    to come cost nothing; a reload's new signer replaces the old one's
+    events, a zone no longer signed has none."""
+    clock = Clock()
+    due = []
+    events = KeyEvents(clock, due.append)
+    signers = {N(f"z{i}.test."): _TimedSigner() for i in range(1000)}
+    a, b, c = N("a.test."), N("b.test."), N("c.test.")
+    signers.update({a: _TimedSigner(50), b: _TimedSigner(10, 40), c: _TimedSigner(30)})
+    events.track(signers)
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [10]
+    clock.advance(10)
+    assert due == [b]
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [30]
+    signers = {**signers, c: _TimedSigner(20)}  # a reload: c's keys read again
+    del signers[a]  # a is not signed any more
+    events.track(signers)
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [20]
+    clock.advance(40)
+    assert due == [b, c, b]
+    assert clock.getDelayedCalls() == []
+
+
+def test_keys_all_retired_by_their_timing_are_an_error_and_no_empty_dnskey(tmp_path, log_events):
+    """Key timing can leave a zone without any key: said loudly (the zone
+    is bogus to validators), and no empty DNSKEY RRset is made up."""
+    keys = [dataclasses.replace(k, timing={**k.timing, "Delete": _at(100)})
+            for k in KeyStore(tmp_path).ensure(ORIGIN, now=0)]
+    signer = Signer(ORIGIN, keys, DnssecSettings())
+    v = version(["192.0.2.1"])
+    signed = v.with_signatures(signer.sign(v, now=1000))
+    assert not [r for r in signed.transfer_rrsets() if r.rdtype in (T.DNSKEY, T.CDS, T.CDNSKEY)]
+    clock = Clock()
+    clock.advance(1000)
+    KeyEvents(clock, lambda origin: None).track({ORIGIN: signer})
+    assert any("none of its DNSSEC keys is active" in e.get("log_format", "") for e in log_events)

@@ -180,18 +180,29 @@ class ZoneKey:
         when = self.timing.get(tag)
         return when is not None and when <= now
 
+    def _signing_window(self, now: datetime) -> bool:
+        return self._reached("Activate", now) and not self._reached("Inactive", now)
+
     def published(self, now: datetime | float | None = None) -> bool:
-        """In the DNSKEY RRset at ``now``: BIND's rule, where an activation
-        date implies publication and a deletion date ends it."""
+        """In the DNSKEY RRset at ``now``: BIND's rule (dst_key_is_published,
+        dns_dnssec_get_hints). From its Publish time until its Delete time;
+        a key with no Publish time is published while it signs (Activate
+        passed, Inactive not). A Publish time still to come keeps the key
+        out even if its Activate time has passed, as BIND does."""
         now = _moment(now)
-        return ((self._reached("Publish", now) or self._reached("Activate", now))
-                and not self._reached("Delete", now))
+        if self._reached("Delete", now):
+            return False
+        if "Publish" in self.timing:
+            return self._reached("Publish", now)
+        return self._signing_window(now)
 
     def active(self, now: datetime | float | None = None) -> bool:
-        """Signing at ``now``: published, activated, not yet inactive."""
+        """Signing at ``now``: published, activated, not yet inactive. (BIND's
+        dnssec-signzone also signs with an activated key whose Publish time
+        is still to come; its signatures could not be validated, so here
+        such a key waits.)"""
         now = _moment(now)
-        return (self.published(now) and self._reached("Activate", now)
-                and not self._reached("Inactive", now))
+        return self.published(now) and self._signing_window(now)
 
     def syncing(self, now: datetime | float | None = None) -> bool:
         """Wanted in CDS/CDNSKEY (RFC 7344): an active, unrevoked KSK within
@@ -200,6 +211,39 @@ class ZoneKey:
         return (self.is_ksk and not self.revoked and self.active(now)
                 and ("SyncPublish" not in self.timing or self._reached("SyncPublish", now))
                 and not self._reached("SyncDelete", now))
+
+
+#: The timing metadata whose moments change what a zone publishes or who
+#: signs it (ZoneKey.published, active, syncing).
+EVENT_TAGS = ("Publish", "Activate", "Inactive", "Delete", "SyncPublish", "SyncDelete")
+
+
+def key_roles(keys: Iterable[ZoneKey], now: datetime | float | None = None
+              ) -> tuple[list[ZoneKey], list[ZoneKey], list[ZoneKey]]:
+    """(published, active, syncing) among ``keys`` at ``now``, each in the
+    order given: what goes into the DNSKEY RRset, what signs, what goes
+    into CDS/CDNSKEY."""
+    now = _moment(now)
+    published = [k for k in keys if k.published(now)]
+    active = [k for k in published if k.active(now)]
+    return published, active, [k for k in active if k.syncing(now)]
+
+
+def next_key_event(keys: Iterable[ZoneKey], now: datetime | float | None = None) -> datetime | None:
+    """The first moment after ``now`` at which one of ``keys`` may be
+    published, withdrawn, start or stop signing (EVENT_TAGS); None if
+    none is to come."""
+    now = _moment(now)
+    return min((when for k in keys for tag, when in k.timing.items() if tag in EVENT_TAGS and when > now),
+               default=None)
+
+
+def key_events(keys: Iterable[ZoneKey], start: datetime | float, end: datetime | float) -> list[str]:
+    """``"<tag> <event>"`` for each timing moment of ``keys`` in [start, end], in time order (for the log)."""
+    start, end = _moment(start), _moment(end)
+    events = sorted((when, k.tag, tag) for k in keys for tag, when in k.timing.items()
+                    if tag in EVENT_TAGS and start <= when <= end)
+    return [f"{tag} {event}" for _, tag, event in events]
 
 
 # ---------------------------------------------------------------- key material

@@ -22,6 +22,12 @@ whose phases are spread over that period (``window``). So a restart signs
 exactly the same records the same way, and the serial need not move; ten
 thousand zones refresh their signatures spread over the refresh period,
 and a big zone a bucket at a time, each refresh a small IXFR.
+
+Key timing (BIND's Publish, Activate, Inactive, Delete metadata) is read
+as of the signing moment: only published keys are in the DNSKEY RRset and
+only active ones sign. It is part of the signing state, so a key timing
+event is a new serial, and ``KeyEvents`` has the zone signed again at
+that very moment.
 """
 
 from __future__ import annotations
@@ -30,25 +36,39 @@ import base64
 import bisect
 import dataclasses
 import hashlib
+import heapq
+import itertools
+import math
 import time
 import zlib
-from typing import Iterable
+from collections.abc import Callable, Iterable
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rrset
+from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.config import DnssecSettings
-from aliasd.dnssec.keys import ZoneKey, cdnskey_rrset, cds_rrset, dnskey_rrset
+from aliasd.dnssec.keys import (
+    ZoneKey,
+    cdnskey_rrset,
+    cds_rrset,
+    dnskey_rrset,
+    key_events,
+    key_roles,
+    next_key_event,
+)
 from aliasd.dnssec.rrsig import PreparedKey, sign_wires
 from aliasd.zones.zone import parents_below
 from aliasd.zones.zonefile import (  # the types the signer makes (never from the file)
     ALIAS_TYPE,
     DNSSEC_TYPES,
 )
+
+log = Logger()
 
 _IN = dns.rdataclass.IN
 T = dns.rdatatype
@@ -228,32 +248,78 @@ class Signer:
         self.settings = settings
         self.nsec3 = settings.denial == "nsec3"
         self._prepared: dict[int, PreparedKey] = {}  # id(ZoneKey) -> it, made on first use
+        # (from, until, key_roles): the keys' roles, the same from one moment
+        # until the next key timing event (one tuple: the commit thread reads it too).
+        self._roles_kept: tuple = (math.inf, -math.inf, None)
 
     def state(self, now: float | None = None, owners: int = 0) -> str:
         """What the signatures of a zone of ``owners`` owners depend on
         besides the records: goes into the view's digest, so a new key,
-        denial or bucket epoch moves the serial."""
-        return self._state(self._windows(now, buckets_for(owners)))[1]
-
-    def _windows(self, now: float | None, buckets: int) -> list[tuple[int, int, int]]:
+        a key timing event (ZoneKey.published, active, syncing), denial or
+        bucket epoch moves the serial."""
         now = time.time() if now is None else now
+        return self._state(self._roles(now)[0], self._windows(now, buckets_for(owners)))[1]
+
+    def _roles(self, now: float) -> tuple[tuple, float]:
+        """((published, active, syncing) keys at ``now``, the moment of the
+        next key timing event or inf), kept until that event: ``state`` is
+        asked of every signed zone every minute (refresh_signatures)."""
+        start, until, roles = self._roles_kept
+        if not start <= now < until:
+            roles = key_roles(self.keys, now)
+            event = next_key_event(self.keys, now)
+            until = math.inf if event is None else event.timestamp()
+            self._roles_kept = (now, until, roles)
+        return roles, until
+
+    def next_key_event(self, now: float) -> float | None:
+        """When the keys' timing next changes what is published or who
+        signs (a UNIX time after ``now``), or None: the zone is signed
+        again then (KeyEvents)."""
+        until = self._roles(now)[1]
+        return None if until == math.inf else until
+
+    def key_events(self, start: float, end: float) -> list[str]:
+        """The key timing events in [start, end], for the log."""
+        return key_events(self.keys, start, end)
+
+    def signs(self, now: float) -> bool:
+        """Is one of the keys active at ``now``? (Key timing can leave none.)"""
+        return bool(self._roles(now)[0][1])
+
+    def _windows(self, now: float, buckets: int) -> list[tuple[int, int, int]]:
         return [window(self.origin, self.settings, now, b, buckets) for b in range(buckets)]
 
-    def _state(self, windows: list) -> tuple[str, str]:
-        """(prefix, state): the epochs' sum moves by one whenever a bucket's epoch does."""
-        tags = ",".join(f"{k.algorithm}/{k.tag}/{k.flags}" for k in self.keys)
+    def _state(self, roles: tuple, windows: list) -> tuple[str, str]:
+        """(prefix, state). The prefix is what every signature depends on:
+        denial, signing keys, buckets (a change signs the whole zone again).
+        The state adds the epochs (their sum moves by one whenever a
+        bucket's epoch does) and what only the apex depends on: keys
+        published without signing, and KSKs that sign but are not in CDS
+        (both left out when empty: zones whose keys all sign keep the state,
+        and so the serial, they had before key timing counted)."""
+        published, active, syncing = roles
+        tags = ",".join(f"{k.algorithm}/{k.tag}/{k.flags}" for k in active)
         prefix = f"dnssec:{self.settings.denial}:{tags}:{len(windows)}"
-        return prefix, f"{prefix}:{sum(w[0] for w in windows)}"
+        state = f"{prefix}:{sum(w[0] for w in windows)}"
+        if len(published) != len(active):  # (active and syncing are sublists)
+            signing = {id(k) for k in active}
+            state += ":published:" + ",".join(f"{k.algorithm}/{k.tag}/{k.flags}" for k in published
+                                              if id(k) not in signing)
+        ksks = [k for k in active if k.is_ksk and not k.revoked]
+        if len(ksks) != len(syncing):
+            synced = {id(k) for k in syncing}
+            state += ":unsynced:" + ",".join(str(k.tag) for k in ksks if id(k) not in synced)
+        return prefix, state
 
-    def _active_keys(self) -> tuple[list[PreparedKey], list[PreparedKey]]:
-        """(ZSKs, KSKs) active now, ready to sign (once per ``sign``)."""
+    def _active_keys(self, active: list[ZoneKey]) -> tuple[list[PreparedKey], list[PreparedKey]]:
+        """(ZSKs, KSKs) among ``active``, ready to sign (once per ``sign``)."""
         prepared = []
-        for key in self.keys:
-            if key.active():
-                ready = self._prepared.get(id(key))
-                if ready is None:
-                    ready = self._prepared[id(key)] = PreparedKey(key, self.origin)
-                prepared.append((key, ready))
+        for key in active:
+            ready = self._prepared.get(id(key))
+            if ready is None:
+                ready = self._prepared[id(key)] = PreparedKey(key, self.origin)
+            prepared.append((key, ready))
         zsks = [ready for key, ready in prepared if key.is_zsk]
         ksks = [ready for key, ready in prepared if key.is_ksk]
         return zsks, (ksks or zsks)
@@ -269,12 +335,17 @@ class Signer:
     def sign(self, version, previous=None, now: float | None = None) -> Signed:
         """The DNSSEC records of ``version``; with ``previous`` (the version
         it replaces, signed), only the owners that differ, and the denial
-        records around names that appeared or went, are made again."""
+        records around names that appeared or went, are made again.
+        ``now`` is the moment signed as of (key timing, signature windows):
+        the one the authority computed the zone's signing state at."""
+        now = time.time() if now is None else now
         buckets = buckets_for(len(version.source.records))
         windows = self._windows(now, buckets)
         epochs = tuple(w[0] for w in windows)
-        prefix, state = self._state(windows)
-        self._keys_now = self._active_keys()
+        roles = self._roles(now)[0]
+        prefix, state = self._state(roles, windows)
+        published, active, _ = roles
+        self._keys_now = self._active_keys(active)
         old: Signed | None = getattr(previous, "signed", None) if previous is not None else None
         if old is not None and (old.prefix != prefix or old.nsec3 != self.nsec3):
             old = None  # new keys, denial or buckets: everything is signed again
@@ -288,7 +359,7 @@ class Signer:
         origin_key = base.origin_key
         source_records = version.source.records
         apex_owner = store.name_of(store.owner_of(source_records[origin_key]))
-        apex_records = self._apex_records(apex_owner, soa.ttl)
+        apex_records = self._apex_records(apex_owner, soa.ttl, published, now)
 
         if old is None:
             auth, delegations = _authoritative(version)
@@ -334,11 +405,15 @@ class Signer:
         return Signed(records, signatures, chain, hashed, self.nsec3, state, epochs, ttl, order,
                       frozenset(auth), frozenset(delegations), prefix, chain_names)
 
-    def _apex_records(self, apex_owner: dns.name.Name, ttl: int) -> list[dns.rrset.RRset]:
-        """The DNSKEY, CDS, CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
-        records = [dnskey_rrset(apex_owner, self.keys, ttl)]
-        cds, cdnskey = cds_rrset(apex_owner, self.keys, ttl), cdnskey_rrset(apex_owner, self.keys, ttl)
-        records += [r for r in (cds, cdnskey) if r is not None and len(r)]
+    def _apex_records(self, apex_owner: dns.name.Name, ttl: int, published: list[ZoneKey],
+                      now: float) -> list[dns.rrset.RRset]:
+        """The DNSKEY (of the keys ``published`` at ``now``, not every key
+        file: a deleted key must not validate anything any more), CDS,
+        CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
+        dnskey = dnskey_rrset(apex_owner, published, ttl)
+        cds = cds_rrset(apex_owner, published, ttl, now=now)
+        cdnskey = cdnskey_rrset(apex_owner, published, ttl, now=now)
+        records = [r for r in (dnskey, cds, cdnskey) if len(r)]  # (key timing can leave none)
         if self.nsec3:
             param = dns.rdtypes.ANY.NSEC3PARAM.NSEC3PARAM(_IN, T.NSEC3PARAM, 1, 0, 0, b"")
             records.append(dns.rrset.from_rdata(apex_owner, 0, param))
@@ -496,6 +571,74 @@ class Signer:
                 signatures[owner] = store.pack(
                     owner, [(T.NSEC3, ttl, self._sign(owner, T.NSEC3, ttl, [wire], inception, expiration))])
         return tuple(chain), order, hashed, tuple(chain_names)
+
+
+class KeyEvents:
+    """Calls ``due(origin)`` when a signed zone's keys' timing (Publish,
+    Activate, Inactive, Delete, SyncPublish, SyncDelete) next changes what
+    it publishes or who signs it, so that the zone is signed again at that
+    moment rather than at its next signature epoch: a key whose Delete time
+    has passed leaves the DNSKEY RRset then.
+
+    One heap of (moment, zone) for every signed zone and one DelayedCall,
+    for the earliest: a tick never walks the zones, and zones whose keys
+    have no event to come cost nothing. ``clock`` is the reactor, or a
+    twisted.internet.task.Clock in tests.
+    """
+
+    def __init__(self, clock, due: Callable[[dns.name.Name], None]):
+        self.clock = clock
+        self.due = due
+        self.signers: dict = {}
+        self._heap: list = []  # (moment, tie-breaker, origin, signer)
+        self._order = itertools.count()
+        self._call = None
+        self._call_at: float | None = None  # the moment ``_call`` is for
+
+    def track(self, signers: dict) -> None:
+        """Watch these zones' signers from now on (at start, after a
+        reload). Only new signers are looked at; the entries of signers
+        replaced or gone are dropped when they come up."""
+        old, self.signers = self.signers, signers
+        now = self.clock.seconds()
+        for origin, signer in signers.items():
+            if old.get(origin) is not signer:
+                self._push(origin, signer, now)
+        self._arm()
+
+    def _push(self, origin: dns.name.Name, signer: Signer, now: float) -> None:
+        if not signer.signs(now):
+            log.error("zone {zone}: none of its DNSSEC keys is active now (see their timing metadata): "
+                      "its records go unsigned and validators will find it bogus", zone=origin.to_text())
+        when = signer.next_key_event(now)
+        if when is not None:
+            heapq.heappush(self._heap, (when, next(self._order), origin, signer))
+
+    def _arm(self) -> None:
+        """Have the DelayedCall due at the heap's earliest moment."""
+        while self._heap and self.signers.get(self._heap[0][2]) is not self._heap[0][3]:
+            heapq.heappop(self._heap)  # a signer replaced or gone
+        when = self._heap[0][0] if self._heap else None
+        if self._call is not None and self._call.active():
+            if when == self._call_at:
+                return
+            self._call.cancel()
+        self._call, self._call_at = None, when
+        if when is not None:
+            self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._fire)
+
+    def _fire(self) -> None:
+        self._call = self._call_at = None
+        now = self.clock.seconds()
+        while self._heap and self._heap[0][0] <= now:
+            when, _, origin, signer = heapq.heappop(self._heap)
+            if self.signers.get(origin) is not signer:
+                continue
+            log.info("zone {zone}: DNSSEC key timing event ({events})",
+                     zone=origin.to_text(), events=", ".join(signer.key_events(when, now)))
+            self.due(origin)
+            self._push(origin, signer, now)
+        self._arm()
 
 
 def type_bitmap(types: Iterable[int]) -> bytes:

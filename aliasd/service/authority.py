@@ -41,6 +41,7 @@ from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.state import ZoneState
+from aliasd.dnssec.signer import KeyEvents
 from aliasd.replicate import journaldb
 from aliasd.replicate.journal import difference
 from aliasd.replicate.numbering import Journals, Numbering
@@ -104,6 +105,7 @@ class _Built:
     saved: tuple  # the zone's book-keeping before this batch
     frames: list  # journal frames to write durably before serving it
     touched: set | None  # owners changed by updates (None: the whole view may differ)
+    signed_at: float | None = None  # the moment its signing state is of: signed as of then
     difference: object = None  # from the served version (aliasd.replicate.journal), for IXFR
     difference_frame: tuple | None = None  # the same, as a journal record
     difference_key: bytes | None = None  # that record's key in the state store, once written
@@ -198,6 +200,10 @@ class ZoneAuthority:
         self._zones: dict[dns.name.Name, _Zone] = {}
         self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of)
         self.damping = SerialDamper(clock, serial_interval, serial_burst, self._flush)
+        # Signed zones are signed again when their keys' timing says (none without a clock).
+        self.key_events = KeyEvents(clock, self.resign) if clock is not None else None
+        if self.key_events is not None:
+            self.key_events.track(self.signers)
         # The work queue: zone -> ALIAS owners to follow again (None: all of
         # a new source); ``_forced`` zones are not damped (loads, reloads).
         self._queue: dict[dns.name.Name, set | None] = {}
@@ -423,16 +429,31 @@ class ZoneAuthority:
         for origin in set(old) | set(signers):
             if old.get(origin) is not signers.get(origin) and origin in self._zones:
                 self._enqueue(origin, set(), forced=True)
+        if self.key_events is not None:
+            self.key_events.track(signers)
         self._kick()
+
+    def resign(self, origin: dns.name.Name) -> None:
+        """Queue a signed zone to be signed again now (its keys' timing
+        changed what it publishes or who signs it: KeyEvents); it gets a
+        new version if its signing state moved."""
+        if origin in self.signers and origin in self._zones:
+            self._enqueue(origin, set(), forced=True)
+            self._kick()
+
+    def _now(self) -> float:
+        """The moment zones are signed as of: the clock's, so a test clock drives key timing too."""
+        return self.clock.seconds() if self.clock is not None else time.time()
 
     def refresh_signatures(self) -> int:
         """Queue the signed zones whose signatures are due for refreshing
         (their signature epoch moved on: aliasd.dnssec.signer.window); returns how many."""
         due = 0
+        now = self._now()
         for origin, signer in self.signers.items():
             version = self.versions.get(origin)
             if (version is not None and version.signed is not None
-                    and version.signed.state != signer.state(owners=len(version.source.records))):
+                    and version.signed.state != signer.state(now, len(version.source.records))):
                 self._enqueue(origin, set(), forced=True)
                 due += 1
         if due:
@@ -567,7 +588,8 @@ class ZoneAuthority:
             owners = set(zone.source.aliases)
         zone.pending.update(self.graph.reflatten(zone, owners))
         signer = self.signers.get(origin)
-        zone.signing_state = signer.state(owners=len(zone.source.records)) if signer is not None else ""
+        signed_at = self._now()
+        zone.signing_state = signer.state(signed_at, len(zone.source.records)) if signer is not None else ""
         # New keys or a new signature epoch: the zone is signed again; no
         # signer any more (a reload turned dnssec off): it is served unsigned.
         if signer is not None:
@@ -597,6 +619,7 @@ class ZoneAuthority:
             owners_done = set(updates)
         built = self._batch[origin] = _Built(
             zone, published, version, digest, state_changed, why, owners_done, saved, frames, zone.touched,
+            signed_at,
         )
         if signer is not None:
             # Owners to sign: the whole zone when it is signed afresh. A batch
@@ -674,7 +697,7 @@ class ZoneAuthority:
             version, published = built.version, built.published
             signer = self.signers.get(version.origin)
             if signer is not None:  # only what changed since the served version is signed again
-                version = built.version = version.with_signatures(signer.sign(version, published))
+                version = built.version = version.with_signatures(signer.sign(version, published, built.signed_at))
                 self._note_difference(built)
             if files is None:
                 continue
