@@ -299,29 +299,96 @@ def incremental(port: int, old: int) -> bool:
     return len(answers) >= 2 and answers[1].rdtype == dns.rdatatype.SOA and answers[1][0].serial == old
 
 
-def test_a_file_edited_by_hand_wins_on_reload(aliasd, tmp_path):
-    server = aliasd(config(), {"example.test.zone": ZONE}, server=SERVER)
-    rc, out = nsupdate(server.port, "update add added.example.test 60 A 192.0.2.44")
-    assert rc == 0, out
-    path = tmp_path / "example.test.zone"
-    server.wait_for(lambda: "added" in path.read_text(), timeout=5)  # dynamic-file-sync = 1
+def test_a_file_edited_by_hand_merges_with_the_updates_on_reload(aliasd, tmp_path):
+    """The edit is the difference between the file aliasd last wrote and the
+    file now, applied on top of the zone's records: updates stay, except
+    where the edit changed the same RRset (the edit wins, the log names the
+    records lost). The merge survives a restart, and serials never go back."""
+    slow = "serial-interval = 0\ndynamic-file-sync = 3600\n"  # the file is not written meanwhile
+    server = aliasd(config(), {"example.test.zone": ZONE}, server=slow)
+    for command in ("update add added.example.test 60 A 192.0.2.44",
+                    "update delete www.example.test A\nupdate add www.example.test 60 A 192.0.2.77"):
+        rc, out = nsupdate(server.port, command)
+        assert rc == 0, out
     before = serial(server)
-    # The operator edits the file aliasd wrote (and forgets the serial).
-    path.write_text(path.read_text().replace("192.0.2.44", "192.0.2.45") + "byhand\t60\tIN\tA\t192.0.2.46\n")
+    path = tmp_path / "example.test.zone"
+    # The operator edits the file (aliasd's copy of it holds none of the updates).
+    text = path.read_text().replace("mail A 192.0.2.20", "mail A 192.0.2.21")
+    text = text.replace("www A 192.0.2.11\n", "") + "byhand A 192.0.2.46\n"
+    path.write_text(text)
     server.proc.send_signal(1)  # SIGHUP: reload
     server.wait_for(lambda: values(server, "byhand.example.test") == {"192.0.2.46"}, timeout=10)
-    assert values(server, "added.example.test") == {"192.0.2.45"}
+    assert values(server, "mail.example.test") == {"192.0.2.21"}
+    assert values(server, "added.example.test") == {"192.0.2.44"}  # the update stays
+    assert values(server, "www.example.test") == {"192.0.2.10"}  # both changed www: the edit won
     assert serial(server) == before + 1
-    assert "was changed by hand since aliasd last wrote it" in server.log()
-    # A reload of aliasd's own file changes nothing.
-    rc, out = nsupdate(server.port, "update add later.example.test 60 A 192.0.2.47")
-    assert rc == 0, out
-    server.wait_for(lambda: "later" in path.read_text(), timeout=5)
-    now = serial(server)
+    log = server.log()
+    assert "was edited by hand since aliasd last wrote it" in log
+    assert "1 record(s) of updates lost" in log and "www.example.test. 60 A 192.0.2.77" in log
+    # A reload of the same file changes nothing more.
     server.proc.send_signal(1)
     server.wait_for(lambda: server.log().count("reload done") == 2, timeout=10)
-    assert serial(server) == now and values(server, "later.example.test") == {"192.0.2.47"}
-    assert server.log().count("was changed by hand") == 1
+    assert serial(server) == before + 1 and server.log().count("edited by hand") == 1
+    # The merge is the zone's truth: a restart serves it as it was.
+    server.stop()
+    server.start()
+    assert serial(server) == before + 1
+    assert values(server, "added.example.test") == {"192.0.2.44"}
+    assert values(server, "byhand.example.test") == {"192.0.2.46"}
+    assert values(server, "www.example.test") == {"192.0.2.10"}
+
+
+def test_removing_the_update_rules_keeps_the_acknowledged_updates(aliasd, tmp_path):
+    """They are written to the file first; put the rules back and they are
+    still there; nothing comes back that was deleted."""
+    slow = "serial-interval = 0\ndynamic-file-sync = 3600\n"
+    server = aliasd(config(), {"example.test.zone": ZONE}, server=slow)
+    for command in ("update add kept.example.test 60 A 192.0.2.61",
+                    "update add gone.example.test 60 A 192.0.2.62",
+                    "update delete gone.example.test A"):
+        rc, out = nsupdate(server.port, command)
+        assert rc == 0, out
+    conf = tmp_path / "aliasd.toml"
+    dynamic_conf = conf.read_text()
+    static_conf = dynamic_conf.replace("update = [", "no_update = [").split("no_update = [")[0]
+    conf.write_text(static_conf)
+    server.proc.send_signal(1)
+    server.wait_for(lambda: server.log().count("reload done") == 1, timeout=10)
+    assert values(server, "kept.example.test") == {"192.0.2.61"}
+    assert "kept" in (tmp_path / "example.test.zone").read_text()
+    assert "no update rules any more" in server.log()
+    rc, out = nsupdate(server.port, "update add refused.example.test 60 A 192.0.2.63")
+    assert "REFUSED" in out
+    conf.write_text(dynamic_conf)  # the rules are back
+    server.proc.send_signal(1)
+    server.wait_for(lambda: server.log().count("reload done") == 2, timeout=10)
+    assert values(server, "kept.example.test") == {"192.0.2.61"}
+    server.stop()
+    server.start()
+    assert values(server, "kept.example.test") == {"192.0.2.61"}
+    assert values(server, "gone.example.test") == set()
+
+
+def test_a_removed_zone_keeps_its_state_and_comes_back_whole(aliasd, tmp_path):
+    slow = "serial-interval = 0\ndynamic-file-sync = 3600\n"
+    server = aliasd(config(), {"example.test.zone": ZONE}, server=slow)
+    rc, out = nsupdate(server.port, "update add back.example.test 60 A 192.0.2.71")
+    assert rc == 0, out
+    served = serial(server)
+    conf = tmp_path / "aliasd.toml"
+    with_zone = conf.read_text()
+    without = '[zones."other.test"]\nfile = "other.test.zone"\n'  # example.test is removed
+    (tmp_path / "other.test.zone").write_text(ZONE.replace("example.test.", "other.test."))
+    conf.write_text(without)
+    server.proc.send_signal(1)
+    server.wait_for(lambda: server.log().count("reload done") == 1, timeout=10)
+    assert server.query("back.example.test", "A").rcode() == dns.rcode.REFUSED
+    assert "no longer served; its state" in server.log()
+    conf.write_text(with_zone)
+    server.proc.send_signal(1)
+    server.wait_for(lambda: server.log().count("reload done") == 2, timeout=10)
+    assert values(server, "back.example.test") == {"192.0.2.71"}
+    assert not dns.serial.Serial(serial(server)) < dns.serial.Serial(served)
 
 
 def test_sigkill_at_random_moments_loses_no_acknowledged_update(aliasd, tmp_path):

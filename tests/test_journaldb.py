@@ -134,37 +134,75 @@ class _Zone:
         self.file = file
 
 
-def test_start_applies_updates_on_top_of_aliasds_own_file_and_not_on_a_hand_edit(tmp_path):
+def _addresses(source, name):
+    rrset = source.rrsets.get((N(name), dns.rdatatype.A))
+    return None if rrset is None else {rd.to_text() for rd in rrset}
+
+
+def test_the_truth_is_the_stores_and_a_file_aliasd_wrote_changes_nothing(tmp_path):
     files = journals(tmp_path / "state")
     file_source, sha = make(tmp_path, source_text())
     dynamic = DynamicZones(files, [_Zone(file_source.path)])
-    assert dynamic.start_source(file_source, sha) is file_source  # first start: adopted
+    assert dynamic.start_source(file_source, sha) is file_source  # first start: taken
     s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
     files.append(file_source.key, [u1])
-    # The file is written (W, serial 11) while update 2 is recorded before the W frame.
     s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
     files.append(file_source.key, [u2])
-    text = master_file_text(s1)
-    data = text.encode()
-    (tmp_path / "example.com.zone").write_text(text)
-    files.append(file_source.key, [journaldb.frame(
-        journaldb.WRITTEN, journaldb.encode_written(hashlib.sha256(data).digest(), 11))])
+    dynamic.write_file(s2)  # F: the file and its records, then the file in place
     s3, u3 = update(s2, "c.example.com.", "192.0.2.53", 13)
     files.append(file_source.key, [u3])
-    written, sha = make(tmp_path, text)
+    written, sha = make(tmp_path, (tmp_path / "example.com.zone").read_text())
     restarted = DynamicZones(files, [_Zone(written.path)]).start_source(written, sha)
-    for name, address in (("a", "192.0.2.51"), ("b", "192.0.2.52"), ("c", "192.0.2.53")):
-        rrset = restarted.rrsets[(N(f"{name}.example.com."), dns.rdatatype.A)]
-        assert [rd.to_text() for rd in rrset] == [address], name
+    assert [_addresses(restarted, f"{n}.example.com.") for n in "abc"] == [
+        {"192.0.2.51"}, {"192.0.2.52"}, {"192.0.2.53"}]
     assert restarted.serial == 13
-    # The operator edits the file: it wins, nothing from the journal on top.
-    edited, sha = make(tmp_path, text.replace("192.0.2.51", "192.0.2.99"))
-    again = DynamicZones(files, [_Zone(edited.path)])
-    taken = again.start_source(edited, sha)
-    assert taken is edited
-    assert (N("c.example.com."), dns.rdatatype.A) not in taken.rrsets
-    # ... and from then on the journal starts from the adopted file.
-    assert DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha) is edited
+
+
+def test_a_hand_edit_merges_with_updates_and_the_edit_wins_where_both_changed(tmp_path, log_events):
+    files = journals(tmp_path / "state")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    dynamic.start_source(file_source, sha)
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1])
+    dynamic.write_file(s1)
+    s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)  # not in the file yet
+    files.append(file_source.key, [u2])
+    # The operator edits aliasd's file: a changed, a name added, www removed.
+    text = (tmp_path / "example.com.zone").read_text()
+    text = text.replace("192.0.2.51", "192.0.2.99").replace("www\t300\tIN\tA\t192.0.2.10\n", "")
+    edited, sha = make(tmp_path, text + "byhand\t60\tIN\tA\t192.0.2.46\n")
+    merged = DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha)
+    assert _addresses(merged, "a.example.com.") == {"192.0.2.99"}
+    assert _addresses(merged, "byhand.example.com.") == {"192.0.2.46"}
+    assert _addresses(merged, "www.example.com.") is None
+    assert _addresses(merged, "b.example.com.") == {"192.0.2.52"}  # the update stays
+    warned = [e for e in log_events if "edited by hand" in e.get("log_format", "")]
+    assert warned[-1]["lost"] == 0 and warned[-1]["changed"] == 3
+    # The merge is the truth from now on: a restart serves it, edited file and all.
+    again = DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha)
+    assert dict(again.records) == dict(merged.records)
+    # An update and an edit of the same RRset: the edit wins, the log names what went.
+    s3, u3 = update(merged, "b.example.com.", "192.0.2.88", 14)
+    files.append(file_source.key, [u3])
+    conflict, sha = make(tmp_path, edited.path.read_text() + "b\t60\tIN\tA\t192.0.2.66\n")
+    result = DynamicZones(files, [_Zone(conflict.path)]).start_source(conflict, sha)
+    assert _addresses(result, "b.example.com.") == {"192.0.2.66"}
+    warned = [e for e in log_events if "edited by hand" in e.get("log_format", "")]
+    assert warned[-1]["lost"] == 1 and "b.example.com. 60 A 192.0.2.88" in warned[-1]["which"]
+
+
+def test_a_journal_of_an_earlier_release_is_read_then_converted(tmp_path):
+    files = journals(tmp_path / "state")
+    file_source, sha = make(tmp_path, source_text())
+    files.append(file_source.key, [journaldb.frame(journaldb.BASE, sha)])
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1])
+    started = DynamicZones(files, [_Zone(file_source.path)]).start_source(file_source, sha)
+    assert _addresses(started, "a.example.com.") == {"192.0.2.51"}
+    assert [kind for kind, _ in files.read(file_source.key)][-2:] == [journaldb.SNAPSHOT, journaldb.FILE]
+    again = DynamicZones(files, [_Zone(file_source.path)]).start_source(file_source, sha)
+    assert dict(again.records) == dict(started.records)
 
 
 def test_a_compacted_journal_keeps_the_records_and_the_file_it_knows(tmp_path):
@@ -191,3 +229,56 @@ def test_the_written_file_reads_back_as_the_same_records(tmp_path):
     again = parse_zone(ORIGIN, path, path.read_bytes())
     assert again.digest == source.digest and again.serial == source.serial
     assert again.aliases == source.aliases
+
+
+def test_an_update_being_recorded_during_a_reload_that_merges_an_edit_is_applied_and_answered(tmp_path, clock):
+    """The snapshot of the merge is written after the update's record, in the
+    next batch, and the update is answered NOERROR once the merged version
+    is served: applied and counted, and nothing answered SERVFAIL comes back."""
+    from twisted.internet import defer
+
+    from aliasd.base.state import StateStore
+    from aliasd.service.authority import ZoneAuthority
+
+    state = StateStore(tmp_path / "state")
+    files = journaldb.JournalStore(state.db)
+    pending = []
+
+    def run_in_thread(f, *args):  # the commit thread, run when the test says
+        d = defer.Deferred()
+        pending.append((f, args, d))
+        return d
+
+    def finish_recording():
+        f, args, d = pending.pop(0)
+        d.callback(f(*args))
+        for _ in range(3):
+            clock.advance(0)
+
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    truth = dynamic.start_source(file_source, sha)
+    authority = ZoneAuthority(state=state, clock=clock, run_in_thread=run_in_thread, journal_files=files,
+                              snapshot_frames=dynamic.snapshot_frames)
+    authority.set_sources([truth], wait=True)
+    updated, record = update(truth, "a.example.com.", "192.0.2.51", 11)
+    answered = authority.update_source(updated, [record], [N("a.example.com.")])
+    clock.advance(0)
+    assert len(pending) == 1  # the update's batch is being recorded
+    # The operator's edit is reloaded meanwhile.
+    edited, sha = make(tmp_path, source_text("byhand A 192.0.2.46\n"))
+    merged, frames = dynamic.reload_source(edited, sha, authority.sources[ORIGIN])
+    authority.set_sources([merged], frames={ORIGIN: frames}, continued={ORIGIN})
+    finish_recording()
+    assert not answered.called  # not before the version holding it is served
+    finish_recording()
+    outcome = []
+    answered.addBoth(outcome.append)
+    assert outcome == [None]  # NOERROR
+    served = authority.versions[ORIGIN].source
+    assert _addresses(served, "a.example.com.") == {"192.0.2.51"}
+    assert _addresses(served, "byhand.example.com.") == {"192.0.2.46"}
+    kinds = [kind for kind, _ in files.read(file_source.key) if kind != journaldb.DIFFERENCE]
+    assert kinds[-3:] == [journaldb.UPDATE, journaldb.SNAPSHOT, journaldb.FILE]
+    restarted = DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha)
+    assert dict(restarted.records) == dict(served.records)

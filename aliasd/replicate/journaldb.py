@@ -11,14 +11,16 @@ sequence number; each record is its kind (1 octet) and its payload. Kinds:
 - ``U`` a dynamic update: each owner node it touched, packed as after it
   (aliasd.base.store), and the source's serial; committed before the
   update is answered;
-- ``B`` "the source is this zone file": the file's SHA-256, when aliasd
-  adopts a file (first load of a dynamic zone, or a file edited by hand);
-- ``W`` "aliasd wrote this file": its SHA-256 and the serial of the
-  records written, committed before the file is renamed into place, so
-  that a crash between the two is still recognised; updates recorded while
-  the file was written have newer serials and are applied on top of it;
-- ``S`` a snapshot of a dynamic zone's source records (compaction), with
-  the SHA-256 of the file on disk.
+- ``S`` a snapshot of a dynamic zone's records (its truth from then on:
+  the updates after it are applied on top), with the SHA-256 of the file
+  on disk;
+- ``F`` "this zone file holds these records": a file aliasd wrote (committed
+  before the file is renamed into place, so that a crash between the two
+  is still recognised) or took; the latest is the base of a hand edit
+  (aliasd.update.dynamic);
+- ``B`` and ``W``: what earlier releases wrote instead of ``S`` and ``F``
+  ("the source is this file", "aliasd wrote this file"), read at the first
+  start after an upgrade.
 
 Records are appended in the authority's commit thread, inside the batch's
 transaction (aliasd.service.authority), so a batch's journal records and
@@ -51,7 +53,7 @@ _SEQ = struct.Struct("!Q")
 #: One journal record: (kind, payload).
 Frame = tuple[bytes, bytes]
 
-DIFFERENCE, UPDATE, BASE, WRITTEN, SNAPSHOT = b"D", b"U", b"B", b"W", b"S"
+DIFFERENCE, UPDATE, BASE, WRITTEN, SNAPSHOT, FILE = b"D", b"U", b"B", b"W", b"S", b"F"
 
 
 def _safe_name(key: bytes) -> str:
@@ -152,6 +154,17 @@ def encode_written(sha: bytes, serial: int) -> bytes:
 
 def decode_written(payload: bytes) -> tuple[bytes, int]:
     return payload[:32], _U32.unpack_from(payload, 32)[0]
+
+
+def encode_file(sha: bytes, serial: int, records) -> bytes:
+    """An F record: a zone file's SHA-256 and the records it holds (the
+    serial of its SOA), as aliasd wrote or took it."""
+    return sha.ljust(32, b"\0") + encode_nodes(serial, dict(records))
+
+
+def decode_file(payload: bytes) -> tuple[bytes, int, dict[bytes, bytes]]:
+    serial, nodes = decode_nodes(payload[32:])
+    return payload[:32], serial, {k: v for k, v in nodes.items() if v}
 
 
 def encode_snapshot(serial: int, records, file_sha: bytes) -> bytes:
@@ -330,6 +343,22 @@ class JournalStore:
             StateDB.delete_under(txn, self.db.journal, key)
             self._sizes.pop(key, None)
             self.append(key, frames)
+
+    _DYNAMIC = b"dynamic:"
+
+    def mark_dynamic(self, key: bytes, dynamic: bool) -> None:
+        """Note whether the zone's journal holds a dynamic zone's records
+        (its truth), so a start finds them without reading every journal."""
+        with self.db.write() as txn:
+            if dynamic:
+                txn.put(self._DYNAMIC + key, b"1", db=self.db.meta)
+            else:
+                txn.delete(self._DYNAMIC + key, db=self.db.meta)
+
+    def dynamic_keys(self) -> set[bytes]:
+        """The zones whose journals hold a dynamic zone's records."""
+        with self.db.reading() as txn:
+            return {k[len(self._DYNAMIC):] for k, _ in StateDB.items_under(txn, self.db.meta, self._DYNAMIC)}
 
     def remove(self, key: bytes) -> None:
         with self.lock, self.db.write() as txn:

@@ -196,6 +196,8 @@ class ZoneAuthority:
         # Record keys of differences pushed out of the histories: deleted
         # from the store with the next batch's transaction.
         self._unused_records: list[bytes] = []
+        # Zone -> the source seq of its version being recorded now (updates up to it are in the store soon).
+        self._recording: dict[dns.name.Name, int] = {}
         self.numbering = Numbering(state, clock, run_in_thread)
         self._zones: dict[dns.name.Name, _Zone] = {}
         self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of)
@@ -337,15 +339,20 @@ class ZoneAuthority:
         return {source.origin: _Zone(source) for source in sources}
 
     def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
-                    wait: bool = False) -> None:
+                    wait: bool = False, frames: dict | None = None, continued=()) -> None:
         """Serve exactly these zone files (at start, and later on reload).
 
         Only what differs is touched: zones whose source object is the one
         served already keep their versions; removed zones stop at once;
         new and changed ones are queued with every ALIAS owner that follows
-        into them. ``wait`` builds and publishes everything before returning
-        (start-up, before the reactor runs).
+        into them. ``frames``: journal records to write with a zone's new
+        version (a dynamic zone's snapshot). A zone in ``continued`` gets a
+        source built on its newest one (a hand edit merged into a dynamic
+        zone): its updates not yet recorded are recorded first and answered
+        once the new version is served. ``wait`` builds and publishes
+        everything before returning (start-up, before the reactor runs).
         """
+        frames = frames or {}
         sources = {source.origin: source for source in sources}
         prepared = prepared or {}
         zones, registry, graph = self._zones, self.registry, self.graph
@@ -362,17 +369,25 @@ class ZoneAuthority:
             self.journals.pop(origin, None)
             self.numbering.digests.pop(origin, None)
             registry.unpublish(origin)
-            self._fail_waiters(origin, "the zone is no longer served")
+            # Updates being recorded now are kept with the zone's state and
+            # answered once recorded (_publish); those not yet handed to the
+            # store never will be.
+            self._fail_waiters(origin, "the zone is no longer served", after=self._recording.get(origin))
+            log.info("zone {zone} is no longer served; its state (serial, journal, updates) is kept "
+                     "and comes back with it if it is added again", zone=origin.to_text())
         for origin in fresh:
             old = zones.get(origin)
             if old is not None:
                 self.damping.forget(origin)
                 graph.forget_zone(origin, old.source)
-            if old is not None:
-                # A dynamic zone's file edited by hand wins (aliasd.update.dynamic):
-                # updates not yet recorded are dropped, and answered SERVFAIL.
-                self._fail_waiters(origin, "the zone file was edited and reloaded")
-            zone = zones[origin] = prepared.get(origin) or _Zone(sources[origin])
+            ready = prepared.get(origin)
+            zone = zones[origin] = ready if ready is not None and ready.source is sources[origin] else _Zone(sources[origin])
+            if old is not None and origin in continued:
+                zone.frames = old.frames + zone.frames  # its updates first, then what builds on them
+                old.frames = []
+            elif old is not None:
+                self._fail_waiters(origin, "the zone's file was reloaded")
+            zone.frames += frames.get(origin, [])
             self._queue[origin] = None
             self._forced.add(origin)
             registry.expect(zone.base.origin_key)
@@ -470,9 +485,16 @@ class ZoneAuthority:
             for d in ready:
                 d.callback(None)
 
-    def _fail_waiters(self, origin: dns.name.Name, why: str) -> None:
-        for _, d in self._waiters.pop(origin, ()):
-            d.errback(RuntimeError(why))
+    def _fail_waiters(self, origin: dns.name.Name, why: str, after: int | None = None) -> None:
+        """Fail the updates waiting on the zone (only those after source
+        ``after``: the ones up to it are being recorded, and answered then)."""
+        waiting = self._waiters.pop(origin, ())
+        kept = [(s, d) for s, d in waiting if after is not None and s <= after]
+        if kept:
+            self._waiters[origin] = kept
+        for s, d in waiting:
+            if after is None or s > after:
+                d.errback(RuntimeError(why))
 
     def rebuild(self, changed: Iterable[TargetKey] | None = None) -> None:
         """Follow again the ALIAS owners of the upstream targets in ``changed``
@@ -650,6 +672,7 @@ class ZoneAuthority:
             return
         states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}
         entries = list(batch.values())
+        self._recording = {o: b.zone.seq for o, b in batch.items()}
         if not in_thread:
             try:
                 self._record(entries, states)
@@ -745,13 +768,17 @@ class ZoneAuthority:
     def _commit_failed(self, batch: dict, error: Exception) -> None:
         """Keep every change of a batch whose serials could not be recorded."""
         self._committing = False
+        self._recording = {}
         delay = self.numbering.failed()
         for origin, built in batch.items():
             current = self._zones.get(origin)
             if current is not None and built.frames:
                 current.frames[:0] = built.frames  # written again with the next attempt
+            if current is None:  # removed meanwhile: its updates were never recorded
+                self._fail_waiters(origin, "the zone is no longer served")
+                continue
             if current is not built.zone:
-                continue  # removed or replaced by a reload meanwhile
+                continue  # replaced by a reload meanwhile
             built.zone.restore(built.saved)
             if built.published is None or built.published.source is not built.zone.source:
                 self._queue[origin] = None
@@ -777,7 +804,9 @@ class ZoneAuthority:
             built = entries.pop()
             origin = built.version.origin
             if self._zones.get(origin) is not built.zone:
-                continue  # removed or replaced by a reload while recording
+                if origin not in self._zones:  # removed: what was recorded stays with its state
+                    self._fire_waiters(origin, built.zone.seq)
+                continue  # (replaced by a reload: its waiters wait for the new version)
             old = self.versions.get(origin)
             digests[origin] = built.digest
             if built.difference is not None:
@@ -813,6 +842,7 @@ class ZoneAuthority:
                 reasons=", ".join(f"{n} {why}" for why, n in reasons.most_common()),
             )
         self._committing = False
+        self._recording = {}
         self._unused_records += journals.trim_total()
         self.numbering.recorded()
         self.batches += 1

@@ -347,18 +347,25 @@ class Reloader:
         """Hand what was read to the authority (reactor thread)."""
         results, prepared, parsed = loaded
         sources, errors, held = [], 0, set()
+        frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
         if dynamic is not None:
+            leaving = self._leave_dynamic(dynamic, settings)
             dynamic.configure(settings.zones)
         for zone in settings.zones:
             result = results[zone.name]
+            if dynamic is not None and zone.name in leaving:
+                sources.append(leaving[zone.name])  # its records, now in its file
+                continue
             if not isinstance(result, ZoneFileError):
                 if dynamic is not None and zone.dynamic:
-                    # aliasd's own file keeps the zone's records; a file
-                    # edited by hand is taken (aliasd.update.dynamic).
-                    result = dynamic.reload_source(
-                        result, self.files.digest_of(zone.name), self.authority.sources.get(zone.name)
-                    )
+                    # The zone's truth stays; a hand edit of its file is
+                    # merged into it (aliasd.update.dynamic).
+                    current = self.authority.sources.get(zone.name)
+                    result, frames[zone.name] = dynamic.reload_source(
+                        result, self.files.digest_of(zone.name), current)
+                    if current is not None and result is not current:
+                        continued.add(zone.name)
                 sources.append(result)
                 continue
             errors += 1
@@ -396,7 +403,7 @@ class Reloader:
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
-        self.authority.set_sources(sources, prepared)
+        self.authority.set_sources(sources, prepared, frames=frames, continued=continued)
         self._apply_signers(settings, signers, held)
         applied.append("zones")
         self.settings = settings
@@ -416,6 +423,31 @@ class Reloader:
             return errors == 0
 
         return self.authority.when_idle().addCallback(done)
+
+    def _leave_dynamic(self, dynamic, settings) -> dict:
+        """Zones whose ``update`` rules are gone: their records are written
+        to their files first, and served as they are (zone -> source)."""
+        still = {z.name for z in settings.zones if z.dynamic}
+        files = {z.name: z.file for z in settings.zones}
+        leaving = {}
+        for origin in sorted(dynamic.zones - still):
+            source = self.authority.sources.get(origin)
+            if source is None or origin not in files:
+                continue  # removed as well: its state is kept
+            try:
+                dynamic.leave(source, files[origin])
+            except OSError as e:
+                log.error("reload: zone {zone} has no update rules any more, but its records cannot be "
+                          "written to {path}: {error}; they are served as they are, and the journal "
+                          "keeps them: put the rules back (or fix the file's directory) and reload",
+                          zone=origin.to_text(), path=str(files[origin]), error=str(e))
+                leaving[origin] = source
+                continue
+            log.info("reload: zone {zone} has no update rules any more: its records (acknowledged "
+                     "updates included) are written to {path}, and served from it",
+                     zone=origin.to_text(), path=str(files[origin]))
+            leaving[origin] = source
+        return leaving
 
     _STEPS = ("transfer access", "TSIG keys", "NOTIFY targets", "resolver settings", "TLS certificate", "zones")
 

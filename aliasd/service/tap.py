@@ -137,9 +137,14 @@ class Options(usage.Options):
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
+            was_dynamic = self.journal_files.dynamic_keys()
             for zone in self.settings.zones:
-                if zone.dynamic:  # its journal's updates on top of its file
+                if zone.dynamic:  # its truth from the store, a hand edit of its file merged in
                     results[zone.name] = self.dynamic.start_source(
+                        results[zone.name], self.files.digest_of(zone.name)
+                    )
+                elif results[zone.name].key in was_dynamic:  # rules removed while stopped
+                    results[zone.name] = self.dynamic.start_static(
                         results[zone.name], self.files.digest_of(zone.name)
                     )
             self.sources = self.catalog.add_to(self.settings, list(results.values()))

@@ -1,22 +1,36 @@
-"""Dynamic zones: whose records are the truth, the file's or the journal's.
+"""Dynamic zones: their truth is the state store's, their file a copy.
 
 Why a module of its own: a zone with ``update`` rules changes without its
-file. Its updates are in its journal (aliasd.replicate.journaldb) from the moment
-they are acknowledged, and aliasd writes the records back to the zone file
-every ``[server] dynamic-file-sync`` seconds and at a clean stop, as BIND
-does. This module decides, at start and at every reload, what such a zone
-serves:
+file. Its records are kept in its journal (aliasd.replicate.journaldb): a
+snapshot (``S``) of the whole zone, then each acknowledged update (``U``);
+that is the zone's truth, whatever is on disk. aliasd writes the records
+back to the zone file every ``[server] dynamic-file-sync`` seconds and at
+a clean stop, as BIND does, and records each file it writes or takes
+(``F``: its SHA-256 and its records) before the file is in place.
 
-- the file is one aliasd adopted or wrote (its SHA-256 is in the journal):
-  the journal's updates since then are applied on top of it (at start), or
-  the zone keeps its current records (at a reload);
-- the file is new to the journal (the operator edited it by hand): the file
-  wins, nothing from the journal is applied on top, it is versioned as a
-  new serial, and the log says so.
+One rule decides what such a zone serves, at start, at every reload, and
+when it is added again after a removal:
 
-Writing a file: the text is written to a temporary file, its SHA-256 is
-recorded in the journal (fsync'd), then it is renamed into place; a crash
-between the two leaves a file that the journal still knows.
+- the file on disk is one aliasd wrote or took (its SHA-256 is known): the
+  zone serves its truth; the file changes nothing;
+- the file was edited by hand: the edit is the difference between the
+  file aliasd last wrote or took (the latest ``F``) and the file now, and
+  it is applied on top of the truth, RRset by RRset, as Knot's
+  ``zonefile-load: difference`` does. Where the edit and an update changed
+  the same RRset, the edit wins and the update's records lost are named in
+  the log; every other update stays. The result is recorded as a new
+  snapshot, with the edited file as the next base.
+
+A reload builds the merged zone on the zone's newest source, updates in
+flight included; its snapshot is written in the same batch as the next
+version, after those updates' records, so they are applied and answered
+NOERROR, and nothing refused ever comes back. A zone whose ``update``
+rules are removed has its records written to its file first, and serves
+them as a plain zone. A zone removed from the configuration keeps its
+journal, so it comes back whole when it is added again.
+
+Journals of earlier releases start with a ``B`` ("aliasd took this file")
+instead of a snapshot; they are read once the old way and then converted.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import time
 from pathlib import Path
 
 import dns.name
+import dns.rdatatype
 import dns.serial
 from twisted.application import service
 from twisted.internet import defer, task, threads
@@ -67,15 +82,69 @@ def master_file_text(source: ZoneSource) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rrsets(packed: bytes | None) -> dict[int, tuple[int, frozenset[bytes]]]:
+    """type -> (TTL, rdata wires) of a packed node (none: {})."""
+    if packed is None:
+        return {}
+    return {rdtype: (ttl, frozenset(store.rdata_wires(packed, start, end)))
+            for rdtype, ttl, _, start, end in store.directory(packed)}
+
+
+def merge_edit(base: dict, edited: dict, current: dict) -> tuple[dict, int, list[str]]:
+    """``current`` with the edit from ``base`` to ``edited`` applied, RRset
+    by RRset (all three: owner key -> packed node). Returns the merged
+    records, how many RRsets the edit changed, and the records that updates
+    had made and the edit replaced (as text, for the log)."""
+    merged = dict(current)
+    changed = 0
+    lost: list[str] = []
+    for key in dict.fromkeys([*base, *edited]):
+        before, after = base.get(key), edited.get(key)
+        if before == after:
+            continue
+        b, e = _rrsets(before), _rrsets(after)
+        now = merged.get(key)
+        c = _rrsets(now)
+        touched = False
+        for rdtype in dict.fromkeys([*b, *e]):
+            if b.get(rdtype) == e.get(rdtype):
+                continue
+            changed += 1
+            touched = True
+            if c.get(rdtype) != b.get(rdtype) and c.get(rdtype) is not None and rdtype != dns.rdatatype.SOA:
+                # (the SOA's serial moves on whatever the file says: not a loss)
+                # An update changed this RRset too: the edit wins.
+                node = store.PackedNode(now, store.name_of(store.owner_of(now)))
+                kept = e.get(rdtype, (0, frozenset()))[1]
+                for rd in node[rdtype]:
+                    if rd.to_wire() not in kept:
+                        lost.append(f"{node[rdtype].name} {node[rdtype].ttl} {type_text(rdtype)} {rd.to_text()}")
+            if rdtype in e:
+                c[rdtype] = e[rdtype]
+            else:
+                c.pop(rdtype, None)
+        if not touched:
+            continue
+        owner = store.owner_of(after if after is not None else before)
+        if c:
+            order = sorted(c, key=lambda rdtype: (rdtype != 6, rdtype))  # the SOA first
+            merged[key] = store.pack(owner, [(t, c[t][0], sorted(c[t][1])) for t in order])
+        else:
+            merged.pop(key, None)
+    return merged, changed, lost
+
+
 class DynamicZones:
-    """The zones with update rules: their journal and their file."""
+    """The zones with update rules: their truth, their file, its base."""
 
     def __init__(self, files: journaldb.JournalStore, zones=()):
         self.files = files
         self.zones: set[dns.name.Name] = set()
         self.paths: dict[dns.name.Name, Path] = {}
         self.file_sha: dict[dns.name.Name, bytes] = {}  # the file on disk, as aliasd last read or wrote it
-        self.known: dict[dns.name.Name, set[bytes]] = {}  # files that are aliasd's (journal B/W/S)
+        self.known: dict[dns.name.Name, set[bytes]] = {}  # files that are aliasd's (F and S records)
+        # The file aliasd last wrote or took: (SHA-256, serial, records), the base of a hand edit.
+        self.base: dict[dns.name.Name, tuple[bytes, int, dict]] = {}
         self.written: dict[dns.name.Name, ZoneSource] = {}  # the source last written or read
         self.configure(zones)
 
@@ -87,24 +156,66 @@ class DynamicZones:
     def is_dynamic(self, origin: dns.name.Name) -> bool:
         return origin in self.zones
 
-    # -- at start and reload -----------------------------------------------
+    # -- the truth, at start and when a zone is added ---------------------------
 
     def start_source(self, source: ZoneSource, file_sha: bytes) -> ZoneSource:
-        """What a dynamic zone serves at start: its file plus the journal's
-        updates when the file is aliasd's, else the file (adopted).
+        """What a dynamic zone serves when it starts being served (at start,
+        or added by a reload): its truth, with a hand edit of its file
+        merged in; what that decided is recorded in its journal at once."""
+        truth, frames = self._start(source, file_sha)
+        if frames:
+            with self.files.lock, self.files.db.write():
+                self.files.append(source.key, frames)
+                self.files.mark_dynamic(source.key, True)
+        return truth
 
-        The journal is read in epochs: a B (file adopted) or S (snapshot)
-        frame starts one, and only the latest epoch counts. Its base is the
-        latest frame whose records can be had: the S itself, or a B or W
-        naming the file now on disk. The updates applied on top are those
-        after the base, and those before a W base that are newer than the
-        file it names (recorded while the file was being written).
-        """
+    def _start(self, source: ZoneSource, file_sha: bytes) -> tuple[ZoneSource, list]:
         origin = source.origin
         frames = self.files.read(source.key)
+        epoch = max((i for i, (kind, _) in enumerate(frames) if kind in (journaldb.SNAPSHOT, journaldb.BASE)),
+                    default=None)
+        if epoch is None:
+            return self._take(source, file_sha, source, "first load")
+        if frames[epoch][0] == journaldb.BASE:
+            return self._start_legacy(source, file_sha, frames, epoch)
+        sha, serial, records = journaldb.decode_snapshot(frames[epoch][1])
+        known = {sha}
+        base = None
+        updates = 0
+        records = dict(records)
+        for kind, payload in frames[epoch + 1:]:
+            if kind == journaldb.UPDATE:
+                for key, packed in journaldb.decode_nodes(payload)[1].items():
+                    if packed is None:
+                        records.pop(key, None)
+                    else:
+                        records[key] = packed
+                updates += 1
+            elif kind == journaldb.FILE:
+                base = journaldb.decode_file(payload)
+                known.add(base[0])
+            elif kind == journaldb.WRITTEN:  # an earlier release wrote the file
+                known.add(journaldb.decode_written(payload)[0])
+        truth = source if records == dict(source.records) else ZoneSource.of(origin, source.path, records)
+        if updates:
+            log.info("zone {zone}: {count} update(s) from the journal applied on top of its snapshot",
+                     zone=origin.to_text(), count=updates)
+        if file_sha in known:
+            self.known[origin] = known
+            self.file_sha[origin] = file_sha
+            self.base[origin] = base if base is not None and base[0] == file_sha else (
+                file_sha, source.serial, dict(source.records))
+            self.written[origin] = source  # the file: stale() writes the truth when they differ
+            return truth, []
+        if base is None:  # no file recorded: the snapshot's file, if it is the one on disk, is the base
+            base = (sha, serial, dict(records))
+        return self._merge(source, file_sha, truth, base)
+
+    def _start_legacy(self, source, file_sha, frames, epoch) -> tuple[ZoneSource, list]:
+        """A journal of an earlier release (B, W, U and S frames): read as
+        it was, then converted to a snapshot and the file's record."""
         known: set[bytes] = set()
-        epoch = 0  # index of the frame that starts the latest epoch
-        base = None  # (index, records, serial or None: every update of the epoch after it)
+        base = None
         for index, (kind, payload) in enumerate(frames):
             if kind == journaldb.BASE:
                 known, epoch = {payload[:32]}, index
@@ -120,16 +231,15 @@ class DynamicZones:
                     base = (index, source.records, serial)
         if base is None or file_sha not in known:
             updates = sum(1 for kind, _ in frames[epoch:] if kind == journaldb.UPDATE)
-            if known or updates:
-                log.warn(
-                    "zone {zone}: the file {path} was changed by hand since aliasd last wrote it: "
-                    "serving the file; {count} update(s) in the journal are not applied on top of it",
-                    zone=origin.to_text(), path=str(source.path), count=updates,
-                )
-            return self.adopt(source, file_sha)
+            log.warn(
+                "zone {zone}: the file {path} was changed by hand, and the journal of the earlier "
+                "release does not hold the file it wrote: serving the file; {count} update(s) in "
+                "the journal are not applied on top of it",
+                zone=source.origin.to_text(), path=str(source.path), count=updates,
+            )
+            return self._take(source, file_sha, source, "taken")
         at, records, since = base
         records = dict(records)
-        updates = 0
         for index in range(epoch, len(frames)):
             kind, payload = frames[index]
             if kind != journaldb.UPDATE:
@@ -142,47 +252,66 @@ class DynamicZones:
                     records.pop(key, None)
                 else:
                     records[key] = packed
-            updates += 1
-        self.known[origin] = known
-        self.file_sha[origin] = file_sha
-        self.written[origin] = source
-        if not updates and records == dict(source.records):
-            return source
-        if updates:
-            log.info("zone {zone}: {count} update(s) from the journal applied on top of {path}",
-                     zone=origin.to_text(), count=updates, path=str(source.path))
-        return ZoneSource.of(origin, source.path, records)
+        truth = source if records == dict(source.records) else ZoneSource.of(source.origin, source.path, records)
+        return self._take(source, file_sha, truth, "converted")
 
-    def adopt(self, source: ZoneSource, file_sha: bytes) -> ZoneSource:
-        """Take ``source`` (a file new to the journal) as the zone's records:
-        recorded in the journal (durably) before it is served."""
-        origin = source.origin
-        self.files.append(source.key, [journaldb.frame(journaldb.BASE, file_sha)])
+    def _take(self, file_source: ZoneSource, file_sha: bytes, truth: ZoneSource, why: str) -> tuple[ZoneSource, list]:
+        """Record ``truth`` as the zone's snapshot and ``file_source`` as
+        its file's base; the frames that say so."""
+        origin = truth.origin
         self.known[origin] = {file_sha}
         self.file_sha[origin] = file_sha
-        self.written[origin] = source
-        return source
+        self.base[origin] = (file_sha, file_source.serial, dict(file_source.records))
+        self.written[origin] = file_source
+        return truth, [
+            journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(truth.serial, truth.records, file_sha)),
+            journaldb.frame(journaldb.FILE, journaldb.encode_file(file_sha, file_source.serial, file_source.records)),
+        ]
 
-    def reload_source(self, file_source: ZoneSource, file_sha: bytes, current: ZoneSource | None) -> ZoneSource:
-        """What a dynamic zone serves after a reload read ``file_source``."""
+    def _merge(self, file_source: ZoneSource, file_sha: bytes, current: ZoneSource, base) -> tuple[ZoneSource, list]:
+        """``current`` with the hand edit from ``base`` to the file merged in."""
+        origin = current.origin
+        merged, changed, lost = merge_edit(base[2], dict(file_source.records), dict(current.records))
+        log.warn(
+            "zone {zone}: the file {path} was edited by hand since aliasd last wrote it: its "
+            "{changed} changed RRset(s) are applied on top of the zone's records; {lost} record(s) "
+            "of updates lost where the edit changed the same RRset{which}",
+            zone=origin.to_text(), path=str(file_source.path), changed=changed, lost=len(lost),
+            which=(": " + "; ".join(lost)) if lost else "",
+        )
+        truth = ZoneSource.of(origin, current.path, merged) if merged != dict(current.records) else current
+        return self._take(file_source, file_sha, truth, "merged")
+
+    # -- reload -------------------------------------------------------------------
+
+    def reload_source(self, file_source: ZoneSource, file_sha: bytes,
+                      current: ZoneSource | None) -> tuple[ZoneSource, list]:
+        """What a dynamic zone serves after a reload read ``file_source``
+        (``current``: its newest source, None if it was not served), and
+        the journal records to write with that version."""
         origin = file_source.origin
-        if current is not None and file_sha in self.known.get(origin, ()):
-            return current  # aliasd's own file: the zone keeps its records
-        if current is not None and origin in self.known:
-            log.warn(
-                "zone {zone}: the file {path} was changed by hand since aliasd last wrote it: "
-                "serving the file as a new serial; updates since the last write are dropped",
-                zone=origin.to_text(), path=str(file_source.path),
-            )
-        return self.adopt(file_source, file_sha)
+        if current is None:
+            self.files.mark_dynamic(file_source.key, True)
+            return self._start(file_source, file_sha)
+        if file_sha in self.known.get(origin, ()):
+            return current, []  # aliasd's own file: the zone keeps its records
+        base = self.base.get(origin)
+        if base is None:  # it was not dynamic: its served records were the file's
+            base = (self.file_sha.get(origin, b""), current.serial, dict(current.records))
+        self.files.mark_dynamic(file_source.key, True)
+        return self._merge(file_source, file_sha, current, base)
 
-    def snapshot_frames(self, source: ZoneSource) -> list[bytes]:
-        """A dynamic zone's records as one journal frame (compaction)."""
-        if source.origin not in self.zones:
+    def snapshot_frames(self, source: ZoneSource) -> list:
+        """A dynamic zone's records and its file's base as journal records (compaction)."""
+        origin = source.origin
+        if origin not in self.zones:
             return []
-        sha = self.file_sha.get(source.origin, b"")
-        return [journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(
-            source.serial, source.records, sha))]
+        frames = [journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(
+            source.serial, source.records, self.file_sha.get(origin, b"")))]
+        base = self.base.get(origin)
+        if base is not None:
+            frames.append(journaldb.frame(journaldb.FILE, journaldb.encode_file(*base)))
+        return frames
 
     # -- writing files ------------------------------------------------------
 
@@ -204,12 +333,13 @@ class DynamicZones:
                 os.chown(tmp, st.st_uid, st.st_gid)
             except OSError:
                 pass
-            # The journal learns the file is aliasd's before it is in place
-            # (under the journal's lock: a compaction keeps what it knows).
+            # The store learns the file and its records before it is in
+            # place (under the journal's lock: a compaction keeps what it knows).
             with self.files.lock:
-                written = journaldb.encode_written(sha, source.serial)
-                self.files.append(source.key, [journaldb.frame(journaldb.WRITTEN, written)])
+                self.files.append(source.key, [journaldb.frame(
+                    journaldb.FILE, journaldb.encode_file(sha, source.serial, source.records))])
                 self.known.setdefault(origin, set()).add(sha)
+                self.base[origin] = (sha, source.serial, dict(source.records))
                 os.replace(tmp, path)
                 self.file_sha[origin] = sha
         except BaseException:
@@ -234,12 +364,39 @@ class DynamicZones:
                 self.write_file(source)
             except OSError as e:
                 log.error("zone {zone}: cannot write {path}: {error}; its updates are safe in the "
-                          "journal, the file is written again later", zone=source.origin.to_text(),
+                          "state store, the file is written again later", zone=source.origin.to_text(),
                           path=str(self.paths.get(source.origin, source.path)), error=str(e))
                 continue
             self.written[source.origin] = source
             count += 1
         return count
+
+    def start_static(self, source: ZoneSource, file_sha: bytes) -> ZoneSource:
+        """A zone without ``update`` rules whose journal holds the records of
+        a dynamic zone (the rules were removed while aliasd was stopped):
+        those records, acknowledged updates included, are written to its
+        file first, and served."""
+        truth = self.start_source(source, file_sha)
+        self.leave(truth, source.path)
+        if truth is not source:
+            log.info("zone {zone} has no update rules any more: its records (acknowledged updates "
+                     "included) are written to {path}, and served from it",
+                     zone=source.origin.to_text(), path=str(source.path))
+        return truth
+
+    def leave(self, source: ZoneSource, path: Path) -> None:
+        """The zone's ``update`` rules are gone: its records go to its file
+        (raises OSError), which it serves from now on as a plain zone."""
+        origin = source.origin
+        self.paths.setdefault(origin, path)
+        if self.written.get(origin) is not source:
+            self.write_file(source)
+            self.written[origin] = source
+        with self.files.lock, self.files.db.write():
+            self.files.compact(source.key, [])  # a plain zone now: its file is its truth
+            self.files.mark_dynamic(source.key, False)
+        for table in (self.known, self.base, self.file_sha, self.written):
+            table.pop(origin, None)
 
 
 class FileSyncService(service.Service):
