@@ -195,7 +195,7 @@ def estimated_size(diff: Difference) -> int:
     return size
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Entry:
     old_serial: int
     new_serial: int
