@@ -18,6 +18,8 @@ with named sub-databases:
 - ``journal``: zone key + sequence number (8 octets) -> a journal record
   (aliasd.replicate.journaldb);
 - ``targets``: ``all`` -> the last good addresses of every ALIAS target;
+- ``compiled``: zone key -> its zone file compiled, a cache keyed by the
+  file's digest (aliasd.zones.snapshot);
 - ``meta``: the format version and what was imported from older releases.
 
 Writers are the reactor's thread pool and, rarely, the reactor itself;
@@ -87,14 +89,16 @@ class StateDB:
         self.path = directory / NAME
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.path.mkdir(exist_ok=True, mode=0o750)
             self.env = lmdb.open(
-                str(self.path), map_size=max_size, max_dbs=8, subdir=True, mode=0o750,
+                str(self.path), map_size=max_size, max_dbs=8, subdir=True, mode=0o640,
                 readahead=False, max_readers=256,
             )
             self.serials = self.env.open_db(b"serials")
             self.journal = self.env.open_db(b"journal")
             self.targets = self.env.open_db(b"targets")
             self.meta = self.env.open_db(b"meta")
+            self.compiled = self.env.open_db(b"compiled")
         except lmdb.Error as e:
             raise _os_error(e, f"cannot open the state store {self.path}") from None
         except OSError as e:

@@ -78,6 +78,7 @@ def import_files(directory: Path, state: StateStore, journals: JournalStore) -> 
         done = txn.get(_MARK, db=db.meta) is not None
     found = _legacy_files(directory)
     if not found:
+        (directory / "zones.snapshot").unlink(missing_ok=True)
         return
     if not done:
         states = _zone_states(directory)
@@ -103,6 +104,10 @@ def import_files(directory: Path, state: StateStore, journals: JournalStore) -> 
         log.info("upgrade: imported the serials of {zones} zone(s), {journals} journal file(s) "
                  "({records} records) and the target cache into {path}",
                  zones=len(states), journals=len(journal_files), records=records, path=str(db.path))
+    cache = directory / "zones.snapshot"  # compiled zones: a cache, now in the store
+    if cache.exists():
+        cache.unlink()
+        log.info("upgrade: {path} removed (compiled zones are kept in the state store now)", path=str(cache))
     aside = directory / "imported"
     aside.mkdir(mode=0o750, exist_ok=True)
     for path in found:

@@ -1,31 +1,25 @@
-"""Compiled zone files kept in the state directory, so a restart skips parsing.
+"""Compiled zone files kept in the state store, so a restart skips parsing.
 
 Why: parsing is most of a cold start at ten thousand zones. A zone's
-packed records (aliasd.base.store) are plain bytes, so they are kept here keyed
-by the zone and the SHA-256 of its file's content; a restart reads each
-file, and when its digest is known takes the records from here instead of
-parsing the file again. A file with ``$INCLUDE`` is never taken from here
-(the included files are not tracked).
+packed records (aliasd.base.store) are plain bytes, so they are kept in the
+state store's ``compiled`` database (aliasd.base.db), keyed by the zone as
+configured (wire form, letter case kept), with the SHA-256 of its file's
+content; a restart reads each file, and when its digest is the one kept
+takes the records from here instead of parsing the file again. A file with
+``$INCLUDE`` is never taken from here (the included files are not tracked).
 
-The file ``zones.snapshot`` is a header line (naming the aliasd and
-dnspython versions that compiled it), then frames: a 4-octet length, the
-first 16 octets of the SHA-256 of the body, and the body: the zone name
-as configured (wire form, letter case kept), the file's digest, the
-content digest (aliasd.zones.zonefile.ZoneSource.digest) and the packed records.
-Bodies are plain length-prefixed octets read with bounds checks, never
-unpickled: the file is written by the service user and read as root at
-the next start. New frames are appended (a reload that parsed one file
-appends one frame); a later frame for a zone replaces an earlier one, and
-the file is rewritten when most of it is outdated, or damaged. A frame cut
-short by a crash, a damaged frame, or a file of another version is
-ignored from there on: those files are parsed. This is a cache, never a
-source of truth: losing it costs one slow start.
+Each value is the file's digest, the content digest
+(aliasd.zones.zonefile.ZoneSource.digest) and the packed records, as
+length-prefixed octets read with bounds checks, never unpickled: the
+store is written by the service user and read as root at the next start.
+The aliasd and dnspython versions that compiled the entries are kept
+beside them; entries of other versions are dropped, and those zones
+parsed. This is a cache, never a source of truth: losing it costs one slow
+start.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import struct
 import threading
 from pathlib import Path
@@ -34,33 +28,31 @@ import dns.version
 from twisted.logger import Logger
 
 from aliasd import __version__
+from aliasd.base.db import StateDB
 
 log = Logger()
 
 _LENGTH = struct.Struct("!I")
-_CHECK = 16  # octets of SHA-256 per frame
-_HEADER = f"aliasd zone snapshot 2 aliasd {__version__} dnspython {dns.version.version}\n".encode()
+_HEADER = f"aliasd zone snapshot 3 aliasd {__version__} dnspython {dns.version.version}".encode()
+_VERSION_KEY = b"compiled-by"
 
 
 class _Damaged(Exception):
     pass
 
 
-def _encode(key: bytes, digest: bytes, records: dict, content: str) -> bytes:
-    parts = [bytes((len(key),)), key, digest, content.encode(), _LENGTH.pack(len(records))]
+def _encode(digest: bytes, records: dict, content: str) -> bytes:
+    parts = [digest, content.encode(), _LENGTH.pack(len(records))]
     for owner, packed in records.items():
         parts += [bytes((len(owner),)), owner, _LENGTH.pack(len(packed)), packed]
-    body = b"".join(parts)
-    return _LENGTH.pack(len(body)) + hashlib.sha256(body).digest()[:_CHECK] + body
+    return b"".join(parts)
 
 
-def _decode(body: bytes) -> tuple[bytes, bytes, dict, str]:
-    """One frame's body; raises _Damaged when it does not add up."""
+def _decode(body: bytes) -> tuple[bytes, dict, str]:
+    """One entry; raises _Damaged when it does not add up."""
     try:
-        i = 1 + body[0]
-        key = body[1:i]
-        digest, content = body[i:i + 32], body[i + 32:i + 96].decode("ascii")
-        i += 96
+        digest, content = body[:32], body[32:96].decode("ascii")
+        i = 96
         (count,) = _LENGTH.unpack_from(body, i)
         i += _LENGTH.size
         records = {}
@@ -76,7 +68,8 @@ def _decode(body: bytes) -> tuple[bytes, bytes, dict, str]:
         raise _Damaged from None
     if i != len(body) or len(digest) != 32 or len(content) != 64:
         raise _Damaged
-    return key, digest, records, content
+    return digest, records, content
+
 
 #: (file digest, records, content digest) of one zone.
 Entry = tuple[bytes, dict, str]
@@ -85,55 +78,34 @@ Entry = tuple[bytes, dict, str]
 class Snapshot:
     """The compiled zones of the last run, and what this run adds to them."""
 
-    FILE = "zones.snapshot"
-    #: Outdated frames tolerated beyond one per zone before a rewrite.
-    slack = 1024
-
     def __init__(self, directory: Path):
-        self.path = Path(directory) / self.FILE
+        self.db = StateDB(Path(directory))
+        self.path = self.db.path
         self.entries: dict[bytes, Entry] = {}  # zone key -> entry
-        self._frames = 0  # frames in the file, outdated ones included
         self._new: dict[bytes, Entry] = {}  # not yet written
+        self._gone: set[bytes] = set()  # kept, but no longer served: deleted at the next save
         self._loaded = False
-        self._damaged = False  # rewrite at the next save instead of appending
+        self._foreign = False  # entries of another version: all dropped at the next save
         self._lock = threading.Lock()  # the start-up save and a reload's may meet
 
     def load(self) -> None:
-        """Read the file once (a missing or unusable file: an empty snapshot)."""
+        """Read the entries once (another version's: none)."""
         if self._loaded:
             return
         self._loaded = True
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            log.warn("zone snapshot {path} not read: {error}", path=str(self.path), error=e.strerror)
-            self._damaged = True
-            return
-        if not data.startswith(_HEADER):
-            log.info("zone snapshot {path} is from another version: zone files are parsed", path=str(self.path))
-            self._damaged = True
-            return
-        i, size = len(_HEADER), len(data)
-        while i < size:
-            try:
-                if i + _LENGTH.size + _CHECK > size:
-                    raise _Damaged
-                (length,) = _LENGTH.unpack_from(data, i)
-                start = i + _LENGTH.size + _CHECK
-                body = data[start:start + length]
-                if len(body) != length or hashlib.sha256(body).digest()[:_CHECK] != data[i + _LENGTH.size:start]:
-                    raise _Damaged
-                key, digest, records, content = _decode(body)
-            except _Damaged:
-                log.warn("zone snapshot {path}: damaged from octet {at} on; those zones are parsed",
-                         path=str(self.path), at=i)
-                self._damaged = True
+        with self.db.reading() as txn:
+            version = txn.get(_VERSION_KEY, db=self.db.meta)
+            if version is not None and version != _HEADER:
+                log.info("zone snapshot of another version ({version}): zone files are parsed",
+                         version=version.decode(errors="replace"))
+                self._foreign = True
                 return
-            i = start + length
-            self.entries[key] = (digest, records, content)
-            self._frames += 1
+            for key, value in txn.cursor(db=self.db.compiled):
+                try:
+                    self.entries[key] = _decode(value)
+                except _Damaged:
+                    log.warn("zone snapshot entry for {zone} damaged: that zone is parsed", zone=repr(key))
+                    self._gone.add(key)
 
     def get(self, key: bytes, digest: bytes) -> Entry | None:
         self.load()
@@ -148,57 +120,41 @@ class Snapshot:
         with self._lock:
             self.entries[key] = entry
             self._new[key] = entry
+            self._gone.discard(key)
 
     def keep_only(self, keys) -> None:
-        """Forget zones no longer served (dropped at the next rewrite)."""
+        """Forget zones no longer served (deleted at the next save)."""
         keys = set(keys)
         with self._lock:
             for key in [k for k in self.entries if k not in keys]:
                 del self.entries[key]
+                self._new.pop(key, None)
+                self._gone.add(key)
 
     def pending(self) -> bool:
-        return bool(self._new)
+        return bool(self._new or self._gone or self._foreign)
 
     def save(self) -> None:
-        """Append what is new, or rewrite the file when mostly outdated or
-        damaged, or when appending fails (a file root wrote before the
-        privilege drop is replaced by one of our own).
-
-        Meant for a thread: it writes and fsyncs. Raises OSError."""
+        """Write what is new and delete what went, in one transaction
+        (meant for a thread). Raises OSError."""
         with self._lock:
             new, self._new = self._new, {}
-            entries = dict(self.entries)
+            gone, self._gone = self._gone, set()
+            foreign, entries = self._foreign, dict(self.entries)
         try:
-            if (self._damaged or not self.path.exists()
-                    or self._frames + len(new) > 2 * len(entries) + self.slack):
-                self._rewrite(entries)
-            elif new:
-                try:
-                    self._append(new)
-                except OSError:
-                    self._rewrite(entries)
+            with self.db.write() as txn:
+                if foreign:
+                    StateDB.delete_under(txn, self.db.compiled, b"")
+                    new = entries
+                txn.put(_VERSION_KEY, _HEADER, db=self.db.meta)
+                for key in gone:
+                    txn.delete(key, db=self.db.compiled)
+                for key, entry in new.items():
+                    txn.put(key, _encode(*entry), db=self.db.compiled)
+            self._foreign = False
         except BaseException:
             with self._lock:
                 new.update(self._new)
                 self._new = new  # written next time
+                self._gone |= gone
             raise
-
-    def _append(self, new: dict[bytes, Entry]) -> None:
-        data = b"".join(_encode(key, *entry) for key, entry in new.items())
-        with self.path.open("ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self._frames += len(new)
-
-    def _rewrite(self, entries: dict[bytes, Entry]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)  # it holds every zone's data
-        with os.fdopen(fd, "wb") as f:
-            f.write(_HEADER)
-            f.write(b"".join(_encode(key, *entry) for key, entry in entries.items()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        self._frames = len(entries)
-        self._damaged = False
