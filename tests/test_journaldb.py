@@ -218,6 +218,38 @@ def test_a_hand_edit_merges_with_updates_and_the_edit_wins_where_both_changed(tm
     assert warned[-1]["lost"] == 1 and "b.example.com. 60 A 192.0.2.88" in warned[-1]["which"]
 
 
+def test_a_hand_edit_not_reloaded_yet_is_never_written_over(tmp_path, log_events):
+    """The file sync (every dynamic-file-sync seconds, and at a clean stop)
+    finds the file edited by hand and not reloaded yet: it leaves it alone.
+    Written over, the edit was lost; and a reload that had read the edited
+    file just before took the file aliasd had just written as the edit's
+    base, so the "edit" undid every update since the file was last
+    written, without naming one as lost."""
+    files = journals(tmp_path / "state")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    dynamic.start_source(file_source, sha)
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1])
+    # The operator adds a name to the file and sends SIGHUP; the reload reads
+    # the file, and the file sync runs before the reload applies it.
+    text = file_source.path.read_text() + "byhand\t60\tIN\tA\t192.0.2.46\n"
+    edited, edited_sha = make(tmp_path, text)
+    assert dynamic.write_all([s1]) == 0
+    assert file_source.path.read_text() == text  # the edit is still there
+    assert dynamic.stale({ORIGIN: s1}) == [s1]  # written once the edit is taken
+    assert any("edited by hand and not reloaded" in e.get("log_format", "") for e in log_events)
+    merged, frames = dynamic.reload_source(edited, edited_sha, s1)
+    assert _addresses(merged, "byhand.example.com.") == {"192.0.2.46"}
+    assert _addresses(merged, "a.example.com.") == {"192.0.2.51"}  # the update stays
+    warned = [e for e in log_events if "was edited by hand since" in e.get("log_format", "")]
+    assert warned[-1]["changed"] == 1 and warned[-1]["lost"] == 0
+    files.append(file_source.key, frames)
+    # Taken: the next sync writes the merged records over it.
+    assert dynamic.write_all([merged]) == 1
+    assert "byhand" in file_source.path.read_text() and "192.0.2.51" in file_source.path.read_text()
+
+
 def test_a_journal_of_an_earlier_release_is_read_then_converted(tmp_path):
     files = journals(tmp_path / "state")
     file_source, sha = make(tmp_path, source_text())
