@@ -100,6 +100,32 @@ def test_history_is_used_only_when_it_ends_at_the_version_served(tmp_path):
     assert [d.new_serial for d in journal.since(11)] == [12] and unused == [records[0][0]]
 
 
+def test_a_difference_recorded_but_never_served_does_not_cut_the_history(tmp_path):
+    """Its version was replaced while it was being recorded, and the next
+    one starts from the same served serial (10 -> 11 recorded, never
+    served; 10 -> 11 again with other records, served): the history is the
+    chain that ends at the served version, the other one is left out."""
+    v9, v10 = version(9, ["192.0.2.9"]), version(10, ["192.0.2.1"])
+    v11, v11b, v12 = version(11, ["192.0.2.2"]), version(11, ["192.0.2.4"]), version(12, ["192.0.2.3"])
+    files = journals(tmp_path)
+    key = store.key_of(ORIGIN)
+    files.append(key, [
+        journaldb.frame(journaldb.DIFFERENCE, journaldb.encode_difference(d, digest)) for d, digest in (
+            (difference(v9, v10), "d10"), (difference(v10, v11), "never served"),
+            (difference(v10, v11b), "d11"), (difference(v11b, v12), "d12"))
+    ])
+    records = files.read_records(key)
+
+    def load(record):
+        return journaldb.decode_difference(files.get(record))[0]
+
+    journal, unused = journaldb.history(records, 12, "d12", Journal(load=load))
+    assert unused == [records[1][0]]
+    assert [d.new_serial for d in journal.since(9)] == [10, 11, 12]
+    assert [rd.to_text() for d in journal.since(10) for rrset in d.added for rd in rrset] == [
+        "192.0.2.4", "192.0.2.3"]
+
+
 def source_text(extra=""):
     return TEXT + extra
 
@@ -192,6 +218,38 @@ def test_a_hand_edit_merges_with_updates_and_the_edit_wins_where_both_changed(tm
     assert warned[-1]["lost"] == 1 and "b.example.com. 60 A 192.0.2.88" in warned[-1]["which"]
 
 
+def test_a_hand_edit_not_reloaded_yet_is_never_written_over(tmp_path, log_events):
+    """The file sync (every dynamic-file-sync seconds, and at a clean stop)
+    finds the file edited by hand and not reloaded yet: it leaves it alone.
+    Written over, the edit was lost; and a reload that had read the edited
+    file just before took the file aliasd had just written as the edit's
+    base, so the "edit" undid every update since the file was last
+    written, without naming one as lost."""
+    files = journals(tmp_path / "state")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    dynamic.start_source(file_source, sha)
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1])
+    # The operator adds a name to the file and sends SIGHUP; the reload reads
+    # the file, and the file sync runs before the reload applies it.
+    text = file_source.path.read_text() + "byhand\t60\tIN\tA\t192.0.2.46\n"
+    edited, edited_sha = make(tmp_path, text)
+    assert dynamic.write_all([s1]) == 0
+    assert file_source.path.read_text() == text  # the edit is still there
+    assert dynamic.stale({ORIGIN: s1}) == [s1]  # written once the edit is taken
+    assert any("edited by hand and not reloaded" in e.get("log_format", "") for e in log_events)
+    merged, frames = dynamic.reload_source(edited, edited_sha, s1)
+    assert _addresses(merged, "byhand.example.com.") == {"192.0.2.46"}
+    assert _addresses(merged, "a.example.com.") == {"192.0.2.51"}  # the update stays
+    warned = [e for e in log_events if "was edited by hand since" in e.get("log_format", "")]
+    assert warned[-1]["changed"] == 1 and warned[-1]["lost"] == 0
+    files.append(file_source.key, frames)
+    # Taken: the next sync writes the merged records over it.
+    assert dynamic.write_all([merged]) == 1
+    assert "byhand" in file_source.path.read_text() and "192.0.2.51" in file_source.path.read_text()
+
+
 def test_a_journal_of_an_earlier_release_is_read_then_converted(tmp_path):
     files = journals(tmp_path / "state")
     file_source, sha = make(tmp_path, source_text())
@@ -282,3 +340,79 @@ def test_an_update_being_recorded_during_a_reload_that_merges_an_edit_is_applied
     assert kinds[-3:] == [journaldb.UPDATE, journaldb.SNAPSHOT, journaldb.FILE]
     restarted = DynamicZones(files, [_Zone(edited.path)]).start_source(edited, sha)
     assert dict(restarted.records) == dict(served.records)
+
+
+def test_an_update_arriving_while_another_is_recorded_keeps_the_history_whole(tmp_path, clock):
+    """The first update's version is recorded, then replaced by the second
+    before it is served; the second starts again from the served serial.
+    The difference recorded for the first is off the history's chain: the
+    history read back at a restart still reaches every serial served, and
+    the record is deleted once the zone serves a later version."""
+    from twisted.internet import defer
+
+    from aliasd.base.state import StateStore
+    from aliasd.service.authority import ZoneAuthority
+
+    state = StateStore(tmp_path / "state")
+    files = journaldb.JournalStore(state.db)
+    pending = []
+
+    def run_in_thread(f, *args):  # the commit thread, run when the test says
+        d = defer.Deferred()
+        pending.append((f, args, d))
+        return d
+
+    def record_all():
+        clock.advance(0)
+        while pending:
+            f, args, d = pending.pop(0)
+            d.callback(f(*args))
+            for _ in range(3):
+                clock.advance(0)
+
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    truth = dynamic.start_source(file_source, sha)
+    authority = ZoneAuthority(state=state, clock=clock, run_in_thread=run_in_thread, journal_files=files,
+                              snapshot_frames=dynamic.snapshot_frames)
+    authority.set_sources([truth], wait=True)
+    s11, r11 = update(truth, "a.example.com.", "192.0.2.51", 11)
+    authority.update_source(s11, [r11], [N("a.example.com.")])
+    record_all()
+    served = [authority.versions[ORIGIN].serial]
+    s12, r12 = update(s11, "b.example.com.", "192.0.2.52", 12)
+    first = authority.update_source(s12, [r12], [N("b.example.com.")])
+    clock.advance(0)
+    assert len(pending) == 1  # 12 is being recorded ...
+    s13, r13 = update(s12, "c.example.com.", "192.0.2.53", 12)  # ... when the next update comes
+    second = authority.update_source(s13, [r13], [N("c.example.com.")])
+    record_all()
+    assert first.called and second.called
+    served.append(authority.versions[ORIGIN].serial)
+    assert served == [11, 12]
+
+    def differences():
+        return [journaldb.difference_serials(p)[1:] for _, kind, p in files.read_records(file_source.key)
+                if kind == journaldb.DIFFERENCE]
+
+    assert differences() == [(10, 11), (11, 12), (11, 12)]  # the first 11 -> 12 was never served
+
+    def restart_history():
+        def load(record):
+            return journaldb.decode_difference(files.get(record))[0]
+        version = authority.versions[ORIGIN]
+        return journaldb.history(files.read_records(file_source.key), version.serial,
+                                 authority.numbering.digests[ORIGIN], Journal(load=load))
+
+    journal, unused = restart_history()
+    assert [(d.old_serial, d.new_serial) for d in journal.since(10)] == [(10, 11), (11, 12)]
+    served_b = journal.since(11)[0].added
+    assert {rd.to_text() for rrset in served_b for rd in rrset} == {"192.0.2.52", "192.0.2.53"}
+    assert len(unused) == 1  # the one never served
+    # The zone serves later versions: the record never served is deleted with the next batch.
+    s14, r14 = update(s13, "d.example.com.", "192.0.2.54", 13)
+    authority.update_source(s14, [r14], [N("d.example.com.")])
+    record_all()
+    assert differences() == [(10, 11), (11, 12), (12, 13)]
+    journal, unused = restart_history()
+    assert [d.new_serial for d in journal.since(10)] == [11, 12, 13] and unused == []

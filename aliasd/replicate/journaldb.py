@@ -399,7 +399,20 @@ def history(records: Iterable[tuple[bytes, bytes, bytes]], serial: int, digest: 
     # Differences written after the served one were never served (a crash
     # between the journal and the serial record of an earlier release).
     unused = [e[0] for e in entries[served:]]
-    for record, old, new, size in entries[:served]:
+    # The history is the chain that ends at the served difference, walked
+    # back from it: each link is the latest difference recorded before it
+    # that leads to its old serial. Differences off the chain were recorded
+    # but never served: their version was replaced before it was served (an
+    # update or a reload came while it was being recorded), and the next
+    # version starts from the same served serial again. Read in order, such
+    # a difference broke the chain and cost the whole history before it.
+    chain = []
+    for entry in reversed(entries[:served]):
+        if not chain or entry[2] == chain[-1][1]:
+            chain.append(entry)
+        else:
+            unused.append(entry[0])
+    for record, old, new, size in reversed(chain):
         unused += journal.add_recorded(old, new, size, record)
     unused += journal.trim()
     return (journal if len(journal) else None), unused

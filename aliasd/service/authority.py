@@ -196,6 +196,11 @@ class ZoneAuthority:
         # Record keys of differences pushed out of the histories: deleted
         # from the store with the next batch's transaction.
         self._unused_records: list[bytes] = []
+        # Zone -> record keys of differences recorded for versions that were
+        # never served (replaced by an update or a reload while they were
+        # being recorded): deleted once the zone serves a later version,
+        # whose serial then stands in the store instead of theirs.
+        self._orphans: dict[dns.name.Name, list[bytes]] = {}
         # Zone -> the source seq of its version being recorded now (updates up to it are in the store soon).
         self._recording: dict[dns.name.Name, int] = {}
         self.numbering = Numbering(state, clock, run_in_thread)
@@ -367,6 +372,7 @@ class ZoneAuthority:
             self._queue.pop(origin, None)
             self._batch.pop(origin, None)
             self.journals.pop(origin, None)
+            self._orphans.pop(origin, None)  # (off the chain: deleted when it is loaded again)
             self.numbering.digests.pop(origin, None)
             registry.unpublish(origin)
             # Updates being recorded now are kept with the zone's state and
@@ -806,7 +812,9 @@ class ZoneAuthority:
             if self._zones.get(origin) is not built.zone:
                 if origin not in self._zones:  # removed: what was recorded stays with its state
                     self._fire_waiters(origin, built.zone.seq)
-                continue  # (replaced by a reload: its waiters wait for the new version)
+                elif built.difference_key is not None:
+                    self._orphans.setdefault(origin, []).append(built.difference_key)
+                continue  # (replaced by an update or a reload: its waiters wait for the new version)
             old = self.versions.get(origin)
             digests[origin] = built.digest
             if built.difference is not None:
@@ -816,6 +824,7 @@ class ZoneAuthority:
                     built.difference_key)
             elif built.history is not None:
                 journals[origin] = built.history
+            self._unused_records += self._orphans.pop(origin, ())
             registry.serve(built.version)
             self._published_owners += len(built.version.source.records)
             self._unfrozen_zones += 1

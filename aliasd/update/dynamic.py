@@ -62,8 +62,8 @@ def master_file_text(source: ZoneSource) -> str:
     lines = [
         f"; zone {origin.to_text()}: written by aliasd {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC.",
         "; A dynamic zone: aliasd writes this file. Edits made here while aliasd",
-        "; runs are taken at the next reload (SIGHUP), and the updates received",
-        "; since aliasd last wrote the file are then dropped.",
+        "; runs are merged at the next reload (SIGHUP): updates received since",
+        "; aliasd wrote the file stay, except in the RRsets the edit changed.",
         f"$ORIGIN {origin.to_text()}",
     ]
     apex = source.key
@@ -315,8 +315,14 @@ class DynamicZones:
 
     # -- writing files ------------------------------------------------------
 
-    def write_file(self, source: ZoneSource) -> bytes:
-        """Write ``source`` to its zone file (in a thread); returns its SHA-256."""
+    def write_file(self, source: ZoneSource, keep_edit: bool = False) -> bytes | None:
+        """Write ``source`` to its zone file (in a thread); returns its SHA-256.
+
+        ``keep_edit`` (the file sync): not over a file edited by hand that
+        no reload has taken yet (None then). Written over, the edit would be
+        lost; and a reload that read the edited file just before would
+        merge it against this file as its base, undoing every update the
+        edited file lacks."""
         origin = source.origin
         path = self.paths.get(origin, source.path)
         data = master_file_text(source).encode()
@@ -336,6 +342,9 @@ class DynamicZones:
             # The store learns the file and its records before it is in
             # place (under the journal's lock: a compaction keeps what it knows).
             with self.files.lock:
+                if keep_edit and self._edited_by_hand(origin, path):
+                    os.unlink(tmp)
+                    return None
                 self.files.append(source.key, [journaldb.frame(
                     journaldb.FILE, journaldb.encode_file(sha, source.serial, source.records))])
                 self.known.setdefault(origin, set()).add(sha)
@@ -351,6 +360,14 @@ class DynamicZones:
         fsync_directory(path.parent)
         return sha
 
+    def _edited_by_hand(self, origin: dns.name.Name, path: Path) -> bool:
+        """Is the file on disk one aliasd neither wrote nor took?"""
+        known = self.known.get(origin)
+        try:
+            return known is not None and hashlib.sha256(path.read_bytes()).digest() not in known
+        except FileNotFoundError:
+            return False
+
     def stale(self, sources) -> list[ZoneSource]:
         """The dynamic zones' sources that changed since their file was written."""
         return [s for o, s in sources.items() if o in self.zones and self.written.get(o) is not s]
@@ -361,11 +378,17 @@ class DynamicZones:
         count = 0
         for source in sources:
             try:
-                self.write_file(source)
+                written = self.write_file(source, keep_edit=True)
             except OSError as e:
                 log.error("zone {zone}: cannot write {path}: {error}; its updates are safe in the "
                           "state store, the file is written again later", zone=source.origin.to_text(),
                           path=str(self.paths.get(source.origin, source.path)), error=str(e))
+                continue
+            if written is None:
+                log.warn("zone {zone}: {path} was edited by hand and not reloaded yet: not written over; "
+                         "the edit is merged at the next reload (SIGHUP) or start, and the file written "
+                         "after that", zone=source.origin.to_text(),
+                         path=str(self.paths.get(source.origin, source.path)))
                 continue
             self.written[source.origin] = source
             count += 1
