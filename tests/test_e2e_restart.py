@@ -59,3 +59,32 @@ def test_newer_zone_file_serial_is_taken_and_an_older_one_never_served(aliasd, u
     assert serial(third) == 2030010100
     assert third.query("mail.example.com").answer[0][0].address == "192.0.2.26"
     assert third.query("example.com", "SOA").rcode() == dns.rcode.NOERROR
+
+
+def test_a_kill_right_after_an_alias_change_restarts_with_the_same_view_and_serial(aliasd, upstream, tmp_path):
+    """The target cache is written in the transaction of the versions built
+    from it: a kill -9 at any moment after a new serial is served restarts
+    with the addresses served under it, the same serial, and its history
+    (not the addresses of the last periodic save, a changed view, a new
+    serial and a history begun again)."""
+    import dns.query
+    import dns.rdatatype
+
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=1)
+    first = aliasd(config(upstream), {"example.com.zone": ZONE})
+    first.wait_for(lambda: first.addresses("example.com") == {"203.0.113.1"})
+    before = serial(first)
+    upstream.set("target.upstream.test", "A", ["203.0.113.2"], ttl=1)
+    first.wait_for(lambda: first.addresses("example.com") == {"203.0.113.2"}, timeout=5)
+    served = serial(first)
+    assert served == before + 1
+    first.proc.kill()  # within the cache's save interval (5 s)
+    first.proc.wait()
+    upstream.behave("target.upstream.test", "drop")  # nothing new from upstream meanwhile
+    second = aliasd(config(upstream), {"example.com.zone": ZONE})
+    assert serial(second) == served
+    assert second.addresses("example.com") == {"203.0.113.2"}
+    assert second.log().count("restart, view unchanged") == 1
+    answers = [rr for m in dns.query.xfr("127.0.0.1", "example.com", rdtype=dns.rdatatype.IXFR, serial=before,
+                                          port=second.port, timeout=5) for rr in m.answer]
+    assert answers[1].rdtype == dns.rdatatype.SOA and answers[1][0].serial == before  # incremental

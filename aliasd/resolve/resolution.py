@@ -324,7 +324,26 @@ class AliasResolver(service.Service):
     def _save(self) -> None:
         if self.store is None:
             return
-        self.store.save_targets(
+        self.store.save_targets(self._entries())
+
+    def take_unsaved(self) -> list[dict] | None:
+        """The target cache to write now, when changes wait to be written
+        (None otherwise): the authority writes it in the transaction of the
+        versions built from those changes, so a restart after a crash starts
+        from the addresses it served, with the serial it served them with.
+        The caller writes it, or gives it back (``unsaved_again``)."""
+        if self.store is None or self._save_pending is None or not self._save_pending.active():
+            return None
+        self._save_pending.cancel()
+        self._save_pending = None
+        return self._entries()
+
+    def unsaved_again(self) -> None:
+        """The cache taken by ``take_unsaved`` was not written: write it later."""
+        self._save_soon()
+
+    def _entries(self) -> list[dict]:
+        return (
             [
                 {
                     "name": s.name.to_text(),

@@ -679,23 +679,24 @@ class ZoneAuthority:
         states = {o: ZoneState(b.version.serial, b.digest) for o, b in batch.items() if b.state_changed}
         entries = list(batch.values())
         self._recording = {o: b.zone.seq for o, b in batch.items()}
+        targets = self.resolver.take_unsaved() if self.resolver is not None else None
         if not in_thread:
             try:
-                self._record(entries, states)
+                self._record(entries, states, targets)
             except OSError as e:
-                self._commit_failed(batch, e)
+                self._commit_failed(batch, e, targets)
                 return
             self._publish(list(batch.values()), deadline=False, reasons=collections.Counter())
             return
         self._committing = True
-        d = self.numbering.run_in_thread(self._record, entries, states)
+        d = self.numbering.run_in_thread(self._record, entries, states, targets)
         d.addCallbacks(
             lambda _: self._publish(list(batch.values()), deadline=True, reasons=collections.Counter()),
-            lambda failure: self._commit_failed(batch, failure.value),
+            lambda failure: self._commit_failed(batch, failure.value, targets),
         )
         d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
 
-    def _record(self, entries: list[_Built], states: dict) -> None:
+    def _record(self, entries: list[_Built], states: dict, targets: list | None = None) -> None:
         """Write a batch to the state store (in a thread; raises OSError):
         the journal records of every zone (updates, differences) and the
         serials, in one transaction that commits durably or not at all
@@ -711,12 +712,16 @@ class ZoneAuthority:
         files = self.journal_files
         if files is None:
             self._record_batch(entries, states, None)
+            if targets is not None:
+                self.numbering.state.save_targets(targets)
             return
         unused, self._unused_records = self._unused_records, []
         try:
             with files.lock, files.db.write():
                 files.delete_records(unused)
                 self._record_batch(entries, states, files)
+                if targets is not None:  # the addresses these versions serve, with their serials
+                    self.numbering.state.save_targets(targets)
         except BaseException:
             self._unused_records[:0] = unused
             raise
@@ -771,9 +776,11 @@ class ZoneAuthority:
         with self.journal_files.lock:  # a dynamic zone's file write waits (aliasd.update.dynamic)
             self.journal_files.compact(version.source.key, list(self.snapshot_frames(version.source)))
 
-    def _commit_failed(self, batch: dict, error: Exception) -> None:
+    def _commit_failed(self, batch: dict, error: Exception, targets: list | None = None) -> None:
         """Keep every change of a batch whose serials could not be recorded."""
         self._committing = False
+        if targets is not None:
+            self.resolver.unsaved_again()
         self._recording = {}
         delay = self.numbering.failed()
         for origin, built in batch.items():
