@@ -187,6 +187,9 @@ def test_a_heavy_signed_zone_still_has_its_alias_targets_resolved(keys):
         def state(self, *key):
             return None
 
+        def take_unsaved(self):
+            return None
+
     big = zone_source("example.com.", TEXT)
     authority = ZoneAuthority(Resolver(), signers={ORIGIN: Signer(ORIGIN, keys, DnssecSettings())})
     authority.heavy_from = 5
