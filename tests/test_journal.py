@@ -110,6 +110,7 @@ def test_ixfr_answer_kinds():
     kind, rrsets = ixfr_rrsets(v11, journal, 12)  # a client ahead of us
     assert kind == "current"
     kind, rrsets = ixfr_rrsets(v11, journal, 10)
+    rrsets = list(rrsets)  # (read a difference at a time as the messages go)
     assert kind == "incremental"
     assert [r.rdtype for r in rrsets] == [T.SOA, T.SOA, T.A, T.SOA, T.A, T.SOA]
     assert [r[0].serial for r in rrsets if r.rdtype == T.SOA] == [11, 10, 11, 11]
@@ -134,3 +135,25 @@ def test_all_histories_together_are_bounded_and_the_biggest_lose_first():
     assert journals.usage <= 2000
     assert len(journals[small]) == 3  # the churning zone paid for it
     assert dropped == [b"b%d" % i for i in range(12)] and len(journals[big]) == 7
+
+
+def test_an_incremental_answer_reads_each_difference_when_the_messages_reach_it():
+    """A secondary far behind is answered a message at a time: nothing of
+    its history is read from the store before the answer starts."""
+    versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 30)]
+    diffs = {b"k%d" % i: difference(a, b) for i, (a, b) in enumerate(zip(versions, versions[1:]))}
+    loaded = []
+
+    def load(key):
+        loaded.append(key)
+        return diffs[key]
+
+    journal = Journal(load=load)
+    for key, diff in diffs.items():
+        journal.add(diff, size=100, key=key)
+    kind, rrsets = ixfr_rrsets(versions[-1], journal, 10)
+    assert kind == "incremental" and loaded == []
+    first = [next(rrsets) for _ in range(5)]  # SOA, then the first difference: old SOA, A, new SOA, A
+    assert [r[0].serial for r in first if r.rdtype == T.SOA] == [29, 10, 11] and loaded == [b"k0"]
+    rest = list(rrsets)
+    assert len(loaded) == len(diffs) - Journal.keep_decoded and rest[-1] is versions[-1].soa

@@ -13,6 +13,7 @@ request may be spoofed.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import dns.exception
@@ -37,6 +38,9 @@ if TYPE_CHECKING:  # the authority is assembled above this stage and handed in
     from aliasd.service.authority import ZoneAuthority
 
 log = Logger()
+
+#: More RRsets than this cannot fit one UDP message (64 KiB, at least 11 octets each).
+_UDP_RRSETS = 6000
 
 
 class TransferRequests:
@@ -94,9 +98,10 @@ class TransferRequests:
             return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
         how, rrsets = ixfr_rrsets(version, self.authority.journals.get(version.origin), client_serial)
         if over_udp:
-            rrsets = list(rrsets)
+            # At most one message: the records are taken only while they can fit.
+            rrsets = list(itertools.islice(rrsets, _UDP_RRSETS + 1))
             try:
-                wire = single_message(query, rrsets, limit, payload)
+                wire = single_message(query, rrsets, limit, payload) if len(rrsets) <= _UDP_RRSETS else None
             except dns.exception.TooBig:
                 wire = None
             if wire is None:  # does not fit: the SOA alone, so the client uses TCP

@@ -285,7 +285,17 @@ class Journal:
 
     def since(self, serial: int) -> list[Difference] | None:
         """Differences from ``serial`` to the newest version, or None."""
+        chain = self.chain(serial)
+        return None if chain is None else [self._difference(e) for e in chain]
+
+    def chain(self, serial: int) -> list[_Entry] | None:
+        """The entries from ``serial`` to the newest version (not decoded:
+        ``difference`` reads each when it is needed), or None."""
         for i, entry in enumerate(self._entries):
             if entry.old_serial == serial:
-                return [self._difference(e) for e in list(self._entries)[i:]]
+                return list(self._entries)[i:]
         return None
+
+    def difference(self, entry: _Entry) -> Difference:
+        """An entry's difference, read back from the store if need be."""
+        return self._difference(entry)

@@ -61,17 +61,25 @@ def ixfr_rrsets(
     """
     if dns.serial.Serial(client_serial) >= dns.serial.Serial(version.serial):
         return "current", [version.soa]
-    diffs = journal.since(client_serial) if journal is not None else None
-    if not diffs or diffs[-1].new_serial != version.serial:
+    chain = journal.chain(client_serial) if journal is not None else None
+    if not chain or chain[-1].new_serial != version.serial:
         return "full", axfr_rrsets(version)
-    rrsets = [version.soa]
-    for diff in diffs:
-        rrsets.append(diff.old_soa)
-        rrsets.extend(diff.removed)
-        rrsets.append(diff.new_soa)
-        rrsets.extend(diff.added)
-    rrsets.append(version.soa)
-    return "incremental", rrsets
+    return "incremental", _incremental(version, journal, chain)
+
+
+def _incremental(version: ZoneVersion, journal: Journal, chain) -> Iterator[dns.rrset.RRset]:
+    """An incremental answer's records, each difference read (from the
+    store, for older ones) only when the messages reach it: a secondary
+    thousands of versions behind is answered a message at a time, not after
+    a stall that decodes its whole history at once."""
+    yield version.soa
+    for entry in chain:
+        diff = journal.difference(entry)
+        yield diff.old_soa
+        yield from diff.removed
+        yield diff.new_soa
+        yield from diff.added
+    yield version.soa
 
 
 def _response(query: dns.message.Message, payload: int) -> dns.message.Message:
