@@ -76,9 +76,9 @@ def test_journal_is_bounded_by_octets_keeps_the_newest_and_names_what_it_dropped
     assert len(huge) == 1  # the newest difference is kept whatever its size
 
 
-def test_recorded_differences_are_read_back_when_an_ixfr_needs_them():
-    """Only the newest stay decoded; older ones come from the store."""
-    versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 20)]
+def _recorded_journal(versions):
+    """(a journal of the differences between ``versions`` as if recorded in
+    the store, those differences by record key, the keys read back so far)."""
     diffs = {b"k%d" % i: difference(a, b) for i, (a, b) in enumerate(zip(versions, versions[1:]))}
     loaded = []
 
@@ -89,6 +89,13 @@ def test_recorded_differences_are_read_back_when_an_ixfr_needs_them():
     journal = Journal(load=load)
     for key, diff in diffs.items():
         journal.add(diff, size=100, key=key)
+    return journal, diffs, loaded
+
+
+def test_recorded_differences_are_read_back_when_an_ixfr_needs_them():
+    """Only the newest stay decoded; older ones come from the store."""
+    versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 20)]
+    journal, diffs, loaded = _recorded_journal(versions)
     assert [d.new_serial for d in journal.since(17)] == [18, 19] and loaded == []
     assert [d.new_serial for d in journal.since(10)] == list(range(11, 20))
     assert loaded == [b"k%d" % i for i in range(9 - Journal.keep_decoded)]
@@ -141,16 +148,7 @@ def test_an_incremental_answer_reads_each_difference_when_the_messages_reach_it(
     """A secondary far behind is answered a message at a time: nothing of
     its history is read from the store before the answer starts."""
     versions = [version(s, [f"192.0.2.{s}"]) for s in range(10, 30)]
-    diffs = {b"k%d" % i: difference(a, b) for i, (a, b) in enumerate(zip(versions, versions[1:]))}
-    loaded = []
-
-    def load(key):
-        loaded.append(key)
-        return diffs[key]
-
-    journal = Journal(load=load)
-    for key, diff in diffs.items():
-        journal.add(diff, size=100, key=key)
+    journal, diffs, loaded = _recorded_journal(versions)
     kind, rrsets = ixfr_rrsets(versions[-1], journal, 10)
     assert kind == "incremental" and loaded == []
     first = [next(rrsets) for _ in range(5)]  # SOA, then the first difference: old SOA, A, new SOA, A

@@ -289,36 +289,58 @@ def test_the_written_file_reads_back_as_the_same_records(tmp_path):
     assert again.aliases == source.aliases
 
 
-def test_an_update_being_recorded_during_a_reload_that_merges_an_edit_is_applied_and_answered(tmp_path, clock):
-    """The snapshot of the merge is written after the update's record, in the
-    next batch, and the update is answered NOERROR once the merged version
-    is served: applied and counted, and nothing answered SERVFAIL comes back."""
-    from twisted.internet import defer
+class _CommitThread:
+    """The authority's commit thread, run when the test says."""
 
+    def __init__(self, clock):
+        self.clock = clock
+        self.pending = []
+
+    def __call__(self, f, *args):
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        self.pending.append((f, args, d))
+        return d
+
+    def finish_one(self):
+        f, args, d = self.pending.pop(0)
+        d.callback(f(*args))
+        for _ in range(3):
+            self.clock.advance(0)
+
+    def finish_all(self):
+        self.clock.advance(0)
+        while self.pending:
+            self.finish_one()
+
+
+def _authority_with_commit_thread(tmp_path, clock):
+    """(authority, dynamic zones, journals, the dynamic zone's source served,
+    its commit thread): example.com. as a dynamic zone, on a state store."""
     from aliasd.base.state import StateStore
     from aliasd.service.authority import ZoneAuthority
 
     state = StateStore(tmp_path / "state")
     files = journaldb.JournalStore(state.db)
-    pending = []
-
-    def run_in_thread(f, *args):  # the commit thread, run when the test says
-        d = defer.Deferred()
-        pending.append((f, args, d))
-        return d
-
-    def finish_recording():
-        f, args, d = pending.pop(0)
-        d.callback(f(*args))
-        for _ in range(3):
-            clock.advance(0)
-
+    commits = _CommitThread(clock)
     file_source, sha = make(tmp_path, source_text())
     dynamic = DynamicZones(files, [_Zone(file_source.path)])
     truth = dynamic.start_source(file_source, sha)
-    authority = ZoneAuthority(state=state, clock=clock, run_in_thread=run_in_thread, journal_files=files,
+    authority = ZoneAuthority(state=state, clock=clock, run_in_thread=commits, journal_files=files,
                               snapshot_frames=dynamic.snapshot_frames)
     authority.set_sources([truth], wait=True)
+    return authority, dynamic, files, truth, commits
+
+
+def test_an_update_being_recorded_during_a_reload_that_merges_an_edit_is_applied_and_answered(tmp_path, clock):
+    """The snapshot of the merge is written after the update's record, in the
+    next batch, and the update is answered NOERROR once the merged version
+    is served: applied and counted, and nothing answered SERVFAIL comes back."""
+    authority, dynamic, files, truth, commits = _authority_with_commit_thread(tmp_path, clock)
+    file_source = truth
+    pending = commits.pending
+    finish_recording = commits.finish_one
     updated, record = update(truth, "a.example.com.", "192.0.2.51", 11)
     answered = authority.update_source(updated, [record], [N("a.example.com.")])
     clock.advance(0)
@@ -348,34 +370,9 @@ def test_an_update_arriving_while_another_is_recorded_keeps_the_history_whole(tm
     The difference recorded for the first is off the history's chain: the
     history read back at a restart still reaches every serial served, and
     the record is deleted once the zone serves a later version."""
-    from twisted.internet import defer
-
-    from aliasd.base.state import StateStore
-    from aliasd.service.authority import ZoneAuthority
-
-    state = StateStore(tmp_path / "state")
-    files = journaldb.JournalStore(state.db)
-    pending = []
-
-    def run_in_thread(f, *args):  # the commit thread, run when the test says
-        d = defer.Deferred()
-        pending.append((f, args, d))
-        return d
-
-    def record_all():
-        clock.advance(0)
-        while pending:
-            f, args, d = pending.pop(0)
-            d.callback(f(*args))
-            for _ in range(3):
-                clock.advance(0)
-
-    file_source, sha = make(tmp_path, source_text())
-    dynamic = DynamicZones(files, [_Zone(file_source.path)])
-    truth = dynamic.start_source(file_source, sha)
-    authority = ZoneAuthority(state=state, clock=clock, run_in_thread=run_in_thread, journal_files=files,
-                              snapshot_frames=dynamic.snapshot_frames)
-    authority.set_sources([truth], wait=True)
+    authority, dynamic, files, truth, commits = _authority_with_commit_thread(tmp_path, clock)
+    file_source = truth
+    pending, record_all = commits.pending, commits.finish_all
     s11, r11 = update(truth, "a.example.com.", "192.0.2.51", 11)
     authority.update_source(s11, [r11], [N("a.example.com.")])
     record_all()
