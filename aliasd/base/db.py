@@ -99,6 +99,9 @@ class StateDB:
             self.targets = self.env.open_db(b"targets")
             self.meta = self.env.open_db(b"meta")
             self.compiled = self.env.open_db(b"compiled")
+            # Reader slots of processes that died (kill -9) would keep old
+            # pages from being reused: clear them, as Knot does at start.
+            self.env.reader_check()
         except lmdb.Error as e:
             raise _os_error(e, f"cannot open the state store {self.path}") from None
         except OSError as e:
