@@ -138,8 +138,9 @@ def test_all_histories_together_are_bounded_and_the_biggest_lose_first():
     for i, diff in enumerate(diffs[:3]):  # 600
         dropped += journals.add(small, diff, size=200, key=b"s%d" % i)
     assert dropped == []  # no zone is past its own bound
+    assert journals.usage == sum(j.usage for j in journals.values()) == 19 * 200 + 600  # kept as they change
     dropped = journals.trim_total()
-    assert journals.usage <= 2000
+    assert journals.usage <= 2000 and journals.usage == sum(j.usage for j in journals.values())
     assert len(journals[small]) == 3  # the churning zone paid for it
     assert dropped == [b"b%d" % i for i in range(12)] and len(journals[big]) == 7
 

@@ -26,6 +26,8 @@ import dns.rdatatype
 from aliasd.base import store
 
 DEFAULT_STATE_DIR = Path("/var/lib/aliasd")
+#: Octets of IXFR history kept per zone unless configured (as Knot's journal-max-usage).
+DEFAULT_JOURNAL_MAX_USAGE = 10 * 1024 * 1024
 TSIG_ALGORITHMS = (
     "hmac-sha256",
     "hmac-sha384",
@@ -158,7 +160,7 @@ class ZoneSettings:
     # Sign the zone's served view with DNSSEC ([dnssec] says how).
     dnssec: bool = False
     # Octets of IXFR history kept for the zone (its journal's differences).
-    journal_max_usage: int = 10 * 1024 * 1024
+    journal_max_usage: int = DEFAULT_JOURNAL_MAX_USAGE
 
     @property
     def dynamic(self) -> bool:

@@ -209,11 +209,6 @@ class StateDB:
                 count += 1
         return count
 
-    def size(self) -> int:
-        """Octets the environment's data file uses (pages in use)."""
-        info, stat = self.env.info(), self.env.stat()
-        return (info["last_pgno"] + 1) * stat["psize"]
-
     def close(self) -> None:
         with self._open_lock:
             self._open.pop(os.path.realpath(self.path), None)

@@ -25,6 +25,7 @@ import dns.rdatatype
 import dns.rrset
 
 from aliasd.base import store
+from aliasd.base.config import DEFAULT_JOURNAL_MAX_USAGE
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_RDTYPE
 
@@ -183,7 +184,7 @@ def difference(
 
 
 #: Default bound of one zone's history: octets of its journal records.
-DEFAULT_MAX_USAGE = 10 * 1024 * 1024
+DEFAULT_MAX_USAGE = DEFAULT_JOURNAL_MAX_USAGE
 
 
 def estimated_size(diff: Difference) -> int:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from aliasd.base import store
 from aliasd.base.db import StateDB
@@ -145,11 +145,6 @@ def decode_nodes(payload: bytes) -> tuple[int, dict[bytes, bytes | None]]:
     (serial,) = _U32.unpack_from(payload)
     parts, _ = _read_blobs(payload, 4)
     return serial, {parts[i]: (parts[i + 1] or None) for i in range(0, len(parts), 2)}
-
-
-def encode_written(sha: bytes, serial: int) -> bytes:
-    """A W frame: the file's SHA-256 and the serial of the source written."""
-    return sha + _U32.pack(serial)
 
 
 def decode_written(payload: bytes) -> tuple[bytes, int]:
@@ -278,6 +273,7 @@ class JournalStore:
                 seq += 1
                 if kind != DIFFERENCE:
                     size += 1 + len(payload)
+            self._mark(txn, key, any(kind != DIFFERENCE for kind, _ in frames) or None)
             # Sequence numbers only grow: an aborted transaction leaves a gap.
             self._next[key] = seq
 
@@ -331,6 +327,7 @@ class JournalStore:
                 txn.put(key + _SEQ.pack(seq), kind + payload, db=self.db.journal)
                 seq += 1
                 size += 1 + len(payload)
+            self._mark(txn, key, bool(frames))
             self._next[key] = seq
 
             def done():
@@ -341,19 +338,21 @@ class JournalStore:
         """Replace the zone's whole journal by ``frames``, in one transaction."""
         with self.lock, self.db.write() as txn:
             StateDB.delete_under(txn, self.db.journal, key)
+            self._mark(txn, key, False)
             self._sizes.pop(key, None)
             self.append(key, frames)
 
     _DYNAMIC = b"dynamic:"
 
-    def mark_dynamic(self, key: bytes, dynamic: bool) -> None:
-        """Note whether the zone's journal holds a dynamic zone's records
-        (its truth), so a start finds them without reading every journal."""
-        with self.db.write() as txn:
-            if dynamic:
-                txn.put(self._DYNAMIC + key, b"1", db=self.db.meta)
-            else:
-                txn.delete(self._DYNAMIC + key, db=self.db.meta)
+    def _mark(self, txn, key: bytes, dynamic: bool | None) -> None:
+        """Keep the note that the zone's journal holds records other than
+        differences (a dynamic zone's truth), in the transaction that
+        writes them, so a start finds such zones without reading every
+        journal (None: leave the note as it is)."""
+        if dynamic:
+            txn.put(self._DYNAMIC + key, b"1", db=self.db.meta)
+        elif dynamic is not None:
+            txn.delete(self._DYNAMIC + key, db=self.db.meta)
 
     def dynamic_keys(self) -> set[bytes]:
         """The zones whose journals hold a dynamic zone's records."""
@@ -363,6 +362,7 @@ class JournalStore:
     def remove(self, key: bytes) -> None:
         with self.lock, self.db.write() as txn:
             StateDB.delete_under(txn, self.db.journal, key)
+            self._mark(txn, key, False)
 
             def done():
                 self._sizes.pop(key, None)
@@ -416,8 +416,3 @@ def history(records: Iterable[tuple[bytes, bytes, bytes]], serial: int, digest: 
         unused += journal.add_recorded(old, new, size, record)
     unused += journal.trim()
     return (journal if len(journal) else None), unused
-
-
-def iter_kind(frames, kind: bytes) -> Iterator[bytes]:
-    return (payload for k, payload in frames if k == kind)
-

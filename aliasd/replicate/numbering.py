@@ -22,7 +22,7 @@ import dns.name
 from twisted.internet import defer, threads
 
 from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
-from aliasd.replicate.journal import DEFAULT_MAX_USAGE, Journal, difference
+from aliasd.replicate.journal import DEFAULT_MAX_USAGE, Journal
 from aliasd.zones.zone import ZoneVersion
 
 
@@ -104,7 +104,9 @@ class Journals(dict):
     together by ``total_max`` octets, past which the zones using the most
     lose their oldest differences first (``trim_total``), so one churning
     zone cannot empty another's history. Methods that drop recorded
-    differences return their record keys, for the store to delete.
+    differences return their record keys, for the store to delete. Their
+    total is kept as they change (``usage``), not summed over thousands of
+    journals at every batch.
     """
 
     def __init__(self, depth: int | None = None, max_usage: int = DEFAULT_MAX_USAGE,
@@ -115,6 +117,23 @@ class Journals(dict):
         self.max_usage_for: dict[dns.name.Name, int] = {}
         self.total_max = total_max
         self.load = load  # record key -> Difference (the state store's), or None
+        self._usage = 0  # the octets of every journal here
+
+    def __setitem__(self, origin, journal: Journal) -> None:
+        old = self.get(origin)
+        self._usage += journal.usage - (old.usage if old is not None else 0)
+        super().__setitem__(origin, journal)
+
+    def setdefault(self, origin, journal: Journal) -> Journal:
+        if origin not in self:
+            self[origin] = journal
+        return self[origin]
+
+    def pop(self, origin, *default):
+        journal = super().pop(origin, *default)
+        if isinstance(journal, Journal):
+            self._usage -= journal.usage
+        return journal
 
     def new_journal(self, origin: dns.name.Name) -> Journal:
         """An empty journal with the zone's bounds (not kept here)."""
@@ -129,7 +148,11 @@ class Journals(dict):
 
     def add(self, origin: dns.name.Name, diff, size: int | None = None, key: bytes | None = None) -> list[bytes]:
         """Keep ``diff``, the difference to the zone's newly served version."""
-        return self.journal(origin).add(diff, size, key)
+        journal = self.journal(origin)
+        before = journal.usage
+        dropped = journal.add(diff, size, key)
+        self._usage += journal.usage - before
+        return dropped
 
     def set_limits(self, depth: int | None, max_usage: int, max_usage_for: dict, total_max: int | None) -> list[bytes]:
         """New bounds (a reload): applied to every journal at once."""
@@ -138,11 +161,12 @@ class Journals(dict):
         for origin, journal in self.items():
             journal.depth, journal.max_usage = depth, max_usage_for.get(origin, max_usage)
             dropped += journal.trim()
+        self._usage = sum(j.usage for j in self.values())
         return dropped + self.trim_total()
 
     @property
     def usage(self) -> int:
-        return sum(j.usage for j in self.values())
+        return self._usage
 
     def trim_total(self) -> list[bytes]:
         """Within ``total_max``: the biggest histories lose their oldest first."""
@@ -163,15 +187,8 @@ class Journals(dict):
                 dropped.append(key)
             if len(journal) > 1:
                 heapq.heappush(heap, (-journal.usage, n, journal))
+        self._usage = total
         return dropped
-
-    def record(self, old: ZoneVersion | None, new: ZoneVersion, owners) -> None:
-        """Keep the difference between the served ``old`` and the ``new``
-        version that replaces it, when the serial moves; ``owners`` are the
-        ALIAS owners rebuilt (compared alone when the file is the same)."""
-        if old is None or old.serial == new.serial:
-            return
-        self.add(new.origin, difference(old, new, owners if old.source is new.source else None))
 
 
 def _thread_runner(clock):

@@ -35,7 +35,12 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from aliasd.base.access import TransferAccess, keyring_from
-from aliasd.base.config import ConfigError, Settings, ZoneSettings
+from aliasd.base.config import (
+    DEFAULT_JOURNAL_MAX_USAGE,
+    ConfigError,
+    Settings,
+    ZoneSettings,
+)
 from aliasd.dnssec.keys import KeyFileError, KeyStore
 from aliasd.dnssec.signer import Signer
 from aliasd.service.authority import ZoneAuthority
@@ -85,7 +90,7 @@ def make_signers(settings: Settings, only=None) -> dict:
 def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
     """The IXFR histories' bounds from the configuration (start and reload)."""
     authority.set_journal_limits(
-        settings.server.journal_size, ZoneSettings(dns.name.root, None).journal_max_usage,
+        settings.server.journal_size, DEFAULT_JOURNAL_MAX_USAGE,
         {z.name: z.journal_max_usage for z in settings.zones}, settings.server.journal_db_max_size,
     )
 

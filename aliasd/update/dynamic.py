@@ -164,9 +164,7 @@ class DynamicZones:
         merged in; what that decided is recorded in its journal at once."""
         truth, frames = self._start(source, file_sha)
         if frames:
-            with self.files.lock, self.files.db.write():
-                self.files.append(source.key, frames)
-                self.files.mark_dynamic(source.key, True)
+            self.files.append(source.key, frames)
         return truth
 
     def _start(self, source: ZoneSource, file_sha: bytes) -> tuple[ZoneSource, list]:
@@ -291,14 +289,12 @@ class DynamicZones:
         the journal records to write with that version."""
         origin = file_source.origin
         if current is None:
-            self.files.mark_dynamic(file_source.key, True)
             return self._start(file_source, file_sha)
         if file_sha in self.known.get(origin, ()):
             return current, []  # aliasd's own file: the zone keeps its records
         base = self.base.get(origin)
         if base is None:  # it was not dynamic: its served records were the file's
             base = (self.file_sha.get(origin, b""), current.serial, dict(current.records))
-        self.files.mark_dynamic(file_source.key, True)
         return self._merge(file_source, file_sha, current, base)
 
     def snapshot_frames(self, source: ZoneSource) -> list:
@@ -415,9 +411,7 @@ class DynamicZones:
         if self.written.get(origin) is not source:
             self.write_file(source)
             self.written[origin] = source
-        with self.files.lock, self.files.db.write():
-            self.files.compact(source.key, [])  # a plain zone now: its file is its truth
-            self.files.mark_dynamic(source.key, False)
+        self.files.compact(source.key, [])  # a plain zone now: its file is its truth
         for table in (self.known, self.base, self.file_sha, self.written):
             table.pop(origin, None)
 
