@@ -17,10 +17,11 @@ import argparse
 import json
 import socket
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from aliasd.base.config import DEFAULT_STATE_DIR, ConfigError, load_settings
+from aliasd.base.config import DEFAULT_STATE_DIR, ConfigError
 from aliasd.service.control import COMMANDS, SOCKET_NAME
 from aliasd.service.restore import RestoreError, restore
 
@@ -53,8 +54,24 @@ def _state_dir(options) -> Path:
     if options.state_dir:
         return Path(options.state_dir)
     if options.config:
-        return load_settings(options.config).server.state_dir
+        return state_dir_of(Path(options.config))
     return DEFAULT_STATE_DIR
+
+
+def state_dir_of(config: Path) -> Path:
+    """The ``[server] state-dir`` of a configuration file, read alone: a
+    mistake elsewhere in the file must not keep the operator from asking
+    the server to reload it (the server names the mistake). Raises ConfigError."""
+    try:
+        with config.open("rb") as f:
+            state_dir = tomllib.load(f).get("server", {}).get("state-dir")
+    except OSError as e:
+        raise ConfigError(f"{config}: cannot read configuration: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, AttributeError) as e:
+        raise ConfigError(f"{config}: invalid TOML: {e}") from None
+    if not isinstance(state_dir, str):
+        return DEFAULT_STATE_DIR
+    return config.resolve().parent / state_dir
 
 
 def request(path: Path, command: str, args: Sequence[str], timeout: float) -> dict:
