@@ -18,20 +18,20 @@ from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender
 from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.service.authority import ZoneAuthority
-from aliasd.service.control import COMMANDS, Command, CommandError, ControlProtocol, Controller
+from aliasd.service.control import (
+    COMMANDS,
+    Command,
+    CommandError,
+    Controller,
+    ControlProtocol,
+)
 from aliasd.update.dynamic import DynamicZones
 from tests.helpers import zone_source
+from tests.test_e2e_update import ZONE as TEXT
 from tests.test_notify import reply
 
-ZONE = dns.name.from_text("example.com.")
+ZONE = dns.name.from_text("example.test.")
 SECONDARY = Endpoint("127.0.0.1", 5399)
-TEXT = """\
-$ORIGIN example.com.
-$TTL 300
-@ SOA ns1 hostmaster 7 3600 600 86400 300
-@ NS ns1
-ns1 A 192.0.2.1
-"""
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def controller(clock, tmp_path):
     state = StateStore(tmp_path / "state")
     journal_files = JournalStore(state.db)
     authority = ZoneAuthority()
-    authority.set_sources([zone_source("example.com.", TEXT)])
-    settings = Settings(zones=(ZoneSettings(ZONE, tmp_path / "example.com.zone", notify=(SECONDARY,)),))
+    authority.set_sources([zone_source("example.test.", TEXT)])
+    settings = Settings(zones=(ZoneSettings(ZONE, tmp_path / "example.test.zone", notify=(SECONDARY,)),))
     sent = []
     notifier = NotifySender(clock, {ZONE: (SECONDARY,)}, send=lambda wire, target: sent.append(wire))
     made = Controller(
@@ -66,14 +66,14 @@ def test_replies_are_json_lines_in_the_order_asked(controller):
     status, zone, notify = ask(
         controller,
         b'{"command": "status"}',
-        b'{"command": "zone-status", "args": ["example.com"]}',
-        b'{"command": "notify", "args": ["example.com"]}',
+        b'{"command": "zone-status", "args": ["example.test"]}',
+        b'{"command": "notify", "args": ["example.test"]}',
     )
     assert status["ok"] and status["data"]["zones_served"] == 1 and status["data"]["zones_broken"] == 0
     assert status["text"].startswith("aliasd 0.1.0, up ")
-    assert zone["ok"] and zone["data"]["serial"] == 7 and zone["data"]["dynamic"] is False
-    assert zone["text"].splitlines()[0] == "zone example.com.: serial 7"
-    assert notify["data"] == {"zone": "example.com.", "serial": 7, "secondaries": 1}
+    assert zone["ok"] and zone["data"]["serial"] == 1 and zone["data"]["dynamic"] is False
+    assert zone["text"].splitlines()[0] == "zone example.test.: serial 1"
+    assert notify["data"] == {"zone": "example.test.", "serial": 1, "secondaries": 1}
     assert len(controller.sent) == 1  # the NOTIFY went out
 
 
@@ -89,8 +89,8 @@ def test_bad_requests_get_an_error_naming_what_is_wrong(controller):
 
 
 def test_a_failed_command_answers_why_and_a_crash_is_logged(controller, log_events, monkeypatch):
-    freeze, purge = ask(controller, b'{"command": "freeze", "args": ["example.com"]}',
-                        b'{"command": "zone-purge", "args": ["example.com"]}')
+    freeze, purge = ask(controller, b'{"command": "freeze", "args": ["example.test"]}',
+                        b'{"command": "zone-purge", "args": ["example.test"]}')
     assert not freeze["ok"] and "is not dynamic" in freeze["error"]
     assert not purge["ok"] and "is still configured" in purge["error"]
 
@@ -166,9 +166,9 @@ def test_notify_outcomes_per_secondary(clock):
     assert sender.retry_span == 31.0  # 1 + 2 + 4 + 8 + 16 seconds
     assert sender.last_answers(ZONE) == [{"target": "127.0.0.1:5399", "state": "not sent", "serial": None}]
     authority = ZoneAuthority()
-    authority.set_sources([zone_source("example.com.", TEXT)])
+    authority.set_sources([zone_source("example.test.", TEXT)])
     sender.notify_again([authority.versions[ZONE]])
     assert sender.last_answers(ZONE)[0]["state"] == "waiting (try 1)"
     sender.response_received(reply(sent[0], rcode=dns.rcode.REFUSED), "127.0.0.1", 5399)
     assert sender.last_answers(ZONE) == [{"target": "127.0.0.1:5399", "state": "answered REFUSED after 1 tries",
-                                          "serial": 7}]
+                                          "serial": 1}]
