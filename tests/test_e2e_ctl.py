@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -323,3 +324,25 @@ def test_the_socket_is_private_and_a_stopped_server_is_named(aliasd, tmp_path):
         done = subprocess.run([sys.executable, "-m", "aliasd.service.ctl", *where, "status"], check=False, capture_output=True,
                               text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert done.returncode == 3 and "aliasd is not running" in done.stderr
+
+
+def test_zone_status_shows_the_dnssec_keys_and_their_next_event(aliasd, upstream, tmp_path):
+    from tests import test_e2e_dnssec as signed
+
+    keys = tmp_path / "state" / "keys"
+    ksk, zsk, new = signed._keygen(keys, "-f", "KSK"), signed._keygen(keys), signed._keygen(keys, "-G")
+    publish = int(time.time()) + 3600
+    signed._settime(keys, new, P=publish, A=publish + 3600)
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"])
+    server = aliasd(signed.config(upstream), {"example.test.zone": signed.ZONE})
+    assert signed._dnskeys(server) == {signed._tag(ksk), signed._tag(zsk)}
+    text, data = ok(tmp_path, "zone-status", "example.test")
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(publish))
+    assert data["dnssec"]["next_event"] == moment
+    by_tag = {k["tag"]: k for k in data["dnssec"]["keys"]}
+    assert set(by_tag) == {signed._tag(ksk), signed._tag(zsk), signed._tag(new)}
+    assert by_tag[signed._tag(ksk)]["role"] == "KSK" and by_tag[signed._tag(ksk)]["active"]
+    assert by_tag[signed._tag(zsk)]["role"] == "ZSK" and by_tag[signed._tag(zsk)]["active"]
+    assert not by_tag[signed._tag(new)]["published"] and by_tag[signed._tag(new)]["next_event"] == f"Publish {moment}"
+    assert f"DNSSEC key {signed._tag(new)} ZSK alg 13: not published, next event Publish {moment}" in text
+    assert f"DNSSEC next event: {moment}" in text

@@ -195,7 +195,7 @@ class Controller:
 
     def reload(self, zone: str | None = None):
         if zone is None:
-            d = self.reloader.reload()
+            d = self.reloader.reload_fresh()
 
             def done(ok):
                 if not ok:

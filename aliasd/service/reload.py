@@ -454,18 +454,30 @@ class Reloader:
         if zone is None:
             return defer.fail(KeyError(f"zone {name.to_text()} is not configured"))
         if self._running is not None:
-            after = defer.Deferred()
-
-            def again(result):
-                self.reload_zone(name).chainDeferred(after)
-                return result
-            self._running.addBoth(again)
-            return after
+            return self._after_running(self.reload_zone, name)
         self._running = d = threads.deferToThreadPool(
             self.reactor, self.reactor.getThreadPool(), self.files.read_one, zone)
         d.addCallback(self._zone_read, zone)
         d.addBoth(self._finished)
         return d
+
+    def reload_fresh(self) -> defer.Deferred:
+        """A reload that reads the files after this call (``aliasd-ctl
+        reload``): one running now may have read them before; fires with
+        its result."""
+        if self._running is None:
+            return self.reload()
+        return self._after_running(self.reload_fresh)
+
+    def _after_running(self, f, *args) -> defer.Deferred:
+        """``f(*args)`` once the reload running now is done; its result."""
+        after = defer.Deferred()
+
+        def then(result):
+            f(*args).chainDeferred(after)
+            return result
+        self._running.addBoth(then)
+        return after
 
     def _zone_read(self, result, zone: ZoneSettings) -> defer.Deferred | tuple[bool, str]:
         name = zone.name.to_text()
