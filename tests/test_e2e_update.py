@@ -361,7 +361,7 @@ def test_removing_the_update_rules_keeps_the_acknowledged_updates(aliasd, tmp_pa
     assert values(server, "kept.example.test") == {"192.0.2.61"}
     assert "kept" in (tmp_path / "example.test.zone").read_text()
     assert "no update rules any more" in server.log()
-    rc, out = nsupdate(server.port, "update add refused.example.test 60 A 192.0.2.63")
+    _, out = nsupdate(server.port, "update add refused.example.test 60 A 192.0.2.63")
     assert "REFUSED" in out
     conf.write_text(dynamic_conf)  # the rules are back
     server.proc.send_signal(1)

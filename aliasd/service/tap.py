@@ -55,7 +55,12 @@ from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import upgrade
 from aliasd.service.authority import ZoneAuthority
-from aliasd.service.control import SOCKET_NAME, ControlFactory, ControlService, Controller
+from aliasd.service.control import (
+    SOCKET_NAME,
+    ControlFactory,
+    Controller,
+    ControlService,
+)
 from aliasd.service.reload import (
     CatalogMaker,
     Reloader,
