@@ -25,7 +25,7 @@ from pathlib import Path
 import dns.serial
 import lmdb
 
-from aliasd.base.db import NAME
+from aliasd.base.db import DEFAULT_MAX_SIZE, NAME
 
 KEYS = "keys"
 
@@ -60,6 +60,10 @@ def restore(backup: Path, state_dir: Path, serial_floor: int | None = None) -> l
         raise RestoreError(f"{backup}: not a backup of aliasd (no {NAME}/data.mdb)")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     current = state_dir / NAME
+    if not (current / "data.mdb").exists() and serial_floor is None:
+        raise RestoreError(f"{state_dir}: no state store to carry the served serials over from; give "
+                           "--serial-floor (a serial above any the secondaries hold, e.g. today's date as "
+                           "YYYYMMDD00)")
     try:
         served = _serials(current)
     except lmdb.Error as e:
@@ -77,7 +81,7 @@ def restore(backup: Path, state_dir: Path, serial_floor: int | None = None) -> l
         if (backup / name).exists():
             shutil.copytree(backup / name, state_dir / name)
             done.append(f"{backup / name} copied to {state_dir / name}")
-    env = lmdb.open(str(current), max_dbs=8, subdir=True)
+    env = lmdb.open(str(current), map_size=DEFAULT_MAX_SIZE, max_dbs=8, subdir=True)
     try:
         db = env.open_db(b"serials")
         kept = raised = 0
