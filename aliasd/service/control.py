@@ -56,6 +56,11 @@ class Command:
     args: tuple[str, ...] = ()  # argument names; a trailing "?" marks an optional one
     help: str = ""
 
+    @property
+    def usage(self) -> str:
+        """``reload [ZONE]``: the command with its arguments."""
+        return " ".join([self.name, *(f"[{a[:-1]}]" if a.endswith("?") else a for a in self.args)])
+
 
 def _when(moment: float | None) -> str | None:
     if moment is None:
@@ -432,8 +437,7 @@ class ControlProtocol(basic.LineReceiver):
             return defer.succeed({"ok": False, "error": f"not a request of a known command (commands: {names})"})
         wanted = len([a for a in command.args if not a.endswith("?")])
         if not wanted <= len(args) <= len(command.args):
-            usage = " ".join(a.rstrip("?") if not a.endswith("?") else f"[{a[:-1]}]" for a in command.args)
-            return defer.succeed({"ok": False, "error": f"usage: {command.name} {usage}".rstrip()})
+            return defer.succeed({"ok": False, "error": f"usage: {command.usage}"})
         d = defer.maybeDeferred(command.run, self.controller, *args)
         d.addCallback(lambda result: {"ok": True, **result})
         d.addErrback(self._failed, command.name)

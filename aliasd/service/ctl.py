@@ -29,12 +29,12 @@ NOT_RUNNING = 3
 
 
 def _parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {c.name} {' '.join(c.args)}".rstrip().ljust(28) + c.help for c in COMMANDS.values())
+    rows = [(c.usage, c.help) for c in COMMANDS.values()]
+    rows.append(("restore BACKUP", "put a backup back (server stopped); serials never go back"))
     parser = argparse.ArgumentParser(
         prog="aliasd-ctl",
         description="Control a running aliasd over its control socket.",
-        epilog=f"commands:\n{lines}\n  restore BACKUP".ljust(30)
-        + "put a backup back (server stopped), serials never go back",
+        epilog="commands:\n" + "\n".join(f"  {name:<26}{what}" for name, what in rows),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = parser.add_mutually_exclusive_group()
