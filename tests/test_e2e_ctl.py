@@ -213,6 +213,15 @@ def test_a_hand_edit_without_freeze_lists_the_dropped_records_until_the_next_cha
     acknowledged(server.port, "update add other.example.test 60 A 192.0.2.5")
     _, data = ok(tmp_path, "zone-status", "example.test")
     assert data["dropped"] == []
+    # A file edited by hand and not read yet is never written over: freeze and sync say so.
+    path.write_text(path.read_text() + "late A 192.0.2.47\n")
+    for command in ("freeze", "sync"):
+        assert "edited by hand and not read yet" in failed(tmp_path, command, "example.test")
+    _, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["frozen"] is False and "late A 192.0.2.47" in path.read_text()
+    ok(tmp_path, "reload", "example.test")
+    text, _ = ok(tmp_path, "freeze", "example.test")
+    assert values(server, "late.example.test") == {"192.0.2.47"} and "frozen" in text
 
 
 def test_reload_sync_purge_and_errors(aliasd, tmp_path):
