@@ -35,7 +35,7 @@ def test_every_broken_zone_is_reported_with_file_and_line(tmp_path):
     lines = result.stdout.splitlines()
     assert lines == [
         f"{tmp_path / 'a.zone'}:5: CNAME at www.example.com. beside other data (A)",
-        f"{tmp_path / 'b.zone'}:5: Text input is malformed.",
+        f"{tmp_path / 'b.zone'}:5: A record: '1.2.3' is not an IPv4 address",
     ]
 
 

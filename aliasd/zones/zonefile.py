@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Mapping
@@ -29,6 +30,7 @@ import dns.zone
 import dns.zonefile
 
 from aliasd.base import store
+from aliasd.zones import explain
 
 #: The private-use type code that other servers use for ALIAS.
 ALIAS_TYPE = store.ALIAS_TYPE
@@ -289,6 +291,10 @@ class RRsetView(Mapping):
         return sum(len(store.types_of(packed)) for packed in self._records.values())
 
 
+#: The directives dnspython's reader knows.
+_DIRECTIVES = frozenset({"$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE"})
+
+
 class _RuleViolation(Exception):
     """A bad record; the reader knows the line where it starts."""
 
@@ -320,15 +326,19 @@ class _GuardedTokenizer(dns.tokenizer.Tokenizer):
         super().__init__(f, filename, idna_codec)
         self._reader = reader
         self._include_at: tuple[str, int] | None = None
+        self.leading: tuple[str, str, int] = ("", "", 0)  # the last line's first token, and where
 
     def get(self, want_leading: bool = False, want_comment: bool = False):
+        line_start = self.where()  # (after a token that ends its line, where() names the next)
         token = super().get(want_leading, want_comment)
         where = self._include_at
         if where is not None:
             self._include_at = None
             return self._reader._approve_include(token, where)
-        if want_leading and want_comment and token.is_identifier() and token.value.upper() == "$INCLUDE":
-            self._include_at = self.where()
+        if want_leading and want_comment and token.is_identifier():
+            self.leading = (token.value, *line_start)
+            if token.value.upper() == "$INCLUDE":
+                self._include_at = self.where()
         return token
 
 
@@ -348,8 +358,10 @@ class _CheckingReader(dns.zonefile.Reader):
 
     record_where: tuple[str, int] = ("", 0)
 
-    def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False, **kwargs):
+    def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False,
+                 text: str = "", **kwargs):
         absolute = os.path.abspath(zone_path)
+        self._lines = {str(zone_path): text.split("\n")}  # each file's lines, to explain an error
         self.include_base = os.path.dirname(absolute)  # relative $INCLUDE names start here
         self.include_root = os.path.realpath(self.include_base)  # and must stay in here
         self.include_anywhere = include_anywhere
@@ -433,17 +445,45 @@ class _CheckingReader(dns.zonefile.Reader):
         self.record_where = self.tok.where()
         try:
             super()._rr_line()
-        except dns.exception.SyntaxError as e:
+        except dns.exception.DNSException as e:
             # dnspython would name the line where the tokenizer stopped,
-            # which is the next one when the record's last field is bad.
-            raise _RuleViolation(str(e) or "syntax error") from None
+            # which is the next one when the record's last field is bad;
+            # and its words seldom say which field is wrong.
+            filename, line = self.record_where
+            why = explain.explain_record(self.lines_of(filename), line, self.current_origin)
+            raise _RuleViolation(why or str(e) or "syntax error") from None
+
+    def lines_of(self, filename: str) -> list[str]:
+        """The lines of a file read (an $INCLUDE file read again: error path only)."""
+        lines = self._lines.get(filename)
+        if lines is None:
+            try:
+                with open(filename, encoding="utf-8") as f:
+                    lines = f.read().split("\n")
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            self._lines[filename] = lines
+        return lines
+
+    def directive_error(self, error: dns.exception.SyntaxError) -> str:
+        """``file:line: reason`` for an error outside a record: a directive
+        named at its own line (dnspython may name the next one)."""
+        value, filename, line = self.tok.leading
+        directive = value.upper()
+        if not directive.startswith("$"):
+            return str(error)
+        detail = re.sub(r"^.*?:\d+: ", "", str(error))
+        if directive not in _DIRECTIVES:
+            why = f"unknown directive '{value}' (aliasd reads {', '.join(sorted(_DIRECTIVES))})"
+        else:
+            why = explain.explain_directive(self.lines_of(filename), line, self.current_origin)
+        detail = detail.replace("\n", "\\n")
+        return f"{filename}:{line}: {why or f'{directive}: {detail}'}"
 
     # Private dnspython API (what Reader skips out-of-zone records with):
     # pinned by tests/test_private_apis.py.
     def _eat_line(self) -> None:
-        raise dns.exception.SyntaxError(
-            f"{self.last_name} is outside the zone {self.zone_origin}"
-        )
+        raise _RuleViolation(f"{self.last_name} is outside the zone {self.zone_origin}")
 
 
 #: Types that may stand beside a CNAME (DNSSEC and friends). dns.node._neutral_types
@@ -547,7 +587,7 @@ def read_with_dnspython(
             tok = dns.tokenizer.Tokenizer(text, str(path))
             reader = _CheckingReader(
                 tok, dns.rdataclass.IN, txn, allow_include=True,
-                zone_path=path, include_anywhere=include_anywhere,
+                zone_path=path, include_anywhere=include_anywhere, text=text,
             )
             reader.read()
     except _IncludeRefused as e:
@@ -566,7 +606,7 @@ def read_with_dnspython(
         reason = "SOA record away from the zone apex" if isinstance(e, ValueError) else e
         raise ZoneFileError(f"{filename}:{line}: {reason}") from None
     except dns.exception.SyntaxError as e:
-        raise ZoneFileError(str(e)) from None
+        raise ZoneFileError(reader.directive_error(e) if reader is not None else str(e)) from None
     except dns.exception.DNSException as e:
         raise ZoneFileError(f"{path}: {e}") from None
     rrsets = []
