@@ -42,7 +42,7 @@ def zone_text(i: int, serial: int = 1, www: str = "192.0.2.80") -> str:
 BROKEN = {
     3: ("bad  A   192.0.2.300", "A record: '192.0.2.300' is not an IPv4 address"),
     41: ("odd  BOGUS  hello", "unknown record type 'BOGUS'"),
-    77: ("txt  TXT ( \"first\"", "unbalanced parentheses"),
+    77: ('txt  TXT ( "first"', "unterminated parenthesis: a '(' is never closed"),
 }
 
 
