@@ -137,3 +137,55 @@ def test_a_zone_broken_while_stopped_serves_its_last_good_data_never_an_older_se
     assert p.query("cust01.test", "SOA").answer[0][0].serial == 12
     m = scrape(metrics)
     assert m["aliasd_zones_broken"] == 0 and m["aliasd_zones_stale"] == 0
+
+
+def test_a_dynamic_zone_broken_while_stopped_serves_every_acknowledged_update(aliasd, tmp_path):
+    """Its truth is the store's: the acknowledged updates are served under
+    the same serial; the mended file is merged in as a hand edit."""
+    from tests.test_e2e_update import ZONE, nsupdate, serial, values
+    from tests.test_e2e_update import config as update_config
+
+    server = aliasd(update_config(), {"example.test.zone": ZONE},
+                    server="serial-interval = 0\ndynamic-file-sync = 3600\n")
+    for i in range(3):
+        rc, out = nsupdate(server.port, f"update add h{i}.example.test 60 A 192.0.2.{100 + i}")
+        assert rc == 0, out
+    before = serial(server)
+    server.proc.kill()  # no clean stop: the file never got the updates
+    server.proc.wait()
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("dynamic-file-sync = 3600", "dynamic-file-sync = 1"))
+    path = tmp_path / "example.test.zone"
+    path.write_text(ZONE + "byhand A 192.0.2.300\n")  # line 9
+    server.start()
+    assert serial(server) == before
+    assert all(values(server, f"h{i}.example.test") == {f"192.0.2.{100 + i}"} for i in range(3))
+    assert (f"zone example.test.: {path}:9: A record: '192.0.2.300' is not an IPv4 address; "
+            "zone example.test. serves its last good data from the store") in server.log()
+    rc, out = nsupdate(server.port, "update add late.example.test 60 A 192.0.2.50")
+    assert rc == 0, out  # updates go on, on top of the store's truth
+    server.wait_for(lambda: "was edited by hand and not reloaded yet: not written over" in server.log())
+    assert path.read_text().endswith("byhand A 192.0.2.300\n")  # the operator's edit stays for mending
+
+    path.write_text(ZONE + "byhand A 192.0.2.46\n")  # mended
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for(lambda: values(server, "byhand.example.test") == {"192.0.2.46"}, timeout=10)
+    assert values(server, "late.example.test") == {"192.0.2.50"}
+    assert all(values(server, f"h{i}.example.test") == {f"192.0.2.{100 + i}"} for i in range(3))
+    assert dns.serial.Serial(serial(server)) > dns.serial.Serial(before)
+
+
+def test_a_broken_zone_below_a_served_one_is_servfail_never_the_parents_answer(aliasd, tmp_path):
+    """Its names are not the parent's (no NXDOMAIN from example.test), also
+    when asked again (the fast path's cached answers)."""
+    parent = "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.53\n"
+    child = parent.replace("example.test.", "sub.example.test.") + "www A 192.0.2.300\n"
+    p = aliasd('[zones."example.test"]\nfile = "p.zone"\n[zones."sub.example.test"]\nfile = "c.zone"\n',
+               {"p.zone": parent, "c.zone": child})
+    for _ in range(3):
+        assert p.query("www.sub.example.test").rcode() == dns.rcode.SERVFAIL
+        assert p.query("sub.example.test", "SOA").rcode() == dns.rcode.SERVFAIL
+        assert p.query("other.example.test").rcode() == dns.rcode.NXDOMAIN
+    (tmp_path / "c.zone").write_text(child.replace("192.0.2.300", "192.0.2.30"))
+    hup(p)
+    p.wait_for(lambda: p.addresses("www.sub.example.test") == {"192.0.2.30"})
