@@ -91,8 +91,8 @@ EXPLAINED = [
     ("@ 300 MX 10 a..b", "MX record: exchange 'a..b': an empty label"),
     ("_sip._tcp 300 SRV 10 20 sip", "SRV record: 3 fields where SRV needs 4 (priority, weight, port, target)"),
     ("_sip._tcp 300 SRV 10 20 99999 sip", "SRV record: port '99999' is not a number from 0 to 65535"),
-    ("@ 300 SOA ns1 h 1 3600", "SOA record: 4 fields where SOA needs 7 (primary name server, responsible mailbox, "
-                               "serial, refresh, retry, expire, minimum)"),
+    ("@ 300 SOA ns1 h 1 3600", ("SOA record: 4 fields where SOA needs 7 (primary name server, responsible mailbox, "
+                                "serial, refresh, retry, expire, minimum)")),
     ("@ 300 CAA 0 issue", "CAA record: 2 fields where CAA needs 3 (flags, tag, value)"),
     ("a" * 64 + " 300 A 192.0.2.1", f"owner name '{'a' * 64}': a label is longer than 63 octets"),
     (".".join(["a" * 60] * 5) + " 300 A 192.0.2.1", f"owner name '{'a' * 60}.{'a' * 6}...': the name is longer than 255 octets"),

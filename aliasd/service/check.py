@@ -44,7 +44,6 @@ from aliasd.dnssec.keys import KeyFileError, KeyStore, ds_rrset
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.zonefile import ZoneFileError, load_zone_file
 
-
 #: Exit status: zone files are broken (the server serves the rest).
 BROKEN_ZONES = 1
 #: Exit status: the configuration cannot be used (the server refuses it).

@@ -159,6 +159,13 @@ def _replay(frames: list, epoch: int) -> tuple[dict, set, tuple | None, int]:
     return records, known, base, updates
 
 
+def _snapshot_base(snapshot_frame, records: dict) -> tuple:
+    """The base of a hand edit when the journal records no file: the
+    snapshot's file, with ``records`` (its records, updates applied)."""
+    sha, serial, _ = journaldb.decode_snapshot(snapshot_frame[1])
+    return sha, serial, dict(records)
+
+
 class DynamicZones:
     """The zones with update rules: their truth, their file, its base."""
 
@@ -214,7 +221,7 @@ class DynamicZones:
             self.written[origin] = source  # the file: stale() writes the truth when they differ
             return truth, []
         if base is None:  # no file recorded: the snapshot's file, if it is the one on disk, is the base
-            base = (sha, serial, dict(records))
+            base = _snapshot_base(frames[epoch], records)
         return self._merge(source, file_sha, truth, base)
 
     def stored_source(self, origin: dns.name.Name, path: Path) -> ZoneSource | None:
@@ -230,10 +237,7 @@ class DynamicZones:
         records, known, base, _ = _replay(frames, epoch)
         truth = ZoneSource.of(origin, path, records)
         self.known[origin] = known  # the broken file is not among them: never written over
-        if base is None:  # as _start: the snapshot's file is the base
-            sha, serial, _ = journaldb.decode_snapshot(frames[epoch][1])
-            base = (sha, serial, dict(records))
-        self.base[origin] = base
+        self.base[origin] = base if base is not None else _snapshot_base(frames[epoch], records)
         self.written[origin] = truth
         return truth
 

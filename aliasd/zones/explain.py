@@ -146,12 +146,11 @@ def explain_record(lines: list[str], start: int, origin: dns.name.Name | None) -
     try:
         tokens = []
         token = tok.get(want_leading=True)
-        if not token.is_whitespace():
-            if token.is_identifier():
-                try:
-                    dns.name.from_text(token.value, origin)
-                except dns.exception.DNSException as e:
-                    return f"owner name '{_shown(token.value)}': {name_reason(e)}"
+        if token.is_identifier():  # (whitespace: the previous owner)
+            try:
+                dns.name.from_text(token.value, origin)
+            except dns.exception.DNSException as e:
+                return f"owner name '{_shown(token.value)}': {name_reason(e)}"
         token = tok.get()
         while token.is_identifier() and len(tokens) < 3:
             tokens.append(token)
@@ -180,11 +179,8 @@ def _token_kind(value: str):
         if dns.rdatatype.is_metatype(_rdtype(value)):
             return f"'{value}' is a query type, not a record type"
         return "type"
-    try:
-        rdclass = dns.rdataclass.from_text(value)
-    except Exception:
-        pass
-    else:
+    rdclass = _rdclass(value)
+    if rdclass is not None:
         if rdclass != dns.rdataclass.IN:
             return f"class {value.upper()}: aliasd serves class IN only"
         return None
@@ -200,7 +196,14 @@ def _token_kind(value: str):
 def _rdtype(value: str) -> int | None:
     try:
         return dns.rdatatype.from_text(value)
-    except Exception:
+    except (dns.exception.DNSException, ValueError):
+        return None
+
+
+def _rdclass(value: str) -> int | None:
+    try:
+        return dns.rdataclass.from_text(value)
+    except (dns.exception.DNSException, ValueError):
         return None
 
 
@@ -209,7 +212,7 @@ def _explain_rdata(tok: _Counting, rdtype: int, origin: dns.name.Name | None) ->
     already = len(tok.taken)
     try:
         dns.rdata.from_text(dns.rdataclass.IN, rdtype, tok, origin, relativize=False)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any, as dnspython's reader takes any as a syntax error
         error = e
     else:
         return None
