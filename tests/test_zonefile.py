@@ -111,6 +111,10 @@ EXPLAINED = [
     ("$FOO bar", "unknown directive '$FOO' (aliasd reads $GENERATE, $INCLUDE, $ORIGIN, $TTL)"),
     ("$INCLUDE nothing.zone", "$INCLUDE nothing.zone: cannot read it: No such file or directory"),
     ("$GENERATE 1-2 host$", "$GENERATE: 2 fields where it needs a range, an owner, an optional TTL and class"),
+    ("$GENERATE 1..9 host$ A 192.0.2.$", "$GENERATE: range '1..9' is not START-STOP or START-STOP/STEP"),
+    ("$TTL )", "$TTL: ')' without an opening '('"),
+    (") www 300 A 192.0.2.1", "')' without an opening '('"),
+    ("www 300 \"A\" 192.0.2.1", "no record type"),
 ]
 
 
@@ -125,6 +129,11 @@ def test_errors_name_the_record_the_field_and_the_reason(tmp_path, line, reason)
     message = str(info.value)
     assert message.startswith(f"{path}:4: {reason}"), message
     assert "malformed" not in message
+
+
+def test_a_line_with_only_a_name_is_named_not_the_line_after_it(tmp_path):
+    message = error_of(tmp_path, HEAD + "@ 300 NS ns1\nwww\nmail 300 A 192.0.2.25\n")
+    assert message.startswith(f"{tmp_path / 'z.zone'}:4: no record type"), message
 
 
 def test_an_error_in_an_included_file_names_that_file_its_line_and_the_field(tmp_path):

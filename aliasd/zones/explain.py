@@ -14,6 +14,8 @@ the caller keeps dnspython's message then.
 
 from __future__ import annotations
 
+import re
+
 import dns.exception
 import dns.name
 import dns.rdata
@@ -164,11 +166,9 @@ def explain_record(lines: list[str], start: int, origin: dns.name.Name | None) -
             tok.unget(token)
     except dns.exception.SyntaxError:
         return None
-    if not tokens or token.is_eol_or_eof():
-        return "no record type (an owner, then an optional TTL and class, a type and its data)"
-    rdtype = _rdtype(tokens[-1].value)
+    rdtype = _rdtype(tokens[-1].value) if tokens else None
     if rdtype is None:
-        return None
+        return "no record type (an owner, then an optional TTL and class, a type and its data)"
     return _explain_rdata(tok, rdtype, origin)
 
 
@@ -258,8 +258,14 @@ def explain_directive(lines: list[str], where: int, origin: dns.name.Name | None
     try:
         tok = dns.tokenizer.Tokenizer(lines[where - 1])
         directive = tok.get().value.upper()
-        value = tok.get()
     except (IndexError, dns.exception.SyntaxError):
+        return None
+    _, wrong = record_text(lines, where)
+    if wrong is not None:
+        return f"{directive}: {wrong}"
+    try:
+        value = tok.get()
+    except dns.exception.SyntaxError:
         return None
     if directive == "$GENERATE":
         return _explain_generate(tok, value)
@@ -299,4 +305,6 @@ def _explain_generate(tok, first) -> str | None:
     if count < 4:
         return (f"$GENERATE: {count} field{'s' if count != 1 else ''} where it needs a range, an owner, "
                 "an optional TTL and class, a type and its data")
+    if not first.is_identifier() or not re.fullmatch(r"\d+-\d+(/\d+)?", first.value):
+        return f"$GENERATE: range '{_shown(first.value)}' is not START-STOP or START-STOP/STEP"
     return None

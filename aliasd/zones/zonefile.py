@@ -291,6 +291,16 @@ class RRsetView(Mapping):
         return sum(len(store.types_of(packed)) for packed in self._records.values())
 
 
+def _explained(explainer, *args) -> str | None:
+    """``explainer(*args)``, or None if it fails: explaining an error must
+    never turn a broken zone into a crash of the whole load (the
+    explanation is a nicety; dnspython's words are kept then)."""
+    try:
+        return explainer(*args)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
 #: The directives dnspython's reader knows.
 _DIRECTIVES = frozenset({"$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE"})
 
@@ -330,14 +340,19 @@ class _GuardedTokenizer(dns.tokenizer.Tokenizer):
 
     def get(self, want_leading: bool = False, want_comment: bool = False):
         line_start = self.where()  # (after a token that ends its line, where() names the next)
-        token = super().get(want_leading, want_comment)
+        try:
+            token = super().get(want_leading, want_comment)
+        except dns.exception.SyntaxError:
+            if want_leading and want_comment:
+                self.leading = ("", *line_start)  # the line that failed, for the explanation
+            raise
         where = self._include_at
         if where is not None:
             self._include_at = None
             return self._reader._approve_include(token, where)
-        if want_leading and want_comment and token.is_identifier():
-            self.leading = (token.value, *line_start)
-            if token.value.upper() == "$INCLUDE":
+        if want_leading and want_comment:
+            self.leading = (token.value if token.is_identifier() else "", *line_start)
+            if token.is_identifier() and token.value.upper() == "$INCLUDE":
                 self._include_at = self.where()
         return token
 
@@ -361,7 +376,8 @@ class _CheckingReader(dns.zonefile.Reader):
     def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False,
                  text: str = "", **kwargs):
         absolute = os.path.abspath(zone_path)
-        self._lines = {str(zone_path): text.split("\n")}  # each file's lines, to explain an error
+        self._text = (str(zone_path), text)  # split into lines only to explain an error
+        self._lines: dict[str, list[str]] = {}
         self.include_base = os.path.dirname(absolute)  # relative $INCLUDE names start here
         self.include_root = os.path.realpath(self.include_base)  # and must stay in here
         self.include_anywhere = include_anywhere
@@ -442,7 +458,9 @@ class _CheckingReader(dns.zonefile.Reader):
     # Private dnspython API (Reader.read calls it once per record, at its first
     # line): pinned by tests/test_private_apis.py.
     def _rr_line(self) -> None:
-        self.record_where = self.tok.where()
+        # Where the record's first line starts (read just before this
+        # call): where() would name the next line after a one-token line.
+        self.record_where = self.tok.leading[1:]
         try:
             super()._rr_line()
         except dns.exception.DNSException as e:
@@ -450,12 +468,14 @@ class _CheckingReader(dns.zonefile.Reader):
             # which is the next one when the record's last field is bad;
             # and its words seldom say which field is wrong.
             filename, line = self.record_where
-            why = explain.explain_record(self.lines_of(filename), line, self.current_origin)
+            why = _explained(explain.explain_record, self.lines_of(filename), line, self.current_origin)
             raise _RuleViolation(why or str(e) or "syntax error") from None
 
     def lines_of(self, filename: str) -> list[str]:
         """The lines of a file read (an $INCLUDE file read again: error path only)."""
         lines = self._lines.get(filename)
+        if lines is None and filename == self._text[0]:
+            lines = self._lines[filename] = self._text[1].split("\n")
         if lines is None:
             try:
                 with open(filename, encoding="utf-8") as f:
@@ -470,13 +490,14 @@ class _CheckingReader(dns.zonefile.Reader):
         named at its own line (dnspython may name the next one)."""
         value, filename, line = self.tok.leading
         directive = value.upper()
-        if not directive.startswith("$"):
-            return str(error)
+        if not directive.startswith("$"):  # a line the tokenizer could not read
+            why = _explained(explain.explain_record, self.lines_of(filename), line, self.current_origin)
+            return f"{filename}:{line}: {why}" if why else str(error)
         detail = re.sub(r"^.*?:\d+: ", "", str(error))
         if directive not in _DIRECTIVES:
             why = f"unknown directive '{value}' (aliasd reads {', '.join(sorted(_DIRECTIVES))})"
         else:
-            why = explain.explain_directive(self.lines_of(filename), line, self.current_origin)
+            why = _explained(explain.explain_directive, self.lines_of(filename), line, self.current_origin)
         detail = detail.replace("\n", "\\n")
         return f"{filename}:{line}: {why or f'{directive}: {detail}'}"
 
