@@ -13,8 +13,10 @@ from __future__ import annotations
 import signal
 import textwrap
 
+import dns.query
 import dns.rcode
 import dns.serial
+import dns.update
 import pytest
 
 from tests.aliasd_process import free_port
@@ -66,6 +68,12 @@ def served(p) -> set[int]:
     return {i for i in range(COUNT) if rcode(p, i) == dns.rcode.NOERROR}
 
 
+def update_rcode(p, i: int) -> int:
+    update = dns.update.UpdateMessage(f"cust{i:02d}.test")
+    update.add("new", 60, "A", "192.0.2.1")
+    return dns.query.udp(update, "127.0.0.1", port=p.port, timeout=2).rcode()
+
+
 def hup(p) -> None:
     p.proc.send_signal(signal.SIGHUP)
 
@@ -88,6 +96,8 @@ def test_three_broken_zones_of_a_hundred_the_rest_is_served_and_mended_one_comes
         named = [entry for entry in log.splitlines() if f"cust{i:02d}.test.zone" in entry]
         assert len(named) == 1 and line in named[0], named
         assert "answers SERVFAIL until its file is mended" in named[0]
+        assert update_rcode(p, i) == dns.rcode.SERVFAIL  # ours, not NOTAUTH
+    assert update_rcode(p, 0) == dns.rcode.REFUSED  # a served zone without update rules
     m = scrape(metrics)
     assert m["aliasd_zones_broken"] == 3 and m["aliasd_zones_stale"] == 0
     assert m["aliasd_zones"] == COUNT - 3 + 1  # and the catalog
