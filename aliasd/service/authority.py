@@ -237,6 +237,11 @@ class ZoneAuthority:
         return self.registry.sources
 
     @property
+    def held(self) -> frozenset[dns.name.Name]:
+        """Configured zones with nothing to serve: SERVFAIL (aliasd.zones.registry.hold)."""
+        return self.registry.held
+
+    @property
     def generation(self) -> int:
         return self.registry.generation
 

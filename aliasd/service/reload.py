@@ -407,7 +407,7 @@ class Reloader:
         self.broken.keep_only(z.name for z in settings.zones)
         self._warn_restart_needed(settings)
         sources = self.catalog.add_to(settings, sources, held)
-        old = set(self.authority.sources) | self.authority.registry.held
+        old = set(self.authority.sources) | self.authority.held
         new = {s.origin for s in sources} | set(held)
         applied = self._applied = []  # what _crashed reports if a step fails
         self.handler.access = TransferAccess(settings.transferable_zones)
