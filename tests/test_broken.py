@@ -70,3 +70,36 @@ def test_the_summary_names_ten_zones_then_how_many_more():
     assert _named([N("b.test"), N("a.test")]) == " [a.test., b.test.]"
     names = [N(f"z{i:02d}.test") for i in range(12)]
     assert _named(names) == " [" + ", ".join(f"z{i:02d}.test." for i in range(10)) + " and 2 more]"
+
+
+def test_the_reloader_keeps_each_zones_last_error_until_it_loads(clock, tmp_path):
+    """``Reloader.errors`` (zone -> "file:line: reason") is what the control
+    tool reads: filled at start (the options' BrokenZones), kept while the
+    file is broken, gone once it loads."""
+    import types
+
+    from aliasd.resolve.resolution import AliasResolver
+    from aliasd.service.authority import ZoneAuthority
+    from aliasd.service.reload import Reloader
+    from tests.helpers import ManualUpstream
+
+    good = zone_source("cust.test", PARENT.replace("example.test.", "cust.test."))
+    zone = ZoneSettings(good.origin, Path(tmp_path / "cust.test.zone"))
+    settings = dataclasses.replace(Settings(), zones=(zone,))
+    error = ZoneFileError(f"{zone.file}:7: A record: '192.0.2.300' is not an IPv4 address")
+    options = types.SimpleNamespace(settings=settings, broken=BrokenZones(),
+                                    files=types.SimpleNamespace(last_good=lambda zone: None, digest_of=lambda n: None))
+    options.broken.failed(zone, error, options.files)  # at start
+    handler = types.SimpleNamespace(access=None, keyring=None, updates=types.SimpleNamespace(rules=None))
+    notifier = types.SimpleNamespace(targets=None, keys=None)
+    authority = ZoneAuthority(clock=clock)
+    reloader = Reloader(options, authority, handler, notifier, AliasResolver(ManualUpstream(), clock),
+                        lambda u: None, reactor=clock)
+    assert reloader.errors == {zone.name: str(error)}
+    reloader._apply(({zone.name: error}, {}, 0), settings)
+    assert reloader.errors.get(zone.name) == str(error)
+    assert authority.is_loading(N("www.cust.test"))  # SERVFAIL meanwhile
+    done = reloader._apply(({zone.name: good}, {}, 1), settings)
+    while not done.called:
+        clock.advance(0.1)
+    assert reloader.errors.get(zone.name) is None and zone.name in authority.versions
