@@ -330,6 +330,8 @@ class _GuardedTokenizer(dns.tokenizer.Tokenizer):
     The first token of a line comes from ``get(True, True)``, as dnspython's
     main loop asks for it; a ``$INCLUDE`` there makes the next ``get`` the
     file name, which the reader checks and replaces with the resolved path.
+    It also remembers that first token and the line it is on (``leading``),
+    which an error names and explains (aliasd.zones.explain).
     """
 
     def __init__(self, f, filename: str, reader: "_CheckingReader", idna_codec=None):
@@ -339,18 +341,20 @@ class _GuardedTokenizer(dns.tokenizer.Tokenizer):
         self.leading: tuple[str, str, int] = ("", "", 0)  # the last line's first token, and where
 
     def get(self, want_leading: bool = False, want_comment: bool = False):
-        line_start = self.where()  # (after a token that ends its line, where() names the next)
+        leading = want_leading and want_comment  # a line's first token, as Reader.read asks
+        # (Taken before: after a token that ends its line, where() names the next.)
+        line_start = self.where() if leading else None
         try:
             token = super().get(want_leading, want_comment)
         except dns.exception.SyntaxError:
-            if want_leading and want_comment:
+            if leading:
                 self.leading = ("", *line_start)  # the line that failed, for the explanation
             raise
         where = self._include_at
         if where is not None:
             self._include_at = None
             return self._reader._approve_include(token, where)
-        if want_leading and want_comment:
+        if leading:
             self.leading = (token.value if token.is_identifier() else "", *line_start)
             if token.is_identifier() and token.value.upper() == "$INCLUDE":
                 self._include_at = self.where()
@@ -361,7 +365,9 @@ class _CheckingReader(dns.zonefile.Reader):
     """dnspython's master-file reader, strict where aliasd needs it.
 
     It remembers where each record starts (so rule violations name the right
-    line) and rejects out-of-zone data, which dnspython skips silently.
+    line), says what is wrong with a record or directive it cannot read
+    (aliasd.zones.explain, on the error path only) and rejects out-of-zone
+    data, which dnspython skips silently.
 
     ``$INCLUDE`` names a file relative to the directory of the zone file
     (in included files too), and the file must lie in that directory or
