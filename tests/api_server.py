@@ -221,10 +221,11 @@ class AliasdApi(ApiServer):
 
     kind = "aliasd"
 
-    def __init__(self, start_aliasd, upstream: str | None = None, config: str = ""):
+    def __init__(self, start_aliasd, upstream: str | None = None, config: str = "",
+                 zones: dict[str, str] | None = None):
         self.http_port = free_port()
         try:
-            self.process: AliasdProcess = start_aliasd(api_config(self.http_port, upstream) + config)
+            self.process: AliasdProcess = start_aliasd(api_config(self.http_port, upstream) + config, zones)
         except RuntimeError as e:
             if NOT_BUILT in str(e):
                 pytest.skip("aliasd does not accept [api] yet (issue 22 server side, branch i22-http, not merged)")
@@ -265,17 +266,36 @@ def pdns_api(tmp_path):
 TARGETS = ("pdns", "aliasd")
 
 
+def signed_zone_file(zone: str) -> str:
+    """A small zone (for aliasd, which signs zones from its configuration)."""
+    return f"$ORIGIN {zone}\n@ 3600 SOA {DEFAULT_SOA}\n@ 3600 NS ns1.example.test.\nwww 300 A 192.0.2.80\n"
+
+
 @pytest.fixture(params=TARGETS)
 def api_target(request, tmp_path, aliasd):
-    """Factory: ``api_target(upstream=None)`` starts the server under test,
-    PowerDNS or aliasd (the test's parameter), with the API on."""
+    """Factory: ``api_target(upstream=None, signed=None)`` starts the server
+    under test, PowerDNS or aliasd (the test's parameter), with the API on.
+    ``signed`` names a zone that is there from the start, signed: made with
+    the API and ``pdnsutil secure-zone`` in PowerDNS, a zone file with
+    ``dnssec = true`` in aliasd."""
     started: list[ApiServer] = []
 
-    def start(upstream: str | None = None) -> ApiServer:
+    def start(upstream: str | None = None, signed: str | None = None) -> ApiServer:
         if request.param == "pdns":
             server: ApiServer = start_pdns(tmp_path / "pdns", upstream)
-        else:
-            server = AliasdApi(aliasd, upstream)
+            started.append(server)
+            if signed:
+                created = server.request("POST", "/zones", {"name": signed, "kind": "Native",
+                                                             "nameservers": ["ns1.example.test."]})
+                assert created.status == 201, created
+                server._pdnsutil("secure-zone", signed)
+            return server
+        config = ""
+        zones = {}
+        if signed:
+            config = f'[zones."{signed}"]\nfile = "{signed}zone"\ndnssec = true\n'
+            zones[f"{signed}zone"] = signed_zone_file(signed)
+        server = AliasdApi(aliasd, upstream, config, zones)
         started.append(server)
         return server
 
