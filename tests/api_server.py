@@ -59,7 +59,8 @@ class Response:
 
 
 class ApiServer:
-    """What the tests need from a server of the API (see the module docstring)."""
+    """What the tests need from a server of the API (see the module
+    docstring); a subclass adds ``log()``, ``restart()`` and ``stop()``."""
 
     kind = "api"
     http_port: int
@@ -123,14 +124,6 @@ class ApiServer:
                 raise RuntimeError(f"{self.kind}: the API did not answer within {timeout}s\n{self.log()}")
             time.sleep(0.1)
 
-    def log(self) -> str:
-        raise NotImplementedError
-
-    def restart(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
 
 
 class PowerDNSApi(PowerDNS, ApiServer):
@@ -171,20 +164,10 @@ class PowerDNSApi(PowerDNS, ApiServer):
                 webserver-allow-from=127.0.0.0/8
                 webserver-max-bodysize={MAX_BODY >> 20}
                 default-soa-content={DEFAULT_SOA}
-                socket-dir={directory}
-                guardian=no
-                daemon=no
-                security-poll-suffix=
-                disable-syslog=yes
-                loglevel=6
-                cache-ttl=0
-                query-cache-ttl=0
-                negquery-cache-ttl=0
                 zone-cache-refresh-interval=0
-                distributor-threads=1
-                receiver-threads=1
                 """
             )
+            + self.local_settings()
             + alias
         )
         self.start()
@@ -235,9 +218,6 @@ class AliasdApi(ApiServer):
 
     def log(self) -> str:
         return self.process.log()
-
-    def alive(self) -> bool:
-        return self.process.alive()
 
     def restart(self) -> None:
         """SIGTERM, then start again on the same ports and state."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
@@ -32,12 +31,16 @@ import pytest
 from cryptography import x509
 
 from tests.api_server import api_target  # noqa: F401 (a fixture)
-from tests.test_e2e_update_clients import (  # noqa: F401
+from tests.test_e2e_update_clients import (  # noqa: F401 (pebble: a fixture)
     client,
     loopback_env,
+    octodns_project,
+    octodns_sync,
     pebble,
     plan_summary,
     program,
+    run_details,
+    run_watching,
 )
 
 pytestmark = pytest.mark.e2e
@@ -82,34 +85,21 @@ def test_lego_gets_a_wildcard_certificate_through_the_api(tmp_path, api_target, 
         "--dns.resolvers", f"127.0.0.1:{server.dns_port}", "--dns.disable-cp",
         "--domains", "*.example.test", "--domains", "example.test", "run",
     ]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=loopback_env(
+    # each different challenge rrset the API showed while lego ran
+    returncode, out, seen = run_watching(
+        argv,
+        loopback_env(
             PDNS_API_URL=server.root, PDNS_API_KEY=server.key, PDNS_TTL="60",
             PDNS_PROPAGATION_TIMEOUT="30", PDNS_POLLING_INTERVAL="1",
             LEGO_CA_CERTIFICATES=str(acme.ca_file),
         ),
+        lambda: api_rrsets(server).get((CHALLENGE, "TXT"), (0, set()))[1], (OSError, AssertionError), timeout=90,
     )
-    seen: list[frozenset[str]] = []  # each different challenge rrset the API showed while lego ran
-    deadline = time.monotonic() + 90
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            values = frozenset(api_rrsets(server).get((CHALLENGE, "TXT"), (0, set()))[1])
-        except (OSError, AssertionError) as e:
-            values = frozenset([f"({e!r})"])
-        if not seen or seen[-1] != values:
-            seen.append(values)
-        time.sleep(0.05)
-    try:
-        out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
     details = (
-        f"lego exited with {proc.returncode}:\n{out[-6000:]}\n--- {server.kind} log:\n{server.log()[-6000:]}"
+        f"lego exited with {returncode}:\n{out[-6000:]}\n--- {server.kind} log:\n{server.log()[-6000:]}"
         f"\n--- pebble log:\n{acme.log()[-3000:]}\n--- challenge rrsets seen: {seen}"
     )
-    assert proc.returncode == 0, details
+    assert returncode == 0, details
 
     # Both challenges (the wildcard's and the bare name's) were in the zone
     # together while pebble validated: two 43-character key authorization
@@ -171,11 +161,8 @@ OCTODNS_EXPECTED = {
 TARGET_ADDRESSES = {"203.0.113.10", "203.0.113.11"}
 
 
-def octodns_sync(directory: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [client("octodns-sync", "octodns_powerdns"), "--config-file", str(directory / "octodns.yaml"), *args],
-        capture_output=True, text=True, timeout=60, cwd=directory, env=loopback_env(), check=False,
-    )
+def sync(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    return octodns_sync(directory, *args, plugin="octodns_powerdns")
 
 
 def check_octodns_zone(server, details: str) -> None:
@@ -196,43 +183,27 @@ def test_octodns_syncs_a_yaml_zone_then_plans_no_changes(tmp_path, api_target, u
     client("octodns-sync", "octodns_powerdns")
     upstream.set("target.upstream.test", "A", sorted(TARGET_ADDRESSES), ttl=30)
     server = api_target(upstream=upstream.endpoint)
-    octo = tmp_path / "octodns"
-    (octo / "config").mkdir(parents=True)
-    (octo / "config" / "example.test.yaml").write_text(OCTODNS_YAML)
-    (octo / "octodns.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            ---
-            providers:
-              config:
-                class: octodns.provider.yaml.YamlProvider
-                directory: {octo / "config"}
-                default_ttl: 3600
-                enforce_order: false
-              api:
-                class: octodns_powerdns.PowerDnsProvider
-                host: 127.0.0.1
-                port: {server.http_port}
-                api_key: {server.key}
-                timeout: 10
-            zones:
-              example.test.:
-                sources: [config]
-                targets: [api]
-            """
-        )
+    octo = octodns_project(
+        tmp_path / "octodns", OCTODNS_YAML,
+        f"""\
+        class: octodns_powerdns.PowerDnsProvider
+        host: 127.0.0.1
+        port: {server.http_port}
+        api_key: {server.key}
+        timeout: 10
+        """,
     )
 
     # The zone does not exist: octoDNS's PATCH gets 404, and it creates the
     # zone with a POST holding every record.
-    first = octodns_sync(octo, "--doit")
-    details = f"--- octodns-sync:\n{first.stdout}\n{first.stderr}\n--- {server.kind} log:\n{server.log()[-6000:]}"
+    first = sync(octo, "--doit")
+    details = run_details("octodns-sync", first, server, 6000)
     assert first.returncode == 0, details
     assert plan_summary(first) == {"Creates": 7, "Updates": 0, "Deletes": 0}, details
     check_octodns_zone(server, details)
 
-    second = octodns_sync(octo)
-    details = f"--- second octodns-sync:\n{second.stdout}\n{second.stderr}\n--- {server.kind} log:\n{server.log()[-4000:]}"
+    second = sync(octo)
+    details = run_details("second octodns-sync", second, server)
     assert second.returncode == 0 and plan_summary(second) is None, details
     assert "No changes were planned" in second.stdout + second.stderr, details
 
@@ -241,8 +212,8 @@ def test_octodns_syncs_a_yaml_zone_then_plans_no_changes(tmp_path, api_target, u
         OCTODNS_YAML.replace("values: [192.0.2.5, 192.0.2.6]", "values: [192.0.2.7]")
         .replace("mail:\n  type: A\n  value: 192.0.2.25\n", "")
     )
-    third = octodns_sync(octo, "--doit")
-    details = f"--- octodns-sync of a change:\n{third.stdout}\n{third.stderr}\n--- {server.kind} log:\n{server.log()[-4000:]}"
+    third = sync(octo, "--doit")
+    details = run_details("octodns-sync of a change", third, server)
     assert third.returncode == 0 and plan_summary(third) == {"Creates": 0, "Updates": 1, "Deletes": 1}, details
     assert server.texts(f"www.{ZONE}", "A") == {"192.0.2.7"}, details
     assert server.query(f"mail.{ZONE}", "A").rcode() == dns.rcode.NXDOMAIN, details
@@ -253,8 +224,8 @@ def test_octodns_syncs_a_yaml_zone_then_plans_no_changes(tmp_path, api_target, u
     have = api_rrsets(server)
     assert have[(f"www.{ZONE}", "A")] == (600, {"192.0.2.7"}) and (f"mail.{ZONE}", "A") not in have, server.log()
     assert have[(ZONE, "ALIAS")] == (300, {"target.upstream.test."}), server.log()
-    fourth = octodns_sync(octo)
-    details = f"--- octodns-sync after restart:\n{fourth.stdout}\n{fourth.stderr}\n--- {server.kind} log:\n{server.log()[-4000:]}"
+    fourth = sync(octo)
+    details = run_details("octodns-sync after restart", fourth, server)
     assert fourth.returncode == 0 and plan_summary(fourth) is None, details
     assert "No changes were planned" in fourth.stdout + fourth.stderr, details
 
