@@ -1,29 +1,36 @@
 #!/usr/bin/env python3
 """Zones created through the HTTP API (issue 22): how fast, and what it costs DNS.
 
-Starts aliasd with the ``[api]`` section of tests/api_server.py, a
-``[catalog]`` and ``[zone-defaults]`` that notify a BIND ``named`` consuming
-the catalog (``catalog-zones``), and one zone made through the API that a
-probe process asks every 10 ms (``www.probe.bench.`` A) for the whole run.
+Starts the server under test with its API on loopback high ports, a catalog
+of its zones that a BIND ``named`` consumes (``catalog-zones``; every zone
+notifies it), and one zone made through the API that a probe process asks
+every 10 ms (``www.probe.bench.`` A) for the whole run:
+
+* aliasd (default): the ``[api]`` section of tests/api_server.py, a
+  ``[catalog]``, and ``[zone-defaults]`` notify and allow-transfer;
+* ``--target pdns``: PowerDNS 4.7 (gsqlite3, as in the contract test) as a
+  baseline: ``primary=yes``, ``also-notify`` the consumer, a ``Producer``
+  catalog zone made through the API and each zone created with ``"catalog"``.
 
 Then:
 
 1. creates N zones (``--zones``, default 1,000) with ``POST .../zones``,
-   ``--clients`` requests at a time (each zone: default SOA, 2 NS, www and
-   mail A, MX, TXT), and reports the time until every POST was answered and
-   until the BIND catalog consumer serves every zone's SOA;
+   ``--clients`` requests at a time (each zone: kind Master, default SOA,
+   2 NS, www and mail A, MX, TXT), and reports the time until every POST was
+   answered and until the BIND catalog consumer serves every zone's SOA;
 2. sends ``--patches`` PATCHes (a TXT REPLACE in a random zone, one at a
    time) and reports their latency p50/p99;
 3. reports the probe's maximum and p99 latency over the whole run, and the
    queries left unanswered within 1 s (issue 22: the probe stays under 50 ms
    while 1,000 zones are created).
 
-Needs bind9 (Debian) and an aliasd that accepts ``[api]``. It takes both CPU
-cores for a while at full size: run it on a quiet machine. Run with the
-project's venv Python:
+Needs bind9 (and pdns-server, pdns-backend-sqlite3 for the baseline) from
+Debian, and an aliasd that accepts ``[api]``. It takes both CPU cores for a
+while at full size: run it on a quiet machine. Run with the project's venv
+Python:
 
-    .venv/bin/python bench/api_perf.py [--zones 1000] [--clients 4] [--patches 200]
-        [--timeout 300] [--keep]
+    .venv/bin/python bench/api_perf.py [--target aliasd|pdns] [--zones 1000] [--clients 4]
+        [--patches 200] [--timeout 300] [--keep]
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import find_program
 from bench.many_zones import TCP_PER_CLIENT, Probe, has_soa, wait_groups
 from tests.aliasd_process import AliasdProcess, free_port
-from tests.api_server import NOT_BUILT, ApiServer, api_config
+from tests.api_server import NOT_BUILT, ApiServer, PowerDNSApi, api_config
 from tests.secondaries import Named
 
 CATALOG = "catalog.bench."
@@ -55,13 +62,13 @@ def zone_name(i: int) -> str:
     return f"z{i}.api.bench."
 
 
-def zone_body(name: str) -> dict:
+def zone_body(name: str, **extra) -> dict:
     """A small customer zone; the SOA comes from the API's default-soa."""
     def rrset(owner: str, rdtype: str, *contents: str) -> dict:
         return {"name": owner, "type": rdtype, "ttl": 300,
                 "records": [{"content": c, "disabled": False} for c in contents]}
     return {
-        "name": name, "kind": "Native", "nameservers": [f"ns1.{name}", f"ns2.{name}"],
+        "name": name, "kind": "Master", "nameservers": [f"ns1.{name}", f"ns2.{name}"], **extra,
         "rrsets": [
             rrset(f"ns1.{name}", "A", "192.0.2.53"), rrset(f"ns2.{name}", "A", "192.0.2.54"),
             rrset(f"www.{name}", "A", "192.0.2.80"), rrset(f"mail.{name}", "A", "192.0.2.25"),
@@ -70,8 +77,9 @@ def zone_body(name: str) -> dict:
     }
 
 
-class BenchApi(ApiServer):
-    """aliasd under test: its process and its API."""
+class BenchAliasd(ApiServer):
+    """aliasd under test: its process and its API; its [catalog] lists
+    every zone it serves."""
 
     kind = "aliasd"
 
@@ -104,11 +112,36 @@ class BenchApi(ApiServer):
             raise
         self.wait_http()
 
+    def zone_body(self, name: str) -> dict:
+        return zone_body(name)
+
     def log(self) -> str:
         return self.process.log()
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class BenchPowerDNS(PowerDNSApi):
+    """PowerDNS 4.7 as the baseline: a Producer catalog zone, made through
+    the API, that each zone joins when it is created."""
+
+    def __init__(self, directory: Path, secondary_port: int):
+        super().__init__(directory, settings=(
+            # NOTIFY the consumer; the catalog's serial and the NOTIFYs are
+            # worked out every xfr-cycle-interval seconds (default 60).
+            f"primary=yes\nalso-notify=127.0.0.1:{secondary_port}\nallow-axfr-ips=127.0.0.0/8\n"
+            "xfr-cycle-interval=1\n"))
+        # soa_edit_api "" keeps the default SOA's serial 1: PowerDNS then
+        # serves the catalog with a serial from the clock, which must be
+        # higher (with YYYYMMDD01 it would go back, and BIND would ignore it).
+        created = self.request("POST", "/zones", {"name": CATALOG, "kind": "Producer", "nameservers": ["invalid."],
+                                                  "soa_edit_api": ""})
+        if created.status != 201:
+            raise RuntimeError(f"creating the catalog {CATALOG} failed: {created.status} {created.text}")
+
+    def zone_body(self, name: str) -> dict:
+        return zone_body(name, catalog=CATALOG)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -122,10 +155,13 @@ def ms(seconds: float | None) -> str:
 
 def run(args, directory: Path) -> int:
     secondary_port = free_port()
-    server = BenchApi(directory, secondary_port)
+    if args.target == "pdns":
+        server: BenchAliasd | BenchPowerDNS = BenchPowerDNS(directory / "pdns", secondary_port)
+    else:
+        server = BenchAliasd(directory, secondary_port)
     named = None
     try:
-        created = server.request("POST", "/zones", zone_body(PROBE_ZONE))
+        created = server.request("POST", "/zones", server.zone_body(PROBE_ZONE))
         if created.status != 201:
             print(f"creating {PROBE_ZONE} failed: {created.status} {created.text}", file=sys.stderr)
             return 1
@@ -139,7 +175,7 @@ def run(args, directory: Path) -> int:
 
         def create(name: str) -> None:
             at = time.monotonic()
-            response = server.request("POST", "/zones", zone_body(name), timeout=60)
+            response = server.request("POST", "/zones", server.zone_body(name), timeout=60)
             post_latencies.append(time.monotonic() - at)
             if response.status != 201:
                 failures.append(f"{name}: {response.status} {response.text[:200]}")
@@ -165,7 +201,7 @@ def run(args, directory: Path) -> int:
                 failures.append(f"PATCH {name}: {response.status} {response.text[:200]}")
         probed = probe.finish()
 
-        print(f"aliasd, {args.zones} zones created through the API ({args.clients} clients at a time)")
+        print(f"{server.kind}, {args.zones} zones created through the API ({args.clients} clients at a time)")
         print(f"  all POSTs answered        {created_in:8.2f} s   (POST p50 {ms(statistics.median(post_latencies))},"
               f" p99 {ms(percentile(post_latencies, 0.99))})")
         waited = f"{served:8.2f} s" if served is not None else "  not within --timeout"
@@ -188,6 +224,8 @@ def run(args, directory: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=("aliasd", "pdns"), default="aliasd",
+                        help="the server under test (pdns: PowerDNS 4.7, the baseline)")
     parser.add_argument("--zones", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4, help="POSTs in flight at once")
     parser.add_argument("--patches", type=int, default=200)

@@ -131,14 +131,16 @@ class PowerDNSApi(PowerDNS, ApiServer):
 
     ``expand-alias`` with ``resolver`` pointing at the tests' upstream makes
     it answer ALIAS owners with the target's addresses, as aliasd does. The
-    caches are off so that a change through the API is served at once.
-    ``_pdnsutil`` (from the secondary it extends) runs pdnsutil on its database.
+    caches are off so that a change through the API is served at once, and
+    NOTIFY goes to no NS address (only to ``also-notify``, if given).
+    ``_pdnsutil`` (from the secondary it extends) runs pdnsutil on its database;
+    ``settings`` are more pdns.conf lines.
     """
 
     name = kind = "pdns"
     program = "pdns_server"
 
-    def __init__(self, directory: Path, upstream: str | None = None):
+    def __init__(self, directory: Path, upstream: str | None = None, settings: str = ""):
         directory.mkdir(parents=True, exist_ok=True)
         super().__init__(directory, free_port())
         self.dns_port = self.port
@@ -165,10 +167,12 @@ class PowerDNSApi(PowerDNS, ApiServer):
                 webserver-max-bodysize={MAX_BODY >> 20}
                 default-soa-content={DEFAULT_SOA}
                 zone-cache-refresh-interval=0
+                only-notify=
                 """
             )
             + self.local_settings()
             + alias
+            + settings
         )
         self.start()
 
