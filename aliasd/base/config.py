@@ -62,7 +62,9 @@ class UpdateRule:
     """Who may change what: ``key`` may change records at ``name`` (or at
     and below it with ``subdomains``; None: anywhere in the zone; a relative
     name is taken relative to the zone) of the ``types`` (empty: every type
-    but SOA)."""
+    but SOA). A ``*`` label of ``name`` stands for exactly one label at its
+    place (Knot's ``update-owner-match: pattern``), so that one rule covers
+    ``_acme-challenge.*.example.com.`` for every host ACME asks about."""
 
     key: str
     name: dns.name.Name | None = None
@@ -77,15 +79,28 @@ class UpdateRule:
         """May ``key`` change ``rdtype`` records at ``name`` (None: some type)?"""
         if self.key_name != key:
             return False
-        if self.name is not None:
-            at = self.name.derelativize(origin)
-            if name != at and not (self.subdomains and name.is_subdomain(at)):
-                return False
+        if self.name is not None and not name_matches(self.name.derelativize(origin), name, self.subdomains):
+            return False
         if rdtype is None:
             return True
         if self.types:
             return rdtype in self.types
         return rdtype != dns.rdatatype.SOA
+
+
+WILDCARD_LABEL = b"*"
+
+
+def name_matches(pattern: dns.name.Name, name: dns.name.Name, subdomains: bool = False) -> bool:
+    """Is ``name`` the absolute ``pattern`` (each ``*`` label standing for
+    one label, any), or below it with ``subdomains``?"""
+    labels, wanted = name.labels, pattern.labels
+    extra = len(labels) - len(wanted)
+    if extra < 0 or extra > 0 and not subdomains:
+        return False
+    if WILDCARD_LABEL not in wanted:
+        return name == pattern if extra == 0 else name.is_subdomain(pattern)
+    return all(w == WILDCARD_LABEL or w.lower() == got.lower() for w, got in zip(wanted, labels[extra:]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -745,6 +760,9 @@ def _update_rules(section: _Section, key_names: set[str]) -> tuple[UpdateRule, .
                 name = dns.name.from_text(name_text, origin=None)
             except dns.exception.DNSException as e:
                 raise rule.error("name", f"not a domain name: {name_text!r} ({e})") from None
+            if any(WILDCARD_LABEL in label and label != WILDCARD_LABEL for label in name.labels):
+                raise rule.error("name", f"{name_text!r}: a * stands for a whole label only, as in "
+                                 '"_acme-challenge.*.example.com."')
         subdomains = rule.take("subdomains", (bool,), "true or false", False)
         types = []
         for text in rule.strings("types"):
