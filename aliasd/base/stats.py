@@ -127,7 +127,32 @@ class Statistics:
         from prometheus_client.exposition import choose_encoder
 
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        return integral_values(encoder(self.registry)), content_type
+
+
+def integral_values(body: bytes) -> bytes:
+    """The exposition with whole-number sample values written as integers.
+
+    prometheus_client writes every value as a float, the way Go does, so a
+    serial reads ``2.026120704e+09`` and a count ``3.0``; an operator
+    comparing serials with a secondary's wants ``2026120704``. Both forms
+    are valid in the text format and in OpenMetrics."""
+    lines = body.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line or line.startswith(b"#"):
+            continue
+        # The value follows the labels' closing brace, or the name.
+        cut = line.rfind(b"}") + 1 or line.find(b" ")
+        if cut < 0:
+            continue
+        text, space, tail = line[cut:].lstrip(b" ").partition(b" ")
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if value.is_integer() and abs(value) < 2**53:
+            lines[i] = line[:cut] + b" " + str(int(value)).encode() + space + tail
+    return b"\n".join(lines)
 
 
 class _Metrics(resource.Resource):
