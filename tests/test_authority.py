@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import dns.name
 import dns.rcode
 import dns.rdatatype as T
 import pytest
+from twisted.logger import formatEvent
 
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.service.authority import ZoneAuthority
@@ -303,3 +306,31 @@ def test_a_zone_of_many_alias_owners_is_followed_a_slice_at_a_time(clock, upstre
     assert len(sizes) >= 4
     answer = version.lookup(N("o349.many.test"), T.A)
     assert {r.to_text() for rrset in answer.answer for r in rrset} == {"192.0.2.1"}
+
+
+def _published_lines(events) -> list[str]:
+    return [formatEvent(e) for e in events
+            if e.get("log_namespace") == "aliasd.service.authority" and "serial" in formatEvent(e)]
+
+
+def test_each_version_is_logged_with_serial_and_reason_when_few(clock, upstream, log_events):
+    authority = ZoneAuthority(AliasResolver(upstream, clock))
+    sources = [zone_source(f"z{i}.test.", "@ 60 SOA ns h 7 1 1 1 1\n@ 60 NS ns\nns 60 A 192.0.2.1\n")
+               for i in range(ZoneAuthority.log_each_up_to)]
+    authority.set_sources(sources)
+    lines = _published_lines(log_events)
+    assert len(lines) == len(sources), lines
+    assert "zone z0.test. serial 7 (first load), 3 records, 0 ALIAS" in lines
+
+
+def test_many_versions_are_summarised_naming_the_first_with_serials(clock, upstream, log_events):
+    authority = ZoneAuthority(AliasResolver(upstream, clock))
+    sources = [zone_source(f"z{i:02d}.test.", f"@ 60 SOA ns h {100 + i} 1 1 1 1\n@ 60 NS ns\n")
+               for i in range(22)]
+    authority.set_sources(sources)
+    [line] = _published_lines(log_events)
+    assert line.startswith("22 zones published: zone "), line
+    named = re.findall(r"zone (z\d\d\.test\.) serial (\d+) \(first load\)", line)
+    assert len(named) == 10, line
+    assert all(int(serial) == 100 + int(zone[1:3]) for zone, serial in named), line
+    assert line.endswith(" and 12 more (12 first load)"), line
