@@ -6,6 +6,10 @@ From a loopback address only (anyone else gets REFUSED):
     dig @127.0.0.1 -p 5353 +tcp CH TXT targets.aliasd.   # one line per upstream target
     dig @127.0.0.1 -p 5353 CH TXT version.bind.          # "aliasd VERSION"
 
+``version.bind`` and ``version.server`` are answered to anyone, with
+``[server] version`` if set (REFUSED when it is "none", as BIND's
+``version none``).
+
 An owner line says what the current version serves at the owner and how
 the zone's serial stands; a target line says the target's state (resolved,
 no-addresses, stale, expired, pending), its addresses, when it was last
@@ -45,15 +49,18 @@ def _ago(now: float, then: float | None) -> str:
 class StatusReporter:
     """Answers CH TXT questions about the authority and the resolver."""
 
-    def __init__(self, authority, resolver, clock):
+    def __init__(self, authority, resolver, clock, version: str | None = None):
         self.authority = authority
         self.resolver = resolver
         self.clock = clock
+        self.version = version  # [server] version (reloads change it)
 
     def answer(self, qname: dns.name.Name, qtype: int, client: str) -> tuple[int, list[dns.rrset.RRset]]:
         """(rcode, answer RRsets) for a CHAOS-class question."""
-        if qname in VERSION_NAMES and qtype in (dns.rdatatype.TXT, dns.rdatatype.ANY):
-            return dns.rcode.NOERROR, [_txt(qname, [f"aliasd {__version__}"])]
+        hidden = self.version is not None and self.version.lower() == "none"
+        if qname in VERSION_NAMES and qtype in (dns.rdatatype.TXT, dns.rdatatype.ANY) and not hidden:
+            text = self.version if self.version is not None else f"aliasd {__version__}"
+            return dns.rcode.NOERROR, [_txt(qname, [text])]
         if qname not in (ALIASES, TARGETS):
             return dns.rcode.REFUSED, []
         if not _is_loopback(client):

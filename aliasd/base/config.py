@@ -134,6 +134,9 @@ class ServerSettings:
     allow_include_anywhere: bool = False
     # Seconds between writes of dynamic zones' records back to their files.
     dynamic_file_sync: float = 300.0
+    # The answer to CH TXT version.bind: None, aliasd's name and version;
+    # "none": REFUSED, as BIND's ``version none``.
+    version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +183,24 @@ class ZoneSettings:
     @property
     def dynamic(self) -> bool:
         return bool(self.update)
+
+
+#: Log levels, least to most severe ([log]); twisted.logger's names.
+LOG_LEVELS = ("debug", "info", "warn", "error")
+#: [log] categories: each is a level for the modules that log about it.
+LOG_CATEGORIES = ("resolution", "transfer", "notify", "update", "dnssec")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    """``[log]``: the least severe level logged, and per category (None:
+    as ``level``)."""
+
+    level: str = "info"
+    categories: tuple[tuple[str, str], ...] = ()  # (category, level), the ones set
+
+    def level_of(self, category: str) -> str:
+        return dict(self.categories).get(category, self.level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +269,7 @@ class Settings:
     catalog: ZoneSettings | None = None  # RFC 9432 catalog of every other zone
     zone_directory: Path | None = None
     dnssec: DnssecSettings = DnssecSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def transferable_zones(self) -> tuple[ZoneSettings, ...]:
@@ -447,11 +469,25 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
                 "needs [tls] certificate and key"
             )
     dnssec = _dnssec(_Section(where, "[dnssec]", top.table.pop("dnssec", {})))
+    log = _log(_Section(where, "[log]", top.table.pop("log", {})))
     top.label = "top level"
     top.finish()
     return Settings(
-        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec
+        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec, log
     )
+
+
+def _log(section: _Section) -> LogSettings:
+    def level(key: str, default):
+        value = section.take(key, (str,), "a log level", default)
+        if value is not None and value.lower() not in LOG_LEVELS:
+            raise section.error(key, f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.lower() if value is not None else None
+
+    overall = level("level", LogSettings.level)
+    categories = tuple((c, v) for c in LOG_CATEGORIES if (v := level(c, None)) is not None)
+    section.finish()
+    return LogSettings(overall, categories)
 
 
 #: Signing algorithms ([dnssec] algorithm): RFC 8624's recommended ones.
@@ -531,6 +567,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         "allow-include-anywhere", (bool,), "true or false", defaults.allow_include_anywhere
     )
     file_sync = section.number("dynamic-file-sync", defaults.dynamic_file_sync, 1)
+    version = section.take("version", (str,), 'a string, or "none"', defaults.version)
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -551,6 +588,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         notify_source,
         include_anywhere,
         file_sync,
+        version,
     )
 
 

@@ -43,6 +43,7 @@ from aliasd.base.config import (
 )
 from aliasd.dnssec.keys import KeyFileError, KeyStore
 from aliasd.dnssec.signer import Signer
+from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.catalog import catalog_source
 from aliasd.zones.snapshot import Snapshot
@@ -404,6 +405,7 @@ class Reloader:
         applied.append("NOTIFY targets")
         self._apply_resolver(settings)
         applied.append("resolver settings")
+        self._apply_logging(settings)
         tls_context = getattr(self.options, "tls_context", None)
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
@@ -518,6 +520,14 @@ class Reloader:
             r.replace_upstream(self.make_upstream(new.upstreams))
             log.info("reload: upstream resolvers now {upstreams}",
                      upstreams=", ".join(str(u) for u in new.upstreams) or "(none)")
+
+    def _apply_logging(self, settings) -> None:
+        """[log] levels and [server] version take effect at once."""
+        levels = getattr(self.options, "log_levels", None)
+        if levels is not None:
+            logsetup.levels(settings.log, levels)
+        if self.handler.status is not None:
+            self.handler.status.version = settings.server.version
 
     def _warn_restart_needed(self, settings) -> None:
         before, after = self.settings, settings

@@ -52,7 +52,7 @@ from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender, NotifyService
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
-from aliasd.service import upgrade
+from aliasd.service import logsetup, upgrade
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.reload import (
     CatalogMaker,
@@ -98,6 +98,7 @@ class Options(usage.Options):
         self.journal_files: JournalStore | None = None
         self.dynamic: DynamicZones | None = None
         self.signers: dict = {}
+        self.log_levels = None  # the [log] levels of twistd's observer (makeService)
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -204,7 +205,7 @@ def make_upstream(upstreams, reactor):
     return FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
 
 
-def makeService(options: Options) -> service.MultiService:
+def makeService(options: Options) -> logsetup.LoggingService:
     """Assemble listeners, authority, resolver, NOTIFY, reload and statistics."""
     from twisted.internet import reactor
 
@@ -215,7 +216,9 @@ def makeService(options: Options) -> service.MultiService:
     # and the reactor gives it up several times per query: at the default
     # 5 ms, answers queue behind it ("convoy"). 1 ms keeps queries flowing.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    top = service.MultiService()
+    # twistd's log observer, filtered by [log] (reloads change the levels).
+    options.log_levels = logsetup.levels(settings.log)
+    top = logsetup.LoggingService(getattr(options, "parent", None), options.log_levels)
     StateDirCheck(options.state).setServiceParent(top)  # first: runs before anything writes
     stats = Statistics()
     keyring = keyring_from(settings.keys)
@@ -259,7 +262,7 @@ def makeService(options: Options) -> service.MultiService:
         settings.server.max_udp_size,
         access=TransferAccess(zones),
         keyring=keyring,
-        status=StatusReporter(authority, resolver, reactor),
+        status=StatusReporter(authority, resolver, reactor, settings.server.version),
         stats=stats,
         answer_cache_size=settings.server.answer_cache_size,
         update_rules={z.name: z.update for z in settings.zones if z.update},
