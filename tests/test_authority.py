@@ -334,3 +334,24 @@ def test_many_versions_are_summarised_naming_the_first_with_serials(clock, upstr
     assert len(named) == 10, line
     assert all(int(serial) == 100 + int(zone[1:3]) for zone, serial in named), line
     assert line.endswith(" and 12 more (12 first load)"), line
+
+
+def test_in_zone_targets_are_counted_and_shown_beside_upstream_ones(authority, clock):
+    """Targets served here are no upstream state, yet they are targets:
+    the gauge and CH TXT targets.aliasd. show them (issue 21)."""
+    from aliasd.answer.status import StatusReporter
+
+    local = {(str(name), T.to_text(rdtype)) for name, rdtype in authority.graph.local}
+    # The ALIAS's own targets in served zones (loops included, but not an
+    # owner that names itself), per address type; not lb.example.org.
+    # (upstream), and not what a chain led to.
+    names = {"lb.cdn.example.net.", "example.com.", "shop.cdn.example.net.", "loop2.example.com.",
+             "loop1.example.com.", "missing.cdn.example.net."}
+    assert local == {(name, t) for name in names for t in ("A", "AAAA")}
+    assert authority.graph.local[(N("lb.cdn.example.net."), T.A)] == {(N("example.com."), N("example.com."))}
+    lines = StatusReporter(authority, authority.graph.resolver, clock)._targets()
+    assert "lb.cdn.example.net. A in-zone zone cdn.example.net. for 1 ALIAS owner(s)" in lines
+    assert any(line.startswith("lb.example.org. A pending") for line in lines)
+    # A reload without the owner forgets its target.
+    authority.set_sources([zone_source("example.com", "@ 300 SOA ns1 h 2 1 1 1 1\n@ 300 A 192.0.2.1\n"), CDN])
+    assert authority.graph.local == {}

@@ -13,7 +13,8 @@ From a loopback address only (anyone else gets REFUSED):
 An owner line says what the current version serves at the owner and how
 the zone's serial stands; a target line says the target's state (resolved,
 no-addresses, stale, expired, pending), its addresses, when it was last
-refreshed, when it refreshes next, and the last failure if any.
+refreshed, when it refreshes next, and the last failure if any; a target
+in a zone served here is "in-zone", answered from that zone's data.
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ class StatusReporter:
         return lines
 
     def _targets(self) -> list[str]:
+        lines = self._local_targets()
         if self.resolver is None:
-            return []
+            return lines
         now = self.clock.seconds()
-        lines = []
         for (name, rdtype), state in sorted(self.resolver.targets.items()):
             addresses = " ".join(state.addresses) if state.addresses else "-"
             line = (
@@ -104,6 +105,17 @@ class StatusReporter:
             if state.failure:
                 line += f" last failure {state.failure} ({state.failures} in a row)"
             lines.append(line)
+        return lines
+
+
+    def _local_targets(self) -> list[str]:
+        """Targets in zones served here: answered from their zone's data."""
+        registry = self.authority.registry
+        lines = []
+        for (name, rdtype), owners in sorted(self.authority.graph.local.items()):
+            zone = registry.origin_of(name)
+            lines.append(f"{name} {dns.rdatatype.to_text(rdtype)} in-zone zone {zone}"
+                         f" for {len(owners)} ALIAS owner(s)")
         return lines
 
 

@@ -63,6 +63,8 @@ class Statistics:
     def __init__(self):
         self.counters: collections.Counter = collections.Counter()
         self.gauges: dict[str, tuple[str, GaugeReader]] = {}
+        # Counters kept elsewhere (another thread's), read when scraped.
+        self.read_counters: dict[str, tuple[str, Callable[[], int]]] = {}
 
     @staticmethod
     def key(metric: str, **labels: str) -> tuple:
@@ -78,6 +80,10 @@ class Statistics:
     def gauge(self, metric: str, help_text: str, read: GaugeReader) -> None:
         """Register a gauge read at scrape time as (labels, value) pairs."""
         self.gauges[metric] = (help_text, read)
+
+    def counter(self, metric: str, help_text: str, read: Callable[[], int]) -> None:
+        """Register a counter without labels kept elsewhere, read at scrape time."""
+        self.read_counters[metric] = (help_text, read)
 
     def collect(self) -> list:
         """The counters and gauges as prometheus_client metric families."""
@@ -96,6 +102,8 @@ class Statistics:
             families.append(family)
         if by_metric:
             raise ValueError(f"counters not declared in aliasd.base.stats.COUNTERS: {sorted(by_metric)}")
+        for metric, (help_text, read) in sorted(self.read_counters.items()):
+            families.append(CounterMetricFamily(metric, help_text, value=read()))
         for metric, (help_text, read) in sorted(self.gauges.items()):
             samples = list(read())
             names = sorted(samples[0][0]) if samples else []

@@ -320,6 +320,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     )
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver, lag)
+        _register_store(stats, options.state.db, authority, reactor)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
@@ -385,7 +386,30 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
 
     def targets():
         counts = collections.Counter(s.status.value for s in resolver.targets.values())
-        return [({"status": status}, counts.get(status, 0)) for status in sorted(
-            ("pending", "resolved", "no-addresses", "stale", "expired"))]
+        counts["in-zone"] = len(authority.graph.local)  # answered from zones served here
+        return [({"status": status}, counts.get(status, 0)) for status in sorted(TARGET_STATUSES)]
 
-    stats.gauge("aliasd_alias_targets", "Upstream ALIAS targets, by state.", targets)
+    stats.gauge("aliasd_alias_targets",
+                "ALIAS targets (name and address type), by state; in-zone: in a zone served here.", targets)
+
+
+#: The states of aliasd_alias_targets: the resolver's, and targets in served zones.
+TARGET_STATUSES = ("pending", "resolved", "no-addresses", "stale", "expired", "in-zone")
+
+
+def _register_store(stats: Statistics, db, authority: ZoneAuthority, clock) -> None:
+    """The state store's room and failed writes, and the signatures' time left."""
+    stats.gauge("aliasd_store_bytes_used", "Octets of the state store in use (its pages up to the highest).",
+                lambda: [({}, db.usage()[0])])
+    stats.gauge("aliasd_store_bytes_limit", "The state store's size limit in octets.",
+                lambda: [({}, db.usage()[1])])
+    stats.counter("aliasd_store_commit_failures_total",
+                  "Writes to the state store that failed (full disk, size limit); each is retried.",
+                  lambda: db.commit_failures)
+
+    def expiry():
+        expires = [v.signed.expires for v in authority.versions.values() if v.signed is not None]
+        return [({}, round(min(expires) - clock.seconds()))] if expires else []
+
+    stats.gauge("aliasd_signature_expiry_seconds",
+                "Seconds until the earliest RRSIG served in any signed zone expires.", expiry)
