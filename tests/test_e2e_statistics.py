@@ -1,21 +1,39 @@
-"""End to end: the Prometheus endpoint of a real process, scraped over HTTP."""
+"""End to end: the Prometheus endpoint of a real process, scraped over
+HTTP, and the log lines and levels an operator reads."""
 
 from __future__ import annotations
 
+import base64
+import re
+import socket
+import struct
+import time
 import urllib.error
 import urllib.request
 
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
 import pytest
 
 from tests.aliasd_process import free_port
+from tests.helpers import recv_exactly
 from tests.test_e2e_notify import NotifyListener
 from tests.test_e2e_transfer import ZONE
 
 pytestmark = pytest.mark.e2e
 
 
+def metrics_text(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
 def scrape(port: int) -> dict[str, float]:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    body = metrics_text(port)
     values = {}
     for line in body.splitlines():
         if line and not line.startswith("#"):
@@ -77,3 +95,116 @@ def test_counters_follow_queries_transfers_notify_and_resolution(aliasd, upstrea
         assert "GET /metrics" not in p.log()  # no access log line per scrape
     finally:
         listener.close()
+
+
+OPS_SECRET = base64.b64encode(b"aliasd statistics test key, 32 o").decode()
+MIXED_ZONE = """\
+    $ORIGIN example.com.
+    $TTL 300
+    @     SOA ns1 hostmaster 2026120704 86400 600 864000 120
+          NS  ns1
+    ns1   A   192.0.2.53
+    lb    A   192.0.2.80
+    lb    AAAA 2001:db8::80
+    @     ALIAS target.upstream.test.
+    @     A   192.0.2.1
+    www   ALIAS lb
+    shop  ALIAS lb.example.com.
+    """
+SIGNED_ZONE = """\
+    $ORIGIN signed.test.
+    $TTL 300
+    @     SOA ns1 hostmaster 1 86400 600 864000 120
+          NS  ns1
+    ns1   A   192.0.2.53
+    app   ALIAS lb.example.com.
+    """
+
+
+def ops_update(port: int, secret: str, name: str, value: str) -> dns.message.Message:
+    ring = dns.tsigkeyring.from_text({"ops.": (dns.tsig.HMAC_SHA256, secret)})
+    update = dns.update.UpdateMessage("example.com.", keyring=ring, keyname="ops.")
+    update.add(name, 60, "TXT", value)
+    return dns.query.tcp(update, "127.0.0.1", port=port, timeout=5)
+
+
+def test_metrics_after_a_mixed_run(aliasd, upstream):
+    """Upstream and in-zone ALIAS targets, TSIG updates (one with a wrong
+    secret), a signed zone: the gauges count what is there, serials print
+    as integers, and the bad secret is logged as BADSIG on UPDATE."""
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=30)
+    metrics_port = free_port()
+    p = aliasd(
+        f"""
+        [statistics]
+        listen = "127.0.0.1:{metrics_port}"
+        [resolver]
+        upstreams = ["{upstream.endpoint}"]
+        [keys.ops]
+        secret = "{OPS_SECRET}"
+        [zones."example.com"]
+        file = "example.com.zone"
+        update = [ {{ key = "ops", name = "_acme-challenge.*", types = ["TXT"] }} ]
+        [zones."signed.test"]
+        file = "signed.test.zone"
+        dnssec = true
+        allow-transfer = ["127.0.0.1"]
+        [dnssec]
+        signature-validity = 86400
+        refresh-before = 3600
+        """,
+        {"example.com.zone": MIXED_ZONE, "signed.test.zone": SIGNED_ZONE},
+        server="serial-interval = 0\n",
+    )
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
+    assert p.addresses("www.example.com") == {"192.0.2.80"}
+    assert ops_update(p.port, OPS_SECRET, "_acme-challenge.www", "ok").rcode() == dns.rcode.NOERROR
+    wrong = base64.b64encode(b"not the secret of the ops key!!!").decode()
+    bad = dns.update.UpdateMessage(
+        "example.com.", keyring=dns.tsigkeyring.from_text({"ops.": (dns.tsig.HMAC_SHA256, wrong)}),
+        keyname="ops.")
+    bad.add("_acme-challenge.www", 60, "TXT", "bad")
+    answer = dns.message.from_wire(_raw_tcp(p.port, bad.to_wire()), keyring=False)
+    assert answer.rcode() == dns.rcode.NOTAUTH and answer.tsig_error == dns.rcode.BADSIG
+    line = p.wait_for(lambda: re.search(r"TSIG error (\S+) on (\S+) for zone (\S+) from 127\.0\.0\.1", p.log()))
+    assert line.groups() == ("BADSIG", "UPDATE", "example.com."), p.log()
+    assert "BADVERS" not in p.log()
+
+    serial = p.query("example.com", "SOA").answer[0][0].serial
+    assert serial > 2026120704  # the update's
+    text = metrics_text(metrics_port)
+    m = scrape(metrics_port)
+    # Serials as a secondary shows them; every aliasd value is a plain number.
+    assert f'aliasd_zone_serial{{zone="example.com."}} {serial}' in text.splitlines(), text
+    assert not [x for x in text.splitlines() if x.startswith("aliasd_") and re.search(r" \S*e\+", x)], text
+    # Targets, per address type: the upstream one (A resolved, no AAAA
+    # there) and lb.example.com., served here, for A and AAAA (www, shop
+    # and signed.test's app all name it).
+    assert m['aliasd_alias_targets{status="resolved"}'] == 1
+    assert m['aliasd_alias_targets{status="no-addresses"}'] == 1
+    assert m['aliasd_alias_targets{status="in-zone"}'] == 2
+    assert m['aliasd_updates_total{rcode="NOERROR"}'] == 1
+    assert m["aliasd_store_commit_failures_total"] == 0
+    assert 0 < m["aliasd_store_bytes_used"] < m["aliasd_store_bytes_limit"] == 2 * 1024**3 + 1024**3
+    # The signatures' time left: the earliest RRSIG expiration in the signed zone.
+    transfer = dns.query.xfr("127.0.0.1", "signed.test.", port=p.port, timeout=5)
+    expirations = [rd.expiration for message in transfer for rrset in message.answer
+                   if rrset.rdtype == dns.rdatatype.RRSIG for rd in rrset]
+    assert expirations
+    left = scrape(metrics_port)["aliasd_signature_expiry_seconds"]
+    assert abs(left - (min(expirations) - time.time())) <= 5, (left, min(expirations))
+    assert 0 < left <= 86400
+    # CH TXT targets.aliasd. names the in-zone target too.
+    q = dns.message.make_query("targets.aliasd.", "TXT", rdclass="CH")
+    lines = {s.decode() for rrset in dns.query.tcp(q, "127.0.0.1", port=p.port, timeout=5).answer
+             for rd in rrset for s in rd.strings}
+    assert "lb.example.com. A in-zone zone example.com. for 3 ALIAS owner(s)" in lines, lines
+    assert any(x.startswith("target.upstream.test. A resolved 203.0.113.1") for x in lines), lines
+
+
+def _raw_tcp(port: int, wire: bytes) -> bytes:
+    """One message over TCP without dnspython checking the TSIG of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(struct.pack("!H", len(wire)) + wire)
+        length = struct.unpack("!H", recv_exactly(s, 2))[0]
+        return recv_exactly(s, length)

@@ -126,6 +126,9 @@ class Options(usage.Options):
             self["config"] = str(Path(self["config"]).resolve())
         try:
             self.settings = self.load_settings()
+            # The store first, with its configured size limit: whoever opens
+            # it first sets the limit for the process (aliasd.base.db).
+            self.state = StateStore(self.settings.server.state_dir, state_store_size(self.settings))
             self.files.snapshot = Snapshot(self.settings.server.state_dir)
             started = time.monotonic()
             results, _ = self.files.read_all(self.settings.zones, workers=os.cpu_count() or 1)
@@ -134,7 +137,6 @@ class Options(usage.Options):
             for result in results.values():
                 if isinstance(result, ZoneFileError):
                     raise result
-            self.state = StateStore(self.settings.server.state_dir, state_store_size(self.settings))
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
