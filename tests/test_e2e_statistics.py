@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import struct
 import time
@@ -208,3 +209,82 @@ def _raw_tcp(port: int, wire: bytes) -> bytes:
         s.sendall(struct.pack("!H", len(wire)) + wire)
         length = struct.unpack("!H", recv_exactly(s, 2))[0]
         return recv_exactly(s, length)
+
+
+LEVELS_ZONE = """\
+    $ORIGIN example.com.
+    $TTL 300
+    @     SOA ns1 hostmaster 1 86400 600 864000 120
+          NS  ns1
+    ns1   A   192.0.2.53
+    www   ALIAS target.upstream.test.
+    loop  ALIAS loop2
+    loop2 ALIAS loop
+    """
+RESOLVED = "ALIAS target target.upstream.test. A: resolved"  # resolution, info
+LOOP = "ALIAS loop in zone example.com."  # warn
+STARTED = re.compile(r"aliasd \S+ started")  # info
+
+
+def levels_config(upstream, log: str) -> str:
+    return f"""
+        [resolver]
+        upstreams = ["{upstream.endpoint}"]
+        min-refresh = 1
+        [log]
+        {log}
+        [zones."example.com"]
+        file = "example.com.zone"
+        """
+
+
+def version_bind(p) -> tuple[int, list[bytes]]:
+    response = p.query("version.bind.", "TXT", rdclass="CH")
+    return response.rcode(), [s for rrset in response.answer for rd in rrset for s in rd.strings]
+
+
+def test_log_level_warn_keeps_warnings_only_and_version_none_refuses(aliasd, upstream):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=1)
+    p = aliasd(levels_config(upstream, 'level = "warn"'), {"example.com.zone": LEVELS_ZONE},
+               server='version = "none"\n')
+    p.wait_for(lambda: p.addresses("www.example.com") == {"203.0.113.1"})
+    p.wait_for(lambda: upstream.count("target.upstream.test") >= 3, timeout=15)  # refreshed meanwhile
+    log = p.log()
+    assert LOOP in log, log
+    assert not STARTED.search(log) and RESOLVED not in log and "starting up" not in log, log
+    assert "#info]" not in log and "#debug]" not in log, log
+    assert version_bind(p) == (dns.rcode.REFUSED, [])
+    response = p.query("version.server.", "TXT", rdclass="CH")
+    assert response.rcode() == dns.rcode.REFUSED
+
+
+def test_a_category_follows_its_own_level_and_a_reload_changes_it(aliasd, upstream, tmp_path):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=1)
+    # Resolution at debug, the rest at warn: every refresh is logged.
+    p = aliasd(levels_config(upstream, 'level = "warn"\nresolution = "debug"'), {"example.com.zone": LEVELS_ZONE},
+               server='version = "ns1 of example"\n')
+    p.wait_for(lambda: RESOLVED in p.log())
+    p.wait_for(lambda: "ALIAS target target.upstream.test. A: resolved, unchanged" in p.log(), timeout=15)
+    assert "[aliasd.resolve.resolution#debug]" in p.log()
+    assert not STARTED.search(p.log()) and LOOP in p.log()
+    assert version_bind(p) == (dns.rcode.NOERROR, [b"ns1 of example"])
+    p.stop()
+
+    # Resolution at error, the rest at info: no target line, the others.
+    offset = len(p.log())  # the same log file
+    p = aliasd(levels_config(upstream, 'resolution = "error"'), {"example.com.zone": LEVELS_ZONE})
+    p.wait_for(lambda: p.addresses("www.example.com") == {"203.0.113.1"})
+    p.wait_for(lambda: STARTED.search(p.log()[offset:]))
+    assert version_bind(p)[1][0].startswith(b"aliasd ")
+    upstream.set("target.upstream.test", "A", ["203.0.113.2"], ttl=1)
+    p.wait_for(lambda: p.addresses("www.example.com") == {"203.0.113.2"}, timeout=15)
+    log = p.log()[offset:]
+    assert "ALIAS target" not in log and "#info] zone example.com. serial" in log, log
+
+    # A reload sets the levels again: resolution back to the default.
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace('resolution = "error"', ""))
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(lambda: "reload done" in p.log())
+    upstream.set("target.upstream.test", "A", ["203.0.113.3"], ttl=1)
+    p.wait_for(lambda: "ALIAS target target.upstream.test. A: resolved -> 203.0.113.3" in p.log(), timeout=15)
