@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import struct
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +34,12 @@ def metrics_text(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
+def metrics_config(metrics_port: int, upstream) -> str:
+    """The endpoint on ``metrics_port`` and ``upstream`` for the targets."""
+    return (f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+            f'[resolver]\nupstreams = ["{upstream.endpoint}"]\nmin-refresh = 1\n')
+
+
 def scrape(port: int) -> dict[str, float]:
     body = metrics_text(port)
     values = {}
@@ -50,17 +57,12 @@ def test_counters_follow_queries_transfers_notify_and_resolution(aliasd, upstrea
     metrics_port = free_port()
     try:
         p = aliasd(
-            f"""
-            [statistics]
-            listen = "127.0.0.1:{metrics_port}"
-            [resolver]
-            upstreams = ["{upstream.endpoint}"]
-            min-refresh = 1
+            metrics_config(metrics_port, upstream) + textwrap.dedent(f"""
             [zones."example.com"]
             file = "example.com.zone"
             allow-transfer = ["127.0.0.1"]
             notify = ["{listener.endpoint}"]
-            """,
+            """),
             {"example.com.zone": ZONE},
         )
         p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
@@ -99,34 +101,30 @@ def test_counters_follow_queries_transfers_notify_and_resolution(aliasd, upstrea
 
 
 OPS_SECRET = base64.b64encode(b"aliasd statistics test key, 32 o").decode()
-MIXED_ZONE = """\
-    $ORIGIN example.com.
-    $TTL 300
-    @     SOA ns1 hostmaster 2026120704 86400 600 864000 120
-          NS  ns1
-    ns1   A   192.0.2.53
-    lb    A   192.0.2.80
-    lb    AAAA 2001:db8::80
-    @     ALIAS target.upstream.test.
-    @     A   192.0.2.1
-    www   ALIAS lb
-    shop  ALIAS lb.example.com.
-    """
-SIGNED_ZONE = """\
-    $ORIGIN signed.test.
-    $TTL 300
-    @     SOA ns1 hostmaster 1 86400 600 864000 120
-          NS  ns1
-    ns1   A   192.0.2.53
-    app   ALIAS lb.example.com.
-    """
 
 
-def ops_update(port: int, secret: str, name: str, value: str) -> dns.message.Message:
+def zone_text(origin: str, serial: int, records: str) -> str:
+    """A zone with an SOA, the apex NS and its address, then ``records``."""
+    return (f"$ORIGIN {origin}\n$TTL 300\n@ SOA ns1 hostmaster {serial} 86400 600 864000 120\n"
+            f"@ NS ns1\nns1 A 192.0.2.53\n{records}")
+
+
+MIXED_ZONE = zone_text("example.com.", 2026120704, """\
+lb    A   192.0.2.80
+lb    AAAA 2001:db8::80
+@     ALIAS target.upstream.test.
+@     A   192.0.2.1
+www   ALIAS lb
+shop  ALIAS lb.example.com.
+""")
+SIGNED_ZONE = zone_text("signed.test.", 1, "app ALIAS lb.example.com.\n")
+
+
+def ops_update(secret: str, name: str, value: str) -> dns.update.UpdateMessage:
     ring = dns.tsigkeyring.from_text({"ops.": (dns.tsig.HMAC_SHA256, secret)})
     update = dns.update.UpdateMessage("example.com.", keyring=ring, keyname="ops.")
     update.add(name, 60, "TXT", value)
-    return dns.query.tcp(update, "127.0.0.1", port=port, timeout=5)
+    return update
 
 
 def test_metrics_after_a_mixed_run(aliasd, upstream):
@@ -136,11 +134,7 @@ def test_metrics_after_a_mixed_run(aliasd, upstream):
     upstream.set("target.upstream.test", "A", ["203.0.113.1"], ttl=30)
     metrics_port = free_port()
     p = aliasd(
-        f"""
-        [statistics]
-        listen = "127.0.0.1:{metrics_port}"
-        [resolver]
-        upstreams = ["{upstream.endpoint}"]
+        metrics_config(metrics_port, upstream) + textwrap.dedent(f"""
         [keys.ops]
         secret = "{OPS_SECRET}"
         [zones."example.com"]
@@ -153,18 +147,16 @@ def test_metrics_after_a_mixed_run(aliasd, upstream):
         [dnssec]
         signature-validity = 86400
         refresh-before = 3600
-        """,
+        """),
         {"example.com.zone": MIXED_ZONE, "signed.test.zone": SIGNED_ZONE},
         server="serial-interval = 0\n",
     )
     p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1"})
     assert p.addresses("www.example.com") == {"192.0.2.80"}
-    assert ops_update(p.port, OPS_SECRET, "_acme-challenge.www", "ok").rcode() == dns.rcode.NOERROR
+    good = ops_update(OPS_SECRET, "_acme-challenge.www", "ok")
+    assert dns.query.tcp(good, "127.0.0.1", port=p.port, timeout=5).rcode() == dns.rcode.NOERROR
     wrong = base64.b64encode(b"not the secret of the ops key!!!").decode()
-    bad = dns.update.UpdateMessage(
-        "example.com.", keyring=dns.tsigkeyring.from_text({"ops.": (dns.tsig.HMAC_SHA256, wrong)}),
-        keyname="ops.")
-    bad.add("_acme-challenge.www", 60, "TXT", "bad")
+    bad = ops_update(wrong, "_acme-challenge.www", "bad")
     answer = dns.message.from_wire(_raw_tcp(p.port, bad.to_wire()), keyring=False)
     assert answer.rcode() == dns.rcode.NOTAUTH and answer.tsig_error == dns.rcode.BADSIG
     line = p.wait_for(lambda: re.search(r"TSIG error (\S+) on (\S+) for zone (\S+) from 127\.0\.0\.1", p.log()))
@@ -211,16 +203,11 @@ def _raw_tcp(port: int, wire: bytes) -> bytes:
         return recv_exactly(s, length)
 
 
-LEVELS_ZONE = """\
-    $ORIGIN example.com.
-    $TTL 300
-    @     SOA ns1 hostmaster 1 86400 600 864000 120
-          NS  ns1
-    ns1   A   192.0.2.53
-    www   ALIAS target.upstream.test.
-    loop  ALIAS loop2
-    loop2 ALIAS loop
-    """
+LEVELS_ZONE = zone_text("example.com.", 1, """\
+www   ALIAS target.upstream.test.
+loop  ALIAS loop2
+loop2 ALIAS loop
+""")
 RESOLVED = "ALIAS target target.upstream.test. A: resolved"  # resolution, info
 LOOP = "ALIAS loop in zone example.com."  # warn
 STARTED = re.compile(r"aliasd \S+ started")  # info
