@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import dns.name
-from twisted.application import internet, service
+from twisted.application import internet
 from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python import usage
