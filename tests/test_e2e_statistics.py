@@ -268,10 +268,13 @@ def test_a_category_follows_its_own_level_and_a_reload_changes_it(aliasd, upstre
     log = p.log()[offset:]
     assert "ALIAS target" not in log and "#info] zone example.com. serial" in log, log
 
-    # A reload sets the levels again: resolution back to the default.
+    # A reload sets the levels again (resolution back to the default), and
+    # the version text.
     conf = tmp_path / "aliasd.toml"
-    conf.write_text(conf.read_text().replace('resolution = "error"', ""))
+    conf.write_text(conf.read_text().replace('resolution = "error"', "")
+                    .replace('state-dir = "state"\n', 'state-dir = "state"\nversion = "reloaded"\n'))
     p.proc.send_signal(signal.SIGHUP)
     p.wait_for(lambda: "reload done" in p.log())
+    assert version_bind(p) == (dns.rcode.NOERROR, [b"reloaded"])
     upstream.set("target.upstream.test", "A", ["203.0.113.3"], ttl=1)
     p.wait_for(lambda: "ALIAS target target.upstream.test. A: resolved -> 203.0.113.3" in p.log(), timeout=15)
