@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,12 @@ def test_binds_53_and_853_as_root_then_runs_as_nobody(tree):
         written = list((state / "aliasd.lmdb").iterdir())
         assert written and all(p.stat().st_uid == nobody.pw_uid for p in written), [
             (p.name, p.stat().st_uid) for p in written]
+        # The control socket too, and only it may use it (root may anyway).
+        sock = state / "control.sock"
+        assert sock.stat().st_uid == nobody.pw_uid and stat.S_IMODE(sock.stat().st_mode) == 0o600
+        ctl = subprocess.run([sys.executable, "-m", "aliasd.service.ctl", "--socket", str(sock), "status"],
+                             check=False, capture_output=True, text=True, timeout=30)
+        assert ctl.returncode == 0 and "1 zone(s) served" in ctl.stdout, ctl.stderr
         text = log.read_text()
         assert "set uid/gid 65534/65534" in text or f"set uid/gid {nobody.pw_uid}/{nobody.pw_gid}" in text
         assert "DNS on 127.0.0.1, ::1 port 53, TLS on 127.0.0.1, ::1 port 853" in text

@@ -94,6 +94,13 @@ def nsupdate(port: int, commands: str, key: tuple[str, str] | None = ("ops", OPS
     return result.returncode, result.stdout + result.stderr
 
 
+def acknowledged(port: int, *commands: str) -> None:
+    """Send each update with nsupdate; each must be answered NOERROR."""
+    for command in commands:
+        rc, out = nsupdate(port, command)
+        assert rc == 0, out
+
+
 def values(server, name, rdtype="A"):
     return server.addresses(name, rdtype)
 
@@ -343,11 +350,8 @@ def test_removing_the_update_rules_keeps_the_acknowledged_updates(aliasd, tmp_pa
     still there; nothing comes back that was deleted."""
     slow = "serial-interval = 0\ndynamic-file-sync = 3600\n"
     server = aliasd(config(), {"example.test.zone": ZONE}, server=slow)
-    for command in ("update add kept.example.test 60 A 192.0.2.61",
-                    "update add gone.example.test 60 A 192.0.2.62",
-                    "update delete gone.example.test A"):
-        rc, out = nsupdate(server.port, command)
-        assert rc == 0, out
+    acknowledged(server.port, "update add kept.example.test 60 A 192.0.2.61",
+                 "update add gone.example.test 60 A 192.0.2.62", "update delete gone.example.test A")
     conf = tmp_path / "aliasd.toml"
     dynamic_conf = conf.read_text()
     static_conf = dynamic_conf.replace("update = [", "no_update = [").split("no_update = [")[0]
@@ -357,7 +361,7 @@ def test_removing_the_update_rules_keeps_the_acknowledged_updates(aliasd, tmp_pa
     assert values(server, "kept.example.test") == {"192.0.2.61"}
     assert "kept" in (tmp_path / "example.test.zone").read_text()
     assert "no update rules any more" in server.log()
-    rc, out = nsupdate(server.port, "update add refused.example.test 60 A 192.0.2.63")
+    _, out = nsupdate(server.port, "update add refused.example.test 60 A 192.0.2.63")
     assert "REFUSED" in out
     conf.write_text(dynamic_conf)  # the rules are back
     server.proc.send_signal(1)

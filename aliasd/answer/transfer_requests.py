@@ -8,7 +8,9 @@ client asks again over TCP; AXFR over UDP is refused. The messages of a
 transfer over TCP are passed through a generator that counts and logs the
 transfer once its last message is out. Refusals are counted without a
 client label and logged through a throttle: the source address of a refused
-request may be spoofed.
+request may be spoofed. Each allowed transfer is noted in the secondaries'
+table (aliasd.replicate.secondaries): the serial an IXFR asks from, and the
+serial served once the last message is out.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import dns.rcode
 import dns.rdatatype
 from twisted.logger import Logger
 
-from aliasd.base.access import TransferAccess
+from aliasd.base.access import TransferAccess, client_address
 from aliasd.base.logthrottle import LogThrottle
 from aliasd.base.replies import HEADER, render, tsig_error_response
 from aliasd.base.stats import Statistics
+from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.replicate.transfer import (
     axfr_rrsets,
     ixfr_rrsets,
@@ -51,9 +54,10 @@ class TransferRequests:
     iterator of wire messages for the transport to stream.
     """
 
-    def __init__(self, authority: ZoneAuthority, stats: Statistics):
+    def __init__(self, authority: ZoneAuthority, stats: Statistics, secondaries: SecondaryTable | None = None):
         self.authority = authority  # for the journals of IXFR
         self.stats = stats
+        self.secondaries = secondaries  # None: not noted (unit tests)
         self._refusal_log = LogThrottle("refused transfers")
 
     def answer(
@@ -88,14 +92,18 @@ class TransferRequests:
                 refused(decision.reason)
                 return tsig_error_response(query, decision.tsig_error, None, limit)
             return refuse(decision.rcode, decision.reason)
+        secondary = (version.origin, str(client_address(client) or client),
+                     query.keyname.to_text() if query.had_tsig else None)
         if question.rdtype == dns.rdatatype.AXFR:
             if over_udp:
                 return refuse(dns.rcode.REFUSED, "AXFR over UDP")
+            self._heard(secondary, None, kind)
             messages = transfer_messages(query, version, "axfr", axfr_rrsets(version), payload)
-            return self._logged(messages, kind, "full", zone, version.serial, client, tls=tls)
+            return self._logged(messages, kind, "full", zone, version.serial, client, tls=tls, secondary=secondary)
         client_serial = _ixfr_serial(query)
         if client_serial is None:
             return refuse(dns.rcode.FORMERR, "IXFR without the client's SOA")
+        self._heard(secondary, client_serial, kind)
         how, rrsets = ixfr_rrsets(version, self.authority.journals.get(version.origin), client_serial)
         if over_udp:
             # At most one message: the records are taken only while they can fit.
@@ -111,6 +119,8 @@ class TransferRequests:
                 except dns.exception.TooBig:  # not even that: truncated
                     how, wire = "truncated", render(response, limit)
             self.stats.inc("aliasd_transfers_total", kind="IXFR-udp", client=client)
+            if how not in ("current SOA (too large for UDP)", "truncated"):
+                self._heard(secondary, version.serial, kind, complete=True)
             log.info(
                 "IXFR of {zone} serial {serial} to {client} over UDP from {old}: {how}",
                 zone=zone, serial=version.serial, client=client, old=client_serial, how=how,
@@ -118,9 +128,14 @@ class TransferRequests:
             return wire
         slot = ("ixfr", how, client_serial if how == "incremental" else None)
         messages = transfer_messages(query, version, slot, rrsets, payload)
-        return self._logged(messages, kind, how, zone, version.serial, client, client_serial, tls)
+        return self._logged(messages, kind, how, zone, version.serial, client, client_serial, tls, secondary)
 
-    def _logged(self, messages, kind, how, zone, serial, client, old=None, tls=None):
+    def _heard(self, secondary: tuple, serial: int | None, kind: str, complete: bool = False) -> None:
+        if self.secondaries is not None:
+            origin, address, key = secondary
+            self.secondaries.heard(origin, address, key, serial, kind, complete)
+
+    def _logged(self, messages, kind, how, zone, serial, client, old=None, tls=None, secondary=None):
         """Pass transfer messages through; log and count once the last is out."""
         count = records = 0
         for wire in messages:
@@ -128,6 +143,8 @@ class TransferRequests:
             records += HEADER.unpack_from(wire)[3]
             yield wire
         self.stats.inc("aliasd_transfers_total", kind=f"{kind}-{how}", client=client)
+        if secondary is not None:
+            self._heard(secondary, serial, kind, complete=True)
         log.info(
             "{kind} of {zone} serial {serial} to {client}{since}{via}: {how}, {count} messages, {records} records",
             kind=kind, zone=zone, serial=serial, client=client, how=how, count=count, records=records,

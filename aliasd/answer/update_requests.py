@@ -4,7 +4,8 @@ Why a module of its own: it sits between the message path
 (aliasd.answer.answers) and the zone logic (aliasd.update.rfc2136), as
 aliasd.answer.transfer_requests does for transfers. It checks the zone section
 (one zone of ours, class IN: else FORMERR or NOTAUTH), that the zone takes
-updates (REFUSED otherwise), is loaded (SERVFAIL while it is not) and that
+updates (REFUSED otherwise) and is not frozen (``aliasd-ctl freeze``:
+REFUSED until ``thaw``), is loaded (SERVFAIL while it is not) and that
 the request is signed with TSIG (REFUSED when not: a bad signature was
 answered NOTAUTH before this point). It then applies the update to the
 zone's newest source, hands the new source with its journal record to the
@@ -34,6 +35,7 @@ class UpdateRequests:
     def __init__(self, authority, rules: dict, stats):
         self.authority = authority
         self.rules = rules  # zone -> its UpdateRules (reloads replace the dict)
+        self.frozen: set = set()  # zones frozen by aliasd-ctl (aliasd.update.dynamic.DynamicZones.frozen)
         self.stats = stats
         self._refused_log = LogThrottle("refused updates")
 
@@ -88,6 +90,8 @@ class UpdateRequests:
             return dns.rcode.NOTAUTH, "not a zone served here", zone
         if not self.rules.get(zone):
             return dns.rcode.REFUSED, "the zone takes no updates", zone
+        if zone in self.frozen:
+            return dns.rcode.REFUSED, "the zone is frozen (aliasd-ctl thaw takes updates again)", zone
         if zone not in self.authority.versions:
             return dns.rcode.SERVFAIL, "the zone is not loaded yet", zone
         if not query.had_tsig:

@@ -116,6 +116,8 @@ class NotifySender:
         self._superseded_log = LogThrottle("superseded NOTIFYs", burst=20)
         self.acknowledged = 0
         self.failed = 0
+        # (zone, target) -> (the last outcome as text, its serial): aliasd-ctl zone-status
+        self.outcomes: dict[tuple[dns.name.Name, Endpoint], tuple[str, int]] = {}
 
     def zone_changed(self, version: ZoneVersion) -> None:
         """Notify every secondary of ``version``'s zone of its serial.
@@ -130,6 +132,35 @@ class NotifySender:
             self._queue.pop(key, None)  # a newer serial goes to the back, replacing the older
             self._queue[key] = version
         self._pump()
+
+    @property
+    def retry_span(self) -> float:
+        """Seconds from a NOTIFY's first sending until its last try times
+        out (1 + 2 + 4 + 8 + 16 = 31 by default): a secondary still on an
+        older serial after that was told, or could not be."""
+        return self.first_timeout * (2**self.max_tries - 1)
+
+    def notify_again(self, versions: list[ZoneVersion]) -> int:
+        """Send NOTIFY for these versions to their secondaries now (``aliasd-ctl
+        notify``); returns how many secondaries are queued."""
+        for version in versions:
+            self.zone_changed(version)
+        return sum(len(self.targets.get(v.origin, ())) for v in versions)
+
+    def last_answers(self, origin: dns.name.Name) -> list[dict]:
+        """Each secondary of the zone and the outcome of its last NOTIFY."""
+        rows = []
+        for target in self.targets.get(origin, ()):
+            pending = self._pending.get((origin, target))
+            queued = (origin, target) in self._queue
+            outcome = self.outcomes.get((origin, target))
+            rows.append({
+                "target": str(target),
+                "state": "queued" if queued else f"waiting (try {pending.tries})" if pending else
+                         outcome[0] if outcome else "not sent",
+                "serial": pending.serial if pending else outcome[1] if outcome else None,
+            })
+        return rows
 
     @property
     def queued(self) -> int:
@@ -239,6 +270,7 @@ class NotifySender:
             return
         self.failed += 1
         self.stats.inc("aliasd_notify_total", outcome="failed")
+        self.outcomes[(pending.zone, pending.target)] = (f"no response after {pending.tries} tries", pending.serial)
         if self._failed_log.allow():
             log.warn(
                 "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",
@@ -275,6 +307,8 @@ class NotifySender:
         rcode = response.rcode()
         outcome = "acknowledged" if rcode == dns.rcode.NOERROR else "failed"
         self.stats.inc("aliasd_notify_total", outcome=outcome)
+        self.outcomes[(pending.zone, pending.target)] = (
+            f"answered {dns.rcode.to_text(rcode)} after {pending.tries} tries", pending.serial)
         if rcode == dns.rcode.NOERROR:
             self.acknowledged += 1
             if self._ok_log.allow():

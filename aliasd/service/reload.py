@@ -231,6 +231,19 @@ class ZoneFiles:
             if self.snapshot is not None and not t.includes:
                 self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest)
 
+    def read_one(self, zone: ZoneSettings) -> ZoneSource | ZoneFileError:
+        """One zone's source, its file parsed only if it changed
+        (``aliasd-ctl reload ZONE``); the other zones' files are untouched."""
+        try:
+            found = self._known(zone)
+        except ZoneFileError as e:
+            return e
+        if not isinstance(found, _Todo):
+            return found
+        results: dict = {}
+        self._parse([found], results, 1)
+        return results[zone.name]
+
     def digest_of(self, name: dns.name.Name) -> bytes | None:
         """The SHA-256 of the zone's file as last read."""
         read = self._read.get(name)
@@ -285,6 +298,7 @@ class Reloader:
         self._running: defer.Deferred | None = None
         self._again = False
         self._applied: list[str] = []  # steps of _apply done so far
+        self.summary = ""  # the last reload's summary line (aliasd-ctl reload prints it)
 
     def reload(self) -> defer.Deferred:
         """Reload; fires with True when everything was read without error
@@ -333,6 +347,7 @@ class Reloader:
         settings, loaded, signers = read
         if isinstance(settings, ConfigError):
             log.error("reload failed, nothing changed: {error}", error=str(settings))
+            self.summary = f"reload failed, nothing changed: {settings}"
             self._count("failed")
             return False
         return self._apply(loaded, settings, signers)
@@ -426,9 +441,69 @@ class Reloader:
                 zones=len(new), added=len(new - old), removed=len(old - new), parsed=parsed,
                 errors=errors,
             )
+            self.summary = (f"reload done: {len(new)} zones ({len(new - old)} added, {len(old - new)} removed, "
+                            f"{parsed} file(s) read again), {errors} error(s)")
             self._count("ok" if errors == 0 else "partial")
             return errors == 0
 
+        return self.authority.when_idle().addCallback(done)
+
+    def reload_zone(self, name: dns.name.Name) -> defer.Deferred:
+        """Read one zone's file again (``aliasd-ctl reload ZONE``, ``thaw``);
+        fires with (ok, summary line). Never at the same time as a reload:
+        it waits for the one running, and one asked for meanwhile follows."""
+        zone = next((z for z in self.settings.zones if z.name == name), None)
+        if zone is None:
+            return defer.fail(KeyError(f"zone {name.to_text()} is not configured"))
+        if self._running is not None:
+            return self._after_running(self.reload_zone, name)
+        self._running = d = threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self.files.read_one, zone)
+        d.addCallback(self._zone_read, zone)
+        d.addBoth(self._finished)
+        return d
+
+    def reload_fresh(self) -> defer.Deferred:
+        """A reload that reads the files after this call (``aliasd-ctl
+        reload``): one running now may have read them before; fires with
+        its result."""
+        if self._running is None:
+            return self.reload()
+        return self._after_running(self.reload_fresh)
+
+    def _after_running(self, f, *args) -> defer.Deferred:
+        """``f(*args)`` once the reload running now is done; its result."""
+        after = defer.Deferred()
+
+        def then(result):
+            f(*args).chainDeferred(after)
+            return result
+        self._running.addBoth(then)
+        return after
+
+    def _zone_read(self, result, zone: ZoneSettings) -> defer.Deferred | tuple[bool, str]:
+        name = zone.name.to_text()
+        current = self.authority.sources.get(zone.name)
+        if isinstance(result, ZoneFileError):
+            keeps = "keeps serving its previous data" if current is not None else "is not served"
+            log.error("reload of zone {zone}: {error}; the zone {keeps}", zone=name, error=str(result), keeps=keeps)
+            return False, f"zone {name}: {result}; the zone {keeps}"
+        frames, continued = {}, set()
+        dynamic = getattr(self.options, "dynamic", None)
+        if dynamic is not None and dynamic.is_dynamic(zone.name):
+            result, frames[zone.name] = dynamic.reload_source(result, self.files.digest_of(zone.name), current)
+            if current is not None and result is not current:
+                continued.add(zone.name)
+        if result is current:
+            return True, f"zone {name}: file unchanged, serial {self.authority.versions[zone.name].serial}"
+        sources = [s for o, s in self.authority.sources.items() if o != zone.name] + [result]
+        self.authority.set_sources(sources, frames=frames, continued=continued)
+        log.info("reload of zone {zone}: its file was read again", zone=name)
+
+        def done(_):
+            version = self.authority.versions.get(zone.name)
+            serial = version.serial if version is not None else "none (not served yet)"
+            return True, f"zone {name}: file read again, serial {serial}"
         return self.authority.when_idle().addCallback(done)
 
     def _leave_dynamic(self, dynamic, settings) -> dict:

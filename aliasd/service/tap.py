@@ -50,10 +50,17 @@ from aliasd.listen.transports import (
 )
 from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender, NotifyService
+from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
 from aliasd.service.authority import ZoneAuthority
+from aliasd.service.control import (
+    SOCKET_NAME,
+    ControlFactory,
+    Controller,
+    ControlService,
+)
 from aliasd.service.reload import (
     CatalogMaker,
     Reloader,
@@ -245,10 +252,16 @@ def makeService(options: Options) -> logsetup.LoggingService:
         stats=stats,
         rate=settings.server.notify_rate,
     )
+    secondaries = SecondaryTable(reactor, notifier.retry_span)
+
+    def new_serial(version):
+        secondaries.served(version.origin, version.serial)
+        notifier.zone_changed(version)
+
     authority = ZoneAuthority(
         resolver,
         state=options.state,
-        on_new_serial=notifier.zone_changed,
+        on_new_serial=new_serial,
         clock=reactor,
         serial_interval=settings.server.serial_interval,
         serial_burst=settings.server.serial_burst,
@@ -269,6 +282,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
         answer_cache_size=settings.server.answer_cache_size,
         update_rules={z.name: z.update for z in settings.zones if z.update},
     )
+    handler.transfers.secondaries = secondaries
+    handler.updates.frozen = options.dynamic.frozen
     tcp_factory = DNSStreamFactory(
         handler,
         settings.server.tcp_idle_timeout,
@@ -299,6 +314,12 @@ def makeService(options: Options) -> logsetup.LoggingService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    controller = Controller(
+        reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
+        resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
+        journal_files=options.journal_files,
+    )
+    ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.dnssec.signer.window)
         every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
@@ -321,7 +342,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
     if settings.statistics.listen is not None:
-        _register_gauges(stats, authority, resolver, lag)
+        _register_gauges(stats, authority, resolver, lag, secondaries)
         _register_store(stats, options.state.db, authority, reactor)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
@@ -363,7 +384,8 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> 
     authority.when_idle().addCallback(loaded)
 
 
-def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag) -> None:
+def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag,
+                     secondaries: SecondaryTable) -> None:
     stats.gauge("aliasd_reactor_lag_seconds_max", "Longest time the reactor was held up since start.",
                 lambda: [({}, round(lag.max_lag, 6))])
     stats.gauge("aliasd_reactor_stalls", "Times the reactor was held up for 0.1 s or more.",
@@ -393,6 +415,11 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
 
     stats.gauge("aliasd_alias_targets",
                 "ALIAS targets (name and address type), by state; in-zone: in a zone served here.", targets)
+    stats.gauge(
+        "aliasd_secondaries_behind",
+        "Secondaries (by transfer source and TSIG key) on an older serial for longer than NOTIFY's retries.",
+        lambda: [({}, secondaries.behind())],
+    )
 
 
 #: The states of aliasd_alias_targets: the resolver's, and targets in served zones.

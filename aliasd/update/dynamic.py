@@ -29,6 +29,13 @@ rules are removed has its records written to its file first, and serves
 them as a plain zone. A zone removed from the configuration keeps its
 journal, so it comes back whole when it is added again.
 
+An operator who edits such a file safely freezes the zone first
+(``aliasd-ctl freeze``): its file is written, and UPDATE is refused until
+``aliasd-ctl thaw`` reads the file again. The frozen zones are noted in the
+store's ``meta`` sub-database, so a freeze outlives a reload and a restart.
+The records a merged hand edit dropped are kept (``dropped``) until the
+zone changes again, for ``aliasd-ctl zone-status``.
+
 Journals of earlier releases start with a ``B`` ("aliasd took this file")
 instead of a snapshot; they are read once the old way and then converted.
 """
@@ -90,14 +97,14 @@ def _rrsets(packed: bytes | None) -> dict[int, tuple[int, frozenset[bytes]]]:
             for rdtype, ttl, _, start, end in store.directory(packed)}
 
 
-def merge_edit(base: dict, edited: dict, current: dict) -> tuple[dict, int, list[str]]:
+def merge_edit(base: dict, edited: dict, current: dict) -> tuple[dict, int, list[tuple[str, int, str, str]]]:
     """``current`` with the edit from ``base`` to ``edited`` applied, RRset
     by RRset (all three: owner key -> packed node). Returns the merged
     records, how many RRsets the edit changed, and the records that updates
-    had made and the edit replaced (as text, for the log)."""
+    had made and the edit replaced, as (owner, TTL, type, data)."""
     merged = dict(current)
     changed = 0
-    lost: list[str] = []
+    lost: list[tuple[str, int, str, str]] = []
     for key in dict.fromkeys([*base, *edited]):
         before, after = base.get(key), edited.get(key)
         if before == after:
@@ -118,7 +125,7 @@ def merge_edit(base: dict, edited: dict, current: dict) -> tuple[dict, int, list
                 kept = e.get(rdtype, (0, frozenset()))[1]
                 for rd in node[rdtype]:
                     if rd.to_wire() not in kept:
-                        lost.append(f"{node[rdtype].name} {node[rdtype].ttl} {type_text(rdtype)} {rd.to_text()}")
+                        lost.append((node[rdtype].name.to_text(), node[rdtype].ttl, type_text(rdtype), rd.to_text()))
             if rdtype in e:
                 c[rdtype] = e[rdtype]
             else:
@@ -146,7 +153,51 @@ class DynamicZones:
         # The file aliasd last wrote or took: (SHA-256, serial, records), the base of a hand edit.
         self.base: dict[dns.name.Name, tuple[bytes, int, dict]] = {}
         self.written: dict[dns.name.Name, ZoneSource] = {}  # the source last written or read
+        # Zone -> (the source a merged hand edit made, the records it dropped): shown until the zone changes.
+        self.dropped: dict[dns.name.Name, tuple[ZoneSource, list[tuple[str, int, str, str]]]] = {}
+        self.frozen: set[dns.name.Name] = self._load_frozen()
         self.configure(zones)
+
+    # -- freeze and thaw (aliasd-ctl) --------------------------------------------
+
+    _FROZEN = b"frozen:"
+
+    def _load_frozen(self) -> set[dns.name.Name]:
+        db = self.files.db
+        with db.reading() as txn:
+            return {store.name_of(k[len(self._FROZEN):]) for k, _ in db.items_under(txn, db.meta, self._FROZEN)}
+
+    def set_frozen(self, origin: dns.name.Name, frozen: bool) -> None:
+        """Note in the store that the zone is frozen (refuses UPDATE), or not
+        any more; raises OSError."""
+        db = self.files.db
+        key = self._FROZEN + store.key_of(origin)
+        with db.write() as txn:
+            if frozen:
+                txn.put(key, b"1", db=db.meta)
+            else:
+                txn.delete(key, db=db.meta)
+        if frozen:
+            self.frozen.add(origin)
+        else:
+            self.frozen.discard(origin)
+
+    def dropped_by_edit(self, origin: dns.name.Name, current: ZoneSource | None) -> list[tuple[str, int, str, str]]:
+        """The records the last merged hand edit dropped, while ``current``
+        (the zone's newest source) is still what that merge made."""
+        found = self.dropped.get(origin)
+        if found is None or found[0] is not current:
+            return []
+        return found[1]
+
+    def purge(self, origin: dns.name.Name) -> None:
+        """Forget what is kept of a zone no longer configured (its journal
+        and the notes about it; never its served serial); raises OSError."""
+        self.files.remove(store.key_of(origin))
+        if origin in self.frozen:
+            self.set_frozen(origin, False)
+        for table in (self.known, self.base, self.file_sha, self.written, self.dropped):
+            table.pop(origin, None)
 
     def configure(self, zones) -> None:
         """The configured zones (ZoneSettings); the dynamic ones are kept."""
@@ -275,9 +326,13 @@ class DynamicZones:
             "{changed} changed RRset(s) are applied on top of the zone's records; {lost} record(s) "
             "of updates lost where the edit changed the same RRset{which}",
             zone=origin.to_text(), path=str(file_source.path), changed=changed, lost=len(lost),
-            which=(": " + "; ".join(lost)) if lost else "",
+            which=(": " + "; ".join(" ".join(map(str, record)) for record in lost)) if lost else "",
         )
         truth = ZoneSource.of(origin, current.path, merged) if merged != dict(current.records) else current
+        if lost:
+            self.dropped[origin] = (truth, lost)
+        else:
+            self.dropped.pop(origin, None)
         return self._take(file_source, file_sha, truth, "merged")
 
     # -- reload -------------------------------------------------------------------
