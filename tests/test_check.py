@@ -35,15 +35,33 @@ def test_every_broken_zone_is_reported_with_file_and_line(tmp_path):
     lines = result.stdout.splitlines()
     assert lines == [
         f"{tmp_path / 'a.zone'}:5: CNAME at www.example.com. beside other data (A)",
-        f"{tmp_path / 'b.zone'}:5: Text input is malformed.",
+        f"{tmp_path / 'b.zone'}:5: A record: '1.2.3' is not an IPv4 address",
     ]
 
 
 def test_configuration_error_names_the_key(tmp_path):
     (tmp_path / "aliasd.toml").write_text("[resolver]\nmin-refresh = 'soon'\n")
     result = run("--config", str(tmp_path / "aliasd.toml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # the configuration: the server would refuse it
     assert result.stdout.strip() == f"{tmp_path / 'aliasd.toml'}: [resolver] min-refresh: expected a number, got 'soon'"
+
+
+def test_exit_status_tells_broken_zones_from_a_broken_configuration(tmp_path):
+    """1: zone files only (the server serves the others); 2: the
+    configuration (the server refuses it); the init script relies on it."""
+    (tmp_path / "a.zone").write_text(GOOD)
+    (tmp_path / "b.zone").write_text(GOOD.replace("example.com.", "example.org.") + "x 300 BOGUS 1\n")
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text('[zones."example.com"]\nfile = "a.zone"\n')
+    assert run("--config", str(conf)).returncode == 0
+    conf.write_text(conf.read_text() + '[zones."example.org"]\nfile = "b.zone"\n')
+    broken = run("--config", str(conf))
+    assert broken.returncode == 1
+    assert broken.stdout.strip() == f"{tmp_path / 'b.zone'}:5: unknown record type 'BOGUS'"
+    conf.write_text(conf.read_text() + "[server\n")
+    assert run("--config", str(conf)).returncode == 2
+    conf.write_text("[server]\nport = 5300\n")  # no zones
+    assert run("--config", str(conf)).returncode == 2
 
 
 def test_zones_from_the_command_line_and_loop_warning(tmp_path):

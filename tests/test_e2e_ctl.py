@@ -241,6 +241,10 @@ def test_reload_sync_purge_and_errors(aliasd, tmp_path):
     error = failed(tmp_path, "reload", "static.test")
     assert "static.test.zone:" in error and "keeps serving its previous data" in error
     assert server.addresses("new.static.test") == {"192.0.2.99"}
+    _, data = ok(tmp_path, "zone-status", "static.test")
+    assert "'192.0.2.300' is not an IPv4 address" in data["error"]
+    _, data = ok(tmp_path, "status")
+    assert data["zones_broken"] == 1
     # sync writes the dynamic zone's file now.
     acknowledged(server.port, "update add synced.example.test 60 A 192.0.2.45")
     text, data = ok(tmp_path, "sync", "example.test")
@@ -272,7 +276,7 @@ def test_reload_sync_purge_and_errors(aliasd, tmp_path):
     assert "is not in zone other.test." in failed(tmp_path, "reload")
     conf.write_text(conf.read_text().replace("_acme-challenge.example.test.", "_acme-challenge.other.test."))
     text, _ = ok(tmp_path, "reload")
-    assert text.strip() == "reload done: 1 zones (1 added, 2 removed, 1 file(s) read again), 0 error(s)"
+    assert text.strip() == "reload done: 1 zones (1 added [other.test.], 2 removed [example.test., static.test.], 1 file(s) read again), 0 error(s)"
     assert server.query("example.test", "SOA").rcode() != 0
     purged = ctl(tmp_path, "zone-purge", "static.test")
     assert purged.returncode == 0, purged.stderr

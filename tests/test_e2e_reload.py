@@ -69,11 +69,15 @@ def test_zones_added_and_removed_by_reload(aliasd, tmp_path):
     p.wait_for(lambda: p.query("www.example.org").rcode() == dns.rcode.NOERROR)
     conf.write_text(conf.read_text().replace('[zones."example.com"]', '[zones."example.net"]')
                     .replace('file = "example.com.zone"', 'file = "example.com.zone"'))
-    # example.net would load example.com's file: a broken zone, not served;
-    # example.com is gone from the configuration and stops being served.
+    # example.net would load example.com's file: a broken zone, nothing to
+    # serve: SERVFAIL; example.com is gone from the configuration and stops
+    # being served.
     hup(p)
     p.wait_for(lambda: p.query("www.example.com").rcode() == dns.rcode.REFUSED)
-    assert "new zone example.net. is not served" in p.log()
+    assert "zone example.net. answers SERVFAIL until its file is mended" in p.log()
+    assert p.query("www.example.net").rcode() == dns.rcode.SERVFAIL
+    assert "(1 added [example.net.], 1 removed [example.com.], 0 file(s) read again), 1 error(s) [example.net.]" \
+        in p.log()
     assert p.query("www.example.org").rcode() == dns.rcode.NOERROR
 
 

@@ -1,11 +1,14 @@
 """End to end: how twistd aliasd starts, and how it refuses to start.
 
-Every bad input must end the process non-zero with one line that names the
-file, line or key, never a traceback.
+A bad configuration must end the process non-zero with one line that names
+the file, line or key, never a traceback. A bad zone file is that zone's
+problem only: the process starts, logs one line naming file, line and
+reason, and the zone answers SERVFAIL.
 """
 
 from __future__ import annotations
 
+import dns.rcode
 import pytest
 
 from tests.aliasd_process import REPO, AliasdProcess, free_port, run_twistd
@@ -27,6 +30,23 @@ def _fails_with_one_line(result, *expected: str) -> str:
     for text in expected:
         assert text in output, output
     return output
+
+
+def _starts_and_logs_one_line(tmp_path, args, *expected: str) -> str:
+    """The process starts with a broken zone: example.com answers SERVFAIL,
+    and one error line in the log names it with every ``expected`` text."""
+    port = free_port()
+    process = AliasdProcess([*args, "--port", str(port)], tmp_path, port).start()
+    try:
+        assert process.query("www.example.com").rcode() == dns.rcode.SERVFAIL
+        log = process.log()
+        errors = [line for line in log.splitlines() if "#error]" in line]
+        assert len(errors) == 1 and "Traceback" not in log, log
+        for text in expected:
+            assert text in errors[0], errors[0]
+        return errors[0]
+    finally:
+        process.stop()
 
 
 def test_bundled_example_configuration_serves_the_apex_alias(tmp_path):
@@ -63,8 +83,8 @@ def test_zone_and_listen_options_serve_without_a_config_file(tmp_path):
 
 def test_broken_zone_file_names_file_and_line(tmp_path):
     (tmp_path / "bad.zone").write_text(GOOD_ZONE + "www 300 A 192.0.2.300\n")
-    result = run_twistd(["--zone", "example.com=bad.zone", "--port", str(free_port())], tmp_path)
-    _fails_with_one_line(result, "bad.zone:4:")
+    _starts_and_logs_one_line(tmp_path, ["--zone", "example.com=bad.zone"],
+                              "bad.zone:4: A record: '192.0.2.300' is not an IPv4 address")
 
 
 @pytest.mark.parametrize(
@@ -77,14 +97,12 @@ def test_broken_zone_file_names_file_and_line(tmp_path):
 )
 def test_zone_rules_are_checked_at_load(tmp_path, zone_text, expected):
     (tmp_path / "z.zone").write_text(GOOD_ZONE.replace("@ 300 A 192.0.2.1\n", "") + zone_text)
-    result = run_twistd(["--zone", "example.com=z.zone", "--port", str(free_port())], tmp_path)
-    _fails_with_one_line(result, *expected)
+    _starts_and_logs_one_line(tmp_path, ["--zone", "example.com=z.zone"], *expected)
 
 
 def test_missing_soa_is_reported(tmp_path):
     (tmp_path / "z.zone").write_text("$ORIGIN example.com.\n@ 300 A 192.0.2.1\n")
-    result = run_twistd(["--zone", "example.com=z.zone"], tmp_path)
-    _fails_with_one_line(result, "z.zone", "no SOA")
+    _starts_and_logs_one_line(tmp_path, ["--zone", "example.com=z.zone"], "z.zone", "no SOA")
 
 
 @pytest.mark.parametrize(
@@ -108,8 +126,8 @@ def test_configuration_errors_name_the_key(tmp_path, config, expected):
 
 def test_missing_zone_file_names_zone_and_file(tmp_path):
     (tmp_path / "aliasd.toml").write_text('[zones."example.com"]\nfile = "nope.zone"\n')
-    result = run_twistd(["--config", "aliasd.toml"], tmp_path)
-    _fails_with_one_line(result, "zone example.com.", str(tmp_path / "nope.zone"), "cannot read")
+    _starts_and_logs_one_line(tmp_path, ["--config", "aliasd.toml"],
+                              "zone example.com.", str(tmp_path / "nope.zone"), "cannot read")
 
 
 def test_missing_configuration_file_is_reported(tmp_path):
@@ -123,7 +141,7 @@ def test_no_zones_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("include", ["/etc/passwd", "../secret.zone", "link.zone"])
-def test_include_outside_the_zone_directory_stops_start_up(tmp_path, include):
+def test_include_outside_the_zone_directory_is_refused(tmp_path, include):
     """Zone files are read as root: $INCLUDE may not reach outside the zone
     file's directory (symbolic links resolved), unless allowed."""
     zones = tmp_path / "zones"
@@ -132,9 +150,8 @@ def test_include_outside_the_zone_directory_stops_start_up(tmp_path, include):
     (zones / "link.zone").symlink_to(tmp_path / "secret.zone")
     (zones / "z.zone").write_text(GOOD_ZONE + f"$INCLUDE {include}\n")
     (tmp_path / "aliasd.toml").write_text('[zones."example.com"]\nfile = "zones/z.zone"\n')
-    result = run_twistd(["--config", "aliasd.toml", "--port", str(free_port())], tmp_path)
-    output = _fails_with_one_line(
-        result,
+    output = _starts_and_logs_one_line(
+        tmp_path, ["--config", "aliasd.toml"],
         f"zone example.com.: {zones / 'z.zone'}:4: $INCLUDE {include} is outside the zone's directory",
         "set [server] allow-include-anywhere = true to allow it",
     )

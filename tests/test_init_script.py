@@ -94,17 +94,33 @@ def test_start_query_reload_status_stop(install):
         time.sleep(0.2)
     assert int((root / "run" / "aliasd.pid").read_text()) == pid  # same process
 
+    # A broken zone file is reported, and reload and restart go on (the
+    # zone keeps its last good data, from the store after the restart).
     (root / "etc" / "example.com.zone").write_text(ZONE + "bad 300 A 192.0.2.999\n")
-    refused = service(root, "reload")
-    assert refused.returncode == 6 and "example.com.zone:7:" in refused.stderr
+    error = f"{root / 'etc' / 'example.com.zone'}:7: A record: '192.0.2.999' is not an IPv4 address"
+    reported = service(root, "reload")
+    assert reported.returncode == 0 and error in reported.stderr, reported.stdout + reported.stderr
+    assert "reloading" in reported.stdout
     assert ask(port).answer[0][0].address == "192.0.2.81"  # still serving
-
     restarted = service(root, "restart")
-    assert restarted.returncode == 6  # the check refuses to start a broken zone
+    assert restarted.returncode == 0 and error in restarted.stderr, restarted.stdout + restarted.stderr
+    new_pid = int((root / "run" / "aliasd.pid").read_text())
+    assert new_pid != pid
+    assert ask(port).answer[0][0].address == "192.0.2.81"  # its last good data
+
+    # A broken configuration file stops reload and start, as BIND's does.
+    config = (root / "etc" / "aliasd.toml").read_text()
+    (root / "etc" / "aliasd.toml").write_text(config + "[server\n")
+    refused = service(root, "reload")
+    assert refused.returncode == 6 and "invalid TOML" in refused.stderr, refused.stdout + refused.stderr
+    assert ask(port).answer[0][0].address == "192.0.2.81"
+    assert service(root, "stop").returncode == 0
+    assert service(root, "start").returncode == 6
+    (root / "etc" / "aliasd.toml").write_text(config)
     (root / "etc" / "example.com.zone").write_text(ZONE)
     assert service(root, "start").returncode == 0
     new_pid = int((root / "run" / "aliasd.pid").read_text())
-    assert new_pid != pid
+    assert ask(port).answer[0][0].address == "192.0.2.80"
 
     stopped = service(root, "stop")
     assert stopped.returncode == 0

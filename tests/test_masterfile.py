@@ -271,3 +271,15 @@ def test_random_zones_match_reference():
         fast += same_as_reference(text, "z.test.")  # raises on any disagreement
     # The generator must exercise both outcomes and the fast path itself.
     assert accepted >= 200 and fast >= accepted // 2, (accepted, fast)
+
+
+def test_the_fast_reader_takes_no_broken_line_so_the_error_is_explained():
+    """Every broken line of tests.test_zonefile.EXPLAINED makes the fast
+    reader give up: the error path (dnspython, then aliasd.zones.explain)
+    names the field; the fast reader never reports errors itself."""
+    from tests.test_zonefile import EXPLAINED, HEAD
+
+    origin = dns.name.from_text("example.com")
+    for line, _ in EXPLAINED:
+        with pytest.raises(NotSimple):
+            read_records(HEAD + "@ 300 NS ns1\n" + line + "\n", origin)

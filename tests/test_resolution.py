@@ -454,6 +454,7 @@ def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
 
     class FailingAuthority:
         sources = {}
+        held = frozenset()
 
         def set_sources(self, sources, prepared=None):
             raise RuntimeError("disk on fire")
@@ -466,7 +467,7 @@ def test_a_reload_that_fails_part_way_says_what_was_applied(clock, log_events):
     resolver = AliasResolver(ManualUpstream(), clock)
     settings = Settings()
     options = types.SimpleNamespace(settings=settings, files=object(), catalog=types.SimpleNamespace(
-        add_to=lambda settings, sources: sources))
+        add_to=lambda settings, sources, held: sources))
     reloader = Reloader(options, FailingAuthority(), handler, notifier, resolver, lambda u: None, reactor=clock)
     d = defer.maybeDeferred(reloader._apply, ({}, {}, 0), settings)
     d.addErrback(reloader._crashed)

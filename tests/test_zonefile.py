@@ -60,15 +60,91 @@ def test_alias_allowed_beside_soa_ns_mx_txt_and_fallback_addresses(tmp_path):
         ("x.example.org. 300 A 192.0.2.1\n", 3, "x.example.org. is outside the zone example.com."),
         ("sub 300 SOA ns1 h 5 3600 600 86400 60\n", 3, "SOA record away from the zone apex"),
         ("@ 300 SOA ns2 h 6 3600 600 86400 60\n", 3, "a second SOA record at example.com."),
-        ("x 300 A 192.0.2.256\n", 3, ""),
-        ("x 300 BOGUS 1\n", 3, "unknown rdatatype 'BOGUS'"),
-        ("x 300 ALIAS\n", 3, ""),
+        ("x 300 A 192.0.2.256\n", 3, "A record: '192.0.2.256' is not an IPv4 address"),
+        ("x 300 BOGUS 1\n", 3, "unknown record type 'BOGUS'"),
+        ("x 300 ALIAS\n", 3, "ALIAS record: 0 fields where ALIAS needs 1 (target)"),
     ],
 )
 def test_bad_records_name_file_line_and_reason(tmp_path, body, line, reason):
     message = error_of(tmp_path, HEAD + body)
     assert message.startswith(f"{tmp_path / 'z.zone'}:{line}: "), message
     assert reason in message
+
+
+#: Broken lines (added as line 4 after HEAD and an NS) and what the error
+#: says: the record, the field and the reason, never dnspython's bare words.
+EXPLAINED = [
+    ("www 300 A 192.0.2.300", "A record: '192.0.2.300' is not an IPv4 address"),
+    ("www 300 A hello", "A record: 'hello' is not an IPv4 address"),
+    ("www 300 A 192.0.2.1 192.0.2.2", "A record: 2 fields where A needs 1 (address)"),
+    ("www 300 A", "A record: 0 fields where A needs 1 (address)"),
+    ("www 300 AAAA 2001:db8::g", "AAAA record: '2001:db8::g' is not an IPv6 address"),
+    ("www 3x00 A 192.0.2.1", "TTL '3x00' is not a TTL: a number of seconds up to 4294967295, or a time such as 1h30m"),
+    ("www 9999999999 A 192.0.2.1", "TTL '9999999999' is not a TTL"),
+    ("www 300 BOGUS hello", "unknown record type 'BOGUS'"),
+    ("www 300 ANY 192.0.2.1", "'ANY' is a query type, not a record type"),
+    ("www 300 CH A 192.0.2.1", "class CH: aliasd serves class IN only"),
+    ("www 300", "no record type"),
+    ("@ 300 MX mail", "MX record: 1 field where MX needs 2 (preference, exchange)"),
+    ("@ 300 MX 10 mail extra", "MX record: 3 fields where MX needs 2 (preference, exchange)"),
+    ("@ 300 MX ten mail", "MX record: preference 'ten' is not a number from 0 to 65535"),
+    ("@ 300 MX 10 a..b", "MX record: exchange 'a..b': an empty label"),
+    ("_sip._tcp 300 SRV 10 20 sip", "SRV record: 3 fields where SRV needs 4 (priority, weight, port, target)"),
+    ("_sip._tcp 300 SRV 10 20 99999 sip", "SRV record: port '99999' is not a number from 0 to 65535"),
+    ("@ 300 SOA ns1 h 1 3600", ("SOA record: 4 fields where SOA needs 7 (primary name server, responsible mailbox, "
+                                "serial, refresh, retry, expire, minimum)")),
+    ("@ 300 CAA 0 issue", "CAA record: 2 fields where CAA needs 3 (flags, tag, value)"),
+    ("a" * 64 + " 300 A 192.0.2.1", f"owner name '{'a' * 64}': a label is longer than 63 octets"),
+    (".".join(["a" * 60] * 5) + " 300 A 192.0.2.1", f"owner name '{'a' * 60}.{'a' * 6}...': the name is longer than 255 octets"),
+    ("w\\999 300 A 192.0.2.1", "owner name 'w\\999': a bad escape"),
+    ("t 300 TXT " + "x" * 300, "TXT record: field 1 '" + "x" * 67 + "...': string too long"),
+    ("d 300 DS 1 2 3 zz", "DS record: field 4 'zz': Non-hexadecimal digit found"),
+    ("txt 300 TXT ( \"first\"", "unterminated parenthesis: a '(' is never closed"),
+    ("txt 300 TXT \"first\" )", "')' without an opening '('"),
+    ("txt 300 TXT \"first", "unterminated quoted string: a '\"' has no closing quote on its line"),
+    ("a 300 ALIAS", "ALIAS record: 0 fields where ALIAS needs 1 (target)"),
+    ("a 300 ALIAS x..example.net.", "ALIAS record: target 'x..example.net.': an empty label"),
+    ("$TTL abc", "$TTL 'abc' is not a TTL"),
+    ("$TTL", "$TTL needs a value"),
+    ("$ORIGIN", "$ORIGIN needs a domain name"),
+    ("$ORIGIN a..b.", "$ORIGIN 'a..b.': an empty label"),
+    ("$FOO bar", "unknown directive '$FOO' (aliasd reads $GENERATE, $INCLUDE, $ORIGIN, $TTL)"),
+    ("$INCLUDE nothing.zone", "$INCLUDE nothing.zone: cannot read it: No such file or directory"),
+    ("$GENERATE 1-2 host$", "$GENERATE: 2 fields where it needs a range, an owner, an optional TTL and class"),
+    ("$GENERATE 1..9 host$ A 192.0.2.$", "$GENERATE: range '1..9' is not START-STOP or START-STOP/STEP"),
+    ("$TTL )", "$TTL: ')' without an opening '('"),
+    (") www 300 A 192.0.2.1", "')' without an opening '('"),
+    ("www 300 \"A\" 192.0.2.1", "no record type"),
+]
+
+
+@pytest.mark.parametrize("line, reason", EXPLAINED, ids=[reason[:40] for _, reason in EXPLAINED])
+def test_errors_name_the_record_the_field_and_the_reason(tmp_path, line, reason):
+    """Through parse_zone, as the server reads: the fast reader first."""
+    from aliasd.zones.zonefile import parse_zone
+
+    path = tmp_path / "z.zone"
+    with pytest.raises(ZoneFileError) as info:
+        parse_zone("example.com", path, (HEAD + "@ 300 NS ns1\n" + line + "\n").encode())
+    message = str(info.value)
+    assert message.startswith(f"{path}:4: {reason}"), message
+    assert "malformed" not in message
+
+
+def test_a_line_with_only_a_name_is_named_not_the_line_after_it(tmp_path):
+    message = error_of(tmp_path, HEAD + "@ 300 NS ns1\nwww\nmail 300 A 192.0.2.25\n")
+    assert message.startswith(f"{tmp_path / 'z.zone'}:4: no record type"), message
+
+
+def test_an_error_in_an_included_file_names_that_file_its_line_and_the_field(tmp_path):
+    write(tmp_path, "ok 300 A 192.0.2.1\nbad 300 MX 10\n", "inc.zone")
+    message = error_of(tmp_path, HEAD + "@ 300 NS ns1\n$INCLUDE inc.zone\n")
+    assert message == f"{tmp_path / 'inc.zone'}:2: MX record: 1 field where MX needs 2 (preference, exchange)"
+
+
+def test_an_error_after_an_origin_change_reads_names_under_it(tmp_path):
+    message = error_of(tmp_path, HEAD + "@ 300 NS ns1\n$ORIGIN sub.example.com.\nw 300 CNAME x\nw 300 MX 10\n")
+    assert message == f"{tmp_path / 'z.zone'}:6: MX record: 1 field where MX needs 2 (preference, exchange)"
 
 
 def test_multi_line_record_error_names_its_first_line(tmp_path):
@@ -252,7 +328,7 @@ def test_zone_files_read_unsigned_are_checked_again_once_the_zone_is_signed(tmp_
     files.snapshot.save()
     for reader in (files, ZoneFiles(Snapshot(tmp_path))):  # the same reader (reload), a new one (start)
         results, _ = reader.read_all([signed])
-        assert str(results[signed.name]) == f"zone example.com.: {path}:4: NSEC3PARAM record at example.com.: " \
+        assert str(results[signed.name]) == f"{path}:4: NSEC3PARAM record at example.com.: " \
                                             "aliasd makes the DNSSEC records of a signed zone (dnssec = true) itself"
     results, _ = ZoneFiles(Snapshot(tmp_path)).read_all([unsigned])
     assert not isinstance(results[unsigned.name], ZoneFileError)

@@ -87,6 +87,8 @@ class UpdateRequests:
             return dns.rcode.NOTAUTH, f"class {dns.rdataclass.to_text(zone_rr.rdclass)}", zone
         source = self.authority.sources.get(zone)
         if source is None:
+            if zone in self.authority.held:  # ours, its file broken, nothing stored
+                return dns.rcode.SERVFAIL, "the zone's file is broken (see the log)", zone
             return dns.rcode.NOTAUTH, "not a zone served here", zone
         if not self.rules.get(zone):
             return dns.rcode.REFUSED, "the zone takes no updates", zone

@@ -238,6 +238,11 @@ class ZoneAuthority:
         return self.registry.sources
 
     @property
+    def held(self) -> frozenset[dns.name.Name]:
+        """Configured zones with nothing to serve: SERVFAIL (aliasd.zones.registry.hold)."""
+        return self.registry.held
+
+    @property
     def generation(self) -> int:
         return self.registry.generation
 
@@ -345,7 +350,7 @@ class ZoneAuthority:
         return {source.origin: _Zone(source) for source in sources}
 
     def set_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
-                    wait: bool = False, frames: dict | None = None, continued=()) -> None:
+                    wait: bool = False, frames: dict | None = None, continued=(), held=()) -> None:
         """Serve exactly these zone files (at start, and later on reload).
 
         Only what differs is touched: zones whose source object is the one
@@ -357,6 +362,8 @@ class ZoneAuthority:
         zone): its updates not yet recorded are recorded first and answered
         once the new version is served. ``wait`` builds and publishes
         everything before returning (start-up, before the reactor runs).
+        ``held``: configured zones with nothing to serve (a broken file, no
+        last good data), answered SERVFAIL (aliasd.zones.registry.hold).
         """
         frames = frames or {}
         sources = {source.origin: source for source in sources}
@@ -401,6 +408,7 @@ class ZoneAuthority:
         for origin in [o for o in self._queue if self.is_heavy(o)]:
             self._queue[origin] = self._queue.pop(origin)  # signed last, alone
         registry.configure(sources, zone_set_changed=bool(removed or added))
+        registry.hold(held)
         for origin, owners in affected.items():
             if origin in zones:
                 self._enqueue(origin, owners, forced=True)

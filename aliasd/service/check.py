@@ -3,11 +3,20 @@
     aliasd-check [--config FILE] [--zone NAME=FILE ...]
     aliasd-check [--config FILE] --ds ZONE
 
-Exit 0 with one summary line per zone when everything can be served; exit 1
-with one ``file:line: reason`` line per problem otherwise (every zone is
-checked, not just up to the first error). ALIAS loops are reported as
-warnings: those owners would serve no addresses (NODATA, as on the
-secondaries) and the rest is served. Nothing is started and no state is written.
+Exit status, so that the init script can tell a broken zone (which the
+server survives) from a broken configuration (which stops it):
+
+- 0: everything can be served; one summary line per zone.
+- 1: the configuration is good, but zone files are broken: one
+  ``file:line: reason`` line per problem (every zone is checked, not just
+  up to the first error). The server starts and reloads anyway; those
+  zones serve their last good data from the store, or SERVFAIL.
+- 2: the configuration file itself cannot be used (TOML error, a bad key,
+  no zones): one line; the server would refuse to start or reload.
+
+ALIAS loops are reported as warnings: those owners would serve no
+addresses (NODATA, as on the secondaries) and the rest is served. Nothing
+is started and no state is written.
 
 ``--ds ZONE`` prints the DS records of a signed zone's key-signing keys
 (from the state directory's ``keys``), to give to the parent zone.
@@ -35,6 +44,11 @@ from aliasd.dnssec.keys import KeyFileError, KeyStore, ds_rrset
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.zonefile import ZoneFileError, load_zone_file
 
+#: Exit status: zone files are broken (the server serves the rest).
+BROKEN_ZONES = 1
+#: Exit status: the configuration cannot be used (the server refuses it).
+BAD_CONFIGURATION = 2
+
 
 def _zone_arg(spec: str) -> ZoneSettings:
     try:
@@ -49,11 +63,11 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
         settings = load_settings(config) if config else Settings()
     except ConfigError as e:
         print(e, file=out)
-        return 1
+        return BAD_CONFIGURATION
     zones = {z.name: z for z in with_command_line_zones(settings, extra_zones)}
     if not zones:
         print(f"{config or 'aliasd'}: no zones configured", file=out)
-        return 1
+        return BAD_CONFIGURATION
     sources, errors = [], 0
     for zone in zones.values():
         try:
@@ -63,7 +77,7 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
             print(e, file=out)
             errors += 1
     if errors:
-        return 1
+        return BROKEN_ZONES
     authority = ZoneAuthority()  # follows in-zone ALIAS chains, finds loops
     authority.set_sources(sources)
     for source in sources:

@@ -9,9 +9,11 @@ that arrive during a reload make one more reload after it, never two at
 once, so the last file contents always win. A configuration that
 cannot be read changes nothing. A zone file that cannot be read is logged
 with file, line and reason, and that zone keeps serving its previous
-version (a new zone with a broken file is not served until fixed). Added
-zones start serving, removed zones stop, changed zones get a new version
-whose serial follows the usual rules, and their secondaries are notified.
+version (a zone with nothing to serve answers SERVFAIL until its file is
+mended: aliasd.service.broken). Added zones start serving, removed zones
+stop, changed zones get a new version whose serial follows the usual
+rules, and their secondaries are notified. The summary line names the
+zones added, removed and failed.
 
 Settings that need new sockets (listen addresses, port, state directory,
 statistics and TLS listeners) are only reported: they take effect at the
@@ -45,6 +47,7 @@ from aliasd.dnssec.keys import KeyFileError, KeyStore
 from aliasd.dnssec.signer import Signer
 from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
+from aliasd.service.broken import BrokenZones
 from aliasd.zones.catalog import catalog_source
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import (
@@ -59,11 +62,8 @@ log = Logger()
 
 
 def load_zone(zone: ZoneSettings) -> ZoneSource:
-    """Load one configured zone; the error names the zone, file and line."""
-    try:
-        return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere, signed=zone.dnssec)
-    except ZoneFileError as e:
-        raise ZoneFileError(f"zone {zone.name}: {e}") from None
+    """Load one configured zone; the error names the file and line."""
+    return load_zone_file(zone.name, zone.file, include_anywhere=zone.include_anywhere, signed=zone.dnssec)
 
 
 def _parse(job: tuple) -> ZoneSource | ZoneFileError:
@@ -72,7 +72,7 @@ def _parse(job: tuple) -> ZoneSource | ZoneFileError:
     try:
         source = parse_zone(name, path, data, include_anywhere=include_anywhere, signed=signed)
     except ZoneFileError as e:
-        return ZoneFileError(f"zone {name}: {e}")
+        return e
     source.digest  # computed here, carried back with the source
     return source
 
@@ -159,8 +159,8 @@ class ZoneFiles:
         self._parse(todo, results, workers)
         for name in set(self._read) - set(results):
             del self._read[name]
-        if self.snapshot is not None:
-            self.snapshot.keep_only(name.to_wire() for name in self._read)
+        if self.snapshot is not None:  # a broken file's zone keeps its last good entry
+            self.snapshot.keep_only(zone.name.to_wire() for zone in zones)
         ordered = {zone.name: results[zone.name] for zone in zones}
         fresh = [
             r for name, r in ordered.items()
@@ -193,17 +193,8 @@ class ZoneFiles:
         todo = _Todo(zone, st.st_size, st.st_mtime_ns, digest, includes, data)
         if self.snapshot is not None and not includes:
             entry = self.snapshot.get(zone.name.to_wire(), digest)
-            if entry is not None:
-                try:
-                    source = ZoneSource.of(zone.name, path, entry[1])
-                    source.serial  # the apex SOA is there and readable
-                except Exception as e:  # checked by a hash, so only a bug gets here; parse instead
-                    log.warn("zone snapshot entry for {zone} unusable ({error}): parsing the file",
-                             zone=zone.name.to_text(), error=repr(e))
-                    return todo
-                if zone.dnssec and signed_zone_conflicts(source):
-                    return todo  # read while unsigned: parsing names the file's line
-                source.__dict__["digest"] = entry[2]  # the cached content digest
+            source = _from_entry(zone, entry) if entry is not None else None
+            if source is not None:  # (else parsed: that names the file's line)
                 self.from_snapshot += 1
                 return self._remember(todo, source)
         return todo
@@ -244,6 +235,15 @@ class ZoneFiles:
         self._parse([found], results, 1)
         return results[zone.name]
 
+    def last_good(self, zone: ZoneSettings) -> ZoneSource | None:
+        """The zone's records as its file last loaded (the snapshot), for a
+        zone whose file is broken now; None when there are none (or they
+        cannot be served as the zone is configured now)."""
+        if self.snapshot is None:
+            return None
+        entry = self.snapshot.latest(zone.name.to_wire())
+        return _from_entry(zone, entry) if entry is not None else None
+
     def digest_of(self, name: dns.name.Name) -> bytes | None:
         """The SHA-256 of the zone's file as last read."""
         read = self._read.get(name)
@@ -257,6 +257,21 @@ class ZoneFiles:
         return f"{how}, {self.from_snapshot} from the snapshot"
 
 
+def _from_entry(zone: ZoneSettings, entry) -> ZoneSource | None:
+    """The source of a snapshot entry, or None when it cannot be served as
+    ``zone`` is configured (a signed zone's records read while unsigned)."""
+    try:
+        source = ZoneSource.of(zone.name, zone.file, entry[1])
+        source.serial  # the apex SOA is there and readable
+    except Exception as e:  # checked by a hash, so only a bug gets here
+        log.warn("zone snapshot entry for {zone} unusable ({error})", zone=zone.name.to_text(), error=repr(e))
+        return None
+    if zone.dnssec and signed_zone_conflicts(source):
+        return None
+    source.__dict__["digest"] = entry[2]  # the cached content digest
+    return source
+
+
 class CatalogMaker:
     """Adds the catalog zone (aliasd.zones.catalog) to the served sources.
 
@@ -268,10 +283,13 @@ class CatalogMaker:
         self._key = None
         self._source: ZoneSource | None = None
 
-    def add_to(self, settings, sources: list[ZoneSource]) -> list[ZoneSource]:
+    def add_to(self, settings, sources: list[ZoneSource], held=()) -> list[ZoneSource]:
+        """``sources`` and the catalog; ``held`` (zones with a broken file
+        and nothing to serve) are members too: leaving the catalog would
+        make the secondaries delete them."""
         if settings.catalog is None:
             return sources
-        key = (settings.catalog.name, frozenset(s.origin for s in sources))
+        key = (settings.catalog.name, frozenset(s.origin for s in sources) | frozenset(held))
         if key != self._key:
             self._key = key
             self._source = catalog_source(key[0], sorted(key[1]))
@@ -295,6 +313,10 @@ class Reloader:
         self.settings = options.settings
         self.files = getattr(options, "files", None) or ZoneFiles()
         self.catalog = getattr(options, "catalog", None) or CatalogMaker()
+        self.broken = getattr(options, "broken", None) or BrokenZones()
+        # Zone -> its last load error ("file:line: reason"), until it loads
+        # again (filled at start too); the control tool reads it.
+        self.errors: dict[dns.name.Name, str] = self.broken.errors
         self._running: defer.Deferred | None = None
         self._again = False
         self._applied: list[str] = []  # steps of _apply done so far
@@ -367,7 +389,7 @@ class Reloader:
     def _apply(self, loaded, settings, signers=None) -> defer.Deferred:
         """Hand what was read to the authority (reactor thread)."""
         results, prepared, parsed = loaded
-        sources, errors, held = [], 0, set()
+        sources, failed, held, mended = [], [], [], []
         frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
         if dynamic is not None:
@@ -379,6 +401,8 @@ class Reloader:
                 sources.append(leaving[zone.name])  # its records, now in its file
                 continue
             if not isinstance(result, ZoneFileError):
+                if self.broken.loaded(zone.name):
+                    mended.append(zone.name)
                 if dynamic is not None and zone.dynamic:
                     # The zone's truth stays; a hand edit of its file is
                     # merged into it (aliasd.update.dynamic).
@@ -389,20 +413,18 @@ class Reloader:
                         continued.add(zone.name)
                 sources.append(result)
                 continue
-            errors += 1
-            held.add(zone.name)
-            previous = self.authority.sources.get(zone.name)
-            if previous is not None:
-                sources.append(previous)
-                log.error("reload: {error}; zone {zone} keeps serving its previous data",
-                          error=str(result), zone=zone.name.to_text())
+            failed.append(zone.name)
+            source = self.broken.failed(zone, result, self.files, dynamic,
+                                        current=self.authority.sources.get(zone.name), at="reload")
+            if source is None:
+                held.append(zone.name)
             else:
-                log.error("reload: {error}; new zone {zone} is not served",
-                          error=str(result), zone=zone.name.to_text())
+                sources.append(source)
+        self.broken.keep_only(z.name for z in settings.zones)
         self._warn_restart_needed(settings)
-        sources = self.catalog.add_to(settings, sources)
-        old = set(self.authority.sources)
-        new = {s.origin for s in sources}
+        sources = self.catalog.add_to(settings, sources, held)
+        old = set(self.authority.sources) | self.authority.held
+        new = {s.origin for s in sources} | set(held)
         applied = self._applied = []  # what _crashed reports if a step fails
         self.handler.access = TransferAccess(settings.transferable_zones)
         applied.append("transfer access")
@@ -425,8 +447,8 @@ class Reloader:
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
-        self.authority.set_sources(sources, prepared, frames=frames, continued=continued)
-        self._apply_signers(settings, signers, held)
+        self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
+        self._apply_signers(settings, signers, set(failed))
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -435,16 +457,15 @@ class Reloader:
             if self.authority.waiting_for_state:
                 log.error("reload: the new versions wait for the state directory (see above); "
                           "they are served once their serials are recorded")
-            log.info(
-                "reload done: {zones} zones ({added} added, {removed} removed, {parsed} file(s) "
-                "read again), {errors} error(s)",
-                zones=len(new), added=len(new - old), removed=len(old - new), parsed=parsed,
-                errors=errors,
+            self.summary = (
+                f"reload done: {len(new)} zones ({len(new - old)} added{_named(new - old)}, "
+                f"{len(old - new)} removed{_named(old - new)}, {parsed} file(s) read again"
+                + (f", {len(mended)} mended{_named(mended)}" if mended else "")
+                + f"), {len(failed)} error(s){_named(failed)}"
             )
-            self.summary = (f"reload done: {len(new)} zones ({len(new - old)} added, {len(old - new)} removed, "
-                            f"{parsed} file(s) read again), {errors} error(s)")
-            self._count("ok" if errors == 0 else "partial")
-            return errors == 0
+            log.info("{summary}", summary=self.summary)
+            self._count("ok" if not failed else "partial")
+            return not failed
 
         return self.authority.when_idle().addCallback(done)
 
@@ -484,27 +505,39 @@ class Reloader:
     def _zone_read(self, result, zone: ZoneSettings) -> defer.Deferred | tuple[bool, str]:
         name = zone.name.to_text()
         current = self.authority.sources.get(zone.name)
-        if isinstance(result, ZoneFileError):
-            keeps = "keeps serving its previous data" if current is not None else "is not served"
-            log.error("reload of zone {zone}: {error}; the zone {keeps}", zone=name, error=str(result), keeps=keeps)
-            return False, f"zone {name}: {result}; the zone {keeps}"
-        frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
+        if isinstance(result, ZoneFileError):
+            held = zone.name in self.authority.held
+            source = self.broken.failed(zone, result, self.files, dynamic, current=current, at="reload")
+            if held and source is not None:  # SERVFAIL until now: the store's last good data instead
+                self._set_one(zone.name, source, {}, set())
+            keeps = ("keeps serving its previous data" if current is not None
+                     else "serves its last good data from the store" if source is not None
+                     else "answers SERVFAIL until its file is mended")
+            return False, f"zone {name}: {result}; the zone {keeps}"
+        mended = self.broken.loaded(zone.name)
+        frames, continued = {}, set()
         if dynamic is not None and dynamic.is_dynamic(zone.name):
             result, frames[zone.name] = dynamic.reload_source(result, self.files.digest_of(zone.name), current)
             if current is not None and result is not current:
                 continued.add(zone.name)
         if result is current:
             return True, f"zone {name}: file unchanged, serial {self.authority.versions[zone.name].serial}"
-        sources = [s for o, s in self.authority.sources.items() if o != zone.name] + [result]
-        self.authority.set_sources(sources, frames=frames, continued=continued)
-        log.info("reload of zone {zone}: its file was read again", zone=name)
+        self._set_one(zone.name, result, frames, continued)
+        log.info("reload of zone {zone}: its file was read again{mended}", zone=name,
+                 mended=" (mended)" if mended else "")
 
         def done(_):
             version = self.authority.versions.get(zone.name)
             serial = version.serial if version is not None else "none (not served yet)"
             return True, f"zone {name}: file read again, serial {serial}"
         return self.authority.when_idle().addCallback(done)
+
+    def _set_one(self, origin: dns.name.Name, source: ZoneSource, frames: dict, continued: set) -> None:
+        """Serve ``source`` for one zone, the others as they are."""
+        sources = [s for o, s in self.authority.sources.items() if o != origin] + [source]
+        self.authority.set_sources(sources, frames=frames, continued=continued,
+                                   held=self.authority.held - {origin})
 
     def _leave_dynamic(self, dynamic, settings) -> dict:
         """Zones whose ``update`` rules are gone: their records are written
@@ -617,6 +650,22 @@ class Reloader:
         ):
             if old != new:
                 log.warn("reload: {what} changed; it takes effect at the next restart", what=what)
+
+
+#: The reload summary names at most this many zones in each list.
+NAMED_IN_SUMMARY = 10
+
+
+def _named(origins) -> str:
+    """`` [a., b.]`` for the summary line, at most NAMED_IN_SUMMARY names,
+    then ``and N more``; empty for none."""
+    names = sorted(o.to_text() for o in origins)
+    if not names:
+        return ""
+    text = ", ".join(names[:NAMED_IN_SUMMARY])
+    if len(names) > NAMED_IN_SUMMARY:
+        text += f" and {len(names) - NAMED_IN_SUMMARY} more"
+    return f" [{text}]"
 
 
 def _read_zones(settings, files: ZoneFiles):

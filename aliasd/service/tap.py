@@ -1,9 +1,11 @@
 """``twistd aliasd``: command-line options and the assembly of the service.
 
 Options read the configuration file, apply the command-line overrides and
-load every zone file before anything starts, so a mistake is reported as one
-line (``aliasd: zones/example.com.zone:12: ...``) and the process exits
-non-zero. ``makeService`` is the one place where the object graph is built.
+load every zone file before anything starts. A mistake in the configuration
+is reported as one line (``aliasd: aliasd.toml: ...``) and the process exits
+non-zero; a zone file that does not load is that zone's problem only
+(aliasd.service.broken): it is logged, and every other zone starts.
+``makeService`` is the one place where the object graph is built.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
 from aliasd.service.authority import ZoneAuthority
+from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
     SOCKET_NAME,
     ControlFactory,
@@ -105,6 +108,8 @@ class Options(usage.Options):
         self.journal_files: JournalStore | None = None
         self.dynamic: DynamicZones | None = None
         self.signers: dict = {}
+        self.broken = BrokenZones()  # zones whose file failed to load (the Reloader's errors)
+        self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
         self.log_levels = None  # the [log] levels of twistd's observer (makeService)
 
     def opt_listen(self, address: str) -> None:
@@ -141,15 +146,17 @@ class Options(usage.Options):
             results, _ = self.files.read_all(self.settings.zones, workers=os.cpu_count() or 1)
             log.info("zone files read in {seconds:.2f} s: {how}",
                      seconds=time.monotonic() - started, how=self.files.summary())
-            for result in results.values():
-                if isinstance(result, ZoneFileError):
-                    raise result
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
             was_dynamic = self.journal_files.dynamic_keys()
             for zone in self.settings.zones:
-                if zone.dynamic:  # its truth from the store, a hand edit of its file merged in
+                if isinstance(results[zone.name], ZoneFileError):  # that zone's problem only
+                    results[zone.name] = self.broken.failed(zone, results[zone.name], self.files, self.dynamic)
+                    if results[zone.name] is None:
+                        self.held.append(zone.name)
+                        del results[zone.name]
+                elif zone.dynamic:  # its truth from the store, a hand edit of its file merged in
                     results[zone.name] = self.dynamic.start_source(
                         results[zone.name], self.files.digest_of(zone.name)
                     )
@@ -157,7 +164,7 @@ class Options(usage.Options):
                     results[zone.name] = self.dynamic.start_static(
                         results[zone.name], self.files.digest_of(zone.name)
                     )
-            self.sources = self.catalog.add_to(self.settings, list(results.values()))
+            self.sources = self.catalog.add_to(self.settings, list(results.values()), self.held)
             self.signers = make_signers(self.settings)
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
@@ -271,7 +278,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     )
     apply_journal_limits(authority, settings)
     resolver.on_change = authority.rebuild
-    load_zones(authority, options.sources, reactor)
+    load_zones(authority, options.sources, reactor, options.held)
     handler = QueryHandler(
         authority,
         settings.server.max_udp_size,
@@ -329,10 +336,11 @@ def makeService(options: Options) -> logsetup.LoggingService:
     reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)
     reactor.callWhenRunning(
         log.info,
-        "aliasd {version} started: {zones} zones, DNS on {listen} port {port}, "
+        "aliasd {version} started: {zones} zones ({broken} with a broken file), DNS on {listen} port {port}, "
         "TLS {tls}, rate limit {rrl}, upstreams {upstreams}, state in {state}, statistics {stats}",
         version=__version__,
-        zones=len(options.sources),
+        zones=len(options.sources) + len(options.held),
+        broken=len(options.broken.errors),
         listen=", ".join(settings.server.listen),
         port=settings.server.port,
         tls=f"on {', '.join(tls.listen)} port {tls.port}" if tls.enabled else "off",
@@ -342,7 +350,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
     if settings.statistics.listen is not None:
-        _register_gauges(stats, authority, resolver, lag, secondaries)
+        _register_gauges(stats, authority, resolver, lag, secondaries, options.broken)
         _register_store(stats, options.state.db, authority, reactor)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
@@ -354,7 +362,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
 BACKGROUND_LOAD_FROM = 1000
 
 
-def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> None:
+def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor, held=()) -> None:
     """Serve the zones read at start: before the reactor runs when they are
     few, else in slices once it runs, so the server answers from the start."""
     started = time.monotonic()
@@ -371,7 +379,7 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> 
         source.origin in authority.signers and len(source.records) >= authority.heavy_from for source in sources
     )
     if len(sources) < BACKGROUND_LOAD_FROM and not heavy:
-        authority.set_sources(sources, wait=True)
+        authority.set_sources(sources, wait=True, held=held)
         gc.collect()
         loaded()
         return
@@ -380,12 +388,12 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor) -> 
     # walk them while zones load (0.35 s at 10,000 zones).
     gc.collect()
     gc.freeze()
-    authority.set_sources(sources)
+    authority.set_sources(sources, held=held)
     authority.when_idle().addCallback(loaded)
 
 
 def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag,
-                     secondaries: SecondaryTable) -> None:
+                     secondaries: SecondaryTable, broken: BrokenZones) -> None:
     stats.gauge("aliasd_reactor_lag_seconds_max", "Longest time the reactor was held up since start.",
                 lambda: [({}, round(lag.max_lag, 6))])
     stats.gauge("aliasd_reactor_stalls", "Times the reactor was held up for 0.1 s or more.",
@@ -406,6 +414,17 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
         "aliasd_zones",
         "Zones served.",
         lambda: [({}, len(authority.versions))],
+    )
+
+    stats.gauge(
+        "aliasd_zones_broken",
+        "Zones whose file failed to load at the last attempt.",
+        lambda: [({}, len(broken.errors))],
+    )
+    stats.gauge(
+        "aliasd_zones_stale",
+        "Zones whose file is broken, serving older data from the store.",
+        lambda: [({}, len(broken.stale))],
     )
 
     def targets():

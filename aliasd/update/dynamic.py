@@ -141,6 +141,38 @@ def merge_edit(base: dict, edited: dict, current: dict) -> tuple[dict, int, list
     return merged, changed, lost
 
 
+def _replay(frames: list, epoch: int) -> tuple[dict, set, tuple | None, int]:
+    """A journal from its snapshot at ``epoch`` on: (the records with
+    every update applied, the SHA-256 of files aliasd wrote or took, the
+    last file's base or None, how many updates)."""
+    sha, _, records = journaldb.decode_snapshot(frames[epoch][1])
+    known = {sha}
+    base = None
+    updates = 0
+    records = dict(records)
+    for kind, payload in frames[epoch + 1:]:
+        if kind == journaldb.UPDATE:
+            for key, packed in journaldb.decode_nodes(payload)[1].items():
+                if packed is None:
+                    records.pop(key, None)
+                else:
+                    records[key] = packed
+            updates += 1
+        elif kind == journaldb.FILE:
+            base = journaldb.decode_file(payload)
+            known.add(base[0])
+        elif kind == journaldb.WRITTEN:  # an earlier release wrote the file
+            known.add(journaldb.decode_written(payload)[0])
+    return records, known, base, updates
+
+
+def _snapshot_base(snapshot_frame, records: dict) -> tuple:
+    """The base of a hand edit when the journal records no file: the
+    snapshot's file, with ``records`` (its records, updates applied)."""
+    sha, serial, _ = journaldb.decode_snapshot(snapshot_frame[1])
+    return sha, serial, dict(records)
+
+
 class DynamicZones:
     """The zones with update rules: their truth, their file, its base."""
 
@@ -227,24 +259,7 @@ class DynamicZones:
             return self._take(source, file_sha, source, "first load")
         if frames[epoch][0] == journaldb.BASE:
             return self._start_legacy(source, file_sha, frames, epoch)
-        sha, serial, records = journaldb.decode_snapshot(frames[epoch][1])
-        known = {sha}
-        base = None
-        updates = 0
-        records = dict(records)
-        for kind, payload in frames[epoch + 1:]:
-            if kind == journaldb.UPDATE:
-                for key, packed in journaldb.decode_nodes(payload)[1].items():
-                    if packed is None:
-                        records.pop(key, None)
-                    else:
-                        records[key] = packed
-                updates += 1
-            elif kind == journaldb.FILE:
-                base = journaldb.decode_file(payload)
-                known.add(base[0])
-            elif kind == journaldb.WRITTEN:  # an earlier release wrote the file
-                known.add(journaldb.decode_written(payload)[0])
+        records, known, base, updates = _replay(frames, epoch)
         truth = source if records == dict(source.records) else ZoneSource.of(origin, source.path, records)
         if updates:
             log.info("zone {zone}: {count} update(s) from the journal applied on top of its snapshot",
@@ -257,8 +272,25 @@ class DynamicZones:
             self.written[origin] = source  # the file: stale() writes the truth when they differ
             return truth, []
         if base is None:  # no file recorded: the snapshot's file, if it is the one on disk, is the base
-            base = (sha, serial, dict(records))
+            base = _snapshot_base(frames[epoch], records)
         return self._merge(source, file_sha, truth, base)
+
+    def stored_source(self, origin: dns.name.Name, path: Path) -> ZoneSource | None:
+        """A dynamic zone's truth from the store alone, for a zone whose
+        file is broken at start: served until the file is mended, which is
+        then merged into it as a hand edit (its base is the file aliasd last
+        wrote or took). None without a snapshot in the journal."""
+        key = store.key_of(origin)
+        frames = self.files.read(key)
+        epoch = max((i for i, (kind, _) in enumerate(frames) if kind == journaldb.SNAPSHOT), default=None)
+        if epoch is None or any(kind == journaldb.BASE for kind, _ in frames[epoch:]):
+            return None  # none, or an earlier release's journal: read with its file (_start_legacy)
+        records, known, base, _ = _replay(frames, epoch)
+        truth = ZoneSource.of(origin, path, records)
+        self.known[origin] = known  # the broken file is not among them: never written over
+        self.base[origin] = base if base is not None else _snapshot_base(frames[epoch], records)
+        self.written[origin] = truth
+        return truth
 
     def _start_legacy(self, source, file_sha, frames, epoch) -> tuple[ZoneSource, list]:
         """A journal of an earlier release (B, W, U and S frames): read as

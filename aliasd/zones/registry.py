@@ -46,6 +46,7 @@ class ZoneRegistry:
     def __init__(self):
         self.sources: dict[dns.name.Name, ZoneSource] = {}
         self.versions: dict[dns.name.Name, ZoneVersion] = {}
+        self.held: frozenset[dns.name.Name] = frozenset()  # configured, nothing to serve: see ``hold``
         # The fast path's view, on lower-case wire keys: origin -> version
         # (NOT_LOADED until the first is served), and the suffixes of each
         # zone's SOA names, which the negative fast path must avoid.
@@ -71,13 +72,20 @@ class ZoneRegistry:
         per label; what follows uses the file's own origin, whose hash is
         kept (aliasd.base.store.CachedName), not the name walked to.
         """
-        sources = self.sources
+        return self._closest(name)[1]
+
+    def _closest(self, name: dns.name.Name) -> tuple[dns.name.Name | None, ZoneSource | None]:
+        """(origin, file) of the closest enclosing configured zone; a held
+        zone (``hold``) has no file; (None, None) outside every zone."""
+        sources, held = self.sources, self.held
         while True:
             source = sources.get(name)
             if source is not None:
-                return source
+                return source.origin, source
+            if held and name in held:
+                return name, None
             if len(name) <= 1:
-                return None
+                return None, None
             name = name.parent()
 
     def origin_of(self, name: dns.name.Name) -> dns.name.Name | None:
@@ -103,8 +111,8 @@ class ZoneRegistry:
 
     def is_loading(self, name: dns.name.Name) -> bool:
         """Is ``name`` in a zone that is configured but not served yet?"""
-        source = self.closest_source(name)
-        return source is not None and source.origin not in self.versions
+        origin = self._closest(name)[0]
+        return origin is not None and origin not in self.versions
 
     # -- changing what is served -----------------------------------------
 
@@ -115,6 +123,22 @@ class ZoneRegistry:
             self.generation += 1
             self._origin_of = {}
         self.sources = sources
+
+    def hold(self, origins) -> None:
+        """These configured zones have nothing to serve (their file is
+        broken, and the store has no last good data): they answer SERVFAIL,
+        as while loading, never REFUSED nor their parent zone's answer."""
+        origins = frozenset(origins)
+        if origins == self.held:
+            return
+        for origin in self.held - origins:
+            if origin not in self.sources:  # (mended: its first version is on its way)
+                self.zones_by_wire.pop(store.key_of(origin), None)
+        for origin in origins:
+            self.zones_by_wire.setdefault(store.key_of(origin), NOT_LOADED)
+        self.held = origins
+        self.generation += 1  # a parent zone's cached answers stop covering them
+        self._origin_of = {}
 
     def expect(self, origin_key: bytes) -> None:
         """A configured zone whose first version is not served yet."""

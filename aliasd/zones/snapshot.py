@@ -15,7 +15,8 @@ store is written by the service user and read as root at the next start.
 The aliasd and dnspython versions that compiled the entries are kept
 beside them; entries of other versions are dropped, and those zones
 parsed. This is a cache, never a source of truth: losing it costs one slow
-start.
+start. One exception: a zone whose file is broken serves its entry (the
+last file that loaded) until the file is mended (aliasd.service.broken).
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ class Snapshot:
         if entry is not None and entry[0] == digest:
             return entry
         return None
+
+    def latest(self, key: bytes) -> Entry | None:
+        """The zone's entry whatever its file says now: the last file that
+        loaded, served while the file on disk is broken."""
+        self.load()
+        return self.entries.get(key)
 
     def put(self, key: bytes, digest: bytes, records: dict, content: str) -> None:
         """Remember a freshly parsed zone (written by the next ``save``)."""

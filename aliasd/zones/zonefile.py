@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Mapping
@@ -29,6 +30,7 @@ import dns.zone
 import dns.zonefile
 
 from aliasd.base import store
+from aliasd.zones import explain
 
 #: The private-use type code that other servers use for ALIAS.
 ALIAS_TYPE = store.ALIAS_TYPE
@@ -289,6 +291,20 @@ class RRsetView(Mapping):
         return sum(len(store.types_of(packed)) for packed in self._records.values())
 
 
+def _explained(explainer, *args) -> str | None:
+    """``explainer(*args)``, or None if it fails: explaining an error must
+    never turn a broken zone into a crash of the whole load (the
+    explanation is a nicety; dnspython's words are kept then)."""
+    try:
+        return explainer(*args)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
+#: The directives dnspython's reader knows.
+_DIRECTIVES = frozenset({"$ORIGIN", "$TTL", "$INCLUDE", "$GENERATE"})
+
+
 class _RuleViolation(Exception):
     """A bad record; the reader knows the line where it starts."""
 
@@ -314,21 +330,34 @@ class _GuardedTokenizer(dns.tokenizer.Tokenizer):
     The first token of a line comes from ``get(True, True)``, as dnspython's
     main loop asks for it; a ``$INCLUDE`` there makes the next ``get`` the
     file name, which the reader checks and replaces with the resolved path.
+    It also remembers that first token and the line it is on (``leading``),
+    which an error names and explains (aliasd.zones.explain).
     """
 
     def __init__(self, f, filename: str, reader: "_CheckingReader", idna_codec=None):
         super().__init__(f, filename, idna_codec)
         self._reader = reader
         self._include_at: tuple[str, int] | None = None
+        self.leading: tuple[str, str, int] = ("", "", 0)  # the last line's first token, and where
 
     def get(self, want_leading: bool = False, want_comment: bool = False):
-        token = super().get(want_leading, want_comment)
+        leading = want_leading and want_comment  # a line's first token, as Reader.read asks
+        # (Taken before: after a token that ends its line, where() names the next.)
+        line_start = self.where() if leading else None
+        try:
+            token = super().get(want_leading, want_comment)
+        except dns.exception.SyntaxError:
+            if leading:
+                self.leading = ("", *line_start)  # the line that failed, for the explanation
+            raise
         where = self._include_at
         if where is not None:
             self._include_at = None
             return self._reader._approve_include(token, where)
-        if want_leading and want_comment and token.is_identifier() and token.value.upper() == "$INCLUDE":
-            self._include_at = self.where()
+        if leading:
+            self.leading = (token.value if token.is_identifier() else "", *line_start)
+            if token.is_identifier() and token.value.upper() == "$INCLUDE":
+                self._include_at = self.where()
         return token
 
 
@@ -336,7 +365,9 @@ class _CheckingReader(dns.zonefile.Reader):
     """dnspython's master-file reader, strict where aliasd needs it.
 
     It remembers where each record starts (so rule violations name the right
-    line) and rejects out-of-zone data, which dnspython skips silently.
+    line), says what is wrong with a record or directive it cannot read
+    (aliasd.zones.explain, on the error path only) and rejects out-of-zone
+    data, which dnspython skips silently.
 
     ``$INCLUDE`` names a file relative to the directory of the zone file
     (in included files too), and the file must lie in that directory or
@@ -348,8 +379,11 @@ class _CheckingReader(dns.zonefile.Reader):
 
     record_where: tuple[str, int] = ("", 0)
 
-    def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False, **kwargs):
+    def __init__(self, tok, rdclass, txn, *, zone_path: Path, include_anywhere: bool = False,
+                 text: str = "", **kwargs):
         absolute = os.path.abspath(zone_path)
+        self._text = (str(zone_path), text)  # split into lines only to explain an error
+        self._lines: dict[str, list[str]] = {}
         self.include_base = os.path.dirname(absolute)  # relative $INCLUDE names start here
         self.include_root = os.path.realpath(self.include_base)  # and must stay in here
         self.include_anywhere = include_anywhere
@@ -430,20 +464,53 @@ class _CheckingReader(dns.zonefile.Reader):
     # Private dnspython API (Reader.read calls it once per record, at its first
     # line): pinned by tests/test_private_apis.py.
     def _rr_line(self) -> None:
-        self.record_where = self.tok.where()
+        # Where the record's first line starts (read just before this
+        # call): where() would name the next line after a one-token line.
+        self.record_where = self.tok.leading[1:]
         try:
             super()._rr_line()
-        except dns.exception.SyntaxError as e:
+        except dns.exception.DNSException as e:
             # dnspython would name the line where the tokenizer stopped,
-            # which is the next one when the record's last field is bad.
-            raise _RuleViolation(str(e) or "syntax error") from None
+            # which is the next one when the record's last field is bad;
+            # and its words seldom say which field is wrong.
+            filename, line = self.record_where
+            why = _explained(explain.explain_record, self.lines_of(filename), line, self.current_origin)
+            raise _RuleViolation(why or str(e) or "syntax error") from None
+
+    def lines_of(self, filename: str) -> list[str]:
+        """The lines of a file read (an $INCLUDE file read again: error path only)."""
+        lines = self._lines.get(filename)
+        if lines is None and filename == self._text[0]:
+            lines = self._lines[filename] = self._text[1].split("\n")
+        if lines is None:
+            try:
+                with open(filename, encoding="utf-8") as f:
+                    lines = f.read().split("\n")
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            self._lines[filename] = lines
+        return lines
+
+    def directive_error(self, error: dns.exception.SyntaxError) -> str:
+        """``file:line: reason`` for an error outside a record: a directive
+        named at its own line (dnspython may name the next one)."""
+        value, filename, line = self.tok.leading
+        directive = value.upper()
+        if not directive.startswith("$"):  # a line the tokenizer could not read
+            why = _explained(explain.explain_record, self.lines_of(filename), line, self.current_origin)
+            return f"{filename}:{line}: {why}" if why else str(error)
+        detail = re.sub(r"^.*?:\d+: ", "", str(error))
+        if directive not in _DIRECTIVES:
+            why = f"unknown directive '{value}' (aliasd reads {', '.join(sorted(_DIRECTIVES))})"
+        else:
+            why = _explained(explain.explain_directive, self.lines_of(filename), line, self.current_origin)
+        detail = detail.replace("\n", "\\n")
+        return f"{filename}:{line}: {why or f'{directive}: {detail}'}"
 
     # Private dnspython API (what Reader skips out-of-zone records with):
     # pinned by tests/test_private_apis.py.
     def _eat_line(self) -> None:
-        raise dns.exception.SyntaxError(
-            f"{self.last_name} is outside the zone {self.zone_origin}"
-        )
+        raise _RuleViolation(f"{self.last_name} is outside the zone {self.zone_origin}")
 
 
 #: Types that may stand beside a CNAME (DNSSEC and friends). dns.node._neutral_types
@@ -547,7 +614,7 @@ def read_with_dnspython(
             tok = dns.tokenizer.Tokenizer(text, str(path))
             reader = _CheckingReader(
                 tok, dns.rdataclass.IN, txn, allow_include=True,
-                zone_path=path, include_anywhere=include_anywhere,
+                zone_path=path, include_anywhere=include_anywhere, text=text,
             )
             reader.read()
     except _IncludeRefused as e:
@@ -566,7 +633,7 @@ def read_with_dnspython(
         reason = "SOA record away from the zone apex" if isinstance(e, ValueError) else e
         raise ZoneFileError(f"{filename}:{line}: {reason}") from None
     except dns.exception.SyntaxError as e:
-        raise ZoneFileError(str(e)) from None
+        raise ZoneFileError(reader.directive_error(e) if reader is not None else str(e)) from None
     except dns.exception.DNSException as e:
         raise ZoneFileError(f"{path}: {e}") from None
     rrsets = []
