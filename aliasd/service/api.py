@@ -49,6 +49,9 @@ MAX_BODY = 1024 * 1024
 #: instead of being read to its end for the 413.
 DRAIN_LIMIT = 16 * MAX_BODY
 
+#: The ALPN tokens the API's TLS listener offers.
+API_ALPN = (b"http/1.1",)
+
 #: The PowerDNS release whose API this one follows; clients parse it
 #: (octodns-powerdns reads major.minor to pick its behaviour).
 PDNS_VERSION = "4.7.3"

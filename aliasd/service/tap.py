@@ -56,6 +56,7 @@ from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
+from aliasd.service.api import API_ALPN, ApiService
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
@@ -73,6 +74,7 @@ from aliasd.service.reload import (
     make_signers,
     save_snapshot,
 )
+from aliasd.service.zonemanager import ZoneManager
 from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
@@ -111,6 +113,7 @@ class Options(usage.Options):
         self.broken = BrokenZones()  # zones whose file failed to load (the Reloader's errors)
         self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
         self.log_levels = None  # the [log] levels of twistd's observer (makeService)
+        self.api_tls = None  # [api] TLS options (aliasd.service.api), checked at start
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -170,6 +173,9 @@ class Options(usage.Options):
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
+            if self.settings.api.tls is not None:
+                self.api_tls = certificate_options(
+                    self.settings.api.tls, str(self.settings.path), keys="[api] tls-", protocols=API_ALPN)
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
         except KeyFileError as e:
@@ -327,6 +333,12 @@ def makeService(options: Options) -> logsetup.LoggingService:
         journal_files=options.journal_files,
     )
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
+    if settings.api.enabled:  # the HTTP API (issue 22)
+        manager = ZoneManager(authority, notifier, lambda: reloader.settings)
+        api = ApiService(settings.api, manager, reactor, tls_options=options.api_tls,
+                         catalog=settings.catalog.name.to_text() if settings.catalog else "")
+        api.setServiceParent(top)
+        reloader.api = api.resource
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.dnssec.signer.window)
         every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
@@ -349,6 +361,11 @@ def makeService(options: Options) -> logsetup.LoggingService:
         state=str(settings.server.state_dir),
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
+    if settings.api.enabled:
+        reactor.callWhenRunning(log.info, "HTTP API on {listen} ({tls}), {keys} keys",
+                                listen=", ".join(str(e) for e in settings.api.listen),
+                                tls="TLS" if options.api_tls is not None else "plain HTTP",
+                                keys=len(settings.api.keys))
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver, lag, secondaries, options.broken)
         _register_store(stats, options.state.db, authority, reactor)

@@ -144,7 +144,11 @@ def _cryptokey(key: ZoneKey, has_zsk: bool) -> dict:
     dnskey = key.dnskey
     ds = []
     if key.is_ksk and not key.revoked:
-        ds = [dns.dnssec.make_ds(key.zone, dnskey, digest).to_text() for digest in ("SHA1", "SHA256", "SHA384")]
+        # SHA-1, SHA-256 and SHA-384, as PowerDNS lists them (SHA-1 only
+        # listed, for parents that still want it: dnspython's policy refuses
+        # to make it by default).
+        ds = [dns.dnssec.make_ds(key.zone, dnskey, digest, policy=dns.dnssec.allow_all_policy).to_text()
+              for digest in ("SHA1", "SHA256", "SHA384")]
     return {
         "type": "Cryptokey",
         "id": key.tag,
