@@ -1001,7 +1001,7 @@ def _api_key(api: _Section, i: int, table: Any, base_dir: Path) -> ApiKey:
     name = section.take("name", (str,), "a string", None)
     secret = section.take("secret", (str,), "a string", None)
     secret_file = section.take("secret-file", (str,), "a path", None)
-    zone_texts = section.strings("zones") if "zones" in section.table else None
+    zone_texts = section.take("zones", (list,), "a list of zone names", None)
     create = section.take("create", (bool,), "true or false", None)
     max_zones = section.take("max-zones", (int,), "an integer", None)
     rate = section.take("rate", (int, float), "requests per second", None)
@@ -1020,6 +1020,8 @@ def _api_key(api: _Section, i: int, table: Any, base_dir: Path) -> ApiKey:
     zones = None
     if zone_texts is not None:
         try:
+            if not all(isinstance(text, str) for text in zone_texts):
+                raise ValueError(f"expected a list of zone names, got {zone_texts!r}")
             zones = frozenset(parse_zone_name(text) for text in zone_texts)
         except ValueError as e:
             raise section.error("zones", str(e)) from None
