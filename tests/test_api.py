@@ -216,6 +216,7 @@ def test_zone_shape_with_alias_rrsets(api):
     assert [r["content"] for r in by_type[("www.example.test.", "A")]["records"]] == ["192.0.2.1", "192.0.2.2"]
     # Without the trailing dot, and without rrsets:
     assert api.request("GET", ZONES + "/example.test").json() == zone
+    assert api.request("GET", ZONES + "/example%2Etest%2E").json() == zone  # percent-escaped, as some clients send
     assert set(api.request("GET", ZONES + "/example.test.?rrsets=false").json()) == FULL_KEYS - {"rrsets"}
 
 

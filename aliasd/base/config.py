@@ -698,13 +698,18 @@ def _statistics(section: _Section) -> StatisticsSettings:
     section.finish()
     if text is None:
         return StatisticsSettings()
+    return StatisticsSettings(_endpoint_with_port(section, "listen", text, "127.0.0.1:9353"))
+
+
+def _endpoint_with_port(section: _Section, key: str, text: str, example: str) -> Endpoint:
+    """An "address:port" of a listener (a port is required)."""
     try:
         endpoint = parse_endpoint(text, 0)
     except ValueError as e:
-        raise section.error("listen", str(e)) from None
+        raise section.error(key, str(e)) from None
     if endpoint.port == 0:
-        raise section.error("listen", f"needs a port, as in 127.0.0.1:9353, got {text!r}")
-    return StatisticsSettings(endpoint)
+        raise section.error(key, f"needs a port, as in {example}, got {text!r}")
+    return endpoint
 
 
 def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> TLSSettings:
@@ -712,16 +717,7 @@ def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> T
     paths = {}
     for key in ("certificate", "key", "client-ca"):
         text = section.take(key, (str,), "a path", None)
-        if text is None:
-            paths[key] = None
-            continue
-        path = base_dir / text
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as e:
-            raise section.error(key, f"cannot read {path}: {e.strerror}") from None
-        paths[key] = path
+        paths[key] = None if text is None else _readable(section, key, base_dir / text)
     section.finish()
     if paths["certificate"] is None and (paths["key"] or paths["client-ca"]):
         raise section.error("certificate", "is required when key or client-ca is set")
@@ -945,15 +941,7 @@ def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path
 
 def _api(section: _Section, base_dir: Path) -> ApiSettings:
     """``[api]``: listeners, optional TLS, keys and the default SOA."""
-    listen = []
-    for text in section.strings("listen"):
-        try:
-            endpoint = parse_endpoint(text, 0)
-        except ValueError as e:
-            raise section.error("listen", str(e)) from None
-        if endpoint.port == 0:
-            raise section.error("listen", f'needs a port, as in "127.0.0.1:8081", got {text!r}')
-        listen.append(endpoint)
+    listen = [_endpoint_with_port(section, "listen", text, "127.0.0.1:8081") for text in section.strings("listen")]
     paths = {}
     for key in ("tls-certificate", "tls-key"):
         text = section.take(key, (str,), "a path", None)
@@ -985,6 +973,7 @@ def _api(section: _Section, base_dir: Path) -> ApiSettings:
 
 
 def _readable(section: _Section, key: str, path: Path) -> Path:
+    """``path``, which must be readable now (TLS files are read when used)."""
     try:
         with path.open("rb"):
             pass

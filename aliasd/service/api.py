@@ -21,6 +21,7 @@ import io
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import dns.exception
@@ -411,7 +412,7 @@ class ApiResource(resource.Resource):
     # -- routes
 
     def _dispatch(self, request, method: str, path: str, key: ApiKey):
-        parts = [p for p in path.split("/") if p]
+        parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
         if parts[:1] != ["api"]:
             raise ApiError(404)
         rest = parts[1:]
