@@ -450,7 +450,7 @@ class Reloader:
         applied.append("TLS certificate")
         if self.api is not None and settings.api.enabled:  # keys and default SOA; the listeners stay
             self.api.reconfigure(settings.api, settings.catalog.name.to_text() if settings.catalog else "")
-        applied.append("API keys")
+            applied.append("API keys")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
         self._apply_signers(settings, signers, set(failed))
         applied.append("zones")
