@@ -387,6 +387,13 @@ def test_the_managers_refusal_names_the_record(api):
     assert (answer.status, answer.json()) == (503, {"error": "the state store is full"})
 
 
+def test_a_failure_in_the_manager_is_500_and_logged(api, log_events):
+    api.manager.zones = lambda: 1 / 0
+    answer = api.request("GET", ZONES, accept="application/json")
+    assert (answer.status, answer.json()) == (500, {"error": "Internal Server Error"})
+    assert any(e.get("log_failure") and e["log_failure"].check(ZeroDivisionError) for e in log_events)
+
+
 def test_delete_answers_204(api):
     answer = api.request("DELETE", ZONES + "/example.test.")
     assert (answer.status, answer.body) == (204, b"")

@@ -363,6 +363,9 @@ class ApiResource(resource.Resource):
             return self._error(request, e)
         except ZoneChangeError as e:
             return self._error(request, _from_change_error(e))
+        except Exception:  # noqa: BLE001 (a bug: answered 500 in the API's form, logged with its traceback)
+            log.failure("API: {method} {path} by key {key} failed", method=method, path=path, key=key.name)
+            return self._error(request, ApiError(500))
         if not isinstance(result, defer.Deferred):
             return result
         gone = []
