@@ -114,6 +114,7 @@ class Options(usage.Options):
         self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
         self.log_levels = None  # the [log] levels of twistd's observer (makeService)
         self.api_tls = None  # [api] TLS options (aliasd.service.api), checked at start
+        self.zone_manager = None  # what the HTTP API calls (makeService)
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -327,6 +328,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    options.zone_manager = ZoneManager(authority, notifier, lambda: reloader.settings)
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
@@ -334,8 +336,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     )
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
-        manager = ZoneManager(authority, notifier, lambda: reloader.settings)
-        api = ApiService(settings.api, manager, reactor, tls_options=options.api_tls,
+        api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
                          catalog=settings.catalog.name.to_text() if settings.catalog else "")
         api.setServiceParent(top)
         reloader.api = api.resource
