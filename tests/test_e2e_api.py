@@ -138,7 +138,7 @@ def test_cryptokeys_of_a_signed_zone_match_its_dnskeys(started):
     assert {k["dnskey"] for k in keys if k["published"]} == {rd.to_text() for rd in served}
     ksk = next(k for k in keys if k["flags"] & 1)
     dnskey = next(rd for rd in served if rd.to_text() == ksk["dnskey"])
-    assert ksk["ds"][1] == dns.dnssec.make_ds("example.test.", dnskey, "SHA256").to_text()
+    assert dns.dnssec.make_ds("example.test.", dnskey, "SHA256").to_text() in ksk["ds"]
     assert ksk["keytype"] in ("ksk", "csk") and ksk["type"] == "Cryptokey" and ksk["active"] is True
     assert ksk["id"] == dns.dnssec.key_id(dnskey) and ksk["algorithm"] == "ECDSAP256SHA256" and ksk["bits"] == 256
     assert json.loads(call(base, "GET", zones + "/shop.test./cryptokeys")[2]) == []
