@@ -62,9 +62,9 @@ def api_config(port: int, extra_keys: str = "", tls: str = "") -> str:
 
 
 def call(base: str, method: str, path: str, key: str | None = ADMIN, accept: str | None = None,
-         context: ssl.SSLContext | None = None):
+         context: ssl.SSLContext | None = None, body: bytes | None = None):
     """(status, content type, body) of one request."""
-    request = urllib.request.Request(base + path, method=method)
+    request = urllib.request.Request(base + path, data=body, method=method)
     if key is not None:
         request.add_header("X-API-Key", key)
     if accept:

@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from tests.aliasd_process import free_port
 from tests.secondaries import Named, available
+from tests.test_e2e_api import ADMIN, SHOP, SHOP_ZONE, call
 from tests.test_e2e_catalog import CATALOG, catalog_config, start_secondary, wait_until
 
 pytestmark = pytest.mark.e2e
-
-ADMIN, SHOP = "admin-secret", "shop-secret"
-SHOP_ZONE = """\
-    $ORIGIN shop.test.
-    $TTL 300
-    @     SOA ns1 hostmaster 3 86400 600 864000 120
-          NS  ns1
-    ns1   A   192.0.2.54
-    """
-
 
 class Client:
     """JSON over HTTP with one key."""
@@ -42,15 +31,8 @@ class Client:
 
     def __call__(self, method: str, path: str, body=None) -> tuple[int, object]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"X-API-Key": self.key, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=20) as answer:
-                text = answer.read()
-                return answer.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            return e.code, json.loads(text) if text else None
+        status, _, text = call(self.base, method, path, key=self.key, accept="application/json", body=data)
+        return status, json.loads(text) if text else None
 
 
 def api_config(port: int) -> str:
