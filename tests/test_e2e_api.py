@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import dns.dnssec
+import dns.rcode
 import dns.rdatatype
 import pytest
 
@@ -184,3 +185,14 @@ def test_api_over_tls(aliasd, tmp_path):
     assert status == 200 and {z["name"] for z in json.loads(body)} == {"example.test.", "shop.test."}
     with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP is not spoken there
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=5).read()
+
+
+def test_with_the_api_aliasd_starts_without_zones(aliasd):
+    port = free_port()
+    process = aliasd(f"""
+        [api]
+        listen = ["127.0.0.1:{port}"]
+        keys = [ {{ name = "admin", secret = "{ADMIN}" }} ]
+        """)
+    assert call(f"http://127.0.0.1:{port}", "GET", "/api/v1/servers/localhost/zones")[::2] == (200, b"[]")
+    assert process.query("example.test", "SOA").rcode() == dns.rcode.REFUSED

@@ -188,8 +188,8 @@ class Options(usage.Options):
         """The configuration file (read again on every call) with the
         command-line overrides applied; raises ConfigError."""
         settings = self._settings()
-        if not settings.zones:
-            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
+        if not settings.zones and not settings.api.enabled:  # with the API, zones may come at runtime
+            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE (or [api] to create them)")
         return settings
 
     def _settings(self) -> Settings:
