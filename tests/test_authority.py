@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import dns.name
 import dns.rcode
 import dns.rdatatype as T
 import pytest
+from twisted.logger import formatEvent
 
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.service.authority import ZoneAuthority
@@ -303,3 +306,52 @@ def test_a_zone_of_many_alias_owners_is_followed_a_slice_at_a_time(clock, upstre
     assert len(sizes) >= 4
     answer = version.lookup(N("o349.many.test"), T.A)
     assert {r.to_text() for rrset in answer.answer for r in rrset} == {"192.0.2.1"}
+
+
+def _published_lines(events) -> list[str]:
+    return [formatEvent(e) for e in events
+            if e.get("log_namespace") == "aliasd.service.authority" and "serial" in formatEvent(e)]
+
+
+def test_each_version_is_logged_with_serial_and_reason_when_few(clock, upstream, log_events):
+    authority = ZoneAuthority(AliasResolver(upstream, clock))
+    sources = [zone_source(f"z{i}.test.", "@ 60 SOA ns h 7 1 1 1 1\n@ 60 NS ns\nns 60 A 192.0.2.1\n")
+               for i in range(ZoneAuthority.log_each_up_to)]
+    authority.set_sources(sources)
+    lines = _published_lines(log_events)
+    assert len(lines) == len(sources), lines
+    assert "zone z0.test. serial 7 (first load), 3 records, 0 ALIAS" in lines
+
+
+def test_many_versions_are_summarised_naming_the_first_with_serials(clock, upstream, log_events):
+    authority = ZoneAuthority(AliasResolver(upstream, clock))
+    sources = [zone_source(f"z{i:02d}.test.", f"@ 60 SOA ns h {100 + i} 1 1 1 1\n@ 60 NS ns\n")
+               for i in range(22)]
+    authority.set_sources(sources)
+    [line] = _published_lines(log_events)
+    assert line.startswith("22 zones published: zone "), line
+    named = re.findall(r"zone (z\d\d\.test\.) serial (\d+) \(first load\)", line)
+    assert len(named) == 10, line
+    assert all(int(serial) == 100 + int(zone[1:3]) for zone, serial in named), line
+    assert line.endswith(" and 12 more (12 first load)"), line
+
+
+def test_in_zone_targets_are_counted_and_shown_beside_upstream_ones(authority, clock):
+    """Targets served here are no upstream state, yet they are targets:
+    the gauge and CH TXT targets.aliasd. show them (issue 21)."""
+    from aliasd.answer.status import StatusReporter
+
+    local = {(str(name), T.to_text(rdtype)) for name, rdtype in authority.graph.local}
+    # The ALIAS's own targets in served zones (loops included, but not an
+    # owner that names itself), per address type; not lb.example.org.
+    # (upstream), and not what a chain led to.
+    names = {"lb.cdn.example.net.", "example.com.", "shop.cdn.example.net.", "loop2.example.com.",
+             "loop1.example.com.", "missing.cdn.example.net."}
+    assert local == {(name, t) for name in names for t in ("A", "AAAA")}
+    assert authority.graph.local[(N("lb.cdn.example.net."), T.A)] == {(N("example.com."), N("example.com."))}
+    lines = StatusReporter(authority, authority.graph.resolver, clock)._targets()
+    assert "lb.cdn.example.net. A in-zone zone cdn.example.net. for 1 ALIAS owner(s)" in lines
+    assert any(line.startswith("lb.example.org. A pending") for line in lines)
+    # A reload without the owner forgets its target.
+    authority.set_sources([zone_source("example.com", "@ 300 SOA ns1 h 2 1 1 1 1\n@ 300 A 192.0.2.1\n"), CDN])
+    assert authority.graph.local == {}

@@ -7,6 +7,7 @@ import ipaddress
 from pathlib import Path
 
 import dns.name
+import dns.rdatatype
 import pytest
 
 from aliasd.base.config import ConfigError, Endpoint, load_settings, parse_endpoint
@@ -227,3 +228,56 @@ def test_allow_include_anywhere_is_off_by_default_and_reaches_every_zone(tmp_pat
     settings = load(tmp_path, "[server]\nallow-include-anywhere = true\n" + text)
     assert settings.server.allow_include_anywhere
     assert [z.include_anywhere for z in settings.zones] == [True, True]
+
+
+# -- update rules: names with * labels (ACME) ---------------------------------
+
+ACME_KEY = '[keys.acme]\nsecret = "c2VjcmV0"\n'
+
+
+def _rules(tmp_path, rules: str):
+    (tmp_path / "z.zone").write_text("")
+    settings = load(tmp_path, ACME_KEY + f'[zones."example.com"]\nfile = "z.zone"\nupdate = [ {rules} ]\n')
+    return settings.zones[0].update
+
+
+def _allowed(rules, name: str, rdtype=dns.rdatatype.TXT) -> bool:
+    origin = dns.name.from_text("example.com.")
+    key = dns.name.from_text("acme.")
+    return any(rule.allows(key, dns.name.from_text(name), rdtype, origin) for rule in rules)
+
+
+def test_a_star_label_stands_for_exactly_one_label(tmp_path):
+    rules = _rules(tmp_path, '{ key = "acme", name = "_acme-challenge.*.example.com.", types = ["TXT"] }')
+    assert _allowed(rules, "_acme-challenge.www.example.com.")
+    assert _allowed(rules, "_ACME-Challenge.Shop.Example.COM.")  # names compare without case
+    assert not _allowed(rules, "_acme-challenge.example.com.")  # * is one label, not none
+    assert not _allowed(rules, "_acme-challenge.a.b.example.com.")  # ... nor two
+    assert not _allowed(rules, "www.example.com.")
+    assert not _allowed(rules, "x._acme-challenge.www.example.com.")  # not below it without subdomains
+    assert not _allowed(rules, "_acme-challenge.www.example.com.", dns.rdatatype.A)
+
+
+def test_a_relative_pattern_and_subdomains(tmp_path):
+    rules = _rules(tmp_path, '{ key = "acme", name = "_acme-challenge.*", subdomains = true }')
+    assert _allowed(rules, "_acme-challenge.www.example.com.")
+    assert _allowed(rules, "x.y._acme-challenge.www.example.com.")
+    assert not _allowed(rules, "_acme-challenge.example.com.")
+    assert not _allowed(rules, "_acme-challenge.www.other.com.")
+
+
+def test_the_readme_pair_of_rules_covers_www_and_the_apex(tmp_path):
+    rules = _rules(
+        tmp_path,
+        '{ key = "acme", name = "_acme-challenge.example.com.", types = ["TXT"] }, '
+        '{ key = "acme", name = "_acme-challenge.*.example.com.", types = ["TXT"] }',
+    )
+    assert _allowed(rules, "_acme-challenge.example.com.")
+    assert _allowed(rules, "_acme-challenge.www.example.com.")
+    assert not _allowed(rules, "_acme-challenge.a.www.example.com.")
+
+
+@pytest.mark.parametrize("name", ["_acme-challenge.w*.example.com.", "*x.example.com.", "a.**.example.com."])
+def test_a_star_inside_a_label_is_an_error(tmp_path, name):
+    with pytest.raises(ConfigError, match=r"update entry 1: name: .*a \* stands for a whole label only"):
+        _rules(tmp_path, f'{{ key = "acme", name = "{name}" }}')

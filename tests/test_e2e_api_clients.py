@@ -93,7 +93,8 @@ def test_lego_gets_a_wildcard_certificate_through_the_api(tmp_path, api_target, 
             PDNS_PROPAGATION_TIMEOUT="30", PDNS_POLLING_INTERVAL="1",
             LEGO_CA_CERTIFICATES=str(acme.ca_file),
         ),
-        lambda: api_rrsets(server).get((CHALLENGE, "TXT"), (0, set()))[1], (OSError, AssertionError), timeout=90,
+        lambda: frozenset(api_rrsets(server).get((CHALLENGE, "TXT"), (0, set()))[1]), (OSError, AssertionError),
+        timeout=90,
     )
     details = (
         f"lego exited with {returncode}:\n{out[-6000:]}\n--- {server.kind} log:\n{server.log()[-6000:]}"

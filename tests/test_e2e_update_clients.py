@@ -343,16 +343,16 @@ class Pebble:
 def run_watching(argv: list[str], env: dict[str, str], look, errors: tuple, timeout: float):
     """Run a client to its end (killed after ``timeout`` seconds), calling
     ``look()`` every 50 ms meanwhile: (exit status, output, each different
-    set of strings ``look`` returned, in order; an exception in ``errors``
-    counts as a set holding its text)."""
+    value ``look`` returned, in order; an exception in ``errors`` counts as
+    a value holding its text)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    seen: list[frozenset[str]] = []
+    seen: list = []
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            values = frozenset(look())
+            values = look()
         except errors as e:
-            values = frozenset([f"({e!r})"])
+            values = (frozenset([f"({e!r})"]),)
         if not seen or seen[-1] != values:
             seen.append(values)
         time.sleep(0.05)
@@ -378,15 +378,10 @@ def pebble(tmp_path):
         p.stop()
 
 
-def test_certbot_gets_a_wildcard_certificate_through_update(tmp_path, dns_server, pebble):
-    certbot = client("certbot", "certbot_dns_rfc2136")
-    program("pebble")
-    server = dns_server(
-        CERTBOT_ZONE,
-        keys={"acme": ACME_SECRET},
-        update=[{"key": "acme", "name": CHALLENGE, "subdomains": True, "types": ["TXT"]}],
-    )
-    acme = pebble(server.port)
+def run_certbot(tmp_path, server, acme, domains: list[str], watch: list[str]):
+    """certbot ``certonly`` for ``domains`` through aliasd's UPDATE; returns
+    (exit status, the TXT RRsets seen at the ``watch`` names while it ran,
+    the details for a failed assertion, its configuration directory)."""
     credentials = tmp_path / "rfc2136.ini"
     credentials.write_text(
         textwrap.dedent(
@@ -402,21 +397,22 @@ def test_certbot_gets_a_wildcard_certificate_through_update(tmp_path, dns_server
     credentials.chmod(0o600)
     certbot_dir = tmp_path / "certbot"
     argv = [
-        certbot, "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
-        "--server", acme.directory_url,
+        client("certbot", "certbot_dns_rfc2136"), "certonly", "--non-interactive", "--agree-tos",
+        "--register-unsafely-without-email", "--server", acme.directory_url,
         "--config-dir", str(certbot_dir / "config"), "--work-dir", str(certbot_dir / "work"),
         "--logs-dir", str(certbot_dir / "logs"),
         "--authenticator", "dns-rfc2136", "--preferred-challenges", "dns",
         "--dns-rfc2136-credentials", str(credentials),
-        # certbot adds both TXT records, then waits this long before telling
+        # certbot adds every TXT record, then waits this long before telling
         # pebble to validate: the window in which the test sees them.
         "--dns-rfc2136-propagation-seconds", "3",
-        "--cert-name", "example.test", "-d", "*.example.test", "-d", "example.test",
+        "--cert-name", "example.test", *[arg for domain in domains for arg in ("-d", domain)],
     ]
-    # each different TXT RRset seen while certbot ran
+    # each different set of TXT RRsets seen while certbot ran
     returncode, out, seen = run_watching(
         argv, loopback_env(REQUESTS_CA_BUNDLE=str(acme.ca_file)),
-        lambda: server.texts(CHALLENGE, "TXT"), (dns.exception.Timeout, OSError), timeout=60,
+        lambda: tuple(frozenset(server.texts(name, "TXT")) for name in watch),
+        (dns.exception.Timeout, OSError), timeout=60,
     )
     certbot_log = (certbot_dir / "logs" / "letsencrypt.log")
     details = (
@@ -425,12 +421,41 @@ def test_certbot_gets_a_wildcard_certificate_through_update(tmp_path, dns_server
         + f"\n--- {server.kind} log:\n{server.log()[-6000:]}\n--- pebble log:\n{acme.log()[-3000:]}"
         + f"\n--- TXT RRsets seen: {seen}"
     )
+    return returncode, seen, details, certbot_dir
+
+
+def certificate_names(certbot_dir: Path) -> set[str]:
+    pem = (certbot_dir / "config" / "live" / "example.test" / "fullchain.pem").read_bytes()
+    certificate = x509.load_pem_x509_certificate(pem)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(names.get_values_for_type(x509.DNSName))
+
+
+def acme_update(server, name: str, rdtype: str, value: str) -> int:
+    """The rcode of adding one record, signed with the key certbot holds."""
+    ring = dns.tsigkeyring.from_text({"acme.": (dns.tsig.HMAC_SHA256, ACME_SECRET)})
+    update = dns.update.Update(ZONE, keyring=ring, keyname="acme.")
+    update.add(name, 60, rdtype, value)
+    return dns.query.tcp(update, "127.0.0.1", port=server.port, timeout=5).rcode()
+
+
+def test_certbot_gets_a_wildcard_certificate_through_update(tmp_path, dns_server, pebble):
+    client("certbot", "certbot_dns_rfc2136")
+    program("pebble")
+    server = dns_server(
+        CERTBOT_ZONE,
+        keys={"acme": ACME_SECRET},
+        update=[{"key": "acme", "name": CHALLENGE, "subdomains": True, "types": ["TXT"]}],
+    )
+    acme = pebble(server.port)
+    returncode, seen, details, certbot_dir = run_certbot(
+        tmp_path, server, acme, ["*.example.test", "example.test"], [CHALLENGE])
     assert returncode == 0, details
 
     # Both challenges (the wildcard's and the bare name's) were in the zone
     # together while pebble validated: two distinct 43-character key
     # authorization digests (RFC 8555 8.4), quoted in the TXT presentation.
-    both = [values for values in seen if len(values) == 2]
+    both = [values for (values,) in seen if len(values) == 2]
     assert both, details
     for value in both[0]:
         assert len(value.strip('"')) == 43, details
@@ -443,24 +468,57 @@ def test_certbot_gets_a_wildcard_certificate_through_update(tmp_path, dns_server
     assert server.texts(ZONE, "A") == {"192.0.2.1"}
 
     # The certificate covers both names.
-    pem = (certbot_dir / "config" / "live" / "example.test" / "fullchain.pem").read_bytes()
-    certificate = x509.load_pem_x509_certificate(pem)
-    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert set(names.get_values_for_type(x509.DNSName)) == {"*.example.test", "example.test"}
+    assert certificate_names(certbot_dir) == {"*.example.test", "example.test"}
 
     # The key certbot holds may change nothing but TXT below _acme-challenge.
-    ring = dns.tsigkeyring.from_text({"acme.": (dns.tsig.HMAC_SHA256, ACME_SECRET)})
     for name, rdtype, value in (
         ("www", "TXT", "not allowed"),          # outside the name
         ("_acme-challenge", "A", "192.0.2.66"),  # not TXT
     ):
-        update = dns.update.Update(ZONE, keyring=ring, keyname="acme.")
-        update.add(name, 60, rdtype, value)
-        response = dns.query.tcp(update, "127.0.0.1", port=server.port, timeout=5)
-        assert response.rcode() == dns.rcode.REFUSED, (name, rdtype, dns.rcode.to_text(response.rcode()))
+        rcode = acme_update(server, name, rdtype, value)
+        assert rcode == dns.rcode.REFUSED, (name, rdtype, dns.rcode.to_text(rcode))
     assert server.texts("www.example.test.", "TXT") == set()
     assert server.texts(CHALLENGE, "A") == set()
     assert server.alive(), server.log()
+
+
+WWW_CHALLENGE = "_acme-challenge.www.example.test."
+
+
+def test_certbot_through_the_acme_pattern_rules(tmp_path, dns_server, pebble):
+    """The README's pair of rules: ``_acme-challenge.*`` for each host's
+    challenge, ``_acme-challenge`` for the apex's (and its wildcard's)."""
+    if SERVER_KIND != "aliasd":
+        pytest.skip("BIND's update-policy has no pattern with * inside a name")
+    client("certbot", "certbot_dns_rfc2136")
+    program("pebble")
+    server = dns_server(
+        CERTBOT_ZONE,
+        keys={"acme": ACME_SECRET},
+        update=[
+            {"key": "acme", "name": "_acme-challenge.*.example.test.", "types": ["TXT"]},
+            {"key": "acme", "name": "_acme-challenge", "types": ["TXT"]},
+        ],
+    )
+    acme = pebble(server.port)
+    returncode, seen, details, certbot_dir = run_certbot(
+        tmp_path, server, acme, ["www.example.test", "*.example.test"], [WWW_CHALLENGE, CHALLENGE])
+    assert returncode == 0, details
+    # Both challenges were served while pebble validated, one at each name.
+    assert [values for values in seen if all(len(v) == 1 for v in values)], details
+    assert certificate_names(certbot_dir) == {"www.example.test", "*.example.test"}
+    assert server.texts(WWW_CHALLENGE, "TXT") == set() and server.texts(CHALLENGE, "TXT") == set(), details
+
+    # Names outside the two rules are refused: two labels for the one *,
+    # a name below the challenge, the host itself, another type.
+    for name, rdtype in (("_acme-challenge.a.b", "TXT"), ("x._acme-challenge.www", "TXT"),
+                         ("www", "TXT"), ("_acme-challenge.www", "A")):
+        rcode = acme_update(server, name, rdtype, "192.0.2.66" if rdtype == "A" else "no")
+        assert rcode == dns.rcode.REFUSED, (name, rdtype, dns.rcode.to_text(rcode))
+    assert server.texts("_acme-challenge.a.b.example.test.", "TXT") == set()
+    assert server.texts("www.example.test.", "TXT") == set()
+    assert re.search(r"update of zone example\.test\. from 127\.0\.0\.1\S* \(key acme\.?\): REFUSED",
+                     server.log()), server.log()
 
 
 # ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import dns.tsigkeyring
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base.access import TransferAccess
@@ -445,3 +446,20 @@ def test_udp_sockets_get_large_buffers():
             assert grown >= 8 * 1024 * 1024 > default
         else:
             assert grown >= default
+
+
+@pytest.mark.parametrize(("make", "opcode", "zone"), [
+    (lambda: dns.message.make_query("example.com.", "AXFR"), "AXFR", "example.com."),
+    (lambda: dns.message.make_query("www.example.com.", "A"), "QUERY", "example.com."),
+    (lambda: dns.message.make_query("www.elsewhere.test.", "A"), "QUERY", "?"),
+    (lambda: dns.message.Message(), "QUERY", "?"),  # no question at all
+])
+def test_tsig_errors_are_logged_by_their_tsig_name_with_opcode_and_zone(handler, log_events, make, opcode, zone):
+    """Issue 21: rcode 16 is BADSIG in a TSIG record (BADVERS is EDNS's)."""
+    handler.keyring = {dns.name.from_text("k."): dns.tsig.Key("k.", b"the secret of the key")}
+    query = make()
+    query.use_tsig(dns.tsig.Key("k.", b"another secret"))
+    response = dns.message.from_wire(handler.handle(query.to_wire(), "127.0.0.1", over_udp=False), keyring=False)
+    assert response.rcode() == dns.rcode.NOTAUTH and response.tsig_error == dns.rcode.BADSIG
+    [line] = [formatEvent(e) for e in log_events if "TSIG error" in e.get("log_format", "")]
+    assert line == f"TSIG error BADSIG on {opcode} for zone {zone} from 127.0.0.1 with key k."

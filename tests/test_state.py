@@ -94,9 +94,12 @@ def test_writes_on_one_thread_join_the_open_transaction_and_abort_together(tmp_p
 def test_a_full_store_refuses_the_write_whole_and_keeps_what_was_recorded(tmp_path):
     store = StateStore(tmp_path, max_size=256 * 1024)
     store.save_zones({N("a.example"): ZoneState(1, "d")})
+    used, limit = store.db.usage()
+    assert limit == 256 * 1024 and 0 < used < limit and store.db.commit_failures == 0
     with pytest.raises(OSError) as failed:
         store.save_zones({N(f"z{i}.example"): ZoneState(i, "x" * 64) for i in range(20000)})
     assert failed.value.errno == errno.ENOSPC and "size limit" in str(failed.value)
+    assert store.db.commit_failures == 1  # what aliasd_store_commit_failures_total reads
     assert store.load_zone(N("z1.example")) is None
     store.save_zones({N("a.example"): ZoneState(2, "e")})  # and it goes on
     assert _read_in_another_process(tmp_path, "a.example", "z1.example") == [(2, "e"), None]

@@ -33,8 +33,8 @@ def test_counters_and_gauges_in_the_text_format():
     body, content_type = stats.render()
     text = body.decode()
     assert content_type.startswith("text/plain; version=0.0.4")
-    assert 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="udp"} 3.0' in text.splitlines()
-    assert 'aliasd_transfers_total{client="192.0.2.1",kind="AXFR-full"} 1.0' in text.splitlines()
+    assert 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="udp"} 3' in text.splitlines()
+    assert 'aliasd_transfers_total{client="192.0.2.1",kind="AXFR-full"} 1' in text.splitlines()
     got = samples(text)
     assert got[("aliasd_rrl_dropped_total", ())] == 4
     assert got[("aliasd_zone_serial", (("zone", "example.com."),))] == 7
@@ -47,6 +47,23 @@ def test_counters_and_gauges_in_the_text_format():
     assert "_created" not in text
     # The standard process metrics come along.
     assert got[("process_resident_memory_bytes", ())] > 0
+
+
+def test_whole_values_are_written_as_integers():
+    """Serials read as a secondary shows them, not 2.026120704e+09; other
+    values keep their fractions, label values are left alone."""
+    stats = Statistics()
+    stats.gauge("aliasd_zone_serial", "Serials.", lambda: [({"zone": "ex ample} 1.0"}, 2026120704)])
+    stats.gauge("aliasd_reactor_lag_seconds_max", "Lag.", lambda: [({}, 0.25)])
+    stats.inc("aliasd_malformed_total", 3)
+    for accept in ("", "application/openmetrics-text; version=1.0.0"):
+        lines = stats.render(accept)[0].decode().splitlines()
+        assert 'aliasd_zone_serial{zone="ex ample} 1.0"} 2026120704' in lines
+        assert "aliasd_reactor_lag_seconds_max 0.25" in lines
+        assert "aliasd_malformed_total 3" in lines
+        assert not [line for line in lines if "e+" in line and line.startswith("aliasd_")]
+        assert samples(stats.render(accept)[0].decode().replace("# EOF\n", ""))[
+            ("aliasd_zone_serial", (("zone", "ex ample} 1.0"),))] == 2026120704
 
 
 def test_label_values_are_escaped():
@@ -63,7 +80,7 @@ def test_openmetrics_when_the_scraper_asks_for_it():
     body, content_type = stats.render("application/openmetrics-text; version=1.0.0; charset=utf-8")
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
-    assert b"aliasd_malformed_total 1.0" in body
+    assert b"aliasd_malformed_total 1" in body
 
 
 def _get(site: MetricsSite, path: bytes, accept: bytes | None = None) -> tuple[DummyRequest, bytes]:
@@ -80,7 +97,7 @@ def test_metrics_site_serves_only_metrics():
     site = MetricsSite(stats)
     request, body = _get(site, b"/metrics")
     assert request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(b"text/plain; version=0.0.4")
-    assert b'aliasd_reloads_total{result="ok"} 1.0' in body
+    assert b'aliasd_reloads_total{result="ok"} 1' in body
     request, body = _get(site, b"/metrics", accept=b"application/openmetrics-text; version=1.0.0")
     assert request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(b"application/openmetrics-text")
     request, _ = _get(site, b"/other")

@@ -139,9 +139,11 @@ class QueryHandler:
             self.stats.inc("aliasd_malformed_total")
             return header_only(wire, dns.rcode.FORMERR)
         if tsig_error and self._tsig_log.allow():
+            opcode, zone = self._tsig_context(query)
             log.info(
-                "TSIG error {error} from {client} for key {key}",
-                error=dns.rcode.to_text(tsig_error), client=client, key=str(query.keyname),
+                "TSIG error {error} on {opcode} for zone {zone} from {client} with key {key}",
+                error=dns.rcode.to_text(tsig_error, tsig=True), opcode=opcode, zone=zone,
+                client=client, key=str(query.keyname),
             )
         limit = self._udp_limit(query) if over_udp else 65535
         if tsig_error:
@@ -268,6 +270,21 @@ class QueryHandler:
                 restore_ttls(query, wire)  # RFC 2136's rules look at TTLs dnspython drops
             return query, 0
         return dns.message.from_wire(wire, keyring=lambda m, n: False, one_rr_per_rrset=one_by_one), error
+
+    def _tsig_context(self, query: dns.message.Message) -> tuple[str, str]:
+        """(opcode, zone) of a request with a TSIG error, for its log line:
+        UPDATE, NOTIFY, AXFR, IXFR or QUERY, and the zone it is for (a
+        query's closest served zone; "?" when none)."""
+        opcode = dns.opcode.to_text(query.opcode())
+        if not query.question:
+            return opcode, "?"
+        question = query.question[0]
+        if opcode == "QUERY" and question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            opcode = dns.rdatatype.to_text(question.rdtype)
+        if opcode != "QUERY":
+            return opcode, question.name.to_text()
+        source = self.authority.registry.closest_source(question.name)
+        return opcode, source.origin.to_text() if source is not None else "?"
 
     def _udp_limit(self, query: dns.message.Message) -> int:
         if query.edns < 0:

@@ -6,10 +6,15 @@ From a loopback address only (anyone else gets REFUSED):
     dig @127.0.0.1 -p 5353 +tcp CH TXT targets.aliasd.   # one line per upstream target
     dig @127.0.0.1 -p 5353 CH TXT version.bind.          # "aliasd VERSION"
 
+``version.bind`` and ``version.server`` are answered to anyone, with
+``[server] version`` if set (REFUSED when it is "none", as BIND's
+``version none``).
+
 An owner line says what the current version serves at the owner and how
 the zone's serial stands; a target line says the target's state (resolved,
 no-addresses, stale, expired, pending), its addresses, when it was last
-refreshed, when it refreshes next, and the last failure if any.
+refreshed, when it refreshes next, and the last failure if any; a target
+in a zone served here is "in-zone", answered from that zone's data.
 """
 
 from __future__ import annotations
@@ -45,15 +50,18 @@ def _ago(now: float, then: float | None) -> str:
 class StatusReporter:
     """Answers CH TXT questions about the authority and the resolver."""
 
-    def __init__(self, authority, resolver, clock):
+    def __init__(self, authority, resolver, clock, version: str | None = None):
         self.authority = authority
         self.resolver = resolver
         self.clock = clock
+        self.version = version  # [server] version (reloads change it)
 
     def answer(self, qname: dns.name.Name, qtype: int, client: str) -> tuple[int, list[dns.rrset.RRset]]:
         """(rcode, answer RRsets) for a CHAOS-class question."""
-        if qname in VERSION_NAMES and qtype in (dns.rdatatype.TXT, dns.rdatatype.ANY):
-            return dns.rcode.NOERROR, [_txt(qname, [f"aliasd {__version__}"])]
+        hidden = self.version is not None and self.version.lower() == "none"
+        if qname in VERSION_NAMES and qtype in (dns.rdatatype.TXT, dns.rdatatype.ANY) and not hidden:
+            text = self.version if self.version is not None else f"aliasd {__version__}"
+            return dns.rcode.NOERROR, [_txt(qname, [text])]
         if qname not in (ALIASES, TARGETS):
             return dns.rcode.REFUSED, []
         if not _is_loopback(client):
@@ -83,10 +91,10 @@ class StatusReporter:
         return lines
 
     def _targets(self) -> list[str]:
+        lines = self._local_targets()
         if self.resolver is None:
-            return []
+            return lines
         now = self.clock.seconds()
-        lines = []
         for (name, rdtype), state in sorted(self.resolver.targets.items()):
             addresses = " ".join(state.addresses) if state.addresses else "-"
             line = (
@@ -97,6 +105,17 @@ class StatusReporter:
             if state.failure:
                 line += f" last failure {state.failure} ({state.failures} in a row)"
             lines.append(line)
+        return lines
+
+
+    def _local_targets(self) -> list[str]:
+        """Targets in zones served here: answered from their zone's data."""
+        registry = self.authority.registry
+        lines = []
+        for (name, rdtype), owners in sorted(self.authority.graph.local.items()):
+            zone = registry.origin_of(name)
+            lines.append(f"{name} {dns.rdatatype.to_text(rdtype)} in-zone zone {zone}"
+                         f" for {len(owners)} ALIAS owner(s)")
         return lines
 
 

@@ -107,6 +107,8 @@ class StateDB:
         except OSError as e:
             raise StoreError(e.errno, f"cannot open the state store {self.path}: {e.strerror}") from None
         self._local = threading.local()
+        self.commit_failures = 0  # write transactions that failed (statistics)
+        self._failures_lock = threading.Lock()
         with self.write() as txn:
             found = txn.get(b"format", db=self.meta)
             if found is None:
@@ -142,26 +144,38 @@ class StateDB:
         try:
             txn = self.env.begin(write=True)
         except lmdb.Error as e:
-            raise _os_error(e, "state store") from None
+            raise self._failed(e, "state store") from None
         self._local.txn, self._local.after = txn, []
         try:
             try:
                 yield txn
             except lmdb.Error as e:
                 txn.abort()
-                raise _os_error(e, "state store write") from None
+                raise self._failed(e, "state store write") from None
             except BaseException:
                 txn.abort()
                 raise
             try:
                 txn.commit()
             except lmdb.Error as e:
-                raise _os_error(e, "state store commit") from None
+                raise self._failed(e, "state store commit") from None
             after = self._local.after
         finally:
             self._local.txn = self._local.after = None
         for callback in after:
             callback()
+
+    def _failed(self, error: lmdb.Error, doing: str) -> StoreError:
+        """Count a write that failed (from any thread) and name it."""
+        with self._failures_lock:
+            self.commit_failures += 1
+        return _os_error(error, doing)
+
+    def usage(self) -> tuple[int, int]:
+        """(octets used, the size limit): the pages up to the highest in use
+        (free pages below it are reused first) and the map size."""
+        info = self.env.info()
+        return (info["last_pgno"] + 1) * self.env.stat()["psize"], info["map_size"]
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the write transaction open on this thread

@@ -63,6 +63,8 @@ class Statistics:
     def __init__(self):
         self.counters: collections.Counter = collections.Counter()
         self.gauges: dict[str, tuple[str, GaugeReader]] = {}
+        # Counters kept elsewhere (another thread's), read when scraped.
+        self.read_counters: dict[str, tuple[str, Callable[[], int]]] = {}
 
     @staticmethod
     def key(metric: str, **labels: str) -> tuple:
@@ -78,6 +80,10 @@ class Statistics:
     def gauge(self, metric: str, help_text: str, read: GaugeReader) -> None:
         """Register a gauge read at scrape time as (labels, value) pairs."""
         self.gauges[metric] = (help_text, read)
+
+    def counter(self, metric: str, help_text: str, read: Callable[[], int]) -> None:
+        """Register a counter without labels kept elsewhere, read at scrape time."""
+        self.read_counters[metric] = (help_text, read)
 
     def collect(self) -> list:
         """The counters and gauges as prometheus_client metric families."""
@@ -96,6 +102,8 @@ class Statistics:
             families.append(family)
         if by_metric:
             raise ValueError(f"counters not declared in aliasd.base.stats.COUNTERS: {sorted(by_metric)}")
+        for metric, (help_text, read) in sorted(self.read_counters.items()):
+            families.append(CounterMetricFamily(metric, help_text, value=read()))
         for metric, (help_text, read) in sorted(self.gauges.items()):
             samples = list(read())
             names = sorted(samples[0][0]) if samples else []
@@ -127,7 +135,32 @@ class Statistics:
         from prometheus_client.exposition import choose_encoder
 
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        return integral_values(encoder(self.registry)), content_type
+
+
+def integral_values(body: bytes) -> bytes:
+    """The exposition with whole-number sample values written as integers.
+
+    prometheus_client writes every value as a float, the way Go does, so a
+    serial reads ``2.026120704e+09`` and a count ``3.0``; an operator
+    comparing serials with a secondary's wants ``2026120704``. Both forms
+    are valid in the text format and in OpenMetrics."""
+    lines = body.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line or line.startswith(b"#"):
+            continue
+        # The value follows the labels' closing brace, or the name.
+        cut = line.rfind(b"}") + 1 or line.find(b" ")
+        if cut < 0:
+            continue
+        text, space, tail = line[cut:].lstrip(b" ").partition(b" ")
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if value.is_integer() and abs(value) < 2**53:
+            lines[i] = line[:cut] + b" " + str(int(value)).encode() + space + tail
+    return b"\n".join(lines)
 
 
 class _Metrics(resource.Resource):

@@ -148,6 +148,7 @@ class Signed:
     delegations: frozenset = frozenset()  # the delegation points among them
     prefix: str = ""
     chain_names: tuple = ()  # NSEC3: the name at each place of ``chain``
+    expires: int = 0  # when the earliest signature expires (POSIX time): the buckets' windows
 
     def signatures_at(self, key: bytes, owner: dns.name.Name, covered: int,
                       ttl: int | None = None) -> dns.rrset.RRset | None:
@@ -403,7 +404,8 @@ class Signer:
             _, inception, expiration = self._window_of(key)
             self._sign_owner(version, key, key in delegations, records.get(key), signatures, inception, expiration)
         return Signed(records, signatures, chain, hashed, self.nsec3, state, epochs, ttl, order,
-                      frozenset(auth), frozenset(delegations), prefix, chain_names)
+                      frozenset(auth), frozenset(delegations), prefix, chain_names,
+                      min(w[2] for w in windows))
 
     def _apex_records(self, apex_owner: dns.name.Name, ttl: int, published: list[ZoneKey],
                       now: float) -> list[dns.rrset.RRset]:

@@ -82,6 +82,10 @@ class AliasGraph:
         # Served zone -> the (zone, owner) pairs whose ALIAS follows into it.
         self._users: dict[dns.name.Name, set[Dependent]] = {}
         self._used_by: dict[Dependent, set[dns.name.Name]] = {}
+        # Targets in zones served here -> the (zone, owner) pairs whose ALIAS
+        # names them, and back: what the operator sees as in-zone targets.
+        self.local: dict[TargetKey, set[Dependent]] = {}
+        self._local_of: dict[Dependent, set[TargetKey]] = {}
         self.new_targets = False  # upstream targets found since the resolver was told
         self._targets_told = 0.0
 
@@ -109,6 +113,8 @@ class AliasGraph:
             _unlink(self.dependents, key, dependent)
         for origin in self._used_by.pop(dependent, ()):
             _unlink(self._users, origin, dependent)
+        for key in self._local_of.pop(dependent, ()):
+            _unlink(self.local, key, dependent)
 
     def forget_zone(self, origin: dns.name.Name, source: ZoneSource) -> None:
         """Drop what every ALIAS owner of a zone file followed."""
@@ -216,6 +222,9 @@ class AliasGraph:
             return _Followed("addresses", _rdatas(rdtype, state.addresses), state.ttl)
         self._users.setdefault(origin, set()).add(dependent)
         self._used_by.setdefault(dependent, set()).add(origin)
+        if len(visiting) == 1:  # the ALIAS's own target (not one a chain led to)
+            self.local.setdefault((target, rdtype), set()).add(dependent)
+            self._local_of.setdefault(dependent, set()).add((target, rdtype))
         kind, found = found
         if kind == "none":
             return _NONE

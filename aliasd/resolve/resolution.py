@@ -550,6 +550,11 @@ class AliasResolver(service.Service):
             state.ttl_seen = ttl
             state.ttl = max(ttl, int(self.min_ttl)) if status is Status.RESOLVED else ttl
         if not (changed or newly_failing or ttl_raised):
+            log.debug(  # [log] resolution = "debug": every refresh
+                "ALIAS target {target} {rdtype}: {status}, unchanged{why}",
+                target=state.name.to_text(), rdtype=dns.rdatatype.to_text(state.rdtype),
+                status=status.value, why=f" ({reason})" if reason else "",
+            )
             return
         if changed or newly_failing:
             log.info(

@@ -141,8 +141,9 @@ class ZoneAuthority:
     slice_seconds = 0.01
     #: Zones built before their serials are recorded and served together.
     max_batch = 5000
-    #: Per-zone log lines for batches up to this size; a summary beyond.
-    log_each_up_to = 20
+    #: Per-zone log lines for batches up to this size; beyond, one line
+    #: naming this many zones with their serials and counting the rest.
+    log_each_up_to = 10
     #: Once this many zone versions have been served since the last time,
     #: they are moved out of the cyclic collector's sight (see
     #: _settle_long_lived), counted across batches (signed zones come in
@@ -694,12 +695,12 @@ class ZoneAuthority:
             except OSError as e:
                 self._commit_failed(batch, e, targets)
                 return
-            self._publish(list(batch.values()), deadline=False, reasons=collections.Counter())
+            self._publish(list(batch.values()), deadline=False, reasons=_PublishLog())
             return
         self._committing = True
         d = self.numbering.run_in_thread(self._record, entries, states, targets)
         d.addCallbacks(
-            lambda _: self._publish(list(batch.values()), deadline=True, reasons=collections.Counter()),
+            lambda _: self._publish(list(batch.values()), deadline=True, reasons=_PublishLog()),
             lambda failure: self._commit_failed(batch, failure.value, targets),
         )
         d.addErrback(lambda failure: log.failure("publishing zone versions", failure))
@@ -815,11 +816,11 @@ class ZoneAuthority:
             self._kick(delay)
         self._fire_idle()  # whoever waits learns of the failure from the log, not by hanging
 
-    def _publish(self, entries: list[_Built], deadline: bool, reasons: collections.Counter) -> None:
+    def _publish(self, entries: list[_Built], deadline: bool, reasons: _PublishLog) -> None:
         """Serve recorded versions (in slices on the reactor), then notify."""
         started = time.perf_counter()
         announced = []
-        log_each = len(entries) + sum(reasons.values()) <= self.log_each_up_to
+        log_each = len(entries) + reasons.count <= self.log_each_up_to
         digests, journals, registry = self.numbering.digests, self.journals, self.registry
         while entries:
             built = entries.pop()
@@ -847,9 +848,11 @@ class ZoneAuthority:
             self._fire_waiters(origin, built.zone.seq)
             if old is None or old.serial != built.version.serial:
                 announced.append(built.version)
-            reasons[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1
-            if log_each and built.why != "updated":  # an update logs its own line
-                self._log_version(built)
+            if log_each:
+                if built.why != "updated":  # an update logs its own line
+                    self._log_version(built)
+            else:
+                reasons.add(built, self.log_each_up_to)
             if deadline and time.perf_counter() - started > self.slice_seconds and entries:
                 break
         if deadline:
@@ -860,11 +863,7 @@ class ZoneAuthority:
             self.clock.callLater(0, self._publish, entries, True, reasons)
             return
         if not log_each:
-            log.info(
-                "{count} zones published ({reasons})",
-                count=sum(reasons.values()),
-                reasons=", ".join(f"{n} {why}" for why, n in reasons.most_common()),
-            )
+            log.info("{count} zones published: {zones}", count=reasons.count, zones=reasons.text())
         self._committing = False
         self._recording = {}
         self._unused_records += journals.trim_total()
@@ -892,6 +891,30 @@ class ZoneAuthority:
     def serve(self, version: ZoneVersion) -> None:
         """Serve ``version`` for its zone from now on (already recorded)."""
         self.registry.serve(version)
+
+
+class _PublishLog:
+    """What one line says of a big batch: the first zones with serial and
+    reason, then how many more for each reason."""
+
+    def __init__(self):
+        self.count = 0
+        self.named: list[str] = []
+        self.rest: collections.Counter = collections.Counter()
+
+    def add(self, built: _Built, names: int) -> None:
+        self.count += 1
+        if len(self.named) < names:
+            self.named.append(f"zone {built.version.origin} serial {built.version.serial} ({built.why})")
+        else:  # "3 targets changed" counts as "targets changed"
+            self.rest[built.why.split(" ", 1)[1] if built.why[0].isdigit() else built.why] += 1
+
+    def text(self) -> str:
+        more = sum(self.rest.values())
+        if not more:
+            return ", ".join(self.named)
+        reasons = ", ".join(f"{n} {why}" for why, n in self.rest.most_common())
+        return ", ".join(self.named) + f" and {more} more ({reasons})"
 
 
 def _settle_long_lived() -> None:

@@ -45,6 +45,7 @@ from aliasd.base.config import (
 )
 from aliasd.dnssec.keys import KeyFileError, KeyStore
 from aliasd.dnssec.signer import Signer
+from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.zones.catalog import catalog_source
@@ -320,6 +321,7 @@ class Reloader:
         self._again = False
         self._applied: list[str] = []  # steps of _apply done so far
         self.summary = ""  # the last reload's summary line (aliasd-ctl reload prints it)
+        self.api = None  # the HTTP API's resource (aliasd.service.api), if [api] is on
 
     def reload(self) -> defer.Deferred:
         """Reload; fires with True when everything was read without error
@@ -441,10 +443,14 @@ class Reloader:
         applied.append("NOTIFY targets")
         self._apply_resolver(settings)
         applied.append("resolver settings")
+        self._apply_logging(settings)
         tls_context = getattr(self.options, "tls_context", None)
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
+        if self.api is not None and settings.api.enabled:  # keys and default SOA; the listeners stay
+            self.api.reconfigure(settings.api, settings.catalog.name.to_text() if settings.catalog else "")
+            applied.append("API keys")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
         self._apply_signers(settings, signers, set(failed))
         applied.append("zones")
@@ -627,6 +633,15 @@ class Reloader:
             log.info("reload: upstream resolvers now {upstreams}",
                      upstreams=", ".join(str(u) for u in new.upstreams) or "(none)")
 
+    def _apply_logging(self, settings) -> None:
+        """[log] levels and [server] version take effect at once."""
+        levels = getattr(self.options, "log_levels", None)
+        if levels is not None:
+            logsetup.levels(settings.log, levels)
+        status = getattr(self.handler, "status", None)  # the CH TXT answers (none in some tests)
+        if status is not None:
+            status.version = settings.server.version
+
     def _warn_restart_needed(self, settings) -> None:
         before, after = self.settings, settings
         for what, old, new in (
@@ -637,6 +652,8 @@ class Reloader:
             ("[rate-limit]", before.rate_limit, after.rate_limit),
             ("[tls] listen or port", (before.tls.enabled, before.tls.listen, before.tls.port),
              (after.tls.enabled, after.tls.listen, after.tls.port)),
+            ("[api] listen or TLS files", (before.api.listen, before.api.tls_certificate, before.api.tls_key),
+             (after.api.listen, after.api.tls_certificate, after.api.tls_key)),
         ):
             if old != new:
                 log.warn("reload: {what} changed; it takes effect at the next restart", what=what)

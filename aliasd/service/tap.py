@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import dns.name
-from twisted.application import internet, service
+from twisted.application import internet
 from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python import usage
@@ -55,7 +55,8 @@ from aliasd.replicate.notify import NotifySender, NotifyService
 from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
-from aliasd.service import upgrade
+from aliasd.service import logsetup, upgrade
+from aliasd.service.api import API_ALPN, ApiService
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
@@ -73,6 +74,7 @@ from aliasd.service.reload import (
     make_signers,
     save_snapshot,
 )
+from aliasd.service.zonemanager import ZoneManager
 from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
@@ -110,6 +112,9 @@ class Options(usage.Options):
         self.signers: dict = {}
         self.broken = BrokenZones()  # zones whose file failed to load (the Reloader's errors)
         self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
+        self.log_levels = None  # the [log] levels of twistd's observer (makeService)
+        self.api_tls = None  # [api] TLS options (aliasd.service.api), checked at start
+        self.zone_manager = None  # what the HTTP API calls (makeService)
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -137,12 +142,14 @@ class Options(usage.Options):
             self["config"] = str(Path(self["config"]).resolve())
         try:
             self.settings = self.load_settings()
+            # The store first, with its configured size limit: whoever opens
+            # it first sets the limit for the process (aliasd.base.db).
+            self.state = StateStore(self.settings.server.state_dir, state_store_size(self.settings))
             self.files.snapshot = Snapshot(self.settings.server.state_dir)
             started = time.monotonic()
             results, _ = self.files.read_all(self.settings.zones, workers=os.cpu_count() or 1)
             log.info("zone files read in {seconds:.2f} s: {how}",
                      seconds=time.monotonic() - started, how=self.files.summary())
-            self.state = StateStore(self.settings.server.state_dir, state_store_size(self.settings))
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
@@ -167,6 +174,9 @@ class Options(usage.Options):
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
+            if self.settings.api.tls is not None:
+                self.api_tls = certificate_options(
+                    self.settings.api.tls, str(self.settings.path), keys="[api] tls-", protocols=API_ALPN)
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
         except KeyFileError as e:
@@ -178,8 +188,8 @@ class Options(usage.Options):
         """The configuration file (read again on every call) with the
         command-line overrides applied; raises ConfigError."""
         settings = self._settings()
-        if not settings.zones:
-            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
+        if not settings.zones and not settings.api.enabled:  # with the API, zones may come at runtime
+            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE (or [api] to create them)")
         return settings
 
     def _settings(self) -> Settings:
@@ -218,7 +228,7 @@ def make_upstream(upstreams, reactor):
     return FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
 
 
-def makeService(options: Options) -> service.MultiService:
+def makeService(options: Options) -> logsetup.LoggingService:
     """Assemble listeners, authority, resolver, NOTIFY, reload and statistics."""
     from twisted.internet import reactor
 
@@ -229,7 +239,9 @@ def makeService(options: Options) -> service.MultiService:
     # and the reactor gives it up several times per query: at the default
     # 5 ms, answers queue behind it ("convoy"). 1 ms keeps queries flowing.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    top = service.MultiService()
+    # twistd's log observer, filtered by [log] (reloads change the levels).
+    options.log_levels = logsetup.levels(settings.log)
+    top = logsetup.LoggingService(getattr(options, "parent", None), options.log_levels)
     StateDirCheck(options.state).setServiceParent(top)  # first: runs before anything writes
     stats = Statistics()
     keyring = keyring_from(settings.keys)
@@ -279,7 +291,7 @@ def makeService(options: Options) -> service.MultiService:
         settings.server.max_udp_size,
         access=TransferAccess(zones),
         keyring=keyring,
-        status=StatusReporter(authority, resolver, reactor),
+        status=StatusReporter(authority, resolver, reactor, settings.server.version),
         stats=stats,
         answer_cache_size=settings.server.answer_cache_size,
         update_rules={z.name: z.update for z in settings.zones if z.update},
@@ -316,12 +328,18 @@ def makeService(options: Options) -> service.MultiService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    options.zone_manager = ZoneManager(authority, notifier, lambda: reloader.settings)
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
         journal_files=options.journal_files,
     )
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
+    if settings.api.enabled:  # the HTTP API (issue 22)
+        api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
+                         catalog=settings.catalog.name.to_text() if settings.catalog else "")
+        api.setServiceParent(top)
+        reloader.api = api.resource
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.dnssec.signer.window)
         every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
@@ -344,8 +362,14 @@ def makeService(options: Options) -> service.MultiService:
         state=str(settings.server.state_dir),
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
+    if settings.api.enabled:
+        reactor.callWhenRunning(log.info, "HTTP API on {listen} ({tls}), {keys} keys",
+                                listen=", ".join(str(e) for e in settings.api.listen),
+                                tls="TLS" if options.api_tls is not None else "plain HTTP",
+                                keys=len(settings.api.keys))
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver, lag, secondaries, options.broken)
+        _register_store(stats, options.state.db, authority, reactor)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
@@ -423,12 +447,35 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
 
     def targets():
         counts = collections.Counter(s.status.value for s in resolver.targets.values())
-        return [({"status": status}, counts.get(status, 0)) for status in sorted(
-            ("pending", "resolved", "no-addresses", "stale", "expired"))]
+        counts["in-zone"] = len(authority.graph.local)  # answered from zones served here
+        return [({"status": status}, counts.get(status, 0)) for status in sorted(TARGET_STATUSES)]
 
-    stats.gauge("aliasd_alias_targets", "Upstream ALIAS targets, by state.", targets)
+    stats.gauge("aliasd_alias_targets",
+                "ALIAS targets (name and address type), by state; in-zone: in a zone served here.", targets)
     stats.gauge(
         "aliasd_secondaries_behind",
         "Secondaries (by transfer source and TSIG key) on an older serial for longer than NOTIFY's retries.",
         lambda: [({}, secondaries.behind())],
     )
+
+
+#: The states of aliasd_alias_targets: the resolver's, and targets in served zones.
+TARGET_STATUSES = ("pending", "resolved", "no-addresses", "stale", "expired", "in-zone")
+
+
+def _register_store(stats: Statistics, db, authority: ZoneAuthority, clock) -> None:
+    """The state store's room and failed writes, and the signatures' time left."""
+    stats.gauge("aliasd_store_bytes_used", "Octets of the state store in use (its pages up to the highest).",
+                lambda: [({}, db.usage()[0])])
+    stats.gauge("aliasd_store_bytes_limit", "The state store's size limit in octets.",
+                lambda: [({}, db.usage()[1])])
+    stats.counter("aliasd_store_commit_failures_total",
+                  "Writes to the state store that failed (full disk, size limit); each is retried.",
+                  lambda: db.commit_failures)
+
+    def expiry():
+        expires = [v.signed.expires for v in authority.versions.values() if v.signed is not None]
+        return [({}, round(min(expires) - clock.seconds()))] if expires else []
+
+    stats.gauge("aliasd_signature_expiry_seconds",
+                "Seconds until the earliest RRSIG served in any signed zone expires.", expiry)
