@@ -203,6 +203,12 @@ def api_config(http_port: int, upstream: str | None = None) -> str:
     )
 
 
+def skip_unbuilt(what: str) -> None:
+    """Skip: aliasd answered 501 Not Implemented (issue 22's zone changes,
+    branch i22-zones, not merged yet). No test here expects a 501."""
+    pytest.skip(f"aliasd has not built this yet (501): {what[:200]}")
+
+
 class AliasdApi(ApiServer):
     """``twistd aliasd`` with the ``[api]`` section; skips while aliasd has none."""
 
@@ -219,6 +225,14 @@ class AliasdApi(ApiServer):
             raise
         self.dns_port = self.process.port
         self.wait_http()
+
+    def request(self, method: str, path: str, body=None, **kwargs) -> Response:
+        """As ``ApiServer.request``; a 501 (a route the aliasd under test
+        does not have yet) skips the test."""
+        response = super().request(method, path, body, **kwargs)
+        if response.status == 501:
+            skip_unbuilt(f"{method} {path}: {response.text}")
+        return response
 
     def log(self) -> str:
         return self.process.log()
