@@ -77,6 +77,19 @@ def _parse(job: tuple) -> ZoneSource | ZoneFileError:
     return source
 
 
+def with_runtime_zones(settings: Settings, runtime) -> Settings:
+    """``settings`` with the zones created at runtime (aliasd.update.runtime)
+    among its zones, each with [zone-defaults] and no file; a configured
+    zone (or the catalog) of the same name wins. What the served zones'
+    settings are read from: transfers, NOTIFY, update rules, signing."""
+    if runtime is None or not runtime.zones:
+        return settings
+    taken = {z.name for z in settings.transferable_zones}
+    extra = tuple(dataclasses.replace(settings.zone_defaults, name=name, file=None)
+                  for name in runtime.zones if name not in taken)
+    return dataclasses.replace(settings, zones=settings.zones + extra)
+
+
 def make_signers(settings: Settings, only=None) -> dict:
     """A Signer for each zone with ``dnssec = true`` (or for those in
     ``only``), with its keys (made in the state directory on first use;
@@ -161,7 +174,7 @@ class ZoneFiles:
             del self._read[name]
         if self.snapshot is not None:  # a broken file's zone keeps its last good entry
             self.snapshot.keep_only(zone.name.to_wire() for zone in zones)
-        ordered = {zone.name: results[zone.name] for zone in zones}
+        ordered = {zone.name: over_max_records(zone, results[zone.name]) for zone in zones}
         fresh = [
             r for name, r in ordered.items()
             if not isinstance(r, ZoneFileError) and before.get(name) is not r
@@ -230,10 +243,10 @@ class ZoneFiles:
         except ZoneFileError as e:
             return e
         if not isinstance(found, _Todo):
-            return found
+            return over_max_records(zone, found)
         results: dict = {}
         self._parse([found], results, 1)
-        return results[zone.name]
+        return over_max_records(zone, results[zone.name])
 
     def last_good(self, zone: ZoneSettings) -> ZoneSource | None:
         """The zone's records as its file last loaded (the snapshot), for a
@@ -255,6 +268,15 @@ class ZoneFiles:
         if self.workers > 1:
             how += f" in {self.workers} processes"
         return f"{how}, {self.from_snapshot} from the snapshot"
+
+
+def over_max_records(zone: ZoneSettings, result):
+    """``result`` (a source or the error that stops it), or a ZoneFileError
+    when the source holds more records than the zone's max-records."""
+    if isinstance(result, ZoneSource) and zone.max_records and result.record_count() > zone.max_records:
+        return ZoneFileError(f"{zone.file}: {result.record_count()} records, more than the zone's "
+                             f"max-records ({zone.max_records})")
+    return result
 
 
 def _from_entry(zone: ZoneSettings, entry) -> ZoneSource | None:
@@ -282,6 +304,9 @@ class CatalogMaker:
     def __init__(self):
         self._key = None
         self._source: ZoneSource | None = None
+        # Zone -> its catalog generation (aliasd.update.runtime: zones
+        # created again at runtime get a new member label).
+        self.generations = dict
 
     def add_to(self, settings, sources: list[ZoneSource], held=()) -> list[ZoneSource]:
         """``sources`` and the catalog; ``held`` (zones with a broken file
@@ -289,10 +314,12 @@ class CatalogMaker:
         make the secondaries delete them."""
         if settings.catalog is None:
             return sources
-        key = (settings.catalog.name, frozenset(s.origin for s in sources) | frozenset(held))
+        members = frozenset(s.origin for s in sources if s.origin != settings.catalog.name) | frozenset(held)
+        generations = self.generations()
+        key = (settings.catalog.name, members, frozenset((n, g) for n, g in generations.items() if n in members))
         if key != self._key:
             self._key = key
-            self._source = catalog_source(key[0], sorted(key[1]))
+            self._source = catalog_source(key[0], sorted(key[1]), generations=generations)
         return sources + [self._source]
 
 
@@ -314,6 +341,7 @@ class Reloader:
         self.files = getattr(options, "files", None) or ZoneFiles()
         self.catalog = getattr(options, "catalog", None) or CatalogMaker()
         self.broken = getattr(options, "broken", None) or BrokenZones()
+        self.runtime = getattr(options, "runtime", None)  # zones created at runtime (aliasd.update.runtime)
         # Zone -> its last load error ("file:line: reason"), until it loads
         # again (filled at start too); the control tool reads it.
         self.errors: dict[dns.name.Name, str] = self.broken.errors
@@ -363,7 +391,7 @@ class Reloader:
             settings = self.options.load_settings()
         except ConfigError as e:
             return e, None, None
-        return settings, _read_zones(settings, self.files), self._new_signers(settings)
+        return settings, _read_zones(settings, self.files), self._new_signers(with_runtime_zones(settings, self.runtime))
 
     def _read_done(self, read):
         settings, loaded, signers = read
@@ -393,8 +421,9 @@ class Reloader:
         frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
         if dynamic is not None:
-            leaving = self._leave_dynamic(dynamic, settings)
-            dynamic.configure(settings.zones)
+            served = with_runtime_zones(settings, self.runtime)
+            leaving = self._leave_dynamic(dynamic, served)
+            dynamic.configure(served.zones)
         for zone in settings.zones:
             result = results[zone.name]
             if dynamic is not None and zone.name in leaving:
@@ -422,24 +451,15 @@ class Reloader:
                 sources.append(source)
         self.broken.keep_only(z.name for z in settings.zones)
         self._warn_restart_needed(settings)
+        served = with_runtime_zones(settings, self.runtime)
+        configured = {z.name for z in settings.zones}
+        sources += [self.authority.sources[z.name] for z in served.zones
+                    if z.file is None and z.name in self.authority.sources and z.name not in configured]
         sources = self.catalog.add_to(settings, sources, held)
         old = set(self.authority.sources) | self.authority.held
         new = {s.origin for s in sources} | set(held)
         applied = self._applied = []  # what _crashed reports if a step fails
-        self.handler.access = TransferAccess(settings.transferable_zones)
-        applied.append("transfer access")
-        keyring = keyring_from(settings.keys)
-        self.handler.keyring = keyring
-        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
-        apply_journal_limits(self.authority, settings)
-        applied.append("TSIG keys")
-        self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
-        self.notifier.keys = {
-            z.name: keyring[dns.name.from_text(z.transfer_key)]
-            for z in settings.transferable_zones
-            if z.transfer_key
-        }
-        applied.append("NOTIFY targets")
+        self._apply_zone_settings(served, applied)
         self._apply_resolver(settings)
         applied.append("resolver settings")
         self._apply_logging(settings)
@@ -448,7 +468,7 @@ class Reloader:
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
-        self._apply_signers(settings, signers, set(failed))
+        self._apply_signers(served, signers, set(failed))
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -468,6 +488,43 @@ class Reloader:
             return not failed
 
         return self.authority.when_idle().addCallback(done)
+
+    def _apply_zone_settings(self, settings, applied: list) -> None:
+        """The served zones' transfer, update and NOTIFY settings (``applied``
+        names the steps done, for _crashed)."""
+        self.handler.access = TransferAccess(settings.transferable_zones)
+        applied.append("transfer access")
+        keyring = keyring_from(settings.keys)
+        self.handler.keyring = keyring
+        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
+        self.handler.updates.max_records = {z.name: z.max_records for z in settings.zones if z.max_records}
+        apply_journal_limits(self.authority, settings)
+        applied.append("TSIG keys")
+        self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
+        self.notifier.keys = {
+            z.name: keyring[dns.name.from_text(z.transfer_key)]
+            for z in settings.transferable_zones
+            if z.transfer_key
+        }
+        applied.append("NOTIFY targets")
+
+    def serve_runtime(self, origin: dns.name.Name, source: ZoneSource | None, frames: list) -> None:
+        """A zone created, changed or deleted at runtime (``source`` None:
+        deleted; aliasd.service.zonemanager): served or not from now on,
+        in the catalog or not, with [zone-defaults]' settings; ``frames``
+        are written with its next version."""
+        settings = self.settings
+        catalog = settings.catalog.name if settings.catalog is not None else None
+        sources = [s for o, s in self.authority.sources.items() if o != origin and o != catalog]
+        if source is not None:
+            sources.append(source)
+        served = with_runtime_zones(settings, self.runtime)
+        dynamic = getattr(self.options, "dynamic", None)
+        if dynamic is not None:
+            dynamic.configure(served.zones)
+        self._apply_zone_settings(served, [])
+        sources = self.catalog.add_to(settings, sources, self.authority.held)
+        self.authority.set_sources(sources, frames={origin: frames} if frames else None, held=self.authority.held)
 
     def reload_zone(self, name: dns.name.Name) -> defer.Deferred:
         """Read one zone's file again (``aliasd-ctl reload ZONE``, ``thaw``);
@@ -542,7 +599,7 @@ class Reloader:
     def _leave_dynamic(self, dynamic, settings) -> dict:
         """Zones whose ``update`` rules are gone: their records are written
         to their files first, and served as they are (zone -> source)."""
-        still = {z.name for z in settings.zones if z.dynamic}
+        still = {z.name for z in settings.zones if z.dynamic or z.file is None}
         files = {z.name: z.file for z in settings.zones}
         leaving = {}
         for origin in sorted(dynamic.zones - still):

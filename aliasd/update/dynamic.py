@@ -63,16 +63,17 @@ from aliasd.zones.zonefile import ZoneSource, type_text
 log = Logger()
 
 
-def master_file_text(source: ZoneSource) -> str:
-    """The source's records (ALIAS included) as a master file aliasd reads back."""
+def master_file_text(source: ZoneSource, comments: bool = True) -> str:
+    """The source's records (ALIAS included) as a master file aliasd reads
+    back (``comments``: with the header of a dynamic zone's file)."""
     origin = source.origin
     lines = [
         f"; zone {origin.to_text()}: written by aliasd {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC.",
         "; A dynamic zone: aliasd writes this file. Edits made here while aliasd",
         "; runs are merged at the next reload (SIGHUP): updates received since",
         "; aliasd wrote the file stay, except in the RRsets the edit changed.",
-        f"$ORIGIN {origin.to_text()}",
-    ]
+    ] if comments else []
+    lines.append(f"$ORIGIN {origin.to_text()}")
     apex = source.key
     keys = [apex] + sorted(k for k in source.records if k != apex)
     for key in keys:
@@ -232,9 +233,11 @@ class DynamicZones:
             table.pop(origin, None)
 
     def configure(self, zones) -> None:
-        """The configured zones (ZoneSettings); the dynamic ones are kept."""
-        self.zones = {z.name for z in zones if z.dynamic}
-        self.paths = {z.name: z.file for z in zones if z.dynamic}
+        """The served zones (ZoneSettings); the dynamic ones are kept: those
+        with update rules, and those without a file (created at runtime:
+        their truth is the store alone, aliasd.update.runtime)."""
+        self.zones = {z.name for z in zones if z.dynamic or z.file is None}
+        self.paths = {z.name: z.file for z in zones if z.dynamic and z.file is not None}
 
     def is_dynamic(self, origin: dns.name.Name) -> bool:
         return origin in self.zones
@@ -452,8 +455,9 @@ class DynamicZones:
             return False
 
     def stale(self, sources) -> list[ZoneSource]:
-        """The dynamic zones' sources that changed since their file was written."""
-        return [s for o, s in sources.items() if o in self.zones and self.written.get(o) is not s]
+        """The dynamic zones' sources that changed since their file was
+        written (zones without a file have nothing to write)."""
+        return [s for o, s in sources.items() if o in self.paths and self.written.get(o) is not s]
 
     def write_all(self, sources: list[ZoneSource]) -> int:
         """Write each of ``sources`` to its file (errors are logged, the

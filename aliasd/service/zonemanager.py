@@ -1,0 +1,336 @@
+"""The zone manager: zones created, changed and deleted at runtime (issue 22).
+
+Why a module of its own: it is what the HTTP API (aliasd.service.api)
+calls, and it makes each request a change like any other. A zone created
+here lives in the state store only (aliasd.update.runtime notes it, its
+records are a dynamic zone's journal), gets [zone-defaults] and joins the
+catalog at once (aliasd.service.reload.Reloader.serve_runtime); a change
+(aliasd.update.rrsets, all or nothing) goes to the authority as an UPDATE
+does, and its Deferred fires only once the change is recorded durably and
+served, with its serial step, its IXFR difference and its NOTIFY.
+Requests are checked and applied on the reactor, one after another, so
+two PATCHes of one zone never interleave; what grows with the zones
+(writing, signing) runs in threads and in the authority's slices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+import dns.dnssec
+import dns.name
+import dns.rdatatype
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from aliasd.base import store
+from aliasd.dnssec.keys import ds_rrset
+from aliasd.replicate import journaldb
+from aliasd.service.reload import make_signers, with_runtime_zones
+from aliasd.update.dynamic import master_file_text
+from aliasd.update.rrsets import (
+    RRsetChange,
+    ZoneChangeError,
+    build_zone,
+    check_max_records,
+    patch_zone,
+)
+from aliasd.zones.zonefile import DNSSEC_TYPES, ZoneSource
+
+__all__ = ["RRsetChange", "ZoneChangeError", "ZoneManager", "ZoneView"]
+
+log = Logger()
+
+KINDS = ("Native", "Master")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneView:
+    """What the API shows of a zone."""
+
+    name: dns.name.Name
+    kind: str  # "Native" or "Master" (as created; file zones: "Master" with notify targets)
+    serial: int | None  # None while not served (held/loading)
+    source: str  # "api" (created at runtime) or "file"
+    editable: bool  # PATCH allowed: runtime zones, and file zones with update rules
+    signed: bool
+
+
+def _not_found(name: dns.name.Name) -> ZoneChangeError:
+    return ZoneChangeError(404, f"Could not find domain '{name.to_text()}'")
+
+
+class ZoneManager:
+    """The facade the HTTP API calls (the interface of issue 22)."""
+
+    def __init__(self, authority, reloader, runtime, dynamic, notifier, state, run_in_thread=None):
+        self.authority = authority
+        self.reloader = reloader  # its settings are the configured ones; it serves runtime zones
+        self.runtime = runtime  # aliasd.update.runtime.RuntimeZones
+        self.dynamic = dynamic  # aliasd.update.dynamic.DynamicZones (journals, frozen zones)
+        self.notifier = notifier
+        self.state = state
+        self.run_in_thread = run_in_thread or (lambda f, *args: defer.maybeDeferred(f, *args))
+        self._busy: set[dns.name.Name] = set()  # zones being created or deleted
+
+    @classmethod
+    def in_threads(cls, reactor, *args):
+        return cls(*args, run_in_thread=lambda f, *a: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
+
+    # -- what there is -------------------------------------------------------
+
+    @property
+    def settings(self):
+        return self.reloader.settings
+
+    def _zone_settings(self, name: dns.name.Name):
+        """The served zone's settings (a runtime zone's: [zone-defaults]), or None."""
+        for zone in with_runtime_zones(self.settings, self.runtime).zones:
+            if zone.name == name:
+                return zone
+        return None
+
+    def _view(self, zone) -> ZoneView:
+        runtime = self.runtime.zones.get(zone.name) if zone.file is None else None
+        version = self.authority.versions.get(zone.name)
+        return ZoneView(
+            name=zone.name,
+            kind=runtime.kind if runtime is not None else ("Master" if zone.notify else "Native"),
+            serial=version.serial if version is not None else None,
+            source="api" if zone.file is None else "file",
+            editable=zone.file is None or zone.dynamic,
+            signed=zone.name in self.authority.signers,
+        )
+
+    def zones(self) -> list[ZoneView]:
+        """Every configured or runtime zone (not the catalog)."""
+        return [self._view(z) for z in with_runtime_zones(self.settings, self.runtime).zones
+                if z.name not in self._busy or z.name in self.authority.versions]
+
+    def zone(self, name: dns.name.Name) -> ZoneView | None:
+        zone = self._zone_settings(name)
+        return self._view(zone) if zone is not None else None
+
+    def _served_source(self, name: dns.name.Name) -> ZoneSource:
+        if self._zone_settings(name) is None:
+            raise _not_found(name)
+        source = self.authority.sources.get(name)
+        if source is None:
+            raise ZoneChangeError(503, f"zone {name.to_text()} is not served now (its file is broken, "
+                                       "or it is still loading)")
+        return source
+
+    def rrsets(self, name: dns.name.Name) -> list[tuple[dns.name.Name, int, int, list[str]]]:
+        """(owner, type, TTL, [content]) of the zone's records as its source
+        has them (ALIAS as ALIAS, not flattened; no DNSSEC records of a
+        signed zone), sorted by owner, then type."""
+        source = self._served_source(name)
+        signed = name in self.authority.signers
+        out = []
+        for packed in source.records.values():
+            owner = store.name_of(store.owner_of(packed))
+            node = store.PackedNode(packed, owner)
+            for rdtype in node:
+                if signed and rdtype in DNSSEC_TYPES:
+                    continue
+                rrset = node[rdtype]
+                out.append((owner, int(rdtype), rrset.ttl, [rd.to_text() for rd in rrset]))
+        out.sort(key=lambda entry: (entry[0], entry[1]))
+        return out
+
+    def export(self, name: dns.name.Name) -> str:
+        """The zone as master-file text, ALIAS records as ``ALIAS``."""
+        return master_file_text(self._served_source(name), comments=False)
+
+    def cryptokeys(self, name: dns.name.Name) -> list[dict]:
+        """The signed zone's keys in PowerDNS's shape ([] when unsigned)."""
+        if self._zone_settings(name) is None:
+            raise _not_found(name)
+        signer = self.authority.signers.get(name)
+        if signer is None:
+            return []
+        now = datetime.datetime.now(datetime.UTC)
+        keys = list(signer.keys)
+        zsk = any(k.is_zsk and k.active(now) for k in keys)
+        out = []
+        for key in keys:
+            ds = ds_rrset(name, [key], 3600) if key.is_ksk else None
+            bits = getattr(key.private, "key_size", 256)
+            out.append({
+                "type": "Cryptokey",
+                "id": key.tag,
+                "keytype": ("ksk" if zsk else "csk") if key.is_ksk else "zsk",
+                "active": key.active(now),
+                "published": key.published(now),
+                "dnskey": key.dnskey.to_text(),
+                "ds": [rd.to_text() for rd in ds] if ds is not None else [],
+                "algorithm": dns.dnssec.algorithm_to_text(key.algorithm),
+                "bits": bits,
+                "flags": key.flags,
+            })
+        return out
+
+    def notify(self, name: dns.name.Name) -> None:
+        """NOTIFY the zone's secondaries of its serial now."""
+        if self._zone_settings(name) is None:
+            raise _not_found(name)
+        version = self.authority.versions.get(name)
+        if version is not None:
+            self.notifier.zone_changed(version)
+
+    # -- changes -------------------------------------------------------------
+
+    def _writable(self, name: dns.name.Name) -> None:
+        if name in self._busy:
+            raise ZoneChangeError(409, f"zone {name.to_text()} is being created or deleted")
+        if self.authority.waiting_for_state:
+            raise ZoneChangeError(503, "the state store refuses writes now (see the log); nothing was changed")
+
+    def create(self, name: dns.name.Name, changes, *, kind: str = "Native", nameservers=(),
+               default_soa: str | None = None, by: str) -> defer.Deferred:
+        """Create a zone; fires with its ZoneView once it is recorded, served
+        and in the catalog; errback ZoneChangeError (nothing changed)."""
+        try:
+            source, zone = self._new_zone(name, list(changes), kind, list(nameservers), default_soa)
+            self._writable(name)
+        except ZoneChangeError as e:
+            return defer.fail(e)
+        self._busy.add(name)
+        d = self.run_in_thread(self._prepare, name, kind, zone)
+        d.addCallback(self._serve_new, source)
+        d.addCallback(lambda _: self.authority.wait_served(name))
+
+        def done(_):
+            self._busy.discard(name)
+            view = self.zone(name)
+            log.info("api: zone {zone} created by {by}: serial {serial}, {records} records, kind {kind}",
+                     zone=name.to_text(), by=by, serial=view.serial, records=source.record_count(), kind=kind)
+            return view
+
+        def failed(failure):
+            self._busy.discard(name)
+            if failure.check(ZoneChangeError):
+                return failure
+            log.error("api: zone {zone} not created ({by}): {error}", zone=name.to_text(), by=by,
+                      error=failure.getErrorMessage())
+            raise ZoneChangeError(503, f"zone {name.to_text()} not created: {failure.getErrorMessage()}")
+
+        return d.addCallbacks(done, failed)
+
+    def _new_zone(self, name, changes, kind, nameservers, default_soa):
+        """The new zone's source and settings, checked (raises ZoneChangeError)."""
+        if not isinstance(name, dns.name.Name) or not name.is_absolute() or name == dns.name.root:
+            raise ZoneChangeError(422, f"zone name {name} must be absolute, and not the root")
+        if kind not in KINDS:
+            raise ZoneChangeError(422, f"kind {kind!r}: aliasd creates Native or Master zones")
+        catalog = self.settings.catalog
+        if self._zone_settings(name) is not None or (catalog is not None and catalog.name == name):
+            raise ZoneChangeError(409, f"Domain '{name.to_text()}' already exists")
+        zone = dataclasses.replace(self.settings.zone_defaults, name=name, file=None)
+        given = {(c.name, c.rdtype) for c in changes}
+        if default_soa is not None and (name, dns.rdatatype.SOA) not in given:
+            changes.append(RRsetChange(name, dns.rdatatype.SOA, "REPLACE", 3600, (default_soa,)))
+        if nameservers and (name, dns.rdatatype.NS) not in given:
+            changes.append(RRsetChange(name, dns.rdatatype.NS, "REPLACE", 3600,
+                                       tuple(ns.to_text() for ns in nameservers)))
+        if any(c.changetype != "REPLACE" for c in changes):
+            raise ZoneChangeError(422, "a new zone's RRsets are all REPLACE")
+        source = build_zone(name, Path(f"<runtime zone {name.to_text()}>"), changes, zone.dnssec)
+        check_max_records(source, zone.max_records)
+        return source, zone
+
+    def _prepare(self, name, kind, zone):
+        """Note the zone in the store, make its signing keys (in a thread)."""
+        entry = self.runtime.add(name, kind, self.dynamic.files)
+        signers = make_signers(dataclasses.replace(self.settings, zones=(zone,))) if zone.dnssec else {}
+        return entry, signers
+
+    def _serve_new(self, prepared, source: ZoneSource) -> None:
+        entry, signers = prepared
+        self.runtime.zones[entry.name] = entry
+        if signers:
+            self.authority.set_signers({**self.authority.signers, **signers})
+        snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
+        self.reloader.serve_runtime(entry.name, source, [snapshot])
+
+    def patch(self, name: dns.name.Name, changes, *, by: str) -> defer.Deferred:
+        """Apply RRset changes, all or nothing; fires with the ZoneView once
+        the change is recorded and served; errback ZoneChangeError."""
+        try:
+            view = self.zone(name)
+            if view is None:
+                raise _not_found(name)
+            self._writable(name)
+            if not view.editable:
+                raise ZoneChangeError(
+                    422, f"zone {name.to_text()} comes from a file without update rules: its file is its "
+                         "source; edit the file and reload (or give the zone update rules)")
+            if name in self.dynamic.frozen:
+                raise ZoneChangeError(422, f"zone {name.to_text()} is frozen (aliasd-ctl thaw takes changes again)")
+            source = self._served_source(name)
+            served = self.authority.versions.get(name)
+            if served is None:
+                raise ZoneChangeError(503, f"zone {name.to_text()} is not loaded yet")
+            patched = patch_zone(source, list(changes), view.signed, served.serial)
+            if patched is None:
+                return defer.succeed(view)
+            check_max_records(patched.source, self._zone_settings(name).max_records)
+        except ZoneChangeError as e:
+            return defer.fail(e)
+        frames = [journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(patched.source.serial, patched.touched))]
+        d = self.authority.update_source(patched.source, frames, patched.names)
+
+        def done(_):
+            log.info("api: zone {zone} changed by {by}: serial {serial}, {count} name(s) changed",
+                     zone=name.to_text(), by=by, serial=patched.source.serial, count=len(patched.names))
+            return self.zone(name)
+
+        def failed(failure):
+            log.error("api: change of zone {zone} by {by} not applied: {error}", zone=name.to_text(), by=by,
+                      error=failure.getErrorMessage())
+            raise ZoneChangeError(503, f"zone {name.to_text()}: change not applied: {failure.getErrorMessage()}")
+
+        return d.addCallbacks(done, failed)
+
+    def delete(self, name: dns.name.Name, *, by: str) -> defer.Deferred:
+        """Delete a zone created at runtime; fires with None once it is no
+        longer served, out of the catalog, and gone from the store."""
+        try:
+            zone = self._zone_settings(name)
+            if zone is None:
+                raise _not_found(name)
+            if zone.file is not None:
+                raise ZoneChangeError(422, f"zone {name.to_text()} comes from the configuration: remove it "
+                                           "there and reload")
+            self._writable(name)
+        except ZoneChangeError as e:
+            return defer.fail(e)
+        self._busy.add(name)
+        entry = self.runtime.zones.pop(name)
+        source = self.authority.sources.get(name)
+        serial = self.authority.versions[name].serial if name in self.authority.versions else None
+        if name in self.authority.signers:
+            self.authority.set_signers({o: s for o, s in self.authority.signers.items() if o != name})
+        self.reloader.serve_runtime(name, None, [])
+        catalog = self.settings.catalog
+        d = self.authority.wait_served(catalog.name) if catalog is not None else defer.succeed(None)
+        d.addCallback(lambda _: self.run_in_thread(self.runtime.remove, name, self.dynamic, self.state))
+
+        def done(_):
+            self._busy.discard(name)
+            log.info("api: zone {zone} deleted by {by} (last serial {serial}, kept for the next zone of that name)",
+                     zone=name.to_text(), by=by, serial=serial)
+
+        def failed(failure):
+            self._busy.discard(name)
+            log.error("api: zone {zone} not deleted ({by}): {error}; it is served again", zone=name.to_text(),
+                      by=by, error=failure.getErrorMessage())
+            self.runtime.zones[name] = entry
+            if source is not None:
+                self.reloader.serve_runtime(name, source, [])
+            raise ZoneChangeError(503, f"zone {name.to_text()} not deleted: {failure.getErrorMessage()}")
+
+        return d.addCallbacks(done, failed)
+
