@@ -12,7 +12,6 @@ from __future__ import annotations
 import textwrap
 import time
 
-
 import dns.dnssec
 import dns.message
 import dns.name
@@ -84,12 +83,8 @@ class ThreadsNow:
     """The reactor's thread pool for the reload's reading, run at once (a test clock has none)."""
 
     def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
+        d = defer.maybeDeferred(f, *args, **kwargs)
+        d.addCallbacks(lambda result: on_result(True, result), lambda failure: on_result(False, failure))
 
 
 class Server:

@@ -48,7 +48,7 @@ from aliasd.dnssec.signer import Signer
 from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
-from aliasd.zones.catalog import catalog_source
+from aliasd.zones.catalog import catalog_source, with_members_changed
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import (
     ZoneFileError,
@@ -84,10 +84,22 @@ def with_runtime_zones(settings: Settings, runtime) -> Settings:
     settings are read from: transfers, NOTIFY, update rules, signing."""
     if runtime is None or not runtime.zones:
         return settings
-    taken = {z.name for z in settings.transferable_zones}
-    extra = tuple(dataclasses.replace(settings.zone_defaults, name=name, file=None)
-                  for name in runtime.zones if name not in taken)
+    taken = configured_zones(settings)
+    extra = tuple(z for name, z in runtime.settings(settings.zone_defaults).items() if name not in taken)
     return dataclasses.replace(settings, zones=settings.zones + extra)
+
+
+def configured_zones(settings: Settings) -> dict:
+    """Zone name -> its ZoneSettings, the catalog included (kept per settings object)."""
+    found = _configured.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = (settings, {z.name: z for z in settings.transferable_zones})
+        _configured.clear()
+        _configured[id(settings)] = found
+    return found[1]
+
+
+_configured: dict = {}
 
 
 def make_signers(settings: Settings, only=None) -> dict:
@@ -308,18 +320,31 @@ class CatalogMaker:
         # created again at runtime get a new member label).
         self.generations = dict
 
+    #: At most this many members added or removed are changed in place; more: the catalog is built again.
+    in_place_up_to = 16
+
     def add_to(self, settings, sources: list[ZoneSource], held=()) -> list[ZoneSource]:
         """``sources`` and the catalog; ``held`` (zones with a broken file
         and nothing to serve) are members too: leaving the catalog would
         make the secondaries delete them."""
         if settings.catalog is None:
             return sources
-        members = frozenset(s.origin for s in sources if s.origin != settings.catalog.name) | frozenset(held)
+        name = settings.catalog.name
         generations = self.generations()
-        key = (settings.catalog.name, members, frozenset((n, g) for n, g in generations.items() if n in members))
-        if key != self._key:
-            self._key = key
-            self._source = catalog_source(key[0], sorted(key[1]), generations=generations)
+        members = {s.origin: generations.get(s.origin, 0) for s in sources if s.origin != name}
+        members.update((origin, generations.get(origin, 0)) for origin in held)
+        old = self._key
+        self._key = (name, members)
+        if old is not None and old[0] == name and old[1] != members:
+            added = {m: g for m, g in members.items() if old[1].get(m) != g}
+            removed = {m: g for m, g in old[1].items() if members.get(m) != g}
+            if len(added) + len(removed) <= self.in_place_up_to:
+                changed = with_members_changed(self._source, added, removed)
+                if changed is not None:
+                    self._source = changed
+                    return sources + [self._source]
+        if old is None or old != self._key:
+            self._source = catalog_source(name, sorted(members), generations=generations)
         return sources + [self._source]
 
 

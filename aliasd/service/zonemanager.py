@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from aliasd.base import store
 from aliasd.dnssec.keys import ds_rrset
 from aliasd.replicate import journaldb
-from aliasd.service.reload import make_signers, with_runtime_zones
+from aliasd.service.reload import configured_zones, make_signers, with_runtime_zones
 from aliasd.update.dynamic import master_file_text
 from aliasd.update.rrsets import (
     RRsetChange,
@@ -87,9 +87,12 @@ class ZoneManager:
 
     def _zone_settings(self, name: dns.name.Name):
         """The served zone's settings (a runtime zone's: [zone-defaults]), or None."""
-        for zone in with_runtime_zones(self.settings, self.runtime).zones:
-            if zone.name == name:
-                return zone
+        settings = self.settings
+        zone = configured_zones(settings).get(name)
+        if zone is not None:
+            return zone if zone is not settings.catalog else None
+        if name in self.runtime.zones:
+            return self.runtime.settings(settings.zone_defaults)[name]
         return None
 
     def _view(self, zone) -> ZoneView:

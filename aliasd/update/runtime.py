@@ -45,6 +45,8 @@ class RuntimeZones:
     def __init__(self, db):
         self.db = db
         self.zones: dict[dns.name.Name, RuntimeZone] = {}
+        self._defaults = None
+        self._settings: dict = {}
         with db.reading() as txn:
             for key, value in db.items_under(txn, db.meta, _ZONE):
                 entry = json.loads(value)
@@ -53,6 +55,20 @@ class RuntimeZones:
 
     def __contains__(self, name: dns.name.Name) -> bool:
         return name in self.zones
+
+    def settings(self, defaults) -> dict:
+        """Zone -> its settings: ``defaults`` ([zone-defaults]) with its name
+        and no file (made once per zone while the defaults stay the same)."""
+        if self._defaults != defaults:
+            self._defaults, self._settings = defaults, {}
+        made = self._settings
+        if len(made) != len(self.zones):
+            for name in [n for n in made if n not in self.zones]:
+                del made[name]
+            for name in self.zones:
+                if name not in made:
+                    made[name] = dataclasses.replace(defaults, name=name, file=None)
+        return made
 
     def generations(self) -> dict[dns.name.Name, int]:
         """Zone -> catalog generation, for the zones that have one above 0."""

@@ -23,6 +23,7 @@ import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 
+from aliasd.base import store
 from aliasd.zones.zonefile import ZoneSource
 
 #: The catalog schema version this module writes (RFC 9432 4.2.1).
@@ -135,3 +136,32 @@ def catalog_source(
     return ZoneSource.from_rrsets(
         origin, path if path is not None else Path(f"<catalog {origin.to_text()}>"), rrsets.values()
     )
+
+
+def with_members_changed(catalog: ZoneSource, added: dict, removed: dict) -> ZoneSource | None:
+    """``catalog`` with a few members added and removed (member -> its
+    generation), as catalog_source would build it, for what it costs: a
+    zone created or deleted at runtime changes one record, not ten
+    thousand. None when a case variant of a listed member is added (the
+    whole catalog is built then)."""
+    origin = catalog.origin
+    zones_labels = (b"zones",) + origin.labels
+    records = dict(catalog.records)
+    touched: dict[bytes, bytes | None] = {}
+    for member, generation in removed.items():
+        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
+        key = store.key_of(owner)
+        if key in records:
+            touched[key] = None
+            del records[key]
+    for member, generation in added.items():
+        if member == origin:
+            continue
+        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
+        rrset = dns.rrset.RRset(owner, _IN, _PTR_TYPE)
+        rrset.add(_ptr(member), TTL)
+        (key, packed), = store.pack_rrsets([rrset]).items()
+        if key in records:
+            return None
+        records[key] = touched[key] = packed
+    return catalog.updated(records, touched)
