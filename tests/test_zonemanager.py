@@ -25,8 +25,10 @@ from twisted.python.failure import Failure
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base import store
+from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.service.authority import ZoneAuthority
+from aliasd.service.control import CommandError, Controller
 from aliasd.service.reload import Reloader, with_runtime_zones
 from aliasd.service.tap import Options
 from aliasd.service.zonemanager import RRsetChange, ZoneChangeError, ZoneManager
@@ -77,6 +79,9 @@ class Notifier:
 
     def zone_changed(self, version):
         self.sent.append((version.origin, version.serial))
+
+    def last_answers(self, origin):
+        return []
 
 
 class ThreadsNow:
@@ -362,9 +367,17 @@ def test_export_reads_back_as_the_same_zone_and_signed_zones_list_their_keys(wri
 
 def test_control_tool_commands_on_a_runtime_zone_say_it_has_no_file(server):
     create(server)
-    assert server.options.dynamic.is_dynamic(N("new.test."))
     assert N("new.test.") not in server.options.dynamic.paths  # never written to a file
     assert server.options.dynamic.stale(server.authority.sources) == []
+    controller = Controller(
+        server.clock, settings=server.options.settings, authority=server.authority, reloader=server.reloader,
+        notifier=server.notifier, resolver=None, dynamic=server.options.dynamic,
+        secondaries=SecondaryTable(server.clock, 31), state=server.options.state,
+        journal_files=server.options.journal_files)
+    for command in (controller.freeze, controller.thaw, controller.sync):
+        with pytest.raises(CommandError, match="created at runtime .HTTP API.: it has no file"):
+            server.done(command("new.test."))
+    assert controller.zone_status("new.test.")["data"]["source"] == "state store (created at runtime; no file)"
 
 
 def test_a_notify_request_notifies_the_current_serial(server):
