@@ -52,8 +52,6 @@ www A 192.0.2.10
 """
 
 CONFIG = """\
-[server]
-state-dir = "state"
 [keys.ops]
 secret = "YWxpYXNkIHVwZGF0ZSBrZXkgZm9yIG9wcywgMzIgby4="
 [zone-defaults]
@@ -95,14 +93,14 @@ class ThreadsNow:
 class Server:
     """aliasd's objects as makeService assembles them, on a test clock."""
 
-    def __init__(self, directory, clock):
+    def __init__(self, directory, clock, config="aliasd.toml"):
         self.clock = clock
         if clock.seconds() < 1:  # DNSSEC keys are made as of the wall clock
             clock.advance(time.time())
         clock.getThreadPool = ThreadsNow
         clock.callFromThread = lambda f, *args, **kwargs: f(*args, **kwargs)
         options = self.options = Options()
-        options.parseOptions(["--config", str(directory / "aliasd.toml")])
+        options.parseOptions(["--config", str(directory / config), "--state-dir", str(directory / "state")])
         self.notifier = Notifier()
         self.authority = ZoneAuthority(
             state=options.state, clock=clock, serial_interval=60, journal_files=options.journal_files,

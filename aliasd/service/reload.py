@@ -267,7 +267,8 @@ class ZoneFiles:
         if self.snapshot is None:
             return None
         entry = self.snapshot.latest(zone.name.to_wire())
-        return _from_entry(zone, entry) if entry is not None else None
+        source = _from_entry(zone, entry) if entry is not None else None
+        return source if isinstance(over_max_records(zone, source), ZoneSource) else None
 
     def digest_of(self, name: dns.name.Name) -> bytes | None:
         """The SHA-256 of the zone's file as last read."""

@@ -1,0 +1,62 @@
+"""End to end: zones created at runtime are served by a real ``twistd aliasd`` from the store.
+
+The zones are created by the zone manager (aliasd.service.zonemanager, what
+the HTTP API calls) in this process, on the state directory that a real
+``twistd aliasd`` then starts from: it must serve them beside its
+configured zones, list them in its catalog (AXFR), take UPDATEs for them
+under [zone-defaults]' rules, and keep every acknowledged change across
+``kill -9``. The HTTP routes are tested end to end where they are built.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import dns.name
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+import dns.zone
+import pytest
+
+from aliasd.zones.catalog import member_id
+from tests.test_zonemanager import CONFIG, FILE_ZONE, Server, create, rr
+
+pytestmark = pytest.mark.e2e
+
+N = dns.name.from_text
+OPS = "YWxpYXNkIHVwZGF0ZSBrZXkgZm9yIG9wcywgMzIgby4="  # [keys.ops] of CONFIG
+DEFAULTS = 'update = [{ key = "ops" }]\n'
+TRANSFERS = '[catalog]\nzone = "catalog.invalid"\nallow-transfer = ["127.0.0.1"]\n'
+
+
+def test_zones_created_at_runtime_are_served_after_a_restart_and_kill_9(aliasd, tmp_path, clock):
+    (tmp_path / "example.test.zone").write_text(FILE_ZONE)
+    (tmp_path / "dyn.test.zone").write_text(FILE_ZONE.replace("example.test.", "dyn.test."))
+    body = CONFIG.format(defaults=DEFAULTS, file_zone="").replace('[catalog]\nzone = "catalog.invalid"\n', TRANSFERS)
+    (tmp_path / "inproc.toml").write_text(body)
+    made = Server(tmp_path, clock, config="inproc.toml")
+    create(made, "new.test.", rr("www.new.test.", dns.rdatatype.A, "192.0.2.80"))
+    made.done(made.manager.patch(N("new.test."), [rr("www.new.test.", dns.rdatatype.A, "192.0.2.81")], by="admin"))
+    serial = made.serial("new.test.")
+    made.options.state.db.close()
+
+    server = aliasd(body, server="serial-interval = 0\n")
+    assert server.addresses("www.new.test") == {"192.0.2.81"}
+    assert server.query("new.test", "SOA").answer[0][0].serial == serial
+    catalog = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", "catalog.invalid", port=server.port, timeout=5))
+    label = member_id(N("new.test."))
+    assert catalog.get_rdataset(f"{label}.zones", "PTR")[0].target == N("new.test.")
+    # An UPDATE under [zone-defaults]' rules, acknowledged, survives kill -9.
+    update = dns.update.UpdateMessage("new.test.", keyring=dns.tsigkeyring.from_text({"ops.": OPS}),
+                                      keyname="ops.")
+    update.add("u", 60, "A", "192.0.2.99")
+    assert dns.query.tcp(update, "127.0.0.1", port=server.port, timeout=5).rcode() == dns.rcode.NOERROR
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    server.start()
+    assert server.addresses("u.new.test") == {"192.0.2.99"}
+    assert server.addresses("www.new.test") == {"192.0.2.81"}
+    assert server.query("new.test", "SOA").answer[0][0].serial == serial + 1
+    assert server.addresses("www.example.test") == {"192.0.2.10"}  # the configured zones as well
