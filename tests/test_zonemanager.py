@@ -256,6 +256,20 @@ def test_bad_changes_are_refused_naming_the_record(server, changes, status, word
     assert server.serial("new.test.") == start
 
 
+def test_a_new_zone_takes_the_default_soa_as_powerdns_does(server):
+    """``@`` is the zone, names absolute with or without their final dot
+    (PowerDNS's default-soa-content); nameservers become the apex NS."""
+    view = server.done(server.manager.create(
+        N("soa.test."), [], nameservers=["ns1.example.test", N("ns2.example.test.")],
+        default_soa="ns1.example.test hostmaster.@ 7 10800 3600 604800 3600", by="admin"))
+    soa = server.ask("soa.test.", "SOA").answer[0][0]
+    assert (soa.mname.to_text(), soa.rname.to_text(), view.serial) == ("ns1.example.test.", "hostmaster.soa.test.", 7)
+    assert server.values("soa.test.", "NS") == {"ns1.example.test.", "ns2.example.test."}
+    error = refused(server, server.manager.create(N("bad.test."), [], nameservers=["ns1.example.test."],
+                                                  default_soa="not an soa", by="admin"))
+    assert error.status == 422 and "default SOA 'not an soa'" in str(error)
+
+
 def test_who_may_change_what(server):
     create(server)
     cases = [

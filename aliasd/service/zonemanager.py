@@ -20,7 +20,10 @@ import datetime
 from pathlib import Path
 
 import dns.dnssec
+import dns.exception
 import dns.name
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -234,10 +237,10 @@ class ZoneManager:
         zone = dataclasses.replace(self.settings.zone_defaults, name=name, file=None)
         given = {(c.name, c.rdtype) for c in changes}
         if default_soa is not None and (name, dns.rdatatype.SOA) not in given:
-            changes.append(RRsetChange(name, dns.rdatatype.SOA, "REPLACE", 3600, (default_soa,)))
+            changes.append(RRsetChange(name, dns.rdatatype.SOA, "REPLACE", 3600, (_soa_text(default_soa, name),)))
         if nameservers and (name, dns.rdatatype.NS) not in given:
             changes.append(RRsetChange(name, dns.rdatatype.NS, "REPLACE", 3600,
-                                       tuple(ns.to_text() for ns in nameservers)))
+                                       tuple(_absolute(str(ns)) for ns in nameservers)))
         if any(c.changetype != "REPLACE" for c in changes):
             raise ZoneChangeError(422, "a new zone's RRsets are all REPLACE")
         source = build_zone(name, Path(f"<runtime zone {name.to_text()}>"), changes, zone.dnssec)
@@ -337,3 +340,19 @@ class ZoneManager:
 
         return d.addCallbacks(done, failed)
 
+
+
+def _absolute(text: str) -> str:
+    """A name as given in a setting or a nameservers list: absolute with or without its final dot."""
+    return text if text.endswith(".") else text + "."
+
+
+def _soa_text(default_soa: str, zone: dns.name.Name) -> str:
+    """``[api] default-soa`` for ``zone``, as PowerDNS's default-soa-content:
+    ``@`` is the zone, names are absolute with or without their final dot."""
+    text = default_soa.replace("@", zone.to_text())
+    try:
+        return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, text, origin=dns.name.root,
+                                   relativize=False).to_text()
+    except (dns.exception.DNSException, ValueError) as e:
+        raise ZoneChangeError(422, f"default SOA {default_soa!r}: not an SOA record: {e}") from None
