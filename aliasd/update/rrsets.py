@@ -21,21 +21,18 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-import dns.serial
 
 from aliasd.base import store
 from aliasd.update.rfc2136 import (
+    _CNAME,
     _META,
     _NEUTRAL,
-    _with_serial,
+    _NS,
+    _SOA,
     _Working,
-    next_update_serial,
+    next_source,
 )
 from aliasd.zones.zonefile import ALIAS_TYPE, ZoneSource, signer_conflicts, type_text
-
-_SOA = dns.rdatatype.SOA
-_NS = dns.rdatatype.NS
-_CNAME = dns.rdatatype.CNAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,32 +168,11 @@ def patch_zone(source: ZoneSource, changes, signed: bool, served_serial: int | N
     origin = source.origin
     work = _Working(source)
     _apply(work, origin, changes, signed)
-    touched = work.packed()
-    if not touched:
+    if not work.packed():
         return None
-    serial = None
-    if source.key in touched:
-        apex = work.node(origin)
-        given = next(iter(apex[_SOA])).serial
-        if served_serial is None or dns.serial.Serial(given) > dns.serial.Serial(served_serial):
-            serial = given
-    if serial is None:
-        serial = next_update_serial(source.serial, served_serial)
-    if source.key in work.nodes and work.node(origin):
-        apex = work.node(origin)
-        soa = next(iter(apex[_SOA]))
-        apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
-        touched = work.packed()
-    else:
-        touched[source.key] = _with_serial(source.records[source.key], serial)
-        work.nodes[source.key] = (origin, None)
-    records = dict(source.records)
-    for k, packed in touched.items():
-        if packed is None:
-            records.pop(k, None)
-        else:
-            records[k] = packed
-    return Patched(source.updated(records, touched), touched, [work.nodes[k][0] for k in touched])
+    apex = work.nodes.get(source.key)
+    given = next(iter(apex[1][_SOA])).serial if apex is not None else None
+    return Patched(*next_source(work, source, given, served_serial))
 
 
 def check_max_records(source: ZoneSource, limit: int) -> None:
