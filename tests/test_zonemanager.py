@@ -397,3 +397,19 @@ def test_a_notify_request_notifies_the_current_serial(server):
 
 
 
+
+
+def test_a_runtime_zone_that_becomes_configured_is_the_configurations(write, clock, log_events):
+    directory = write()
+    server = Server(directory, clock)
+    create(server, "new.test.", rr("www.new.test.", A, "192.0.2.80"))
+    (directory / "new.test.zone").write_text(ZONE.replace("example.test.", "new.test."))
+    with open(directory / "aliasd.toml", "a") as config:
+        config.write('[zones."new.test"]\nfile = "new.test.zone"\nupdate = [{ key = "ops" }]\n')
+    assert server.done(server.reloader.reload()) is True
+    assert server.values("www.new.test.") == {"192.0.2.10", "192.0.2.11"}  # the file's
+    assert server.manager.zone(N("new.test.")).source == "file"
+    assert N("new.test.") not in RuntimeZones(server.options.state.db)
+    server.done(server.manager.patch(N("new.test."), [rr("x.new.test.", A, "192.0.2.7")], by="admin"))
+    again = Server(directory, clock)  # a restart keeps what was changed since (its journal is the file zone's)
+    assert again.values("x.new.test.") == {"192.0.2.7"} and again.values("www.new.test.") == {"192.0.2.10", "192.0.2.11"}

@@ -446,6 +446,7 @@ class Reloader:
         sources, failed, held, mended = [], [], [], []
         frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
+        self._configured_over_runtime(settings, dynamic)
         if dynamic is not None:
             served = with_runtime_zones(settings, self.runtime)
             leaving = self._leave_dynamic(dynamic, served)
@@ -514,6 +515,22 @@ class Reloader:
             return not failed
 
         return self.authority.when_idle().addCallback(done)
+
+    def _configured_over_runtime(self, settings, dynamic) -> None:
+        """Zones created at runtime that the configuration names now are the
+        configuration's: the records created at runtime are dropped (a short
+        write on the reactor, for this rare case), and the configured zone
+        starts from its file."""
+        if self.runtime is None or dynamic is None:
+            return
+        for name in sorted(set(self.runtime.zones) & set(configured_zones(settings))):
+            log.error("reload: zone {zone} was created at runtime and is configured now: the configured "
+                      "zone is served from its file; the records created at runtime are dropped",
+                      zone=name.to_text())
+            self.runtime.forget(name)
+            dynamic.purge(name)
+            self.authority.set_sources([s for o, s in self.authority.sources.items() if o != name],
+                                       held=self.authority.held)
 
     def _apply_zone_settings(self, settings, applied: list) -> None:
         """The served zones' transfer, update and NOTIFY settings (``applied``

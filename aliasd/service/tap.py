@@ -27,7 +27,7 @@ from twisted.python import usage
 from aliasd import __version__
 from aliasd.answer.answers import QueryHandler
 from aliasd.answer.status import StatusReporter
-from aliasd.base import enumcache
+from aliasd.base import enumcache, store
 from aliasd.base.access import TransferAccess, keyring_from
 from aliasd.base.config import (
     ConfigError,
@@ -154,6 +154,7 @@ class Options(usage.Options):
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
+            self._runtime_zones()
             was_dynamic = self.journal_files.dynamic_keys()
             for zone in self.settings.zones:
                 if isinstance(results[zone.name], ZoneFileError):  # that zone's problem only
@@ -183,19 +184,24 @@ class Options(usage.Options):
         except OSError as e:  # the journal of a dynamic zone, the DNSSEC keys
             sys.exit(f"aliasd: state directory: {e}")
 
-    def _runtime_sources(self) -> list[ZoneSource]:
-        """The zones created at runtime, from the store (aliasd.update.runtime):
-        each its journal's truth; a configured zone of the same name wins."""
+    def _runtime_zones(self) -> None:
+        """The zones created at runtime (aliasd.update.runtime). One that is
+        configured now is the configuration's: its records in the store go,
+        so that the configured zone starts from its file alone."""
         self.runtime = RuntimeZones(self.state.db)
         self.catalog.generations = self.runtime.generations
         configured = {z.name for z in self.settings.transferable_zones}
+        for name in sorted(set(self.runtime.zones) & configured):
+            log.error("zone {zone} was created at runtime and is configured now: the configured zone is "
+                      "served from its file; the records created at runtime are dropped", zone=name.to_text())
+            self.runtime.forget(name)
+            self.journal_files.remove(store.key_of(name))
+
+    def _runtime_sources(self) -> list[ZoneSource]:
+        """The zones created at runtime, each its journal's truth."""
         self.dynamic.configure(with_runtime_zones(self.settings, self.runtime).zones)
         sources = []
         for name in sorted(self.runtime.zones):
-            if name in configured:
-                log.error("zone {zone} was created at runtime, and is configured now: the configured "
-                         "zone is served", zone=name.to_text())
-                continue
             source = self.dynamic.stored_source(name, Path(f"<runtime zone {name.to_text()}>"))
             if source is None:  # its creation never finished: never acknowledged either
                 log.info("zone {zone}: its creation did not finish before the last stop; it is dropped",
