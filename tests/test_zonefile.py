@@ -75,6 +75,7 @@ def test_bad_records_name_file_line_and_reason(tmp_path, body, line, reason):
 #: says: the record, the field and the reason, never dnspython's bare words.
 EXPLAINED = [
     ("www 300 A 192.0.2.300", "A record: '192.0.2.300' is not an IPv4 address"),
+    ("www 300 A 192.0.2.01", "A record: '192.0.2.01' is not an IPv4 address (a number with a leading zero is refused"),
     ("www 300 A hello", "A record: 'hello' is not an IPv4 address"),
     ("www 300 A 192.0.2.1 192.0.2.2", "A record: 2 fields where A needs 1 (address)"),
     ("www 300 A", "A record: 0 fields where A needs 1 (address)"),

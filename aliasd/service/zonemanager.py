@@ -16,7 +16,6 @@ two PATCHes of one zone never interleave; what grows with the zones
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from pathlib import Path
 
 import dns.dnssec
@@ -29,10 +28,9 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from aliasd.base import store
-from aliasd.dnssec.keys import ds_rrset
+from aliasd.dnssec.keys import ZoneKey
 from aliasd.replicate import journaldb
 from aliasd.service.reload import configured_zones, make_signers, with_runtime_zones
-from aliasd.update.dynamic import master_file_text
 from aliasd.update.rrsets import (
     RRsetChange,
     ZoneChangeError,
@@ -40,7 +38,7 @@ from aliasd.update.rrsets import (
     check_max_records,
     patch_zone,
 )
-from aliasd.zones.zonefile import DNSSEC_TYPES, ZoneSource
+from aliasd.zones.zonefile import DNSSEC_TYPES, ZoneSource, type_text
 
 __all__ = ["RRsetChange", "ZoneChangeError", "ZoneManager", "ZoneView"]
 
@@ -131,24 +129,31 @@ class ZoneManager:
     def rrsets(self, name: dns.name.Name) -> list[tuple[dns.name.Name, int, int, list[str]]]:
         """(owner, type, TTL, [content]) of the zone's records as its source
         has them (ALIAS as ALIAS, not flattened; no DNSSEC records of a
-        signed zone), sorted by owner, then type."""
+        signed zone; the SOA with the serial served now), sorted by owner,
+        then type. Safe in a thread: the source is immutable."""
         source = self._served_source(name)
         signed = name in self.authority.signers
+        version = self.authority.versions.get(name)
+        serial = version.serial if version is not None else None
         out = []
         for packed in source.records.values():
             owner = store.name_of(store.owner_of(packed))
-            node = store.PackedNode(packed, owner)
+            node = store.PackedNode(packed, owner, serial=serial)
             for rdtype in node:
                 if signed and rdtype in DNSSEC_TYPES:
                     continue
                 rrset = node[rdtype]
-                out.append((owner, int(rdtype), rrset.ttl, [rd.to_text() for rd in rrset]))
+                out.append((owner, int(rdtype), rrset.ttl, sorted(rd.to_text() for rd in rrset)))
         out.sort(key=lambda entry: (entry[0], entry[1]))
         return out
 
     def export(self, name: dns.name.Name) -> str:
-        """The zone as master-file text, ALIAS records as ``ALIAS``."""
-        return master_file_text(self._served_source(name), comments=False)
+        """Master-file text, absolute names, ALIAS as ALIAS (PowerDNS's form)."""
+        lines = []
+        for owner, rdtype, ttl, contents in self.rrsets(name):
+            for content in contents:
+                lines.append(f"{owner.to_text()}\t{ttl}\tIN\t{type_text(rdtype)}\t{content}")
+        return "\n".join(lines) + "\n"
 
     def cryptokeys(self, name: dns.name.Name) -> list[dict]:
         """The signed zone's keys in PowerDNS's shape ([] when unsigned)."""
@@ -157,26 +162,9 @@ class ZoneManager:
         signer = self.authority.signers.get(name)
         if signer is None:
             return []
-        now = datetime.datetime.now(datetime.UTC)
-        keys = list(signer.keys)
-        zsk = any(k.is_zsk and k.active(now) for k in keys)
-        out = []
-        for key in keys:
-            ds = ds_rrset(name, [key], 3600) if key.is_ksk else None
-            bits = getattr(key.private, "key_size", 256)
-            out.append({
-                "type": "Cryptokey",
-                "id": key.tag,
-                "keytype": ("ksk" if zsk else "csk") if key.is_ksk else "zsk",
-                "active": key.active(now),
-                "published": key.published(now),
-                "dnskey": key.dnskey.to_text(),
-                "ds": [rd.to_text() for rd in ds] if ds is not None else [],
-                "algorithm": dns.dnssec.algorithm_to_text(key.algorithm),
-                "bits": bits,
-                "flags": key.flags,
-            })
-        return out
+        keys = signer.keys
+        has_zsk = any(k.is_zsk for k in keys)
+        return [_cryptokey(k, has_zsk) for k in keys]
 
     def notify(self, name: dns.name.Name) -> None:
         """NOTIFY the zone's secondaries of its serial now."""
@@ -184,7 +172,7 @@ class ZoneManager:
             raise _not_found(name)
         version = self.authority.versions.get(name)
         if version is not None:
-            self.notifier.zone_changed(version)
+            self.notifier.notify_again([version])
 
     # -- changes -------------------------------------------------------------
 
@@ -356,3 +344,40 @@ def _soa_text(default_soa: str, zone: dns.name.Name) -> str:
                                    relativize=False).to_text()
     except (dns.exception.DNSException, ValueError) as e:
         raise ZoneChangeError(422, f"default SOA {default_soa!r}: not an SOA record: {e}") from None
+
+
+def _cryptokey(key: ZoneKey, has_zsk: bool) -> dict:
+    """One key as PowerDNS's cryptokeys route shows it."""
+    dnskey = key.dnskey
+    ds = []
+    if key.is_ksk and not key.revoked:
+        # SHA-1, SHA-256 and SHA-384, as PowerDNS lists them (SHA-1 only
+        # listed, for parents that still want it: dnspython's policy refuses
+        # to make it by default).
+        ds = [dns.dnssec.make_ds(key.zone, dnskey, digest, policy=dns.dnssec.allow_all_policy).to_text()
+              for digest in ("SHA1", "SHA256", "SHA384")]
+    return {
+        "type": "Cryptokey",
+        "id": key.tag,
+        "keytype": ("ksk" if has_zsk else "csk") if key.is_ksk else "zsk",
+        "active": key.active(),
+        "published": key.published(),
+        "dnskey": dnskey.to_text(),
+        "ds": ds,
+        "algorithm": dns.dnssec.algorithm_to_text(dnskey.algorithm),
+        "bits": _bits(dnskey),
+        "flags": dnskey.flags,
+    }
+
+
+def _bits(dnskey) -> int:
+    """The key's size in bits, as PowerDNS reports it."""
+    algorithm = dnskey.algorithm
+    if algorithm in (dns.dnssec.Algorithm.ECDSAP256SHA256, dns.dnssec.Algorithm.ED25519):
+        return 256
+    if algorithm == dns.dnssec.Algorithm.ECDSAP384SHA384:
+        return 384
+    key = dnskey.key  # RSA: exponent length, exponent, modulus (RFC 3110)
+    skip = 3 if key[0] == 0 else 1
+    exponent = int.from_bytes(key[1:3]) if key[0] == 0 else key[0]
+    return (len(key) - skip - exponent) * 8

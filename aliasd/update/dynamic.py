@@ -63,17 +63,16 @@ from aliasd.zones.zonefile import ZoneSource, type_text
 log = Logger()
 
 
-def master_file_text(source: ZoneSource, comments: bool = True) -> str:
-    """The source's records (ALIAS included) as a master file aliasd reads
-    back (``comments``: with the header of a dynamic zone's file)."""
+def master_file_text(source: ZoneSource) -> str:
+    """The source's records (ALIAS included) as a master file aliasd reads back."""
     origin = source.origin
     lines = [
         f"; zone {origin.to_text()}: written by aliasd {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC.",
         "; A dynamic zone: aliasd writes this file. Edits made here while aliasd",
         "; runs are merged at the next reload (SIGHUP): updates received since",
         "; aliasd wrote the file stay, except in the RRsets the edit changed.",
-    ] if comments else []
-    lines.append(f"$ORIGIN {origin.to_text()}")
+        f"$ORIGIN {origin.to_text()}",
+    ]
     apex = source.key
     keys = [apex] + sorted(k for k in source.records if k != apex)
     for key in keys:

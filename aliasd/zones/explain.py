@@ -245,12 +245,20 @@ def _explain_rdata(tok: _Counting, rdtype: int, origin: dns.name.Name | None) ->
             except dns.exception.DNSException as e:
                 return f"{what}: {name} '{value}': {name_reason(e)}"
         reason = _REASONS.get(kind)
+        if kind == "ipv4" and _leading_zero(last.value):
+            reason += " (a number with a leading zero is refused: it reads as octal to some software)"
         if reason is not None:
             return f"{what}: '{value}' {reason}" if len(fields) == 1 else f"{what}: {name} '{value}' {reason}"
         return f"{what}: {name} '{value}': {error}"
     if "expected EOL or EOF" in str(error):
         return f"{what}: '{value}' is one field too many"
     return f"{what}: field {index + 1} '{value}': {str(error) or type(error).__name__}"
+
+
+def _leading_zero(text: str) -> bool:
+    """``192.0.2.01``: four decimal parts, one with a leading zero."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts) and any(len(p) > 1 and p[0] == "0" for p in parts)
 
 
 def explain_directive(lines: list[str], where: int, origin: dns.name.Name | None) -> str | None:
