@@ -21,6 +21,8 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.tsigkeyring
+import dns.update
 import dns.zone
 import pytest
 
@@ -29,6 +31,7 @@ from tests.aliasd_process import free_port
 from tests.test_e2e_api import ADMIN, SHOP_ZONE
 from tests.test_e2e_api_changes import Client, created
 from tests.test_e2e_catalog import CATALOG
+from tests.test_e2e_update import OPS
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +121,25 @@ def test_api_zones_survive_a_reload_a_restart_and_kill_9(api, tmp_path):
     process.start()
     assert process.addresses("www.kept.test") == {"192.0.2.9"}
     assert not list(tmp_path.glob("kept.test*"))  # no file anywhere: the store is its truth
+
+
+def test_an_api_zone_takes_updates_under_the_zone_defaults_rules_and_keeps_them_through_kill_9(api):
+    """[zone-defaults] update rules reach zones created through the API (the
+    manual warns of it): an acknowledged UPDATE is kept across kill -9, and
+    the API shows it."""
+    process, admin = api(defaults='update = [{ key = "ops" }]',
+                         extra=f'[keys.ops]\nsecret = "{OPS}"\n')
+    created(admin, "upd.test.")
+    before = serial(process, "upd.test")
+    update = dns.update.UpdateMessage("upd.test.", keyring=dns.tsigkeyring.from_text({"ops.": OPS}), keyname="ops.")
+    update.add("u", 60, "A", "192.0.2.99")
+    assert dns.query.tcp(update, "127.0.0.1", port=process.port, timeout=5).rcode() == dns.rcode.NOERROR
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait(10)
+    process.start()
+    assert process.addresses("u.upd.test") == {"192.0.2.99"} and serial(process, "upd.test") == before + 1
+    zone = admin("GET", "/zones/upd.test.")[1]
+    assert [r["content"] for s in zone["rrsets"] if s["name"] == "u.upd.test." for r in s["records"]] == ["192.0.2.99"]
 
 
 def test_refusals_say_why_and_change_nothing(api):

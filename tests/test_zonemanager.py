@@ -91,14 +91,14 @@ class ThreadsNow:
 class Server:
     """aliasd's objects as makeService assembles them, on a test clock."""
 
-    def __init__(self, directory, clock, config="aliasd.toml"):
+    def __init__(self, directory, clock):
         self.clock = clock
         if clock.seconds() < 1:  # DNSSEC keys are made as of the wall clock
             clock.advance(time.time())
         clock.getThreadPool = ThreadsNow
         clock.callFromThread = lambda f, *args, **kwargs: f(*args, **kwargs)
         options = self.options = Options()
-        options.parseOptions(["--config", str(directory / config), "--state-dir", str(directory / "state")])
+        options.parseOptions(["--config", str(directory / "aliasd.toml"), "--state-dir", str(directory / "state")])
         self.notifier = Notifier()
         self.authority = ZoneAuthority(
             state=options.state, clock=clock, serial_interval=60, journal_files=options.journal_files,
