@@ -62,7 +62,7 @@ class RuntimeZones:
         if self._defaults != defaults:
             self._defaults, self._settings = defaults, {}
         made = self._settings
-        if len(made) != len(self.zones):
+        if made.keys() != self.zones.keys():
             for name in [n for n in made if n not in self.zones]:
                 del made[name]
             for name in self.zones:
