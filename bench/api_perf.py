@@ -25,7 +25,7 @@ Then:
    while 1,000 zones are created).
 
 Needs bind9 (and pdns-server, pdns-backend-sqlite3 for the baseline) from
-Debian, and an aliasd that accepts ``[api]``. It takes both CPU cores for a
+Debian. It takes both CPU cores for a
 while at full size: run it on a quiet machine. Run with the project's venv
 Python:
 
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import find_program
 from bench.many_zones import TCP_PER_CLIENT, Probe, has_soa, wait_groups
 from tests.aliasd_process import AliasdProcess, free_port
-from tests.api_server import NOT_BUILT, ApiServer, PowerDNSApi, api_config
+from tests.api_server import ApiServer, PowerDNSApi, api_config
 from tests.secondaries import Named
 
 CATALOG = "catalog.bench."
@@ -103,13 +103,7 @@ class BenchAliasd(ApiServer):
             + f"[zone-defaults]\n{per_zone}\n[catalog]\nzone = \"{CATALOG}\"\n{per_zone}\n"
             + api_config(self.http_port)
         )
-        self.process = AliasdProcess(["--config", str(config)], directory, self.dns_port)
-        try:
-            self.process.start(timeout=60)
-        except RuntimeError as e:
-            if NOT_BUILT in str(e):
-                raise SystemExit("aliasd does not accept [api] yet (issue 22's server side): nothing to measure")
-            raise
+        self.process = AliasdProcess(["--config", str(config)], directory, self.dns_port).start(timeout=60)
         self.wait_http()
 
     def zone_body(self, name: str) -> dict:

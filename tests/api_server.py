@@ -9,8 +9,7 @@
 Both offer the same small interface (``url``, ``key``, ``dns_port``,
 ``request()``, ``query()``, ``restart()``, ``log()``), so a test
 parametrised over ``api_target`` runs the same requests and clients against
-either. Until aliasd accepts ``[api]`` (it rejects the section as an unknown
-key) the aliasd target skips, saying so.
+either.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ BASE = "/api/v1/servers/localhost"
 #: given the same with ``webserver-max-bodysize`` (in MB).
 MAX_BODY = 1 << 20
 SQLITE_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
-NOT_BUILT = "unknown key(s): api"
 
 
 @dataclasses.dataclass
@@ -203,36 +201,17 @@ def api_config(http_port: int, upstream: str | None = None) -> str:
     )
 
 
-def skip_unbuilt(what: str) -> None:
-    """Skip: aliasd answered 501 Not Implemented (issue 22's zone changes,
-    branch i22-zones, not merged yet). No test here expects a 501."""
-    pytest.skip(f"aliasd has not built this yet (501): {what[:200]}")
-
-
 class AliasdApi(ApiServer):
-    """``twistd aliasd`` with the ``[api]`` section; skips while aliasd has none."""
+    """``twistd aliasd`` with the ``[api]`` section."""
 
     kind = "aliasd"
 
     def __init__(self, start_aliasd, upstream: str | None = None, config: str = "",
                  zones: dict[str, str] | None = None):
         self.http_port = free_port()
-        try:
-            self.process: AliasdProcess = start_aliasd(api_config(self.http_port, upstream) + config, zones)
-        except RuntimeError as e:
-            if NOT_BUILT in str(e):
-                pytest.skip("aliasd does not accept [api] yet (issue 22 server side, branch i22-http, not merged)")
-            raise
+        self.process: AliasdProcess = start_aliasd(api_config(self.http_port, upstream) + config, zones)
         self.dns_port = self.process.port
         self.wait_http()
-
-    def request(self, method: str, path: str, body=None, **kwargs) -> Response:
-        """As ``ApiServer.request``; a 501 (a route the aliasd under test
-        does not have yet) skips the test."""
-        response = super().request(method, path, body, **kwargs)
-        if response.status == 501:
-            skip_unbuilt(f"{method} {path}: {response.text}")
-        return response
 
     def log(self) -> str:
         return self.process.log()
