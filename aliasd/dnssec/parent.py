@@ -140,7 +140,8 @@ class ParentAgents:
         return d
 
     def _no_ds(self, failure, zone: dns.name.Name, agent: Endpoint):
-        if failure.check(terror.DNSNameError, terror.DomainError, terror.AuthoritativeDomainError):
+        # (Exact types: SERVFAIL, REFUSED... are subclasses of DomainError.)
+        if failure.type in (terror.DNSNameError, terror.DomainError, terror.AuthoritativeDomainError):
             return frozenset()  # NXDOMAIN: no DS there
         if self._throttle.allow():
             log.warn("DNSSEC {zone}: parental agent {agent} gave no DS answer ({why}); the step waits",
