@@ -10,6 +10,8 @@ these tests also notice when Twisted stops sending through
 
 from __future__ import annotations
 
+import itertools
+
 import dns.flags
 import dns.message
 import dns.name
@@ -213,7 +215,7 @@ def test_source_ports_and_query_ids_change_from_query_to_query(reactor):
     # The sockets used in turn: consecutive queries rarely share one.
     in_order = sorted(((dns.message.from_wire(d).question[0].name.to_text().lower(), p) for p in reactor.ports
                        for d, _ in p.sent), key=lambda item: int(item[0].split(".")[0][1:]))
-    changes = sum(1 for (_, a), (_, b) in zip(in_order, in_order[1:]) if a is not b)
+    changes = sum(1 for (_, a), (_, b) in itertools.pairwise(in_order) if a is not b)
     assert changes > 750
     ids = [query_id for _, query_id in sent]
     assert max(ids) - min(ids) > 30000 and len(set(ids)) > 950  # not a counter
