@@ -1,0 +1,86 @@
+"""End to end: what aliasd takes from its upstreams, and what it signs.
+
+Against a loopback upstream that records every query as it arrives
+(tests/upstream.py): query IDs and source ports are random, the name's
+letters are in random case (0x20) and an answer that does not echo that
+case is dropped as spoofed. With ``[resolver] require-validated`` a signed
+zone serves only addresses the upstream validated (AD set), while an
+unsigned zone with the same ALIAS target goes on serving every answer.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.test_e2e_resolution import ZONE, config
+
+pytestmark = pytest.mark.e2e
+
+TARGET = "target.upstream.test"
+
+
+def test_queries_use_random_ids_ports_and_letter_case(aliasd, upstream):
+    upstream.set(TARGET, "A", ["203.0.113.10"], ttl=1)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: len([r for r in upstream.received if r[0].lower() == TARGET + "."]) >= 12, timeout=20)
+    asked = [r for r in upstream.received if r[0].lower() == TARGET + "."]
+    names = {name for name, _, _, _ in asked}
+    ids = [query_id for _, query_id, _, _ in asked]
+    ports = [port for _, _, port, _ in asked]
+    assert len(names) >= len(asked) - 2  # 17 letters: a repeat is a 1 in 131072 chance
+    assert any(n != n.lower() for n in names) and any(n != n.upper() for n in names)
+    assert len(set(ids)) == len(ids) and max(ids) - min(ids) > 1000
+    assert len(set(ports)) >= 3  # from a pool of sockets, picked at random
+    assert all(ad for _, _, _, ad in asked)  # every query asks whether the upstream validated
+
+
+def test_an_answer_that_does_not_echo_the_case_is_dropped(aliasd, upstream):
+    upstream.set(TARGET, "A", ["203.0.113.11"], ttl=1)
+    p = aliasd(config(upstream), {"example.com.zone": ZONE})
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.11"})
+    upstream.behave(TARGET, "spoof-case")  # right ID and port, the name in lower case, other addresses
+    p.wait_for(lambda: "question is not the one asked" in p.log(), timeout=15)
+    p.wait_for(lambda: "ALIAS target target.upstream.test. A: stale" in p.log())
+    assert p.addresses("example.com") == {"203.0.113.11"}  # the last good ones, never 198.18.0.66
+    assert "198.18.0.66" not in p.log()
+
+
+SIGNED = ZONE.replace("example.com.", "signed.test.")
+
+
+def both(upstream, require: bool) -> str:
+    text = config(upstream, extra=f"require-validated = {'true' if require else 'false'}")
+    return text.replace("serve-stale = 30", "serve-stale = 3") + """
+        [zones."signed.test"]
+        file = "signed.test.zone"
+        dnssec = true
+        """
+
+
+def test_signed_zones_serve_only_what_the_upstream_validated(aliasd, upstream, tmp_path):
+    upstream.set(TARGET, "A", ["203.0.113.20"], ttl=1)
+    upstream.validated(TARGET)
+    fallback = SIGNED.replace("@     60 ALIAS target.upstream.test.",
+                              "@     60 ALIAS target.upstream.test.\n    @     60 A 192.0.2.99")
+    p = aliasd(both(upstream, True), {"example.com.zone": ZONE, "signed.test.zone": fallback},
+               server="serial-interval = 0\n")
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.20"} == p.addresses("signed.test"))
+    upstream.validated(TARGET, False)  # no longer validated (or a spoofer who cannot set AD)
+    upstream.set(TARGET, "A", ["203.0.113.21"], ttl=1)
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.21"})
+    assert p.addresses("signed.test") == {"203.0.113.20"}  # served stale, not the unvalidated answer
+    p.wait_for(lambda: p.addresses("signed.test") == {"192.0.2.99"})  # serve-stale over: the file's fallback
+    assert p.addresses("example.com") == {"203.0.113.21"}
+    assert ("ALIAS target target.upstream.test. A for signed zones: expired (not validated by the upstream "
+            "(no AD)) -> zone file fallback") in p.log()
+    upstream.validated(TARGET)
+    p.wait_for(lambda: p.addresses("signed.test") == {"203.0.113.21"})
+    # Turned off by a reload: the signed zone takes every answer again.
+    upstream.validated(TARGET, False)
+    upstream.set(TARGET, "A", ["203.0.113.22"], ttl=1)
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("require-validated = true", "require-validated = false"))
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(lambda: p.addresses("signed.test") == {"203.0.113.22"} == p.addresses("example.com"))
