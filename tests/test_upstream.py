@@ -112,7 +112,7 @@ def test_queries_share_a_pool_of_sockets_and_get_their_answers(reactor):
     resolver = UpstreamResolver([FIRST], reactor)
     lookups = [resolver.lookupAddress(f"t{i}.example.net", timeout=(1, 2)) for i in range(50)]
     # not one socket per query (stock client.Resolver), nor one for all
-    assert 2 <= len(reactor.ports) <= resolver.pool_size
+    assert len(reactor.ports) == resolver.pool_size > 1
     assert {address for _, address in reactor.ports[0].sent} == {("192.0.2.53", 53)}
     answer_all(reactor, "198.51.100.1")
     for d in lookups:
@@ -191,7 +191,7 @@ def test_a_cancelled_lookup_asks_no_other_upstream(reactor):
     resolver.close()
 
 
-def test_nxdomain_ends_the_failover(reactor):
+def test_nxdomain_ends_the_failover(reactor, one_socket):
     resolver = FailoverResolver([FIRST, SECOND], reactor)
     d = resolver.lookupAddress("gone.example.net", timeout=(1,))
     port, query, address = reactor.unanswered()[0]

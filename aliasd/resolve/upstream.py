@@ -190,14 +190,14 @@ class UpstreamResolver(client.Resolver):
         raise defer.TimeoutError(queries)
 
     def _socket_for(self, address) -> dns.DNSDatagramProtocol:
-        """A socket of the pool picked at random (opened while the pool
-        is not full; replaced once it has sent ``rotate_after`` queries)."""
+        """A socket of the pool picked at random (the pool is opened whole
+        at the first query, so the sockets held stay the same number; each
+        is replaced once it has sent ``rotate_after`` queries)."""
         interface = "::" if isIPv6Address(address[0]) else ""
-        pool = self._sockets.setdefault(interface, [])
-        slot = _rng.randrange(self.pool_size)
-        if slot >= len(pool):
-            pool.append([self._listen(interface), 0])
-            slot = len(pool) - 1
+        pool = self._sockets.get(interface)
+        if pool is None:
+            pool = self._sockets[interface] = [[self._listen(interface), 0] for _ in range(self.pool_size)]
+        slot = _rng.randrange(len(pool))
         entry = pool[slot]
         if entry[1] >= self.rotate_after:
             self._retire(entry[0])
