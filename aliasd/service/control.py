@@ -211,30 +211,17 @@ class Controller:
                                "it has no keys to roll")
         return name
 
-    def _rollover_step(self, name: dns.name.Name, step: Callable, *args) -> dict:
-        try:
-            line = step(name, *args)
-        except ValueError as e:
-            raise CommandError(f"zone {name.to_text()}: {e}") from None
+    def _rollover_reply(self, name: dns.name.Name, line: str) -> dict:
         log.info("control: zone {zone}: {line}", zone=name.to_text(), line=line)
-        return {"text": line, "data": {"zone": name.to_text(), "result": line,
-                                       "dnssec": self.rollovers.state(name)}}
+        return {"text": line, "data": {"zone": name.to_text(), "result": line, "dnssec": self.rollovers.state(name)}}
 
     def dnssec_checkds(self, zone: str, what: str) -> dict:
         name = self._signed(zone)
-        if what not in ("published", "withdrawn"):
-            raise CommandError(f"{what!r}: say published (the parent shows the new DS) or withdrawn "
-                               "(the parent no longer shows the old one)")
-        return self._rollover_step(name, self.rollovers.confirm_ds, what)
+        return self._rollover_reply(name, checkds(self.rollovers, name, what))
 
     def dnssec_rollover(self, zone: str, key: str | None = None) -> dict:
         name = self._signed(zone)
-        tag = None
-        if key is not None:
-            if not key.isdigit() or int(key) > 65535:
-                raise CommandError(f"{key!r} is not a key tag (a number from 0 to 65535; see zone-status)")
-            tag = int(key)
-        return self._rollover_step(name, self.rollovers.rollover, tag)
+        return self._rollover_reply(name, start_rollover(self.rollovers, name, key))
 
     def dnssec_status(self, zone: str) -> dict:
         name = self._signed(zone)
@@ -405,6 +392,33 @@ def _duration(seconds: float) -> str:
     parts += [f"{hours}h"] if hours or days else []
     parts += [f"{minutes}m"] if minutes or hours or days else []
     return "".join(parts + [f"{seconds}s"])
+
+
+def checkds(rollovers, name: dns.name.Name, what: str) -> str:
+    """The operator saw the parent's DS ``published`` or ``withdrawn``: the
+    rollover engine's line, or CommandError saying why not (also the API's)."""
+    if what not in ("published", "withdrawn"):
+        raise CommandError(f"{what!r}: say published (the parent shows the new DS) or withdrawn "
+                           "(the parent no longer shows the old one)")
+    return _rollover_step(rollovers.confirm_ds, name, what)
+
+
+def start_rollover(rollovers, name: dns.name.Name, key: str | int | None) -> str:
+    """Start a rollover of key ``key`` (a tag; None: the KSK or CSK) now."""
+    tag = None
+    if key is not None:
+        if isinstance(key, bool) or not str(key).isdigit() or int(key) > 65535:
+            raise CommandError(f"{key!r} is not a key tag (a number from 0 to 65535; see zone-status)")
+        tag = int(key)
+    return _rollover_step(rollovers.rollover, name, tag)
+
+
+def _rollover_step(step: Callable, name: dns.name.Name, *args) -> str:
+    try:
+        line = step(name, *args)
+    except ValueError as e:
+        raise CommandError(f"zone {name.to_text()}: {e}") from None
+    return line
 
 
 def _rollover_text(name: dns.name.Name, state: dict) -> str:
