@@ -186,7 +186,10 @@ class FakeRollovers:
                           "next_event": "retire", "next_time": "2026-12-07T15:00:00Z"},
                          {"tag": 22222, "role": "ksk", "algorithm": 13, "state": "published",
                           "next_event": "active", "next_time": None}],
-                "step": "KSK 22222 introduced", "waiting_for": f"DS {self.waiting} at the parent"}
+                "policy": "fast",
+                "rollover": {"kind": "KSK", "step": "ds-publish", "waiting_for": f"the DS {self.waiting}",
+                             "ds_seen": {}},
+                "next": f"waiting for the DS {self.waiting}", "next_time": None}
 
     def confirm_ds(self, zone, what):
         self.calls.append(("confirm_ds", zone, what))
@@ -220,7 +223,7 @@ def test_dnssec_steps_go_to_the_rollover_engine(controller, log_events):
         b'{"command": "dnssec-rollover", "args": ["other.test"]}',
     )
     assert published["ok"] and published["text"] == "DS published: KSK 22222 becomes active"
-    assert published["data"]["dnssec"]["step"] == "KSK 22222 introduced"
+    assert published["data"]["dnssec"]["rollover"]["step"] == "ds-publish"
     assert withdrawn == {"ok": False, "error": "zone example.test.: the rollover waits for the DS to be "
                                                 "published, not withdrawn"}
     assert not bad_word["ok"] and "say published" in bad_word["error"]
@@ -232,10 +235,11 @@ def test_dnssec_steps_go_to_the_rollover_engine(controller, log_events):
         ("confirm_ds", ZONE, "published"), ("confirm_ds", ZONE, "withdrawn"),
         ("rollover", ZONE, None), ("rollover", ZONE, 22222), ("rollover", ZONE, 33333)]
     assert status["text"].splitlines() == [
-        "zone example.test.: DNSSEC keys",
+        "zone example.test.: DNSSEC keys (policy fast)",
         "  key 11111 KSK alg 13: active, next retire at 2026-12-07T15:00:00Z",
         "  key 22222 KSK alg 13: published, next active",
-        "  rollover: KSK 22222 introduced, waiting for DS published at the parent",
+        "  rollover: KSK, step ds-publish, waiting for the DS published",
+        "  next: waiting for the DS published",
     ]
     steps = [e["line"] for e in log_events if e.get("log_format") == "control: zone {zone}: {line}"]
     assert steps == ["DS published: KSK 22222 becomes active", "rollover of key 11111 started",

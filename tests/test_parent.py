@@ -107,12 +107,12 @@ def test_an_error_at_any_agent_is_not_yet_and_counted_for_backoff(view, agents, 
     started = time.monotonic()
     assert check(view, want=[NEW]) is False
     assert time.monotonic() - started < 3  # a short timeout
-    assert view.errors[ZONE] == 2
+    assert view.error_count(ZONE) == 2
     lines = [e["log_format"].format(**e) for e in log_events if "parental agent" in e.get("log_format", "")]
     assert len(lines) == 2 and "(SERVFAIL)" in lines[0] and "(timeout)" in lines[1]
     assert f"127.0.0.1:{second.port}" in lines[0]
     second.behave("child.test.", None)
-    assert check(view, want=[NEW]) is True and ZONE not in view.errors
+    assert check(view, want=[NEW]) is True and view.error_count(ZONE) == 0
 
 
 def test_a_truncated_answer_is_asked_again_over_tcp(view, agents):
@@ -189,3 +189,17 @@ def test_a_newer_submission_replaces_one_still_failing(tmp_path):
     time.sleep(0.5)
     assert len((tmp_path / "calls").read_text().splitlines()) == len(calls)  # cancelled: no more runs
     assert os.path.exists(command)
+
+
+def test_parents_come_from_the_zones_policies():
+    from aliasd.dnssec.parent import parents_from
+
+    class Policy:
+        parental_agents = (Endpoint("127.0.0.1", 5353),)
+        ds_submit_command = "/usr/local/sbin/push-ds --registrar 'my registrar'"
+
+    made = parents_from({ZONE: Policy(), dns.name.from_text("plain.test."): None})
+    assert made == {ZONE: Parent((Endpoint("127.0.0.1", 5353),),
+                                 ("/usr/local/sbin/push-ds", "--registrar", "my registrar"))}
+    assert Parent.from_policy(["192.0.2.53", "[2001:db8::53]:5353"], None).agents == (
+        Endpoint("192.0.2.53", 53), Endpoint("2001:db8::53", 5353))

@@ -62,13 +62,21 @@ class Parent:
     submit_command: tuple[str, ...] = ()  # argv before the zone; empty: none
 
     @classmethod
-    def from_policy(cls, agents: Iterable[str], command: str | None) -> Parent:
-        """From the policy's ``parental-agents`` (ADDR[:PORT]) and
-        ``ds-submit-command`` (split as a shell would, but run without one).
-        ValueError names what is wrong."""
-        endpoints = tuple(parse_endpoint(text, 53) for text in agents)
+    def from_policy(cls, agents: Iterable[str | Endpoint], command: str | None) -> Parent:
+        """From the policy's ``parental-agents`` (Endpoints, or ADDR[:PORT]
+        texts) and ``ds-submit-command`` (split as a shell would, but run
+        without one). ValueError names what is wrong."""
+        endpoints = tuple(a if isinstance(a, Endpoint) else parse_endpoint(a, 53) for a in agents)
         argv = tuple(shlex.split(command)) if command else ()
         return cls(endpoints, argv)
+
+
+def parents_from(policies: Mapping[dns.name.Name, object]) -> dict[dns.name.Name, Parent]:
+    """Each zone's Parent from its dnssec-policy (an object with
+    ``parental_agents`` and ``ds_submit_command``; None: no policy)."""
+    return {zone: Parent.from_policy(getattr(policy, "parental_agents", ()) or (),
+                                     getattr(policy, "ds_submit_command", None))
+            for zone, policy in policies.items() if policy is not None}
 
 
 class _Submission:
@@ -116,6 +124,11 @@ class ParentAgents:
         return parent is not None and bool(parent.agents)
 
     # -- DS checks -------------------------------------------------------------
+
+    def error_count(self, zone: dns.name.Name) -> int:
+        """Consecutive checks of ``zone`` that some agent did not answer (0
+        after one that all answered): what the engine's backoff goes by."""
+        return self.errors.get(zone, 0)
 
     def ds_state(self, zone: dns.name.Name, want: frozenset[bytes], gone: frozenset[bytes]) -> defer.Deferred:
         """True once every agent shows all of ``want`` and none of ``gone``

@@ -423,14 +423,17 @@ def _rollover_step(step: Callable, name: dns.name.Name, *args) -> str:
 
 def _rollover_text(name: dns.name.Name, state: dict) -> str:
     """The engine's state of a zone's keys, a line a key, then the rollover's step."""
-    lines = [f"zone {name.to_text()}: DNSSEC keys"]
+    lines = [f"zone {name.to_text()}: DNSSEC keys" + (f" (policy {state['policy']})" if state.get("policy") else "")]
     for k in state.get("keys", ()):
         when = k.get("next_time")
         lines.append(f"  key {k.get('tag')} {k.get('role', '?').upper()} alg {k.get('algorithm')}: "
                      f"{k.get('state')}, next {k.get('next_event') or 'none'}" + (f" at {when}" if when else ""))
-    if state.get("step"):
-        lines.append(f"  rollover: {state['step']}" + (f", waiting for {state['waiting_for']}"
-                                                       if state.get("waiting_for") else ""))
+    rollover = state.get("rollover")
+    if rollover:
+        lines.append(f"  rollover: {rollover.get('kind')}, step {rollover.get('step')}"
+                     + (f", waiting for {rollover['waiting_for']}" if rollover.get("waiting_for") else ""))
+    if state.get("next"):
+        lines.append(f"  next: {state['next']}")
     return "\n".join(lines)
 
 
