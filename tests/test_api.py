@@ -497,11 +497,12 @@ def test_dnssec_routes_are_aliasds_own_and_reach_the_rollover_engine(api, log_ev
     from tests.test_control import FakeRollovers
 
     zone = ZONES + "/example.test./dnssec"
-    api.resource.rollovers = rollovers = FakeRollovers()
     assert api.request("POST", zone + "/checkds", {"state": "published"}).json() == {
         "error": "zone example.test. is not signed (no dnssec or dnssec-policy): it has no keys to roll"}
     for name in (N("example.test."), N("shop.example.")):
         api.manager.views[name] = dataclasses.replace(api.manager.views[name], signed=True)
+    assert "keys aliasd never rolls" in api.request("POST", zone + "/rollover", {}).json()["error"]
+    api.resource.rollovers = rollovers = FakeRollovers()
     status = api.request("GET", zone).json()
     assert status["zone"] == "example.test." and [k["tag"] for k in status["keys"]] == [11111, 22222]
     done = api.request("POST", zone + "/checkds", {"state": "published"})

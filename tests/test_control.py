@@ -208,8 +208,11 @@ def test_dnssec_steps_go_to_the_rollover_engine(controller, log_events):
     unsigned = ask(controller, b'{"command": "dnssec-checkds", "args": ["example.test", "published"]}')
     assert unsigned == [{"ok": False, "error": "zone example.test. is not signed (no dnssec or dnssec-policy): "
                                                 "it has no keys to roll"}]
-    controller.rollovers = FakeRollovers()
     controller.authority.signers[ZONE] = object()
+    [never] = ask(controller, b'{"command": "dnssec-rollover", "args": ["example.test"]}')
+    assert never == {"ok": False, "error": "zone example.test. is signed with keys aliasd never rolls "
+                                            "(dnssec = true): give it a dnssec-policy to roll them"}
+    controller.rollovers = FakeRollovers()
     published, withdrawn, bad_word, roll, roll_key, no_key, not_tag, status, unknown = ask(
         controller,
         b'{"command": "dnssec-checkds", "args": ["example.test", "published"]}',

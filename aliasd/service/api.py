@@ -576,9 +576,12 @@ class ApiResource(resource.Resource):
     # -- aliasd's DNSSEC routes: what aliasd-ctl's dnssec- commands do
 
     def _rollovers(self, view: ZoneView):
-        if self.rollovers is None or not view.signed:
+        if not view.signed:
             raise ApiError(422, f"zone {view.name.to_text()} is not signed (no dnssec or dnssec-policy): "
                                 "it has no keys to roll")
+        if self.rollovers is None:
+            raise ApiError(422, f"zone {view.name.to_text()} is signed with keys aliasd never rolls "
+                                "(dnssec = true): give it a dnssec-policy to roll them")
         return self.rollovers
 
     def _dnssec_status(self, request, key: ApiKey, view: ZoneView):

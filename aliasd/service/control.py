@@ -206,9 +206,12 @@ class Controller:
     def _signed(self, text: str) -> dns.name.Name:
         """A zone the rollover engine signs, else CommandError saying why not."""
         name, _ = self._configured(text)
-        if self.rollovers is None or name not in self.authority.signers:
+        if name not in self.authority.signers:
             raise CommandError(f"zone {name.to_text()} is not signed (no dnssec or dnssec-policy): "
                                "it has no keys to roll")
+        if self.rollovers is None:
+            raise CommandError(f"zone {name.to_text()} is signed with keys aliasd never rolls (dnssec = true): "
+                               "give it a dnssec-policy to roll them")
         return name
 
     def _rollover_reply(self, name: dns.name.Name, line: str) -> dict:
