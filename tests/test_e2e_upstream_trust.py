@@ -11,6 +11,7 @@ unsigned zone with the same ALIAS target goes on serving every answer.
 from __future__ import annotations
 
 import signal
+import textwrap
 
 import pytest
 
@@ -84,3 +85,80 @@ def test_signed_zones_serve_only_what_the_upstream_validated(aliasd, upstream, t
     conf.write_text(conf.read_text().replace("require-validated = true", "require-validated = false"))
     p.proc.send_signal(signal.SIGHUP)
     p.wait_for(lambda: p.addresses("signed.test") == {"203.0.113.22"} == p.addresses("example.com"))
+
+
+CDN = """\
+    $ORIGIN cdn.test.
+    $TTL 60
+    @     SOA ns1 hostmaster 1 3600 600 86400 60
+          NS  ns1
+    ns1   A   192.0.2.53
+    www   1 A 192.0.2.80
+    """
+
+CHILD = """\
+    $ORIGIN signed.test.
+    $TTL 60
+    @     SOA ns1 hostmaster 1 3600 600 86400 60
+          NS  ns1
+    ns1   A   192.0.2.53
+    @     ALIAS www.cdn.test.
+    plain ALIAS www.upstream.test.
+    plain A   192.0.2.99
+    """
+
+
+def test_with_unbound_validating_a_signed_target_is_served_and_an_unsigned_one_is_not(aliasd, upstream, tmp_path):
+    """The real thing: Unbound anchored at a signed target zone (served by a
+    second aliasd) validates its answers (AD); a target in an unsigned zone
+    (the test upstream, stubbed in Unbound) is insecure, so no AD. The signed
+    zone takes the first and not the second; the unsigned zone takes both."""
+    from tests.aliasd_process import AliasdProcess, free_port
+    from tests.validators import Unbound, anchors_from_server
+
+    cdn_dir = tmp_path / "cdn"
+    cdn_dir.mkdir()
+    (cdn_dir / "cdn.test.zone").write_text(textwrap.dedent(CDN))
+    cdn_port = free_port()
+    (cdn_dir / "aliasd.toml").write_text(textwrap.dedent(f"""\
+        [server]
+        listen = ["127.0.0.1"]
+        port = {cdn_port}
+        state-dir = "state"
+        [zones."cdn.test"]
+        file = "cdn.test.zone"
+        dnssec = true
+        """))
+    cdn = AliasdProcess(["--config", str(cdn_dir / "aliasd.toml")], cdn_dir, cdn_port).start()
+    upstream.set("www.upstream.test", "A", ["203.0.113.30"], ttl=1)
+    unsigned_stub = f"""
+        local-zone: "upstream.test." transparent
+        stub-zone:
+        name: "upstream.test."
+        stub-addr: 127.0.0.1@{upstream.port}
+        stub-prime: no
+        """
+    try:
+        with Unbound(tmp_path / "unbound", extra=unsigned_stub).start(
+                "cdn.test", cdn_port, anchors_from_server("cdn.test", cdn_port)) as unbound:
+            assert unbound.ad("www.cdn.test")[:2] == (0, True)
+            assert unbound.ad("www.upstream.test")[:2] == (0, False)
+            text = f"""
+                [resolver]
+                upstreams = ["127.0.0.1:{unbound.port}"]
+                min-refresh = 1
+                require-validated = true
+                [zones."example.com"]
+                file = "example.com.zone"
+                [zones."signed.test"]
+                file = "signed.test.zone"
+                dnssec = true
+                """
+            unsigned = ZONE.replace("@     60 ALIAS target.upstream.test.", "@     60 ALIAS www.upstream.test.")
+            p = aliasd(text, {"example.com.zone": unsigned, "signed.test.zone": CHILD}, server="serial-interval = 0\n")
+            p.wait_for(lambda: p.addresses("signed.test") == {"192.0.2.80"}, timeout=20)
+            p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.30"})
+            assert p.addresses("plain.signed.test") == {"192.0.2.99"}  # insecure target: the file's fallback
+            assert "ALIAS target www.upstream.test. A for signed zones: pending (not validated" in p.log()
+    finally:
+        cdn.stop()
