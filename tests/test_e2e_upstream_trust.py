@@ -87,25 +87,15 @@ def test_signed_zones_serve_only_what_the_upstream_validated(aliasd, upstream, t
     p.wait_for(lambda: p.addresses("signed.test") == {"203.0.113.22"} == p.addresses("example.com"))
 
 
-CDN = """\
-    $ORIGIN cdn.test.
-    $TTL 60
-    @     SOA ns1 hostmaster 1 3600 600 86400 60
-          NS  ns1
-    ns1   A   192.0.2.53
-    www   1 A 192.0.2.80
-    """
-
-CHILD = """\
-    $ORIGIN signed.test.
-    $TTL 60
-    @     SOA ns1 hostmaster 1 3600 600 86400 60
-          NS  ns1
-    ns1   A   192.0.2.53
-    @     ALIAS www.cdn.test.
-    plain ALIAS www.upstream.test.
-    plain A   192.0.2.99
-    """
+HEAD = """\
+$TTL 60
+@     SOA ns1 hostmaster 1 3600 600 86400 60
+      NS  ns1
+ns1   A   192.0.2.53
+"""
+CDN = "$ORIGIN cdn.test.\n" + HEAD + "www   1 A 192.0.2.80\n"
+CHILD = ("$ORIGIN signed.test.\n" + HEAD
+         + "@     ALIAS www.cdn.test.\nplain ALIAS www.upstream.test.\nplain A   192.0.2.99\n")
 
 
 def test_with_unbound_validating_a_signed_target_is_served_and_an_unsigned_one_is_not(aliasd, upstream, tmp_path):
