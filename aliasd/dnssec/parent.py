@@ -157,7 +157,7 @@ class ParentAgents:
         if failure.type in (terror.DNSNameError, terror.DomainError, terror.AuthoritativeDomainError):
             return frozenset()  # NXDOMAIN: no DS there
         if self._throttle.allow():
-            log.warn("DNSSEC {zone}: parental agent {agent} gave no DS answer ({why}); the step waits",
+            log.warn("DNSSEC {zone}: parental agent {agent} gave no DS answer ({why}); the step waits",  # noqa: G010
                      zone=zone.to_text(), agent=str(agent), why=describe_failure(failure))
         return None
 

@@ -98,7 +98,7 @@ class _QueryProtocol(dns.DNSDatagramProtocol):
             if sent is not None and query_id in self.liveMessages and data[12:12 + len(sent)] != sent:
                 self.controller.spoofed += 1
                 if _spoof_log.allow():
-                    log.warn("upstream answer from {address} dropped: its question is not the one asked "
+                    log.warn("upstream answer from {address} dropped: its question is not the one asked "  # noqa: G010
                              "(name case, type or class differ: spoofed?)", address=f"{addr[0]}:{addr[1]}")
                 return
         super().datagramReceived(data, addr)
