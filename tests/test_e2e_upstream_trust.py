@@ -10,11 +10,13 @@ unsigned zone with the same ALIAS target goes on serving every answer.
 
 from __future__ import annotations
 
+import json
 import signal
 import textwrap
 
 import pytest
 
+from tests.test_e2e_ctl import ctl
 from tests.test_e2e_resolution import ZONE, config
 
 pytestmark = pytest.mark.e2e
@@ -150,5 +152,10 @@ def test_with_unbound_validating_a_signed_target_is_served_and_an_unsigned_one_i
             p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.30"})
             assert p.addresses("plain.signed.test") == {"192.0.2.99"}  # insecure target: the file's fallback
             assert "ALIAS target www.upstream.test. A for signed zones: pending (not validated" in p.log()
+            status = ctl(tmp_path, "zone-status", "signed.test", json_out=True).stdout
+            validated = {(a["target"], t["type"]): t["validated"]["status"]
+                         for a in json.loads(status)["aliases"] for t in a["upstream"]}
+            assert validated[("www.cdn.test.", "A")] == "resolved"
+            assert validated[("www.upstream.test.", "A")] == "pending"
     finally:
         cdn.stop()

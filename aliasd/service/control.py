@@ -183,6 +183,10 @@ class Controller:
                     "status": state.status.value if state is not None else "unknown",
                     "addresses": list(state.addresses) if state is not None else [],
                     "failure": state.failure if state is not None else "",
+                    # [resolver] require-validated: what signed zones take from it
+                    "validated": ({"status": state.secure.status.value, "addresses": list(state.secure.addresses),
+                                   "failure": state.secure.failure}
+                                  if state is not None and state.secure is not None else None),
                 })
             rows.append({"owner": owner.to_text(), "target": alias.target.to_text(), "upstream": targets})
         return rows
@@ -454,6 +458,7 @@ def _zone_text(d: dict) -> str:
     ]
     for alias in d["aliases"]:
         states = ", ".join(f"{t['type']} {t['status']}" + (f" {' '.join(t['addresses'])}" if t["addresses"] else "")
+                           + (f" (validated: {t['validated']['status']})" if t.get("validated") else "")
                            for t in alias["upstream"]) or "in-zone or not followed yet"
         lines.append(f"  ALIAS {alias['owner']} -> {alias['target']}: {states}")
     for n in d["notify"]:
