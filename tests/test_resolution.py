@@ -586,3 +586,29 @@ def test_a_restart_keeps_the_signed_zones_view(clock, tmp_path):
     state = again.state(TARGET, T.A)
     assert state.addresses == ("203.0.113.9",)
     assert (state.secure.status, state.secure.addresses) == (Status.STALE, ("192.0.2.1",))
+
+
+def test_turning_require_validated_on_asks_every_target_again_at_once(resolver, upstream, clock):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=60))
+    clock.advance(5)
+    assert upstream.pending == []  # not due for 55 s
+    resolver.require_validated = True  # (a reload)
+    resolver.refresh_all()
+    clock.advance(1)
+    upstream.take().callback(validated("lb.example.net", "192.0.2.1"))
+    assert resolver.state(TARGET, T.A).secure.status is Status.RESOLVED
+
+
+def test_nxdomain_counts_for_signed_zones_only_when_validated(strict, upstream, clock):
+    from twisted.python.failure import Failure
+
+    def nxdomain(ad: bool):
+        message = tdns.Message(rCode=tdns.ENAME, authenticData=int(ad))
+        upstream.take().errback(Failure(terror.DNSNameError(message)))
+
+    nxdomain(ad=False)
+    state = strict.state(TARGET, T.A)
+    assert state.status is Status.NO_ADDRESSES and state.secure.status is Status.PENDING  # the fallback
+    clock.advance(10)
+    nxdomain(ad=True)  # a validated denial
+    assert state.secure.status is Status.NO_ADDRESSES

@@ -39,6 +39,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 
 import dns.name
+from twisted.application import service
 from twisted.internet import defer, utils
 from twisted.logger import Logger
 from twisted.names import dns as tdns
@@ -89,8 +90,10 @@ class _Submission:
         self.retry = None  # the delayed call of the next try
 
 
-class ParentAgents:
-    """The ParentView of the rollover engine (see the module docstring)."""
+class ParentAgents(service.Service):
+    """The ParentView of the rollover engine (see the module docstring); a
+    service so that stopping the server closes the agents' sockets and
+    stops the submissions' retries."""
 
     #: Seconds each agent gets to answer a DS query (one resend after half).
     timeout = 2.0
@@ -168,6 +171,10 @@ class ParentAgents:
         self.errors.pop(zone, None)
         self.seen[zone] = dict(zip(agents, answers))
         return all(want <= shown and not (gone & shown) for shown in answers)
+
+    def stopService(self):
+        super().stopService()
+        self.close()
 
     def close(self) -> None:
         """Close every agent's client and stop retrying submissions (service stop)."""

@@ -562,7 +562,8 @@ class AliasResolver(service.Service):
             self._schedule_at(state, now + self._refresh_in(negative_ttl))
             self.stats.inc("aliasd_upstream_answers_total", outcome="NXDOMAIN")
             self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")
-            message = getattr(failure.value, "message", None)
+            # (Twisted's client raises the error with the answer as its argument.)
+            message = next((a for a in failure.value.args if isinstance(a, tdns.Message)), None)
             self._validated(state, bool(getattr(message, "authenticData", 0)))
             return
         reason = describe_failure(failure)
