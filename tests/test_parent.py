@@ -203,3 +203,28 @@ def test_parents_come_from_the_zones_policies():
                                  ("/usr/local/sbin/push-ds", "--registrar", "my registrar"))}
     assert Parent.from_policy(["192.0.2.53", "[2001:db8::53]:5353"], None).agents == (
         Endpoint("192.0.2.53", 53), Endpoint("2001:db8::53", 5353))
+
+
+def test_parents_can_follow_the_engines_policies(agents):
+    """With ``policy_of`` (the engine's Rollovers.policy) the agents are
+    those of the zone's policy now: a reload or a zone going insecure
+    needs no other call."""
+
+    class Policy:
+        def __init__(self, agents):
+            self.parental_agents = tuple(Endpoint("127.0.0.1", a.port) for a in agents)
+            self.ds_submit_command = None
+
+    policies = {ZONE: Policy(agents[:1])}
+    view = in_reactor(ParentAgents, reactor, policy_of=policies.get)
+    view.timeout = 1.0
+    agents[0].set("child.test.", "DS", [NEW])
+    try:
+        assert check(view, want=[NEW]) is True
+        policies[ZONE] = Policy(agents)  # the second agent does not show it
+        assert check(view, want=[NEW]) is False
+        assert not view.has_agents(dns.name.from_text("other.test."))
+        del policies[ZONE]
+        assert not view.has_agents(ZONE) and check(view, want=[NEW]) is False
+    finally:
+        in_reactor(view.close)

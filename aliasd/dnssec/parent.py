@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import dns.name
 from twisted.application import service
@@ -103,9 +103,17 @@ class ParentAgents(service.Service):
     #: Octets of a failed command's output kept in its log line.
     output_limit = 2000
 
-    def __init__(self, reactor, parents: Mapping[dns.name.Name, Parent] | None = None):
+    #: Query sockets per agent's client (few checks: a small pool of random ports).
+    pool_size = 2
+
+    def __init__(self, reactor, parents: Mapping[dns.name.Name, Parent] | None = None,
+                 policy_of: Callable[[dns.name.Name], object] | None = None):
         self.reactor = reactor
         self.parents: dict[dns.name.Name, Parent] = dict(parents or {})
+        # Or each zone's policy as the engine holds it now (Rollovers.policy:
+        # also the kept one of a zone going insecure), read at each use.
+        self.policy_of = policy_of
+        self._from_policy: dict[tuple, Parent] = {}
         self._resolvers: dict[Endpoint, UpstreamResolver] = {}
         #: Zone -> consecutive checks with an error at some agent (for backoff).
         self.errors: dict[dns.name.Name, int] = {}
@@ -122,8 +130,21 @@ class ParentAgents(service.Service):
         for agent in [a for a in self._resolvers if a not in wanted]:
             self._resolvers.pop(agent).close()
 
+    def parent(self, zone: dns.name.Name) -> Parent | None:
+        """The zone's Parent: from its policy when ``policy_of`` is given, else as set."""
+        if self.policy_of is None:
+            return self.parents.get(zone)
+        policy = self.policy_of(zone)
+        if policy is None:
+            return None
+        key = (tuple(getattr(policy, "parental_agents", ()) or ()), getattr(policy, "ds_submit_command", None))
+        made = self._from_policy.get(key)
+        if made is None:
+            made = self._from_policy[key] = Parent.from_policy(*key)
+        return made
+
     def has_agents(self, zone: dns.name.Name) -> bool:
-        parent = self.parents.get(zone)
+        parent = self.parent(zone)
         return parent is not None and bool(parent.agents)
 
     # -- DS checks -------------------------------------------------------------
@@ -136,7 +157,7 @@ class ParentAgents(service.Service):
     def ds_state(self, zone: dns.name.Name, want: frozenset[bytes], gone: frozenset[bytes]) -> defer.Deferred:
         """True once every agent shows all of ``want`` and none of ``gone``
         (DS rdata in wire form); False otherwise, errors included."""
-        parent = self.parents.get(zone)
+        parent = self.parent(zone)
         if parent is None or not parent.agents:
             return defer.succeed(False)
         asked = [self._ask(zone, agent) for agent in parent.agents]
@@ -150,6 +171,7 @@ class ParentAgents(service.Service):
         resolver = self._resolvers.get(agent)
         if resolver is None:
             resolver = self._resolvers[agent] = UpstreamResolver([agent], self.reactor)
+            resolver.pool_size = self.pool_size
         query = tdns.Query(zone.to_text(omit_final_dot=True), DS, tdns.IN)
         d = resolver.query(query, timeout=(self.timeout / 2, self.timeout / 2))
         d.addCallbacks(_ds_rdatas, self._no_ds, (zone,), None, (zone, agent), None)
@@ -189,7 +211,7 @@ class ParentAgents(service.Service):
     def submit(self, zone: dns.name.Name, add: list[str], withdraw: list[str]) -> None:
         """Run the zone's ds-submit-command for these DS changes (presentation
         lines) until it succeeds; replaces a submission not done yet."""
-        parent = self.parents.get(zone)
+        parent = self.parent(zone)
         if parent is None or not parent.submit_command:
             return
         self.cancel(zone)
@@ -209,7 +231,7 @@ class ParentAgents(service.Service):
 
     def _run(self, zone: dns.name.Name, submission: _Submission) -> None:
         submission.retry = None
-        parent = self.parents.get(zone)
+        parent = self.parent(zone)
         if parent is None or not parent.submit_command or self._submissions.get(zone) is not submission:
             return
         submission.tries += 1

@@ -579,10 +579,11 @@ class ApiResource(resource.Resource):
         if not view.signed:
             raise ApiError(422, f"zone {view.name.to_text()} is not signed (no dnssec or dnssec-policy): "
                                 "it has no keys to roll")
-        if self.rollovers is None:
+        rollovers = self.rollovers or getattr(self.manager, "rollovers", None)  # (set on either)
+        if rollovers is None:
             raise ApiError(422, f"zone {view.name.to_text()} is signed with keys aliasd never rolls "
                                 "(dnssec = true): give it a dnssec-policy to roll them")
-        return self.rollovers
+        return rollovers
 
     def _dnssec_status(self, request, key: ApiKey, view: ZoneView):
         return self._json(request, {"zone": view.name.to_text(), **self._rollovers(view).state(view.name)})
