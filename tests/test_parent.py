@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import textwrap
 import threading
 import time
@@ -228,3 +229,50 @@ def test_parents_can_follow_the_engines_policies(agents):
         assert not view.has_agents(ZONE) and check(view, want=[NEW]) is False
     finally:
         in_reactor(view.close)
+
+
+PARENT_ZONE = """\
+$TTL 3
+@ SOA ns hostmaster 1 60 60 600 3
+@ NS ns
+ns A 127.0.0.1
+child NS ns.child
+ns.child A 127.0.0.1
+"""
+
+
+@pytest.mark.e2e
+def test_a_bind_parent_is_a_parental_agent(tmp_path):
+    """A real authoritative BIND named (recursion off) serving the parent
+    zone; the test plays the registrar with nsupdate. (RD is set in the
+    check: an authoritative server answers its own data all the same.)"""
+    from tests.aliasd_process import free_port
+    from tests.conftest import need
+    from tests.secondaries import Named
+
+    directory = tmp_path / "parent"
+    directory.mkdir()
+    (directory / "test.zone").write_text(PARENT_ZONE)
+    named = Named(directory, free_port())
+    (directory / "named.conf").write_text(
+        named._options() + " };\ncontrols { };\n"
+        f'zone "test" {{ type primary; file "{directory}/test.zone"; allow-update {{ 127.0.0.1; }}; }};\n')
+    named._spawn([need("named"), "-g", "-c", str(directory / "named.conf")])
+    named.wait_started()
+
+    def registrar(*commands: str) -> None:
+        script = f"server 127.0.0.1 {named.port}\nzone test\n" + "".join(f"{c}\n" for c in commands) + "send\n"
+        subprocess.run([need("nsupdate")], input=script, text=True, check=True, timeout=10)
+
+    view = in_reactor(ParentAgents, reactor, {ZONE: Parent((Endpoint("127.0.0.1", named.port),))})
+    try:
+        assert check(view, gone=[OLD]) is True  # a delegation without DS: none shown
+        registrar(f"update add child.test. 3 DS {OLD}")
+        assert check(view, want=[OLD]) is True
+        registrar(f"update add child.test. 3 DS {NEW}")
+        assert check(view, want=[NEW], gone=[OLD]) is False
+        registrar(f"update delete child.test. DS {OLD}")
+        assert check(view, want=[NEW], gone=[OLD]) is True and view.error_count(ZONE) == 0
+    finally:
+        in_reactor(view.close)
+        named.stop()
