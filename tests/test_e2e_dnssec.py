@@ -80,9 +80,10 @@ def config(upstream, denial="nsec3", notify_port=None, validity=None):
     """
 
 
-def ds_of(workdir: Path) -> list[str]:
+def ds_of(workdir: Path, zone: str = "example.test") -> list[str]:
+    """The DS lines ``aliasd-check --ds ZONE`` prints."""
     out = subprocess.run(
-        [str(Path(TWISTD).with_name("aliasd-check")), "--config", str(workdir / "aliasd.toml"), "--ds", "example.test"],
+        [str(Path(TWISTD).with_name("aliasd-check")), "--config", str(workdir / "aliasd.toml"), "--ds", zone],
         capture_output=True, text=True, check=True,
     ).stdout
     return [line for line in out.splitlines() if " DS " in line]
