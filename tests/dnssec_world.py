@@ -305,11 +305,14 @@ class KeyWatch(Ticker):
         self.keys: dict[tuple[int, int], KeyTimes] = {}
         self.events: list[tuple[float, str]] = []
         self.verifications: list[Verification] = []
+        self.cds_delete: float | None = None  # first seen: the CDS delete record (RFC 8078 section 4)
+        self.unsigned: float | None = None  # first seen: no DNSKEY left
         self._last: tuple | None = None
         self._verified_at = 0.0
 
     def look(self) -> tuple[frozenset, frozenset, frozenset, frozenset]:
-        """(DNSKEYs as (tag, algorithm, ksk), SOA signers, DNSKEY signers, CDS (tag, algorithm))."""
+        """(DNSKEYs as (tag, algorithm, ksk), SOA signers, DNSKEY signers, CDS
+        (tag, algorithm); (0, 0) for the CDS delete record)."""
         keys = _ask(CHILD, "DNSKEY", self.child_port)
         soa = _ask(CHILD, "SOA", self.child_port)
         cds = _ask(CHILD, "CDS", self.child_port)
@@ -321,8 +324,7 @@ class KeyWatch(Ticker):
         return (frozenset((dns.dnssec.key_id(rd), rd.algorithm, bool(rd.flags & 1))
                           for rd in _rdatas(keys, dns.rdatatype.DNSKEY, CHILD)),
                 signers(soa, dns.rdatatype.SOA), signers(keys, dns.rdatatype.DNSKEY),
-                frozenset((rd.key_tag, rd.algorithm) for rd in _rdatas(cds, dns.rdatatype.CDS, CHILD)
-                          if rd.algorithm))
+                frozenset((rd.key_tag, rd.algorithm) for rd in _rdatas(cds, dns.rdatatype.CDS, CHILD)))
 
     def tick(self) -> None:
         try:
@@ -339,6 +341,12 @@ class KeyWatch(Ticker):
 
     def _record(self, now: float, dnskeys, soa_signers, key_signers, cds) -> None:
         present = {(tag, alg) for tag, alg, _ in dnskeys}
+        if (0, 0) in cds and self.cds_delete is None:
+            self.cds_delete = now
+            self.events.append((now, "CDS delete"))
+        if not dnskeys and self.keys and self.unsigned is None:
+            self.unsigned = now
+            self.events.append((now, "unsigned"))
         for tag, alg, ksk in dnskeys:
             key = self.keys.setdefault((tag, alg), KeyTimes(tag, alg, ksk))
             if key.published is None or key.removed is not None:
@@ -371,6 +379,82 @@ class KeyWatch(Ticker):
 
     def failed(self) -> list[Verification]:
         return [v for v in self.verifications if not v.ok]
+
+    def current(self, ksk: bool) -> list[KeyTimes]:
+        """The keys of that role published now."""
+        return [k for k in self.keys.values() if k.ksk == ksk and k.published and not k.removed]
+
+    def rollovers(self) -> list[Rollover]:
+        """Each completed rollover the watch saw: a removed key and the key of
+        the same role published last before it went (for an algorithm
+        rollover, the new algorithm's keys replace the old's together)."""
+        done = []
+        removed = sorted((k for k in self.keys.values() if k.removed), key=lambda k: k.removed)
+        for old in removed:
+            successors = [k for k in self.keys.values() if k.ksk == old.ksk and k is not old
+                          and k.published and old.published < k.published <= old.removed]
+            if not successors:
+                continue  # the end of the zone's signing (going insecure)
+            new = max(successors, key=lambda k: k.published)
+            kind = "algorithm" if new.algorithm != old.algorithm else ("KSK" if old.ksk else "ZSK")
+            done.append(Rollover(kind, old, new))
+        # One algorithm rollover replaces both keys: keep its longer span.
+        algorithm = [r for r in done if r.kind == "algorithm"]
+        if algorithm:
+            done = [r for r in done if r.kind != "algorithm"] + [max(algorithm, key=lambda r: r.took)]
+        return sorted(done, key=lambda r: r.new.published)
+
+
+@dataclass
+class Rollover:
+    kind: str  # "ZSK", "KSK" or "algorithm"
+    old: KeyTimes
+    new: KeyTimes
+
+    @property
+    def took(self) -> float:
+        """From the successor's publication to the predecessor's removal."""
+        return self.old.removed - self.new.published
+
+
+@dataclass(frozen=True)
+class Timings:
+    """A policy's timings (seconds), and the shortest time each rollover can
+    take under them (RFC 7583 section 3; the registrar's delay counted as 0).
+
+    Ipub = zone propagation + DNSKEY TTL + publish safety;
+    ZSK by pre-publication: Ipub + (zone propagation + longest TTL of the
+    zone's signatures + retire safety);
+    KSK by double-KSK: Ipub + parent propagation + DS TTL + retire safety
+    (the old KSK leaves once no cache can hold the old DS);
+    algorithm (RFC 6781 4.1.4, new keys with their signatures at once): as
+    a KSK, the longest TTL of the zone in place of the DNSKEY TTL if longer;
+    insecure: from the CDS delete, parent propagation + DS TTL + retire safety.
+    """
+
+    dnskey_ttl: int
+    publish_safety: int
+    retire_safety: int
+    zone_propagation_delay: int
+    parent_ds_ttl: int
+    parent_propagation_delay: int
+    max_zone_ttl: int
+
+    @property
+    def ipub(self) -> int:
+        return self.zone_propagation_delay + max(self.dnskey_ttl, 0) + self.publish_safety
+
+    def minimum(self, kind: str) -> int:
+        parent = self.parent_propagation_delay + self.parent_ds_ttl + self.retire_safety
+        if kind == "ZSK":
+            return self.ipub + self.zone_propagation_delay + max(self.max_zone_ttl, self.dnskey_ttl) + self.retire_safety
+        if kind == "KSK":
+            return self.ipub + parent
+        if kind == "algorithm":
+            return self.zone_propagation_delay + max(self.max_zone_ttl, self.dnskey_ttl) + self.publish_safety + parent
+        if kind == "insecure":
+            return parent
+        raise ValueError(kind)
 
 
 # --------------------------------------------------------------------------
@@ -467,6 +551,22 @@ notify = ["127.0.0.1:{self.secondary_port}"]
         time.sleep(seconds)
         self.raise_errors()
 
+    def wait_until(self, predicate, timeout: float, what: str):
+        """Poll ``predicate()`` (the world keeps running) until it is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            self.wait(0.25)
+        raise AssertionError(f"not within {timeout:.0f} s: {what}\n{self.report()}")
+
+    def validation_failures(self) -> list[str]:
+        """The lines in which a validator called something bogus (an
+        unreachable server is not one)."""
+        return [line for v in self.validators.values() for line in v.log().splitlines()
+                if "validation failure" in line]
+
     def raise_errors(self) -> None:
         for ticker in (self.registrar, self.probe, self.watch):
             if ticker is not None and ticker.error is not None:
@@ -486,20 +586,28 @@ notify = ["127.0.0.1:{self.secondary_port}"]
 
     def report(self, samples: list[Sample] = ()) -> str:
         """The world's story, for an assertion's message."""
-        lines = [f"{time.strftime('%H:%M:%S', time.gmtime(t))} {what}" for t, what in self.watch.events]
+        lines = [f"{time.strftime('%H:%M:%S', time.gmtime(t))} {what}"
+                 for t, what in (self.watch.events if self.watch else ())]
         lines += [f"{time.strftime('%H:%M:%S', time.gmtime(e.at))} registrar: +{e.added} -{e.removed}"
-                  for e in self.registrar.events]
+                  for e in (self.registrar.events if self.registrar else ())]
         lines += [f"{time.strftime('%H:%M:%S', time.gmtime(s.at))} {s.via} {s.name}: {s.rcode} AD={s.ad}"
                   for s in samples[:20]]
         logs = "".join(f"\n---- {via} ----\n{v.log()[-3000:]}" for via, v in self.validators.items())
         return "\n".join(sorted(lines)) + logs
 
-    def check(self, secure: bool | None = True, since: float = 0, until: float = float("inf")) -> None:
+    def check(self, secure: bool | None = True, since: float = 0, until: float = float("inf"),
+              outage: tuple[str, float, float] | None = None) -> None:
         """The probe got the expected answers (AD as ``secure`` says) through
-        both validators, and every AXFR taken passed ``dnssec-verify``."""
+        both validators, no validator called anything bogus, and every AXFR
+        taken passed ``dnssec-verify``. ``outage`` = (via, start, end): the
+        validator ``via`` could not reach its server then (aliasd stopped),
+        its answers in that time do not count."""
         self.raise_errors()
-        wrong = self.probe.wrong(secure, since, until)
+        wrong = [s for s in self.probe.wrong(secure, since, until)
+                 if not (outage and s.via == outage[0] and outage[1] <= s.at < outage[2])]
         assert not wrong, f"{len(wrong)} wrong answers:\n{self.report(wrong)}"
+        bogus = self.validation_failures()
+        assert not bogus, "\n".join(bogus[:20])
         failed = self.watch.failed()
         assert not failed, f"dnssec-verify failed on serial {failed[0].serial}:\n{failed[0].output}"
 

@@ -11,12 +11,14 @@ of the child taken along the way passes ``dnssec-verify``.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import dns.rcode
 import pytest
 
-from tests.dnssec_world import MISSING, DnssecWorld
+from aliasd.base.config import ConfigError, load_settings
+from tests.dnssec_world import MISSING, DnssecWorld, Timings
 from tests.test_e2e_dnssec import ds_of
 
 pytestmark = pytest.mark.e2e
@@ -24,14 +26,28 @@ pytestmark = pytest.mark.e2e
 SERVER = "serial-interval = 0\n"
 
 
-def test_todays_signing_validates_throughout_and_a_wrong_ds_is_seen(aliasd, upstream, tmp_path):
+@pytest.fixture
+def world_of(tmp_path):
+    """Factory: the world around a child served by aliasd (stopped at the end)."""
+    worlds = []
+
+    def make(upstream) -> DnssecWorld:
+        worlds.append(DnssecWorld(tmp_path, upstream))
+        return worlds[-1]
+
+    yield make
+    for world in worlds:
+        world.stop()
+
+
+def test_todays_signing_validates_throughout_and_a_wrong_ds_is_seen(aliasd, upstream, tmp_path, world_of):
     """``dnssec = true`` (keys that never roll): the registrar installs
     the first DS from the child's CDS, the very DS ``aliasd-check --ds``
     prints; from then on every probe answer through aliasd and through the
     secondary is secure while the ALIAS target rotates, and every AXFR
     verifies. Then the registrar's mistake (a DS of no key) makes the
     validators answer SERVFAIL: the probe sees what it is there to see."""
-    world = DnssecWorld(tmp_path, upstream)
+    world = world_of(upstream)
     server = aliasd(world.child_config("dnssec = true"), world.child_files(), server=SERVER)
     with world.running(server):
         assert world.ds_texts() == sorted(line.split(" DS ", 1)[1] for line in ds_of(tmp_path, "child.test"))
@@ -58,3 +74,103 @@ def test_todays_signing_validates_throughout_and_a_wrong_ds_is_seen(aliasd, upst
         world.wait(2)  # and it stays so
         last = world.probe.samples[-8:]
         assert all(s.rcode == servfail for s in last), world.report(last)
+
+
+#: The accelerated policy of the issue's test (/work/notes/rollover-contract.md).
+FAST = """
+[dnssec-policy.fast]
+algorithm = "{algorithm}"
+keys = [ {{ role = "ksk", lifetime = "90s" }}, {{ role = "zsk", lifetime = "40s" }} ]
+dnskey-ttl = "3s"
+publish-safety = "1s"
+retire-safety = "1s"
+zone-propagation-delay = "1s"
+parent-ds-ttl = "3s"
+parent-propagation-delay = "1s"
+parental-agents = ["127.0.0.1:{parent_port}"]
+signature-validity = "10m"
+refresh-before = "5m"
+"""
+FAST_TIMINGS = Timings(dnskey_ttl=3, publish_safety=1, retire_safety=1, zone_propagation_delay=1,
+                       parent_ds_ttl=3, parent_propagation_delay=1, max_zone_ttl=2)
+ECDSA, ED25519 = 13, 15
+
+
+def _policies_accepted(tmp_path) -> None:
+    """Skip unless this aliasd takes [dnssec-policy.NAME] (issue 23's engine)."""
+    conf = tmp_path / "policy-check.toml"
+    conf.write_text(FAST.format(algorithm="ECDSAP256SHA256", parent_port=53)
+                    + '[zones."child.test"]\nfile = "child.test.zone"\ndnssec-policy = "fast"\n')
+    try:
+        load_settings(conf)
+    except ConfigError as e:
+        pytest.skip(f"aliasd does not take [dnssec-policy.NAME] yet (issue 23's rollover engine): {e}")
+
+
+def _fast(world: DnssecWorld, algorithm: str) -> str:
+    return FAST.format(algorithm=algorithm, parent_port=world.parent.port)
+
+
+def _reload(server, conf, text: str) -> None:
+    done = server.log().count("reload done")
+    conf.write_text(text)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for(lambda: server.log().count("reload done") > done, timeout=20)
+
+
+def test_rollovers_never_break_validation(aliasd, upstream, tmp_path, world_of):
+    """Issue 23, how it is checked: on the accelerated policy, two ZSK
+    rollovers, one KSK rollover with aliasd killed (-9) and started again
+    in its middle, an algorithm rollover (ECDSAP256SHA256 to ED25519) and
+    the way down to unsigned. All the while the ALIAS target rotates, the
+    probe through aliasd and through the secondary gets every answer
+    secure (then insecure, never bogus), no validator logs a validation
+    failure, and every AXFR passes dnssec-verify. Prints how long each
+    rollover took against the minimum its timings allow."""
+    _policies_accepted(tmp_path)
+    world = world_of(upstream)
+    conf = tmp_path / "aliasd.toml"
+    server = aliasd(world.child_config('dnssec-policy = "fast"', _fast(world, "ECDSAP256SHA256")),
+                    world.child_files(), server=SERVER)
+    with world.running(server):
+        watch = world.watch
+        # Two ZSK rollovers: the first ZSK's lifetime is 40 s.
+        world.wait_until(lambda: sum(r.kind == "ZSK" for r in watch.rollovers()) >= 2, 110, "two ZSK rollovers")
+        # The KSK rollover (lifetime 90 s); aliasd killed once the new KSK is out.
+        world.wait_until(lambda: len(watch.current(ksk=True)) == 2, 60, "a second KSK published")
+        world.wait(2)
+        server.proc.kill()
+        server.proc.wait(10)
+        killed = time.time()
+        server.start()
+        back = time.time()
+        world.wait_until(lambda: any(r.kind == "KSK" for r in watch.rollovers()), 60, "the KSK rollover done")
+        assert "rollover carries on" in server.log(), server.log()[-3000:]
+        # The algorithm rollover: the policy now says ED25519.
+        base = conf.read_text()
+        _reload(server, conf, base.replace('"ECDSAP256SHA256"', '"ED25519"'))
+        world.wait_until(lambda: any(r.kind == "algorithm" for r in watch.rollovers())
+                         and all(k.algorithm == ED25519 for k in watch.current(True) + watch.current(False)),
+                         60, "the algorithm rollover done")
+        world.check(secure=True, outage=("aliasd", killed, back + 3))
+        # Down to unsigned.
+        insecure = time.time()
+        _reload(server, conf, base.replace('dnssec-policy = "fast"', 'dnssec-policy = "insecure"'))
+        world.wait_until(lambda: watch.unsigned, 60, "the zone unsigned")
+        world.wait_until(lambda: not world.parent.ds(), 10, "no DS at the parent")
+        unsigned = watch.unsigned
+        world.wait(world.ds_ttl + 4)
+        world.check(secure=True, until=insecure, outage=("aliasd", killed, back + 3))
+        world.check(secure=None, since=insecure)  # secure, then insecure: never bogus
+        world.check(secure=False, since=unsigned + world.ds_ttl + 2)
+        assert world.registrar.events[-1].removed and not world.registrar.events[-1].added
+
+    kinds = [r.kind for r in watch.rollovers()]
+    assert kinds.count("ZSK") >= 2 and kinds.count("KSK") == 1 and kinds.count("algorithm") == 1, kinds
+    assert watch.unsigned - watch.cds_delete >= FAST_TIMINGS.minimum("insecure") - 1
+    print("\nrollover        took   minimum (RFC 7583 with the policy's timings)")
+    for r in watch.rollovers():
+        print(f"{r.kind:<12} {r.took:6.1f} s {FAST_TIMINGS.minimum(r.kind):6d} s   key {r.old.tag} -> {r.new.tag}")
+        assert r.took >= FAST_TIMINGS.minimum(r.kind) - 1, (r, world.report())  # (whole-second key times)
+    print(f"{'insecure':<12} {watch.unsigned - watch.cds_delete:6.1f} s {FAST_TIMINGS.minimum('insecure'):6d} s")
+    print(f"probe: {len(world.probe.samples)} answers; dnssec-verify: {len(watch.verifications)} AXFRs")
