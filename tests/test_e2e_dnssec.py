@@ -351,9 +351,10 @@ FOREIGN_DNSSEC = {
 
 
 def check_config(workdir: Path) -> subprocess.CompletedProcess:
-    """``aliasd-check --config`` (as ``python -m aliasd check``, the same code)."""
+    """``aliasd-check --config`` (as ``python -m aliasd check``, the same code;
+    run in ``workdir`` so that, as for twistd, PYTHONPATH says which aliasd)."""
     return subprocess.run([sys.executable, "-m", "aliasd", "check", "--config", str(workdir / "aliasd.toml")],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=workdir)
 
 
 @pytest.mark.parametrize("kind", sorted(FOREIGN_DNSSEC))
