@@ -45,6 +45,7 @@ import dns.rdatatype
 
 from tests.aliasd_process import free_port
 from tests.secondaries import Named
+from tests.test_e2e_dnssec import ZONE, config
 from tests.test_e2e_update import nsupdate
 from tests.validators import NamedAuthority, Unbound, axfr_text, dnssec_verify
 
@@ -61,8 +62,8 @@ $TTL 2
 @ SOA ns.test. hostmaster.test. 1 60 60 600 1
 @ NS ns
 ns A 127.0.0.1
-child NS ns.child
-ns.child A 127.0.0.1
+child NS ns1.child
+ns1.child A 127.0.0.1
 """
 
 #: The parent signs itself with one key that never rolls; short TTLs so that
@@ -74,17 +75,11 @@ dnssec-policy "parent" {
 };
 """
 
-#: Every record of the child lives 2 seconds (the signatures too): a
-#: validator's cache forgets in the time the policies below allow for.
-CHILD_ZONE = """\
-$ORIGIN child.test.
-$TTL 2
-@ SOA ns hostmaster 1 60 60 600 2
-@ NS ns
-@ ALIAS lb.cdn.test.
-ns A 127.0.0.1
-www A 192.0.2.10
-"""
+#: test_e2e_dnssec's zone (an apex ALIAS, a wildcard, a delegation with
+#: glue, empty non-terminals) as the child, every record living 2 seconds
+#: (the signatures too): a validator's cache forgets in the time the
+#: policies allow for.
+CHILD_ZONE = ZONE.replace("example.test.", "child.test.").replace("$TTL 300", "$TTL 2").replace(" 60\n", " 2\n", 1)
 
 #: Validators keep what the TTLs say (a few seconds, not capped at one), so
 #: they hold cached keys and DS across each step of a rollover, as real
@@ -487,19 +482,7 @@ class DnssecWorld:
         """aliasd's configuration: the child signed as ``signing`` says
         (``dnssec = true`` or ``dnssec-policy = "NAME"``), ``policies``
         holds the ``[dnssec-policy.NAME]`` tables."""
-        return f"""
-[resolver]
-upstreams = ["{self.upstream.endpoint}"]
-min-refresh = 1
-[dnssec]
-denial = "nsec3"
-{policies}
-[zones."child.test"]
-file = "child.test.zone"
-allow-transfer = ["127.0.0.1"]
-notify = ["127.0.0.1:{self.secondary_port}"]
-{signing}
-"""
+        return config(self.upstream, "nsec3", self.secondary_port, zone="child.test", signing=signing) + policies
 
     @staticmethod
     def child_files() -> dict[str, str]:

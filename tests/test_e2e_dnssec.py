@@ -62,7 +62,9 @@ deep.a.b TXT "below two empty non-terminals"
 """
 
 
-def config(upstream, denial="nsec3", notify_port=None, validity=None):
+def config(upstream, denial="nsec3", notify_port=None, validity=None, zone="example.test", signing="dnssec = true"):
+    """aliasd's configuration: ``zone`` (from ZONE.zone) signed as
+    ``signing`` says, its ALIAS targets resolved at ``upstream``."""
     notify = f'notify = ["127.0.0.1:{notify_port}"]\n' if notify_port else ""
     window = f"signature-validity = {validity}\nrefresh-before = {validity * 5 // 8}\n" if validity else ""
     return f"""
@@ -72,10 +74,10 @@ def config(upstream, denial="nsec3", notify_port=None, validity=None):
     [dnssec]
     denial = "{denial}"
     {window}
-    [zones."example.test"]
-    file = "example.test.zone"
+    [zones."{zone}"]
+    file = "{zone}.zone"
     allow-transfer = ["127.0.0.1"]
-    dnssec = true
+    {signing}
     {notify}
     """
 
