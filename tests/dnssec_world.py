@@ -362,14 +362,20 @@ class KeyWatch(Ticker):
                 self.events.append((now, f"key {tag} removed"))
 
     def verify(self) -> None:
-        """AXFR of the child from aliasd, through ``dnssec-verify``."""
+        """AXFR of the child from aliasd, through ``dnssec-verify`` (once
+        unsigned: no DNSSEC record left)."""
         self._verified_at = time.time()
         try:
             text = axfr_text(CHILD.to_text(), self.child_port)
         except (dns.exception.DNSException, OSError, EOFError):
             return  # aliasd is restarting
         serial = next(int(line.split()[6]) for line in text.splitlines() if " SOA " in line)
-        ok, output = dnssec_verify(CHILD.to_text(), text)
+        types = {line.split()[3] for line in text.splitlines() if line.strip()}
+        if "DNSKEY" in types:
+            ok, output = dnssec_verify(CHILD.to_text(), text)
+        else:  # gone insecure: unsigned, and not half-signed
+            leftovers = types & {"RRSIG", "NSEC", "NSEC3", "NSEC3PARAM"}
+            ok, output = not leftovers, f"no DNSKEY, yet {sorted(leftovers)} in:\n{text}"
         self.verifications.append(Verification(self._verified_at, serial, ok, output))
 
     def failed(self) -> list[Verification]:

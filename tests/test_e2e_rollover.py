@@ -169,6 +169,9 @@ def test_rollovers_never_break_validation(aliasd, upstream, tmp_path, world_of):
 
     kinds = [r.kind for r in watch.rollovers()]
     assert kinds.count("ZSK") >= 2 and kinds.count("KSK") == 1 and kinds.count("algorithm") == 1, kinds
+    # The restart carried on with the KSK published before the kill, not a new one.
+    (ksk,) = [r for r in watch.rollovers() if r.kind == "KSK"]
+    assert ksk.new.published < killed < ksk.old.removed, world.report()
     assert watch.unsigned - watch.cds_delete >= FAST_TIMINGS.minimum("insecure") - 1
     print("\nrollover        took   minimum (RFC 7583 with the policy's timings)")
     for r in watch.rollovers():
