@@ -22,7 +22,7 @@ Typical use, with the ``aliasd`` and ``upstream`` fixtures::
     server = aliasd(world.child_config("dnssec = true"), world.child_files(), server=SERVER)
     with world.running(server):
         world.wait(20)
-    world.check_secure()
+        world.check(secure=True)
 """
 
 from __future__ import annotations
@@ -182,20 +182,30 @@ class Registrar(Ticker):
     """The registrar of the child: makes the DS RRset at the parent what
     the child's CDS RRset says (digest SHA-256): adds the new DS, removes
     those the CDS no longer lists, removes all on the CDS delete record
-    (algorithm 0, RFC 8078 section 4). No CDS: nothing changes (RFC 7344)."""
+    (algorithm 0, RFC 8078 section 4). No CDS: nothing changes (RFC 7344).
+    Once given a ``validator``, it takes the CDS only from its validated
+    answers (AD), as a parent must (RFC 7344 section 4.1); the first DS
+    comes from the child's own server (the zone is not secure yet)."""
 
     def __init__(self, parent: Parent, child_port: int, ds_ttl: int):
         super().__init__()
         self.parent, self.child_port, self.ds_ttl = parent, child_port, ds_ttl
+        self.validator: Unbound | None = None
         self.events: list[RegistrarEvent] = []
 
     def wanted(self) -> frozenset | None:
         """The DS set the child's CDS asks for; None when there is no CDS
-        (or the child does not answer: it may be restarting)."""
+        (or no validated one, or the child does not answer: it may be restarting)."""
         try:
-            cds = _rdatas(_ask(CHILD, "CDS", self.child_port), dns.rdatatype.CDS, CHILD)
+            if self.validator is None:
+                response = _ask(CHILD, "CDS", self.child_port)
+            else:
+                response = self.validator.query(CHILD.to_text(), "CDS", timeout=3)
+                if not response.flags & dns.flags.AD:
+                    return None
         except (dns.exception.DNSException, OSError):
             return None
+        cds = _rdatas(response, dns.rdatatype.CDS, CHILD)
         if not cds:
             return None
         if any(rd.algorithm == 0 for rd in cds):
@@ -521,6 +531,7 @@ class DnssecWorld:
             self.validators[via] = validator.start(PARENT.to_text(), self.parent.port, anchors)
         for via, validator in self.validators.items():
             self._wait_secure(via, validator)
+        self.registrar.validator = self.validators["aliasd"]
         self.started = time.time()
         self.probe, self.watch = Probe(self.validators), KeyWatch(server.port)
         for ticker in (self.registrar, self.probe, self.watch):
