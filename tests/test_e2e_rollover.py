@@ -53,7 +53,7 @@ def test_todays_signing_validates_throughout_and_a_wrong_ds_is_seen(aliasd, upst
         world.wait(12)
         world.check(secure=True)
         samples = world.probe.samples
-        assert len(samples) >= 4 * 20, len(samples)
+        assert len(samples) >= 4 * 12, len(samples)
         for via in world.validators:  # the rotation reached the validators, both ways
             seen = {s.addresses for s in samples if s.via == via and s.name != MISSING}
             assert len(seen) >= 3, (via, seen)
@@ -75,7 +75,7 @@ def test_todays_signing_validates_throughout_and_a_wrong_ds_is_seen(aliasd, upst
         assert all(s.rcode == servfail for s in last), world.report(last)
 
 
-#: The accelerated policy of the issue's test (/work/notes/rollover-contract.md).
+#: The accelerated policy of issue 23's test: DNSKEY TTL a few seconds, lifetimes about a minute.
 FAST = """
 [dnssec-policy.fast]
 algorithm = "{algorithm}"
@@ -92,7 +92,7 @@ refresh-before = "5m"
 """
 FAST_TIMINGS = Timings(dnskey_ttl=3, publish_safety=1, retire_safety=1, zone_propagation_delay=1,
                        parent_ds_ttl=3, parent_propagation_delay=1, max_zone_ttl=2)
-ECDSA, ED25519 = 13, 15
+ED25519 = 15
 
 
 def _policies_accepted(tmp_path) -> None:
@@ -136,10 +136,9 @@ def test_rollovers_never_break_validation(aliasd, upstream, tmp_path, world_of):
                     world.child_files(), server=SERVER)
     with world.running(server):
         watch = world.watch
-        # Two ZSK rollovers: the first ZSK's lifetime is 40 s.
-        world.wait_until(lambda: sum(r.kind == "ZSK" for r in watch.rollovers()) >= 2, 110, "two ZSK rollovers")
-        # The KSK rollover (lifetime 90 s); aliasd killed once the new KSK is out.
-        world.wait_until(lambda: len(watch.current(ksk=True)) == 2, 60, "a second KSK published")
+        # The KSK rollover (lifetime 90 s; the ZSK's is 40 s: two ZSK
+        # rollovers, before or after it); aliasd killed once the new KSK is out.
+        world.wait_until(lambda: len(watch.current(ksk=True)) == 2, 150, "a second KSK published")
         world.wait(2)
         server.proc.kill()
         server.proc.wait(10)
@@ -148,6 +147,7 @@ def test_rollovers_never_break_validation(aliasd, upstream, tmp_path, world_of):
         back = time.time()
         world.wait_until(lambda: any(r.kind == "KSK" for r in watch.rollovers()), 60, "the KSK rollover done")
         assert "rollover carries on" in server.log(), server.log()[-3000:]
+        world.wait_until(lambda: sum(r.kind == "ZSK" for r in watch.rollovers()) >= 2, 60, "two ZSK rollovers")
         # The algorithm rollover: the policy now says ED25519.
         base = conf.read_text()
         _reload(server, conf, base.replace('"ECDSAP256SHA256"', '"ED25519"'))
