@@ -288,6 +288,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         query_timeout=(timeout, timeout * 2),
         max_in_flight=settings.resolver.max_in_flight,
         min_ttl=settings.resolver.min_ttl,
+        require_validated=settings.resolver.require_validated,
         state=options.state,
         stats=stats,
     )
