@@ -82,14 +82,15 @@ def server(aliasd):
     return aliasd(config(), {"example.test.zone": ZONE}, server=SERVER)
 
 
-def nsupdate(port: int, commands: str, key: tuple[str, str] | None = ("ops", OPS), tcp=False):
-    """Run nsupdate with ``commands``; returns (exit status, output)."""
+def nsupdate(port: int, commands: str, key: tuple[str, str] | None = ("ops", OPS), tcp=False,
+             zone: str = "example.test"):
+    """Run nsupdate with ``commands`` for ``zone``; returns (exit status, output)."""
     argv = [need("nsupdate")]
     if tcp:
         argv.append("-v")
     if key is not None:
         argv += ["-y", f"hmac-sha256:{key[0]}:{key[1]}"]
-    script = f"server 127.0.0.1 {port}\nzone example.test\n{commands.strip()}\nsend\n"
+    script = f"server 127.0.0.1 {port}\nzone {zone}\n{commands.strip()}\nsend\n"
     result = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=30)
     return result.returncode, result.stdout + result.stderr
 
