@@ -417,3 +417,22 @@ def test_a_runtime_zone_that_becomes_configured_is_the_configurations(write, clo
     server.done(server.manager.patch(N("new.test."), [rr("x.new.test.", A, "192.0.2.7")], by="admin"))
     again = Server(directory, clock)  # a restart keeps what was changed since (its journal is the file zone's)
     assert again.values("x.new.test.") == {"192.0.2.7"} and again.values("www.new.test.") == {"192.0.2.10", "192.0.2.11"}
+
+
+def test_what_the_api_threads_read_is_never_changed_under_them(server):
+    """rrsets, export and cryptokeys run in the API's threads while the
+    reactor creates and deletes zones: the mappings they read are replaced
+    whole, never changed in place (changed in place, 22 of 1,000 creates by
+    4 clients at a time failed with "dictionary changed size during
+    iteration")."""
+    runtime = server.manager.runtime
+    defaults = server.manager.settings.zone_defaults
+    create(server, "one.test.")
+    zones, made = runtime.zones, runtime.settings(defaults)
+    create(server, "two.test.")
+    assert set(zones) == set(made) == {N("one.test.")}
+    assert set(runtime.settings(defaults)) == {N("one.test."), N("two.test.")}
+    zones, made = runtime.zones, runtime.settings(defaults)
+    server.done(server.manager.delete(N("one.test."), by="admin"))
+    assert set(zones) == set(made) == {N("one.test."), N("two.test.")}
+    assert set(runtime.settings(defaults)) == {N("two.test.")}

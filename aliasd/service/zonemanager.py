@@ -59,6 +59,15 @@ class ZoneView:
     signed: bool
 
 
+def _log_failed(failure, text: str, **fields) -> None:
+    """A change that failed: the store's refusal (OSError) as one line, a
+    bug with its traceback."""
+    if failure.check(OSError):
+        log.error(text, error=failure.getErrorMessage(), **fields)
+    else:
+        log.failure(text, failure, error=failure.getErrorMessage(), **fields)
+
+
 def _not_found(name: dns.name.Name) -> ZoneChangeError:
     return ZoneChangeError(404, f"Could not find domain '{name.to_text()}'")
 
@@ -207,8 +216,7 @@ class ZoneManager:
             self._busy.discard(name)
             if failure.check(ZoneChangeError):
                 return failure
-            log.error("api: zone {zone} not created ({by}): {error}", zone=name.to_text(), by=by,
-                      error=failure.getErrorMessage())
+            _log_failed(failure, "api: zone {zone} not created ({by}): {error}", zone=name.to_text(), by=by)
             raise ZoneChangeError(503, f"zone {name.to_text()} not created: {failure.getErrorMessage()}")
 
         return d.addCallbacks(done, failed)
@@ -243,7 +251,7 @@ class ZoneManager:
 
     def _serve_new(self, prepared, source: ZoneSource) -> None:
         entry, signers = prepared
-        self.runtime.zones[entry.name] = entry
+        self.runtime.served(entry)
         if signers:
             self.authority.set_signers({**self.authority.signers, **signers})
         snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
@@ -282,8 +290,8 @@ class ZoneManager:
             return self.zone(name)
 
         def failed(failure):
-            log.error("api: change of zone {zone} by {by} not applied: {error}", zone=name.to_text(), by=by,
-                      error=failure.getErrorMessage())
+            _log_failed(failure, "api: change of zone {zone} by {by} not applied: {error}", zone=name.to_text(),
+                        by=by)
             raise ZoneChangeError(503, f"zone {name.to_text()}: change not applied: {failure.getErrorMessage()}")
 
         return d.addCallbacks(done, failed)
@@ -302,7 +310,7 @@ class ZoneManager:
         except ZoneChangeError as e:
             return defer.fail(e)
         self._busy.add(name)
-        entry = self.runtime.zones.pop(name)
+        entry = self.runtime.unserved(name)
         source = self.authority.sources.get(name)
         serial = self.authority.versions[name].serial if name in self.authority.versions else None
         if name in self.authority.signers:
@@ -319,9 +327,9 @@ class ZoneManager:
 
         def failed(failure):
             self._busy.discard(name)
-            log.error("api: zone {zone} not deleted ({by}): {error}; it is served again", zone=name.to_text(),
-                      by=by, error=failure.getErrorMessage())
-            self.runtime.zones[name] = entry
+            _log_failed(failure, "api: zone {zone} not deleted ({by}): {error}; it is served again",
+                        zone=name.to_text(), by=by)
+            self.runtime.served(entry)
             if source is not None:
                 self.reloader.serve_runtime(name, source, [])
             raise ZoneChangeError(503, f"zone {name.to_text()} not deleted: {failure.getErrorMessage()}")

@@ -44,14 +44,29 @@ class RuntimeZones:
 
     def __init__(self, db):
         self.db = db
+        # Read from the API's threads while the reactor changes them: both
+        # mappings are replaced whole (``served``, ``unserved``, ``settings``),
+        # never changed in place, so a reader iterates a consistent one.
         self.zones: dict[dns.name.Name, RuntimeZone] = {}
-        self._defaults = None
-        self._settings: dict = {}
+        self._made: tuple = (None, {})  # ([zone-defaults] they were made from, zone -> settings)
+        zones = {}
         with db.reading() as txn:
             for key, value in db.items_under(txn, db.meta, _ZONE):
                 entry = json.loads(value)
                 name = store.name_of(key[len(_ZONE):])
-                self.zones[name] = RuntimeZone(name, entry["kind"], entry["generation"])
+                zones[name] = RuntimeZone(name, entry["kind"], entry["generation"])
+        self.zones = zones
+
+    def served(self, entry: RuntimeZone) -> None:
+        """The zone is served now (reactor thread)."""
+        self.zones = {**self.zones, entry.name: entry}
+
+    def unserved(self, name: dns.name.Name) -> RuntimeZone | None:
+        """The zone is served no more (reactor thread); its entry."""
+        zones = dict(self.zones)
+        entry = zones.pop(name, None)
+        self.zones = zones
+        return entry
 
     def __contains__(self, name: dns.name.Name) -> bool:
         return name in self.zones
@@ -59,15 +74,13 @@ class RuntimeZones:
     def settings(self, defaults) -> dict:
         """Zone -> its settings: ``defaults`` ([zone-defaults]) with its name
         and no file (made once per zone while the defaults stay the same)."""
-        if self._defaults != defaults:
-            self._defaults, self._settings = defaults, {}
-        made = self._settings
-        if made.keys() != self.zones.keys():
-            for name in [n for n in made if n not in self.zones]:
-                del made[name]
-            for name in self.zones:
-                if name not in made:
-                    made[name] = dataclasses.replace(defaults, name=name, file=None)
+        zones = self.zones
+        made_from, made = self._made
+        if made_from != defaults:
+            made = {}
+        if made.keys() != zones.keys():
+            made = {name: made.get(name) or dataclasses.replace(defaults, name=name, file=None) for name in zones}
+            self._made = (defaults, made)
         return made
 
     def generations(self) -> dict[dns.name.Name, int]:
@@ -104,4 +117,4 @@ class RuntimeZones:
         """Drop a zone whose creation never finished (no records in the store)."""
         with self.db.write() as txn:
             txn.delete(_ZONE + store.key_of(name), db=self.db.meta)
-        self.zones.pop(name, None)
+        self.unserved(name)
