@@ -55,6 +55,7 @@ from aliasd.base.config import DnssecSettings
 from aliasd.dnssec.keys import (
     ZoneKey,
     cdnskey_rrset,
+    cds_delete_rrsets,
     cds_rrset,
     dnskey_rrset,
     key_events,
@@ -243,10 +244,13 @@ def _nsec3_owner(key: bytes, origin_key: bytes) -> tuple[str, bytes]:
 class Signer:
     """Signs versions of one zone with its keys (in the commit thread)."""
 
-    def __init__(self, origin: dns.name.Name, keys: list[ZoneKey], settings: DnssecSettings):
+    def __init__(self, origin: dns.name.Name, keys: list[ZoneKey], settings: DnssecSettings,
+                 cds_delete: bool = False):
         self.origin = origin
         self.keys = keys
         self.settings = settings
+        # Going insecure: CDS and CDNSKEY say "delete the DS" (RFC 8078 section 4).
+        self.cds_delete = cds_delete
         self.nsec3 = settings.denial == "nsec3"
         self._prepared: dict[int, PreparedKey] = {}  # id(ZoneKey) -> it, made on first use
         # (from, until, key_roles): the keys' roles, the same from one moment
@@ -311,6 +315,10 @@ class Signer:
         if len(ksks) != len(syncing):
             synced = {id(k) for k in syncing}
             state += ":unsynced:" + ",".join(str(k.tag) for k in ksks if id(k) not in synced)
+        if self.settings.dnskey_ttl is not None:  # (a policy's; left out for [dnssec]'s zones)
+            state += f":ttl:{self.settings.dnskey_ttl}"
+        if self.cds_delete:
+            state += ":cds-delete"
         return prefix, state
 
     def _active_keys(self, active: list[ZoneKey]) -> tuple[list[PreparedKey], list[PreparedKey]]:
@@ -360,7 +368,8 @@ class Signer:
         origin_key = base.origin_key
         source_records = version.source.records
         apex_owner = store.name_of(store.owner_of(source_records[origin_key]))
-        apex_records = self._apex_records(apex_owner, soa.ttl, published, now)
+        key_ttl = soa.ttl if self.settings.dnskey_ttl is None else self.settings.dnskey_ttl
+        apex_records = self._apex_records(apex_owner, key_ttl, published, now)
 
         if old is None:
             auth, delegations = _authoritative(version)
@@ -413,8 +422,11 @@ class Signer:
         file: a deleted key must not validate anything any more), CDS,
         CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
         dnskey = dnskey_rrset(apex_owner, published, ttl)
-        cds = cds_rrset(apex_owner, published, ttl, now=now)
-        cdnskey = cdnskey_rrset(apex_owner, published, ttl, now=now)
+        if self.cds_delete:
+            cds, cdnskey = cds_delete_rrsets(apex_owner, ttl)
+        else:
+            cds = cds_rrset(apex_owner, published, ttl, now=now)
+            cdnskey = cdnskey_rrset(apex_owner, published, ttl, now=now)
         records = [r for r in (dnskey, cds, cdnskey) if len(r)]  # (key timing can leave none)
         if self.nsec3:
             param = dns.rdtypes.ANY.NSEC3PARAM.NSEC3PARAM(_IN, T.NSEC3PARAM, 1, 0, 0, b"")
