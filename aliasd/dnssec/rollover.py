@@ -255,6 +255,10 @@ class Rollovers:
 
     def _plan(self, zone: dns.name.Name) -> None:
         """Work out the zone's next moment (``due``) and what it waits for."""
+        self._work_out(zone)
+        self._push(zone)
+
+    def _work_out(self, zone: dns.name.Name) -> None:
         state = self.zones[zone]
         state.waiting, state.due = "", None
         record = state.record
@@ -286,7 +290,6 @@ class Rollovers:
                 state.waiting = f"aliasd-ctl dnssec-checkds {zone.to_text()} {what}"
         elif step in ("unsign", "done"):
             state.due = record.get("until", now)
-        self._push(zone)
 
     def _role(self, state: _Zone, key: ZoneKey) -> str:
         return "csk" if key.is_ksk and not state.policy.split else role_of(key)
