@@ -62,6 +62,10 @@ def test_exit_status_tells_broken_zones_from_a_broken_configuration(tmp_path):
     assert run("--config", str(conf)).returncode == 2
     conf.write_text("[server]\nport = 5300\n")  # no zones
     assert run("--config", str(conf)).returncode == 2
+    # No zones, but the HTTP API to create them: good.
+    conf.write_text(conf.read_text() + '[api]\nlisten = ["127.0.0.1:8081"]\nkeys = [{ name = "a", secret = "s" }]\n')
+    api_only = run("--config", str(conf))
+    assert (api_only.returncode, api_only.stdout) == (0, "")
 
 
 def test_zones_from_the_command_line_and_loop_warning(tmp_path):

@@ -54,9 +54,12 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 REFERENCE = DOCS / "configuration.md"
 
-#: The one documented section that is not a TOML table of its own.
+#: The documented sections that are not TOML tables of their own: the
+#: entries of ``update = [...]`` and of ``[api] keys = [...]``.
 UPDATE_RULES = "update"
 UPDATE_RULES_HEADING = "Update rules"
+API_KEYS = "api keys"
+API_KEYS_HEADING = "API keys"
 
 
 # -- what the code accepts ----------------------------------------------------
@@ -66,6 +69,8 @@ def _section_id(label: str) -> str:
     """A _Section label as the reference names the section."""
     if "update entry" in label:
         return UPDATE_RULES
+    if label.startswith("[api] keys entry"):
+        return API_KEYS
     label = re.sub(r"^\[keys\.[^\]]+\]$", "[keys.NAME]", label)
     return re.sub(r'^\[zones\."[^"]*"\]$', '[zones."NAME"]', label)
 
@@ -83,6 +88,8 @@ def _configuration(tmp_path: Path) -> dict:
         "zone-directory": {"path": "zones.d"},
         "catalog": {"zone": "catalog.test.", "update": [rule]},
         "tls": {"certificate": "cert.pem", "key": "key.pem", "client-ca": "ca.pem"},
+        "api": {"listen": ["127.0.0.1:8081"], "tls-certificate": "cert.pem", "tls-key": "key.pem",
+                "keys": [{"name": "admin", "secret": "s"}]},
     }
 
 
@@ -168,6 +175,8 @@ def documented() -> dict[str, dict[str, list[str]]]:
                 current = code.group(1)
             elif text == UPDATE_RULES_HEADING:
                 current = UPDATE_RULES
+            elif text == API_KEYS_HEADING:
+                current = API_KEYS
             else:
                 current = None
             if current is not None:
@@ -230,7 +239,8 @@ def test_documented_defaults_match_the_code(tmp_path):
     zone = config.ZoneSettings(config.parse_zone_name("example.test"), None)
     objects = {
         "[server]": empty.server, "[resolver]": empty.resolver, "[statistics]": empty.statistics,
-        "[tls]": empty.tls, "[rate-limit]": empty.rate_limit, "[dnssec]": empty.dnssec,
+        "[tls]": empty.tls, "[rate-limit]": empty.rate_limit, "[dnssec]": empty.dnssec, "[api]": empty.api,
+        API_KEYS: config.ApiKey("name", "secret"),
         '[zones."NAME"]': zone, "[zone-defaults]": zone, "[catalog]": zone,
     }
     compared, wrong = 0, []

@@ -21,6 +21,8 @@ from typing import Any
 
 import dns.exception
 import dns.name
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 
 from aliasd.base import store
@@ -334,6 +336,55 @@ class RateLimitSettings:
         return self.responses_per_second > 0
 
 
+# -- [api] (issue 22: the PowerDNS-compatible HTTP API) -----------------------
+
+#: PowerDNS's default-soa-content: the SOA of a zone created without one
+#: (``@`` stands for the zone's name).
+DEFAULT_API_SOA = "a.misconfigured.dns.server.invalid. hostmaster.@ 0 10800 3600 604800 3600"
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    """One ``[api] keys`` entry: who presents ``secret`` in X-API-Key, which
+    zones it sees (None: every zone), whether it may create and delete
+    zones, how many it may have created, and its requests per second."""
+
+    name: str
+    secret: str = dataclasses.field(repr=False)
+    zones: frozenset[dns.name.Name] | None = None
+    create: bool = True
+    max_zones: int | None = None  # None: unlimited
+    rate: float | None = None  # requests per second; None: unlimited
+
+    def sees(self, zone: dns.name.Name) -> bool:
+        return self.zones is None or zone in self.zones
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    """``[api]``: the HTTP API; off while ``listen`` is empty."""
+
+    listen: tuple[Endpoint, ...] = ()
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    keys: tuple[ApiKey, ...] = ()
+    default_soa: str = DEFAULT_API_SOA
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def tls(self) -> TLSSettings | None:
+        """The certificate settings as [tls] has them (None: plain HTTP)."""
+        if self.tls_certificate is None:
+            return None
+        return TLSSettings(certificate=self.tls_certificate, key=self.tls_key)
+
+
+# -- end of [api] ----------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
@@ -348,6 +399,7 @@ class Settings:
     zone_directory: Path | None = None
     dnssec: DnssecSettings = DnssecSettings()
     log: LogSettings = LogSettings()
+    api: ApiSettings = ApiSettings()
     policies: tuple[DnssecPolicy, ...] = ()
 
     def policy_of(self, zone: ZoneSettings) -> DnssecPolicy | None:
@@ -591,11 +643,12 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
             )
     dnssec = _dnssec(_Section(where, "[dnssec]", top.table.pop("dnssec", {})))
     log = _log(_Section(where, "[log]", top.table.pop("log", {})))
+    api = _api(_Section(where, "[api]", top.table.pop("api")), base_dir) if "api" in top.table else ApiSettings()
     top.label = "top level"
     top.finish()
     return Settings(
-        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec, log,
-        policies,
+        server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec, log, api,
+        policies=policies,
     )
 
 
@@ -843,13 +896,18 @@ def _statistics(section: _Section) -> StatisticsSettings:
     section.finish()
     if text is None:
         return StatisticsSettings()
+    return StatisticsSettings(_endpoint_with_port(section, "listen", text, "127.0.0.1:9353"))
+
+
+def _endpoint_with_port(section: _Section, key: str, text: str, example: str) -> Endpoint:
+    """An "address:port" of a listener (a port is required)."""
     try:
         endpoint = parse_endpoint(text, 0)
     except ValueError as e:
-        raise section.error("listen", str(e)) from None
+        raise section.error(key, str(e)) from None
     if endpoint.port == 0:
-        raise section.error("listen", f"needs a port, as in 127.0.0.1:9353, got {text!r}")
-    return StatisticsSettings(endpoint)
+        raise section.error(key, f"needs a port, as in {example}, got {text!r}")
+    return endpoint
 
 
 def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> TLSSettings:
@@ -857,16 +915,7 @@ def _tls(section: _Section, base_dir: Path, server_listen: tuple[str, ...]) -> T
     paths = {}
     for key in ("certificate", "key", "client-ca"):
         text = section.take(key, (str,), "a path", None)
-        if text is None:
-            paths[key] = None
-            continue
-        path = base_dir / text
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as e:
-            raise section.error(key, f"cannot read {path}: {e.strerror}") from None
-        paths[key] = path
+        paths[key] = None if text is None else _readable(section, key, base_dir / text)
     section.finish()
     if paths["certificate"] is None and (paths["key"] or paths["client-ca"]):
         raise section.error("certificate", "is required when key or client-ca is set")
@@ -1093,3 +1142,89 @@ def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path
     """The zone and path of one directory file, kept between reloads: for
     ten thousand files, parsing the names again took half a second."""
     return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), Path(directory) / filename
+
+
+# -- [api] (issue 22) --------------------------------------------------------------
+
+
+def _api(section: _Section, base_dir: Path) -> ApiSettings:
+    """``[api]``: listeners, optional TLS, keys and the default SOA."""
+    listen = [_endpoint_with_port(section, "listen", text, "127.0.0.1:8081") for text in section.strings("listen")]
+    paths = {}
+    for key in ("tls-certificate", "tls-key"):
+        text = section.take(key, (str,), "a path", None)
+        paths[key] = None if text is None else _readable(section, key, base_dir / text)
+    entries = section.take("keys", (list,), "a list of tables", [])
+    default_soa = section.take("default-soa", (str,), "SOA data as text", DEFAULT_API_SOA)
+    section.finish()
+    if not listen:
+        raise section.error("listen", 'needs at least one "address:port"')
+    if (paths["tls-certificate"] is None) != (paths["tls-key"] is None):
+        raise section.error("tls-key", "tls-certificate and tls-key go together")
+    try:  # checked now with a stand-in zone: "@" is the created zone's name
+        dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, default_soa.replace("@", "example."),
+                            origin=dns.name.root)
+    except dns.exception.DNSException as e:
+        raise section.error("default-soa", f"not SOA data: {default_soa!r} ({e})") from None
+    keys = tuple(_api_key(section, i, table, base_dir) for i, table in enumerate(entries))
+    if not keys:
+        raise section.error("keys", "needs at least one key (without one, nobody could use the API)")
+    seen_names, seen_secrets = set(), set()
+    for key in keys:
+        if key.name in seen_names:
+            raise section.error("keys", f"two keys are named {key.name!r}")
+        if key.secret in seen_secrets:
+            raise section.error("keys", f"key {key.name!r} has the secret of another key")
+        seen_names.add(key.name)
+        seen_secrets.add(key.secret)
+    return ApiSettings(tuple(listen), paths["tls-certificate"], paths["tls-key"], keys, default_soa)
+
+
+def _readable(section: _Section, key: str, path: Path) -> Path:
+    """``path``, which must be readable now (TLS files are read when used)."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise section.error(key, f"cannot read {path}: {e.strerror}") from None
+    return path
+
+
+def _api_key(api: _Section, i: int, table: Any, base_dir: Path) -> ApiKey:
+    """One entry of ``[api] keys``."""
+    if not isinstance(table, dict):
+        raise api.error("keys", f'entry {i + 1}: expected a table like {{ name = "admin", secret = "..." }}')
+    section = _Section(api.where, f"[api] keys entry {i + 1}:", table)
+    name = section.take("name", (str,), "a string", None)
+    secret = section.take("secret", (str,), "a string", None)
+    secret_file = section.take("secret-file", (str,), "a path", None)
+    zone_texts = section.take("zones", (list,), "a list of zone names", None)
+    create = section.take("create", (bool,), "true or false", None)
+    max_zones = section.take("max-zones", (int,), "an integer", None)
+    rate = section.take("rate", (int, float), "requests per second", None)
+    section.finish()
+    if not name:
+        raise section.error("name", "is required")
+    if (secret is None) == (secret_file is None):
+        raise section.error("secret", "give exactly one of secret and secret-file")
+    if secret_file is not None:
+        try:
+            secret = (base_dir / secret_file).read_text().strip()
+        except OSError as e:
+            raise section.error("secret-file", f"cannot read {base_dir / secret_file}: {e.strerror}") from None
+    if not secret:
+        raise section.error("secret-file" if secret_file else "secret", "is empty")
+    zones = None
+    if zone_texts is not None:
+        try:
+            if not all(isinstance(text, str) for text in zone_texts):
+                raise ValueError(f"expected a list of zone names, got {zone_texts!r}")
+            zones = frozenset(parse_zone_name(text) for text in zone_texts)
+        except ValueError as e:
+            raise section.error("zones", str(e)) from None
+    if max_zones is not None and max_zones < 0:
+        raise section.error("max-zones", f"must be at least 0, got {max_zones}")
+    if rate is not None and rate <= 0:
+        raise section.error("rate", f"must be more than 0, got {rate!r}")
+    return ApiKey(name, secret, zones, zones is None if create is None else create, max_zones,
+                  None if rate is None else float(rate))

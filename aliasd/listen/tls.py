@@ -25,38 +25,42 @@ ALPN_DOT = b"dot"
 
 
 def _certificates(path: Path, what: str, where: str) -> list[crypto.X509]:
-    """Every PEM certificate in ``path`` (a certificate and its chain)."""
+    """Every PEM certificate in ``path`` (a certificate and its chain);
+    ``what`` names the key with its section ("[tls] certificate")."""
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{where}: [tls] {what}: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"{where}: {what}: cannot read {path}: {e.strerror}") from None
     blocks = []
     marker = b"-----END CERTIFICATE-----"
     for chunk in data.split(marker)[:-1]:
         try:
             blocks.append(crypto.load_certificate(crypto.FILETYPE_PEM, chunk + marker))
         except crypto.Error as e:
-            raise ConfigError(f"{where}: [tls] {what}: {path}: not a PEM certificate ({e})") from None
+            raise ConfigError(f"{where}: {what}: {path}: not a PEM certificate ({e})") from None
     if not blocks:
-        raise ConfigError(f"{where}: [tls] {what}: {path}: no PEM certificate in the file")
+        raise ConfigError(f"{where}: {what}: {path}: no PEM certificate in the file")
     return blocks
 
 
-def certificate_options(settings: TLSSettings, where: str = "") -> ssl.CertificateOptions:
+def certificate_options(settings: TLSSettings, where: str = "", keys: str = "[tls] ",
+                        protocols: tuple[bytes, ...] = (ALPN_DOT,)) -> ssl.CertificateOptions:
     """The server-side TLS options for ``settings``; ConfigError names the
-    configuration file (``where``), the key and the problem."""
-    chain = _certificates(settings.certificate, "certificate", where)
+    configuration file (``where``), the key (``keys``: its section and
+    prefix, "[api] tls-" for the HTTP API's) and the problem. ``protocols``:
+    the ALPN tokens offered."""
+    chain = _certificates(settings.certificate, f"{keys}certificate", where)
     try:
         key = crypto.load_privatekey(crypto.FILETYPE_PEM, settings.key.read_bytes())
     except OSError as e:
-        raise ConfigError(f"{where}: [tls] key: cannot read {settings.key}: {e.strerror}") from None
+        raise ConfigError(f"{where}: {keys}key: cannot read {settings.key}: {e.strerror}") from None
     except crypto.Error as e:
-        raise ConfigError(f"{where}: [tls] key: {settings.key}: not a PEM private key ({e})") from None
+        raise ConfigError(f"{where}: {keys}key: {settings.key}: not a PEM private key ({e})") from None
     verify = {}
     if settings.client_ca is not None:
         verify = dict(
             verify=True,
-            caCerts=_certificates(settings.client_ca, "client-ca", where),
+            caCerts=_certificates(settings.client_ca, f"{keys}client-ca", where),
             requireCertificate=True,
         )
     options = ssl.CertificateOptions(
@@ -64,14 +68,14 @@ def certificate_options(settings: TLSSettings, where: str = "") -> ssl.Certifica
         certificate=chain[0],
         extraCertChain=chain[1:],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-        acceptableProtocols=[ALPN_DOT],
+        acceptableProtocols=list(protocols),
         **verify,
     )
     try:
         options.getContext()  # checks that the key matches the certificate
     except SSL.Error as e:
         raise ConfigError(
-            f"{where}: [tls] key: {settings.key} does not go with certificate {settings.certificate} ({e})"
+            f"{where}: {keys}key: {settings.key} does not go with certificate {settings.certificate} ({e})"
         ) from None
     return options
 

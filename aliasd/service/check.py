@@ -12,7 +12,7 @@ server survives) from a broken configuration (which stops it):
   up to the first error). The server starts and reloads anyway; those
   zones serve their last good data from the store, or SERVFAIL.
 - 2: the configuration file itself cannot be used (TOML error, a bad key,
-  no zones): one line; the server would refuse to start or reload.
+  no zones and no [api]): one line; the server would refuse to start or reload.
 
 ALIAS loops are reported as warnings: those owners would serve no
 addresses (NODATA, as on the secondaries) and the rest is served. Nothing
@@ -65,7 +65,7 @@ def check(config: str | None, extra_zones: Sequence[ZoneSettings], out: TextIO) 
         print(e, file=out)
         return BAD_CONFIGURATION
     zones = {z.name: z for z in with_command_line_zones(settings, extra_zones)}
-    if not zones:
+    if not zones and not settings.api.enabled:  # with [api], zones may come at runtime (as in tap)
         print(f"{config or 'aliasd'}: no zones configured", file=out)
         return BAD_CONFIGURATION
     sources, errors = [], 0

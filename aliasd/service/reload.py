@@ -321,6 +321,7 @@ class Reloader:
         self._again = False
         self._applied: list[str] = []  # steps of _apply done so far
         self.summary = ""  # the last reload's summary line (aliasd-ctl reload prints it)
+        self.api = None  # the HTTP API's resource (aliasd.service.api), if [api] is on
 
     def reload(self) -> defer.Deferred:
         """Reload; fires with True when everything was read without error
@@ -447,6 +448,9 @@ class Reloader:
         if tls_context is not None and settings.tls.enabled and tls_context.reload(settings.tls, str(settings.path)):
             log.info("reload: TLS certificate {path} loaded", path=str(settings.tls.certificate))
         applied.append("TLS certificate")
+        if self.api is not None and settings.api.enabled:  # keys and default SOA; the listeners stay
+            self.api.reconfigure(settings.api, settings.catalog.name.to_text() if settings.catalog else "")
+            applied.append("API keys")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
         self._apply_signers(settings, signers, set(failed))
         applied.append("zones")
@@ -648,6 +652,8 @@ class Reloader:
             ("[rate-limit]", before.rate_limit, after.rate_limit),
             ("[tls] listen or port", (before.tls.enabled, before.tls.listen, before.tls.port),
              (after.tls.enabled, after.tls.listen, after.tls.port)),
+            ("[api] listen or TLS files", (before.api.listen, before.api.tls_certificate, before.api.tls_key),
+             (after.api.listen, after.api.tls_certificate, after.api.tls_key)),
         ):
             if old != new:
                 log.warn("reload: {what} changed; it takes effect at the next restart", what=what)

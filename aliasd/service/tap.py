@@ -56,6 +56,7 @@ from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
+from aliasd.service.api import API_ALPN, ApiService
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
@@ -73,6 +74,7 @@ from aliasd.service.reload import (
     make_signers,
     save_snapshot,
 )
+from aliasd.service.zonemanager import ZoneManager
 from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
@@ -111,6 +113,8 @@ class Options(usage.Options):
         self.broken = BrokenZones()  # zones whose file failed to load (the Reloader's errors)
         self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
         self.log_levels = None  # the [log] levels of twistd's observer (makeService)
+        self.api_tls = None  # [api] TLS options (aliasd.service.api), checked at start
+        self.zone_manager = None  # what the HTTP API calls (makeService)
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -170,6 +174,9 @@ class Options(usage.Options):
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
+            if self.settings.api.tls is not None:
+                self.api_tls = certificate_options(
+                    self.settings.api.tls, str(self.settings.path), keys="[api] tls-", protocols=API_ALPN)
         except (ConfigError, ZoneFileError, StateDirError) as e:
             sys.exit(f"aliasd: {e}")
         except KeyFileError as e:
@@ -181,8 +188,8 @@ class Options(usage.Options):
         """The configuration file (read again on every call) with the
         command-line overrides applied; raises ConfigError."""
         settings = self._settings()
-        if not settings.zones:
-            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE")
+        if not settings.zones and not settings.api.enabled:  # with the API, zones may come at runtime
+            raise ConfigError("no zones to serve: use [zones] or --zone NAME=FILE (or [api] to create them)")
         return settings
 
     def _settings(self) -> Settings:
@@ -321,12 +328,18 @@ def makeService(options: Options) -> logsetup.LoggingService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    options.zone_manager = ZoneManager(authority, notifier, lambda: reloader.settings)
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
         journal_files=options.journal_files,
     )
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
+    if settings.api.enabled:  # the HTTP API (issue 22)
+        api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
+                         catalog=settings.catalog.name.to_text() if settings.catalog else "")
+        api.setServiceParent(top)
+        reloader.api = api.resource
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.dnssec.signer.window)
         every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
@@ -349,6 +362,11 @@ def makeService(options: Options) -> logsetup.LoggingService:
         state=str(settings.server.state_dir),
         stats=str(settings.statistics.listen) if settings.statistics.listen else "off",
     )
+    if settings.api.enabled:
+        reactor.callWhenRunning(log.info, "HTTP API on {listen} ({tls}), {keys} keys",
+                                listen=", ".join(str(e) for e in settings.api.listen),
+                                tls="TLS" if options.api_tls is not None else "plain HTTP",
+                                keys=len(settings.api.keys))
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver, lag, secondaries, options.broken)
         _register_store(stats, options.state.db, authority, reactor)
