@@ -418,7 +418,8 @@ def test_going_insecure_waits_for_no_ds_then_the_ds_ttl(tmp_path):
     world = World(tmp_path, FAST, parent)
     ksk = next(k for k in world.keys if k.is_ksk)
     parent.ds = {ds_wire(ksk)}
-    world = world.restart(dataclasses.replace(FAST, name=INSECURE))
+    world = world.restart(DnssecPolicy(INSECURE))  # the timings it had are kept (the store)
+    assert world.engine.policy(ZONE) == dataclasses.replace(FAST, name=INSECURE, keys=DnssecPolicy.keys)
     world.clock.advance(0)
     assert world.record["step"] == "cds-delete" and world.applied[-1][1:] == (True, True)
     # None was ever published as far as anyone knows: still asked, and
@@ -426,7 +427,7 @@ def test_going_insecure_waits_for_no_ds_then_the_ds_ttl(tmp_path):
     assert parent.submitted[-1] == ([], [f"child.test. IN DS {dns.dnssec.make_ds(ZONE, ksk.dnskey, 'SHA256')}"])
     world.clock.pump([1] * 20)
     assert world.record["step"] == "cds-delete"
-    assert world.restart(dataclasses.replace(FAST, name=INSECURE)).applied[-1][1] is True  # CDS delete again
+    assert world.restart(DnssecPolicy(INSECURE)).applied[-1][1] is True  # CDS delete again
     parent.ds = set()
     world.clock.pump([0.5] * 2)
     assert world.record["step"] == "unsign"

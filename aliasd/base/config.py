@@ -719,9 +719,11 @@ def _policy(section: _Section, name: str) -> DnssecPolicy:
     d = DnssecPolicy(name)
     algorithm = _algorithm(section, d.algorithm)
     keys = _policy_keys(section)
-    durations = {field: section.duration(field.replace("_", "-"), getattr(d, field)) for field in (
-        "dnskey_ttl", "publish_safety", "retire_safety", "zone_propagation_delay", "parent_ds_ttl",
-        "parent_propagation_delay")}
+    durations = {}
+    for key in ("dnskey-ttl", "publish-safety", "retire-safety", "zone-propagation-delay", "parent-ds-ttl",
+                "parent-propagation-delay"):
+        field = key.replace("-", "_")
+        durations[field] = section.duration(key, getattr(d, field))
     max_zone_ttl = section.duration("max-zone-ttl", None)
     agents = []
     for text in section.strings("parental-agents"):

@@ -45,12 +45,17 @@ import dns.name
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from aliasd.base.config import INSECURE, DnssecPolicy
+from aliasd.base.config import INSECURE, DnssecPolicy, parse_endpoint
 from aliasd.dnssec.keys import KSK_FLAGS, ZSK_FLAGS, ZoneKey, new_key
 
 log = Logger()
 
 _PREFIX = b"rollover:"
+_POLICY = b"rollover-policy:"
+#: What a zone going insecure keeps from the policy it had (timings, agents, signing).
+_TIMINGS = ("dnskey_ttl", "publish_safety", "retire_safety", "zone_propagation_delay", "parent_ds_ttl",
+            "parent_propagation_delay", "max_zone_ttl", "parental_agents", "ds_submit_command", "denial",
+            "signature_validity", "refresh_before")
 #: A zone's key events are spread over up to this share of a lifetime (earlier, never later) ...
 JITTER_SHARE = 0.1
 #: ... and at most this many seconds.
@@ -167,6 +172,7 @@ class Rollovers:
         """The signed zones, their policies and their keys (at start and
         after a reload): each zone carries on from its stored step."""
         stored = self._records()
+        policies = self._timings_kept(policies)
         old = self.zones
         self.zones = {}
         for zone, policy in policies.items():
@@ -220,6 +226,37 @@ class Rollovers:
         for key in fixed:
             self.keystore.save(key)
         state.keys = _merged(state.keys, fixed)
+
+    def _timings_kept(self, policies: dict[dns.name.Name, DnssecPolicy]) -> dict[dns.name.Name, DnssecPolicy]:
+        """Each zone's named policy's timings are kept in the store, so that
+        a zone moved to "insecure" goes on with the timings it had."""
+        with self.db.reading() as txn:
+            kept = {dns.name.from_text(k[len(_POLICY):].decode()): v
+                    for k, v in self.db.items_under(txn, self.db.meta, _POLICY)}
+        out, changed = dict(policies), {}
+        for zone, policy in policies.items():
+            if policy.name == INSECURE:
+                if zone in kept:
+                    timings = {k: v for k, v in json.loads(kept[zone]).items() if k in _TIMINGS}
+                    timings["parental_agents"] = tuple(parse_endpoint(a, 53) for a in timings["parental_agents"])
+                    out[zone] = dataclasses.replace(policy, **timings)
+            elif not policy.builtin:
+                value = {k: getattr(policy, k) for k in _TIMINGS}
+                value["parental_agents"] = [str(a) for a in policy.parental_agents]
+                value = json.dumps(value, sort_keys=True).encode()
+                if kept.get(zone) != value:
+                    changed[zone] = value
+        if changed:
+            with self.db.write() as txn:
+                for zone, value in changed.items():
+                    txn.put(_POLICY + zone.to_text().encode(), value, db=self.db.meta)
+        return out
+
+    def policy(self, zone: dns.name.Name) -> DnssecPolicy | None:
+        """The policy the engine follows for ``zone`` (for "insecure", with
+        the timings, agents and command of the policy the zone had)."""
+        state = self.zones.get(zone)
+        return state.policy if state is not None else None
 
     def _records(self) -> dict[dns.name.Name, dict]:
         with self.db.reading() as txn:
