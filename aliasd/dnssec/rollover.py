@@ -449,14 +449,14 @@ class Rollovers:
                           {"Publish": _dt(now), "Activate": _dt(activate)})
             changed = [_timed(old, Inactive=activate, Delete=delete)]
             record = {"kind": "zsk", "step": "publish", "old": [old.tag], "new": [new.tag], "since": now,
-                      "until": activate, "activate": activate, "old_delete": delete}
+                      "started": now, "until": activate, "activate": activate, "old_delete": delete}
         else:
             sync = now + ipub + max(0, self.max_ttl(zone) - policy.dnskey_ttl)
             new = new_key(zone, old.algorithm, KSK_FLAGS, state.keys,
                           {"Publish": _dt(now), "Activate": _dt(now), "SyncPublish": _dt(sync)})
             changed = [_timed(old, SyncDelete=sync)]
             record = {"kind": self._role(state, old), "step": "publish", "old": [old.tag], "new": [new.tag],
-                      "since": now, "until": sync}
+                      "since": now, "started": now, "until": sync}
         return self._save_step(zone, state, record, [new], changed), False, True
 
     def _begin_policy(self, zone: dns.name.Name, state: _Zone):
@@ -475,13 +475,13 @@ class Rollovers:
             made.append(new_key(zone, policy.algorithm, flag, state.keys + made, timing))
         changed = [_timed(k, SyncDelete=sync) for k in old if k.is_ksk]
         record = {"kind": "policy", "step": "publish", "old": [k.tag for k in old], "new": [k.tag for k in made],
-                  "since": now, "until": sync}
+                  "since": now, "started": now, "until": sync}
         return self._save_step(zone, state, record, made, changed), False, True
 
     def _begin_insecure(self, zone: dns.name.Name, state: _Zone):
         now = int(self.clock.seconds())
         record = {"kind": "insecure", "step": "cds-delete", "old": [k.tag for k in self._current(state)],
-                  "new": [], "since": now, "check": now}
+                  "new": [], "since": now, "started": now, "check": now}
         self._store(zone, record)
         state.record = record
         self.parent.submit(zone, [], [ds_text(k) for k in state.keys if k.is_ksk and k.published(now)])

@@ -1,0 +1,217 @@
+"""End to end: the rollover engine in a real ``twistd aliasd`` (issue 23).
+
+Accelerated policies (a DNSKEY TTL of 3 s, lifetimes of seconds): a ZSK
+rolls by pre-publication on its own, each step at its moment, the DNSKEY
+RRset and the signers of the zone's records as RFC 7583 says, every AXFR
+passing ``dnssec-verify``; a KSK rollover publishes the new key, switches
+CDS/CDNSKEY to it when it is ready and then waits for the parent's DS;
+``kill -9`` in the middle and a restart carry on with the same step, keys
+and times; going insecure publishes the CDS/CDNSKEY delete and keeps the
+signatures while the DS may be there. The world with a real parent and
+validator is tests/test_e2e_rollover.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import dns.dnssec
+import dns.rdatatype
+import pytest
+
+from tests.test_e2e_ctl import ok
+from tests.test_e2e_dnssec import (
+    _dnskeys,
+    _transferred_dnskeys,
+    _www_signers,
+    apex_a,
+    verified,
+)
+from tests.test_e2e_statistics import scrape
+
+pytestmark = pytest.mark.e2e
+
+#: Every TTL 2 s: the longest TTL of the zone is below the DNSKEY TTL.
+ZONE = """\
+$ORIGIN example.test.
+$TTL 2
+@ SOA ns1 hostmaster 1 3600 600 86400 2
+@ NS ns1
+@ ALIAS lb.cdn.test.
+ns1 A 192.0.2.1
+www A 192.0.2.10
+"""
+
+
+def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast", agents: str = "") -> str:
+    """Ipub = 1 + 3 + 1 = 5 s; a ZSK's Iret = 1 + 3 + 1 = 5 s; a KSK's
+    Iret = 1 + 3 + 1 = 5 s after the old DS is gone."""
+    metrics = f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
+    return f"""
+    [resolver]
+    upstreams = ["{upstream.endpoint}"]
+    min-refresh = 1
+    {metrics}
+    [dnssec-policy.fast]
+    algorithm = "ECDSAP256SHA256"
+    keys = {keys}
+    dnskey-ttl = "3s"
+    publish-safety = "1s"
+    retire-safety = "1s"
+    zone-propagation-delay = "1s"
+    parent-ds-ttl = "3s"
+    parent-propagation-delay = "1s"
+    {agents}
+    signature-validity = "10m"
+    refresh-before = "5m"
+    [zones."example.test"]
+    file = "example.test.zone"
+    allow-transfer = ["127.0.0.1"]
+    dnssec-policy = "{policy}"
+    """
+
+
+def _cds(server) -> set[int]:
+    """Key tags of the CDS records (0 for the delete record)."""
+    answer = server.query("example.test", "CDS").answer
+    return {rd.key_tag for rrset in answer for rd in rrset}
+
+
+def _ksks(server) -> set[int]:
+    answer = server.query("example.test", "DNSKEY").answer
+    return {dns.dnssec.key_id(rd) for rrset in answer for rd in rrset if rd.flags & 1}
+
+
+def _steps(server) -> list[tuple[float, str]]:
+    """(seconds since the epoch, line) of each rollover step logged."""
+    out = []
+    for line in server.log().splitlines():
+        if "DNSSEC" in line and ("rollover" in line or "next:" in line):
+            stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", line)
+            when = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%dT%H:%M:%S")) if stamp else 0.0
+            out.append((when, line))
+    return out
+
+
+def test_a_zsk_rolls_by_pre_publication_on_its_own(aliasd, upstream, tmp_path):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"], ttl=2)
+    server = aliasd(config(upstream, '[ { role = "ksk", lifetime = 0 }, { role = "zsk", lifetime = "20s" } ]'),
+                    {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    started = time.time()
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    first = _dnskeys(server)
+    (ksk,) = _ksks(server)
+    (old,) = first - {ksk}
+    assert _www_signers(server) == {old} and _transferred_dnskeys(verified(server.port)) == first
+    # The metric and zone-status say when the rollover starts (lifetime 20 s - Ipub 5 s - jitter 0..1 s).
+    text, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["dnssec"]["policy"] == "fast" and data["dnssec"]["rollover"] is None
+    assert f"DNSSEC policy fast: no rollover running; next: a ZSK rollover of key {old} at" in text
+
+    # 1. The new ZSK is published, the old one still signs.
+    new = server.wait_for(lambda: _dnskeys(server) - first, timeout=25, interval=0.2)
+    published_at = time.time()
+    (new,) = new
+    assert 13 <= published_at - started <= 18
+    assert _www_signers(server) == {old}
+    assert _transferred_dnskeys(verified(server.port)) == {ksk, old, new}
+    text, data = ok(tmp_path, "zone-status", "example.test")
+    by_tag = {k["tag"]: k for k in data["dnssec"]["keys"]}
+    assert by_tag[new]["state"] == "published" and by_tag[new]["next_event"].startswith("Activate ")
+    assert by_tag[old]["state"] == "active" and by_tag[old]["next_event"].startswith("Inactive ")
+    assert by_tag[new]["next_time"] == by_tag[new]["next_event"].split()[1]
+    assert data["dnssec"]["rollover"]["step"] == "publish"
+
+    # 2. Ipub (5 s) later the new key signs, the old one stops but stays published.
+    server.wait_for(lambda: _www_signers(server) == {new}, timeout=8, interval=0.1)
+    activated_at = time.time()
+    assert 4 <= activated_at - published_at <= 6.5
+    assert _dnskeys(server) == {ksk, old, new}
+    assert _transferred_dnskeys(verified(server.port)) == {ksk, old, new}
+
+    # 3. Iret (5 s) later the old key leaves; the rollover is done.
+    server.wait_for(lambda: _dnskeys(server) == {ksk, new}, timeout=8, interval=0.1)
+    done_at = time.time()
+    assert 4 <= done_at - activated_at <= 6.5
+    assert _www_signers(server) == {new}
+    assert _transferred_dnskeys(verified(server.port)) == {ksk, new}
+    steps = [line for _, line in _steps(server)]
+    assert any("zsk rollover, step publish" in line and "next: the new key active at" in line for line in steps)
+    assert any("zsk rollover, step retire" in line and "next: the old key removed at" in line for line in steps)
+    done = [line for line in steps if "zsk rollover done in" in line]
+    assert done and f"a ZSK rollover of key {new} at" in done[0]
+    took = float(re.search(r"done in (\d+) s", done[0]).group(1))
+    print(f"ZSK rollover: {took:.0f} s (minimum Ipub + Iret = 10 s); published->active "
+          f"{activated_at - published_at:.1f} s, active->removed {done_at - activated_at:.1f} s")
+    assert 10 <= took <= 12
+
+
+def test_a_ksk_rollover_switches_cds_when_ready_and_survives_kill_9(aliasd, upstream, tmp_path):
+    from tests.aliasd_process import free_port
+
+    metrics = free_port()
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"], ttl=2)
+    conf = config(upstream, '[ { role = "ksk", lifetime = "30s" }, { role = "zsk", lifetime = 0 } ]', metrics)
+    server = aliasd(conf, {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    (old,) = _ksks(server)
+    assert _cds(server) == {old}
+    gauge = scrape(metrics)
+    assert 'aliasd_dnssec_next_key_event_seconds{zone="example.test."}' in gauge
+
+    # The new KSK is published and signs the DNSKEY RRset; CDS stays with the old key for Ipub.
+    new = server.wait_for(lambda: _ksks(server) - {old}, timeout=35, interval=0.2)
+    (new,) = new
+    published_at = time.time()
+    assert _cds(server) == {old}
+    dnskey = server.query("example.test", "DNSKEY", want_dnssec=True)
+    signers = {rd.key_tag for rrset in dnskey.answer if rrset.rdtype == dns.rdatatype.RRSIG for rd in rrset}
+    assert {old, new} <= signers
+    verified(server.port)
+
+    # Ipub later: CDS and CDNSKEY name the new key only; the step waits for the parent (no agents: the operator).
+    server.wait_for(lambda: _cds(server) == {new}, timeout=8, interval=0.1)
+    assert 4 <= time.time() - published_at <= 6.5
+    cdnskey = server.query("example.test", "CDNSKEY").answer
+    assert [dns.dnssec.key_id(rd) for rrset in cdnskey for rd in rrset] == [new]
+    _, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["dnssec"]["rollover"]["step"] == "ds-publish"
+    assert data["dnssec"]["rollover"]["waiting_for"] == "aliasd-ctl dnssec-checkds example.test. published"
+    assert 'aliasd_dnssec_next_key_event_seconds{zone="example.test."}' not in scrape(metrics)
+    before = (_dnskeys(server), _cds(server), server.query("example.test", "SOA").answer[0][0].serial)
+    verified(server.port)
+
+    # kill -9 and a restart: the same step, the same keys, CDS unchanged, the serial not back.
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(5)
+    server.start()
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    after = (_dnskeys(server), _cds(server), server.query("example.test", "SOA").answer[0][0].serial)
+    assert after[:2] == before[:2] and after[2] >= before[2]
+    _, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["dnssec"]["rollover"]["step"] == "ds-publish"
+    assert "DNSSEC ksk rollover carries on at step ds-publish" in server.log()
+    verified(server.port)
+
+
+def test_going_insecure_publishes_the_delete_and_keeps_signing_while_a_ds_may_be_there(aliasd, upstream, tmp_path):
+    upstream.set("lb.cdn.test.", "A", ["198.51.100.7"], ttl=2)
+    keys = '[ { role = "ksk", lifetime = 0 }, { role = "zsk", lifetime = 0 } ]'
+    server = aliasd(config(upstream, keys), {"example.test.zone": ZONE}, server="serial-interval = 0\n")
+    server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
+    signed = _dnskeys(server)
+    (ksk,) = _ksks(server)
+    assert _cds(server) == {ksk}
+    (tmp_path / "aliasd.toml").write_text((tmp_path / "aliasd.toml").read_text().replace(
+        'dnssec-policy = "fast"', 'dnssec-policy = "insecure"'))
+    ok(tmp_path, "reload")
+    server.wait_for(lambda: _cds(server) == {0}, timeout=10, interval=0.2)  # CDS 0 0 0 00
+    cdnskey = server.query("example.test", "CDNSKEY").answer[0][0]
+    assert (cdnskey.flags, cdnskey.protocol, cdnskey.algorithm, cdnskey.key) == (0, 3, 0, b"\0")
+    assert _dnskeys(server) == signed and _www_signers(server)  # still signed: a DS may be there
+    _, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["dnssec"]["rollover"]["step"] == "cds-delete"
+    assert data["dnssec"]["rollover"]["waiting_for"] == "aliasd-ctl dnssec-checkds example.test. withdrawn"
+    verified(server.port)
