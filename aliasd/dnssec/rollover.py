@@ -394,7 +394,7 @@ class Rollovers:
             self._advance(zone, "retire", until=record["old_delete"])
         elif step == "publish":
             self._advance(zone, "ds-publish")
-            self._submit(zone, state)
+            self._submit(zone, state, "add")
             self._check(zone)
         elif step in ("ds-publish", "ds-withdraw", "cds-delete"):
             self._check(zone)
@@ -546,12 +546,12 @@ class Rollovers:
             return frozenset(), frozenset(ds_wire(k) for k in ksks)
         return want, gone
 
-    def _submit(self, zone: dns.name.Name, state: _Zone) -> None:
-        record = state.record
-        new, old = set(record["new"]), set(record["old"])
-        ksks = [k for k in state.keys if k.is_ksk]
-        self.parent.submit(zone, [ds_text(k) for k in ksks if k.tag in new],
-                           [ds_text(k) for k in ksks if k.tag in old])
+    def _submit(self, zone: dns.name.Name, state: _Zone, what: str) -> None:
+        """Hand ds-submit-command the new DS (``add``) or, once the parent
+        shows it, the old DS to withdraw (``withdraw``)."""
+        tags = set(state.record["new" if what == "add" else "old"])
+        records = [ds_text(k) for k in state.keys if k.is_ksk and k.tag in tags]
+        self.parent.submit(zone, records if what == "add" else [], records if what == "withdraw" else [])
 
     def _check(self, zone: dns.name.Name) -> None:
         """Ask the parental agents; without any, wait for the operator."""
@@ -595,6 +595,7 @@ class Rollovers:
         seen = dict(state.record.get("ds", {}), **{what: now})
         if state.record["step"] == "ds-publish":
             self._advance(zone, "ds-withdraw", ds=seen)
+            self._submit(zone, state, "withdraw")
             self._check(zone)
         elif state.record["step"] == "cds-delete":
             policy = state.policy
@@ -641,6 +642,14 @@ class Rollovers:
                              if tag is not None else f"zone {zone.to_text()} has no KSK")
         self._run(zone, lambda z, s: self._begin_roll(z, s, keys[0]))
         return f"zone {zone.to_text()}: rollover of key {keys[0].tag} started"
+
+    def stop(self) -> None:
+        """No more steps from this engine (shutdown; a test's restart)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = self._call_at = None
+        self._heap.clear()
+        self.zones = {}
 
     # -- what operators see
 
