@@ -13,6 +13,7 @@ validator is tests/test_e2e_rollover.py's.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -21,6 +22,7 @@ import dns.dnssec
 import dns.rdatatype
 import pytest
 
+from tests.test_e2e_api import ADMIN, call
 from tests.test_e2e_ctl import ok
 from tests.test_e2e_dnssec import (
     _dnskeys,
@@ -45,10 +47,13 @@ www A 192.0.2.10
 """
 
 
-def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast", agents: str = "") -> str:
+def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast", agents: str = "",
+           api_port: int | None = None) -> str:
     """Ipub = 1 + 3 + 1 = 5 s; a ZSK's Iret = 1 + 3 + 1 = 5 s; a KSK's
     Iret = 1 + 3 + 1 = 5 s after the old DS is gone."""
     metrics = f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
+    if api_port:
+        metrics += f'[api]\nlisten = ["127.0.0.1:{api_port}"]\nkeys = [ {{ name = "admin", secret = "{ADMIN}" }} ]\n'
     return f"""
     [resolver]
     upstreams = ["{upstream.endpoint}"]
@@ -151,9 +156,10 @@ def test_a_zsk_rolls_by_pre_publication_on_its_own(aliasd, upstream, tmp_path):
 def test_a_ksk_rollover_switches_cds_when_ready_and_survives_kill_9(aliasd, upstream, tmp_path):
     from tests.aliasd_process import free_port
 
-    metrics = free_port()
+    metrics, api = free_port(), free_port()
     upstream.set("lb.cdn.test.", "A", ["198.51.100.7"], ttl=2)
-    conf = config(upstream, '[ { role = "ksk", lifetime = "30s" }, { role = "zsk", lifetime = 0 } ]', metrics)
+    conf = config(upstream, '[ { role = "ksk", lifetime = "30s" }, { role = "zsk", lifetime = 0 } ]', metrics,
+                  api_port=api)
     server = aliasd(conf, {"example.test.zone": ZONE}, server="serial-interval = 0\n")
     server.wait_for(lambda: apex_a(server) == {"198.51.100.7"}, timeout=10)
     (old,) = _ksks(server)
@@ -180,6 +186,10 @@ def test_a_ksk_rollover_switches_cds_when_ready_and_survives_kill_9(aliasd, upst
     assert data["dnssec"]["rollover"]["step"] == "ds-publish"
     assert data["dnssec"]["rollover"]["waiting_for"] == "aliasd-ctl dnssec-checkds example.test. published"
     assert 'aliasd_dnssec_next_key_event_seconds{zone="example.test."}' not in scrape(metrics)
+    route = f"http://127.0.0.1:{api}/api/v1/servers/localhost/zones/example.test./cryptokeys"
+    keys = {k["id"]: k for k in json.loads(call(route, "GET", "")[2])}
+    assert keys[old]["state"] == "active" and keys[old]["next_event"] is None  # (SyncDelete passed: nothing to come)
+    assert keys[new]["state"] == "active" and keys[new]["keytype"] == "ksk"
     before = (_dnskeys(server), _cds(server), server.query("example.test", "SOA").answer[0][0].serial)
     verified(server.port)
 

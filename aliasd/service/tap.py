@@ -332,6 +332,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
     rollovers = reloader.rollovers = start_rollovers(settings, authority, options.state.db, reactor)
     options.zone_manager = ZoneManager(authority, notifier, lambda: reloader.settings)
+    options.zone_manager.rollovers = rollovers
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,

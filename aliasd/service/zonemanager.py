@@ -62,6 +62,7 @@ class ZoneManager:
         self.authority = authority
         self.notifier = notifier
         self.settings = settings  # the current settings (a reload replaces them)
+        self.rollovers = None  # the key-rollover engine: each key's state and next event
 
     def _configured(self):
         return {z.name: z for z in self.settings().zones}
@@ -127,7 +128,16 @@ class ZoneManager:
             return []
         keys = signer.keys
         has_zsk = any(k.is_zsk for k in keys)
-        return [_cryptokey(k, has_zsk) for k in keys]
+        rolled = self.rollovers.state(name)["keys"] if self.rollovers is not None else []
+        by_key = {(k["tag"], k["algorithm"]): k for k in rolled}
+        out = []
+        for key in keys:
+            entry = _cryptokey(key, has_zsk)
+            state = by_key.get((key.tag, int(key.algorithm)))
+            if state is not None:  # aliasd's own fields: where the key stands in its rollovers
+                entry.update(state=state["state"], next_event=state["next_event"], next_time=state["next_time"])
+            out.append(entry)
+        return out
 
     def create(self, name, changes, *, kind="Native", nameservers=(), default_soa=None, by: str):
         return defer.fail(ZoneChangeError(501, "Creating zones is not implemented in this build"))
