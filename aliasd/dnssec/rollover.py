@@ -46,6 +46,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from aliasd.base.config import INSECURE, DnssecPolicy, parse_endpoint
+from aliasd.base.timer import HeadTimer
 from aliasd.dnssec.keys import KSK_FLAGS, ZSK_FLAGS, ZoneKey, new_key
 
 log = Logger()
@@ -162,8 +163,7 @@ class Rollovers:
         self.zones: dict[dns.name.Name, _Zone] = {}
         self._heap: list = []  # (due, tie-breaker, zone)
         self._order = itertools.count()
-        self._call = None
-        self._call_at: float | None = None
+        self._timer = HeadTimer(clock, self._fire)
 
     # -- set-up
 
@@ -352,17 +352,9 @@ class Rollovers:
         while self._heap and (self._heap[0][2] not in self.zones
                               or self.zones[self._heap[0][2]].due != self._heap[0][0]):
             heapq.heappop(self._heap)  # replanned or gone
-        when = self._heap[0][0] if self._heap else None
-        if self._call is not None and self._call.active():
-            if when == self._call_at:
-                return
-            self._call.cancel()
-        self._call, self._call_at = None, when
-        if when is not None:
-            self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._fire)
+        self._timer.at(self._heap[0][0] if self._heap else None)
 
     def _fire(self) -> None:
-        self._call = self._call_at = None
         now = self.clock.seconds()
         while self._heap and self._heap[0][0] <= now:
             due, _, zone = heapq.heappop(self._heap)
@@ -645,9 +637,7 @@ class Rollovers:
 
     def stop(self) -> None:
         """No more steps from this engine (shutdown; a test's restart)."""
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = self._call_at = None
+        self._timer.at(None)
         self._heap.clear()
         self.zones = {}
 

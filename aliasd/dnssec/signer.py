@@ -52,6 +52,7 @@ from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.config import DnssecSettings
+from aliasd.base.timer import HeadTimer
 from aliasd.dnssec.keys import (
     ZoneKey,
     cdnskey_rrset,
@@ -606,8 +607,7 @@ class KeyEvents:
         self.signers: dict = {}
         self._heap: list = []  # (moment, tie-breaker, origin, signer)
         self._order = itertools.count()
-        self._call = None
-        self._call_at: float | None = None  # the moment ``_call`` is for
+        self._timer = HeadTimer(clock, self._fire)
 
     def track(self, signers: dict) -> None:
         """Watch these zones' signers from now on (at start, after a
@@ -632,17 +632,9 @@ class KeyEvents:
         """Have the DelayedCall due at the heap's earliest moment."""
         while self._heap and self.signers.get(self._heap[0][2]) is not self._heap[0][3]:
             heapq.heappop(self._heap)  # a signer replaced or gone
-        when = self._heap[0][0] if self._heap else None
-        if self._call is not None and self._call.active():
-            if when == self._call_at:
-                return
-            self._call.cancel()
-        self._call, self._call_at = None, when
-        if when is not None:
-            self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._fire)
+        self._timer.at(self._heap[0][0] if self._heap else None)
 
     def _fire(self) -> None:
-        self._call = self._call_at = None
         now = self.clock.seconds()
         while self._heap and self._heap[0][0] <= now:
             when, _, origin, signer = heapq.heappop(self._heap)
