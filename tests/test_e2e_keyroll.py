@@ -22,6 +22,7 @@ import dns.dnssec
 import dns.rdatatype
 import pytest
 
+from tests import test_e2e_dnssec as signed_zone
 from tests.test_e2e_api import ADMIN, call
 from tests.test_e2e_ctl import ok
 from tests.test_e2e_dnssec import (
@@ -35,16 +36,9 @@ from tests.test_e2e_statistics import scrape
 
 pytestmark = pytest.mark.e2e
 
-#: Every TTL 2 s: the longest TTL of the zone is below the DNSKEY TTL.
-ZONE = """\
-$ORIGIN example.test.
-$TTL 2
-@ SOA ns1 hostmaster 1 3600 600 86400 2
-@ NS ns1
-@ ALIAS lb.cdn.test.
-ns1 A 192.0.2.1
-www A 192.0.2.10
-"""
+#: The signing tests' zone (a delegation, a wildcard, empty non-terminals)
+#: with every TTL 2 s: the longest TTL of the zone is below the DNSKEY TTL.
+ZONE = signed_zone.ZONE.replace("$TTL 300", "$TTL 2").replace("86400 60", "86400 2")
 
 
 def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast", agents: str = "",

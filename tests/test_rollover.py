@@ -463,3 +463,31 @@ def test_dnssec_settime_shows_the_rollover_timing(tmp_path):
     lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     assert int(lines["Inactive"]) == int(old.timing["Inactive"].timestamp())
     assert int(lines["Delete"]) == int(old.timing["Delete"].timestamp())
+
+
+class FollowingParent(Parent):
+    """A registrar that follows CDS at once: every DS check succeeds."""
+
+    def ds_state(self, zone, want, gone):
+        self.looks += 1
+        return defer.succeed(True)
+
+
+@pytest.mark.parametrize("policy, start, minimum", [
+    (KSK_ONLY_ROLLED, "ksk", FAST.publish_interval + FAST.retire_interval("ksk")),
+    (dataclasses.replace(FAST, algorithm="ED25519", keys=(("csk", 0),)), "policy",
+     FAST.publish_interval + FAST.retire_interval("ksk")),
+])
+def test_a_rollover_with_a_parent_that_follows_at_once_takes_ipub_plus_iret(tmp_path, policy, start, minimum):
+    """The time a KSK or algorithm rollover takes when the DS changes as
+    soon as asked: Ipub + Iret, nothing wasted between the steps."""
+    world = World(tmp_path, FAST if start == "policy" else policy, FollowingParent())
+    if start == "policy":
+        world = world.restart(policy)
+    else:
+        world.engine.rollover(ZONE, None)
+    began = world.clock.seconds()
+    world.run_until(lambda: world.record is not None, step=0.1)
+    world.run_until(lambda: world.record is None, step=0.1)
+    took = world.clock.seconds() - began
+    assert minimum <= took <= minimum + 0.5, took

@@ -757,8 +757,8 @@ class KeyStore:
             keys = self.load(zone)
             if keys:
                 if all(k.algorithm != algorithm for k in keys):
-                    log.warn("zone {zone} keeps its {have} keys; {want} is configured (an algorithm "
-                             "rollover is not automatic)", zone=zone.to_text(),
+                    log.warn("zone {zone} keeps its {have} keys; {want} is configured (an algorithm rollover "
+                             "is automatic only under a dnssec-policy)", zone=zone.to_text(),
                              have=", ".join(sorted({k.algorithm.name for k in keys})),
                              want=dns.dnssec.algorithm_to_text(algorithm))
                 result[zone] = keys
