@@ -18,7 +18,7 @@ import pytest
 
 from aliasd.replicate.transfer import ixfr_rrsets
 from aliasd.service.authority import ZoneAuthority
-from aliasd.zones.catalog import catalog_source, member_id
+from aliasd.zones.catalog import catalog_source, member_id, with_members_changed
 from aliasd.zones.zonefile import load_zone_file
 
 N = dns.name.from_text
@@ -207,3 +207,18 @@ def test_building_a_large_catalog_is_fast():
     assert len(source.rrsets) == 20003
     # About 1 s here (4 s for 100,000); the bound catches quadratic work.
     assert elapsed < 10, elapsed
+
+
+def test_members_changed_in_place_give_the_catalog_built_afresh():
+    """A zone created or deleted at runtime changes one record of the
+    catalog in place (aliasd.service.reload.CatalogMaker); the result is
+    the catalog catalog_source builds for the new members, generations
+    (member reset, RFC 9432 5.6) included."""
+    catalog = N("catalog.invalid")
+    before = catalog_source(catalog, [N("a.test"), N("b.test")])
+    after = with_members_changed(before, {N("c.test"): 0, N("b.test"): 1}, {N("a.test"): 0, N("b.test"): 0})
+    fresh = catalog_source(catalog, [N("b.test"), N("c.test")], generations={N("b.test"): 1})
+    assert records(after) == records(fresh) and after.digest == fresh.digest
+    assert f"{member_id(N('b.test'), 1)}.zones.catalog.invalid." in {r.split()[0] for r in records(after)}
+    assert member_id(N("b.test"), 1) != member_id(N("b.test"))
+    assert with_members_changed(before, {N("A.test"): 0}, {}) is None  # a case variant: built afresh

@@ -588,3 +588,23 @@ def test_a_signed_zone_refuses_the_signers_records_and_takes_a_ds_at_a_delegatio
     assert "sub.example.test. 300 IN RRSIG DS 13 3 300 " in after  # signed, as the parent's record
     ok, output = dnssec_verify("example.test", after)
     assert ok, output
+
+
+def test_max_records_refuses_an_update_past_it_and_a_zone_file_over_it(aliasd):
+    """``max-records`` (as BIND's, after CVE-2024-1737): an UPDATE that
+    would leave the zone with more records is REFUSED and changes nothing;
+    a zone file with more does not load (SERVFAIL, nothing stored)."""
+    big = 'max-records = 7\n[zones."big.test"]\nfile = "big.test.zone"\nmax-records = 2\n'
+    server = aliasd(config(extra=big), {"example.test.zone": ZONE, "big.test.zone": ZONE.replace("example.test.", "big.test.")},
+                    server=SERVER)
+    start = serial(server)
+    acknowledged(server.port, "update add new.example.test 60 A 192.0.2.55")  # 7 records: the limit
+    rc, out = nsupdate(server.port, "update add more.example.test 60 A 192.0.2.56")
+    assert rc != 0 and "REFUSED" in out, out
+    assert values(server, "more.example.test") == set() and serial(server) == start + 1
+    assert "would hold 8 records, more than its max-records (7)" in server.log()
+    # Room again once one is deleted: replacing within the limit is fine.
+    acknowledged(server.port, "update delete new.example.test A\nupdate add more.example.test 60 A 192.0.2.56")
+    assert values(server, "more.example.test") == {"192.0.2.56"}
+    assert server.query("big.test", "SOA").rcode() == dns.rcode.SERVFAIL
+    assert "big.test.zone: 6 records, more than the zone's max-records (2)" in server.log()

@@ -502,3 +502,15 @@ def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
     clock.advance(1)  # the refresh is asked; the upstream does not answer before the stop
     r.stopService()
     assert StateStore(tmp_path).load_targets() == [saved]
+
+
+def test_a_target_added_while_running_is_asked_at_once_not_at_the_next_tick(resolver, upstream, clock):
+    """An ALIAS added by an UPDATE or through the HTTP API answers its
+    target's addresses within the upstream's latency, not up to a tick later."""
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1"))
+    resolver.set_targets([(TARGET, T.A), (N("new.example.net"), T.A)])
+    clock.advance(0)
+    assert [p[:2] for p in upstream.pending] == [("new.example.net", T.A)]
+    resolver.set_targets([(TARGET, T.A), (N("new.example.net"), T.A)])  # nothing new: nothing asked
+    clock.advance(0)
+    assert len(upstream.pending) == 1

@@ -36,6 +36,7 @@ class UpdateRequests:
         self.authority = authority
         self.rules = rules  # zone -> its UpdateRules (reloads replace the dict)
         self.frozen: set = set()  # zones frozen by aliasd-ctl (aliasd.update.dynamic.DynamicZones.frozen)
+        self.max_records: dict = {}  # zone -> its max-records, for the zones that have one
         self.stats = stats
         self._refused_log = LogThrottle("refused updates")
 
@@ -53,6 +54,11 @@ class UpdateRequests:
                 log.info("update of zone {zone} by key {key} from {client} changed nothing ({why})",
                          zone=zone.to_text(), key=query.keyname.to_text(), client=client, why=outcome.why)
             return self._reply(response, outcome.rcode, limit, zone, query, client, outcome.why)
+        most = self.max_records.get(zone, 0)  # max-records, as BIND's (0: none)
+        if most and outcome.source.record_count() > most:
+            return self._reply(response, dns.rcode.REFUSED, limit, zone, query, client,
+                               f"the zone would hold {outcome.source.record_count()} records, "
+                               f"more than its max-records ({most})")
         frames = [journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(
             outcome.source.serial, outcome.touched
         ))]

@@ -259,6 +259,11 @@ class ZoneSettings:
     dnssec_policy: str | None = None
     # Octets of IXFR history kept for the zone (its journal's differences).
     journal_max_usage: int = DEFAULT_JOURNAL_MAX_USAGE
+    # -- issue 22 (zones): max-records --
+    # At most this many records in the zone (0: no limit), as BIND's
+    # max-records: a change or a file load that would exceed it is refused.
+    max_records: int = 0
+    # -- end issue 22 (zones) --
 
     @property
     def dynamic(self) -> bool:
@@ -400,12 +405,15 @@ class Settings:
     dnssec: DnssecSettings = DnssecSettings()
     log: LogSettings = LogSettings()
     api: ApiSettings = ApiSettings()
+    # -- issue 22 (zones): what a zone created at runtime gets --
+    zone_defaults: ZoneSettings = ZoneSettings(dns.name.root, None)
+    # -- end issue 22 (zones) --
     policies: tuple[DnssecPolicy, ...] = ()
 
     def policy_of(self, zone: ZoneSettings) -> DnssecPolicy | None:
         """The policy a signed zone follows (the built-in one for ``dnssec =
-        true``; for "insecure", the named policy it had is unknown here:
-        the insecure policy keeps the default timings); None if unsigned."""
+        true``; for "insecure", default timings: the rollover engine puts
+        back those of the policy the zone had); None if unsigned."""
         if not zone.dnssec:
             return None
         name = zone.dnssec_policy
@@ -648,7 +656,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     top.finish()
     return Settings(
         server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec, log, api,
-        policies=policies,
+        zone_defaults=defaults, policies=policies,
     )
 
 
@@ -1019,12 +1027,16 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     else:
         policy = base.dnssec_policy if dnssec else None
     journal_max_usage = section.size("journal-max-usage", base.journal_max_usage, 4096)
+    max_records = section.take("max-records", (int,), "an integer", base.max_records)  # issue 22 (zones)
+    if isinstance(max_records, bool) or max_records < 0:
+        raise section.error("max-records", f"must be 0 (no limit) or more, got {max_records!r}")
     section.finish()
     return dataclasses.replace(
         base,
         dnssec=dnssec,
         dnssec_policy=policy,
         journal_max_usage=journal_max_usage,
+        max_records=max_records,
         update=update if update is not None else base.update,
         notify=tuple(notify) if section.given("notify") else base.notify,
         allow_transfer=tuple(networks) if section.given("allow-transfer") else base.allow_transfer,

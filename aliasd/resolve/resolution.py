@@ -217,6 +217,7 @@ class AliasResolver(service.Service):
         self._abandoned: dict[int, bool] = {}
         self._change_pending = None
         self._changed: set[TargetKey] = set()
+        self._asking_now = None  # a refresh_due asked for new targets
         self._loop = task.LoopingCall(self.refresh_due)
         self._loop.clock = clock
 
@@ -282,6 +283,7 @@ class AliasResolver(service.Service):
                 self._stale.discard(key)
                 self._unanswered.discard(key)
         now = self.clock.seconds()
+        added = False
         for key in wanted:
             if key not in self.targets:
                 state = self._restored.pop(key, None)
@@ -291,6 +293,15 @@ class AliasResolver(service.Service):
                     self._first_round_deadline = now + self.first_round_grace
                 self.targets[key] = state
                 self._schedule_at(state, now)
+                added = True
+        if added and self.running and self._asking_now is None:
+            # Asked now, not at the next tick: an ALIAS added by an UPDATE
+            # or through the API answers its target's addresses at once.
+            self._asking_now = self.clock.callLater(0, self._ask_now)
+
+    def _ask_now(self) -> None:
+        self._asking_now = None
+        self.refresh_due()
 
     # -- what survives a restart -----------------------------------------
 

@@ -452,6 +452,20 @@ class ZoneAuthority:
         self._kick()
         return d
 
+    def wait_served(self, origin: dns.name.Name) -> defer.Deferred:
+        """Fires once the zone's newest source (or a later one) is served,
+        recorded first (a zone created at runtime: aliasd.service.zonemanager);
+        fails as an update's wait does when the zone is removed meanwhile."""
+        zone = self._zones.get(origin)
+        if zone is None:
+            return defer.fail(RuntimeError("the zone is not served"))
+        version = self.versions.get(origin)
+        if version is not None and version.source is zone.source:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiters.setdefault(origin, []).append((zone.seq, d))
+        return d
+
     def set_signers(self, signers: dict) -> None:
         """Sign these zones from now on (a reload); zones that gain or lose
         their signer, or get another one, get a new version."""

@@ -105,6 +105,9 @@ class Controller:
         """(name, its ZoneSettings) of a configured zone, else CommandError."""
         name = self._name(text)
         zone = next((z for z in self.settings.zones if z.name == name), None)
+        if zone is None and self.dynamic.is_dynamic(name):
+            raise CommandError(f"zone {name.to_text()} was created at runtime (HTTP API): it has no file to "
+                               "write or read, its records are in the state store alone; use the API for it")
         if zone is None:
             raise CommandError(f"zone {name.to_text()} is not configured")
         return name, zone
@@ -149,7 +152,8 @@ class Controller:
             "zone": name.to_text(),
             "serial": version.serial if version is not None else None,
             "file": str(configured.file) if configured is not None else None,
-            "source": "state store (dynamic zone; its file is a copy)" if dynamic else "zone file",
+            "source": ("state store (created at runtime; no file)" if dynamic and configured is None
+                       else "state store (dynamic zone; its file is a copy)" if dynamic else "zone file"),
             "dynamic": dynamic,
             "frozen": name in self.dynamic.frozen,
             "error": self._errors().get(name),

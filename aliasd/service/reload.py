@@ -51,7 +51,7 @@ from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.keyroll import configure_rollovers
-from aliasd.zones.catalog import catalog_source
+from aliasd.zones.catalog import catalog_source, with_members_changed
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import (
     ZoneFileError,
@@ -78,6 +78,31 @@ def _parse(job: tuple) -> ZoneSource | ZoneFileError:
         return e
     source.digest  # computed here, carried back with the source
     return source
+
+
+def with_runtime_zones(settings: Settings, runtime) -> Settings:
+    """``settings`` with the zones created at runtime (aliasd.update.runtime)
+    among its zones, each with [zone-defaults] and no file; a configured
+    zone (or the catalog) of the same name wins. What the served zones'
+    settings are read from: transfers, NOTIFY, update rules, signing."""
+    if runtime is None or not runtime.zones:
+        return settings
+    taken = configured_zones(settings)
+    extra = tuple(z for name, z in runtime.settings(settings.zone_defaults).items() if name not in taken)
+    return dataclasses.replace(settings, zones=settings.zones + extra)
+
+
+def configured_zones(settings: Settings) -> dict:
+    """Zone name -> its ZoneSettings, the catalog included (kept per settings object)."""
+    found = _configured.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = (settings, {z.name: z for z in settings.transferable_zones})
+        _configured.clear()
+        _configured[id(settings)] = found
+    return found[1]
+
+
+_configured: dict = {}
 
 
 def make_signers(settings: Settings, only=None) -> dict:
@@ -199,7 +224,7 @@ class ZoneFiles:
             del self._read[name]
         if self.snapshot is not None:  # a broken file's zone keeps its last good entry
             self.snapshot.keep_only(zone.name.to_wire() for zone in zones)
-        ordered = {zone.name: results[zone.name] for zone in zones}
+        ordered = {zone.name: over_max_records(zone, results[zone.name]) for zone in zones}
         fresh = [
             r for name, r in ordered.items()
             if not isinstance(r, ZoneFileError) and before.get(name) is not r
@@ -268,10 +293,10 @@ class ZoneFiles:
         except ZoneFileError as e:
             return e
         if not isinstance(found, _Todo):
-            return found
+            return over_max_records(zone, found)
         results: dict = {}
         self._parse([found], results, 1)
-        return results[zone.name]
+        return over_max_records(zone, results[zone.name])
 
     def last_good(self, zone: ZoneSettings) -> ZoneSource | None:
         """The zone's records as its file last loaded (the snapshot), for a
@@ -280,7 +305,8 @@ class ZoneFiles:
         if self.snapshot is None:
             return None
         entry = self.snapshot.latest(zone.name.to_wire())
-        return _from_entry(zone, entry) if entry is not None else None
+        source = _from_entry(zone, entry) if entry is not None else None
+        return source if isinstance(over_max_records(zone, source), ZoneSource) else None
 
     def digest_of(self, name: dns.name.Name) -> bytes | None:
         """The SHA-256 of the zone's file as last read."""
@@ -293,6 +319,15 @@ class ZoneFiles:
         if self.workers > 1:
             how += f" in {self.workers} processes"
         return f"{how}, {self.from_snapshot} from the snapshot"
+
+
+def over_max_records(zone: ZoneSettings, result):
+    """``result`` (a source or the error that stops it), or a ZoneFileError
+    when the source holds more records than the zone's max-records."""
+    if isinstance(result, ZoneSource) and zone.max_records and result.record_count() > zone.max_records:
+        return ZoneFileError(f"{zone.file}: {result.record_count()} records, more than the zone's "
+                             f"max-records ({zone.max_records})")
+    return result
 
 
 def _from_entry(zone: ZoneSettings, entry) -> ZoneSource | None:
@@ -320,6 +355,12 @@ class CatalogMaker:
     def __init__(self):
         self._key = None
         self._source: ZoneSource | None = None
+        # Zone -> its catalog generation (aliasd.update.runtime: zones
+        # created again at runtime get a new member label).
+        self.generations = dict
+
+    #: At most this many members added or removed are changed in place; more: the catalog is built again.
+    in_place_up_to = 16
 
     def add_to(self, settings, sources: list[ZoneSource], held=()) -> list[ZoneSource]:
         """``sources`` and the catalog; ``held`` (zones with a broken file
@@ -327,10 +368,22 @@ class CatalogMaker:
         make the secondaries delete them."""
         if settings.catalog is None:
             return sources
-        key = (settings.catalog.name, frozenset(s.origin for s in sources) | frozenset(held))
-        if key != self._key:
-            self._key = key
-            self._source = catalog_source(key[0], sorted(key[1]))
+        name = settings.catalog.name
+        generations = self.generations()
+        members = {s.origin: generations.get(s.origin, 0) for s in sources if s.origin != name}
+        members.update((origin, generations.get(origin, 0)) for origin in held)
+        old = self._key
+        self._key = (name, members)
+        if old is not None and old[0] == name and old[1] != members:
+            added = {m: g for m, g in members.items() if old[1].get(m) != g}
+            removed = {m: g for m, g in old[1].items() if members.get(m) != g}
+            if len(added) + len(removed) <= self.in_place_up_to:
+                changed = with_members_changed(self._source, added, removed)
+                if changed is not None:
+                    self._source = changed
+                    return sources + [self._source]
+        if old is None or old != self._key:
+            self._source = catalog_source(name, sorted(members), generations=generations)
         return sources + [self._source]
 
 
@@ -352,6 +405,7 @@ class Reloader:
         self.files = getattr(options, "files", None) or ZoneFiles()
         self.catalog = getattr(options, "catalog", None) or CatalogMaker()
         self.broken = getattr(options, "broken", None) or BrokenZones()
+        self.runtime = getattr(options, "runtime", None)  # zones created at runtime (aliasd.update.runtime)
         # Zone -> its last load error ("file:line: reason"), until it loads
         # again (filled at start too); the control tool reads it.
         self.errors: dict[dns.name.Name, str] = self.broken.errors
@@ -403,7 +457,7 @@ class Reloader:
             settings = self.options.load_settings()
         except ConfigError as e:
             return e, None, None
-        return settings, _read_zones(settings, self.files), self._new_signers(settings)
+        return settings, _read_zones(settings, self.files), self._new_signers(with_runtime_zones(settings, self.runtime))
 
     def _read_done(self, read):
         settings, loaded, signers = read
@@ -432,9 +486,11 @@ class Reloader:
         sources, failed, held, mended = [], [], [], []
         frames, continued = {}, set()
         dynamic = getattr(self.options, "dynamic", None)
+        self._configured_over_runtime(settings, dynamic)
         if dynamic is not None:
-            leaving = self._leave_dynamic(dynamic, settings)
-            dynamic.configure(settings.zones)
+            served = with_runtime_zones(settings, self.runtime)
+            leaving = self._leave_dynamic(dynamic, served)
+            dynamic.configure(served.zones)
         for zone in settings.zones:
             result = results[zone.name]
             if dynamic is not None and zone.name in leaving:
@@ -462,24 +518,15 @@ class Reloader:
                 sources.append(source)
         self.broken.keep_only(z.name for z in settings.zones)
         self._warn_restart_needed(settings)
+        served = with_runtime_zones(settings, self.runtime)
+        configured = {z.name for z in settings.zones}
+        sources += [self.authority.sources[z.name] for z in served.zones
+                    if z.file is None and z.name in self.authority.sources and z.name not in configured]
         sources = self.catalog.add_to(settings, sources, held)
         old = set(self.authority.sources) | self.authority.held
         new = {s.origin for s in sources} | set(held)
         applied = self._applied = []  # what _crashed reports if a step fails
-        self.handler.access = TransferAccess(settings.transferable_zones)
-        applied.append("transfer access")
-        keyring = keyring_from(settings.keys)
-        self.handler.keyring = keyring
-        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
-        apply_journal_limits(self.authority, settings)
-        applied.append("TSIG keys")
-        self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
-        self.notifier.keys = {
-            z.name: keyring[dns.name.from_text(z.transfer_key)]
-            for z in settings.transferable_zones
-            if z.transfer_key
-        }
-        applied.append("NOTIFY targets")
+        self._apply_zone_settings(served, applied)
         self._apply_resolver(settings)
         applied.append("resolver settings")
         self._apply_logging(settings)
@@ -491,9 +538,9 @@ class Reloader:
             self.api.reconfigure(settings.api, settings.catalog.name.to_text() if settings.catalog else "")
             applied.append("API keys")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
-        self._apply_signers(settings, signers, set(failed))
+        self._apply_signers(served, signers, set(failed))
         if self.rollovers is not None:
-            configure_rollovers(self.rollovers, settings, self.authority.signers)
+            configure_rollovers(self.rollovers, served, self.authority.signers)
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -513,6 +560,59 @@ class Reloader:
             return not failed
 
         return self.authority.when_idle().addCallback(done)
+
+    def _configured_over_runtime(self, settings, dynamic) -> None:
+        """Zones created at runtime that the configuration names now are the
+        configuration's: the records created at runtime are dropped (a short
+        write on the reactor, for this rare case), and the configured zone
+        starts from its file."""
+        if self.runtime is None or dynamic is None:
+            return
+        for name in sorted(set(self.runtime.zones) & set(configured_zones(settings))):
+            log.error("reload: zone {zone} was created at runtime and is configured now: the configured "
+                      "zone is served from its file; the records created at runtime are dropped",
+                      zone=name.to_text())
+            self.runtime.forget(name)
+            dynamic.purge(name)
+            self.authority.set_sources([s for o, s in self.authority.sources.items() if o != name],
+                                       held=self.authority.held)
+
+    def _apply_zone_settings(self, settings, applied: list) -> None:
+        """The served zones' transfer, update and NOTIFY settings (``applied``
+        names the steps done, for _crashed)."""
+        self.handler.access = TransferAccess(settings.transferable_zones)
+        applied.append("transfer access")
+        keyring = keyring_from(settings.keys)
+        self.handler.keyring = keyring
+        self.handler.updates.rules = {z.name: z.update for z in settings.zones if z.update}
+        self.handler.updates.max_records = {z.name: z.max_records for z in settings.zones if z.max_records}
+        apply_journal_limits(self.authority, settings)
+        applied.append("TSIG keys")
+        self.notifier.targets = {z.name: z.notify for z in settings.transferable_zones}
+        self.notifier.keys = {
+            z.name: keyring[dns.name.from_text(z.transfer_key)]
+            for z in settings.transferable_zones
+            if z.transfer_key
+        }
+        applied.append("NOTIFY targets")
+
+    def serve_runtime(self, origin: dns.name.Name, source: ZoneSource | None, frames: list) -> None:
+        """A zone created, changed or deleted at runtime (``source`` None:
+        deleted; aliasd.service.zonemanager): served or not from now on,
+        in the catalog or not, with [zone-defaults]' settings; ``frames``
+        are written with its next version."""
+        settings = self.settings
+        catalog = settings.catalog.name if settings.catalog is not None else None
+        sources = [s for o, s in self.authority.sources.items() if o != origin and o != catalog]
+        if source is not None:
+            sources.append(source)
+        served = with_runtime_zones(settings, self.runtime)
+        dynamic = getattr(self.options, "dynamic", None)
+        if dynamic is not None:
+            dynamic.configure(served.zones)
+        self._apply_zone_settings(served, [])
+        sources = self.catalog.add_to(settings, sources, self.authority.held)
+        self.authority.set_sources(sources, frames={origin: frames} if frames else None, held=self.authority.held)
 
     def reload_zone(self, name: dns.name.Name) -> defer.Deferred:
         """Read one zone's file again (``aliasd-ctl reload ZONE``, ``thaw``);
@@ -587,7 +687,7 @@ class Reloader:
     def _leave_dynamic(self, dynamic, settings) -> dict:
         """Zones whose ``update`` rules are gone: their records are written
         to their files first, and served as they are (zone -> source)."""
-        still = {z.name for z in settings.zones if z.dynamic}
+        still = {z.name for z in settings.zones if z.dynamic or z.file is None}
         files = {z.name: z.file for z in settings.zones}
         leaving = {}
         for origin in sorted(dynamic.zones - still):

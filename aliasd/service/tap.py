@@ -27,7 +27,7 @@ from twisted.python import usage
 from aliasd import __version__
 from aliasd.answer.answers import QueryHandler
 from aliasd.answer.status import StatusReporter
-from aliasd.base import enumcache
+from aliasd.base import enumcache, store
 from aliasd.base.access import TransferAccess, keyring_from
 from aliasd.base.config import (
     ConfigError,
@@ -74,9 +74,11 @@ from aliasd.service.reload import (
     apply_journal_limits,
     make_signers,
     save_snapshot,
+    with_runtime_zones,
 )
 from aliasd.service.zonemanager import ZoneManager
 from aliasd.update.dynamic import DynamicZones, FileSyncService
+from aliasd.update.runtime import RuntimeZones
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
 
@@ -115,7 +117,8 @@ class Options(usage.Options):
         self.held: list[dns.name.Name] = []  # broken, nothing to serve: SERVFAIL
         self.log_levels = None  # the [log] levels of twistd's observer (makeService)
         self.api_tls = None  # [api] TLS options (aliasd.service.api), checked at start
-        self.zone_manager = None  # what the HTTP API calls (makeService)
+        self.runtime: RuntimeZones | None = None  # zones created at runtime (issue 22)
+        self.zone_manager: ZoneManager | None = None  # what the HTTP API calls (makeService)
 
     def opt_listen(self, address: str) -> None:
         """Address to listen on, IPv4 or IPv6 (repeatable)."""
@@ -154,6 +157,7 @@ class Options(usage.Options):
             self.journal_files = JournalStore(self.state.db)
             upgrade.import_files(self.settings.server.state_dir, self.state, self.journal_files)
             self.dynamic = DynamicZones(self.journal_files, self.settings.zones)
+            self._runtime_zones()
             was_dynamic = self.journal_files.dynamic_keys()
             for zone in self.settings.zones:
                 if isinstance(results[zone.name], ZoneFileError):  # that zone's problem only
@@ -169,8 +173,9 @@ class Options(usage.Options):
                     results[zone.name] = self.dynamic.start_static(
                         results[zone.name], self.files.digest_of(zone.name)
                     )
-            self.sources = self.catalog.add_to(self.settings, list(results.values()), self.held)
-            self.signers = make_signers(self.settings)
+            self.sources = self.catalog.add_to(self.settings, list(results.values()) + self._runtime_sources(),
+                                               self.held)
+            self.signers = make_signers(with_runtime_zones(self.settings, self.runtime))
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
@@ -184,6 +189,33 @@ class Options(usage.Options):
             sys.exit(f"aliasd: DNSSEC keys: {e}")
         except OSError as e:  # the journal of a dynamic zone, the DNSSEC keys
             sys.exit(f"aliasd: state directory: {e}")
+
+    def _runtime_zones(self) -> None:
+        """The zones created at runtime (aliasd.update.runtime). One that is
+        configured now is the configuration's: its records in the store go,
+        so that the configured zone starts from its file alone."""
+        self.runtime = RuntimeZones(self.state.db)
+        self.catalog.generations = self.runtime.generations
+        configured = {z.name for z in self.settings.transferable_zones}
+        for name in sorted(set(self.runtime.zones) & configured):
+            log.error("zone {zone} was created at runtime and is configured now: the configured zone is "
+                      "served from its file; the records created at runtime are dropped", zone=name.to_text())
+            self.runtime.forget(name)
+            self.journal_files.remove(store.key_of(name))
+
+    def _runtime_sources(self) -> list[ZoneSource]:
+        """The zones created at runtime, each its journal's truth."""
+        self.dynamic.configure(with_runtime_zones(self.settings, self.runtime).zones)
+        sources = []
+        for name in sorted(self.runtime.zones):
+            source = self.dynamic.stored_source(name, Path(f"<runtime zone {name.to_text()}>"))
+            if source is None:  # its creation never finished: never acknowledged either
+                log.info("zone {zone}: its creation did not finish before the last stop; it is dropped",
+                         zone=name.to_text())
+                self.runtime.forget(name)
+                continue
+            sources.append(source)
+        return sources
 
     def load_settings(self) -> Settings:
         """The configuration file (read again on every call) with the
@@ -234,6 +266,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     from twisted.internet import reactor
 
     settings = options.settings
+    served = with_runtime_zones(settings, options.runtime)  # the configured zones and those created at runtime
     # Work that grows with the zones runs in threads (recording versions,
     # signing). A thread computing in Python holds the GIL for up to the
     # switch interval each time the reactor gives it up for a system call,
@@ -259,7 +292,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         state=options.state,
         stats=stats,
     )
-    zones = settings.transferable_zones
+    zones = served.transferable_zones
     notifier = NotifySender(
         reactor,
         {z.name: z.notify for z in zones},
@@ -284,7 +317,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         snapshot_frames=options.dynamic.snapshot_frames,
         signers=options.signers,
     )
-    apply_journal_limits(authority, settings)
+    apply_journal_limits(authority, served)
     resolver.on_change = authority.rebuild
     load_zones(authority, options.sources, reactor, options.held)
     handler = QueryHandler(
@@ -295,8 +328,9 @@ def makeService(options: Options) -> logsetup.LoggingService:
         status=StatusReporter(authority, resolver, reactor, settings.server.version),
         stats=stats,
         answer_cache_size=settings.server.answer_cache_size,
-        update_rules={z.name: z.update for z in settings.zones if z.update},
+        update_rules={z.name: z.update for z in served.zones if z.update},
     )
+    handler.updates.max_records = {z.name: z.max_records for z in served.zones if z.max_records}
     handler.transfers.secondaries = secondaries
     handler.updates.frozen = options.dynamic.frozen
     tcp_factory = DNSStreamFactory(
@@ -331,7 +365,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     ReloadService(reloader, reactor).setServiceParent(top)
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
     rollovers = reloader.rollovers = start_rollovers(settings, authority, options.state.db, reactor)
-    options.zone_manager = ZoneManager(authority, notifier, lambda: reloader.settings)
+    options.zone_manager = ZoneManager.in_threads(
+        reactor, authority, reloader, options.runtime, options.dynamic, notifier, options.state)
     options.zone_manager.rollovers = rollovers
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,

@@ -232,9 +232,11 @@ class DynamicZones:
             table.pop(origin, None)
 
     def configure(self, zones) -> None:
-        """The configured zones (ZoneSettings); the dynamic ones are kept."""
-        self.zones = {z.name for z in zones if z.dynamic}
-        self.paths = {z.name: z.file for z in zones if z.dynamic}
+        """The served zones (ZoneSettings); the dynamic ones are kept: those
+        with update rules, and those without a file (created at runtime:
+        their truth is the store alone, aliasd.update.runtime)."""
+        self.zones = {z.name for z in zones if z.dynamic or z.file is None}
+        self.paths = {z.name: z.file for z in zones if z.dynamic and z.file is not None}
 
     def is_dynamic(self, origin: dns.name.Name) -> bool:
         return origin in self.zones
@@ -452,8 +454,9 @@ class DynamicZones:
             return False
 
     def stale(self, sources) -> list[ZoneSource]:
-        """The dynamic zones' sources that changed since their file was written."""
-        return [s for o, s in sources.items() if o in self.zones and self.written.get(o) is not s]
+        """The dynamic zones' sources that changed since their file was
+        written (zones without a file have nothing to write)."""
+        return [s for o, s in sources.items() if o in self.paths and self.written.get(o) is not s]
 
     def write_all(self, sources: list[ZoneSource]) -> int:
         """Write each of ``sources`` to its file (errors are logged, the

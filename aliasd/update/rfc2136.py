@@ -294,6 +294,33 @@ def next_update_serial(current: int, served: int | None) -> int:
     return (base + 1) % 2**32 or 1
 
 
+def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, served_serial: int | None):
+    """The working copy's changes as the zone's next source: (source, each
+    touched owner's packed node or None, their names). The serial moves: to
+    ``soa_serial`` (an SOA the change set) when that is newer than the
+    served one, else one past the newer of the source's and the served."""
+    origin = source.origin
+    serial = soa_serial
+    if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
+        serial = next_update_serial(source.serial, served_serial)
+    touched = work.packed()
+    if source.key in work.nodes:
+        apex = work.node(origin)
+        soa = next(iter(apex[_SOA]))
+        apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
+        touched = work.packed()
+    else:  # the apex changes only by its serial: patched in its packed form
+        touched[source.key] = _with_serial(source.records[source.key], serial)
+        work.nodes[source.key] = (origin, None)
+    records = dict(source.records)
+    for k, packed in touched.items():
+        if packed is None:
+            records.pop(k, None)
+        else:
+            records[k] = packed
+    return source.updated(records, touched), touched, [work.nodes[k][0] for k in touched]
+
+
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
             signed: bool = False) -> Outcome:
     """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
@@ -326,27 +353,6 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
                 conflicts = signer_conflicts(origin, work.nodes[k][0], store.types_of(packed))
                 if conflicts:
                     return Outcome(dns.rcode.REFUSED, why=conflicts[0][1])
-    # The serial moves: to the SOA the update set when that is newer than
-    # the served one, else one past the newer of the file's and the served.
-    serial = None
-    if soa_set:
-        serial = next(iter(work.node(origin)[_SOA])).serial
-    if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
-        serial = next_update_serial(source.serial, served_serial)
-    if source.key in work.nodes:
-        apex = work.node(origin)
-        soa = next(iter(apex[_SOA]))
-        apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
-        touched = work.packed()
-    else:  # the apex changes only by its serial: patched in its packed form
-        touched[source.key] = _with_serial(source.records[source.key], serial)
-        work.nodes[source.key] = (origin, None)
-    records = dict(source.records)
-    for k, packed in touched.items():
-        if packed is None:
-            records.pop(k, None)
-        else:
-            records[k] = packed
-    new = source.updated(records, touched)
-    names = [work.nodes[k][0] for k in touched]
+    serial = next(iter(work.node(origin)[_SOA])).serial if soa_set else None
+    new, touched, names = next_source(work, source, serial, served_serial)
     return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored))

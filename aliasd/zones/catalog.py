@@ -23,6 +23,7 @@ import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 
+from aliasd.base import store
 from aliasd.zones.zonefile import ZoneSource
 
 #: The catalog schema version this module writes (RFC 9432 4.2.1).
@@ -64,18 +65,22 @@ def _ptr(target: dns.name.Name) -> _PTR:
     return rdata
 
 
-def member_id(zone: dns.name.Name) -> str:
+def member_id(zone: dns.name.Name, generation: int = 0) -> str:
     """The member's unique label: SHA-1 hex of the lower-cased wire name.
 
     It depends on the zone name alone, so every restart and every aliasd
     instance gives a zone the same label; a changed label would make
     consumers drop and re-add the zone (RFC 9432 4.1, 5.4). 40 hex digits:
     a valid DNS label. BIND documents the same construction.
+    ``generation`` (above 0: a zone deleted and created again at runtime)
+    changes the label on purpose: that is RFC 9432's member reset (5.6).
     """
-    return _label(zone.to_wire(canonicalize=True))
+    return _label(zone.to_wire(canonicalize=True), generation)
 
 
-def _label(canonical_wire: bytes) -> str:
+def _label(canonical_wire: bytes, generation: int = 0) -> str:
+    if generation:
+        canonical_wire += b"#%d" % generation
     return hashlib.sha1(canonical_wire, usedforsecurity=False).hexdigest()
 
 
@@ -83,6 +88,7 @@ def catalog_source(
     origin: dns.name.Name,
     members: Iterable[dns.name.Name],
     path: Path | None = None,
+    generations: dict | None = None,
 ) -> ZoneSource:
     """The catalog zone ``origin`` listing ``members`` (RFC 9432 version 2).
 
@@ -90,6 +96,8 @@ def catalog_source(
     served serial on whenever the content changes, like any zone file's.
     The catalog itself is never listed; a member named twice (in any case)
     is listed once. The same set of members always gives the same records.
+    ``generations``: zone -> its generation (see member_id), for the zones
+    that have one.
     """
     if not origin.is_absolute():
         raise ValueError(f"catalog zone name {origin} is not absolute")
@@ -120,10 +128,40 @@ def catalog_source(
         # Case variants of one zone: keep one, whatever the input order.
         if previous is None or member.to_text() < previous.to_text():
             chosen[key] = member
+    generations = generations or {}
     for key in sorted(chosen):
         member = chosen[key]
-        owner = dns.name.Name((_label(key).encode(),) + zones_labels)
+        owner = dns.name.Name((_label(key, generations.get(member, 0)).encode(),) + zones_labels)
         put(owner, _ptr(member))
     return ZoneSource.from_rrsets(
         origin, path if path is not None else Path(f"<catalog {origin.to_text()}>"), rrsets.values()
     )
+
+
+def with_members_changed(catalog: ZoneSource, added: dict, removed: dict) -> ZoneSource | None:
+    """``catalog`` with a few members added and removed (member -> its
+    generation), as catalog_source would build it, for what it costs: a
+    zone created or deleted at runtime changes one record, not ten
+    thousand. None when a case variant of a listed member is added (the
+    whole catalog is built then)."""
+    origin = catalog.origin
+    zones_labels = (b"zones",) + origin.labels
+    records = dict(catalog.records)
+    touched: dict[bytes, bytes | None] = {}
+    for member, generation in removed.items():
+        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
+        key = store.key_of(owner)
+        if key in records:
+            touched[key] = None
+            del records[key]
+    for member, generation in added.items():
+        if member == origin:
+            continue
+        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
+        rrset = dns.rrset.RRset(owner, _IN, _PTR_TYPE)
+        rrset.add(_ptr(member), TTL)
+        (key, packed), = store.pack_rrsets([rrset]).items()
+        if key in records:
+            return None
+        records[key] = touched[key] = packed
+    return catalog.updated(records, touched)
