@@ -172,7 +172,7 @@ class Rollovers:
         """The signed zones, their policies and their keys (at start and
         after a reload): each zone carries on from its stored step."""
         stored = self._records()
-        policies = self._timings_kept(policies)
+        policies = self.with_kept_timings(policies)
         old = self.zones
         self.zones = {}
         for zone, policy in policies.items():
@@ -227,7 +227,7 @@ class Rollovers:
             self.keystore.save(key)
         state.keys = _merged(state.keys, fixed)
 
-    def _timings_kept(self, policies: dict[dns.name.Name, DnssecPolicy]) -> dict[dns.name.Name, DnssecPolicy]:
+    def with_kept_timings(self, policies: dict[dns.name.Name, DnssecPolicy]) -> dict[dns.name.Name, DnssecPolicy]:
         """Each zone's named policy's timings are kept in the store, so that
         a zone moved to "insecure" goes on with the timings it had."""
         with self.db.reading() as txn:
