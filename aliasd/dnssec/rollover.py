@@ -212,7 +212,7 @@ class Rollovers:
             state.keys = _merged(state.keys, orphans)
             self._forget(zone)
             state.record = None
-            log.warn("zone {zone}: DNSSEC {kind} rollover was cut short before its keys were written; "
+            log.warn("zone {zone}: DNSSEC {kind} rollover was cut short before its keys were written; "  # noqa: G010
                      "it starts again", zone=zone.to_text(), kind=record["kind"])
             return
         old = set(record["old"])
@@ -567,7 +567,7 @@ class Rollovers:
 
         def error(failure):
             state.busy = False
-            log.warn("zone {zone}: parental agents: {error}; asked again later", zone=zone.to_text(),
+            log.warn("zone {zone}: parental agents: {error}; asked again later", zone=zone.to_text(),  # noqa: G010
                      error=failure.getErrorMessage())
             state.interval = min(60.0, max(state.interval, check_interval(state.policy)) * 2)
             self._again(zone, state)
