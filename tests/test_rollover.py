@@ -94,6 +94,19 @@ class World:
         return World(self.tmp_path, policy or self.policy, self.parent, self.clock,
                      KeyStore(self.tmp_path / "keys").load(ZONE))
 
+    def restart_same(self, policy=None):
+        """Restart, and check the new engine is at the same step, with the
+        same keys and the same next moment (a DS step: asks the parent at
+        once, the time of its next look is not kept); returns it."""
+        record, due = self.record, self.engine.zones[ZONE].due
+        looking = self.engine.zones[ZONE].check_at is not None
+        keys = sorted((k.tag, tuple(sorted(k.timing.items()))) for k in self.keys)
+        world = self.restart(policy)
+        assert world.record == record
+        assert world.engine.zones[ZONE].due == (self.clock.seconds() if looking else due)
+        assert sorted((k.tag, tuple(sorted(k.timing.items()))) for k in world.keys) == keys
+        return world
+
     def run_until(self, predicate, limit=600, step=0.5):
         """Advance the clock until ``predicate()``; checks the zone is valid at every moment."""
         for _ in range(int(limit / step)):
@@ -257,17 +270,12 @@ def test_zsk_rollover_every_step_and_restart_at_each(tmp_path):
     assert world.applied[-1][2] is True and new_tag in [k.tag for k in world.applied[-1][0]]
 
     # A restart now carries on with the same step, keys and times.
-    due, keys = world.engine.zones[ZONE].due, sorted(k.tag for k in world.keys)
-    world = world.restart()
-    assert world.record == record and world.engine.zones[ZONE].due == due
-    assert sorted(k.tag for k in world.keys) == keys
+    world = world.restart_same()
 
     world.run_until(lambda: world.record["step"] == "retire")
     assert world.clock.seconds() >= new.timing["Activate"].timestamp()
     assert tags(world.keys, world.clock.seconds()) == sorted([new_tag] + [k.tag for k in world.keys if k.is_ksk])
-    record = world.record
-    world = world.restart()
-    assert world.record == record
+    world = world.restart_same()
 
     world.run_until(lambda: world.record is None)
     assert world.clock.seconds() >= old.timing["Delete"].timestamp()
@@ -335,9 +343,7 @@ def test_ksk_rollover_waits_for_the_parent_both_ways(tmp_path):
     old = next(k for k in world.keys if k.tag == old_ksk.tag)
     wait = FAST.parent_propagation_delay + FAST.parent_ds_ttl + FAST.retire_safety
     assert old.timing["Delete"].timestamp() == pytest.approx(gone_at + wait, abs=1)
-    record = world.record
-    world = world.restart()
-    assert world.record == record
+    world = world.restart_same()
     world.run_until(lambda: world.record is None)
     assert tags(world.keys, world.clock.seconds(), 0) == sorted(
         [new_tag] + [k.tag for k in world.keys if k.is_zsk and k.published(world.clock.seconds())])
@@ -408,9 +414,12 @@ def test_algorithm_rollover_swaps_every_key(tmp_path):
     now = world.clock.seconds()
     # Both algorithms sign everything from the first moment (never half-signed).
     assert sorted(k.algorithm for k in key_roles(world.keys, now)[1]) == [13, 13, 15]
+    world = world.restart_same(ed)
     world.run_until(lambda: world.record["step"] == "ds-publish")
+    world = world.restart_same(ed)
     parent.ds = {ds_wire(new[0])}
     world.run_until(lambda: world.record["step"] == "retire")
+    world = world.restart_same(ed)
     # The old keys leave together (DNSKEY and signatures), long after every
     # RRset had the new algorithm's signature too.
     deletes = {k.timing["Delete"] for k in world.keys if k.tag not in world.record["new"]}
@@ -439,6 +448,7 @@ def test_going_insecure_waits_for_no_ds_then_the_ds_ttl(tmp_path):
     parent.ds = set()
     world.clock.pump([0.5] * 2)
     assert world.record["step"] == "unsign"
+    world = world.restart_same(DnssecPolicy(INSECURE))
     until = world.record["until"]
     assert until - world.clock.seconds() == pytest.approx(FAST.parent_propagation_delay + FAST.parent_ds_ttl
                                                            + FAST.retire_safety, abs=1)

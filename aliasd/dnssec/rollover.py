@@ -138,6 +138,7 @@ class _Zone:
     due: float | None = None  # when the engine next acts for the zone
     waiting: str = ""  # what it waits for, in words
     interval: float = 0.0  # the next DS check's delay (backs off on errors)
+    check_at: float | None = None  # when the parent is asked next (not kept: a restart asks at once)
     busy: bool = False  # a step is running in a thread
 
 
@@ -321,7 +322,7 @@ class Rollovers:
         elif step in ("ds-publish", "ds-withdraw", "cds-delete"):
             what = "published" if step == "ds-publish" else "withdrawn"
             if self.parent.has_agents(zone):
-                state.due = max(now, record.get("check", now))
+                state.due = max(now, state.check_at or now)
                 state.waiting = f"the DS {what} at every parental agent"
             else:
                 state.waiting = f"aliasd-ctl dnssec-checkds {zone.to_text()} {what}"
@@ -473,7 +474,7 @@ class Rollovers:
     def _begin_insecure(self, zone: dns.name.Name, state: _Zone):
         now = int(self.clock.seconds())
         record = {"kind": "insecure", "step": "cds-delete", "old": [k.tag for k in self._current(state)],
-                  "new": [], "since": now, "started": now, "check": now}
+                  "new": [], "since": now, "started": now}
         self._store(zone, record)
         state.record = record
         self.parent.submit(zone, [], [ds_text(k) for k in state.keys if k.is_ksk and k.published(now)])
@@ -507,7 +508,7 @@ class Rollovers:
         """A step that only moves the record (no key file changes)."""
         state = self.zones[zone]
         record = dict(state.record, step=step, since=int(self.clock.seconds()), **fields)
-        record.pop("check", None)
+        state.check_at = None
         self._store(zone, record)
         state.record = record
         state.interval = check_interval(state.policy)
@@ -576,13 +577,14 @@ class Rollovers:
 
     def _again(self, zone: dns.name.Name, state: _Zone) -> None:
         state.interval = state.interval or check_interval(state.policy)
-        state.record["check"] = self.clock.seconds() + state.interval
+        state.check_at = self.clock.seconds() + state.interval
         self._plan(zone)
         self._arm()
 
     def _ds_seen(self, zone: dns.name.Name, what: str) -> None:
         """The parent shows the DS step done (agents or the operator)."""
         state = self.zones[zone]
+        state.check_at = None
         now = int(self.clock.seconds())
         seen = dict(state.record.get("ds", {}), **{what: now})
         if state.record["step"] == "ds-publish":
