@@ -501,3 +501,14 @@ def test_a_rollover_with_a_parent_that_follows_at_once_takes_ipub_plus_iret(tmp_
     world.run_until(lambda: world.record is None, step=0.1)
     took = world.clock.seconds() - began
     assert minimum <= took <= minimum + 0.5, took
+
+
+def test_a_zone_created_or_deleted_at_runtime_joins_or_leaves_alone(tmp_path):
+    world = World(tmp_path, FAST)
+    other = dns.name.from_text("new.test.")
+    keys = world.keystore.ensure(other, now=world.clock.seconds())
+    before = world.engine.zones[ZONE]
+    world.engine.configure_zone(other, FAST, keys)
+    assert world.engine.zones[ZONE] is before and set(world.engine.next_event_seconds()) == {ZONE, other}
+    world.engine.configure_zone(other, None, [])
+    assert set(world.engine.zones) == {ZONE} and len(world.clock.getDelayedCalls()) == 1

@@ -174,30 +174,41 @@ class Rollovers:
         after a reload): each zone carries on from its stored step."""
         stored = self._records()
         policies = self.with_kept_timings(policies)
-        old = self.zones
-        self.zones = {}
+        old, self.zones = self.zones, {}
         for zone, policy in policies.items():
-            if policy.builtin:
-                continue  # dnssec = true: never rolled
-            if zone in old and old[zone].busy:
-                self.zones[zone] = old[zone]
-                old[zone].policy = policy
-                continue
-            state = self.zones[zone] = _Zone(policy, list(keys.get(zone, ())), stored.get(zone))
-            if state.record is not None:
-                self._repair(zone, state)
-            if state.record is not None and policy.name != INSECURE and state.record.get("kind") == "insecure":
-                # Taken back from insecure: the zone's keys are its own again.
-                self._forget(zone)
-                state.record = None
-            self._plan(zone)
-            if state.record is not None:
-                log.info("zone {zone}: DNSSEC {kind} rollover carries on at step {step}: {next}",
-                         zone=zone.to_text(), kind=state.record["kind"], step=state.record["step"],
-                         next=self._next_words(zone))
-            if state.record is not None and state.record.get("kind") == "insecure":
-                self.apply(zone, state.keys, True, True)
+            self._take(zone, policy, keys.get(zone, ()), stored.get(zone), old.get(zone))
         self._arm()
+
+    def configure_zone(self, zone: dns.name.Name, policy: DnssecPolicy | None, keys: list[ZoneKey]) -> None:
+        """One zone added (created at runtime) or gone (``policy`` None),
+        the others left as they are."""
+        old = self.zones.pop(zone, None)
+        if policy is not None:
+            (policy,) = self.with_kept_timings({zone: policy}).values()
+            self._take(zone, policy, keys, self._records(zone).get(zone), old)
+        self._arm()
+
+    def _take(self, zone: dns.name.Name, policy: DnssecPolicy, keys, record: dict | None, old: _Zone | None) -> None:
+        if policy.builtin:
+            return  # dnssec = true: never rolled
+        if old is not None and old.busy:  # (a step in its thread: it finishes with this state)
+            self.zones[zone] = old
+            old.policy = policy
+            return
+        state = self.zones[zone] = _Zone(policy, list(keys), record)
+        if state.record is not None:
+            self._repair(zone, state)
+        if state.record is not None and policy.name != INSECURE and state.record.get("kind") == "insecure":
+            # Taken back from insecure: the zone's keys are its own again.
+            self._forget(zone)
+            state.record = None
+        self._plan(zone)
+        if state.record is not None:
+            log.info("zone {zone}: DNSSEC {kind} rollover carries on at step {step}: {next}",
+                     zone=zone.to_text(), kind=state.record["kind"], step=state.record["step"],
+                     next=self._next_words(zone))
+            if state.record.get("kind") == "insecure":
+                self.apply(zone, state.keys, True, True)
 
     def _repair(self, zone: dns.name.Name, state: _Zone) -> None:
         """After a crash inside a step: the record was written before the
@@ -231,9 +242,10 @@ class Rollovers:
     def with_kept_timings(self, policies: dict[dns.name.Name, DnssecPolicy]) -> dict[dns.name.Name, DnssecPolicy]:
         """Each zone's named policy's timings are kept in the store, so that
         a zone moved to "insecure" goes on with the timings it had."""
+        only = next(iter(policies)).to_text().encode() if len(policies) == 1 else b""  # (one zone: its own)
         with self.db.reading() as txn:
             kept = {dns.name.from_text(k[len(_POLICY):].decode()): v
-                    for k, v in self.db.items_under(txn, self.db.meta, _POLICY)}
+                    for k, v in self.db.items_under(txn, self.db.meta, _POLICY + only)}
         out, changed = dict(policies), {}
         for zone, policy in policies.items():
             if policy.name == INSECURE:
@@ -259,10 +271,13 @@ class Rollovers:
         state = self.zones.get(zone)
         return state.policy if state is not None else None
 
-    def _records(self) -> dict[dns.name.Name, dict]:
+    def _records(self, zone: dns.name.Name | None = None) -> dict[dns.name.Name, dict]:
+        """The stored progress of every zone (or of ``zone`` only)."""
+        prefix = _PREFIX + (zone.to_text().encode() if zone is not None else b"")
         with self.db.reading() as txn:
-            return {dns.name.from_text(k[len(_PREFIX):].decode()): json.loads(v)
-                    for k, v in self.db.items_under(txn, self.db.meta, _PREFIX)}
+            found = {dns.name.from_text(k[len(_PREFIX):].decode()): json.loads(v)
+                     for k, v in self.db.items_under(txn, self.db.meta, prefix)}
+        return found if zone is None else {z: r for z, r in found.items() if z == zone}
 
     def _store(self, zone: dns.name.Name, record: dict | None) -> None:
         """One transaction: the zone's progress, or its end."""

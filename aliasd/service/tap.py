@@ -364,7 +364,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     )
     ReloadService(reloader, reactor).setServiceParent(top)
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
-    rollovers = reloader.rollovers = start_rollovers(settings, authority, options.state.db, reactor)
+    rollovers = reloader.rollovers = start_rollovers(served, authority, options.state.db, reactor)
     options.zone_manager = ZoneManager.in_threads(
         reactor, authority, reloader, options.runtime, options.dynamic, notifier, options.state)
     options.zone_manager.rollovers = rollovers

@@ -251,11 +251,21 @@ class ZoneManager:
         signers = make_signers(dataclasses.replace(self.settings, zones=(zone,))) if zone.dnssec else {}
         return entry, signers
 
+    def _rollovers_take(self, name: dns.name.Name) -> None:
+        """Tell the key-rollover engine of a zone created or deleted here."""
+        if self.rollovers is None:
+            return
+        signer = self.authority.signers.get(name)
+        zone = self._zone_settings(name) if signer is not None else None
+        policy = self.settings.policy_of(zone) if zone is not None else None
+        self.rollovers.configure_zone(name, policy, signer.keys if signer is not None else [])
+
     def _serve_new(self, prepared, source: ZoneSource) -> None:
         entry, signers = prepared
         self.runtime.zones[entry.name] = entry
         if signers:
             self.authority.set_signers({**self.authority.signers, **signers})
+            self._rollovers_take(entry.name)
         snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
         self.reloader.serve_runtime(entry.name, source, [snapshot])
 
@@ -317,6 +327,7 @@ class ZoneManager:
         serial = self.authority.versions[name].serial if name in self.authority.versions else None
         if name in self.authority.signers:
             self.authority.set_signers({o: s for o, s in self.authority.signers.items() if o != name})
+            self._rollovers_take(name)
         self.reloader.serve_runtime(name, None, [])
         catalog = self.settings.catalog
         d = self.authority.wait_served(catalog.name) if catalog is not None else defer.succeed(None)
