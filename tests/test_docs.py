@@ -121,7 +121,7 @@ def accepted_keys(tmp_path: Path, monkeypatch) -> dict[str, set[str]]:
     return sections
 
 
-_READERS = {"take", "number", "strings", "count", "duration"}
+_READERS = {"take", "number", "strings", "count", "duration", "endpoints"}
 
 
 def _reader_call(node: ast.AST) -> ast.expr | None:

@@ -489,6 +489,16 @@ class _Section:
             raise self.error(key, f"must be at least {minimum} seconds, got {value!r}")
         return value
 
+    def endpoints(self, key: str) -> list[Endpoint]:
+        """A list of "address[:port]" strings (port 53 unless given)."""
+        out = []
+        for text in self.strings(key):
+            try:
+                out.append(parse_endpoint(text, 53))
+            except ValueError as e:
+                raise self.error(key, str(e)) from None
+        return out
+
     def given(self, key: str) -> bool:
         """Was ``key`` in the table (before it was taken)?"""
         return key in self.taken
@@ -733,12 +743,7 @@ def _policy(section: _Section, name: str) -> DnssecPolicy:
         field = key.replace("-", "_")
         durations[field] = section.duration(key, getattr(d, field))
     max_zone_ttl = section.duration("max-zone-ttl", None)
-    agents = []
-    for text in section.strings("parental-agents"):
-        try:
-            agents.append(parse_endpoint(text, 53))
-        except ValueError as e:
-            raise section.error("parental-agents", str(e)) from None
+    agents = section.endpoints("parental-agents")
     command = section.take("ds-submit-command", (str,), "a command", None)
     denial = _denial(section, d.denial)
     validity, refresh = _signature_window(section, d.signature_validity, d.refresh_before)
@@ -875,12 +880,7 @@ def _notify_source(section: _Section) -> tuple[str, ...]:
 
 def _resolver(section: _Section) -> ResolverSettings:
     defaults = ResolverSettings()
-    upstreams = []
-    for text in section.strings("upstreams"):
-        try:
-            upstreams.append(parse_endpoint(text, 53))
-        except ValueError as e:
-            raise section.error("upstreams", str(e)) from None
+    upstreams = section.endpoints("upstreams")
     min_refresh = section.number("min-refresh", defaults.min_refresh, 1)
     max_refresh = section.number("max-refresh", defaults.max_refresh, 1)
     if max_refresh < min_refresh:
@@ -1001,12 +1001,7 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     """The transfer and NOTIFY settings of a zone table (or of [zone-defaults]);
     a key the table does not set keeps its value from ``base``."""
     base = base if base is not None else ZoneSettings(dns.name.root, None)
-    notify = []
-    for text in section.strings("notify"):
-        try:
-            notify.append(parse_endpoint(text, 53))
-        except ValueError as e:
-            raise section.error("notify", str(e)) from None
+    notify = section.endpoints("notify")
     networks = []
     for text in section.strings("allow-transfer"):
         try:
