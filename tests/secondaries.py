@@ -365,6 +365,26 @@ class PowerDNS(Secondary):
     program = "pdns_server"
     incremental = False
 
+    def local_settings(self) -> str:
+        """pdns.conf lines for a test instance: in the foreground, its socket
+        in its directory, no security poll, no caches (a change is served at
+        once), few threads."""
+        return textwrap.dedent(
+            f"""\
+            socket-dir={self.directory}
+            guardian=no
+            daemon=no
+            security-poll-suffix=
+            disable-syslog=yes
+            loglevel=6
+            cache-ttl=0
+            query-cache-ttl=0
+            negquery-cache-ttl=0
+            distributor-threads=1
+            receiver-threads=1
+            """
+        )
+
     def _pdnsutil(self, *args: str) -> None:
         done = subprocess.run(
             [_find("pdnsutil"), f"--config-dir={self.directory}", *args],
@@ -393,20 +413,10 @@ class PowerDNS(Secondary):
                 query-local-address=127.0.0.1
                 allow-notify-from=127.0.0.0/8
                 xfr-cycle-interval=1
-                socket-dir={d}
-                guardian=no
-                daemon=no
-                security-poll-suffix=
-                disable-syslog=yes
-                loglevel=6
-                cache-ttl=0
-                query-cache-ttl=0
-                negquery-cache-ttl=0
-                distributor-threads=1
-                receiver-threads=1
                 retrieval-threads=1
                 """
             )
+            + self.local_settings()
         )
         self._pdnsutil("create-bind-db", str(d / "bind-dnssec.sqlite3"))
         if key is not None:

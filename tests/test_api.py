@@ -491,3 +491,34 @@ def test_api_settings_errors(tmp_path, api, error):
     with pytest.raises(ConfigError) as e:
         settings_from_dict({"api": api}, "a.toml", tmp_path)
     assert error in str(e.value) and str(e.value).startswith("a.toml: [api]")
+
+
+def test_dnssec_routes_are_aliasds_own_and_reach_the_rollover_engine(api, log_events):
+    from tests.test_control import FakeRollovers
+
+    zone = ZONES + "/example.test./dnssec"
+    assert api.request("POST", zone + "/checkds", {"state": "published"}).json() == {
+        "error": "zone example.test. is not signed (no dnssec or dnssec-policy): it has no keys to roll"}
+    for name in (N("example.test."), N("shop.example.")):
+        api.manager.views[name] = dataclasses.replace(api.manager.views[name], signed=True)
+    assert "keys aliasd never rolls" in api.request("POST", zone + "/rollover", {}).json()["error"]
+    api.resource.rollovers = rollovers = FakeRollovers()
+    status = api.request("GET", zone).json()
+    assert status["zone"] == "example.test." and [k["tag"] for k in status["keys"]] == [11111, 22222]
+    done = api.request("POST", zone + "/checkds", {"state": "published"})
+    assert done.status == 200 and done.json()["result"] == "DS published: KSK 22222 becomes active"
+    refused = api.request("POST", zone + "/checkds", {"state": "withdrawn"})
+    assert refused.status == 422 and refused.json() == {
+        "error": "zone example.test.: the rollover waits for the DS to be published, not withdrawn"}
+    assert api.request("POST", zone + "/rollover", {}).json()["result"] == "rollover of key 11111 started"
+    assert api.request("POST", zone + "/rollover", {"key": 22222}).json()["result"] == "rollover of key 22222 started"
+    assert "is not a key tag" in api.request("POST", zone + "/rollover", {"key": "ksk"}).json()["error"]
+    assert rollovers.calls == [("confirm_ds", N("example.test."), "published"),
+                               ("confirm_ds", N("example.test."), "withdrawn"),
+                               ("rollover", N("example.test."), None), ("rollover", N("example.test."), 22222)]
+    assert api.request("GET", zone + "/checkds").status == 405
+    assert api.request("POST", zone + "/other", {}).status == 404
+    assert api.request("POST", ZONES + "/shop.example./dnssec/rollover", {}, key="limited-secret").status == 200
+    assert api.request("POST", ZONES + "/example.test./dnssec/rollover", {}, key="shop-secret").status == 404
+    lines = [e["line"] for e in log_events if e.get("log_format", "").startswith("API: key {key}: zone")]
+    assert lines[0] == "DS published: KSK 22222 becomes active" and len(lines) == 4

@@ -172,3 +172,80 @@ def test_notify_outcomes_per_secondary(clock):
     sender.response_received(reply(sent[0], rcode=dns.rcode.REFUSED), "127.0.0.1", 5399)
     assert sender.last_answers(ZONE) == [{"target": "127.0.0.1:5399", "state": "answered REFUSED after 1 tries",
                                           "serial": 1}]
+
+
+class FakeRollovers:
+    """The rollover engine's interface (aliasd.dnssec.rollover.Rollovers), as the contract fixes it."""
+
+    def __init__(self):
+        self.calls = []
+        self.waiting = "published"
+
+    def state(self, zone):
+        return {"keys": [{"tag": 11111, "role": "ksk", "algorithm": 13, "state": "active",
+                          "next_event": "retire", "next_time": "2026-12-07T15:00:00Z"},
+                         {"tag": 22222, "role": "ksk", "algorithm": 13, "state": "published",
+                          "next_event": "active", "next_time": None}],
+                "policy": "fast",
+                "rollover": {"kind": "KSK", "step": "ds-publish", "waiting_for": f"the DS {self.waiting}",
+                             "ds_seen": {}},
+                "next": f"waiting for the DS {self.waiting}", "next_time": None}
+
+    def confirm_ds(self, zone, what):
+        self.calls.append(("confirm_ds", zone, what))
+        if what != self.waiting:
+            raise ValueError(f"the rollover waits for the DS to be {self.waiting}, not {what}")
+        return f"DS {what}: KSK 22222 becomes active"
+
+    def rollover(self, zone, tag):
+        self.calls.append(("rollover", zone, tag))
+        if tag == 33333:
+            raise ValueError("no key 33333 in this zone")
+        return f"rollover of key {tag or 11111} started"
+
+
+def test_dnssec_steps_go_to_the_rollover_engine(controller, log_events):
+    unsigned = ask(controller, b'{"command": "dnssec-checkds", "args": ["example.test", "published"]}')
+    assert unsigned == [{"ok": False, "error": "zone example.test. is not signed (no dnssec or dnssec-policy): "
+                                                "it has no keys to roll"}]
+    controller.authority.signers[ZONE] = object()
+    [never] = ask(controller, b'{"command": "dnssec-rollover", "args": ["example.test"]}')
+    assert never == {"ok": False, "error": "zone example.test. is signed with keys aliasd never rolls "
+                                            "(dnssec = true): give it a dnssec-policy to roll them"}
+    controller.rollovers = FakeRollovers()
+    published, withdrawn, bad_word, roll, roll_key, no_key, not_tag, status, unknown = ask(
+        controller,
+        b'{"command": "dnssec-checkds", "args": ["example.test", "published"]}',
+        b'{"command": "dnssec-checkds", "args": ["example.test", "withdrawn"]}',
+        b'{"command": "dnssec-checkds", "args": ["example.test", "gone"]}',
+        b'{"command": "dnssec-rollover", "args": ["example.test"]}',
+        b'{"command": "dnssec-rollover", "args": ["example.test", "22222"]}',
+        b'{"command": "dnssec-rollover", "args": ["example.test", "33333"]}',
+        b'{"command": "dnssec-rollover", "args": ["example.test", "ksk"]}',
+        b'{"command": "dnssec-status", "args": ["example.test"]}',
+        b'{"command": "dnssec-rollover", "args": ["other.test"]}',
+    )
+    assert published["ok"] and published["text"] == "DS published: KSK 22222 becomes active"
+    assert published["data"]["dnssec"]["rollover"]["step"] == "ds-publish"
+    assert withdrawn == {"ok": False, "error": "zone example.test.: the rollover waits for the DS to be "
+                                                "published, not withdrawn"}
+    assert not bad_word["ok"] and "say published" in bad_word["error"]
+    assert roll["text"] == "rollover of key 11111 started" and roll_key["text"] == "rollover of key 22222 started"
+    assert no_key == {"ok": False, "error": "zone example.test.: no key 33333 in this zone"}
+    assert not not_tag["ok"] and "is not a key tag" in not_tag["error"]
+    assert unknown == {"ok": False, "error": "zone other.test. is not configured"}
+    assert controller.rollovers.calls == [
+        ("confirm_ds", ZONE, "published"), ("confirm_ds", ZONE, "withdrawn"),
+        ("rollover", ZONE, None), ("rollover", ZONE, 22222), ("rollover", ZONE, 33333)]
+    assert status["text"].splitlines() == [
+        "zone example.test.: DNSSEC keys (policy fast)",
+        "  key 11111 KSK alg 13: active, next retire at 2026-12-07T15:00:00Z",
+        "  key 22222 KSK alg 13: published, next active",
+        "  rollover: KSK, step ds-publish, waiting for the DS published",
+        "  next: waiting for the DS published",
+    ]
+    steps = [e["line"] for e in log_events if e.get("log_format") == "control: zone {zone}: {line}"]
+    assert steps == ["DS published: KSK 22222 becomes active", "rollover of key 11111 started",
+                     "rollover of key 22222 started"]
+    [usage] = ask(controller, b'{"command": "dnssec-checkds", "args": ["example.test"]}')
+    assert usage == {"ok": False, "error": "usage: dnssec-checkds ZONE published|withdrawn"}

@@ -374,3 +374,20 @@ def test_zone_status_shows_the_dnssec_keys_and_their_next_event(aliasd, upstream
     assert not by_tag[signed._tag(new)]["published"] and by_tag[signed._tag(new)]["next_event"] == f"Publish {moment}"
     assert f"DNSSEC key {signed._tag(new)} ZSK alg 13: not published, next event Publish {moment}" in text
     assert f"DNSSEC next event: {moment}" in text
+
+
+def test_dnssec_steps_name_what_keeps_them_from_a_zone(aliasd, upstream, tmp_path):
+    """The rollover steps through a real server: a zone that is not signed,
+    one signed with keys that are never rolled, a wrong word and a key that
+    is not a tag each get a message that says so, and exit status 1."""
+    signed = ZONE.replace("example.test.", "signed.test.")
+    text = config(upstream, free_port()) + '[zones."signed.test"]\nfile = "signed.test.zone"\ndnssec = true\n'
+    aliasd(text, {"example.test.zone": ZONE, "signed.test.zone": signed})
+    assert ("zone example.test. is not signed (no dnssec or dnssec-policy): it has no keys to roll"
+            in failed(tmp_path, "dnssec-checkds", "example.test", "published"))
+    never = failed(tmp_path, "dnssec-rollover", "signed.test")  # signed, by the never-rolling built-in policy
+    assert "zone signed.test." in never and "dnssec-policy" in never and "no dnssec or" not in never
+    assert "zone nowhere.test. is not configured" in failed(tmp_path, "dnssec-rollover", "nowhere.test")
+    assert "usage: dnssec-checkds ZONE published|withdrawn" in failed(tmp_path, "dnssec-checkds", "signed.test")
+    help_text = ctl(tmp_path, "--help").stdout
+    assert "dnssec-rollover ZONE [KEY]" in help_text and "dnssec-checkds ZONE published|withdrawn" in help_text

@@ -340,6 +340,30 @@ class Pebble:
                 self.proc.wait(5)
 
 
+def run_watching(argv: list[str], env: dict[str, str], look, errors: tuple, timeout: float):
+    """Run a client to its end (killed after ``timeout`` seconds), calling
+    ``look()`` every 50 ms meanwhile: (exit status, output, each different
+    value ``look`` returned, in order; an exception in ``errors`` counts as
+    a value holding its text)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            values = look()
+        except errors as e:
+            values = (frozenset([f"({e!r})"]),)
+        if not seen or seen[-1] != values:
+            seen.append(values)
+        time.sleep(0.05)
+    try:
+        out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out, seen
+
+
 @pytest.fixture
 def pebble(tmp_path):
     started = []
@@ -384,33 +408,20 @@ def run_certbot(tmp_path, server, acme, domains: list[str], watch: list[str]):
         "--dns-rfc2136-propagation-seconds", "3",
         "--cert-name", "example.test", *[arg for domain in domains for arg in ("-d", domain)],
     ]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=loopback_env(REQUESTS_CA_BUNDLE=str(acme.ca_file)),
+    # each different set of TXT RRsets seen while certbot ran
+    returncode, out, seen = run_watching(
+        argv, loopback_env(REQUESTS_CA_BUNDLE=str(acme.ca_file)),
+        lambda: tuple(frozenset(server.texts(name, "TXT")) for name in watch),
+        (dns.exception.Timeout, OSError), timeout=60,
     )
-    seen: list[tuple[frozenset[str], ...]] = []  # each different set of TXT RRsets seen while certbot ran
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            values = tuple(frozenset(server.texts(name, "TXT")) for name in watch)
-        except (dns.exception.Timeout, OSError) as e:
-            values = (frozenset([f"({e!r})"]),)
-        if not seen or seen[-1] != values:
-            seen.append(values)
-        time.sleep(0.05)
-    try:
-        out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
     certbot_log = (certbot_dir / "logs" / "letsencrypt.log")
     details = (
-        f"certbot exited with {proc.returncode}:\n{out}\n--- certbot log (tail):\n"
+        f"certbot exited with {returncode}:\n{out}\n--- certbot log (tail):\n"
         + (certbot_log.read_text()[-6000:] if certbot_log.exists() else "")
         + f"\n--- {server.kind} log:\n{server.log()[-6000:]}\n--- pebble log:\n{acme.log()[-3000:]}"
         + f"\n--- TXT RRsets seen: {seen}"
     )
-    return proc.returncode, seen, details, certbot_dir
+    return returncode, seen, details, certbot_dir
 
 
 def certificate_names(certbot_dir: Path) -> set[str]:
@@ -582,11 +593,41 @@ OCTODNS_EXPECTED = {
 }
 
 
-def octodns_sync(directory: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [client("octodns-sync", "octodns_bind"), "--config-file", str(directory / "octodns.yaml"), *args],
-        capture_output=True, text=True, timeout=60, cwd=directory, env=loopback_env(),
+def octodns_project(directory: Path, zone_yaml: str, target: str) -> Path:
+    """An octoDNS project in ``directory``: example.test. from ``zone_yaml``
+    (YamlProvider, default TTL 3600) synced into the provider ``target`` (the
+    YAML of its settings, ``class`` first)."""
+    (directory / "config").mkdir(parents=True)
+    (directory / "config" / "example.test.yaml").write_text(zone_yaml)
+    (directory / "octodns.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            ---
+            providers:
+              config:
+                class: octodns.provider.yaml.YamlProvider
+                directory: {directory / "config"}
+                default_ttl: 3600
+                enforce_order: false
+              target:
+            """
+        )
+        + textwrap.indent(textwrap.dedent(target), " " * 4)
+        + "zones:\n  example.test.:\n    sources: [config]\n    targets: [target]\n"
     )
+    return directory
+
+
+def octodns_sync(directory: Path, *args: str, plugin: str = "octodns_bind") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [client("octodns-sync", plugin), "--config-file", str(directory / "octodns.yaml"), *args],
+        capture_output=True, text=True, timeout=60, cwd=directory, env=loopback_env(), check=False,
+    )
+
+
+def run_details(label: str, result: subprocess.CompletedProcess, server, tail: int = 4000) -> str:
+    """A client's output and the server's log, for an assertion message."""
+    return f"--- {label}:\n{result.stdout}\n{result.stderr}\n--- {server.kind} log:\n{server.log()[-tail:]}"
 
 
 def plan_summary(result: subprocess.CompletedProcess) -> dict[str, int] | None:
@@ -605,37 +646,21 @@ def test_octodns_syncs_a_yaml_zone_and_then_sees_no_changes(tmp_path, dns_server
     server = dns_server(
         OCTODNS_ZONE, keys={"ops": OPS_SECRET}, update=[{"key": "ops"}], transfer_key="ops"
     )
-    octo = tmp_path / "octodns"
-    (octo / "config").mkdir(parents=True)
-    (octo / "config" / "example.test.yaml").write_text(OCTODNS_YAML)
-    (octo / "octodns.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            ---
-            providers:
-              config:
-                class: octodns.provider.yaml.YamlProvider
-                directory: {octo / "config"}
-                default_ttl: 3600
-                enforce_order: false
-              dns:
-                class: octodns_bind.Rfc2136Provider
-                host: 127.0.0.1
-                port: {server.port}
-                timeout: 10
-                key_name: ops
-                key_secret: {OPS_SECRET}
-                key_algorithm: hmac-sha256
-            zones:
-              example.test.:
-                sources: [config]
-                targets: [dns]
-            """
-        )
+    octo = octodns_project(
+        tmp_path / "octodns", OCTODNS_YAML,
+        f"""\
+        class: octodns_bind.Rfc2136Provider
+        host: 127.0.0.1
+        port: {server.port}
+        timeout: 10
+        key_name: ops
+        key_secret: {OPS_SECRET}
+        key_algorithm: hmac-sha256
+        """,
     )
 
     first = octodns_sync(octo, "--doit")
-    details = f"--- octodns-sync:\n{first.stdout}\n{first.stderr}\n--- {server.kind} log:\n{server.log()[-6000:]}"
+    details = run_details("octodns-sync", first, server, 6000)
     assert first.returncode == 0, details
     # 9 new RRsets (apex A, MX, TXT, CAA; mail A, AAAA; ftp; SRV; DKIM TXT),
     # www replaced, old's A and TXT deleted; the NS and ns1 are unchanged.
@@ -653,7 +678,7 @@ def test_octodns_syncs_a_yaml_zone_and_then_sees_no_changes(tmp_path, dns_server
     assert server.rrset(ZONE, "SOA")[1][0].serial > 1
 
     second = octodns_sync(octo)
-    details = f"--- second octodns-sync:\n{second.stdout}\n{second.stderr}\n--- {server.kind} log:\n{server.log()[-4000:]}"
+    details = run_details("second octodns-sync", second, server)
     assert second.returncode == 0, details
     assert plan_summary(second) is None, details
     assert "No changes were planned" in second.stdout + second.stderr, details
@@ -667,6 +692,6 @@ def test_octodns_syncs_a_yaml_zone_and_then_sees_no_changes(tmp_path, dns_server
         assert rrset is not None and {rd.to_text() for rd in rrset} == values, (name, rdtype, rrset, server.log())
     assert server.rrset("old.example.test.", "A") == (dns.rcode.NXDOMAIN, None), server.log()
     third = octodns_sync(octo)
-    details = f"--- octodns-sync after restart:\n{third.stdout}\n{third.stderr}\n--- {server.kind} log:\n{server.log()[-4000:]}"
+    details = run_details("octodns-sync after restart", third, server)
     assert third.returncode == 0 and plan_summary(third) is None, details
     assert server.alive(), server.log()

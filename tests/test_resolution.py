@@ -514,3 +514,101 @@ def test_a_target_added_while_running_is_asked_at_once_not_at_the_next_tick(reso
     resolver.set_targets([(TARGET, T.A), (N("new.example.net"), T.A)])  # nothing new: nothing asked
     clock.advance(0)
     assert len(upstream.pending) == 1
+
+
+# -- signed zones under [resolver] require-validated ---------------------------
+
+
+def validated(name, *addresses, ttl=60, ad=True):
+    from aliasd.resolve.upstream import Answer
+    return Answer(a_answer(name, *addresses, ttl=ttl), ad)
+
+
+@pytest.fixture
+def strict(clock, upstream, changes):
+    r = AliasResolver(
+        upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50, jitter=0,
+        on_change=lambda keys: changes.append(clock.seconds()), require_validated=True,
+    )
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    yield r
+    r.stopService()
+
+
+def test_signed_zones_view_takes_only_validated_answers_and_serves_them_stale(strict, upstream, clock, changes,
+                                                                                log_events):
+    upstream.take().callback(validated("lb.example.net", "192.0.2.1", ttl=30))
+    state = strict.state(TARGET, T.A)
+    assert (state.secure.status, state.secure.addresses) == (Status.RESOLVED, ("192.0.2.1",))
+    clock.advance(30)
+    upstream.take().callback(validated("lb.example.net", "203.0.113.9", ad=False))  # a spoof, or no validation
+    assert (state.status, state.addresses) == (Status.RESOLVED, ("203.0.113.9",))  # unsigned zones take it
+    assert (state.secure.status, state.secure.addresses) == (Status.STALE, ("192.0.2.1",))
+    assert state.secure.failure == "not validated by the upstream (no AD)"
+    lines = [e["log_format"].format(**e) for e in log_events if "for signed zones" in e.get("log_format", "")]
+    assert lines[-1] == ("ALIAS target lb.example.net. A for signed zones: stale (not validated by the upstream "
+                         "(no AD)) -> 192.0.2.1")
+    clock.advance(21)  # past serve-stale since the last validated answer: the zone file's fallback
+    assert state.secure.status is Status.EXPIRED and state.secure.uses_fallback
+    assert state.status is Status.RESOLVED
+    clock.advance(39)
+    upstream.take().callback(validated("lb.example.net", "192.0.2.7"))
+    assert (state.secure.status, state.secure.addresses) == (Status.RESOLVED, ("192.0.2.7",))
+    clock.advance(0)
+    # Handed over: the first answer; the unvalidated one (unsigned view: new
+    # addresses; signed view: stale); the expiry; the new validated answer.
+    assert len(changes) == 4
+
+
+def test_without_require_validated_there_is_one_view(resolver, upstream):
+    upstream.take().callback(validated("lb.example.net", "192.0.2.1", ad=False))
+    assert resolver.state(TARGET, T.A).secure is None
+
+
+def test_a_restart_keeps_the_signed_zones_view(clock, tmp_path):
+    import time
+
+    from aliasd.base.state import StateStore
+
+    clock.advance(time.time())
+    store = StateStore(tmp_path)
+    upstream = ManualUpstream()
+    r = AliasResolver(upstream, clock, state=store, require_validated=True)
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    upstream.take().callback(validated("lb.example.net", "192.0.2.1"))
+    clock.advance(100)
+    upstream.take().callback(validated("lb.example.net", "203.0.113.9", ad=False))
+    r.stopService()
+    again = AliasResolver(ManualUpstream(), clock, state=store, require_validated=True)
+    again.set_targets([(TARGET, T.A)])
+    state = again.state(TARGET, T.A)
+    assert state.addresses == ("203.0.113.9",)
+    assert (state.secure.status, state.secure.addresses) == (Status.STALE, ("192.0.2.1",))
+
+
+def test_turning_require_validated_on_asks_every_target_again_at_once(resolver, upstream, clock):
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1", ttl=60))
+    clock.advance(5)
+    assert upstream.pending == []  # not due for 55 s
+    resolver.require_validated = True  # (a reload)
+    resolver.refresh_all()
+    clock.advance(1)
+    upstream.take().callback(validated("lb.example.net", "192.0.2.1"))
+    assert resolver.state(TARGET, T.A).secure.status is Status.RESOLVED
+
+
+def test_nxdomain_counts_for_signed_zones_only_when_validated(strict, upstream, clock):
+    from twisted.python.failure import Failure
+
+    def nxdomain(ad: bool):
+        message = tdns.Message(rCode=tdns.ENAME, authenticData=int(ad))
+        upstream.take().errback(Failure(terror.DNSNameError(message)))
+
+    nxdomain(ad=False)
+    state = strict.state(TARGET, T.A)
+    assert state.status is Status.NO_ADDRESSES and state.secure.status is Status.PENDING  # the fallback
+    clock.advance(10)
+    nxdomain(ad=True)  # a validated denial
+    assert state.secure.status is Status.NO_ADDRESSES

@@ -4,8 +4,13 @@ It runs in threads of the test process on a loopback port (UDP and TCP) and
 answers A/AAAA (and CNAME chains) from a table the test edits while aliasd
 runs. Per name it can also misbehave: SERVFAIL, REFUSED, NXDOMAIN, stay
 silent ("drop"), answer late ("delay:SECONDS"), send garbage ("garbage"),
-or set TC over UDP so the client must ask again over TCP ("truncate").
+or set TC over UDP so the client must ask again over TCP ("truncate"), or
+answer with the question's name in lower case and other addresses, as a
+spoofer who does not know the query's case would ("spoof-case").
 ``rotate`` serves a different subset of a pool on every query, as some CDNs do.
+``validated`` names get answers with AD set, as from a validating resolver.
+``received`` records each UDP query as sent: (name with its case, ID,
+source port, AD asked).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class UpstreamServer:
         self._rotations: dict[tuple[dns.name.Name, int], tuple] = {}
         self.queries: list[tuple[str, str]] = []
         self.tcp_queries: list[tuple[str, str]] = []
+        self.received: list[tuple[str, int, int, bool]] = []
+        self._validated: set[dns.name.Name] = set()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._serve_udp, daemon=True),
@@ -95,6 +102,12 @@ class UpstreamServer:
             else:
                 self._behaviour[owner] = behaviour
 
+    def validated(self, name: str, flag: bool = True) -> None:
+        """Answer ``name`` with AD set (True) or clear (False)."""
+        owner = dns.name.from_text(name)
+        with self._lock:
+            (self._validated.add if flag else self._validated.discard)(owner)
+
     def count(self, name: str, rdtype: str = "A") -> int:
         """How many queries (UDP) for ``name``/``rdtype`` have arrived."""
         wanted = (dns.name.from_text(name).to_text().lower(), rdtype)
@@ -122,11 +135,21 @@ class UpstreamServer:
                 query = dns.message.from_wire(data)
             except Exception:
                 continue
+            with self._lock:
+                self.received.append((query.question[0].name.to_text(), query.id, peer[1],
+                                      bool(query.flags & dns.flags.AD)))
             behaviour, response = self._answer(query, self.queries)
             if behaviour == "drop" or response is None:
                 continue
             if behaviour == "garbage":
                 self.sock.sendto(data[:2] + b"\x81\x80\x00\x01\x00\x05", peer)
+                continue
+            if behaviour == "spoof-case":
+                forged = dns.message.make_response(dns.message.from_wire(data))
+                lower = dns.name.from_text(query.question[0].name.to_text().lower())
+                forged.question[0].name = lower
+                forged.answer.append(dns.rrset.from_text(lower, 60, "IN", "A", "198.18.0.66"))
+                self.sock.sendto(forged.to_wire(), peer)
                 continue
             if behaviour == "truncate":
                 truncated = dns.message.make_response(query)
@@ -179,6 +202,8 @@ class UpstreamServer:
         response = dns.message.make_response(query, recursion_available=True)
         question = query.question[0]
         with self._lock:
+            if question.name in self._validated:
+                response.flags |= dns.flags.AD
             log.append((question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)))
             behaviour = self._behaviour.get(question.name)
             if behaviour in ("servfail", "refused", "nxdomain"):

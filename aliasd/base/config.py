@@ -225,6 +225,7 @@ class ResolverSettings:
     timeout: float = 2.0
     max_in_flight: int = 64
     min_ttl: int = 0  # floor for the TTL of addresses from upstream
+    require_validated: bool = False  # signed zones take only answers the upstream validated (AD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -895,9 +896,10 @@ def _resolver(section: _Section) -> ResolverSettings:
     min_ttl = section.take("min-ttl", (int,), "an integer", defaults.min_ttl)
     if not 0 <= min_ttl <= 2**31 - 1:
         raise section.error("min-ttl", f"must be between 0 and 2147483647 seconds, got {min_ttl}")
+    require_validated = section.take("require-validated", (bool,), "true or false", defaults.require_validated)
     section.finish()
     return ResolverSettings(
-        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight, min_ttl
+        tuple(upstreams), min_refresh, max_refresh, serve_stale, timeout, in_flight, min_ttl, require_validated
     )
 
 

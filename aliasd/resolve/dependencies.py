@@ -72,8 +72,10 @@ class AliasGraph:
     changed, here.
     """
 
-    def __init__(self, resolver: AliasResolver | None, zones: dict, origin_of: Callable):
+    def __init__(self, resolver: AliasResolver | None, zones: dict, origin_of: Callable,
+                 signed: Callable[[dns.name.Name], bool] = lambda origin: False):
         self.resolver = resolver
+        self._signed = signed  # is this zone signed? (its owners then take validated answers only)
         self._zones = zones
         self._origin_of = origin_of
         # Upstream target -> the (zone, owner) pairs that follow it, and back.
@@ -215,6 +217,8 @@ class AliasGraph:
             dependents.add(dependent)
             self.targets_of.setdefault(dependent, set()).add((target, rdtype))
             state = self.resolver.state(target, rdtype) if self.resolver else None
+            if state is not None and getattr(self.resolver, "require_validated", False) and self._signed(dependent[0]):
+                state = state.secure
             if state is None or state.uses_fallback:
                 return _FALLBACK
             if state.status == Status.NO_ADDRESSES:

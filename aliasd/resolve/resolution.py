@@ -14,6 +14,16 @@ minimum and maximum). Outcomes:
   (serve stale) until ``serve_stale`` seconds after the last success, then
   they are dropped and the zone file's fallback records apply again.
 
+Signed zones and ``require_validated`` ([resolver] require-validated):
+aliasd signs the addresses it serves, so for signed zones it may accept
+only what a validating upstream vouched for (AD set; every query asks for
+it). One query serves both kinds of zone: each TargetState then keeps a
+second view, ``secure``, fed by the same answers, in which an answer
+without AD counts as a failure (serve-stale applies, then the fallback).
+Unsigned zones go on using every answer. Two views of one query, rather
+than a query per kind of zone, because the upstream's answer is the same
+for both: only whether it may be trusted differs.
+
 When what a target serves changes, ``on_change(keys)`` is called once per batch of
 changes (not once per target) with the changed targets, and the authority
 re-follows only the ALIAS owners that depend on them (its serial-rate
@@ -79,6 +89,8 @@ class TargetState:
     in_flight: bool = False
     failure: str = ""
     failures: int = 0  # consecutive failed refreshes (for backoff)
+    # The view of signed zones under require-validated: validated answers only.
+    secure: TargetState | None = None
 
     @property
     def serves_addresses(self) -> bool:
@@ -122,6 +134,17 @@ def addresses_from_answer(
         ttl = cnames[0].ttl if ttl is None else min(ttl, cnames[0].ttl)
         name = cnames[0].payload.name.name.lower()
     raise NoAddresses()
+
+
+def _kept(state: TargetState | None) -> bool:
+    """Is this outcome worth keeping in the target cache across a restart?"""
+    return (state is not None and state.last_success is not None
+            and state.status in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES))
+
+
+def _entry(state: TargetState) -> dict:
+    return {"status": state.status.value, "addresses": list(state.addresses), "ttl": state.ttl,
+            "last_success": state.last_success}
 
 
 def _address_text(rr: tdns.RRHeader) -> str:
@@ -181,6 +204,7 @@ class AliasResolver(service.Service):
         max_retry: float = 300,
         rng: random.Random | None = None,
         stats: Statistics | None = None,
+        require_validated: bool = False,
     ):
         self.upstream = upstream
         self.clock = clock
@@ -190,6 +214,7 @@ class AliasResolver(service.Service):
         self.query_timeout = query_timeout
         self.max_in_flight = max_in_flight
         self.min_ttl = min_ttl
+        self.require_validated = require_validated
         self.on_change = on_change
         self.stats = stats if stats is not None else Statistics()
         self.jitter = jitter
@@ -201,6 +226,7 @@ class AliasResolver(service.Service):
         self._schedule: list[tuple[float, int, TargetKey]] = []
         self._sequence = itertools.count()
         self._stale: set[TargetKey] = set()
+        self._secure_stale: set[TargetKey] = set()  # secure views serving stale addresses
         # Targets asked for the first time and not answered yet; their
         # outcomes are published together (see _set), within a grace period.
         self._unanswered: set[TargetKey] = set()
@@ -303,6 +329,13 @@ class AliasResolver(service.Service):
         self._asking_now = None
         self.refresh_due()
 
+    def refresh_all(self) -> None:
+        """Ask every target again now (require-validated was turned on)."""
+        now = self.clock.seconds()
+        for state in self.targets.values():
+            if not state.in_flight:
+                self._schedule_at(state, now)
+
     # -- what survives a restart -----------------------------------------
 
     def _load_saved(self) -> dict[TargetKey, TargetState]:
@@ -327,9 +360,20 @@ class AliasResolver(service.Service):
                 continue
             if status not in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES):
                 continue
-            restored[(name, rdtype)] = TargetState(
+            restored[(name, rdtype)] = state = TargetState(
                 name, rdtype, status, addresses, ttl=ttl, ttl_seen=ttl, last_success=last_success, next_due=now
             )
+            secure = entry.get("secure")
+            if self.require_validated and isinstance(secure, dict):
+                try:
+                    state.secure = TargetState(
+                        name, rdtype, Status(secure["status"]), tuple(str(a) for a in secure["addresses"]),
+                        ttl=int(secure["ttl"]), last_success=float(secure["last_success"]))
+                except (KeyError, TypeError, ValueError):
+                    pass
+                else:
+                    if now - state.secure.last_success > self.serve_stale:
+                        state.secure = None
         return restored
 
     def _save(self) -> None:
@@ -359,14 +403,11 @@ class AliasResolver(service.Service):
                 {
                     "name": s.name.to_text(),
                     "type": int(s.rdtype),
-                    "status": s.status.value,
-                    "addresses": list(s.addresses),
-                    "ttl": s.ttl,
-                    "last_success": s.last_success,
+                    **_entry(s),
+                    **({"secure": _entry(s.secure)} if _kept(s.secure) else {}),
                 }
                 for s in self.targets.values()
-                if s.last_success is not None
-                and s.status in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES)
+                if _kept(s)
             ]
         )
 
@@ -406,6 +447,14 @@ class AliasResolver(service.Service):
             elif now - state.last_success > self.serve_stale:
                 self._stale.discard(key)
                 self._set(state, Status.EXPIRED, (), 0, state.failure, failed=True)
+        for key in list(self._secure_stale):
+            state = self.targets.get(key)
+            secure = state.secure if state is not None else None
+            if secure is None or secure.status is not Status.STALE:
+                self._secure_stale.discard(key)
+            elif now - secure.last_success > self.serve_stale:
+                self._secure_stale.discard(key)
+                self._set_secure(state, Status.EXPIRED, (), 0, secure.failure)
         self._start_waiting()
 
     def _start_waiting(self) -> None:
@@ -482,11 +531,13 @@ class AliasResolver(service.Service):
             self._schedule_at(state, now + self._refresh_in(negative_ttl))
             self.stats.inc("aliasd_upstream_answers_total", outcome="NODATA")
             self._set(state, Status.NO_ADDRESSES, (), 0, "NODATA")
+            self._validated(state, getattr(result, "authenticated", False))
             return
         state.last_success, state.failures = now, 0
         self._schedule_at(state, now + self._refresh_in(ttl))
         self.stats.inc("aliasd_upstream_answers_total", outcome="addresses")
         self._set(state, Status.RESOLVED, addresses, ttl, "")
+        self._validated(state, getattr(result, "authenticated", False))
 
     def _failed(self, failure, state: TargetState) -> None:
         requeue = self._abandoned.get(id(state))
@@ -511,6 +562,9 @@ class AliasResolver(service.Service):
             self._schedule_at(state, now + self._refresh_in(negative_ttl))
             self.stats.inc("aliasd_upstream_answers_total", outcome="NXDOMAIN")
             self._set(state, Status.NO_ADDRESSES, (), 0, "NXDOMAIN")
+            # (Twisted's client raises the error with the answer as its argument.)
+            message = next((a for a in failure.value.args if isinstance(a, tdns.Message)), None)
+            self._validated(state, bool(getattr(message, "authenticData", 0)))
             return
         reason = describe_failure(failure)
         self.stats.inc("aliasd_upstream_answers_total", outcome=reason)
@@ -525,6 +579,53 @@ class AliasResolver(service.Service):
                 self._set(state, Status.EXPIRED, (), 0, reason, failed=True)
         else:
             self._set(state, state.status, state.addresses, state.ttl, reason, failed=True)
+        self._validated(state, False, reason)
+
+    # -- the secure view (require-validated) ---------------------------------
+
+    def _validated(self, state: TargetState, authenticated: bool, reason: str = "") -> None:
+        """Feed an outcome to the secure view: the main view's outcome when
+        the upstream validated it, else a failure (serve stale, then expire)."""
+        if not self.require_validated:
+            state.secure = None
+            return
+        if state.secure is None:
+            state.secure = TargetState(state.name, state.rdtype)
+        secure, now = state.secure, self.clock.seconds()
+        if not reason and authenticated:
+            secure.last_success = now
+            self._set_secure(state, state.status, state.addresses, state.ttl, "")
+            return
+        why = reason or "not validated by the upstream (no AD)"
+        if secure.status in (Status.RESOLVED, Status.STALE, Status.NO_ADDRESSES):
+            assert secure.last_success is not None
+            if now - secure.last_success > self.serve_stale:
+                self._set_secure(state, Status.EXPIRED, (), 0, why)
+            elif secure.status is Status.NO_ADDRESSES:
+                self._set_secure(state, secure.status, (), 0, why)
+            else:
+                self._secure_stale.add((state.name, state.rdtype))
+                self._set_secure(state, Status.STALE, secure.addresses, secure.ttl, why)
+        else:
+            self._set_secure(state, secure.status, (), 0, why)
+
+    def _set_secure(self, state: TargetState, status: Status, addresses, ttl: int, failure: str) -> None:
+        """Record the secure view's outcome; log and hand over what changed."""
+        secure = state.secure
+        changed = (status, addresses, ttl) != (secure.status, secure.addresses, secure.ttl)
+        newly_failing = bool(failure) != bool(secure.failure)
+        secure.failure = failure
+        if changed or newly_failing:
+            log.info(
+                "ALIAS target {target} {rdtype} for signed zones: {status}{why} -> {served}",
+                target=state.name.to_text(), rdtype=dns.rdatatype.to_text(state.rdtype),
+                status=status.value, why=f" ({failure})" if failure else "",
+                served=" ".join(addresses) if addresses else "(none)"
+                if status not in (Status.PENDING, Status.EXPIRED) else "zone file fallback",
+            )
+        secure.status, secure.addresses, secure.ttl = status, tuple(addresses), ttl
+        if changed:
+            self._note_change((state.name, state.rdtype))
 
     def _set(
         self,
@@ -587,10 +688,16 @@ class AliasResolver(service.Service):
             )
         state.status = status
         state.addresses = addresses
-        if changed or ttl_raised:
-            self._changed.add((state.name, state.rdtype))
         self._unanswered.discard((state.name, state.rdtype))
-        if self._changed and self._change_pending is None:
+        if changed or ttl_raised:
+            self._note_change((state.name, state.rdtype))
+        elif not self._unanswered and self._change_pending is not None and self._change_pending.active():
+            self._change_pending.reset(0)
+
+    def _note_change(self, key: TargetKey) -> None:
+        """A change to hand over: now, or with the first round's answers."""
+        self._changed.add(key)
+        if self._change_pending is None:
             if self._unanswered and self.clock.seconds() < self._first_round_deadline:
                 # New targets are still being asked for the first time: wait,
                 # so their answers make one version (one serial), not dozens.
@@ -598,7 +705,7 @@ class AliasResolver(service.Service):
             else:
                 delay = 0
             self._change_pending = self.clock.callLater(delay, self._signal_change)
-        elif not self._unanswered and self._change_pending is not None and self._change_pending.active():
+        elif not self._unanswered and self._change_pending.active():
             self._change_pending.reset(0)
 
     #: A larger TTL for the same addresses is handed over (and may move the

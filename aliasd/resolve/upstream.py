@@ -1,14 +1,26 @@
-"""The upstream resolver clients: Twisted Names' client, quiet and failing over.
+"""The upstream resolver clients: Twisted Names' client, quiet, hardened, failing over.
 
 Stock ``twisted.names.client.Resolver`` opens and closes a UDP socket for
 every query, and Twisted logs two lines for each socket ("starting on",
 "Port Closed"): with thousands of ALIAS targets that buries the log.
-UpstreamResolver keeps one query socket per address family open and
-replaces it with a fresh one (a new source port) every ``rotate_after``
-queries, so source ports still change while the log stays readable. A
-socket that is replaced is closed as soon as the last query sent from it
-has its answer or gives up. A truncated UDP answer is retried over TCP by
-Twisted's client.
+UpstreamResolver keeps a small pool of query sockets per address family
+(``pool_size``, each on a port the kernel picks at random), sends each
+query from one of them picked at random, and replaces each with a fresh
+one (a new random port) after ``rotate_after`` queries, so source ports
+change from query to query while the log stays readable. A socket that is
+replaced is closed as soon as the last query sent from it has its answer
+or gives up. A truncated UDP answer is retried over TCP by Twisted's client.
+
+Spoofed answers: aliasd signs the addresses it resolves, so a forged
+upstream answer would be served with a valid signature. Besides the random
+query ID (Twisted's, from os.urandom) and source port, each UDP query's
+name has its letters in random case ("0x20", draft-vixie-dnsext-dns0x20):
+an answer whose question section is not the very octets sent (name, case,
+type, class) is dropped unread (``spoofed`` counts them) and the real
+answer is still awaited. Every query has the AD bit set (RFC 6840 §5.7),
+so a validating upstream says in its answer's AD bit whether it validated
+the data; lookups return an ``Answer`` (the usual (answers, authority,
+additional) tuple) whose ``authenticated`` says so.
 
 Only public Twisted APIs are used: ``client.Resolver.queryUDP`` (the
 documented way the client sends a UDP query, which ``lookupAddress`` and
@@ -27,13 +39,84 @@ makes later queries on the closed client fail without opening a socket.
 
 from __future__ import annotations
 
+import random
+import secrets
 from typing import Sequence
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
+from twisted.logger import Logger
 from twisted.names import client, dns, error
 
 from aliasd.base.config import Endpoint
+from aliasd.base.logthrottle import LogThrottle
+
+log = Logger()
+_spoof_log = LogThrottle("upstream answers with a mismatched question", burst=5)
+
+
+class Answer(tuple):
+    """(answers, authority, additional), and whether the upstream validated them (AD)."""
+
+    authenticated: bool = False
+
+    def __new__(cls, sections, authenticated: bool):
+        made = super().__new__(cls, sections)
+        made.authenticated = authenticated
+        return made
+
+
+def mixed_case(name: bytes, rng: random.Random | None = None) -> bytes:
+    """``name`` with each ASCII letter in random case (0x20 randomisation)."""
+    bits = (rng or _rng).getrandbits(max(len(name), 1))
+    return bytes(c ^ 0x20 if (0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A) and bits >> i & 1 else c
+                 for i, c in enumerate(name))
+
+
+_rng = secrets.SystemRandom()
+
+
+class _QueryProtocol(dns.DNSDatagramProtocol):
+    """UDP queries with AD set; answers whose question is not what was sent are dropped."""
+
+    def __init__(self, controller, reactor=None):
+        super().__init__(controller, reactor=reactor)
+        self._questions: dict[int, bytes] = {}  # query ID -> question section sent
+
+    def writeMessage(self, message, address) -> None:
+        message.authenticData = 1
+        wire = message.toStr()
+        if len(self._questions) > 2 * len(self.liveMessages) + 64:  # forget timed-out ones
+            self._questions = {i: q for i, q in self._questions.items() if i in self.liveMessages}
+        self._questions[message.id] = wire[12:]  # the header is 12 octets; a query has only its question
+        self.transport.write(wire, address)
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        if len(data) >= 12:
+            query_id = int.from_bytes(data[:2], "big")
+            sent = self._questions.get(query_id)
+            if sent is not None and query_id in self.liveMessages and data[12:12 + len(sent)] != sent:
+                self.controller.spoofed += 1
+                if _spoof_log.allow():
+                    log.warn("upstream answer from {address} dropped: its question is not the one asked "  # noqa: G010
+                             "(name case, type or class differ: spoofed?)", address=f"{addr[0]}:{addr[1]}")
+                return
+        super().datagramReceived(data, addr)
+
+
+class _StreamProtocol(dns.DNSProtocol):
+    """TCP queries (after a truncated answer) with AD set too."""
+
+    def writeMessage(self, message):
+        message.authenticData = 1
+        super().writeMessage(message)
+
+
+class _StreamFactory(client.DNSClientFactory):
+    def buildProtocol(self, addr):
+        made = _StreamProtocol(self.controller)
+        made.factory = self
+        return made
 
 
 class UpstreamClosed(error.ResolverError):
@@ -43,17 +126,20 @@ class UpstreamClosed(error.ResolverError):
 class UpstreamResolver(client.Resolver):
     """``client.Resolver`` over the configured upstreams, with reused sockets."""
 
-    rotate_after = 1000
+    rotate_after = 100
+    pool_size = 8
 
     def __init__(self, upstreams: Sequence[Endpoint], reactor=None):
         if reactor is None:
             from twisted.internet import reactor
         super().__init__(servers=[(e.host, e.port) for e in upstreams], reactor=reactor)
         self.reactor = reactor
+        self.factory = _StreamFactory(self, self.factory.timeout)
         self.factory.noisy = False  # TCP retries of truncated answers
         self.closed = False
-        # interface -> [protocol, queries sent from it]
-        self._sockets: dict[str, list] = {}
+        self.spoofed = 0  # answers dropped: their question was not the one sent
+        # interface -> [[protocol, queries sent from it], ...] (up to pool_size)
+        self._sockets: dict[str, list[list]] = {}
         # Queries waiting for an answer, per socket; replaced sockets are
         # closed when theirs drop to zero.
         self._outstanding: dict[dns.DNSDatagramProtocol, int] = {}
@@ -69,6 +155,7 @@ class UpstreamResolver(client.Resolver):
         if self.closed:
             return defer.fail(UpstreamClosed("upstream client closed"))
         timeouts = tuple(timeout if timeout is not None else self.timeout)
+        queries = [dns.Query(mixed_case(q.name.name), q.type, q.cls) for q in queries]
         d = self._send(queries, timeouts)
         self._queries.add(d)
         d.addBoth(self._sent, d)
@@ -103,17 +190,23 @@ class UpstreamResolver(client.Resolver):
         raise defer.TimeoutError(queries)
 
     def _socket_for(self, address) -> dns.DNSDatagramProtocol:
+        """A socket of the pool picked at random (the pool is opened whole
+        at the first query, so the sockets held stay the same number; each
+        is replaced once it has sent ``rotate_after`` queries)."""
         interface = "::" if isIPv6Address(address[0]) else ""
-        entry = self._sockets.get(interface)
-        if entry is None or entry[1] >= self.rotate_after:
-            if entry is not None:
-                self._retire(entry[0])
-            entry = self._sockets[interface] = [self._listen(interface), 0]
+        pool = self._sockets.get(interface)
+        if pool is None:
+            pool = self._sockets[interface] = [[self._listen(interface), 0] for _ in range(self.pool_size)]
+        slot = _rng.randrange(len(pool))
+        entry = pool[slot]
+        if entry[1] >= self.rotate_after:
+            self._retire(entry[0])
+            entry = pool[slot] = [self._listen(interface), 0]
         entry[1] += 1
         return entry[0]
 
     def _listen(self, interface: str) -> dns.DNSDatagramProtocol:
-        protocol = dns.DNSDatagramProtocol(self, reactor=self.reactor)
+        protocol = _QueryProtocol(self, reactor=self.reactor)
         protocol.noisy = False
         # Port 0: the kernel picks a random ephemeral source port.
         self.reactor.listenUDP(0, protocol, interface=interface)
@@ -136,6 +229,14 @@ class UpstreamResolver(client.Resolver):
         else:
             _stop(protocol)
 
+    def filterAnswers(self, message):
+        """Twisted's (answers, authority, additional), as an Answer that
+        also says whether the upstream validated it (its AD bit)."""
+        result = super().filterAnswers(message)
+        if isinstance(result, tuple):
+            return Answer(result, bool(message.authenticData))
+        return result
+
     # -- TCP (truncated answers) --------------------------------------------
 
     def connectionMade(self, protocol):
@@ -149,7 +250,7 @@ class UpstreamResolver(client.Resolver):
     @property
     def open_sockets(self) -> int:
         """UDP query sockets open now (in use or waiting for answers)."""
-        return len(self._sockets) + len(self._retired)
+        return sum(len(pool) for pool in self._sockets.values()) + len(self._retired)
 
     def close(self) -> None:
         """Cancel the queries still waiting, close every socket and TCP
@@ -160,8 +261,9 @@ class UpstreamResolver(client.Resolver):
         for d, _, _ in list(self.pending):  # TCP queries waiting for a connection
             d.cancel()
         del self.pending[:]
-        for protocol, _ in list(self._sockets.values()):
-            _stop(protocol)
+        for pool in self._sockets.values():
+            for protocol, _ in pool:
+                _stop(protocol)
         for protocol in list(self._retired):
             _stop(protocol)
         self._sockets.clear()

@@ -39,6 +39,7 @@ from twisted.web import resource, server
 from aliasd.base import store
 from aliasd.base.config import ApiKey, ApiSettings
 from aliasd.base.logthrottle import LogThrottle
+from aliasd.service.control import CommandError, checkds, start_rollover
 from aliasd.service.zonemanager import RRsetChange, ZoneChangeError, ZoneView
 from aliasd.zones.zonefile import type_text
 
@@ -329,6 +330,7 @@ class ApiResource(resource.Resource):
         self.settings = settings
         self.keys = Keys(settings, clock)
         self.catalog = catalog  # the [catalog] zone every zone belongs to ("" if none)
+        self.rollovers = None  # the key rollover engine (aliasd.dnssec.rollover), for the dnssec routes
         self.run = run  # runs a function away from the reactor: the API's thread pool
         self._refused_log = LogThrottle("refused API requests")
         self._limited_log = LogThrottle("rate-limited API requests")
@@ -443,13 +445,13 @@ class ApiResource(resource.Resource):
             if method == "POST":
                 return self._create(request, key)
             raise ApiError(405)
-        if len(rest) > 2:
+        if len(rest) > 2 and not (len(rest) == 3 and rest[1] == "dnssec"):
             raise ApiError(404)
         name = zone_name_of_id(rest[0])
         view = self.manager.zone(name)
         if view is None or not key.sees(view.name):
             raise ApiError(404)
-        action = rest[1] if len(rest) == 2 else None
+        action = "/".join(rest[1:]) or None
         routes = {
             (None, "GET"): self._show,
             (None, "PATCH"): self._patch,
@@ -457,10 +459,14 @@ class ApiResource(resource.Resource):
             ("notify", "PUT"): self._notify,
             ("export", "GET"): self._export,
             ("cryptokeys", "GET"): self._cryptokeys,
+            # aliasd's own (PowerDNS has none): the hand steps of key rollovers
+            ("dnssec", "GET"): self._dnssec_status,
+            ("dnssec/checkds", "POST"): self._dnssec_checkds,
+            ("dnssec/rollover", "POST"): self._dnssec_rollover,
         }
         handler = routes.get((action, method))
         if handler is None:
-            raise ApiError(405 if action in (None, "notify", "export", "cryptokeys") else 404)
+            raise ApiError(405 if action in {a for a, _ in routes} else 404)
         return handler(request, key, view)
 
     @staticmethod
@@ -565,6 +571,42 @@ class ApiResource(resource.Resource):
 
     def _cryptokeys(self, request, key: ApiKey, view: ZoneView) -> defer.Deferred:
         return self._json_later(request, lambda: self.manager.cryptokeys(view.name))
+
+
+    # -- aliasd's DNSSEC routes: what aliasd-ctl's dnssec- commands do
+
+    def _rollovers(self, view: ZoneView):
+        if not view.signed:
+            raise ApiError(422, f"zone {view.name.to_text()} is not signed (no dnssec or dnssec-policy): "
+                                "it has no keys to roll")
+        rollovers = self.rollovers or getattr(self.manager, "rollovers", None)  # (set on either)
+        if rollovers is None:
+            raise ApiError(422, f"zone {view.name.to_text()} is signed with keys aliasd never rolls "
+                                "(dnssec = true): give it a dnssec-policy to roll them")
+        return rollovers
+
+    def _dnssec_status(self, request, key: ApiKey, view: ZoneView):
+        return self._json(request, {"zone": view.name.to_text(), **self._rollovers(view).state(view.name)})
+
+    def _dnssec_step(self, request, key: ApiKey, view: ZoneView, step: Callable) -> defer.Deferred:
+        rollovers = self._rollovers(view)
+
+        def apply(data: dict):
+            try:
+                line = step(rollovers, view.name, data)
+            except CommandError as e:
+                raise ApiError(422, str(e)) from None
+            log.info("API: key {key}: zone {zone}: {line}", key=key.name, zone=view.name.to_text(), line=line)
+            return self._json(request, {"zone": view.name.to_text(), "result": line,
+                                        "dnssec": rollovers.state(view.name)})
+
+        return self._body(request).addCallback(apply)
+
+    def _dnssec_checkds(self, request, key: ApiKey, view: ZoneView) -> defer.Deferred:
+        return self._dnssec_step(request, key, view, lambda r, name, data: checkds(r, name, data.get("state")))
+
+    def _dnssec_rollover(self, request, key: ApiKey, view: ZoneView) -> defer.Deferred:
+        return self._dnssec_step(request, key, view, lambda r, name, data: start_rollover(r, name, data.get("key")))
 
 
 def _from_change_error(error: ZoneChangeError) -> ApiError:

@@ -206,7 +206,7 @@ class ZoneAuthority:
         self._recording: dict[dns.name.Name, int] = {}
         self.numbering = Numbering(state, clock, run_in_thread)
         self._zones: dict[dns.name.Name, _Zone] = {}
-        self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of)
+        self.graph = AliasGraph(resolver, self._zones, self.registry.origin_of, lambda origin: origin in self.signers)
         self.damping = SerialDamper(clock, serial_interval, serial_burst, self._flush)
         # Signed zones are signed again when their keys' timing says (none without a clock).
         self.key_events = KeyEvents(clock, self.resign) if clock is not None else None
@@ -472,7 +472,10 @@ class ZoneAuthority:
         old, self.signers = self.signers, signers
         for origin in set(old) | set(signers):
             if old.get(origin) is not signers.get(origin) and origin in self._zones:
-                self._enqueue(origin, set(), forced=True)
+                # Its ALIAS owners followed again: signed or not decides
+                # which answers they may take ([resolver] require-validated).
+                owners = set(self._zones[origin].source.aliases) if (origin in old) != (origin in signers) else set()
+                self._enqueue(origin, owners, forced=True)
         if self.key_events is not None:
             self.key_events.track(signers)
         self._kick()

@@ -12,7 +12,9 @@ The protocol is one JSON object a line each way: a request
 ``{"ok": true, "text": "...", "data": {...}}`` (``text`` for a person,
 ``data`` for ``--json``) or ``{"ok": false, "error": "..."}``. Commands
 are the entries of ``COMMANDS``: a name, its arguments and a method of
-``Controller``; the DNSSEC key steps of a later release are entries there.
+``Controller``; the manual steps of key rollovers (``dnssec-checkds``,
+``dnssec-rollover``, as ``rndc dnssec``) are entries there, carried out by
+the rollover engine (``rollovers``: aliasd.dnssec.rollover's Rollovers).
 Work that grows with a zone (writing its file, the backup) runs in a thread.
 """
 
@@ -72,7 +74,7 @@ class Controller:
     """Carries out the commands on the running objects (reactor thread)."""
 
     def __init__(self, reactor, *, settings, authority, reloader, notifier, resolver, dynamic, secondaries,
-                 state, journal_files):
+                 state, journal_files, rollovers=None):
         self.reactor = reactor
         self._settings = settings
         self.authority = authority
@@ -83,6 +85,7 @@ class Controller:
         self.secondaries = secondaries
         self.state = state
         self.journal_files = journal_files
+        self.rollovers = rollovers  # the key rollover engine (None: no signed zones)
         self.started = time.time()
 
     @property
@@ -180,6 +183,10 @@ class Controller:
                     "status": state.status.value if state is not None else "unknown",
                     "addresses": list(state.addresses) if state is not None else [],
                     "failure": state.failure if state is not None else "",
+                    # [resolver] require-validated: what signed zones take from it
+                    "validated": ({"status": state.secure.status.value, "addresses": list(state.secure.addresses),
+                                   "failure": state.secure.failure}
+                                  if state is not None and state.secure is not None else None),
                 })
             rows.append({"owner": owner.to_text(), "target": alias.target.to_text(), "upstream": targets})
         return rows
@@ -201,8 +208,7 @@ class Controller:
                 "next_event": f"{upcoming[0][1]} {_when(upcoming[0][0])}" if upcoming else None,
             })
         data = {"keys": keys, "next_event": _when(signer.next_key_event(now))}
-        rollovers = getattr(self, "rollovers", None)
-        engine = rollovers.state(origin) if rollovers is not None else {"policy": None}
+        engine = self.rollovers.state(origin) if self.rollovers is not None else {"policy": None}
         if engine["policy"] is not None:  # a zone under a dnssec-policy: each key's state, the rollover
             by_tag = {(k["tag"], k["algorithm"]): k for k in engine["keys"]}
             for key in keys:
@@ -210,6 +216,36 @@ class Controller:
                 key["state"], key["next_time"] = rolled.get("state"), rolled.get("next_time")
             data.update(policy=engine["policy"], rollover=engine["rollover"], next=engine["next"])
         return data
+
+    # -- DNSSEC key rollovers: the operator's hand steps ------------------------
+
+    def _signed(self, text: str) -> dns.name.Name:
+        """A zone the rollover engine signs, else CommandError saying why not."""
+        name, _ = self._configured(text)
+        if name not in self.authority.signers:
+            raise CommandError(f"zone {name.to_text()} is not signed (no dnssec or dnssec-policy): "
+                               "it has no keys to roll")
+        if self.rollovers is None:
+            raise CommandError(f"zone {name.to_text()} is signed with keys aliasd never rolls (dnssec = true): "
+                               "give it a dnssec-policy to roll them")
+        return name
+
+    def _rollover_reply(self, name: dns.name.Name, line: str) -> dict:
+        log.info("control: zone {zone}: {line}", zone=name.to_text(), line=line)
+        return {"text": line, "data": {"zone": name.to_text(), "result": line, "dnssec": self.rollovers.state(name)}}
+
+    def dnssec_checkds(self, zone: str, what: str) -> dict:
+        name = self._signed(zone)
+        return self._rollover_reply(name, checkds(self.rollovers, name, what))
+
+    def dnssec_rollover(self, zone: str, key: str | None = None) -> dict:
+        name = self._signed(zone)
+        return self._rollover_reply(name, start_rollover(self.rollovers, name, key))
+
+    def dnssec_status(self, zone: str) -> dict:
+        name = self._signed(zone)
+        state = self.rollovers.state(name)
+        return {"text": _rollover_text(name, state), "data": {"zone": name.to_text(), "dnssec": state}}
 
     def reload(self, zone: str | None = None):
         if zone is None:
@@ -377,6 +413,49 @@ def _duration(seconds: float) -> str:
     return "".join(parts + [f"{seconds}s"])
 
 
+def checkds(rollovers, name: dns.name.Name, what: str) -> str:
+    """The operator saw the parent's DS ``published`` or ``withdrawn``: the
+    rollover engine's line, or CommandError saying why not (also the API's)."""
+    if what not in ("published", "withdrawn"):
+        raise CommandError(f"{what!r}: say published (the parent shows the new DS) or withdrawn "
+                           "(the parent no longer shows the old one)")
+    return _rollover_step(rollovers.confirm_ds, name, what)
+
+
+def start_rollover(rollovers, name: dns.name.Name, key: str | int | None) -> str:
+    """Start a rollover of key ``key`` (a tag; None: the KSK or CSK) now."""
+    tag = None
+    if key is not None:
+        if isinstance(key, bool) or not str(key).isdigit() or int(key) > 65535:
+            raise CommandError(f"{key!r} is not a key tag (a number from 0 to 65535; see zone-status)")
+        tag = int(key)
+    return _rollover_step(rollovers.rollover, name, tag)
+
+
+def _rollover_step(step: Callable, name: dns.name.Name, *args) -> str:
+    try:
+        line = step(name, *args)
+    except ValueError as e:
+        raise CommandError(f"zone {name.to_text()}: {e}") from None
+    return line
+
+
+def _rollover_text(name: dns.name.Name, state: dict) -> str:
+    """The engine's state of a zone's keys, a line a key, then the rollover's step."""
+    lines = [f"zone {name.to_text()}: DNSSEC keys" + (f" (policy {state['policy']})" if state.get("policy") else "")]
+    for k in state.get("keys", ()):
+        when = k.get("next_time")
+        lines.append(f"  key {k.get('tag')} {k.get('role', '?').upper()} alg {k.get('algorithm')}: "
+                     f"{k.get('state')}, next {k.get('next_event') or 'none'}" + (f" at {when}" if when else ""))
+    rollover = state.get("rollover")
+    if rollover:
+        lines.append(f"  rollover: {rollover.get('kind')}, step {rollover.get('step')}"
+                     + (f", waiting for {rollover['waiting_for']}" if rollover.get("waiting_for") else ""))
+    if state.get("next"):
+        lines.append(f"  next: {state['next']}")
+    return "\n".join(lines)
+
+
 def _zone_text(d: dict) -> str:
     """zone-status for a person: one line per fact."""
     lines = [
@@ -387,6 +466,7 @@ def _zone_text(d: dict) -> str:
     ]
     for alias in d["aliases"]:
         states = ", ".join(f"{t['type']} {t['status']}" + (f" {' '.join(t['addresses'])}" if t["addresses"] else "")
+                           + (f" (validated: {t['validated']['status']})" if t.get("validated") else "")
                            for t in alias["upstream"]) or "in-zone or not followed yet"
         lines.append(f"  ALIAS {alias['owner']} -> {alias['target']}: {states}")
     for n in d["notify"]:
@@ -429,6 +509,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("sync", Controller.sync, ("ZONE",), "write a dynamic zone's file now"),
     Command("zone-purge", Controller.zone_purge, ("ZONE",), "delete the kept state of a removed zone"),
     Command("backup", Controller.backup, ("DIR",), "a hot copy of the state store and the DNSSEC keys"),
+    Command("dnssec-status", Controller.dnssec_status, ("ZONE",),
+            "every key of a signed zone with its state and next event, the rollover's step"),
+    Command("dnssec-checkds", Controller.dnssec_checkds, ("ZONE", "published|withdrawn"),
+            "tell a rollover the parent shows the new DS (or no longer the old one)"),
+    Command("dnssec-rollover", Controller.dnssec_rollover, ("ZONE", "KEY?"),
+            "roll that key now (without KEY: the zone's KSK or CSK)"),
 )}
 
 

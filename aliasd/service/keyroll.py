@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from aliasd.base.config import Settings
 from aliasd.dnssec.keys import KeyStore
+from aliasd.dnssec.parent import ParentAgents
 from aliasd.dnssec.rollover import ParentView, Rollovers
 from aliasd.dnssec.signer import Signer
 
@@ -22,7 +23,8 @@ log = Logger()
 
 
 def start_rollovers(settings: Settings, authority, db, clock, parent: ParentView | None = None) -> Rollovers:
-    """The engine for ``authority``'s signed zones, configured."""
+    """The engine for ``authority``'s signed zones, configured; its parent
+    view (a ParentAgents, a service the caller starts) is ``.parent``."""
 
     def apply(zone: dns.name.Name, keys, cds_delete: bool, signed: bool) -> None:
         signers = dict(authority.signers)
@@ -41,6 +43,8 @@ def start_rollovers(settings: Settings, authority, db, clock, parent: ParentView
             return 0
         return max((r.ttl for r in version.transfer_rrsets() if r.rdtype != dns.rdatatype.RRSIG), default=0)
 
+    if parent is None:  # the parental agents of each zone's policy as the engine holds it (insecure: the kept one)
+        parent = ParentAgents(clock, policy_of=lambda zone: rollovers.policy(zone))
     rollovers = Rollovers(clock, db, KeyStore(settings.server.state_dir / "keys"), apply, parent, max_ttl)
     configure_rollovers(rollovers, settings, authority.signers)
     return rollovers

@@ -771,6 +771,13 @@ class Reloader:
         r.query_timeout = (new.timeout, new.timeout * 2)
         r.max_in_flight = new.max_in_flight
         r.min_ttl = new.min_ttl
+        if new.require_validated != r.require_validated:
+            r.require_validated = new.require_validated
+            if new.require_validated:  # every target asked again now, to fill the signed zones' view
+                r.refresh_all()
+            else:  # signed zones take every answer again
+                self.authority.rebuild()
+            log.info("reload: [resolver] require-validated now {value}", value=new.require_validated)
         if new.upstreams != self.settings.resolver.upstreams:
             # Lookups waiting on the old upstreams are asked again of the new
             # ones; the old client is closed, its sockets with it.

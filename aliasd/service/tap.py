@@ -289,6 +289,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         query_timeout=(timeout, timeout * 2),
         max_in_flight=settings.resolver.max_in_flight,
         min_ttl=settings.resolver.min_ttl,
+        require_validated=settings.resolver.require_validated,
         state=options.state,
         stats=stats,
     )
@@ -365,15 +366,15 @@ def makeService(options: Options) -> logsetup.LoggingService:
     ReloadService(reloader, reactor).setServiceParent(top)
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
     rollovers = reloader.rollovers = start_rollovers(served, authority, options.state.db, reactor)
+    rollovers.parent.setServiceParent(top)  # the parental agents' sockets, ds-submit-command's retries
     options.zone_manager = ZoneManager.in_threads(
         reactor, authority, reloader, options.runtime, options.dynamic, notifier, options.state)
     options.zone_manager.rollovers = rollovers
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
-        journal_files=options.journal_files,
+        journal_files=options.journal_files, rollovers=rollovers,
     )
-    controller.rollovers = rollovers
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
         api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
