@@ -4,7 +4,8 @@ Accelerated policies (a DNSKEY TTL of 3 s, lifetimes of seconds): a ZSK
 rolls by pre-publication on its own, each step at its moment, the DNSKEY
 RRset and the signers of the zone's records as RFC 7583 says, every AXFR
 passing ``dnssec-verify``; a KSK rollover publishes the new key, switches
-CDS/CDNSKEY to it when it is ready and then waits for the parent's DS;
+CDS/CDNSKEY to it when it is ready, waits for the DS steps the operator
+confirms with aliasd-ctl (no parental agents) and removes the old key;
 ``kill -9`` in the middle and a restart carry on with the same step, keys
 and times; going insecure publishes the CDS/CDNSKEY delete and keeps the
 signatures while the DS may be there. The world with a real parent and
@@ -24,7 +25,7 @@ import pytest
 
 from tests import test_e2e_dnssec as signed_zone
 from tests.test_e2e_api import ADMIN, call
-from tests.test_e2e_ctl import ok
+from tests.test_e2e_ctl import ctl, ok
 from tests.test_e2e_dnssec import (
     _dnskeys,
     _transferred_dnskeys,
@@ -198,6 +199,20 @@ def test_a_ksk_rollover_switches_cds_when_ready_and_survives_kill_9(aliasd, upst
     assert data["dnssec"]["rollover"]["step"] == "ds-publish"
     assert "DNSSEC ksk rollover carries on at step ds-publish" in server.log()
     verified(server.port)
+
+    # The operator (no parental agents) confirms the new DS, then the old one gone:
+    # Iret (5 s) later the old KSK leaves.
+    done = ctl(tmp_path, "dnssec-checkds", "example.test", "published")  # (once: it is a step)
+    assert "waiting for aliasd-ctl dnssec-checkds example.test. withdrawn" in done.stdout, done.stderr
+    done = ctl(tmp_path, "dnssec-checkds", "example.test", "withdrawn")
+    assert done.returncode == 0, done.stderr
+    withdrawn_at = time.time()
+    server.wait_for(lambda: _ksks(server) == {new}, timeout=10, interval=0.1)
+    assert 4 <= time.time() - withdrawn_at <= 6.5
+    assert _cds(server) == {new}
+    verified(server.port)
+    _, data = ok(tmp_path, "zone-status", "example.test")
+    assert data["dnssec"]["rollover"] is None
 
 
 def test_going_insecure_publishes_the_delete_and_keeps_signing_while_a_ds_may_be_there(aliasd, upstream, tmp_path):
