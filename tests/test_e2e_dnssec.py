@@ -62,7 +62,9 @@ deep.a.b TXT "below two empty non-terminals"
 """
 
 
-def config(upstream, denial="nsec3", notify_port=None, validity=None):
+def config(upstream, denial="nsec3", notify_port=None, validity=None, zone="example.test", signing="dnssec = true"):
+    """aliasd's configuration: ``zone`` (from ZONE.zone) signed as
+    ``signing`` says, its ALIAS targets resolved at ``upstream``."""
     notify = f'notify = ["127.0.0.1:{notify_port}"]\n' if notify_port else ""
     window = f"signature-validity = {validity}\nrefresh-before = {validity * 5 // 8}\n" if validity else ""
     return f"""
@@ -72,17 +74,18 @@ def config(upstream, denial="nsec3", notify_port=None, validity=None):
     [dnssec]
     denial = "{denial}"
     {window}
-    [zones."example.test"]
-    file = "example.test.zone"
+    [zones."{zone}"]
+    file = "{zone}.zone"
     allow-transfer = ["127.0.0.1"]
-    dnssec = true
+    {signing}
     {notify}
     """
 
 
-def ds_of(workdir: Path) -> list[str]:
+def ds_of(workdir: Path, zone: str = "example.test") -> list[str]:
+    """The DS lines ``aliasd-check --ds ZONE`` prints."""
     out = subprocess.run(
-        [str(Path(TWISTD).with_name("aliasd-check")), "--config", str(workdir / "aliasd.toml"), "--ds", "example.test"],
+        [str(Path(TWISTD).with_name("aliasd-check")), "--config", str(workdir / "aliasd.toml"), "--ds", zone],
         capture_output=True, text=True, check=True,
     ).stdout
     return [line for line in out.splitlines() if " DS " in line]
@@ -350,9 +353,10 @@ FOREIGN_DNSSEC = {
 
 
 def check_config(workdir: Path) -> subprocess.CompletedProcess:
-    """``aliasd-check --config`` (as ``python -m aliasd check``, the same code)."""
+    """``aliasd-check --config`` (as ``python -m aliasd check``, the same code;
+    run in ``workdir`` so that, as for twistd, PYTHONPATH says which aliasd)."""
     return subprocess.run([sys.executable, "-m", "aliasd", "check", "--config", str(workdir / "aliasd.toml")],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=workdir)
 
 
 @pytest.mark.parametrize("kind", sorted(FOREIGN_DNSSEC))

@@ -249,22 +249,31 @@ class Unbound(Resolver):
     (``local-zone: "." refuse``) and, for Unbound's own look-ups, sent to a
     dead loopback port (a ``stub-zone`` for "." replaces the built-in root
     hints, so there is no root priming). ``extra`` adds lines to the
-    ``server:`` clause (e.g. ``"aggressive-nsec: yes"``).
+    ``server:`` clause (e.g. ``"aggressive-nsec: yes"``). ``stubs`` maps
+    zones below the test zone to the ports of their own servers (a child
+    zone served elsewhere than its parent: glue carries no port).
     """
 
     name = "unbound"
     program = "unbound"
 
-    def __init__(self, directory: Path, port: int | None = None, extra: str = ""):
+    def __init__(self, directory: Path, port: int | None = None, extra: str = "",
+                 stubs: dict[str, int] | None = None):
         super().__init__(directory, port)
         self.logfile = self.directory / "unbound.log"
         self.extra = extra
+        self.stubs = dict(stubs or {})
 
     def _configure(self, anchors: list[dns.rrset.RRset]) -> None:
         d = self.directory
         anchor_file = d / "trust-anchors"
         anchor_file.write_text("".join(rrset.to_text() + "\n" for rrset in anchors))
         extra = "".join(f"    {line.strip()}\n" for line in self.extra.splitlines() if line.strip())
+        stubs = "".join(
+            f'stub-zone:\n    name: "{_zone_name(zone)}."\n    stub-addr: 127.0.0.1@{port}\n'
+            "    stub-prime: no\n    stub-first: no\n\n"
+            for zone, port in {self.zone: self.authority_port, **self.stubs}.items()
+        )
         (d / "unbound.conf").write_text(
             f"""\
 server:
@@ -314,13 +323,7 @@ server:
     local-zone: "." refuse
     local-zone: "{self.zone}." transparent
 {extra}
-stub-zone:
-    name: "{self.zone}."
-    stub-addr: 127.0.0.1@{self.authority_port}
-    stub-prime: no
-    stub-first: no
-
-stub-zone:
+{stubs}stub-zone:
     name: "."
     stub-addr: 127.0.0.1@{self.dead_port}
     stub-prime: no
@@ -460,7 +463,10 @@ class NamedAuthority:
         self.proc: subprocess.Popen | None = None
         self.logfile = self.directory / "named.log"
 
-    def start(self, zone: str, zone_text: str) -> "NamedAuthority":
+    def start(self, zone: str, zone_text: str, zone_options: str = "", statements: str = "") -> "NamedAuthority":
+        """Serve ``zone_text``; ``zone_options`` adds to the zone's block
+        (e.g. ``dnssec-policy``, ``allow-update``), ``statements`` adds
+        top-level statements (e.g. the ``dnssec-policy`` it names)."""
         d = self.directory
         zone = _zone_name(zone)
         (d / f"{zone}.zone").write_text(zone_text)
@@ -469,7 +475,8 @@ class NamedAuthority:
             f"listen-on port {self.port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; "
             "notify no; dnssec-validation no; allow-query { any; }; allow-transfer { 127.0.0.0/8; }; };\n"
             "controls { };\n"
-            f'zone "{zone}" {{ type primary; file "{d}/{zone}.zone"; }};\n'
+            f"{statements}\n"
+            f'zone "{zone}" {{ type primary; file "{d}/{zone}.zone"; {zone_options} }};\n'
         )
         with self.logfile.open("w") as out:
             self.proc = subprocess.Popen(
