@@ -24,6 +24,7 @@ import dns.rdatatype
 import pytest
 
 from tests import test_e2e_dnssec as signed_zone
+from tests import test_e2e_rollover as rollover_world
 from tests.test_e2e_api import ADMIN, call
 from tests.test_e2e_ctl import ctl, ok
 from tests.test_e2e_dnssec import (
@@ -42,35 +43,27 @@ pytestmark = pytest.mark.e2e
 ZONE = signed_zone.ZONE.replace("$TTL 300", "$TTL 2").replace("86400 60", "86400 2")
 
 
-def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast", agents: str = "",
+def config(upstream, keys: str, metrics_port: int | None = None, policy: str = "fast",
            api_port: int | None = None) -> str:
-    """Ipub = 1 + 3 + 1 = 5 s; a ZSK's Iret = 1 + 3 + 1 = 5 s; a KSK's
-    Iret = 1 + 3 + 1 = 5 s after the old DS is gone."""
-    metrics = f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
+    """The world test's accelerated policy (Ipub = 1 + 3 + 1 = 5 s; a ZSK's
+    Iret = 1 + 3 + 1 = 5 s; a KSK's Iret = 1 + 3 + 1 = 5 s after the old DS
+    is gone) with these ``keys`` and no parental agents (the operator
+    confirms the DS steps)."""
+    fast = rollover_world.FAST.format(algorithm="ECDSAP256SHA256", parent_port=0)
+    fast = re.sub(r"(?m)^keys = .*$", f"keys = {keys}", fast).replace('parental-agents = ["127.0.0.1:0"]\n', "")
+    extra = f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else ""
     if api_port:
-        metrics += f'[api]\nlisten = ["127.0.0.1:{api_port}"]\nkeys = [ {{ name = "admin", secret = "{ADMIN}" }} ]\n'
+        extra += f'[api]\nlisten = ["127.0.0.1:{api_port}"]\nkeys = [ {{ name = "admin", secret = "{ADMIN}" }} ]\n'
     return f"""
-    [resolver]
-    upstreams = ["{upstream.endpoint}"]
-    min-refresh = 1
-    {metrics}
-    [dnssec-policy.fast]
-    algorithm = "ECDSAP256SHA256"
-    keys = {keys}
-    dnskey-ttl = "3s"
-    publish-safety = "1s"
-    retire-safety = "1s"
-    zone-propagation-delay = "1s"
-    parent-ds-ttl = "3s"
-    parent-propagation-delay = "1s"
-    {agents}
-    signature-validity = "10m"
-    refresh-before = "5m"
-    [zones."example.test"]
-    file = "example.test.zone"
-    allow-transfer = ["127.0.0.1"]
-    dnssec-policy = "{policy}"
-    """
+[resolver]
+upstreams = ["{upstream.endpoint}"]
+min-refresh = 1
+{extra}{fast}
+[zones."example.test"]
+file = "example.test.zone"
+allow-transfer = ["127.0.0.1"]
+dnssec-policy = "{policy}"
+"""
 
 
 def _cds(server) -> set[int]:
