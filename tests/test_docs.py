@@ -60,6 +60,8 @@ UPDATE_RULES = "update"
 UPDATE_RULES_HEADING = "Update rules"
 API_KEYS = "api keys"
 API_KEYS_HEADING = "API keys"
+POLICY_KEYS = "policy keys"
+POLICY_KEYS_HEADING = "Policy keys"
 
 
 # -- what the code accepts ----------------------------------------------------
@@ -71,6 +73,9 @@ def _section_id(label: str) -> str:
         return UPDATE_RULES
     if label.startswith("[api] keys entry"):
         return API_KEYS
+    if label.startswith("[dnssec-policy.") and " keys entry" in label:
+        return POLICY_KEYS
+    label = re.sub(r"^\[dnssec-policy\.[^\]]+\]$", "[dnssec-policy.NAME]", label)
     label = re.sub(r"^\[keys\.[^\]]+\]$", "[keys.NAME]", label)
     return re.sub(r'^\[zones\."[^"]*"\]$', '[zones."NAME"]', label)
 
@@ -90,6 +95,7 @@ def _configuration(tmp_path: Path) -> dict:
         "tls": {"certificate": "cert.pem", "key": "key.pem", "client-ca": "ca.pem"},
         "api": {"listen": ["127.0.0.1:8081"], "tls-certificate": "cert.pem", "tls-key": "key.pem",
                 "keys": [{"name": "admin", "secret": "s"}]},
+        "dnssec-policy": {"p": {"keys": [{"role": "csk", "lifetime": "365d"}]}},
     }
 
 
@@ -115,7 +121,7 @@ def accepted_keys(tmp_path: Path, monkeypatch) -> dict[str, set[str]]:
     return sections
 
 
-_READERS = {"take", "number", "strings", "count"}
+_READERS = {"take", "number", "strings", "count", "duration", "endpoints"}
 
 
 def _reader_call(node: ast.AST) -> ast.expr | None:
@@ -177,6 +183,8 @@ def documented() -> dict[str, dict[str, list[str]]]:
                 current = UPDATE_RULES
             elif text == API_KEYS_HEADING:
                 current = API_KEYS
+            elif text == POLICY_KEYS_HEADING:
+                current = POLICY_KEYS
             else:
                 current = None
             if current is not None:
@@ -240,7 +248,7 @@ def test_documented_defaults_match_the_code(tmp_path):
     objects = {
         "[server]": empty.server, "[resolver]": empty.resolver, "[statistics]": empty.statistics,
         "[tls]": empty.tls, "[rate-limit]": empty.rate_limit, "[dnssec]": empty.dnssec, "[api]": empty.api,
-        API_KEYS: config.ApiKey("name", "secret"),
+        API_KEYS: config.ApiKey("name", "secret"), "[dnssec-policy.NAME]": config.DnssecPolicy("p"),
         '[zones."NAME"]': zone, "[zone-defaults]": zone, "[catalog]": zone,
     }
     compared, wrong = 0, []

@@ -52,11 +52,86 @@ class DnssecSettings:
     denial: str = "nsec3"  # or "nsec"
     signature_validity: int = 14 * 86400
     refresh_before: int = 7 * 86400
+    # The DNSKEY, CDS and CDNSKEY TTL; None: the SOA's TTL (as before policies).
+    dnskey_ttl: int | None = None
 
     @property
     def period(self) -> int:
         """Seconds between two signings of a zone's records."""
         return self.signature_validity - self.refresh_before
+
+
+#: Key roles of a policy: a key-signing key, a zone-signing key, or one combined key.
+KEY_ROLES = ("ksk", "zsk", "csk")
+#: The policy name that takes a zone down to unsigned (RFC 8078 section 4).
+INSECURE = "insecure"
+#: The built-in policy of ``dnssec = true``: the keys [dnssec] says, never rolled.
+BUILTIN_POLICY = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class DnssecPolicy:
+    """``[dnssec-policy.NAME]``: a zone's keys, their lifetimes and the
+    timings a rollover waits out (RFC 7583's names in docs/dnssec.md)."""
+
+    name: str
+    algorithm: str = "ECDSAP256SHA256"
+    # (role, lifetime in seconds; 0: never rolled), in the order given.
+    keys: tuple[tuple[str, int], ...] = (("ksk", 0), ("zsk", 0))
+    dnskey_ttl: int = 3600
+    publish_safety: int = 3600
+    retire_safety: int = 3600
+    zone_propagation_delay: int = 300
+    parent_ds_ttl: int = 86400
+    parent_propagation_delay: int = 3600
+    parental_agents: tuple[Endpoint, ...] = ()
+    ds_submit_command: str | None = None
+    denial: str = "nsec3"
+    signature_validity: int = 14 * 86400
+    refresh_before: int = 7 * 86400
+    # The longest TTL of the zone's records, if known beforehand: a floor
+    # for the retire interval (the engine measures the zone too).
+    max_zone_ttl: int | None = None
+    # Built-in (dnssec = true): keys as [dnssec] says and never rolled.
+    builtin: bool = False
+
+    @property
+    def signing(self) -> DnssecSettings:
+        """How the signer signs a zone of this policy."""
+        return DnssecSettings(self.algorithm, self.denial, self.signature_validity, self.refresh_before,
+                              None if self.builtin else self.dnskey_ttl)
+
+    @property
+    def split(self) -> bool:
+        """A KSK and a ZSK (rather than one CSK)."""
+        return any(role == "zsk" for role, _ in self.keys)
+
+    def lifetime(self, role: str) -> int:
+        return next((life for r, life in self.keys if r == role), 0)
+
+    @property
+    def publish_interval(self) -> int:
+        """RFC 7583 Ipub: a new DNSKEY is in every cache's RRset after it."""
+        return self.zone_propagation_delay + self.dnskey_ttl + self.publish_safety
+
+    def retire_interval(self, role: str, max_ttl: int = 0) -> int:
+        """RFC 7583 Iret: how long a retired key stays published. A ZSK's
+        signatures (re-made at once by aliasd, so Dsgn = 0) must leave
+        every cache: propagation, the longest TTL, the safety margin. A
+        KSK's (or CSK's) DS must leave the parent's caches."""
+        ttl = max(max_ttl, self.max_zone_ttl or 0, self.dnskey_ttl)
+        zone = self.zone_propagation_delay + ttl + self.retire_safety
+        if role == "zsk":
+            return zone
+        return max(zone, self.parent_propagation_delay + self.parent_ds_ttl + self.retire_safety)
+
+    def minimum_lifetime(self, role: str) -> int:
+        """The shortest lifetime one rollover of ``role`` fits in (RFC 7583:
+        Ipub + Iret, plus the DS's way to the parent for a KSK or CSK)."""
+        needed = self.publish_interval + self.retire_interval(role)
+        if role != "zsk":
+            needed += self.parent_propagation_delay
+        return needed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +255,9 @@ class ZoneSettings:
     update: tuple[UpdateRule, ...] = ()
     # Sign the zone's served view with DNSSEC ([dnssec] says how).
     dnssec: bool = False
+    # The zone's [dnssec-policy.NAME] ("insecure": going unsigned); None
+    # with dnssec = true: the built-in policy (BUILTIN_POLICY).
+    dnssec_policy: str | None = None
     # Octets of IXFR history kept for the zone (its journal's differences).
     journal_max_usage: int = DEFAULT_JOURNAL_MAX_USAGE
     # -- issue 22 (zones): max-records --
@@ -331,6 +409,22 @@ class Settings:
     # -- issue 22 (zones): what a zone created at runtime gets --
     zone_defaults: ZoneSettings = ZoneSettings(dns.name.root, None)
     # -- end issue 22 (zones) --
+    policies: tuple[DnssecPolicy, ...] = ()
+
+    def policy_of(self, zone: ZoneSettings) -> DnssecPolicy | None:
+        """The policy a signed zone follows (the built-in one for ``dnssec =
+        true``; for "insecure", default timings: the rollover engine puts
+        back those of the policy the zone had); None if unsigned."""
+        if not zone.dnssec:
+            return None
+        name = zone.dnssec_policy
+        for policy in self.policies:
+            if policy.name == name:
+                return policy
+        d = self.dnssec
+        return DnssecPolicy(name or BUILTIN_POLICY, d.algorithm, denial=d.denial,
+                            signature_validity=d.signature_validity, refresh_before=d.refresh_before,
+                            builtin=name is None)
 
     @property
     def transferable_zones(self) -> tuple[ZoneSettings, ...]:
@@ -384,6 +478,28 @@ class _Section:
             raise self.error(key, f"must be at least {minimum}, got {value!r}")
         return value
 
+    def duration(self, key: str, default: int | None, minimum: int = 0) -> int | None:
+        """Seconds: an integer, or a string with an s, m, h or d suffix ("30d")."""
+        value = self.take(key, (int, str), 'seconds, as an integer or a string like "1h"', default)
+        if isinstance(value, str):
+            try:
+                value = parse_duration(value)
+            except ValueError as e:
+                raise self.error(key, str(e)) from None
+        if value is not None and value < minimum:
+            raise self.error(key, f"must be at least {minimum} seconds, got {value!r}")
+        return value
+
+    def endpoints(self, key: str) -> list[Endpoint]:
+        """A list of "address[:port]" strings (port 53 unless given)."""
+        out = []
+        for text in self.strings(key):
+            try:
+                out.append(parse_endpoint(text, 53))
+            except ValueError as e:
+                raise self.error(key, str(e)) from None
+        return out
+
     def given(self, key: str) -> bool:
         """Was ``key`` in the table (before it was taken)?"""
         return key in self.taken
@@ -400,6 +516,19 @@ class _Section:
         if self.table:
             unknown = ", ".join(sorted(self.table))
             raise ConfigError(f"{self.where}: {self.label}: unknown key(s): {unknown}")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``"90s"``, ``"5m"``, ``"1h"``, ``"30d"`` or ``"120"``; ValueError otherwise."""
+    body = text.strip().lower()
+    factor = _DURATION_UNITS.get(body[-1:], 0)
+    digits = body[:-1] if factor else body
+    if not digits.isdigit():
+        raise ValueError(f'expected seconds like 3600 or "1h" (units s, m, h, d), got {text!r}')
+    return int(digits) * (factor or 1)
 
 
 def parse_ip(text: str) -> str:
@@ -442,7 +571,7 @@ def parse_zone_name(text: str) -> dns.name.Name:
         raise ValueError(f"bad zone name {text!r}: {e}") from None
 
 
-def with_command_line_zones(settings: "Settings", extra) -> tuple[ZoneSettings, ...]:
+def with_command_line_zones(settings: Settings, extra) -> tuple[ZoneSettings, ...]:
     """The configured zones with ``--zone NAME=FILE`` ones added (replacing
     a configured zone of the same name), under the server's $INCLUDE rule."""
     zones = {z.name: z for z in settings.zones}
@@ -498,11 +627,13 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     defaults = _Section(where, "[zone-defaults]", top.table.pop("zone-defaults", {}))
     if "file" in defaults.table:
         raise defaults.error("file", "belongs in a zone's own table")
-    defaults = _zone_options(defaults, key_names)
+    policies = _policies(where, top.table.pop("dnssec-policy", {}))
+    policy_names = frozenset(p.name for p in policies)
+    defaults = _zone_options(defaults, key_names, policy_names=policy_names)
     if server.allow_include_anywhere:  # every zone inherits it from here
         defaults = dataclasses.replace(defaults, include_anywhere=True)
     zones = tuple(
-        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults)
+        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults, policy_names)
         for name, table in zones_table.table.items()
     )
     _check_unique_zones(where, zones)
@@ -536,7 +667,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     top.finish()
     return Settings(
         server, resolver, statistics, keys, zones, Path(where), tls, rate_limit, catalog, directory, dnssec, log, api,
-        zone_defaults=defaults,
+        zone_defaults=defaults, policies=policies,
     )
 
 
@@ -559,15 +690,17 @@ DNSSEC_ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256
 
 def _dnssec(section: _Section) -> DnssecSettings:
     defaults = DnssecSettings()
-    algorithm = section.take("algorithm", (str,), "an algorithm name", defaults.algorithm).upper()
-    if algorithm not in DNSSEC_ALGORITHMS:
-        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(DNSSEC_ALGORITHMS)}")
-    denial = section.take("denial", (str,), '"nsec" or "nsec3"', defaults.denial).lower()
-    if denial not in ("nsec", "nsec3"):
-        raise section.error("denial", f'must be "nsec" or "nsec3", got {denial!r}')
-    validity = section.take("signature-validity", (int,), "seconds", defaults.signature_validity)
-    refresh = section.take("refresh-before", (int,), "seconds", defaults.refresh_before)
+    algorithm = _algorithm(section, defaults.algorithm)
+    denial = _denial(section, defaults.denial)
+    validity, refresh = _signature_window(section, defaults.signature_validity, defaults.refresh_before)
     section.finish()
+    return DnssecSettings(algorithm, denial, validity, refresh)
+
+
+def _signature_window(section: _Section, validity: int, refresh: int) -> tuple[int, int]:
+    """signature-validity and refresh-before, checked against each other."""
+    validity = section.duration("signature-validity", validity)
+    refresh = section.duration("refresh-before", refresh)
     # Short windows (seconds) are for tests: real zones want days, so that
     # secondaries and caches never hold expired signatures.
     if validity < 10:
@@ -575,7 +708,78 @@ def _dnssec(section: _Section) -> DnssecSettings:
     if not 1 <= refresh < validity:
         raise section.error(
             "refresh-before", f"must be at least 1 and less than signature-validity ({validity}), got {refresh}")
-    return DnssecSettings(algorithm, denial, validity, refresh)
+    return validity, refresh
+
+
+def _algorithm(section: _Section, default: str) -> str:
+    algorithm = section.take("algorithm", (str,), "an algorithm name", default).upper()
+    if algorithm not in DNSSEC_ALGORITHMS:
+        raise section.error("algorithm", f"unsupported {algorithm!r}; use one of {', '.join(DNSSEC_ALGORITHMS)}")
+    return algorithm
+
+
+def _denial(section: _Section, default: str) -> str:
+    denial = section.take("denial", (str,), '"nsec" or "nsec3"', default).lower()
+    if denial not in ("nsec", "nsec3"):
+        raise section.error("denial", f'must be "nsec" or "nsec3", got {denial!r}')
+    return denial
+
+
+def _policies(where: str, table: Any) -> tuple[DnssecPolicy, ...]:
+    """Every [dnssec-policy.NAME]."""
+    top = _Section(where, "[dnssec-policy]", table)
+    return tuple(_policy(_Section(where, f"[dnssec-policy.{name}]", body), name)
+                 for name, body in sorted(top.table.items()))
+
+
+def _policy(section: _Section, name: str) -> DnssecPolicy:
+    if name in (INSECURE, BUILTIN_POLICY):
+        raise ConfigError(f"{section.where}: [dnssec-policy.{name}]: the name {name!r} is aliasd's own")
+    d = DnssecPolicy(name)
+    algorithm = _algorithm(section, d.algorithm)
+    keys = _policy_keys(section)
+    durations = {}
+    for key in ("dnskey-ttl", "publish-safety", "retire-safety", "zone-propagation-delay", "parent-ds-ttl",
+                "parent-propagation-delay"):
+        field = key.replace("-", "_")
+        durations[field] = section.duration(key, getattr(d, field))
+    max_zone_ttl = section.duration("max-zone-ttl", None)
+    agents = section.endpoints("parental-agents")
+    command = section.take("ds-submit-command", (str,), "a command", None)
+    denial = _denial(section, d.denial)
+    validity, refresh = _signature_window(section, d.signature_validity, d.refresh_before)
+    section.finish()
+    policy = DnssecPolicy(name, algorithm, keys, parental_agents=tuple(agents), ds_submit_command=command,
+                          denial=denial, signature_validity=validity, refresh_before=refresh,
+                          max_zone_ttl=max_zone_ttl, **durations)
+    short = [f"{role} lifetime {life} s < {policy.minimum_lifetime(role)} s"
+             for role, life in keys if 0 < life < policy.minimum_lifetime(role)]
+    if short:
+        raise section.error("keys", "lifetimes shorter than a rollover needs (publish and retire "
+                            f"intervals, RFC 7583): {'; '.join(short)}")
+    return policy
+
+
+def _policy_keys(section: _Section) -> tuple[tuple[str, int], ...]:
+    """keys = [ { role = "ksk", lifetime = "365d" }, { role = "zsk", ... } ] or one CSK."""
+    entries = section.take("keys", (list,), "a list of tables", None)
+    if entries is None:
+        return DnssecPolicy.keys
+    out = []
+    for i, table in enumerate(entries):
+        if not isinstance(table, dict):
+            raise section.error("keys", f'entry {i + 1}: expected a table like {{ role = "zsk", lifetime = "30d" }}')
+        entry = _Section(section.where, f"{section.label} keys entry {i + 1}:", table)
+        role = entry.take("role", (str,), '"ksk", "zsk" or "csk"', None)
+        if role is None or role.lower() not in KEY_ROLES:
+            raise entry.error("role", f'must be "ksk", "zsk" or "csk", got {role!r}')
+        lifetime = entry.duration("lifetime", 0)
+        entry.finish()
+        out.append((role.lower(), lifetime))
+    roles = sorted(role for role, _ in out)
+    if roles not in (["ksk", "zsk"], ["csk"]):
+        raise section.error("keys", f"expected one KSK and one ZSK, or one CSK; got {', '.join(roles) or 'none'}")
+    return tuple(out)
 
 
 def _check_unique_zones(where: str, zones) -> None:
@@ -677,12 +881,7 @@ def _notify_source(section: _Section) -> tuple[str, ...]:
 
 def _resolver(section: _Section) -> ResolverSettings:
     defaults = ResolverSettings()
-    upstreams = []
-    for text in section.strings("upstreams"):
-        try:
-            upstreams.append(parse_endpoint(text, 53))
-        except ValueError as e:
-            raise section.error("upstreams", str(e)) from None
+    upstreams = section.endpoints("upstreams")
     min_refresh = section.number("min-refresh", defaults.min_refresh, 1)
     max_refresh = section.number("max-refresh", defaults.max_refresh, 1)
     if max_refresh < min_refresh:
@@ -799,16 +998,12 @@ def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
     return KeySettings(name, algorithm, secret)
 
 
-def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | None = None) -> ZoneSettings:
+def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | None = None,
+                  policy_names: frozenset[str] = frozenset()) -> ZoneSettings:
     """The transfer and NOTIFY settings of a zone table (or of [zone-defaults]);
     a key the table does not set keeps its value from ``base``."""
     base = base if base is not None else ZoneSettings(dns.name.root, None)
-    notify = []
-    for text in section.strings("notify"):
-        try:
-            notify.append(parse_endpoint(text, 53))
-        except ValueError as e:
-            raise section.error("notify", str(e)) from None
+    notify = section.endpoints("notify")
     networks = []
     for text in section.strings("allow-transfer"):
         try:
@@ -821,6 +1016,13 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     tls_only = section.take("transfer-tls-only", (bool,), "true or false", base.transfer_tls_only)
     update = _update_rules(section, key_names)
     dnssec = section.take("dnssec", (bool,), "true or false", base.dnssec)
+    policy = section.take("dnssec-policy", (str,), "a policy name", None)
+    if policy is not None:
+        if policy != INSECURE and policy not in policy_names:
+            raise section.error("dnssec-policy", f"no [dnssec-policy.{policy}] (nor {INSECURE!r})")
+        dnssec = True
+    else:
+        policy = base.dnssec_policy if dnssec else None
     journal_max_usage = section.size("journal-max-usage", base.journal_max_usage, 4096)
     max_records = section.take("max-records", (int,), "an integer", base.max_records)  # issue 22 (zones)
     if isinstance(max_records, bool) or max_records < 0:
@@ -829,6 +1031,7 @@ def _zone_options(section: _Section, key_names: set[str], base: ZoneSettings | N
     return dataclasses.replace(
         base,
         dnssec=dnssec,
+        dnssec_policy=policy,
         journal_max_usage=journal_max_usage,
         max_records=max_records,
         update=update if update is not None else base.update,
@@ -881,7 +1084,8 @@ def _update_rules(section: _Section, key_names: set[str]) -> tuple[UpdateRule, .
 
 
 def _zone(
-    section: _Section, name: str, base_dir: Path, key_names: set[str], defaults: ZoneSettings | None = None
+    section: _Section, name: str, base_dir: Path, key_names: set[str], defaults: ZoneSettings | None = None,
+    policy_names: frozenset[str] = frozenset(),
 ) -> ZoneSettings:
     try:
         origin = parse_zone_name(name)
@@ -890,7 +1094,7 @@ def _zone(
     file_text = section.take("file", (str,), "a path", None)
     if file_text is None:
         raise section.error("file", "is required")
-    options = _zone_options(section, key_names, defaults)
+    options = _zone_options(section, key_names, defaults, policy_names)
     for rule in options.update:
         if rule.name is not None and rule.name.is_absolute() and not rule.name.is_subdomain(origin):
             raise section.error("update", f"rule name {rule.name} is not in zone {origin}")

@@ -34,6 +34,7 @@ from typing import Any
 import dns.dnssec
 import dns.exception
 import dns.name
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -756,8 +757,8 @@ class KeyStore:
             keys = self.load(zone)
             if keys:
                 if all(k.algorithm != algorithm for k in keys):
-                    log.warn("zone {zone} keeps its {have} keys; {want} is configured (an algorithm "
-                             "rollover is not automatic)", zone=zone.to_text(),
+                    log.warn("zone {zone} keeps its {have} keys; {want} is configured (an algorithm rollover "
+                             "is automatic only under a dnssec-policy)", zone=zone.to_text(),
                              have=", ".join(sorted({k.algorithm.name for k in keys})),
                              want=dns.dnssec.algorithm_to_text(algorithm))
                 result[zone] = keys
@@ -850,6 +851,18 @@ def _new_key(zone: dns.name.Name, algorithm: Algorithm, flags: int, now: datetim
                    tag=_tag(dnskey), timing={"Created": when, "Publish": when, "Activate": when})
 
 
+def new_key(zone: dns.name.Name | str, algorithm: Algorithm | int | str, flags: int,
+            existing: Iterable[ZoneKey], timing: dict[str, datetime]) -> ZoneKey:
+    """A new key (not written yet: KeyStore.save) with ``timing``, whose
+    tag collides with none of ``existing`` (a rollover's successor)."""
+    moment = min(timing.values(), default=_moment(None))
+    key = _new_key(_absolute(zone), Algorithm.make(algorithm), flags, moment, _taken_tags(existing))
+    key = dataclasses.replace(key, timing={"Created": key.timing["Created"],
+                                           **{tag: when.replace(microsecond=0) for tag, when in timing.items()}})
+    _log_generated(key)
+    return key
+
+
 def _log_generated(key: ZoneKey) -> None:
     log.info("generated {role} {stem} for zone {zone}",
              role="KSK" if key.is_ksk else "ZSK", stem=key.stem, zone=key.zone.to_text())
@@ -903,3 +916,11 @@ def cdnskey_rrset(zone: dns.name.Name | str, keys: Iterable[ZoneKey], ttl: int,
         CDNSKEY(dns.rdataclass.IN, dns.rdatatype.CDNSKEY, k.dnskey.flags, k.dnskey.protocol,
                 k.dnskey.algorithm, k.dnskey.key)
         for k in keys if k.syncing(moment)))
+
+
+def cds_delete_rrsets(zone: dns.name.Name | str, ttl: int) -> tuple[dns.rrset.RRset, dns.rrset.RRset]:
+    """(CDS, CDNSKEY) asking the parent to remove every DS (RFC 8078 section 4):
+    ``CDS 0 0 0 00`` and ``CDNSKEY 0 3 0 AA==``."""
+    cds = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.CDS, "0 0 0 00")
+    cdnskey = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.CDNSKEY, "0 3 0 AA==")
+    return (_rrset(zone, dns.rdatatype.CDS, ttl, [cds]), _rrset(zone, dns.rdatatype.CDNSKEY, ttl, [cdnskey]))

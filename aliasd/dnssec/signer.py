@@ -52,9 +52,11 @@ from twisted.logger import Logger
 
 from aliasd.base import store
 from aliasd.base.config import DnssecSettings
+from aliasd.base.timer import HeadTimer
 from aliasd.dnssec.keys import (
     ZoneKey,
     cdnskey_rrset,
+    cds_delete_rrsets,
     cds_rrset,
     dnskey_rrset,
     key_events,
@@ -243,10 +245,13 @@ def _nsec3_owner(key: bytes, origin_key: bytes) -> tuple[str, bytes]:
 class Signer:
     """Signs versions of one zone with its keys (in the commit thread)."""
 
-    def __init__(self, origin: dns.name.Name, keys: list[ZoneKey], settings: DnssecSettings):
+    def __init__(self, origin: dns.name.Name, keys: list[ZoneKey], settings: DnssecSettings,
+                 cds_delete: bool = False):
         self.origin = origin
         self.keys = keys
         self.settings = settings
+        # Going insecure: CDS and CDNSKEY say "delete the DS" (RFC 8078 section 4).
+        self.cds_delete = cds_delete
         self.nsec3 = settings.denial == "nsec3"
         self._prepared: dict[int, PreparedKey] = {}  # id(ZoneKey) -> it, made on first use
         # (from, until, key_roles): the keys' roles, the same from one moment
@@ -311,6 +316,10 @@ class Signer:
         if len(ksks) != len(syncing):
             synced = {id(k) for k in syncing}
             state += ":unsynced:" + ",".join(str(k.tag) for k in ksks if id(k) not in synced)
+        if self.settings.dnskey_ttl is not None:  # (a policy's; left out for [dnssec]'s zones)
+            state += f":ttl:{self.settings.dnskey_ttl}"
+        if self.cds_delete:
+            state += ":cds-delete"
         return prefix, state
 
     def _active_keys(self, active: list[ZoneKey]) -> tuple[list[PreparedKey], list[PreparedKey]]:
@@ -360,7 +369,8 @@ class Signer:
         origin_key = base.origin_key
         source_records = version.source.records
         apex_owner = store.name_of(store.owner_of(source_records[origin_key]))
-        apex_records = self._apex_records(apex_owner, soa.ttl, published, now)
+        key_ttl = soa.ttl if self.settings.dnskey_ttl is None else self.settings.dnskey_ttl
+        apex_records = self._apex_records(apex_owner, key_ttl, published, now)
 
         if old is None:
             auth, delegations = _authoritative(version)
@@ -413,8 +423,11 @@ class Signer:
         file: a deleted key must not validate anything any more), CDS,
         CDNSKEY (and NSEC3PARAM) the signer puts at the apex."""
         dnskey = dnskey_rrset(apex_owner, published, ttl)
-        cds = cds_rrset(apex_owner, published, ttl, now=now)
-        cdnskey = cdnskey_rrset(apex_owner, published, ttl, now=now)
+        if self.cds_delete:
+            cds, cdnskey = cds_delete_rrsets(apex_owner, ttl)
+        else:
+            cds = cds_rrset(apex_owner, published, ttl, now=now)
+            cdnskey = cdnskey_rrset(apex_owner, published, ttl, now=now)
         records = [r for r in (dnskey, cds, cdnskey) if len(r)]  # (key timing can leave none)
         if self.nsec3:
             param = dns.rdtypes.ANY.NSEC3PARAM.NSEC3PARAM(_IN, T.NSEC3PARAM, 1, 0, 0, b"")
@@ -594,8 +607,7 @@ class KeyEvents:
         self.signers: dict = {}
         self._heap: list = []  # (moment, tie-breaker, origin, signer)
         self._order = itertools.count()
-        self._call = None
-        self._call_at: float | None = None  # the moment ``_call`` is for
+        self._timer = HeadTimer(clock, self._fire)
 
     def track(self, signers: dict) -> None:
         """Watch these zones' signers from now on (at start, after a
@@ -620,17 +632,9 @@ class KeyEvents:
         """Have the DelayedCall due at the heap's earliest moment."""
         while self._heap and self.signers.get(self._heap[0][2]) is not self._heap[0][3]:
             heapq.heappop(self._heap)  # a signer replaced or gone
-        when = self._heap[0][0] if self._heap else None
-        if self._call is not None and self._call.active():
-            if when == self._call_at:
-                return
-            self._call.cancel()
-        self._call, self._call_at = None, when
-        if when is not None:
-            self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._fire)
+        self._timer.at(self._heap[0][0] if self._heap else None)
 
     def _fire(self) -> None:
-        self._call = self._call_at = None
         now = self.clock.seconds()
         while self._heap and self._heap[0][0] <= now:
             when, _, origin, signer = heapq.heappop(self._heap)

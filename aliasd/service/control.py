@@ -207,7 +207,15 @@ class Controller:
                 "active": key.active(now),
                 "next_event": f"{upcoming[0][1]} {_when(upcoming[0][0])}" if upcoming else None,
             })
-        return {"keys": keys, "next_event": _when(signer.next_key_event(now))}
+        data = {"keys": keys, "next_event": _when(signer.next_key_event(now))}
+        engine = self.rollovers.state(origin) if self.rollovers is not None else {"policy": None}
+        if engine["policy"] is not None:  # a zone under a dnssec-policy: each key's state, the rollover
+            by_tag = {(k["tag"], k["algorithm"]): k for k in engine["keys"]}
+            for key in keys:
+                rolled = by_tag.get((key["tag"], key["algorithm"]), {})
+                key["state"], key["next_time"] = rolled.get("state"), rolled.get("next_time")
+            data.update(policy=engine["policy"], rollover=engine["rollover"], next=engine["next"])
+        return data
 
     # -- DNSSEC key rollovers: the operator's hand steps ------------------------
 
@@ -475,9 +483,14 @@ def _zone_text(d: dict) -> str:
     if d["dnssec"] is not None:
         for k in d["dnssec"]["keys"]:
             state = "active" if k["active"] else "published" if k["published"] else "not published"
+            state = k.get("state") or state
             lines.append(f"  DNSSEC key {k['tag']} {k['role']} alg {k['algorithm']}: {state}, "
                          f"next event {k['next_event'] or 'none'}")
         lines.append(f"  DNSSEC next event: {d['dnssec']['next_event'] or 'none'}")
+        if d["dnssec"].get("policy"):
+            roll = d["dnssec"]["rollover"]
+            step = f"{roll['kind']} rollover at step {roll['step']}" if roll else "no rollover running"
+            lines.append(f"  DNSSEC policy {d['dnssec']['policy']}: {step}; next: {d['dnssec']['next']}")
     if d["dropped"]:
         lines.append(f"  dropped by the last hand edit ({len(d['dropped'])} record(s)):")
         lines += [f"    {r['owner']} {r['ttl']} {r['type']} {r['data']}" for r in d["dropped"]]

@@ -29,6 +29,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 
 import dns.name
@@ -39,6 +40,7 @@ from twisted.logger import Logger
 from aliasd.base.access import TransferAccess, keyring_from
 from aliasd.base.config import (
     DEFAULT_JOURNAL_MAX_USAGE,
+    INSECURE,
     ConfigError,
     Settings,
     ZoneSettings,
@@ -48,6 +50,7 @@ from aliasd.dnssec.signer import Signer
 from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
+from aliasd.service.keyroll import configure_rollovers
 from aliasd.zones.catalog import catalog_source, with_members_changed
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import (
@@ -109,8 +112,43 @@ def make_signers(settings: Settings, only=None) -> dict:
     zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
     if not zones:
         return {}
-    keys = KeyStore(settings.server.state_dir / "keys").ensure_many([z.name for z in zones], settings.dnssec.algorithm)
-    return {z.name: Signer(z.name, keys[z.name], settings.dnssec) for z in zones}
+    store = KeyStore(settings.server.state_dir / "keys")
+    policies = {z.name: settings.policy_of(z) for z in zones}
+    groups: dict[tuple[str, bool], list] = {}
+    keys = {}
+    now = time.time()
+    for zone in zones:
+        policy = policies[zone.name]
+        if policy.name == INSECURE:  # no keys made; none published any more: unsigned
+            found = store.load(zone.name)
+            if any(k.published(now) for k in found):
+                keys[zone.name] = found
+        else:
+            groups.setdefault((policy.algorithm, policy.split), []).append(zone.name)
+    for (algorithm, split), names in groups.items():
+        keys.update(store.ensure_many(names, algorithm, split))
+    return {z.name: Signer(z.name, keys[z.name], policies[z.name].signing) for z in zones if z.name in keys}
+
+
+def _policies_by_zone(settings: Settings) -> dict:
+    return {z.name: settings.policy_of(z) for z in settings.zones if z.dnssec}
+
+
+def make_signers_for(settings: Settings) -> set:
+    """The zones that get a signer: signed ones, less those gone insecure
+    to the end (no key published any more)."""
+    store = None
+    now = time.time()
+    out = set()
+    for zone in settings.zones:
+        if not zone.dnssec:
+            continue
+        if zone.dnssec_policy == INSECURE:
+            store = store or KeyStore(settings.server.state_dir / "keys")
+            if not any(k.published(now) for k in store.load(zone.name)):
+                continue
+        out.add(zone.name)
+    return out
 
 
 def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
@@ -375,6 +413,7 @@ class Reloader:
         self._again = False
         self._applied: list[str] = []  # steps of _apply done so far
         self.summary = ""  # the last reload's summary line (aliasd-ctl reload prints it)
+        self.rollovers = None  # the key-rollover engine (aliasd.service.keyroll), told of each configuration
         self.api = None  # the HTTP API's resource (aliasd.service.api), if [api] is on
 
     def reload(self) -> defer.Deferred:
@@ -500,6 +539,8 @@ class Reloader:
             applied.append("API keys")
         self.authority.set_sources(sources, prepared, frames=frames, continued=continued, held=held)
         self._apply_signers(served, signers, set(failed))
+        if self.rollovers is not None:
+            configure_rollovers(self.rollovers, served, self.authority.signers)
         applied.append("zones")
         self.settings = settings
         self._applied = []
@@ -693,7 +734,11 @@ class Reloader:
 
     def _signing_wanted(self, settings) -> tuple[set, bool]:
         """(the zones ``settings`` signs, whether [dnssec] is as before)."""
-        return {z.name for z in settings.zones if z.dnssec}, settings.dnssec == getattr(self.settings, "dnssec", None)
+        wanted = set(make_signers_for(settings))
+        before = getattr(self, "settings", None)
+        same = before is not None and settings.dnssec == before.dnssec and \
+            _policies_by_zone(settings) == _policies_by_zone(before)
+        return wanted, same
 
     def _apply_signers(self, settings, fresh, held=frozenset()) -> None:
         """Zones that turned dnssec on get their signer (``fresh``, made

@@ -65,6 +65,7 @@ from aliasd.service.control import (
     Controller,
     ControlService,
 )
+from aliasd.service.keyroll import register_rollover_gauge, start_rollovers
 from aliasd.service.reload import (
     CatalogMaker,
     Reloader,
@@ -363,12 +364,18 @@ def makeService(options: Options) -> logsetup.LoggingService:
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
     ReloadService(reloader, reactor).setServiceParent(top)
+    # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
+    rollovers = reloader.rollovers = start_rollovers(served, authority, options.state.db, reactor)
+    # The parental agents' sockets and ds-submit-command's retries end with the server. (Not
+    # setServiceParent: ParentAgents.parent(zone) shadows twisted's Service.parent.)
+    reactor.addSystemEventTrigger("before", "shutdown", rollovers.parent.close)
     options.zone_manager = ZoneManager.in_threads(
         reactor, authority, reloader, options.runtime, options.dynamic, notifier, options.state)
+    options.zone_manager.rollovers = rollovers
     controller = Controller(
         reactor, settings=settings, authority=authority, reloader=reloader, notifier=notifier,
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
-        journal_files=options.journal_files,
+        journal_files=options.journal_files, rollovers=rollovers,
     )
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
@@ -378,7 +385,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
         reloader.api = api.resource
     FileSyncService(options.dynamic, authority, reactor, settings.server.dynamic_file_sync).setServiceParent(top)
     if options.signers:  # signatures refreshed when a zone's epoch moves on (aliasd.dnssec.signer.window)
-        every = min(SIGNATURE_CHECK_INTERVAL, settings.dnssec.period / 4)
+        periods = [settings.dnssec.period] + [p.signing.period for p in settings.policies]
+        every = min(SIGNATURE_CHECK_INTERVAL, min(periods) / 4)
         internet.TimerService(every, authority.refresh_signatures).setServiceParent(top)
     # What start-up parsed goes into the snapshot once the server runs, in
     # a thread (a reload, also in a thread, waits: the pool has one for it).
@@ -406,6 +414,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     if settings.statistics.listen is not None:
         _register_gauges(stats, authority, resolver, lag, secondaries, options.broken)
         _register_store(stats, options.state.db, authority, reactor)
+        register_rollover_gauge(stats, rollovers)
         endpoint = settings.statistics.listen
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top

@@ -84,6 +84,7 @@ class ZoneManager:
         self.state = state
         self.run_in_thread = run_in_thread or (lambda f, *args: defer.maybeDeferred(f, *args))
         self._busy: set[dns.name.Name] = set()  # zones being created or deleted
+        self.rollovers = None  # the key-rollover engine: each key's state and next event
 
     @classmethod
     def in_threads(cls, reactor, *args):
@@ -173,7 +174,16 @@ class ZoneManager:
             return []
         keys = signer.keys
         has_zsk = any(k.is_zsk for k in keys)
-        return [_cryptokey(k, has_zsk) for k in keys]
+        rolled = self.rollovers.state(name)["keys"] if self.rollovers is not None else []
+        by_key = {(k["tag"], k["algorithm"]): k for k in rolled}
+        out = []
+        for key in keys:
+            entry = _cryptokey(key, has_zsk)
+            state = by_key.get((key.tag, int(key.algorithm)))
+            if state is not None:  # aliasd's own fields: where the key stands in its rollovers
+                entry.update(state=state["state"], next_event=state["next_event"], next_time=state["next_time"])
+            out.append(entry)
+        return out
 
     def notify(self, name: dns.name.Name) -> None:
         """NOTIFY the zone's secondaries of its serial now."""
@@ -249,11 +259,21 @@ class ZoneManager:
         signers = make_signers(dataclasses.replace(self.settings, zones=(zone,))) if zone.dnssec else {}
         return entry, signers
 
+    def _rollovers_take(self, name: dns.name.Name) -> None:
+        """Tell the key-rollover engine of a zone created or deleted here."""
+        if self.rollovers is None:
+            return
+        signer = self.authority.signers.get(name)
+        zone = self._zone_settings(name) if signer is not None else None
+        policy = self.settings.policy_of(zone) if zone is not None else None
+        self.rollovers.configure_zone(name, policy, signer.keys if signer is not None else [])
+
     def _serve_new(self, prepared, source: ZoneSource) -> None:
         entry, signers = prepared
         self.runtime.served(entry)
         if signers:
             self.authority.set_signers({**self.authority.signers, **signers})
+            self._rollovers_take(entry.name)
         snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
         self.reloader.serve_runtime(entry.name, source, [snapshot])
 
@@ -315,6 +335,7 @@ class ZoneManager:
         serial = self.authority.versions[name].serial if name in self.authority.versions else None
         if name in self.authority.signers:
             self.authority.set_signers({o: s for o, s in self.authority.signers.items() if o != name})
+            self._rollovers_take(name)
         self.reloader.serve_runtime(name, None, [])
         catalog = self.settings.catalog
         d = self.authority.wait_served(catalog.name) if catalog is not None else defer.succeed(None)
