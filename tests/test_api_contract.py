@@ -270,7 +270,13 @@ def test_the_api_answers_as_powerdns_4_7_does(api_target):  # noqa: F811 (the fi
     big = {"rrsets": [rrset(f"t{i}.{EXAMPLE}", "TXT", 60, '"' + "x" * 200 + '"', changetype="REPLACE")
                       for i in range(MAX_BODY * 3 // 2 // 250)]}
     assert len(json.dumps(big)) > MAX_BODY * 1.4
-    api.call("PATCH", f"/zones/{EXAMPLE}", big, status={"pdns": 400, "aliasd": 413}[server.kind])
+    if server.kind == "pdns":  # 400, or the connection closed while the body is still being sent
+        try:
+            api.call("PATCH", f"/zones/{EXAMPLE}", big, status=400)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    else:  # aliasd reads the rest (up to 16 MiB) and answers 413
+        api.call("PATCH", f"/zones/{EXAMPLE}", big, status=413)
     assert api.rrsets(EXAMPLE) == unchanged
     assert api.soa_serial(EXAMPLE) == serial
 
