@@ -47,9 +47,14 @@ class Parent:
 
     def ds_state(self, zone, want, gone):
         self.looks += 1
+        if self.fail == "counted":  # as ParentAgents has it: not yet, and an error counted
+            return defer.succeed(False)
         if self.fail:
             return defer.fail(OSError("agent unreachable"))
         return defer.succeed(want <= self.ds and not gone & self.ds)
+
+    def error_count(self, zone):
+        return 1 if self.fail else 0
 
     def submit(self, zone, add, withdraw):
         self.submitted.append((list(add), list(withdraw)))
@@ -349,12 +354,13 @@ def test_ksk_rollover_waits_for_the_parent_both_ways(tmp_path):
         [new_tag] + [k.tag for k in world.keys if k.is_zsk and k.published(world.clock.seconds())])
 
 
-def test_parent_errors_back_off_to_once_a_minute(tmp_path):
+@pytest.mark.parametrize("fail", [True, "counted"], ids=["failed check", "agent errors counted"])
+def test_parent_errors_back_off_to_once_a_minute(tmp_path, fail):
     parent = Parent()
     world = World(tmp_path, dataclasses.replace(KSK_ONLY_ROLLED, parent_ds_ttl=240), parent)
     world.engine.rollover(ZONE, None)
     world.run_until(lambda: world.record["step"] == "ds-publish")
-    parent.fail = True
+    parent.fail = fail
     looks = parent.looks
     world.clock.pump([1] * 600)
     assert 10 <= parent.looks - looks <= 14  # 20, 40, 60, 60, ... s apart

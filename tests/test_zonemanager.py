@@ -436,3 +436,30 @@ def test_what_the_api_threads_read_is_never_changed_under_them(server):
     server.done(server.manager.delete(N("one.test."), by="admin"))
     assert set(zones) == set(made) == {N("one.test."), N("two.test.")}
     assert set(runtime.settings(defaults)) == {N("two.test.")}
+
+
+def test_a_zone_created_or_deleted_changes_the_settings_as_a_full_reload_would(write, clock):
+    """Creates and deletes change one zone's transfer, update, NOTIFY and
+    history settings (thousands of zones are not gone over each time): what
+    they leave is what setting every zone again gives."""
+    server = Server(write(defaults="""
+        transfer-key = "ops"
+        update = [{ key = "ops", types = ["TXT"] }]
+        max-records = 50
+        journal-max-usage = "2M"
+    """), clock)
+    for name in ("one.test.", "two.test.", "three.test."):
+        create(server, name)
+    server.done(server.manager.delete(N("two.test."), by="admin"))
+
+    def taken():
+        handler, notifier, journals = server.handler, server.notifier, server.authority.journals
+        return (dict(handler.access._rules), handler.access._all_networks, dict(handler.updates.rules),
+                dict(handler.updates.max_records), dict(notifier.targets), dict(notifier.keys),
+                dict(journals.max_usage_for))
+
+    incremental = taken()
+    assert N("one.test.") in incremental[2] and N("two.test.") not in incremental[0]
+    assert incremental[6][N("three.test.")] == 2 * 1024**2
+    server.reloader._apply_zone_settings(with_runtime_zones(server.manager.settings, server.manager.runtime), [])
+    assert taken() == incremental

@@ -66,6 +66,24 @@ class TransferAccess:
         # Zones share their defaults: ten thousand zones, a handful of networks.
         self._all_networks = frozenset(net for nets, _, _ in self._rules.values() for net in nets)
 
+    def changed(self, name: dns.name.Name, zone: ZoneSettings | None) -> TransferAccess:
+        """These rules with one zone's replaced (None: the zone is gone), for
+        a zone created or deleted at runtime: the others' are copied, not
+        made again (thousands of zones)."""
+        access = TransferAccess(())
+        access._rules = dict(self._rules)
+        access._rules.pop(name, None)
+        if zone is not None:
+            access._rules[name] = (
+                tuple(zone.allow_transfer),
+                dns.name.from_text(zone.transfer_key) if zone.transfer_key else None,
+                zone.transfer_tls_only,
+            )
+            access._all_networks = self._all_networks | frozenset(zone.allow_transfer)
+        else:
+            access._all_networks = frozenset(net for nets, _, _ in access._rules.values() for net in nets)
+        return access
+
     def is_transfer_client(self, client: str) -> bool:
         """Is ``client`` in some zone's allow-transfer networks (a secondary)?
 

@@ -130,7 +130,7 @@ class ParentAgents(service.Service):
         for agent in [a for a in self._resolvers if a not in wanted]:
             self._resolvers.pop(agent).close()
 
-    def parent(self, zone: dns.name.Name) -> Parent | None:
+    def parent_of(self, zone: dns.name.Name) -> Parent | None:
         """The zone's Parent: from its policy when ``policy_of`` is given, else as set."""
         if self.policy_of is None:
             return self.parents.get(zone)
@@ -144,7 +144,7 @@ class ParentAgents(service.Service):
         return made
 
     def has_agents(self, zone: dns.name.Name) -> bool:
-        parent = self.parent(zone)
+        parent = self.parent_of(zone)
         return parent is not None and bool(parent.agents)
 
     # -- DS checks -------------------------------------------------------------
@@ -157,7 +157,7 @@ class ParentAgents(service.Service):
     def ds_state(self, zone: dns.name.Name, want: frozenset[bytes], gone: frozenset[bytes]) -> defer.Deferred:
         """True once every agent shows all of ``want`` and none of ``gone``
         (DS rdata in wire form); False otherwise, errors included."""
-        parent = self.parent(zone)
+        parent = self.parent_of(zone)
         if parent is None or not parent.agents:
             return defer.succeed(False)
         asked = [self._ask(zone, agent) for agent in parent.agents]
@@ -211,7 +211,7 @@ class ParentAgents(service.Service):
     def submit(self, zone: dns.name.Name, add: list[str], withdraw: list[str]) -> None:
         """Run the zone's ds-submit-command for these DS changes (presentation
         lines) until it succeeds; replaces a submission not done yet."""
-        parent = self.parent(zone)
+        parent = self.parent_of(zone)
         if parent is None or not parent.submit_command:
             return
         self.cancel(zone)
@@ -231,7 +231,7 @@ class ParentAgents(service.Service):
 
     def _run(self, zone: dns.name.Name, submission: _Submission) -> None:
         submission.retry = None
-        parent = self.parent(zone)
+        parent = self.parent_of(zone)
         if parent is None or not parent.submit_command or self._submissions.get(zone) is not submission:
             return
         submission.tries += 1

@@ -575,11 +575,17 @@ class Rollovers:
             state.busy = False
             if self.zones.get(zone) is not state or state.record is None or state.record["step"] != step:
                 return
-            state.interval = check_interval(state.policy)
             if ok:
+                state.interval = check_interval(state.policy)
                 self._ds_seen(zone, "withdrawn" if step != "ds-publish" else "published")
-            else:
-                self._again(zone, state)
+                return
+            errors = getattr(self.parent, "error_count", lambda _: 0)(zone)
+            # An agent that did not answer (ParentAgents counts them): back
+            # off, doubling up to a minute; one that answered "not yet": the
+            # policy's pace.
+            state.interval = (min(60.0, max(state.interval, check_interval(state.policy)) * 2) if errors
+                              else check_interval(state.policy))
+            self._again(zone, state)
 
         def error(failure):
             state.busy = False

@@ -164,6 +164,18 @@ class Journals(dict):
         self._usage = sum(j.usage for j in self.values())
         return dropped + self.trim_total()
 
+    def set_limit_for(self, origin: dns.name.Name, max_usage: int | None) -> None:
+        """One zone's bound (a zone created or deleted at runtime; None: the
+        default); the other journals are left as they are."""
+        limits = dict(self.max_usage_for)
+        limits.pop(origin, None)
+        if max_usage is not None:
+            limits[origin] = max_usage
+        self.max_usage_for = limits
+        journal = self.get(origin)
+        if journal is not None:
+            journal.max_usage = limits.get(origin, self.max_usage)
+
     @property
     def usage(self) -> int:
         return self._usage

@@ -24,7 +24,8 @@ log = Logger()
 
 def start_rollovers(settings: Settings, authority, db, clock, parent: ParentView | None = None) -> Rollovers:
     """The engine for ``authority``'s signed zones, configured; its parent
-    view (a ParentAgents, which the caller closes at shutdown) is ``.parent``."""
+    view (a ParentAgents, a service the caller starts and stops with the
+    server) is ``.parent``."""
 
     def apply(zone: dns.name.Name, keys, cds_delete: bool, signed: bool) -> None:
         signers = dict(authority.signers)

@@ -87,8 +87,11 @@ def with_runtime_zones(settings: Settings, runtime) -> Settings:
     settings are read from: transfers, NOTIFY, update rules, signing."""
     if runtime is None or not runtime.zones:
         return settings
-    taken = configured_zones(settings)
-    extra = tuple(z for name, z in runtime.settings(settings.zone_defaults).items() if name not in taken)
+    made = runtime.settings(settings.zone_defaults)
+    # The configured names are few beside thousands of runtime ones: look
+    # those up, not every runtime name (a Name's hash is slow).
+    clash = {name for name in configured_zones(settings) if name in made}
+    extra = tuple(z for name, z in made.items() if name not in clash) if clash else tuple(made.values())
     return dataclasses.replace(settings, zones=settings.zones + extra)
 
 
@@ -596,6 +599,29 @@ class Reloader:
         }
         applied.append("NOTIFY targets")
 
+    def _zone_settings_changed(self, origin: dns.name.Name, zone: ZoneSettings | None) -> None:
+        """One zone's transfer, update and NOTIFY settings (None: the zone is
+        gone), as _apply_zone_settings has them for every zone; a zone
+        created or deleted at runtime, one at a time among thousands: the
+        others' are copied, not made again."""
+        handler, notifier = self.handler, self.notifier
+        rules, max_records = dict(handler.updates.rules), dict(handler.updates.max_records)
+        targets, keys = dict(notifier.targets), dict(notifier.keys)
+        for table in (rules, max_records, targets, keys):
+            table.pop(origin, None)
+        if zone is not None:
+            if zone.update:
+                rules[origin] = zone.update
+            if zone.max_records:
+                max_records[origin] = zone.max_records
+            targets[origin] = zone.notify
+            if zone.transfer_key:
+                keys[origin] = handler.keyring[dns.name.from_text(zone.transfer_key)]
+        handler.access = handler.access.changed(origin, zone)
+        handler.updates.rules, handler.updates.max_records = rules, max_records
+        notifier.targets, notifier.keys = targets, keys
+        self.authority.journals.set_limit_for(origin, zone.journal_max_usage if zone is not None else None)
+
     def serve_runtime(self, origin: dns.name.Name, source: ZoneSource | None, frames: list) -> None:
         """A zone created, changed or deleted at runtime (``source`` None:
         deleted; aliasd.service.zonemanager): served or not from now on,
@@ -603,14 +629,17 @@ class Reloader:
         are written with its next version."""
         settings = self.settings
         catalog = settings.catalog.name if settings.catalog is not None else None
-        sources = [s for o, s in self.authority.sources.items() if o != origin and o != catalog]
+        by_origin = dict(self.authority.sources)  # (a copy keeps the names' hashes)
+        by_origin.pop(origin, None)
+        by_origin.pop(catalog, None)
+        sources = list(by_origin.values())
         if source is not None:
             sources.append(source)
-        served = with_runtime_zones(settings, self.runtime)
+        zone = self.runtime.settings(settings.zone_defaults).get(origin) if source is not None else None
         dynamic = getattr(self.options, "dynamic", None)
         if dynamic is not None:
-            dynamic.configure(served.zones)
-        self._apply_zone_settings(served, [])
+            dynamic.runtime_zone(origin, zone is not None)
+        self._zone_settings_changed(origin, zone)
         sources = self.catalog.add_to(settings, sources, self.authority.held)
         self.authority.set_sources(sources, frames={origin: frames} if frames else None, held=self.authority.held)
 

@@ -366,9 +366,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     ReloadService(reloader, reactor).setServiceParent(top)
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
     rollovers = reloader.rollovers = start_rollovers(served, authority, options.state.db, reactor)
-    # The parental agents' sockets and ds-submit-command's retries end with the server. (Not
-    # setServiceParent: ParentAgents.parent(zone) shadows twisted's Service.parent.)
-    reactor.addSystemEventTrigger("before", "shutdown", rollovers.parent.close)
+    # The parental agents' sockets and ds-submit-command's retries end with the server.
+    rollovers.parent.setServiceParent(top)
     options.zone_manager = ZoneManager.in_threads(
         reactor, authority, reloader, options.runtime, options.dynamic, notifier, options.state)
     options.zone_manager.rollovers = rollovers

@@ -238,6 +238,11 @@ class DynamicZones:
         self.zones = {z.name for z in zones if z.dynamic or z.file is None}
         self.paths = {z.name: z.file for z in zones if z.dynamic and z.file is not None}
 
+    def runtime_zone(self, origin: dns.name.Name, served: bool) -> None:
+        """A zone created (or deleted) at runtime is dynamic (or gone): the
+        set is replaced, not changed in place, and not made again."""
+        self.zones = self.zones | {origin} if served else self.zones - {origin}
+
     def is_dynamic(self, origin: dns.name.Name) -> bool:
         return origin in self.zones
 

@@ -44,28 +44,44 @@ class RuntimeZones:
 
     def __init__(self, db):
         self.db = db
-        # Read from the API's threads while the reactor changes them: both
-        # mappings are replaced whole (``served``, ``unserved``, ``settings``),
-        # never changed in place, so a reader iterates a consistent one.
-        self.zones: dict[dns.name.Name, RuntimeZone] = {}
-        self._made: tuple = (None, {})  # ([zone-defaults] they were made from, zone -> settings)
+        # Read from the API's threads while the reactor changes them: the
+        # zones are replaced whole with a new version (``served``,
+        # ``unserved``), never changed in place, so a reader iterates a
+        # consistent mapping; copying a dict keeps its keys' hashes (a
+        # Name's hash is computed label by label in Python each time).
         zones = {}
         with db.reading() as txn:
             for key, value in db.items_under(txn, db.meta, _ZONE):
                 entry = json.loads(value)
                 name = store.name_of(key[len(_ZONE):])
                 zones[name] = RuntimeZone(name, entry["kind"], entry["generation"])
-        self.zones = zones
+        self._state: tuple[int, dict[dns.name.Name, RuntimeZone]] = (0, zones)
+        self._made: tuple = (None, -1, {})  # ([zone-defaults], version of the zones, zone -> settings)
+
+    @property
+    def zones(self) -> dict[dns.name.Name, RuntimeZone]:
+        return self._state[1]
 
     def served(self, entry: RuntimeZone) -> None:
         """The zone is served now (reactor thread)."""
-        self.zones = {**self.zones, entry.name: entry}
+        version, zones = self._state
+        defaults, made_version, made = self._made
+        if defaults is not None and made_version == version:
+            made = {**made, entry.name: dataclasses.replace(defaults, name=entry.name, file=None)}
+            self._made = (defaults, version + 1, made)
+        self._state = (version + 1, {**zones, entry.name: entry})
 
     def unserved(self, name: dns.name.Name) -> RuntimeZone | None:
         """The zone is served no more (reactor thread); its entry."""
-        zones = dict(self.zones)
+        version, zones = self._state
+        zones = dict(zones)
         entry = zones.pop(name, None)
-        self.zones = zones
+        defaults, made_version, made = self._made
+        if defaults is not None and made_version == version:
+            made = dict(made)
+            made.pop(name, None)
+            self._made = (defaults, version + 1, made)
+        self._state = (version + 1, zones)
         return entry
 
     def __contains__(self, name: dns.name.Name) -> bool:
@@ -73,14 +89,13 @@ class RuntimeZones:
 
     def settings(self, defaults) -> dict:
         """Zone -> its settings: ``defaults`` ([zone-defaults]) with its name
-        and no file (made once per zone while the defaults stay the same)."""
-        zones = self.zones
-        made_from, made = self._made
-        if made_from != defaults:
-            made = {}
-        if made.keys() != zones.keys():
-            made = {name: made.get(name) or dataclasses.replace(defaults, name=name, file=None) for name in zones}
-            self._made = (defaults, made)
+        and no file (made again only when the defaults change)."""
+        version, zones = self._state
+        made_from, made_version, made = self._made
+        if made_version == version and (made_from is defaults or made_from == defaults):
+            return made
+        made = {name: dataclasses.replace(defaults, name=name, file=None) for name in zones}
+        self._made = (defaults, version, made)
         return made
 
     def generations(self) -> dict[dns.name.Name, int]:
