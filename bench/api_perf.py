@@ -43,6 +43,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class BenchAliasd(ApiServer):
     def __init__(self, directory: Path, secondary_port: int):
         self.http_port = free_port()
         self.dns_port = free_port()
+        self.metrics_port = free_port()
         per_zone = f'notify = ["127.0.0.1:{secondary_port}"]\nallow-transfer = ["127.0.0.1"]\n'
         config = directory / "aliasd.toml"
         config.write_text(
@@ -98,6 +100,9 @@ class BenchAliasd(ApiServer):
                 serial-interval = 0
                 tcp-max-per-client = {TCP_PER_CLIENT}
 
+                [statistics]
+                listen = "127.0.0.1:{self.metrics_port}"
+
                 """
             )
             + f"[zone-defaults]\n{per_zone}\n[catalog]\nzone = \"{CATALOG}\"\n{per_zone}\n"
@@ -108,6 +113,14 @@ class BenchAliasd(ApiServer):
 
     def zone_body(self, name: str) -> dict:
         return zone_body(name)
+
+    def stalls(self) -> str:
+        """The longest reactor stall and garbage collection since start (its metrics)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as page:
+            metrics = dict(line.split(" ", 1) for line in page.read().decode().splitlines()
+                           if line.startswith(("aliasd_reactor_lag_seconds_max ", "aliasd_gc_pause_seconds_max ")))
+        return (f"longest reactor stall {float(metrics['aliasd_reactor_lag_seconds_max']) * 1000:.1f} ms, "
+                f"longest garbage collection {float(metrics['aliasd_gc_pause_seconds_max']) * 1000:.1f} ms")
 
     def log(self) -> str:
         return self.process.log()
@@ -209,6 +222,8 @@ def run(args, directory: Path) -> int:
         else:
             print(f"  DNS probe (every 10 ms)   max {probed['max_ms']:.1f} ms, p99 {probed['p99_ms']:.1f} ms,"
                   f" {probed['unanswered']} of {probed['sent']} unanswered within 1 s")
+        if hasattr(server, "stalls"):
+            print(f"  aliasd                    {server.stalls()}")
         return 1 if failures or served is None else 0
     finally:
         if named is not None:
