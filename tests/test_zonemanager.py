@@ -463,3 +463,19 @@ def test_a_zone_created_or_deleted_changes_the_settings_as_a_full_reload_would(w
     assert incremental[6][N("three.test.")] == 2 * 1024**2
     server.reloader._apply_zone_settings(with_runtime_zones(server.manager.settings, server.manager.runtime), [])
     assert taken() == incremental
+
+
+def test_creates_that_end_together_are_served_in_one_pass(server, monkeypatch):
+    """A pass over the served zones grows with them: creates by several
+    clients that end in one turn of the reactor share one."""
+    passes = []
+    set_sources = server.authority.set_sources
+    monkeypatch.setattr(server.authority, "set_sources", lambda *a, **kw: (passes.append(1), set_sources(*a, **kw)))
+    made = [server.manager.create(N(f"{name}.test."), [rr(f"ns1.{name}.test.", A, "192.0.2.53")], by="admin",
+                                  nameservers=[N(f"ns1.{name}.test.")], default_soa=SOA_TEXT)
+            for name in ("one", "two", "three")]
+    assert passes == []  # nothing served before the reactor turns
+    views = [server.done(d) for d in made]
+    assert passes == [1]
+    assert [v.serial == server.serial(v.name.to_text()) for v in views] == [True] * 3
+    assert set(server.members()) >= {"one.test.", "two.test.", "three.test."}

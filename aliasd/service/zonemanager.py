@@ -26,6 +26,7 @@ import dns.rdataclass
 import dns.rdatatype
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from aliasd.base import store
 from aliasd.dnssec.keys import ZoneKey
@@ -84,6 +85,8 @@ class ZoneManager:
         self.state = state
         self.run_in_thread = run_in_thread or (lambda f, *args: defer.maybeDeferred(f, *args))
         self._busy: set[dns.name.Name] = set()  # zones being created or deleted
+        self._to_serve: dict = {}  # created zones served at the next turn of the reactor: _serve_soon
+        self._serving = None
         self.rollovers = None  # the key-rollover engine: each key's state and next event
 
     @classmethod
@@ -275,7 +278,29 @@ class ZoneManager:
             self.authority.set_signers({**self.authority.signers, **signers})
             self._rollovers_take(entry.name)
         snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
-        self.reloader.serve_runtime(entry.name, source, [snapshot])
+        return self._serve_soon(entry.name, source, [snapshot])
+
+    def _serve_soon(self, name: dns.name.Name, source: ZoneSource, frames: list) -> defer.Deferred:
+        """Serve the new zone together with the others whose creation ends
+        in this turn of the reactor (one pass over the served zones for
+        all: creates by several clients at once would each stall it)."""
+        d = defer.Deferred()
+        self._to_serve[name] = (source, frames, d)
+        if self._serving is None:
+            self._serving = self.reloader.reactor.callLater(0, self._serve_now)
+        return d
+
+    def _serve_now(self) -> None:
+        pending, self._to_serve, self._serving = self._to_serve, {}, None
+        try:
+            self.reloader.serve_runtime_many({name: (source, frames) for name, (source, frames, _) in pending.items()})
+        except Exception:
+            failure = Failure()
+            for _, _, d in pending.values():
+                d.errback(failure)
+            return
+        for _, _, d in pending.values():
+            d.callback(None)
 
     def patch(self, name: dns.name.Name, changes, *, by: str) -> defer.Deferred:
         """Apply RRset changes, all or nothing; fires with the ZoneView once
