@@ -159,6 +159,19 @@ class _Zone:
     def __init__(self, file):
         self.file = file
 
+def started_with_one_update(tmp_path):
+    """A dynamic zone started from its file, with one update (a.example.com.
+    A 192.0.2.51, serial 11) recorded: (store, file source, DynamicZones,
+    the source after the update)."""
+    files = journals(tmp_path / "state")
+    file_source, sha = make(tmp_path, source_text())
+    dynamic = DynamicZones(files, [_Zone(file_source.path)])
+    dynamic.start_source(file_source, sha)
+    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
+    files.append(file_source.key, [u1])
+    return files, file_source, dynamic, s1
+
+
 
 def _addresses(source, name):
     rrset = source.rrsets.get((N(name), dns.rdatatype.A))
@@ -185,12 +198,7 @@ def test_the_truth_is_the_stores_and_a_file_aliasd_wrote_changes_nothing(tmp_pat
 
 
 def test_a_hand_edit_merges_with_updates_and_the_edit_wins_where_both_changed(tmp_path, log_events):
-    files = journals(tmp_path / "state")
-    file_source, sha = make(tmp_path, source_text())
-    dynamic = DynamicZones(files, [_Zone(file_source.path)])
-    dynamic.start_source(file_source, sha)
-    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
-    files.append(file_source.key, [u1])
+    files, file_source, dynamic, s1 = started_with_one_update(tmp_path)
     dynamic.write_file(s1)
     s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)  # not in the file yet
     files.append(file_source.key, [u2])
@@ -225,12 +233,7 @@ def test_a_hand_edit_not_reloaded_yet_is_never_written_over(tmp_path, log_events
     file just before took the file aliasd had just written as the edit's
     base, so the "edit" undid every update since the file was last
     written, without naming one as lost."""
-    files = journals(tmp_path / "state")
-    file_source, sha = make(tmp_path, source_text())
-    dynamic = DynamicZones(files, [_Zone(file_source.path)])
-    dynamic.start_source(file_source, sha)
-    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
-    files.append(file_source.key, [u1])
+    files, file_source, dynamic, s1 = started_with_one_update(tmp_path)
     # The operator adds a name to the file and sends SIGHUP; the reload reads
     # the file, and the file sync runs before the reload applies it.
     text = file_source.path.read_text() + "byhand\t60\tIN\tA\t192.0.2.46\n"
