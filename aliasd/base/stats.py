@@ -52,6 +52,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aliasd_rrl_dropped_total": ("UDP answers dropped by response rate limiting.", ()),
     "aliasd_rrl_slipped_total": ("UDP answers replaced by a truncated answer (RRL slip).", ()),
     "aliasd_updates_total": ("Dynamic UPDATE requests answered, by rcode.", ("rcode",)),
+    "aliasd_worker_queries_total": ("DNS queries answered by each worker process.", ("worker",)),
 }
 
 GaugeReader = Callable[[], Iterable[tuple[dict, float]]]
