@@ -66,6 +66,9 @@ class Statistics:
         self.gauges: dict[str, tuple[str, GaugeReader]] = {}
         # Counters kept elsewhere (another thread's), read when scraped.
         self.read_counters: dict[str, tuple[str, Callable[[], int]]] = {}
+        # Called before a scrape renders; its Deferred fires once the
+        # counters are current (worker processes' counts added: aliasd.service.workers).
+        self.refresh: Callable[[], object] | None = None
 
     @staticmethod
     def key(metric: str, **labels: str) -> tuple:
@@ -172,6 +175,21 @@ class _Metrics(resource.Resource):
         self.statistics = statistics
 
     def render_GET(self, request):
+        if self.statistics.refresh is None:
+            return self._body(request)
+
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def write(_):
+            if not gone:
+                request.write(self._body(request))
+                request.finish()
+
+        self.statistics.refresh().addCallback(write)
+        return server.NOT_DONE_YET
+
+    def _body(self, request) -> bytes:
         accept = request.getHeader(b"accept")
         body, content_type = self.statistics.render(accept.decode("latin-1") if accept else "")
         request.setHeader(b"content-type", content_type.encode("ascii"))

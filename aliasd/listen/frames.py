@@ -32,9 +32,10 @@ LENGTH = struct.Struct("!I")
 
 #: Frame kinds, main process -> worker.
 CHANGES = "changes"  # payload: (definitions, calls, dropped tokens); acked with its seq
+COUNTS = "counts"  # a scrape: send the counters now, as a STATS frame with this seq
 #: Frame kinds, worker -> main process.
 ACK = "ack"  # seq: the last change frame applied
-STATS = "stats"  # payload: {counter key: increment}
+STATS = "stats"  # payload: {counter key: increment}; seq: the COUNTS it answers, or 0
 LOG = "log"  # payload: (level name, namespace, text)
 FORWARD = "forward"  # payload: (listening socket index, client address, message)
 

@@ -200,14 +200,17 @@ class Worker:
                 for method, args in frames.decode_changes(self.objects, payload):
                     getattr(self.registry, method)(*args)
                 self._send(frames.ACK, seq, None)
+            elif kind == frames.COUNTS:
+                self._report_stats(seq)
 
-    def _report_stats(self) -> None:
+    def _report_stats(self, asked: int = 0) -> None:
+        """Counter increments since the last report (the main process adds
+        them up); ``asked``: the scrape that asks, answered even if none."""
         counters = self.stats.counters
-        if counters:
-            increments = {key: value for key, value in counters.items() if value}
-            counters.clear()
-            if increments:
-                self._send(frames.STATS, 0, increments)
+        increments = {key: value for key, value in counters.items() if value}
+        counters.clear()
+        if increments or asked:
+            self._send(frames.STATS, asked, increments)
 
     def _send(self, kind: str, seq: int, payload) -> None:
         self.channel.sendall(frames.encode(kind, seq, payload))

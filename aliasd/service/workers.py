@@ -49,6 +49,8 @@ STOP_TIMEOUT = 2.0
 CRASH_DEATHS = 3
 CRASH_WINDOW = 10.0
 CRASH_DELAY = 1.0
+#: Seconds a scrape waits for the workers' counts.
+COUNTS_TIMEOUT = 0.5
 #: Visibility delays kept for the ``aliasd_worker_sync_seconds`` quantiles.
 SYNC_SAMPLES = 1024
 
@@ -132,6 +134,8 @@ class WorkerPool(service.Service):
         self._waiters: list[tuple[int, defer.Deferred]] = []
         self._deaths: collections.deque = collections.deque(maxlen=CRASH_DEATHS)
         self.sync_seconds: collections.deque = collections.deque(maxlen=SYNC_SAMPLES)
+        self._counts_asked = 0  # the last scrape's request to the workers
+        self._collecting: list[tuple[int, set, defer.Deferred]] = []  # scrapes waiting for counts
         self._watch = task.LoopingCall(self._check_acks)
         self._watch.clock = reactor
         self._main_pid = os.getpid()
@@ -158,6 +162,7 @@ class WorkerPool(service.Service):
                 self.shared.add(obj)
         registry.listeners.append(self._changed)
         self.authority.synced = self.synced
+        self.stats.refresh = self.collect  # a scrape counts what every worker answered before it
         gc.collect()
         gc.freeze()  # forked pages stay shared: the collector does not write to them
         for number in range(1, self.count + 1):
@@ -302,6 +307,8 @@ class WorkerPool(service.Service):
             worker.acked = seq
             self._check_synced()
         elif kind == frames.STATS:
+            if seq:
+                self._counted(worker, seq)
             self.stats.counters.update(payload)
             answered = sum(v for (metric, _), v in payload.items() if metric == "aliasd_queries_total")
             if answered:
@@ -329,6 +336,7 @@ class WorkerPool(service.Service):
 
     def channel_lost(self, worker: _Worker) -> None:
         self._check_synced()  # it no longer holds the barrier back
+        self._counted(worker, self._counts_asked)  # nor a scrape
         self._reap(worker, time.monotonic())
 
     def _reap(self, worker: _Worker, since: float) -> None:
@@ -392,6 +400,34 @@ class WorkerPool(service.Service):
         return one_by_one()
 
     # -- statistics --------------------------------------------------------
+
+    def collect(self) -> defer.Deferred:
+        """Fires once every live worker has sent its counts (a scrape: what
+        was answered before it is counted), or after ``COUNTS_TIMEOUT``."""
+        live = self.live()
+        if not live:
+            return defer.succeed(None)
+        self._counts_asked += 1
+        asked = self._counts_asked
+        d = defer.Deferred()
+        entry = (asked, {w.pid for w in live}, d)
+        self._collecting.append(entry)
+        for worker in live:
+            worker.channel.transport.write(frames.encode(frames.COUNTS, asked, None))
+        self.reactor.callLater(COUNTS_TIMEOUT, self._collected, entry)
+        return d
+
+    def _counted(self, worker: _Worker, asked: int) -> None:
+        for entry in list(self._collecting):
+            if entry[0] <= asked:
+                entry[1].discard(worker.pid)
+                if not entry[1]:
+                    self._collected(entry)
+
+    def _collected(self, entry) -> None:
+        if entry in self._collecting:
+            self._collecting.remove(entry)
+            entry[2].callback(None)
 
     def _register_metrics(self) -> None:
         self.stats.gauge("aliasd_workers", "Worker processes answering queries.",
