@@ -6,6 +6,7 @@ main process. The processes themselves: tests/test_e2e_workers_smoke.py
 from __future__ import annotations
 
 import gc
+import signal
 import socket
 
 import dns.message
@@ -24,6 +25,7 @@ from aliasd.base.stats import Statistics
 from aliasd.listen import frames
 from aliasd.listen.worker import needs_main
 from aliasd.service.authority import ZoneAuthority
+from aliasd.service import workers
 from aliasd.service.workers import WorkerPool, _Channel, _Worker
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
@@ -197,18 +199,30 @@ def test_a_forked_worker_knows_the_inherited_objects_by_token(streamed):
 # -- the barrier ----------------------------------------------------------
 
 
+class _Port:
+    """The main process's UDP port, as far as the pool uses it."""
+
+    def __init__(self):
+        self.reading = True
+        self.transport = self
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+
 class Pool:
     """A WorkerPool with two pretend workers (channels on StringTransports)."""
 
     def __init__(self, authority):
         self.clock = task.Clock()
-        self.pool = WorkerPool(2, self.clock, authority, [], Statistics())
+        self.port = _Port()
+        self.pool = WorkerPool(2, self.clock, authority, [self.port], Statistics())
         self.pool.running = self.pool.started = True
         authority.registry.listeners.append(self.pool._changed)
         authority.synced = self.pool.synced
         self.workers = []
         for number in (1, 2):
-            worker = _Worker(number, -number, 0)  # no such process
+            worker = _Worker(number, 2**22 + number, 0)  # above Linux's largest pid: no such process
             worker.stopping = True  # never restarted by a test
             channel = _Channel(self.pool, worker)
             channel.makeConnection(StringTransport())
@@ -275,6 +289,33 @@ def test_a_scrape_waits_for_every_workers_counts():
     late = pools.pool.collect()
     pools.clock.advance(1)  # a worker that does not answer does not hold a scrape for long
     assert late.called
+
+
+def test_the_main_process_answers_until_every_worker_runs_and_a_stuck_worker_is_replaced(monkeypatch):
+    signals = []
+    monkeypatch.setattr(workers, "_signal", lambda pid, signum: signals.append((pid, signum)))
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    pools = Pool(authority)
+    first, second = pools.workers
+    pools.pool.frame_received(first, frames.READY, 0, first.pid)
+    assert pools.port.reading  # one worker is not reading yet: the main process still answers
+    second.forked -= workers.ACK_TIMEOUT + 1
+    pools.pool._check_acks()
+    assert signals == [(second.pid, signal.SIGKILL)]  # (replaced when its death is seen)
+    pools.pool.frame_received(second, frames.READY, 0, second.pid)
+    assert not pools.port.reading
+    signals.clear()
+    authority.serve(flattened_version("203.0.113.9", 2, previous=authority.versions[OWNER]))
+    pools.clock.advance(0)
+    pools.ack(first, 1)
+    pools.pool._check_acks()
+    assert signals == []  # the other has had less than ACK_TIMEOUT
+    changed, sent = pools.pool._sent_at[1]
+    pools.pool._sent_at[1] = (changed, sent - workers.ACK_TIMEOUT - 1)
+    second.stopping = False  # (one being replaced is not: it has its own deadline)
+    pools.pool._check_acks()
+    assert signals == [(second.pid, signal.SIGKILL)]
 
 
 # -- what a worker hands to the main process -------------------------------

@@ -475,6 +475,8 @@ class WorkerPool(service.Service):
 
 
 def _signal(pid: int, signum: int) -> None:
+    if pid <= 0:  # never a process group, never every process
+        return
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
