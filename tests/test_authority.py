@@ -355,3 +355,60 @@ def test_in_zone_targets_are_counted_and_shown_beside_upstream_ones(authority, c
     # A reload without the owner forgets its target.
     authority.set_sources([zone_source("example.com", "@ 300 SOA ns1 h 2 1 1 1 1\n@ 300 A 192.0.2.1\n"), CDN])
     assert authority.graph.local == {}
+
+
+class _CountedPasses(dict):
+    """The authority's zones, counting each pass over all of them."""
+
+    passes = 0
+
+    def _pass(self, method):
+        type(self).passes += 1
+        return method()
+
+    def __iter__(self):
+        return self._pass(super().__iter__)
+
+    def keys(self):
+        return self._pass(super().keys)
+
+    def values(self):
+        return self._pass(super().values)
+
+    def items(self):
+        return self._pass(super().items)
+
+
+def test_one_zone_added_or_removed_among_many_costs_that_zone_not_a_pass(authority):
+    """add_sources and remove_sources (a zone created or deleted at runtime,
+    one file reloaded) touch that zone only: no pass over the served zones,
+    the others keep their versions, and what is served is what set_sources
+    makes of the same set."""
+    many = [zone_source(f"z{i}.example", f"$ORIGIN z{i}.example.\n@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\n")
+            for i in range(200)]
+    authority.set_sources([EXAMPLE, CDN, *many])
+    zones = authority._zones = authority.graph._zones = _CountedPasses(authority._zones)
+    before = dict(authority.versions)
+    new = zone_source("new.example", "$ORIGIN new.example.\n@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\nwww 300 A 192.0.2.9\n")
+    authority.add_sources([new])
+    assert zones.passes == 0
+    assert authority.zone_for(N("www.new.example")).lookup(N("www.new.example"), T.A).answer
+    assert all(authority.versions[o] is v for o, v in before.items())
+    assert set(authority.sources) == set(before) | {N("new.example")}
+    authority.remove_sources([N("z7.example"), N("new.example")])
+    assert zones.passes == 0
+    assert set(authority.versions) == set(authority.sources) == set(before) - {N("z7.example")}
+    assert authority.zone_for(N("www.new.example")) is None
+    # The same set through set_sources: the counter sees its pass, and the
+    # outcome is the same.
+    authority.set_sources(list(authority.sources.values()))
+    assert zones.passes > 0
+    assert all(authority.versions[o] is before[o] for o in authority.versions)
+
+
+def test_a_zone_added_over_a_target_follows_it_there(authority, upstream, clock):
+    """add_sources, as set_sources: an ALIAS whose upstream target now lies
+    in a served zone follows it there."""
+    authority.add_sources([zone_source("example.org", "$ORIGIN example.org.\n@ 300 SOA ns1 h 1 2 3 4 5\n"
+                                                      "lb 300 A 203.0.113.7\n")])
+    assert addresses(authority, "ext2.example.com")[1] == {"203.0.113.7"}

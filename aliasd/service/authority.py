@@ -365,12 +365,43 @@ class ZoneAuthority:
         ``held``: configured zones with nothing to serve (a broken file, no
         last good data), answered SERVFAIL (aliasd.zones.registry.hold).
         """
-        frames = frames or {}
         sources = {source.origin: source for source in sources}
-        prepared = prepared or {}
-        zones, registry, graph = self._zones, self.registry, self.graph
+        zones = self._zones
         removed = [o for o in zones if o not in sources]
         fresh = [o for o, s in sources.items() if o not in zones or zones[o].source is not s]
+        self._change(sources, removed, fresh, prepared or {}, frames or {}, continued, held, wait)
+
+    def add_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
+                    frames: dict | None = None, continued=()) -> None:
+        """Serve these zones (new ones, or new sources of served ones) beside
+        the others, as set_sources would with them added: a zone created at
+        runtime, or one file reloaded, costs what it holds, not a pass over
+        every served zone. They are no longer held (their file mended)."""
+        sources = list(sources)
+        zones = self._zones
+        configured = dict(self.registry.sources)  # (a copy keeps the names' hashes; replaced whole)
+        for source in sources:
+            configured[source.origin] = source
+        fresh = [s.origin for s in sources if s.origin not in zones or zones[s.origin].source is not s]
+        held = self.registry.held
+        held = held - {s.origin for s in sources} if held else held
+        self._change(configured, [], fresh, prepared or {}, frames or {}, continued, held, False)
+
+    def remove_sources(self, origins: Iterable[dns.name.Name]) -> None:
+        """Stop serving these zones, the others as they are (as set_sources
+        without them, for what they cost: zones deleted at runtime)."""
+        configured = dict(self.registry.sources)
+        removed = [o for o in origins if o in self._zones]
+        for origin in removed:
+            configured.pop(origin, None)
+        self._change(configured, removed, [], {}, {}, (), self.registry.held, False)
+
+    def _change(self, sources: dict, removed: list, fresh: list, prepared: dict, frames: dict, continued,
+                held, wait: bool) -> None:
+        """Serve ``sources`` (origin -> source), of which ``removed`` are gone
+        and ``fresh`` new or changed: the work of set_sources once it knows
+        what differs."""
+        zones, registry, graph = self._zones, self.registry, self.graph
         added = [o for o in fresh if o not in zones]
         affected = graph.affected_by(removed + fresh, added)
         for origin in removed:

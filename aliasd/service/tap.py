@@ -196,6 +196,7 @@ class Options(usage.Options):
         so that the configured zone starts from its file alone."""
         self.runtime = RuntimeZones(self.state.db)
         self.catalog.generations = self.runtime.generations
+        self.catalog.generation_of = self.runtime.generation_of
         configured = {z.name for z in self.settings.transferable_zones}
         for name in sorted(set(self.runtime.zones) & configured):
             log.error("zone {zone} was created at runtime and is configured now: the configured zone is "
