@@ -770,10 +770,8 @@ class Reloader:
         return self.authority.when_idle().addCallback(done)
 
     def _set_one(self, origin: dns.name.Name, source: ZoneSource, frames: dict, continued: set) -> None:
-        """Serve ``source`` for one zone, the others as they are."""
-        sources = [s for o, s in self.authority.sources.items() if o != origin] + [source]
-        self.authority.set_sources(sources, frames=frames, continued=continued,
-                                   held=self.authority.held - {origin})
+        """Serve ``source`` for one zone, the others as they are (no pass over them)."""
+        self.authority.add_sources([source], frames=frames, continued=continued)
 
     def _leave_dynamic(self, dynamic, settings) -> dict:
         """Zones whose ``update`` rules are gone: their records are written
