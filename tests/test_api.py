@@ -61,6 +61,9 @@ class FakeManager:
     def zone(self, name):
         return self.views.get(name)
 
+    def created_count(self, names=None):
+        return sum(1 for v in self.views.values() if v.source == "api" and (names is None or v.name in names))
+
     def rrsets(self, name):
         return self.records[name]
 

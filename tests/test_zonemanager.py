@@ -504,3 +504,23 @@ def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_m
         (f"{member_id(N('two.test.'))}.zones.catalog.invalid.", "two.test.")]
     assert set(server.members()) == {"example.test.", "dyn.test.", "one.test.", "three.test.", "four.test.",
                                      "five.test."}
+
+
+def test_created_count_is_what_the_zone_list_shows_of_api_zones(server):
+    """A key's max-zones counts the zones created through the API that it
+    sees, as zones() lists them (one being created is not listed yet)."""
+    create(server, "one.test.")
+    create(server, "two.test.")
+    pending = server.manager.create(N("three.test."), [rr("ns1.three.test.", A, "192.0.2.53")], by="admin",
+                                    nameservers=[N("ns1.three.test.")], default_soa=SOA_TEXT)
+
+    def listed(names=None):
+        return sum(1 for v in server.manager.zones() if v.source == "api" and (names is None or v.name in names))
+
+    for names in (None, {N("one.test."), N("example.test."), N("three.test.")}, set()):
+        assert server.manager.created_count(names) == listed(names)
+    assert server.manager.created_count() == 2
+    server.done(pending)
+    assert server.manager.created_count() == listed() == 3
+    server.done(server.manager.delete(N("one.test."), by="admin"))
+    assert server.manager.created_count({N("one.test."), N("two.test.")}) == listed({N("two.test.")}) == 1

@@ -509,7 +509,7 @@ class ApiResource(resource.Resource):
         if key.max_zones is not None:
             # The API-created zones this key can see: for a key with ``zones``
             # those of its list, else every zone created through the API.
-            made = sum(1 for v in self.manager.zones() if v.source == "api" and key.sees(v.name))
+            made = self.manager.created_count(key.zones)
             if made >= key.max_zones:
                 raise ApiError(422, f"Key '{key.name}' may have at most {key.max_zones} zones")
         kind = data.get("kind", "Native")
