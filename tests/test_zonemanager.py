@@ -21,6 +21,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from twisted.internet import defer
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from aliasd.answer.answers import QueryHandler
@@ -465,7 +466,8 @@ def test_a_zone_created_or_deleted_changes_the_settings_as_a_full_reload_would(w
     assert taken() == incremental
 
 
-def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_members(server, monkeypatch):
+def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_members(server, monkeypatch,
+                                                                                      log_events):
     """No pass over the served zones (set_sources, CatalogMaker.add_to) for
     a create or a delete, alone or several in one turn of the reactor; the
     catalog's IXFR difference is computed over the changed members' owners
@@ -504,6 +506,8 @@ def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_m
         (f"{member_id(N('two.test.'))}.zones.catalog.invalid.", "two.test.")]
     assert set(server.members()) == {"example.test.", "dyn.test.", "one.test.", "three.test.", "four.test.",
                                      "five.test."}
+    serial = server.serial("catalog.invalid.")
+    assert any(f"zone catalog.invalid. serial {serial} (members changed)" in formatEvent(e) for e in log_events)
 
 
 def test_created_count_is_what_the_zone_list_shows_of_api_zones(server):

@@ -81,6 +81,8 @@ class _Zone:
         self.view_hash = 0  # sum of the owners' hashes: updated per owner
         # Changes not yet published as a version (serial-rate damping).
         self.pending: dict[dns.name.Name, Flattened] = {}
+        # Why its source changed, for the log (None: a dynamic update, which logs its own line).
+        self.reason: str | None = None
 
     def snapshot(self) -> tuple:
         """What a failed commit restores (see ZoneAuthority._commit_failed)."""
@@ -450,7 +452,7 @@ class ZoneAuthority:
         else:
             self._kick()
 
-    def update_source(self, source: ZoneSource, frames: list[bytes], names) -> defer.Deferred:
+    def update_source(self, source: ZoneSource, frames: list[bytes], names, why: str | None = None) -> defer.Deferred:
         """Serve ``source``, changed by a dynamic update, as the zone's next version.
 
         ``frames`` (the update's journal record) are written durably with
@@ -458,6 +460,8 @@ class ZoneAuthority:
         it touched. The Deferred fires once that version (or a later one)
         is served: only then may the update be acknowledged. Updates are
         never damped. A failed write is retried, as for every version.
+        ``why``: the reason the version is logged with (none: the update
+        logs its own line).
         """
         origin = source.origin
         old = self._zones[origin]
@@ -465,6 +469,7 @@ class ZoneAuthority:
         self.graph.forget_zone(origin, old.source)
         keys = {store.key_of(n) for n in names}
         zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys))
+        zone.reason = why
         zone.frames = old.frames + list(frames)
         old.frames = []
         served = self.versions.get(origin)
@@ -694,7 +699,7 @@ class ZoneAuthority:
         )
         frames, zone.frames = zone.frames, []
         if new_source:
-            why = "updated" if zone.touched is not None else why
+            why = (zone.reason or "updated") if zone.touched is not None else why
         if entry is not None:
             why = entry.why if entry.published is None else why
             state_changed = state_changed or entry.state_changed

@@ -703,7 +703,7 @@ class Reloader:
             # the changed members' owners only. (Its wait fails only when the
             # catalog is replaced or removed meanwhile, by a reload that
             # serves the catalog it built.)
-            self.authority.update_source(members[0], [], members[1]).addErrback(lambda _: None)
+            self.authority.update_source(members[0], [], members[1], why="members changed").addErrback(lambda _: None)
 
     def reload_zone(self, name: dns.name.Name) -> defer.Deferred:
         """Read one zone's file again (``aliasd-ctl reload ZONE``, ``thaw``);
