@@ -412,3 +412,25 @@ def test_a_zone_added_over_a_target_follows_it_there(authority, upstream, clock)
     authority.add_sources([zone_source("example.org", "$ORIGIN example.org.\n@ 300 SOA ns1 h 1 2 3 4 5\n"
                                                       "lb 300 A 203.0.113.7\n")])
     assert addresses(authority, "ext2.example.com")[1] == {"203.0.113.7"}
+
+
+def test_the_resolver_is_told_the_targets_only_when_they_change(authority, monkeypatch):
+    """Adding or removing a zone without ALIAS leaves the resolver's targets
+    as they are (handing it every target, hashed, at each zone created
+    cost milliseconds at ten thousand targets); one with a new target tells
+    it, and removing that zone drops the target."""
+    told = []
+    real = authority.resolver.set_targets
+    monkeypatch.setattr(authority.resolver, "set_targets", lambda keys: (told.append(set(keys)), real(keys)))
+    plain = zone_source("plain.example", "$ORIGIN plain.example.\n@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\n")
+    authority.add_sources([plain])
+    authority.remove_sources([N("plain.example")])
+    assert told == []
+    aliased = zone_source("aliased.example", "$ORIGIN aliased.example.\n@ 300 SOA ns1 h 1 2 3 4 5\n"
+                                             "@ 300 ALIAS new.target.example.\n")
+    authority.add_sources([aliased])
+    assert len(told) == 1 and (N("new.target.example"), T.A) in told[0]
+    assert (N("new.target.example"), T.A) in authority.resolver.targets
+    authority.remove_sources([N("aliased.example")])
+    assert len(told) == 2 and (N("new.target.example"), T.A) not in told[1]
+    assert (N("new.target.example"), T.A) not in authority.resolver.targets

@@ -89,6 +89,10 @@ class AliasGraph:
         self.local: dict[TargetKey, set[Dependent]] = {}
         self._local_of: dict[Dependent, set[TargetKey]] = {}
         self.new_targets = False  # upstream targets found since the resolver was told
+        # Targets found or dropped since: the resolver's set is told again
+        # only then (the set of ten thousand targets, hashed at each zone
+        # created, was milliseconds of the reactor for nothing).
+        self.targets_changed = True
         self._targets_told = 0.0
 
     # -- the graph ---------------------------------------------------------
@@ -111,8 +115,11 @@ class AliasGraph:
 
     def forget(self, dependent: Dependent) -> None:
         """Drop what one ALIAS owner followed, before it is followed again."""
+        dependents = self.dependents
         for key in self.targets_of.pop(dependent, ()):
-            _unlink(self.dependents, key, dependent)
+            _unlink(dependents, key, dependent)
+            if key not in dependents:
+                self.targets_changed = True
         for origin in self._used_by.pop(dependent, ()):
             _unlink(self._users, origin, dependent)
         for key in self._local_of.pop(dependent, ()):
@@ -133,9 +140,16 @@ class AliasGraph:
             return
         now = time.monotonic()
         if queue_empty or now - self._targets_told >= 0.2:
-            self.resolver.set_targets(self.dependents)
+            self.update_resolver()
             self.new_targets = False
             self._targets_told = now
+
+    def update_resolver(self) -> None:
+        """The resolver follows exactly the upstream targets now (told only
+        if they changed since it was last told)."""
+        if self.resolver is not None and self.targets_changed:
+            self.resolver.set_targets(self.dependents)
+            self.targets_changed = False
 
     # -- following ---------------------------------------------------------
 
@@ -213,7 +227,7 @@ class AliasGraph:
             dependents = self.dependents.get((target, rdtype))
             if dependents is None:
                 dependents = self.dependents[(target, rdtype)] = set()
-                self.new_targets = True
+                self.new_targets = self.targets_changed = True
             dependents.add(dependent)
             self.targets_of.setdefault(dependent, set()).add((target, rdtype))
             state = self.resolver.state(target, rdtype) if self.resolver else None

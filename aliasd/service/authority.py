@@ -445,8 +445,8 @@ class ZoneAuthority:
         for origin, owners in affected.items():
             if origin in zones:
                 self._enqueue(origin, owners, forced=True)
-        if removed and self.resolver is not None:
-            self.resolver.set_targets(graph.dependents)
+        if removed:
+            graph.update_resolver()
         if wait:
             self.run_now()
         else:
