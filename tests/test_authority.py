@@ -434,3 +434,27 @@ def test_the_resolver_is_told_the_targets_only_when_they_change(authority, monke
     authority.remove_sources([N("aliased.example")])
     assert len(told) == 2 and (N("new.target.example"), T.A) not in told[1]
     assert (N("new.target.example"), T.A) not in authority.resolver.targets
+
+
+def test_zones_added_over_upstream_targets_find_them_as_a_look_at_every_target_would(authority):
+    """affected_by finds the targets under a new zone comparing label
+    tuples, as comparing each target Name with the zone did; the targets'
+    labels follow targets dropped."""
+    graph = authority.graph
+
+    def scanned(origin):
+        found = {}
+        for key, dependents in graph.dependents.items():
+            if key[0].is_subdomain(origin):
+                for owner_origin, owner in dependents:
+                    found.setdefault(owner_origin, set()).add(owner)
+        return found
+
+    origins = [N(o) for o in ("example.org", "EXAMPLE.ORG", "lb.example.org", "org", "b.lb.example.org",
+                              "cdn.example.net", "other.test", "example.com")]
+    assert any(scanned(o) for o in origins)
+    for origin in origins:
+        assert graph.affected_by([], [origin]) == scanned(origin), origin
+    authority.remove_sources([N("example.com")])
+    assert graph.dependents == {} and graph._by_name == {}
+    assert graph.affected_by([], [N("example.org")]) == {}
