@@ -78,8 +78,7 @@ class Replica:
     def apply(self, payload) -> None:
         """Apply a change frame's payload, after a trip through the codec."""
         ((_, _, payload),) = frames.FrameReader().feed(frames.encode(frames.CHANGES, 1, payload))
-        for method, args in frames.decode_changes(self.objects, payload):
-            getattr(self.authority.registry, method)(*args)
+        frames.apply_changes(self.authority.registry, self.objects, payload)
 
 
 @pytest.fixture
@@ -157,6 +156,28 @@ def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
     worker_source = replica.authority.versions[OWNER].source
     assert worker_source.records == updated.records and worker_source.digest == updated.digest
     assert replica.authority.versions[OWNER].base.records is worker_source.records
+
+
+def test_a_zone_added_beside_many_sends_that_zone_not_the_set(streamed):
+    main, calls, shared = streamed
+    zones = [zone_source(f"z{i}.test", f"$ORIGIN z{i}.test.\n@ 300 SOA ns1 h 1 3600 600 86400 60\n@ 300 NS ns1\n")
+             for i in range(300)]
+    main.set_sources(zones[:-1])
+    replica = Replica()
+    first = frames.encode_changes(shared, calls)
+    replica.apply(first)
+    calls.clear()
+    main.add_sources(zones[-1:])
+    added = frames.encode_changes(shared, calls)
+    assert len(added[1]) < len(first[1]) / 20
+    replica.apply(added)
+    calls.clear()
+    main.remove_sources([zones[0].origin])
+    replica.apply(frames.encode_changes(shared, calls))
+    assert replica.authority.registry.sources.keys() == main.registry.sources.keys()
+    assert {o: v.serial for o, v in replica.authority.versions.items()} == \
+        {o: v.serial for o, v in main.versions.items()}
+    assert len(main.versions) == 299
 
 
 def test_objects_the_main_process_frees_are_dropped_by_the_workers(streamed):

@@ -87,6 +87,10 @@ class SharedObjects:
         self._records: dict[int, int] = {}
         self._dropped: list[int] = []
         self._next = itertools.count(1)
+        # The configured files as the workers have them (origin -> source):
+        # a change of the set is sent as what differs. None: not known yet
+        # (the next set goes whole).
+        self.sent_sources: dict | None = None
 
     def token(self, obj) -> int | None:
         return self._tokens.get(id(obj))
@@ -158,6 +162,35 @@ def _reached(calls: list[tuple[str, tuple]]):
                 yield from (value for value in arg.values() if isinstance(value, SHARED_TYPES))
 
 
+def _as_sent(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
+    """The calls as they go: a new set of files as the files added or
+    changed and the origins removed (a zone created at runtime costs that
+    zone, not the set), a dynamic update's file without what only the
+    encoder needs."""
+    sent = []
+    for method, args in calls:
+        if method == "configure":
+            sources, zone_set_changed = args
+            before = shared.sent_sources
+            shared.sent_sources = dict(sources)
+            if before is not None:
+                changed = {o: s for o, s in sources.items() if before.get(o) is not s}
+                removed = [o for o in before if o not in sources]
+                sent.append((CONFIGURE_CHANGES, (changed, removed, zone_set_changed)))
+                continue
+        elif method == "set_source":
+            if shared.sent_sources is not None:
+                shared.sent_sources[args[0].origin] = args[0]
+            sent.append((method, args[:1]))
+            continue
+        sent.append((method, args))
+    return sent
+
+
+#: A change frame's call for a new set of files, as what differs (see ``apply_changes``).
+CONFIGURE_CHANGES = "configure changes"
+
+
 def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tuple:
     """The payload of a change frame for registry ``calls``.
 
@@ -175,8 +208,9 @@ def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tup
             if base_token is not None and shared.token(source) is None:
                 changes = {key: source.records.get(key) for key in touched}
                 derived.append((shared.add(source), base_token, changes))
+    sent = _as_sent(shared, calls)
     new = {}
-    for obj in _reached(calls):
+    for obj in _reached(sent):
         if shared.token(obj) is None:
             new.setdefault(id(obj), obj)
     # Files first: the indexes built on a file name its records.
@@ -190,8 +224,7 @@ def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tup
         tokens.append(shared.add(obj))
     definitions = (derived, tokens, buffer.getvalue())
     buffer = io.BytesIO()
-    _Pickler(buffer, shared).dump([(method, args[:1]) if method == "set_source" else (method, args)
-                                   for method, args in calls])
+    _Pickler(buffer, shared).dump(sent)
     return definitions, buffer.getvalue(), shared.take_dropped()
 
 
@@ -219,3 +252,17 @@ def decode_changes(objects: dict, payload: tuple) -> list[tuple[str, tuple]]:
     for token in dropped:
         objects.pop(token, None)
     return result
+
+
+def apply_changes(registry, objects: dict, payload: tuple) -> None:
+    """Replay a change frame on a worker's registry (aliasd.zones.registry)."""
+    for method, args in decode_changes(objects, payload):
+        if method == CONFIGURE_CHANGES:
+            changed, removed, zone_set_changed = args
+            sources = dict(registry.sources)
+            for origin in removed:
+                sources.pop(origin, None)
+            sources.update(changed)
+            registry.configure(sources, zone_set_changed)
+        else:
+            getattr(registry, method)(*args)

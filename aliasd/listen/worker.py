@@ -207,8 +207,7 @@ class Worker:
             return
         for kind, seq, payload in self.reader.feed(data):
             if kind == frames.CHANGES:
-                for method, args in frames.decode_changes(self.objects, payload):
-                    getattr(self.registry, method)(*args)
+                frames.apply_changes(self.registry, self.objects, payload)
                 self._send(frames.ACK, seq, None)
             elif kind == frames.COUNTS:
                 self._report_stats(seq)

@@ -164,6 +164,7 @@ class WorkerPool(service.Service):
                     *(part for v in registry.versions.values() for part in (v.source, v.base))]:
             if self.shared.token(obj) is None:
                 self.shared.add(obj)
+        self.shared.sent_sources = dict(registry.sources)  # what every worker has by the fork
         registry.listeners.append(self._changed)
         self.authority.synced = self.synced
         self.stats.refresh = self.collect  # a scrape counts what every worker answered before it
