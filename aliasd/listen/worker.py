@@ -21,7 +21,7 @@ others stay asleep) and its control channel to the main process.
   log events as they happen, so that operators see one picture.
 
 The worker exits when told (SIGTERM: it finishes what it read), when the
-channel closes, or when the main process dies (PR_SET_PDEATHSIG).
+channel closes, or at once when the main process dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -88,9 +88,12 @@ _prctl = _find_prctl()
 
 
 def die_with_parent() -> None:
-    """SIGTERM when the main process dies, even by kill -9 (Linux)."""
+    """Die with the main process, even by kill -9 (Linux). SIGKILL, not
+    SIGTERM: a worker that lived on for its last turn answered from the old
+    sockets while a new server was starting, and the queries it read then
+    were lost with them; a dead main process has nobody to report to."""
     if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def close_other_files(keep: set[int]) -> None:
