@@ -19,8 +19,9 @@ import hashlib
 import heapq
 
 import dns.name
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
+from aliasd.base.committhread import CommitThread
 from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
 from aliasd.replicate.journal import DEFAULT_MAX_USAGE, Journal
 from aliasd.zones.zone import ZoneVersion
@@ -204,8 +205,8 @@ class Journals(dict):
 
 
 def _thread_runner(clock):
-    """How state writes leave the reactor thread: the reactor's thread pool,
-    or at once (a test clock, or none)."""
+    """How state writes leave the reactor thread: a thread of their own
+    (aliasd.base.committhread), or at once (a test clock, or none)."""
     if clock is not None and hasattr(clock, "getThreadPool"):
-        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+        return CommitThread(clock)
     return defer.maybeDeferred

@@ -278,11 +278,10 @@ def _delete(rr: dns.rrset.RRset, origin: dns.name.Name, node: dict, ignored: lis
 
 def _with_serial(packed: bytes, serial: int) -> bytes:
     """A packed apex node with ``serial`` in its SOA."""
-    for rdtype, _, _, start, end in store.directory(packed):
-        if rdtype == _SOA:
-            at = end - 20  # the SOA rdata ends with serial, refresh, retry, expire, minimum
-            return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
-    raise ValueError("no SOA at the apex")
+    at = store.serial_offset(packed)
+    if at is None:
+        raise ValueError("no SOA at the apex")
+    return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
 
 
 def next_update_serial(current: int, served: int | None) -> int:
@@ -312,7 +311,7 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     else:  # the apex changes only by its serial: patched in its packed form
         touched[source.key] = _with_serial(source.records[source.key], serial)
         work.nodes[source.key] = (origin, None)
-    records = dict(source.records)
+    records = source.records.copy()  # (a clone of the hash table: dict() re-inserts every key once a key was deleted)
     for k, packed in touched.items():
         if packed is None:
             records.pop(k, None)

@@ -147,16 +147,25 @@ class ZoneSource:
         update): ``records`` is the new dict. Its ALIAS rules and content
         digest are derived from this one's, for the touched owners only,
         so an update costs what it changed, not the zone."""
-        aliases = dict(self.aliases)
+        aliases = self.aliases  # copied once an ALIAS comes or goes
         total = int(self.digest, 16)
         for key, packed in touched.items():
             old = self.records.get(key)
+            if old is not None and packed is not None and store.same_but_serial(old, packed):
+                continue  # an apex whose serial alone moved (every update's): same digest, same ALIAS
             if old is not None:
                 total -= _node_digest(key, old)
-                aliases.pop(store.name_of(store.owner_of(old)), None)
+                gone = _aliases_in(old)
+                if gone:
+                    aliases = aliases if aliases is not self.aliases else dict(aliases)
+                    for owner in gone:
+                        aliases.pop(owner, None)
             if packed is not None:
                 total += _node_digest(key, packed)
-                aliases.update(_aliases_in(packed))
+                found = _aliases_in(packed)
+                if found:
+                    aliases = aliases if aliases is not self.aliases else dict(aliases)
+                    aliases.update(found)
         source = ZoneSource(self.origin, self.path, records, aliases)
         source.__dict__["digest"] = f"{total % 2**256:064x}"
         if "_record_count" in self.__dict__:
