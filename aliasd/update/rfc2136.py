@@ -130,11 +130,23 @@ def restore_ttls(message, wire: bytes) -> None:
     zone_count, = struct.unpack_from("!H", wire, 4)
     at = 12
     for _ in range(zone_count):
-        at += dns.name.from_wire(wire, at)[1] + 4  # name, type, class
+        at = _past_name(wire, at) + 4  # name, type, class
     for rrset in itertools.chain(message.prerequisite, message.update):
-        at += dns.name.from_wire(wire, at)[1]
+        at = _past_name(wire, at)
         rrset.ttl, rdlength = struct.unpack_from("!4xIH", wire, at)  # after type and class
         at += 10 + rdlength
+
+
+def _past_name(wire: bytes, at: int) -> int:
+    """Where the name at ``at`` ends in a message dnspython has parsed (so
+    well formed): its labels, up to the root or a compression pointer."""
+    while True:
+        length = wire[at]
+        if length == 0:
+            return at + 1
+        if length >= 0xC0:
+            return at + 2
+        at += length + 1
 
 
 def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource, work: _Working) -> None:
