@@ -51,24 +51,22 @@ class UpdateRequests:
         rcode, why, zone, rules = self._admit(query, client)
         if rcode is not None:
             return self._reply(response, rcode, limit, zone, query, client, why, key)
-        source = self.authority.sources[zone]
-        served = self.authority.versions[zone].serial
-        signed = zone in self.authority.signers  # its DNSSEC records are the signer's
-        outcome = process(query, source, rules, query.keyname, served, signed)
+        authority = self.authority
+        source = authority.registry.sources[zone]  # (not ``sources``: that ends records_private)
+        served = authority.versions[zone].serial
+        signed = zone in authority.signers  # its DNSSEC records are the signer's
+        outcome = process(query, source, rules, query.keyname, served, signed,
+                          max_records=self.max_records.get(zone, 0),  # as BIND's (0: none)
+                          reuse=authority.records_private(zone, source))
         if outcome.rcode != dns.rcode.NOERROR or outcome.source is None:
             if outcome.rcode == dns.rcode.NOERROR and self._refused_log.allow():
                 log.info("update of zone {zone} by key {key} from {client} changed nothing ({why})",
                          zone=zone.to_text(), key=query.keyname.to_text(), client=client, why=outcome.why)
             return self._reply(response, outcome.rcode, limit, zone, query, client, outcome.why, key)
-        most = self.max_records.get(zone, 0)  # max-records, as BIND's (0: none)
-        if most and outcome.source.record_count() > most:
-            return self._reply(response, dns.rcode.REFUSED, limit, zone, query, client,
-                               f"the zone would hold {outcome.source.record_count()} records, "
-                               f"more than its max-records ({most})", key)
         frames = [journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(
             outcome.source.serial, outcome.touched
         ))]
-        d = self.authority.update_source(outcome.source, frames, outcome.names)
+        d = authority.update_source(outcome.source, frames, outcome.names, outcome.previous, private=True)
 
         def served_now(_):
             self.stats.inc("aliasd_updates_total", rcode="NOERROR")
@@ -135,7 +133,7 @@ class UpdateRequests:
         zone = zone_rr.name
         if zone_rr.rdclass != dns.rdataclass.IN:
             return dns.rcode.NOTAUTH, f"class {dns.rdataclass.to_text(zone_rr.rdclass)}", zone, None
-        source = self.authority.sources.get(zone)
+        source = self.authority.registry.sources.get(zone)
         if source is None:
             if zone in self.authority.held:  # ours, its file broken, nothing stored
                 return dns.rcode.SERVFAIL, "the zone's file is broken (see the log)", zone, None

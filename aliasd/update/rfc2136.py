@@ -72,6 +72,9 @@ class Outcome:
     touched: dict[bytes, bytes | None] = dataclasses.field(default_factory=dict)
     names: list[dns.name.Name] = dataclasses.field(default_factory=list)
     why: str = ""  # for the log: why it was refused, or what was ignored
+    # Each touched owner's packed node before the update (None: absent): what
+    # the authority's incremental ZoneBase.updated compares with.
+    previous: dict[bytes, bytes | None] = dataclasses.field(default_factory=dict)
 
 
 class _Refused(Exception):
@@ -310,6 +313,21 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     touched owner's packed node or None, their names). The serial moves: to
     ``soa_serial`` (an SOA the change set) when that is newer than the
     served one, else one past the newer of the source's and the served."""
+    new, touched, names, _ = _next(work, source, soa_serial, served_serial)
+    return new, touched, names
+
+
+def _next(work: _Working, source: ZoneSource, soa_serial: int | None, served_serial: int | None,
+          reuse: bool = False, max_records: int = 0):
+    """next_source, and each touched owner's node before; (None, count, ...)
+    when the zone would hold more than ``max_records`` (0: no limit).
+
+    With ``reuse``, ``source.records`` is changed in place and becomes the
+    new source's: the caller vouches that nothing else reads it (the
+    authority's ``records_private``), since a dict of ten thousand owners
+    copied for every update was the largest cost that grew with the zone.
+    Nothing is changed when the update is refused.
+    """
     origin = source.origin
     serial = soa_serial
     if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
@@ -323,19 +341,31 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     else:  # the apex changes only by its serial: patched in its packed form
         touched[source.key] = _with_serial(source.records[source.key], serial)
         work.nodes[source.key] = (origin, None)
-    records = source.records.copy()  # (a clone of the hash table: dict() re-inserts every key once a key was deleted)
+    current = source.records
+    previous = {k: current.get(k) for k in touched}
+    if max_records:
+        source.record_count()  # (counted on the records before they change; the new source derives its count)
+    # A clone of the hash table when copied: dict() re-inserts every key once a key was deleted.
+    records = current if reuse else current.copy()
+    new = source.updated(records, touched, previous)
+    if max_records and new.record_count() > max_records:
+        return None, new.record_count(), None, None
     for k, packed in touched.items():
         if packed is None:
             records.pop(k, None)
         else:
             records[k] = packed
-    return source.updated(records, touched), touched, [work.nodes[k][0] for k in touched]
+    return new, touched, [work.nodes[k][0] for k in touched], previous
 
 
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
-            signed: bool = False) -> Outcome:
+            signed: bool = False, max_records: int = 0, reuse: bool = False) -> Outcome:
     """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
-    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``."""
+    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``.
+
+    An update that would leave more than ``max_records`` records (0: no
+    limit, BIND's max-records) is REFUSED. With ``reuse`` the new source
+    takes ``source.records``, changed in place (see ``_next``)."""
     work = _Working(source)
     origin = source.origin
     try:
@@ -365,5 +395,8 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
                 if conflicts:
                     return Outcome(dns.rcode.REFUSED, why=conflicts[0][1])
     serial = next(iter(work.node(origin)[_SOA])).serial if soa_set else None
-    new, touched, names = next_source(work, source, serial, served_serial)
-    return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored))
+    new, touched, names, previous = _next(work, source, serial, served_serial, reuse, max_records)
+    if new is None:
+        return Outcome(dns.rcode.REFUSED, why=f"the zone would hold {touched} records, "
+                                              f"more than its max-records ({max_records})")
+    return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored), previous)

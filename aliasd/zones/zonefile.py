@@ -142,15 +142,20 @@ class ZoneSource:
             aliases.update(_aliases_in(packed))
         return cls(origin, path, records, aliases)
 
-    def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
+    def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None],
+                previous: Mapping[bytes, bytes | None] | None = None) -> "ZoneSource":
         """This source with the owners in ``touched`` replaced (a dynamic
         update): ``records`` is the new dict. Its ALIAS rules and content
         digest are derived from this one's, for the touched owners only,
-        so an update costs what it changed, not the zone."""
+        so an update costs what it changed, not the zone. ``previous``:
+        the touched owners' nodes in this source, when its records are
+        about to become the new ones (aliasd.update.rfc2136: changed in place)."""
+        if previous is None:
+            previous = {key: self.records.get(key) for key in touched}
         aliases = self.aliases  # copied once an ALIAS comes or goes
         total = int(self.digest, 16)
         for key, packed in touched.items():
-            old = self.records.get(key)
+            old = previous[key]
             if old is not None and packed is not None and store.same_but_serial(old, packed):
                 continue  # an apex whose serial alone moved (every update's): same digest, same ALIAS
             if old is not None:
@@ -171,8 +176,7 @@ class ZoneSource:
         if "_record_count" in self.__dict__:
             count = self._record_count
             for key, packed in touched.items():
-                old = self.records.get(key)
-                count += _count(packed) - _count(old)
+                count += _count(packed) - _count(previous[key])
             source.__dict__["_record_count"] = count
         return source
 
