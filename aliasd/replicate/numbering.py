@@ -19,7 +19,8 @@ import hashlib
 import heapq
 
 import dns.name
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorCore, IReactorThreads
 
 from aliasd.base.committhread import CommitThread
 from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
@@ -206,7 +207,10 @@ class Journals(dict):
 
 def _thread_runner(clock):
     """How state writes leave the reactor thread: a thread of their own
-    (aliasd.base.committhread), or at once (a test clock, or none)."""
-    if clock is not None and hasattr(clock, "getThreadPool"):
+    (aliasd.base.committhread) on a reactor, a test clock's thread pool, or
+    at once (a test clock without one, or none)."""
+    if IReactorCore.providedBy(clock) and IReactorThreads.providedBy(clock):
         return CommitThread(clock)
+    if clock is not None and hasattr(clock, "getThreadPool"):
+        return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
     return defer.maybeDeferred
