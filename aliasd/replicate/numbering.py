@@ -9,8 +9,9 @@ served, and a write that fails is retried with a growing delay (the batch
 is kept meanwhile). What changed from the previous serial goes into the
 zone's journal, for IXFR.
 
-The state store is written in the reactor's thread pool (``run_in_thread``),
-or at once without a reactor (unit tests, ``aliasd-check``).
+The state store is written on a thread of its own (``run_in_thread``:
+aliasd.base.committhread), or at once without a reactor (unit tests,
+``aliasd-check``).
 """
 
 from __future__ import annotations
