@@ -14,6 +14,11 @@ class _Reactor:
     def __init__(self):
         self.calls: queue.Queue = queue.Queue()
         self.shutdown: list = []
+        self.running = False
+        self.when_running: list = []
+
+    def callWhenRunning(self, f):
+        self.when_running.append(f)
 
     def callFromThread(self, f, *args):
         self.calls.put((f, args))
@@ -35,7 +40,11 @@ def test_jobs_run_in_order_on_one_thread_and_their_results_come_back_on_the_reac
         ran.append((i, threading.current_thread().name))
         return i * 10
 
-    calls = [commits(job, i) for i in range(5)] + [commits(lambda: 1 // 0)]
+    calls = [commits(job, 0)]
+    assert reactor.calls.empty() and len(reactor.when_running) == 1  # no thread before the reactor runs (a fork)
+    reactor.running = True
+    calls += [commits(job, i) for i in range(1, 5)] + [commits(lambda: 1 // 0)]
+    reactor.when_running.pop()()
     results = []
     for d in calls:
         d.addBoth(results.append)

@@ -30,21 +30,33 @@ class CommitThread:
         self._jobs: collections.deque = collections.deque()
         self._thread: threading.Thread | None = None
         self._wake_read = self._wake_write = -1
+        self._starting = False  # a start is waiting for the reactor to run
 
     def __call__(self, f, *args) -> defer.Deferred:
         d = defer.Deferred()
-        if self._thread is None:
-            self._start()
         self._jobs.append((f, args, d))
+        if self._thread is None:
+            if not self.reactor.running:
+                # Not before the reactor runs: twistd may still fork to run
+                # as a daemon, and a thread does not follow a fork.
+                if not self._starting:
+                    self._starting = True
+                    self.reactor.callWhenRunning(self._start)
+                return d
+            self._start()
         os.write(self._wake_write, b"\0")
         return d
 
     def _start(self) -> None:
+        self._starting = False
+        if self._thread is not None:
+            return
         self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         # As the thread pool's workers: a job under way ends before the reactor stops.
         self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        os.write(self._wake_write, b"\0")  # jobs queued before the start
 
     def _run(self) -> None:
         jobs, call = self._jobs, self.reactor.callFromThread
