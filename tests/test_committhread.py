@@ -57,3 +57,6 @@ def test_jobs_run_in_order_on_one_thread_and_their_results_come_back_on_the_reac
     assert (phase, event) == ("during", "shutdown")
     stop()  # the reactor stops: the thread ends
     assert not any(t.name == "aliasd-commit" for t in threading.enumerate())
+    late = commits(job, 5)  # during the rest of the shutdown: nothing runs, nothing answers
+    assert not late.called and reactor.calls.empty() and ran[-1][0] == 4
+    assert not any(t.name == "aliasd-commit" for t in threading.enumerate())

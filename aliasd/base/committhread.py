@@ -31,9 +31,12 @@ class CommitThread:
         self._thread: threading.Thread | None = None
         self._wake_read = self._wake_write = -1
         self._starting = False  # a start is waiting for the reactor to run
+        self._stopped = False
 
     def __call__(self, f, *args) -> defer.Deferred:
         d = defer.Deferred()
+        if self._stopped:
+            return d  # the reactor is stopping: nothing more runs (as in its thread pool), nothing is answered
         self._jobs.append((f, args, d))
         if self._thread is None:
             if not self.reactor.running:
@@ -74,7 +77,8 @@ class CommitThread:
                     call(d.callback, result)
 
     def stop(self) -> None:
-        """Finish the jobs queued so far, then end the thread."""
+        """Finish the jobs queued so far, then end the thread; later calls run nothing."""
+        self._stopped = True
         thread, self._thread = self._thread, None
         if thread is None:
             return
