@@ -22,6 +22,7 @@ from aliasd.base.config import (
     Endpoint,
     settings_from_dict,
 )
+import aliasd.service.api as api_module
 from aliasd.service.api import MAX_BODY, ApiResource, ApiSite, zone_id, zone_name_of_id
 from aliasd.service.zonemanager import ZoneChangeError, ZoneView
 
@@ -60,6 +61,9 @@ class FakeManager:
 
     def zone(self, name):
         return self.views.get(name)
+
+    def created_count(self, names=None):
+        return sum(1 for v in self.views.values() if v.source == "api" and (names is None or v.name in names))
 
     def rrsets(self, name):
         return self.records[name]
@@ -307,6 +311,32 @@ def test_post_creates_with_nameservers_and_default_soa(api):
     assert call["default_soa"] == "ns.example.net. hostmaster.new.test. 1 10800 3600 604800 3600"
     [change] = call["changes"]
     assert (change.name, change.rdtype, change.ttl, change.records) == (N("www.new.test."), 1, 60, ("192.0.2.9",))
+
+
+def test_a_posts_rrsets_are_parsed_in_the_thread_pool_and_refused_in_order(api, monkeypatch):
+    """A zone's records are parsed where the rest of its making is, away
+    from the reactor (thousands of names); a key that may not create the
+    zone still gets its 403 first, as PowerDNS answers."""
+    inside, calls = [False], []
+
+    def run(f, *args):
+        inside[0] = True
+        try:
+            return defer.maybeDeferred(f, *args)
+        finally:
+            inside[0] = False
+    api.resource.run = run
+    real = api_module.parse_rrsets
+    monkeypatch.setattr(api_module, "parse_rrsets", lambda *a, **kw: (calls.append(inside[0]), real(*a, **kw))[1])
+    rrsets = [{"name": "www.new.test.", "type": "A", "ttl": 60, "records": [{"content": "192.0.2.9"}]}]
+    assert api.request("POST", ZONES, body={"name": "new.test.", "rrsets": rrsets}).status == 201
+    assert calls == [True]
+    tenant = Api(keys=[ApiKey("t", "t", frozenset({N("t.test.")}), create=True)])
+    bad = [{"name": "www.elsewhere.test.", "type": "A", "ttl": 60, "records": [{"content": "192.0.2.9"}]}]
+    answer = tenant.request("POST", ZONES, key="t", body={"name": "other.test.", "rrsets": bad})
+    assert answer.status == 403
+    answer = tenant.request("POST", ZONES, key="t", body={"name": "t.test.", "rrsets": bad})
+    assert (answer.status, answer.json()) == (422, {"error": "RRset www.elsewhere.test. IN A: Name is out of zone"})
 
 
 def test_post_existing_zone_is_409(api):

@@ -19,6 +19,7 @@ import pytest
 from aliasd.replicate.transfer import ixfr_rrsets
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.catalog import catalog_source, member_id, with_members_changed
+from aliasd.zones.zone import ZoneBase
 from aliasd.zones.zonefile import load_zone_file
 
 N = dns.name.from_text
@@ -222,3 +223,25 @@ def test_members_changed_in_place_give_the_catalog_built_afresh():
     assert f"{member_id(N('b.test'), 1)}.zones.catalog.invalid." in {r.split()[0] for r in records(after)}
     assert member_id(N("b.test"), 1) != member_id(N("b.test"))
     assert with_members_changed(before, {N("A.test"): 0}, {}) is None  # a case variant: built afresh
+
+
+def test_a_catalog_changed_in_place_has_the_names_of_one_built_whole():
+    """Members added and removed in place, down to none and back (the
+    catalog's ``zones`` label comes and goes as an empty non-terminal): the
+    served names are those of the catalog built whole, and so is its digest."""
+    source = catalog_source(CATALOG, [])
+    base = ZoneBase.of(source)
+    steps = [({N("a.test."): 0}, {}), ({N("b.test."): 0}, {}), ({}, {N("a.test."): 0}),
+             ({}, {N("b.test."): 0}), ({N("a.test."): 1}, {})]
+    members: dict = {}
+    for added, removed in steps:
+        changed = with_members_changed(source, added, removed)
+        touched = set(changed.records.keys() ^ source.records.keys())
+        base, source = base.updated(changed.records, touched), changed
+        for member in removed:
+            members.pop(member)
+        members.update(added)
+        whole = catalog_source(CATALOG, sorted(members), generations=members)
+        assert (base.empty_non_terminals, set(base.records)) == (ZoneBase.of(whole).empty_non_terminals,
+                                                                  set(whole.records))
+        assert source.digest == whole.digest

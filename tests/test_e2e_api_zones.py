@@ -235,3 +235,48 @@ def test_dns_answers_stay_fast_while_zones_are_created_one_after_another(api):
     assert process.addresses("www.z299.test") == {"192.0.2.1"}
     assert len(catalog_labels(process)) == 301  # and the file zone
     assert max(latencies) < 0.05, f"max {max(latencies):.3f} s, median {statistics.median(latencies):.4f} s"
+
+
+def catalog_ixfr(process, since: int) -> list[tuple[str, str, str]]:
+    """The catalog's IXFR from ``since``: (owner, type, rdata) in order, over TCP."""
+    out = []
+    for message in dns.query.xfr("127.0.0.1", CATALOG, rdtype=dns.rdatatype.IXFR, serial=since,
+                                 port=process.port, timeout=5, relativize=False):
+        out += [(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), rd.to_text()) for r in message.answer for rd in r]
+    return out
+
+
+def catalog_serial_when(process, member: str, listed: bool = True) -> int:
+    """The catalog's serial once it lists ``member`` (or no longer does), within 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        now = serial(process, CATALOG)
+        if (member in catalog_labels(process)) == listed or time.monotonic() > deadline:
+            return now if serial(process, CATALOG) == now else catalog_serial_when(process, member, listed)
+        time.sleep(0.02)
+
+
+def test_a_catalog_ixfr_after_one_create_or_delete_holds_exactly_that_member(api):
+    """The catalog's difference is made from the member that changed: an
+    IXFR after one create adds exactly its PTR, after one delete removes
+    exactly it, among twenty other members."""
+    process, admin = api()
+    for i in range(20):
+        created(admin, f"m{i}.test.")
+    before = catalog_serial_when(process, "m19.test.")
+    created(admin, "one.test.")
+    after = catalog_serial_when(process, "one.test.")
+    owner = f"{member_id(N('one.test.'))}.zones.{CATALOG}"
+    soa = [r for r in catalog_ixfr(process, after) if r[1] == "SOA"]
+    assert len(soa) == 1 and soa[0][2].split()[2] == str(after)  # up to date: the SOA alone
+    records = catalog_ixfr(process, before)
+    assert [(o, t) for o, t, _ in records] == [(CATALOG, "SOA"), (CATALOG, "SOA"), (CATALOG, "SOA"),
+                                               (owner, "PTR"), (CATALOG, "SOA")]
+    assert [rd.split()[2] for _, t, rd in records if t == "SOA"] == [str(after), str(before), str(after), str(after)]
+    assert records[3][2] == "one.test."
+    assert admin("DELETE", "/zones/m7.test.") == (204, None)
+    gone = catalog_serial_when(process, "m7.test.", listed=False)
+    records = catalog_ixfr(process, after)
+    assert [(o, t, rd) for o, t, rd in records if t != "SOA"] == [
+        (f"{member_id(N('m7.test.'))}.zones.{CATALOG}", "PTR", "m7.test.")]
+    assert [rd.split()[2] for _, t, rd in records if t == "SOA"] == [str(gone), str(after), str(gone), str(gone)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dns.message
 import dns.name
 import dns.rdatatype as T
 import dns.rrset
 
 from aliasd.replicate.journal import Journal, difference
 from aliasd.replicate.numbering import Journals
-from aliasd.replicate.transfer import ixfr_rrsets
+from aliasd.replicate.transfer import IXFR_RRSETS_PER_MESSAGE, ixfr_rrsets, transfer_messages
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
 
@@ -156,3 +157,26 @@ def test_an_incremental_answer_reads_each_difference_when_the_messages_reach_it(
     assert [r[0].serial for r in first if r.rdtype == T.SOA] == [29, 10, 11] and loaded == [b"k0"]
     rest = list(rrsets)
     assert len(loaded) == len(diffs) - Journal.keep_decoded and rest[-1] is versions[-1].soa
+
+
+def test_a_long_history_of_small_differences_goes_a_few_dozen_rrsets_a_message():
+    """Each message of an incremental answer decodes and renders at most
+    IXFR_RRSETS_PER_MESSAGE RRsets (a catalog's history of one member per
+    difference filled 64 KiB messages: 0.1 s of one reactor turn each);
+    the messages read back as the whole answer, in order."""
+    versions = [version(s, [f"192.0.2.{s % 250}"]) for s in range(10, 110)]
+    journal, diffs, loaded = _recorded_journal(versions)
+    kind, rrsets = ixfr_rrsets(versions[-1], journal, 10)
+    expected = list(ixfr_rrsets(versions[-1], journal, 10)[1])
+    loaded.clear()
+    query = dns.message.make_query("example.com", "IXFR")
+    messages = transfer_messages(query, versions[-1], ("ixfr", kind, 10), rrsets)
+    first = dns.message.from_wire(next(messages), xfr=True, origin=None)
+    assert len(first.answer) == IXFR_RRSETS_PER_MESSAGE
+    assert len(loaded) <= IXFR_RRSETS_PER_MESSAGE // 4 + 1  # the differences in it, no more
+    rest = [dns.message.from_wire(w, xfr=True, origin=None) for w in messages]
+    assert all(len(m.answer) <= IXFR_RRSETS_PER_MESSAGE for m in rest)
+    assert len(rest) == (len(expected) - 1) // IXFR_RRSETS_PER_MESSAGE
+    got = [rrset for m in [first, *rest] for rrset in m.answer]
+    assert [(r.name, r.rdtype, sorted(rd.to_text() for rd in r)) for r in got] == [
+        (r.name, r.rdtype, sorted(rd.to_text() for rd in r)) for r in expected]

@@ -112,3 +112,19 @@ def test_entries_of_another_version_or_damaged_are_dropped_and_parsed_again(tmp_
     with snap.db.reading() as txn:
         assert [k for k, _ in txn.cursor(db=snap.db.compiled)] == [bytes([1, 70, 0])]
     assert _fresh(tmp_path).get(bytes([1, 70, 0]), D2) is not None
+
+
+def test_cached_names_compare_as_dnspython_names_do():
+    """CachedName compares its labels in C (dnspython's hash collides for
+    names alike, and each collision was a comparison in Python), with
+    dnspython's answers: case-insensitive, absolute apart from relative."""
+    a, b = store.cached(dns.name.from_text("z1029.test.")), store.cached(dns.name.from_text("z1030.test."))
+    assert hash(a) == hash(b) and a != b and not a == b  # (the collision)
+    upper = store.cached(dns.name.from_text("Z1029.TEST."))
+    pairs = [(a, upper), (a, b), (a, dns.name.from_text("z1029.test.")), (a, dns.name.from_text("z1029.TEST.")),
+             (a, dns.name.from_text("z1029.test", origin=None)), (a, "z1029.test."),
+             (store.cached(dns.name.from_text("z1029.test", origin=None)), dns.name.from_text("Z1029.test", origin=None))]
+    for x, y in pairs:
+        plain = dns.name.Name(x.labels)
+        assert (x == y, x != y) == (plain == y, plain != y), (x, y)
+    assert len({a: 1, b: 2, upper: 3}) == 2

@@ -21,6 +21,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from twisted.internet import defer
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from aliasd.answer.answers import QueryHandler
@@ -465,17 +466,65 @@ def test_a_zone_created_or_deleted_changes_the_settings_as_a_full_reload_would(w
     assert taken() == incremental
 
 
-def test_creates_that_end_together_are_served_in_one_pass(server, monkeypatch):
-    """A pass over the served zones grows with them: creates by several
-    clients that end in one turn of the reactor share one."""
-    passes = []
-    set_sources = server.authority.set_sources
-    monkeypatch.setattr(server.authority, "set_sources", lambda *a, **kw: (passes.append(1), set_sources(*a, **kw)))
+def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_members(server, monkeypatch,
+                                                                                      log_events):
+    """No pass over the served zones (set_sources, CatalogMaker.add_to) for
+    a create or a delete, alone or several in one turn of the reactor; the
+    catalog's IXFR difference is computed over the changed members' owners
+    only, and holds exactly their records."""
+    for name in ("one", "two", "three"):
+        create(server, f"{name}.test.")
+    passes, compared = [], []
+    for target, method in ((server.authority, "set_sources"), (server.reloader.catalog, "add_to")):
+        real = getattr(target, method)
+        monkeypatch.setattr(target, method, lambda *a, _real=real, _m=method, **kw: (passes.append(_m), _real(*a, **kw))[1])
+    import aliasd.service.authority as authority_module
+
+    def difference(old, new, names=None):
+        diff = real_difference(old, new, names)
+        if new.origin == N("catalog.invalid"):
+            compared.append((None if names is None else sorted(n.to_text() for n in names), diff))
+        return diff
+    real_difference = authority_module.difference
+    monkeypatch.setattr(authority_module, "difference", difference)
+
     made = [server.manager.create(N(f"{name}.test."), [rr(f"ns1.{name}.test.", A, "192.0.2.53")], by="admin",
                                   nameservers=[N(f"ns1.{name}.test.")], default_soa=SOA_TEXT)
-            for name in ("one", "two", "three")]
-    assert passes == []  # nothing served before the reactor turns
-    views = [server.done(d) for d in made]
-    assert passes == [1]
-    assert [v.serial == server.serial(v.name.to_text()) for v in views] == [True] * 3
-    assert set(server.members()) >= {"one.test.", "two.test.", "three.test."}
+            for name in ("four", "five")]
+    for d in made:
+        server.done(d)
+    server.done(server.manager.delete(N("two.test."), by="admin"))
+    assert passes == []
+    owners = {m: f"{label}.zones.catalog.invalid." for m, label in server.members().items()}
+    assert [names for names, _ in compared] == [sorted([owners["four.test."], owners["five.test."]]),
+                                                [f"{member_id(N('two.test.'))}.zones.catalog.invalid."]]
+    (_, created), (_, deleted) = compared
+    assert sorted((r.name.to_text(), r[0].target.to_text()) for r in created.added) == sorted(
+        [(owners["four.test."], "four.test."), (owners["five.test."], "five.test.")])
+    assert created.removed == () and deleted.added == ()
+    assert [(r.name.to_text(), r[0].target.to_text()) for r in deleted.removed] == [
+        (f"{member_id(N('two.test.'))}.zones.catalog.invalid.", "two.test.")]
+    assert set(server.members()) == {"example.test.", "dyn.test.", "one.test.", "three.test.", "four.test.",
+                                     "five.test."}
+    serial = server.serial("catalog.invalid.")
+    assert any(f"zone catalog.invalid. serial {serial} (members changed)" in formatEvent(e) for e in log_events)
+
+
+def test_created_count_is_what_the_zone_list_shows_of_api_zones(server):
+    """A key's max-zones counts the zones created through the API that it
+    sees, as zones() lists them (one being created is not listed yet)."""
+    create(server, "one.test.")
+    create(server, "two.test.")
+    pending = server.manager.create(N("three.test."), [rr("ns1.three.test.", A, "192.0.2.53")], by="admin",
+                                    nameservers=[N("ns1.three.test.")], default_soa=SOA_TEXT)
+
+    def listed(names=None):
+        return sum(1 for v in server.manager.zones() if v.source == "api" and (names is None or v.name in names))
+
+    for names in (None, {N("one.test."), N("example.test."), N("three.test.")}, set()):
+        assert server.manager.created_count(names) == listed(names)
+    assert server.manager.created_count() == 2
+    server.done(pending)
+    assert server.manager.created_count() == listed() == 3
+    server.done(server.manager.delete(N("one.test."), by="admin"))
+    assert server.manager.created_count({N("one.test."), N("two.test.")}) == listed({N("two.test.")}) == 1

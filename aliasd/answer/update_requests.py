@@ -66,7 +66,7 @@ class UpdateRequests:
         frames = [journaldb.frame(journaldb.UPDATE, journaldb.encode_nodes(
             outcome.source.serial, outcome.touched
         ))]
-        d = authority.update_source(outcome.source, frames, outcome.names, outcome.previous, private=True)
+        d = authority.update_source(outcome.source, frames, outcome.names, previous=outcome.previous, private=True)
 
         def served_now(_):
             self.stats.inc("aliasd_updates_total", rcode="NOERROR")

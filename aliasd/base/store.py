@@ -51,7 +51,7 @@ class CachedName(dns.name.Name):
     Equal to, and hashed like, a plain Name.
     """
 
-    __slots__ = ("_hash",)
+    __slots__ = ("_hash", "_lower")
 
     def __hash__(self) -> int:
         try:
@@ -60,6 +60,30 @@ class CachedName(dns.name.Name):
             value = dns.name.Name.__hash__(self)
             object.__setattr__(self, "_hash", value)  # Name is immutable otherwise
             return value
+
+    def _lowered(self) -> tuple:
+        try:
+            return self._lower
+        except AttributeError:
+            value = tuple(label.lower() for label in self.labels)
+            object.__setattr__(self, "_lower", value)
+            return value
+
+    def __eq__(self, other) -> bool:
+        # dnspython compares names label by label in Python (fullcompare),
+        # and its hash collides for names alike (z1029. and z1030.): a dict
+        # of ten thousand numbered zones compared tens of thousands of them
+        # at each reload. Two CachedNames compare their lower-case labels,
+        # kept, as tuples (in C); the same name from another parse has the
+        # same labels.
+        if isinstance(other, CachedName):
+            return self.labels == other.labels or self._lowered() == other._lowered()
+        if isinstance(other, dns.name.Name) and self.labels == other.labels:
+            return True
+        return dns.name.Name.__eq__(self, other)
+
+    def __ne__(self, other) -> bool:
+        return not self.__eq__(other)
 
     def __reduce__(self):
         return CachedName, (self.labels,)

@@ -178,6 +178,27 @@ def parse_json(body: bytes) -> dict:
     return data
 
 
+def _parse_create(body: bytes) -> tuple[dict, tuple | None]:
+    """A POST's body and its rrsets parsed (in the API's thread: a zone of
+    thousands of records is thousands of names to parse): (the JSON object,
+    (zone, its changes or the ApiError they raise) or None when the zone's
+    name is not usable). The errors are raised on the reactor, after the
+    checks that come first (a key that may not create the zone: 403)."""
+    data = parse_json(body)
+    try:
+        name = canonical_name(data.get("name"))
+    except ApiError:
+        return data, None
+    return data, (name, _rrsets_or_error(name, data))
+
+
+def _rrsets_or_error(name: dns.name.Name, data: dict):
+    try:
+        return parse_rrsets(name, data.get("rrsets", []), patch=False)
+    except ApiError as e:
+        return e
+
+
 def _rdtype(text, name_text: str) -> int:
     if isinstance(text, str) and text.upper() == "ALIAS":
         return store.ALIAS_TYPE
@@ -497,9 +518,10 @@ class ApiResource(resource.Resource):
     def _create(self, request, key: ApiKey) -> defer.Deferred:
         if not key.create:
             raise ApiError(403, f"Key '{key.name}' may not create zones")
-        return self._body(request).addCallback(self._create_zone, request, key)
+        body = request.content.getvalue()
+        return self.run(_parse_create, body).addCallback(lambda parsed: self._create_zone(*parsed, request, key))
 
-    def _create_zone(self, data: dict, request, key: ApiKey) -> defer.Deferred:
+    def _create_zone(self, data: dict, parsed, request, key: ApiKey) -> defer.Deferred:
         name_text = data.get("name")
         if not isinstance(name_text, str):
             raise ApiError(422, "Key 'name' not present or not a String")
@@ -509,7 +531,7 @@ class ApiResource(resource.Resource):
         if key.max_zones is not None:
             # The API-created zones this key can see: for a key with ``zones``
             # those of its list, else every zone created through the API.
-            made = sum(1 for v in self.manager.zones() if v.source == "api" and key.sees(v.name))
+            made = self.manager.created_count(key.zones)
             if made >= key.max_zones:
                 raise ApiError(422, f"Key '{key.name}' may have at most {key.max_zones} zones")
         kind = data.get("kind", "Native")
@@ -522,7 +544,11 @@ class ApiResource(resource.Resource):
         if not isinstance(servers, list):
             raise ApiError(422, "Key 'nameservers' is not a list")
         nameservers = [canonical_name(s, "Nameserver is not canonical: '{}'") for s in servers]
-        changes = parse_rrsets(name, data.get("rrsets", []), patch=False)
+        if parsed is None or parsed[0] != name:
+            parsed = (name, _rrsets_or_error(name, data))
+        if isinstance(parsed[1], ApiError):
+            raise parsed[1]
+        changes = parsed[1]
         if nameservers and any(c.name == name and c.rdtype == dns.rdatatype.NS for c in changes):
             raise ApiError(422, "Nameservers list MUST NOT be mixed with zone-level NS in rrsets")
         d = self.manager.create(

@@ -81,6 +81,8 @@ class _Zone:
         self.view_hash = 0  # sum of the owners' hashes: updated per owner
         # Changes not yet published as a version (serial-rate damping).
         self.pending: dict[dns.name.Name, Flattened] = {}
+        # Why its source changed, for the log (None: a dynamic update, which logs its own line).
+        self.reason: str | None = None
 
     def snapshot(self) -> tuple:
         """What a failed commit restores (see ZoneAuthority._commit_failed)."""
@@ -380,13 +382,44 @@ class ZoneAuthority:
         ``held``: configured zones with nothing to serve (a broken file, no
         last good data), answered SERVFAIL (aliasd.zones.registry.hold).
         """
-        self._private.clear()  # a reload may hand these sources on
-        frames = frames or {}
         sources = {source.origin: source for source in sources}
-        prepared = prepared or {}
-        zones, registry, graph = self._zones, self.registry, self.graph
+        zones = self._zones
         removed = [o for o in zones if o not in sources]
         fresh = [o for o, s in sources.items() if o not in zones or zones[o].source is not s]
+        self._change(sources, removed, fresh, prepared or {}, frames or {}, continued, held, wait)
+
+    def add_sources(self, sources: Iterable[ZoneSource], prepared: dict | None = None,
+                    frames: dict | None = None, continued=()) -> None:
+        """Serve these zones (new ones, or new sources of served ones) beside
+        the others, as set_sources would with them added: a zone created at
+        runtime, or one file reloaded, costs what it holds, not a pass over
+        every served zone. They are no longer held (their file mended)."""
+        sources = list(sources)
+        zones = self._zones
+        configured = dict(self.registry.sources)  # (a copy keeps the names' hashes; replaced whole)
+        for source in sources:
+            configured[source.origin] = source
+        fresh = [s.origin for s in sources if s.origin not in zones or zones[s.origin].source is not s]
+        held = self.registry.held
+        held = held - {s.origin for s in sources} if held else held
+        self._change(configured, [], fresh, prepared or {}, frames or {}, continued, held, False)
+
+    def remove_sources(self, origins: Iterable[dns.name.Name]) -> None:
+        """Stop serving these zones, the others as they are (as set_sources
+        without them, for what they cost: zones deleted at runtime)."""
+        configured = dict(self.registry.sources)
+        removed = [o for o in origins if o in self._zones]
+        for origin in removed:
+            configured.pop(origin, None)
+        self._change(configured, removed, [], {}, {}, (), self.registry.held, False)
+
+    def _change(self, sources: dict, removed: list, fresh: list, prepared: dict, frames: dict, continued,
+                held, wait: bool) -> None:
+        """Serve ``sources`` (origin -> source), of which ``removed`` are gone
+        and ``fresh`` new or changed: the work of set_sources once it knows
+        what differs."""
+        self._private.clear()  # a reload or the API may hand these sources on
+        zones, registry, graph = self._zones, self.registry, self.graph
         added = [o for o in fresh if o not in zones]
         affected = graph.affected_by(removed + fresh, added)
         for origin in removed:
@@ -428,15 +461,15 @@ class ZoneAuthority:
         for origin, owners in affected.items():
             if origin in zones:
                 self._enqueue(origin, owners, forced=True)
-        if removed and self.resolver is not None:
-            self.resolver.set_targets(graph.dependents)
+        if removed:
+            graph.update_resolver()
         if wait:
             self.run_now()
         else:
             self._kick()
 
-    def update_source(self, source: ZoneSource, frames: list[bytes], names, previous: dict | None = None,
-                      private: bool = False) -> defer.Deferred:
+    def update_source(self, source: ZoneSource, frames: list[bytes], names, why: str | None = None,
+                      previous: dict | None = None, private: bool = False) -> defer.Deferred:
         """Serve ``source``, changed by a dynamic update, as the zone's next version.
 
         ``frames`` (the update's journal record) are written durably with
@@ -444,6 +477,8 @@ class ZoneAuthority:
         it touched. The Deferred fires once that version (or a later one)
         is served: only then may the update be acknowledged. Updates are
         never damped. A failed write is retried, as for every version.
+        ``why``: the reason the version is logged with (none: the update
+        logs its own line).
 
         ``previous``: the touched owners' nodes before the update, needed
         when the records were changed in place. ``private``: ``source.records``
@@ -456,6 +491,7 @@ class ZoneAuthority:
         self.graph.forget_zone(origin, old.source)
         keys = previous.keys() if previous is not None else {store.key_of(n) for n in names}
         zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys, previous))
+        zone.reason = why
         if private:
             self._private[origin] = source
         else:
@@ -690,7 +726,7 @@ class ZoneAuthority:
         )
         frames, zone.frames = zone.frames, []
         if new_source:
-            why = "updated" if zone.touched is not None else why
+            why = (zone.reason or "updated") if zone.touched is not None else why
         if entry is not None:
             why = entry.why if entry.published is None else why
             state_changed = state_changed or entry.state_changed

@@ -51,7 +51,7 @@ from aliasd.service import logsetup
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.keyroll import configure_rollovers
-from aliasd.zones.catalog import catalog_source, with_members_changed
+from aliasd.zones.catalog import catalog_source, member_owner, with_members_changed
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import (
     ZoneFileError,
@@ -359,8 +359,9 @@ class CatalogMaker:
         self._key = None
         self._source: ZoneSource | None = None
         # Zone -> its catalog generation (aliasd.update.runtime: zones
-        # created again at runtime get a new member label).
+        # created again at runtime get a new member label); one zone's.
         self.generations = dict
+        self.generation_of = lambda member: 0
 
     #: At most this many members added or removed are changed in place; more: the catalog is built again.
     in_place_up_to = 16
@@ -388,6 +389,36 @@ class CatalogMaker:
         if old is None or old != self._key:
             self._source = catalog_source(name, sorted(members), generations=generations)
         return sources + [self._source]
+
+    def members_changed(self, settings, changes: dict) -> tuple[ZoneSource, list] | None:
+        """The catalog once the zones in ``changes`` joined (True) or left
+        (False), without a pass over the other members (zones created or
+        deleted at runtime): (its source, the owners whose records changed).
+        None when add_to must build it: no catalog built yet, its name
+        changed, too many changes, or a case variant of a member."""
+        catalog = settings.catalog
+        if catalog is None or self._key is None or self._key[0] != catalog.name:
+            return None
+        name, members = self._key
+        changed = dict(members)
+        for member, present in changes.items():
+            if member == name:
+                continue
+            if present:
+                changed[member] = self.generation_of(member)
+            else:
+                changed.pop(member, None)
+        added = {m: changed[m] for m in changes if m in changed and members.get(m) != changed[m]}
+        removed = {m: members[m] for m in changes if m in members and changed.get(m) != members[m]}
+        if not added and not removed:
+            return self._source, []
+        if len(added) + len(removed) > self.in_place_up_to:
+            return None
+        source = with_members_changed(self._source, added, removed)
+        if source is None:
+            return None
+        self._key, self._source = (name, changed), source
+        return source, [member_owner(name, m, g) for m, g in (*removed.items(), *added.items())]
 
 
 class Reloader:
@@ -629,29 +660,50 @@ class Reloader:
         are written with its next version."""
         self.serve_runtime_many({origin: (source, frames)})
 
-    def serve_runtime_many(self, changes: dict) -> None:
-        """serve_runtime for several zones (origin -> (source, frames)) in
-        one pass over the served zones: creates that finish together cost
-        one pass, not one each (the pass grows with the zones)."""
+    def serve_runtime_many(self, changes: dict, prepared: dict | None = None) -> None:
+        """serve_runtime for several zones (origin -> (source, frames)),
+        ``prepared`` by ZoneAuthority.prepare (in a thread) for some: each
+        zone costs what it holds, and the catalog changes by their members
+        alone (its IXFR difference is theirs); no pass over the served
+        zones, unless the catalog must be built whole."""
         settings = self.settings
-        catalog = settings.catalog.name if settings.catalog is not None else None
-        by_origin = dict(self.authority.sources)  # (a copy keeps the names' hashes)
-        by_origin.pop(catalog, None)
         made = self.runtime.settings(settings.zone_defaults)
         dynamic = getattr(self.options, "dynamic", None)
-        all_frames = {}
+        added, removed, all_frames = [], [], {}
         for origin, (source, frames) in changes.items():
-            by_origin.pop(origin, None)
-            if source is not None:
-                by_origin[origin] = source
             zone = made.get(origin) if source is not None else None
             if dynamic is not None:
                 dynamic.runtime_zone(origin, zone is not None)
             self._zone_settings_changed(origin, zone)
+            if source is None:
+                removed.append(origin)
+            else:
+                added.append(source)
             if frames:
                 all_frames[origin] = frames
-        sources = self.catalog.add_to(settings, list(by_origin.values()), self.authority.held)
-        self.authority.set_sources(sources, frames=all_frames or None, held=self.authority.held)
+        catalog = settings.catalog.name if settings.catalog is not None else None
+        members = None
+        if catalog is None or catalog in self.authority.sources:
+            members = self.catalog.members_changed(settings, {o: s is not None for o, (s, _) in changes.items()})
+        if catalog is not None and members is None:  # the catalog built whole: one pass over the zones
+            by_origin = dict(self.authority.sources)  # (a copy keeps the names' hashes)
+            by_origin.pop(catalog, None)
+            for origin in removed:
+                by_origin.pop(origin, None)
+            by_origin.update((source.origin, source) for source in added)
+            sources = self.catalog.add_to(settings, list(by_origin.values()), self.authority.held)
+            self.authority.set_sources(sources, prepared, frames=all_frames or None, held=self.authority.held)
+            return
+        if removed:
+            self.authority.remove_sources(removed)
+        if added:
+            self.authority.add_sources(added, prepared, frames=all_frames)
+        if members is not None and members[1]:
+            # Served as an update of the catalog is: its difference compares
+            # the changed members' owners only. (Its wait fails only when the
+            # catalog is replaced or removed meanwhile, by a reload that
+            # serves the catalog it built.)
+            self.authority.update_source(members[0], [], members[1], why="members changed").addErrback(lambda _: None)
 
     def reload_zone(self, name: dns.name.Name) -> defer.Deferred:
         """Read one zone's file again (``aliasd-ctl reload ZONE``, ``thaw``);
@@ -718,10 +770,8 @@ class Reloader:
         return self.authority.when_idle().addCallback(done)
 
     def _set_one(self, origin: dns.name.Name, source: ZoneSource, frames: dict, continued: set) -> None:
-        """Serve ``source`` for one zone, the others as they are."""
-        sources = [s for o, s in self.authority.sources.items() if o != origin] + [source]
-        self.authority.set_sources(sources, frames=frames, continued=continued,
-                                   held=self.authority.held - {origin})
+        """Serve ``source`` for one zone, the others as they are (no pass over them)."""
+        self.authority.add_sources([source], frames=frames, continued=continued)
 
     def _leave_dynamic(self, dynamic, settings) -> dict:
         """Zones whose ``update`` rules are gone: their records are written

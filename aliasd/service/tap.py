@@ -196,6 +196,7 @@ class Options(usage.Options):
         so that the configured zone starts from its file alone."""
         self.runtime = RuntimeZones(self.state.db)
         self.catalog.generations = self.runtime.generations
+        self.catalog.generation_of = self.runtime.generation_of
         configured = {z.name for z in self.settings.transferable_zones}
         for name in sorted(set(self.runtime.zones) & configured):
             log.error("zone {zone} was created at runtime and is configured now: the configured zone is "
@@ -454,6 +455,14 @@ def load_zones(authority: ZoneAuthority, sources: list[ZoneSource], reactor, hel
     authority.when_idle().addCallback(loaded)
 
 
+def _zone_serials(authority: ZoneAuthority) -> list:
+    """Each zone's serial for the statistics page, sorted by the names'
+    text: sorting a thousand Names compares them label by label in Python
+    (60 ms of the reactor at every scrape), their text in C."""
+    serials = sorted((o.to_text(), v.serial) for o, v in list(authority.versions.items()))
+    return [({"zone": text}, serial) for text, serial in serials]
+
+
 def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: AliasResolver, lag,
                      secondaries: SecondaryTable, broken: BrokenZones) -> None:
     stats.gauge("aliasd_reactor_lag_seconds_max", "Longest time the reactor was held up since start.",
@@ -465,7 +474,7 @@ def _register_gauges(stats: Statistics, authority: ZoneAuthority, resolver: Alia
     stats.gauge(
         "aliasd_zone_serial",
         "The serial each zone serves now.",
-        lambda: [({"zone": o.to_text()}, v.serial) for o, v in sorted(authority.versions.items())],
+        lambda: _zone_serials(authority),
     )
     stats.gauge(
         "aliasd_journal_versions",

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from aliasd.base import store
 from aliasd.dnssec.keys import ZoneKey
 from aliasd.replicate import journaldb
+from aliasd.service.authority import ZoneAuthority
 from aliasd.service.reload import configured_zones, make_signers, with_runtime_zones
 from aliasd.update.rrsets import (
     RRsetChange,
@@ -126,6 +127,16 @@ class ZoneManager:
         return [self._view(z) for z in with_runtime_zones(self.settings, self.runtime).zones
                 if z.name not in self._busy or z.name in self.authority.versions]
 
+    def created_count(self, names=None) -> int:
+        """How many zones created through the API zones() lists (of ``names``
+        only, when given): what a key's max-zones counts, without a view of
+        every zone (ten thousand zones, at every POST)."""
+        runtime, versions = self.runtime.zones, self.authority.versions
+        unlisted = {n for n in self._busy if n in runtime and n not in versions}
+        if names is None:
+            return len(runtime) - len(unlisted)
+        return sum(1 for n in names if n in runtime and n not in unlisted)
+
     def zone(self, name: dns.name.Name) -> ZoneView | None:
         zone = self._zone_settings(name)
         return self._view(zone) if zone is not None else None
@@ -207,22 +218,26 @@ class ZoneManager:
     def create(self, name: dns.name.Name, changes, *, kind: str = "Native", nameservers=(),
                default_soa: str | None = None, by: str) -> defer.Deferred:
         """Create a zone; fires with its ZoneView once it is recorded, served
-        and in the catalog; errback ZoneChangeError (nothing changed)."""
+        and in the catalog; errback ZoneChangeError (nothing changed). Its
+        records are parsed and checked in a thread, as the rest of its
+        making: parsing grows with the zone, and the reactor answers."""
         try:
-            source, zone = self._new_zone(name, list(changes), kind, list(nameservers), default_soa)
+            changes, nameservers = list(changes), list(nameservers)
+            zone = self._new_zone_settings(name, kind)
             self._writable(name)
         except ZoneChangeError as e:
             return defer.fail(e)
         self._busy.add(name)
-        d = self.run_in_thread(self._prepare, name, kind, zone)
-        d.addCallback(self._serve_new, source)
+        made = []
+        d = self.run_in_thread(self._prepare, name, kind, zone, changes, nameservers, default_soa)
+        d.addCallback(lambda prepared: (made.append(prepared[2]), self._serve_new(prepared))[1])
         d.addCallback(lambda _: self.authority.wait_served(name))
 
         def done(_):
             self._busy.discard(name)
             view = self.zone(name)
             log.info("api: zone {zone} created by {by}: serial {serial}, {records} records, kind {kind}",
-                     zone=name.to_text(), by=by, serial=view.serial, records=source.record_count(), kind=kind)
+                     zone=name.to_text(), by=by, serial=view.serial, records=made[0].record_count(), kind=kind)
             return view
 
         def failed(failure):
@@ -234,8 +249,8 @@ class ZoneManager:
 
         return d.addCallbacks(done, failed)
 
-    def _new_zone(self, name, changes, kind, nameservers, default_soa):
-        """The new zone's source and settings, checked (raises ZoneChangeError)."""
+    def _new_zone_settings(self, name, kind):
+        """The new zone's settings, its name and kind checked (raises ZoneChangeError)."""
         if not isinstance(name, dns.name.Name) or not name.is_absolute() or name == dns.name.root:
             raise ZoneChangeError(422, f"zone name {name} must be absolute, and not the root")
         if kind not in KINDS:
@@ -243,7 +258,11 @@ class ZoneManager:
         catalog = self.settings.catalog
         if self._zone_settings(name) is not None or (catalog is not None and catalog.name == name):
             raise ZoneChangeError(409, f"Domain '{name.to_text()}' already exists")
-        zone = dataclasses.replace(self.settings.zone_defaults, name=name, file=None)
+        return dataclasses.replace(self.settings.zone_defaults, name=name, file=None)
+
+    @staticmethod
+    def _new_source(name, zone, changes, nameservers, default_soa) -> ZoneSource:
+        """The new zone's source, checked (raises ZoneChangeError; safe in a thread)."""
         given = {(c.name, c.rdtype) for c in changes}
         if default_soa is not None and (name, dns.rdatatype.SOA) not in given:
             changes.append(RRsetChange(name, dns.rdatatype.SOA, "REPLACE", 3600, (_soa_text(default_soa, name),)))
@@ -254,13 +273,16 @@ class ZoneManager:
             raise ZoneChangeError(422, "a new zone's RRsets are all REPLACE")
         source = build_zone(name, Path(f"<runtime zone {name.to_text()}>"), changes, zone.dnssec)
         check_max_records(source, zone.max_records)
-        return source, zone
+        return source
 
-    def _prepare(self, name, kind, zone):
-        """Note the zone in the store, make its signing keys (in a thread)."""
+    def _prepare(self, name, kind, zone, changes, nameservers, default_soa):
+        """In a thread: the zone's records parsed and checked (nothing is
+        written when they fail), then noted in the store, its signing keys
+        made, and its book-keeping for the authority (ZoneAuthority.prepare)."""
+        source = self._new_source(name, zone, changes, nameservers, default_soa)
         entry = self.runtime.add(name, kind, self.dynamic.files)
         signers = make_signers(dataclasses.replace(self.settings, zones=(zone,))) if zone.dnssec else {}
-        return entry, signers
+        return entry, signers, source, ZoneAuthority.prepare([source])
 
     def _rollovers_take(self, name: dns.name.Name) -> None:
         """Tell the key-rollover engine of a zone created or deleted here."""
@@ -271,35 +293,38 @@ class ZoneManager:
         policy = self.settings.policy_of(zone) if zone is not None else None
         self.rollovers.configure_zone(name, policy, signer.keys if signer is not None else [])
 
-    def _serve_new(self, prepared, source: ZoneSource) -> None:
-        entry, signers = prepared
+    def _serve_new(self, prepared) -> defer.Deferred:
+        entry, signers, source, ready = prepared
         self.runtime.served(entry)
         if signers:
             self.authority.set_signers({**self.authority.signers, **signers})
             self._rollovers_take(entry.name)
         snapshot = journaldb.frame(journaldb.SNAPSHOT, journaldb.encode_snapshot(source.serial, source.records, b""))
-        return self._serve_soon(entry.name, source, [snapshot])
+        return self._serve_soon(entry.name, source, [snapshot], ready)
 
-    def _serve_soon(self, name: dns.name.Name, source: ZoneSource, frames: list) -> defer.Deferred:
+    def _serve_soon(self, name: dns.name.Name, source: ZoneSource, frames: list, ready: dict) -> defer.Deferred:
         """Serve the new zone together with the others whose creation ends
-        in this turn of the reactor (one pass over the served zones for
-        all: creates by several clients at once would each stall it)."""
+        in this turn of the reactor (one catalog change for all)."""
         d = defer.Deferred()
-        self._to_serve[name] = (source, frames, d)
+        self._to_serve[name] = (source, frames, ready, d)
         if self._serving is None:
             self._serving = self.reloader.reactor.callLater(0, self._serve_now)
         return d
 
     def _serve_now(self) -> None:
         pending, self._to_serve, self._serving = self._to_serve, {}, None
+        prepared = {}
+        for _, _, ready, _ in pending.values():
+            prepared.update(ready)
         try:
-            self.reloader.serve_runtime_many({name: (source, frames) for name, (source, frames, _) in pending.items()})
+            self.reloader.serve_runtime_many(
+                {name: (source, frames) for name, (source, frames, _, _) in pending.items()}, prepared)
         except Exception:
             failure = Failure()
-            for _, _, d in pending.values():
+            for *_, d in pending.values():
                 d.errback(failure)
             return
-        for _, _, d in pending.values():
+        for *_, d in pending.values():
             d.callback(None)
 
     def patch(self, name: dns.name.Name, changes, *, by: str) -> defer.Deferred:

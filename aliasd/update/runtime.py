@@ -102,6 +102,11 @@ class RuntimeZones:
         """Zone -> catalog generation, for the zones that have one above 0."""
         return {name: z.generation for name, z in self.zones.items() if z.generation}
 
+    def generation_of(self, name: dns.name.Name) -> int:
+        """One zone's catalog generation (0: none, or not created at runtime)."""
+        zone = self.zones.get(name)
+        return zone.generation if zone is not None else 0
+
     def add(self, name: dns.name.Name, kind: str, journals) -> RuntimeZone:
         """Note a new zone in the store (in a thread; raises OSError), with
         the next generation of its name. What the store kept of an earlier

@@ -138,6 +138,12 @@ def catalog_source(
     )
 
 
+def member_owner(catalog: dns.name.Name, member: dns.name.Name, generation: int = 0) -> dns.name.Name:
+    """The owner of ``member``'s PTR in the catalog ``catalog`` (``<id>.zones.<catalog>``)."""
+    return dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(), b"zones")
+                         + catalog.labels)
+
+
 def with_members_changed(catalog: ZoneSource, added: dict, removed: dict) -> ZoneSource | None:
     """``catalog`` with a few members added and removed (member -> its
     generation), as catalog_source would build it, for what it costs: a
@@ -145,20 +151,17 @@ def with_members_changed(catalog: ZoneSource, added: dict, removed: dict) -> Zon
     thousand. None when a case variant of a listed member is added (the
     whole catalog is built then)."""
     origin = catalog.origin
-    zones_labels = (b"zones",) + origin.labels
     records = dict(catalog.records)
     touched: dict[bytes, bytes | None] = {}
     for member, generation in removed.items():
-        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
-        key = store.key_of(owner)
+        key = store.key_of(member_owner(origin, member, generation))
         if key in records:
             touched[key] = None
             del records[key]
     for member, generation in added.items():
         if member == origin:
             continue
-        owner = dns.name.Name((_label(member.to_wire(canonicalize=True), generation).encode(),) + zones_labels)
-        rrset = dns.rrset.RRset(owner, _IN, _PTR_TYPE)
+        rrset = dns.rrset.RRset(member_owner(origin, member, generation), _IN, _PTR_TYPE)
         rrset.add(_ptr(member), TTL)
         (key, packed), = store.pack_rrsets([rrset]).items()
         if key in records:
