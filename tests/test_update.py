@@ -46,13 +46,13 @@ def source():
     return zone_source("example.com.", ZONE)
 
 
-def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES, signed=False):
+def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES, signed=False, **kw):
     """The update as the server parses it: one RR per RRset, in order, with
     the TTLs as sent."""
     wire = update.to_wire()
     message = dns.message.from_wire(wire, one_rr_per_rrset=True)
     restore_ttls(message, wire)
-    return process(message, src or source(), rules, key, served, signed)
+    return process(message, src or source(), rules, key, served, signed, **kw)
 
 
 def records(outcome, name, rdtype):
@@ -359,17 +359,21 @@ def test_a_rule_without_types_allows_everything_but_the_soa():
     assert run(update, rules=rules).rcode == dns.rcode.REFUSED
 
 
-def test_an_update_derives_aliases_digest_and_names_from_what_it_touched():
+@pytest.mark.parametrize("reuse", [False, True])
+def test_an_update_derives_aliases_digest_and_names_from_what_it_touched(reuse):
     """ZoneSource.updated and ZoneBase.updated (cost: the touched owners)
     agree with a full recomputation, over random adds and deletes of
-    names, wildcards, delegations, empty non-terminals and ALIAS records."""
+    names, wildcards, delegations, empty non-terminals and ALIAS records;
+    also when each update changes the records of the one before in place
+    (``reuse``, the authority's records_private), whose results are those of
+    a chain of copies. Without ``reuse`` no source's records ever change."""
     import random
 
     from aliasd.zones.zone import ZoneBase
     from aliasd.zones.zonefile import ZoneSource
 
     rng = random.Random(2136)
-    src = source()
+    src, copied = source(), source()
     src.record_count()  # counted once, then carried by each update
     base = ZoneBase.of(src)
     labels = ["a", "b", "*", "x.y", "deep.er.name", "sub", "ns.sub", "_acme-challenge", "q._acme-challenge"]
@@ -389,15 +393,46 @@ def test_an_update_derives_aliases_digest_and_names_from_what_it_touched():
                 update.delete(name)
             else:
                 update.delete(name, "A")
-        outcome = run(update, src=src, served=src.serial)
-        if outcome.source is None:
-            continue
+        if reuse:
+            outcome = run(update, src=src, served=src.serial, reuse=True)
+            twin = run(update, src=copied, served=copied.serial)
+            assert (twin.rcode, twin.touched, twin.previous) == (outcome.rcode, outcome.touched, outcome.previous)
+            if outcome.source is None:
+                continue
+            assert outcome.source.records is src.records  # changed in place ...
+            assert dict(outcome.source.records) == dict(twin.source.records), step  # ... to the same records
+            copied = twin.source
+        else:
+            before = dict(src.records)
+            outcome = run(update, src=src, served=src.serial)
+            assert dict(src.records) == before, step
+            if outcome.source is None:
+                continue
         full = ZoneSource.of(src.origin, src.path, dict(outcome.source.records))
         assert outcome.source.digest == full.digest, step
         assert outcome.source.aliases == full.aliases, step
         assert outcome.source.record_count() == full.record_count(), step  # carried, not recounted
-        base = base.updated(outcome.source.records, outcome.touched)
+        base = base.updated(outcome.source.records, outcome.touched, outcome.previous if reuse else None)
         expected = ZoneBase.of(outcome.source)
         assert (base.empty_non_terminals, base.cuts, base.has_wildcards, base.dnames) == (
             expected.empty_non_terminals, expected.cuts, expected.has_wildcards, expected.dnames), step
+        assert base._below() == expected._below(), step
         src = outcome.source
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_an_update_past_max_records_is_refused_and_changes_nothing(reuse):
+    """max-records (as BIND's) is checked before any record changes: also
+    when the update would change the records in place."""
+    src = source()
+    before = dict(src.records)
+    count = src.record_count()
+    update = new()
+    update.add("new1", 60, "A", "192.0.2.99")
+    update.add("new2", 60, "A", "192.0.2.98")
+    refused = run(update, src=src, max_records=count + 1, reuse=reuse)
+    assert refused.rcode == dns.rcode.REFUSED and refused.source is None
+    assert f"would hold {count + 2} records, more than its max-records ({count + 1})" in refused.why
+    assert dict(src.records) == before
+    taken = run(update, src=src, max_records=count + 2, reuse=reuse)
+    assert taken.rcode == dns.rcode.NOERROR and taken.source.record_count() == count + 2

@@ -148,6 +148,9 @@ class QueryHandler:
         limit = self._udp_limit(query) if over_udp else 65535
         if tsig_error:
             return tsig_error_response(query, tsig_error, self.keyring.get(query.keyname), limit)
+        if query.opcode() == dns.opcode.UPDATE and query.edns < 0:  # its reply is written plainly
+            key = self.keyring.get(query.keyname) if query.had_tsig else None
+            return self.updates.answer(query, None, client, limit, key)
         # EDNS padding (RFC 8467) only where it hides something: over TLS.
         response = dns.message.make_response(
             query, our_payload=self.max_udp_size, pad=None if tls else 0

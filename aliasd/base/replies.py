@@ -88,3 +88,35 @@ def header_only(wire: bytes, rcode: int) -> bytes | None:
     opcode_bits = flags & 0x7800
     flags = dns.flags.QR | opcode_bits | (flags & dns.flags.RD) | (rcode & 0xF)
     return HEADER.pack(ident, flags, 0, 0, 0, 0)
+
+
+_TSIG_HEAD = struct.Struct("!HHIH")  # type, class, TTL, rdlength
+
+
+def plain_reply(query: dns.message.Message, rcode: int, limit: int, key: dns.tsig.Key | None) -> bytes:
+    """The reply to ``query`` (no EDNS) that carries only its question
+    section and ``rcode``, signed with ``key`` when the query was signed:
+    an UPDATE's answer. Written here rather than by make_response and
+    to_wire, which built and rendered a message object for every update
+    (a sixth of the reactor's time per update). The same octets as
+    dnspython's, except that the TSIG owner name is not compressed."""
+    flags = (dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
+             | (int(query.opcode()) << 11) | (rcode & 0xF))
+    parts = [b""]
+    for rrset in query.question:
+        parts.append(rrset.name.to_wire() + struct.pack("!HH", rrset.rdtype, rrset.rdclass))
+    signed = query.had_tsig and key is not None
+    parts[0] = HEADER.pack(query.id, flags, len(query.question), 0, 0, 1 if signed else 0)
+    if signed:
+        unsigned = HEADER.pack(query.id, flags, len(query.question), 0, 0, 0) + b"".join(parts[1:])
+        template = dns.rdtypes.ANY.TSIG.TSIG(
+            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", query.id, 0, b""
+        )
+        record, _ = dns.tsig.sign(unsigned, key, template, int(time.time()), query.mac)
+        rdata = record.to_wire()
+        parts.append(key.name.to_wire() + _TSIG_HEAD.pack(dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata))
+                     + rdata)
+    wire = b"".join(parts)
+    if len(wire) > limit:
+        return HEADER.pack(query.id, flags | dns.flags.TC, 0, 0, 0, 0)
+    return wire

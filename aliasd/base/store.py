@@ -171,6 +171,25 @@ def raw_rrsets(packed: bytes) -> Iterator[RawRRset]:
         yield rdtype, ttl, list(rdata_wires(packed, start, end))
 
 
+def serial_offset(packed: bytes) -> int | None:
+    """Where the SOA serial of a packed node starts (None: it has no SOA).
+    An SOA RRset holds one record, whose rdata ends with serial, refresh,
+    retry, expire and minimum."""
+    for rdtype, _, _, _, end in directory(packed):
+        if rdtype == dns.rdatatype.SOA:
+            return end - 20
+    return None
+
+
+def same_but_serial(old: bytes, new: bytes) -> bool:
+    """Whether two packed nodes differ at most in their SOA serial (an
+    update's apex): what depends on content alone need not be redone."""
+    if len(old) != len(new):
+        return False
+    at = serial_offset(new)
+    return at is not None and old[:at] == new[:at] and old[at + 4:] == new[at + 4:]
+
+
 def with_serial(soa_rdata: bytes, serial: int) -> bytes:
     """An SOA rdata (uncompressed wire) with ``serial`` in place of its own."""
     return soa_rdata[:-20] + serial.to_bytes(4, "big") + soa_rdata[-16:]

@@ -132,11 +132,16 @@ def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
 def _compare(a, b, removed: list, added: list) -> None:
     """What of RRset ``a`` went and what of ``b`` came (a TTL change: all
     of both). Whole RRsets are kept as they are: fewer objects per entry."""
-    if a is not None and b is not None and a.ttl == b.ttl:
+    if a is None or b is None:  # an RRset that came or went whole: nothing to hash
+        if a is not None and len(a):
+            removed.append(a)
+        if b is not None and len(b):
+            added.append(b)
+        return
+    if a.ttl == b.ttl:
         gone, fresh = set(a) - set(b), set(b) - set(a)
     else:
-        gone = set(a) if a is not None else set()
-        fresh = set(b) if b is not None else set()
+        gone, fresh = set(a), set(b)
     if gone:
         removed.append(a if len(gone) == len(a) else _subset(a, gone))
     if fresh:

@@ -9,8 +9,9 @@ served, and a write that fails is retried with a growing delay (the batch
 is kept meanwhile). What changed from the previous serial goes into the
 zone's journal, for IXFR.
 
-The state store is written in the reactor's thread pool (``run_in_thread``),
-or at once without a reactor (unit tests, ``aliasd-check``).
+The state store is written on a thread of its own (``run_in_thread``:
+aliasd.base.committhread), or at once without a reactor (unit tests,
+``aliasd-check``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import heapq
 
 import dns.name
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorCore, IReactorThreads
 
+from aliasd.base.committhread import CommitThread
 from aliasd.base.state import MemoryStateStore, ZoneState, next_serial
 from aliasd.replicate.journal import DEFAULT_MAX_USAGE, Journal
 from aliasd.zones.zone import ZoneVersion
@@ -204,8 +207,11 @@ class Journals(dict):
 
 
 def _thread_runner(clock):
-    """How state writes leave the reactor thread: the reactor's thread pool,
-    or at once (a test clock, or none)."""
+    """How state writes leave the reactor thread: a thread of their own
+    (aliasd.base.committhread) on a reactor, a test clock's thread pool, or
+    at once (a test clock without one, or none)."""
+    if IReactorCore.providedBy(clock) and IReactorThreads.providedBy(clock):
+        return CommitThread(clock)
     if clock is not None and hasattr(clock, "getThreadPool"):
         return lambda f, *args: threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
     return defer.maybeDeferred

@@ -188,6 +188,9 @@ class ZoneAuthority:
         self.signers: dict[dns.name.Name, object] = signers if signers is not None else {}
         # Zone -> [(source seq, Deferred)]: updates waiting to be served.
         self._waiters: dict[dns.name.Name, list] = {}
+        # Zone -> its newest source, whose records only the update path has
+        # seen (records_private); forgotten once anything else may read them.
+        self._private: dict[dns.name.Name, ZoneSource] = {}
         self.clock = clock
         self.on_new_serial = on_new_serial
         # Fires once every process answering queries serves what the
@@ -241,7 +244,19 @@ class ZoneAuthority:
 
     @property
     def sources(self) -> dict[dns.name.Name, ZoneSource]:
+        """The newest source of each zone. Whoever reads them may keep them
+        (a file written in a thread, a reload, the API), so from now on no
+        update changes their records in place (``records_private``); the
+        update path reads ``registry.sources`` instead."""
+        self._private.clear()
         return self.registry.sources
+
+    def records_private(self, origin: dns.name.Name, source: ZoneSource) -> bool:
+        """May the next update change ``source.records`` in place? Only for
+        the newest source of a zone made by an update (its own copy of the
+        records) that nothing else has read since: not built into a version,
+        not handed out through ``sources``."""
+        return self._private.get(origin) is source
 
     @property
     def held(self) -> frozenset[dns.name.Name]:
@@ -407,6 +422,7 @@ class ZoneAuthority:
         """Serve ``sources`` (origin -> source), of which ``removed`` are gone
         and ``fresh`` new or changed: the work of set_sources once it knows
         what differs."""
+        self._private.clear()  # a reload or the API may hand these sources on
         zones, registry, graph = self._zones, self.registry, self.graph
         added = [o for o in fresh if o not in zones]
         affected = graph.affected_by(removed + fresh, added)
@@ -456,7 +472,8 @@ class ZoneAuthority:
         else:
             self._kick()
 
-    def update_source(self, source: ZoneSource, frames: list[bytes], names, why: str | None = None) -> defer.Deferred:
+    def update_source(self, source: ZoneSource, frames: list[bytes], names, why: str | None = None,
+                      previous: dict | None = None, private: bool = False) -> defer.Deferred:
         """Serve ``source``, changed by a dynamic update, as the zone's next version.
 
         ``frames`` (the update's journal record) are written durably with
@@ -466,14 +483,23 @@ class ZoneAuthority:
         never damped. A failed write is retried, as for every version.
         ``why``: the reason the version is logged with (none: the update
         logs its own line).
+
+        ``previous``: the touched owners' nodes before the update, needed
+        when the records were changed in place. ``private``: ``source.records``
+        is the update's own copy, which the next update may change in place
+        until anything else reads it (records_private).
         """
         origin = source.origin
         old = self._zones[origin]
         self.damping.forget(origin)
         self.graph.forget_zone(origin, old.source)
-        keys = {store.key_of(n) for n in names}
-        zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys))
+        keys = previous.keys() if previous is not None else {store.key_of(n) for n in names}
+        zone = self._zones[origin] = _Zone(source, old.base.updated(source.records, keys, previous))
         zone.reason = why
+        if private:
+            self._private[origin] = source
+        else:
+            self._private.pop(origin, None)
         zone.frames = old.frames + list(frames)
         old.frames = []
         served = self.versions.get(origin)
@@ -679,6 +705,7 @@ class ZoneAuthority:
 
     def _build(self, origin: dns.name.Name, zone: _Zone, owners: set | None, forced: bool) -> None:
         """Follow ``owners`` again (None: all) and add the zone's next version to the batch."""
+        self._private.pop(origin, None)  # the version shares the records from now on
         entry = self._batch.get(origin)
         saved = entry.saved if entry is not None else zone.snapshot()
         current = entry.version if entry is not None else self.versions.get(origin)

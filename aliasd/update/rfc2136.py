@@ -72,6 +72,9 @@ class Outcome:
     touched: dict[bytes, bytes | None] = dataclasses.field(default_factory=dict)
     names: list[dns.name.Name] = dataclasses.field(default_factory=list)
     why: str = ""  # for the log: why it was refused, or what was ignored
+    # Each touched owner's packed node before the update (None: absent): what
+    # the authority's incremental ZoneBase.updated compares with.
+    previous: dict[bytes, bytes | None] = dataclasses.field(default_factory=dict)
 
 
 class _Refused(Exception):
@@ -130,11 +133,23 @@ def restore_ttls(message, wire: bytes) -> None:
     zone_count, = struct.unpack_from("!H", wire, 4)
     at = 12
     for _ in range(zone_count):
-        at += dns.name.from_wire(wire, at)[1] + 4  # name, type, class
+        at = _past_name(wire, at) + 4  # name, type, class
     for rrset in itertools.chain(message.prerequisite, message.update):
-        at += dns.name.from_wire(wire, at)[1]
+        at = _past_name(wire, at)
         rrset.ttl, rdlength = struct.unpack_from("!4xIH", wire, at)  # after type and class
         at += 10 + rdlength
+
+
+def _past_name(wire: bytes, at: int) -> int:
+    """Where the name at ``at`` ends in a message dnspython has parsed (so
+    well formed): its labels, up to the root or a compression pointer."""
+    while True:
+        length = wire[at]
+        if length == 0:
+            return at + 1
+        if length >= 0xC0:
+            return at + 2
+        at += length + 1
 
 
 def _check_prerequisites(prereqs: Iterable[dns.rrset.RRset], source: ZoneSource, work: _Working) -> None:
@@ -278,11 +293,10 @@ def _delete(rr: dns.rrset.RRset, origin: dns.name.Name, node: dict, ignored: lis
 
 def _with_serial(packed: bytes, serial: int) -> bytes:
     """A packed apex node with ``serial`` in its SOA."""
-    for rdtype, _, _, start, end in store.directory(packed):
-        if rdtype == _SOA:
-            at = end - 20  # the SOA rdata ends with serial, refresh, retry, expire, minimum
-            return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
-    raise ValueError("no SOA at the apex")
+    at = store.serial_offset(packed)
+    if at is None:
+        raise ValueError("no SOA at the apex")
+    return packed[:at] + serial.to_bytes(4, "big") + packed[at + 4:]
 
 
 def next_update_serial(current: int, served: int | None) -> int:
@@ -299,6 +313,21 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     touched owner's packed node or None, their names). The serial moves: to
     ``soa_serial`` (an SOA the change set) when that is newer than the
     served one, else one past the newer of the source's and the served."""
+    new, touched, names, _ = _next(work, source, soa_serial, served_serial)
+    return new, touched, names
+
+
+def _next(work: _Working, source: ZoneSource, soa_serial: int | None, served_serial: int | None,
+          reuse: bool = False, max_records: int = 0):
+    """next_source, and each touched owner's node before; (None, count, ...)
+    when the zone would hold more than ``max_records`` (0: no limit).
+
+    With ``reuse``, ``source.records`` is changed in place and becomes the
+    new source's: the caller vouches that nothing else reads it (the
+    authority's ``records_private``), since a dict of ten thousand owners
+    copied for every update was the largest cost that grew with the zone.
+    Nothing is changed when the update is refused.
+    """
     origin = source.origin
     serial = soa_serial
     if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
@@ -312,13 +341,31 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     else:  # the apex changes only by its serial: patched in its packed form
         touched[source.key] = _with_serial(source.records[source.key], serial)
         work.nodes[source.key] = (origin, None)
-    return source.with_owners(touched), touched, [work.nodes[k][0] for k in touched]
+    current = source.records
+    previous = {k: current.get(k) for k in touched}
+    if max_records:
+        source.record_count()  # (counted on the records before they change; the new source derives its count)
+    # A clone of the hash table when copied: dict() re-inserts every key once a key was deleted.
+    records = current if reuse else current.copy()
+    new = source.updated(records, touched, previous)
+    if max_records and new.record_count() > max_records:
+        return None, new.record_count(), None, None
+    for k, packed in touched.items():
+        if packed is None:
+            records.pop(k, None)
+        else:
+            records[k] = packed
+    return new, touched, [work.nodes[k][0] for k in touched], previous
 
 
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
-            signed: bool = False) -> Outcome:
+            signed: bool = False, max_records: int = 0, reuse: bool = False) -> Outcome:
     """Apply an UPDATE message (parsed with one RR per RRset, its TTLs as
-    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``."""
+    sent: restore_ttls) to ``source``, a zone that aliasd signs if ``signed``.
+
+    An update that would leave more than ``max_records`` records (0: no
+    limit, BIND's max-records) is REFUSED. With ``reuse`` the new source
+    takes ``source.records``, changed in place (see ``_next``)."""
     work = _Working(source)
     origin = source.origin
     try:
@@ -348,5 +395,8 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
                 if conflicts:
                     return Outcome(dns.rcode.REFUSED, why=conflicts[0][1])
     serial = next(iter(work.node(origin)[_SOA])).serial if soa_set else None
-    new, touched, names = next_source(work, source, serial, served_serial)
-    return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored))
+    new, touched, names, previous = _next(work, source, serial, served_serial, reuse, max_records)
+    if new is None:
+        return Outcome(dns.rcode.REFUSED, why=f"the zone would hold {touched} records, "
+                                              f"more than its max-records ({max_records})")
+    return Outcome(dns.rcode.NOERROR, new, touched, names, "; ".join(ignored), previous)

@@ -142,24 +142,26 @@ class ZoneBase:
             frozenset(dnames) if dnames else _NOTHING,
         )
 
-    def updated(self, records: Mapping[bytes, bytes], touched) -> "ZoneBase":
+    def updated(self, records: Mapping[bytes, bytes], touched, previous: Mapping | None = None) -> "ZoneBase":
         """This base for ``records``, which differ from its own only at the
         owner keys ``touched`` (a dynamic update): recomputed for those
         owners and their parents alone, not the whole zone.
 
         Whether a name without records still exists depends on the owners
         below it: ``below`` counts them per parent (made on the first
-        update of a zone, then carried from base to base).
+        update of a zone, then carried from base to base). ``previous``:
+        the touched owners' nodes before, when ``records`` is this base's
+        own dict changed in place (aliasd.update.rfc2136).
         """
         origin_key = self.origin_key
-        below = dict(self._below())
+        below = dict(self._below(previous))
         empty = set(self.empty_non_terminals)
         cuts, dnames = set(self.cuts), set(self.dnames)
         wildcards = self.has_wildcards
         gone_wildcard = False
         for key in touched:
             packed = records.get(key)
-            was = key in self.records
+            was = previous[key] is not None if previous is not None else key in self.records
             name = store.name_of(store.owner_of(packed) if packed is not None else key)
             cuts.discard(name)
             dnames.discard(name)
@@ -198,11 +200,19 @@ class ZoneBase:
         object.__setattr__(base, "_below_counts", below)
         return base
 
-    def _below(self) -> dict:
+    def _below(self, previous: Mapping | None = None) -> dict:
         counts = self.__dict__.get("_below_counts")
         if counts is None:
             counts = {}
-            for key in self.records:
+            keys = self.records
+            if previous is not None:  # the records were changed in place: counted as they were
+                keys = set(keys)
+                for key, packed in previous.items():
+                    if packed is None:
+                        keys.discard(key)
+                    else:
+                        keys.add(key)
+            for key in keys:
                 if key != self.origin_key:
                     for parent in parents_below(key, self.origin_key):
                         counts[parent] = counts.get(parent, 0) + 1

@@ -144,7 +144,7 @@ class ZoneSource:
 
     def with_owners(self, touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
         """This source with the owners in ``touched`` replaced by their new
-        packed nodes (None: removed); see ``updated``."""
+        packed nodes (None: removed), in a new dict; see ``updated``."""
         records = dict(self.records)
         for key, packed in touched.items():
             if packed is None:
@@ -153,28 +153,41 @@ class ZoneSource:
                 records[key] = packed
         return self.updated(records, touched)
 
-    def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
+    def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None],
+                previous: Mapping[bytes, bytes | None] | None = None) -> "ZoneSource":
         """This source with the owners in ``touched`` replaced (a dynamic
         update): ``records`` is the new dict. Its ALIAS rules and content
         digest are derived from this one's, for the touched owners only,
-        so an update costs what it changed, not the zone."""
-        aliases = dict(self.aliases)
+        so an update costs what it changed, not the zone. ``previous``:
+        the touched owners' nodes in this source, when its records are
+        about to become the new ones (aliasd.update.rfc2136: changed in place)."""
+        if previous is None:
+            previous = {key: self.records.get(key) for key in touched}
+        aliases = self.aliases  # copied once an ALIAS comes or goes
         total = int(self.digest, 16)
         for key, packed in touched.items():
-            old = self.records.get(key)
+            old = previous[key]
+            if old is not None and packed is not None and store.same_but_serial(old, packed):
+                continue  # an apex whose serial alone moved (every update's): same digest, same ALIAS
             if old is not None:
                 total -= _node_digest(key, old)
-                aliases.pop(store.name_of(store.owner_of(old)), None)
+                gone = _aliases_in(old)
+                if gone:
+                    aliases = aliases if aliases is not self.aliases else dict(aliases)
+                    for owner in gone:
+                        aliases.pop(owner, None)
             if packed is not None:
                 total += _node_digest(key, packed)
-                aliases.update(_aliases_in(packed))
+                found = _aliases_in(packed)
+                if found:
+                    aliases = aliases if aliases is not self.aliases else dict(aliases)
+                    aliases.update(found)
         source = ZoneSource(self.origin, self.path, records, aliases)
         source.__dict__["digest"] = f"{total % 2**256:064x}"
         if "_record_count" in self.__dict__:
             count = self._record_count
             for key, packed in touched.items():
-                old = self.records.get(key)
-                count += _count(packed) - _count(old)
+                count += _count(packed) - _count(previous[key])
             source.__dict__["_record_count"] = count
         return source
 
