@@ -1,0 +1,418 @@
+"""End to end: worker processes (``[server] workers = 2``) on a real twistd aliasd.
+
+The main process forks the workers once its first load is served; they
+answer UDP queries from sockets they share with it. These tests tell the
+workers apart by their processes (the main's children in /proc) and by
+``aliasd_worker_queries_total{worker=...}`` on /metrics, and check what
+the issue asks of them: queries spread over both, every worker on the newest
+version before a change is announced, a killed worker replaced, SIGHUP in
+every worker, no process left behind.
+
+Queries are sent in bursts, each from its own socket (a fresh source port):
+the workers wait on the shared sockets with EPOLLEXCLUSIVE, which wakes the
+first idle worker, so one query at a time mostly reaches one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from tests.aliasd_process import free_port
+from tests.test_e2e_alias import ZONE as ALIAS_ZONE
+from tests.test_e2e_notify import NotifyListener
+from tests.test_e2e_statistics import scrape
+from tests.test_e2e_update import OPS, SERVER, ring
+from tests.test_e2e_update import ZONE as DYNAMIC_ZONE
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 2
+NEW_KEY = "bmV3IGtleSBhZGRlZCBieSBhIHJlbG9hZCwgMzIgb2N0cy4="
+FLUSH = 0.25  # how often a worker sends its counters to the main
+
+
+def config(upstream, metrics_port: int, listener: NotifyListener | None = None, extra: str = "") -> str:
+    """example.com (ALIAS over ``upstream``) and example.test (dynamic, key ops)."""
+    notify = f'notify = ["{listener.endpoint}"]' if listener else ""
+    return textwrap.dedent(f"""
+        [statistics]
+        listen = "127.0.0.1:{metrics_port}"
+        [resolver]
+        upstreams = ["{upstream.endpoint}"]
+        min-refresh = 1
+        max-refresh = 2
+        timeout = 0.3
+        [keys.ops]
+        secret = "{OPS}"
+        """) + extra + textwrap.dedent(f"""
+        [zones."example.com"]
+        file = "example.com.zone"
+        allow-transfer = ["127.0.0.1"]
+        {notify}
+        [zones."example.test"]
+        file = "example.test.zone"
+        allow-transfer = ["127.0.0.1"]
+        {notify}
+        update = [{{ key = "ops" }}]
+        """)
+
+
+# -- the processes ----------------------------------------------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc, every thread's list)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return {c for c in found if alive(c)}
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+class Pool:
+    """A running aliasd with workers, its metrics endpoint and its processes."""
+
+    def __init__(self, process, metrics_port: int, workers: int = WORKERS):
+        self.p = process
+        self.metrics_port = metrics_port
+        self.workers = workers
+        process.wait_for(lambda: scrape(metrics_port).get("aliasd_workers") == workers, timeout=20)
+        process.wait_for(lambda: len(self.pids()) == workers)
+
+    @property
+    def main(self) -> int:
+        return self.p.proc.pid
+
+    def pids(self) -> set[int]:
+        return children(self.main)
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.metrics_port)
+
+    def per_worker(self, metrics: dict[str, float] | None = None) -> dict[str, float]:
+        """Answers given by each worker: {worker label: count}."""
+        metrics = metrics if metrics is not None else self.metrics()
+        return {m.group(1): value for key, value in metrics.items()
+                if (m := re.fullmatch(r'aliasd_worker_queries_total\{worker="([^"]+)"\}', key))}
+
+    def settled(self) -> dict[str, float]:
+        """The metrics once the workers' counters stopped moving (nothing in flight)."""
+        last = self.metrics()
+        while True:
+            time.sleep(3 * FLUSH)
+            now = self.metrics()
+            if self.per_worker(now) == self.per_worker(last):
+                return now
+            last = now
+
+
+def moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """How far each worker's counter moved between two scrapes."""
+    return {w: after.get(w, 0) - before.get(w, 0) for w in after}
+
+
+# -- queries from fresh source ports ------------------------------------------------------------
+
+
+def send_at_once(port: int, wires: list[bytes], timeout: float = 2.0) -> list[bytes | None]:
+    """Send each of ``wires`` from its own socket (a fresh source port), all at
+    once; the answers in order (None where none came within ``timeout``)."""
+    socks, answers = [], [None] * len(wires)
+    try:
+        for _ in wires:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        for s, wire in zip(socks, wires):
+            s.sendto(wire, ("127.0.0.1", port))
+        waiting = dict(zip(socks, range(len(wires))))
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(waiting), [], [], max(0.0, deadline - time.monotonic()))
+            for s in ready:
+                answers[waiting.pop(s)] = s.recv(65535)
+        return answers
+    finally:
+        for s in socks:
+            s.close()
+
+
+def burst(port: int, question, rdtype: str = "A", count: int = 50, timeout: float = 2.0, **make_args) -> list:
+    """``count`` queries at once from fresh ports (``question``: a name, or a
+    message sent as it is, signed anew each time): the answers (None where
+    none came; TSIG read, not verified)."""
+    if not isinstance(question, dns.message.Message):
+        question = dns.message.make_query(question, rdtype, **make_args)
+        question.flags &= ~dns.flags.RD
+    answers = send_at_once(port, [question.to_wire() for _ in range(count)], timeout)
+    return [dns.message.from_wire(a, keyring=False) if a is not None else None for a in answers]
+
+
+def addresses(response) -> set[str]:
+    return {r.to_text() for rrset in response.answer if rrset.rdtype in (1, 28) for r in rrset}
+
+
+def spread(pool: Pool, name: str, rdtype: str = "A", rounds: int = 10, count: int = 30) -> tuple[list, dict]:
+    """Bursts until both workers answered some: (every answer, how far each worker's counter moved)."""
+    before = pool.per_worker(pool.settled())
+    answers = []
+    for _ in range(rounds):
+        answers += burst(pool.p.port, name, rdtype, count)
+    return answers, moved(before, pool.per_worker(pool.settled()))
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    made = NotifyListener("127.0.0.1")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def pool(aliasd, upstream, listener):
+    upstream.set("target.upstream.test", "A", ["203.0.113.1", "203.0.113.2"], ttl=1)
+    upstream.set("target.upstream.test", "AAAA", ["2001:db8::1"], ttl=1)
+    upstream.set("v6.upstream.test", "AAAA", ["2001:db8::6"], ttl=30)
+    metrics_port = free_port()
+    p = aliasd(config(upstream, metrics_port, listener),
+               {"example.com.zone": ALIAS_ZONE, "example.test.zone": DYNAMIC_ZONE},
+               server=SERVER + f"workers = {WORKERS}\n")
+    made = Pool(p, metrics_port)
+    p.wait_for(lambda: p.addresses("example.com") == {"203.0.113.1", "203.0.113.2"})
+    return made
+
+
+# -- the tests --------------------------------------------------------------------------------------------
+
+
+def test_queries_from_fresh_ports_reach_both_workers_and_the_sums_add_up(pool):
+    before = pool.settled()
+    answers = []
+    for _ in range(10):
+        answers += burst(pool.p.port, "mail.example.com", "A", 40)
+    assert all(a is not None and addresses(a) == {"192.0.2.25"} for a in answers)
+    after = pool.settled()
+    each = moved(pool.per_worker(before), pool.per_worker(after))
+    print(f"400 queries: {each}")
+    assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
+    assert sum(each.values()) == 400
+    key = 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="udp"}'
+    assert after[key] - before.get(key, 0) == 400  # the summed statistics count each answer once
+
+
+def test_after_an_alias_change_every_worker_answers_the_new_addresses(pool, upstream):
+    p = pool.p
+    versions = p.log().count("zone example.com. serial ")
+    upstream.set("target.upstream.test", "A", ["203.0.113.77"], ttl=1)
+    logged = last_old = None
+    started = time.monotonic()
+    fresh_bursts = 0
+    while fresh_bursts < 20:
+        assert time.monotonic() - started < 15, "the new addresses were not served"
+        if logged is None and p.log().count("zone example.com. serial ") > versions:
+            logged = time.monotonic()
+        answers = burst(p.port, "example.com", "A", 20)
+        now = time.monotonic()
+        if all(a is not None and addresses(a) == {"203.0.113.77"} for a in answers):
+            fresh_bursts += 1 if logged is not None else 0
+        else:
+            fresh_bursts = 0
+            if any(a is not None and addresses(a) != {"203.0.113.77"} for a in answers):
+                last_old = now
+    lag = max(0.0, (last_old or logged) - logged)
+    print(f"log line of the new version -> last old answer: {lag * 1000:.1f} ms")
+    assert lag < 0.5
+    # Each worker answers the new set: both counters move, every answer new.
+    answers, each = spread(pool, "example.com")
+    assert all(a is not None and addresses(a) == {"203.0.113.77"} for a in answers)
+    assert all(n > 0 for n in each.values()) and len(each) == WORKERS, each
+    # The server's own figure: commit -> every worker acked.
+    m = pool.metrics()
+    assert m["aliasd_worker_sync_seconds_count"] >= 1
+    print(f"aliasd_worker_sync_seconds: count {m['aliasd_worker_sync_seconds_count']:.0f}, "
+          f"sum {m['aliasd_worker_sync_seconds_sum'] * 1000:.1f} ms")
+
+
+def test_an_update_is_answered_only_once_every_worker_serves_it(pool):
+    before = pool.per_worker(pool.settled())
+    for i in range(8):
+        update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+        update.replace(f"b{i}", 60, "A", f"192.0.2.{100 + i}")
+        response = dns.query.udp(update, "127.0.0.1", port=pool.p.port, timeout=5)
+        assert response.rcode() == dns.rcode.NOERROR
+        # At once: 50 queries from fresh ports, every one sees the new record.
+        answers = burst(pool.p.port, f"b{i}.example.test", "A", 50)
+        assert [addresses(a) if a else None for a in answers] == [{f"192.0.2.{100 + i}"}] * 50, i
+    each = moved(before, pool.per_worker(pool.settled()))
+    assert all(n > 0 for n in each.values()) and len(each) == WORKERS, each
+
+
+def test_notify_goes_out_only_once_every_worker_serves_the_new_serial(pool, upstream, listener):
+    p = pool.p
+    serial = p.query("example.com", "SOA").answer[0][0].serial
+    seen = len(listener.received)
+    upstream.set("target.upstream.test", "A", ["203.0.113.99"], ttl=1)
+    deadline = time.monotonic() + 10
+    while not any(m.answer and m.answer[0][0].serial > serial and m.question[0].name.to_text() == "example.com."
+                  for _, m in listener.received[seen:]):
+        assert time.monotonic() < deadline, "no NOTIFY for the new serial"
+        time.sleep(0.001)
+    # What a secondary does on NOTIFY: ask the SOA, here from 50 fresh ports at once.
+    answers = burst(p.port, "example.com", "SOA", 50)
+    assert all(a is not None and a.answer[0][0].serial > serial for a in answers)
+
+
+def test_a_killed_worker_loses_at_most_the_queries_in_flight_and_comes_back(pool):
+    p = pool.p
+    old = pool.pids()
+    victim = min(old)
+    results: list = []
+
+    def load():
+        for _ in range(20):
+            results.extend(burst(p.port, "mail.example.com", "A", 10, timeout=1.0))
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    time.sleep(0.15)
+    os.kill(victim, signal.SIGKILL)
+    sender.join()
+    lost = sum(1 for a in results if a is None)
+    print(f"200 queries around the kill: {lost} lost")
+    assert len(results) == 200 and lost <= 10
+    assert all(addresses(a) == {"192.0.2.25"} for a in results if a is not None)
+    new = p.wait_for(lambda: (pool.pids() - old) or None, timeout=5)
+    assert pool.pids() == (old - {victim}) | new and len(new) == 1
+    p.wait_for(lambda: re.search(rf"\(pid {victim}\) died", p.log()))
+    assert pool.metrics()["aliasd_worker_restarts_total"] == 1
+    assert pool.metrics()["aliasd_workers"] == WORKERS
+    answers, each = spread(pool, "mail.example.com")
+    assert all(a is not None for a in answers)
+    assert all(n > 0 for n in each.values()), each
+
+
+def test_sighup_reaches_every_worker(pool, upstream, listener, tmp_path):
+    p = pool.p
+    signed = dns.message.make_query("www.example.test", "A")
+    signed.use_tsig(dns.tsigkeyring.from_text({"late.": (dns.tsig.HMAC_SHA256, NEW_KEY)}), "late.")
+    # Before the reload the key is unknown: NOTAUTH (BADKEY).
+    (answer,) = burst(p.port, signed, count=1)
+    assert answer.rcode() == dns.rcode.NOTAUTH and answer.tsig[0].error == dns.rcode.BADKEY
+    old = pool.pids()
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text() + f'[keys.late]\nsecret = "{NEW_KEY}"\n')
+    (tmp_path / "example.com.zone").write_text(
+        textwrap.dedent(ALIAS_ZONE).replace("mail  A   192.0.2.25", "mail  A   192.0.2.26"))
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(lambda: "reload done" in p.log())
+    p.wait_for(lambda: f"reload: {WORKERS} worker(s) replaced" in p.log())
+    p.wait_for(lambda: len(pool.pids()) == WORKERS and not pool.pids() & old)
+    # Every worker now knows the key (signed answers) and serves the file's new record.
+    before = pool.per_worker(pool.settled())
+    for _ in range(10):
+        for answer in burst(p.port, signed, count=20):
+            assert answer.rcode() == dns.rcode.NOERROR and answer.tsig[0].error == 0 and answer.tsig[0].mac
+        assert all(addresses(a) == {"192.0.2.26"} for a in burst(p.port, "mail.example.com", "A", 20))
+    each = moved(before, pool.per_worker(pool.settled()))
+    assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
+
+
+def test_sigterm_of_the_main_leaves_no_process_behind(pool):
+    workers = pool.pids()
+    assert len(workers) == WORKERS and all(parent(w) == pool.main for w in workers)
+    pool.p.proc.send_signal(signal.SIGTERM)
+    assert pool.p.proc.wait(10) == 0
+    deadline = time.monotonic() + 3
+    while any(alive(w) for w in workers):
+        assert time.monotonic() < deadline, f"still running 3 s after SIGTERM: {[w for w in workers if alive(w)]}"
+        time.sleep(0.05)
+
+
+def test_kill_9_of_the_main_makes_the_workers_exit(pool):
+    workers = pool.pids()
+    pool.p.proc.kill()
+    pool.p.proc.wait(5)
+    deadline = time.monotonic() + 2
+    while any(alive(w) for w in workers):
+        assert time.monotonic() < deadline, f"orphans 2 s after kill -9: {[w for w in workers if alive(w)]}"
+        time.sleep(0.05)
+
+
+def test_tcp_update_notify_transfers_and_chaos_with_workers(pool):
+    p = pool.p
+    assert addresses(p.query("mail.example.com", "A", tcp=True)) == {"192.0.2.25"}
+    # UPDATE over UDP (a worker hands it to the main).
+    update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+    update.replace("u", 60, "AAAA", "2001:db8::1")
+    assert dns.query.udp(update, "127.0.0.1", port=p.port, timeout=5).rcode() == dns.rcode.NOERROR
+    assert p.addresses("u.example.test", "AAAA") == {"2001:db8::1"}
+    # NOTIFY to a primary: answered (NOTIMP), not dropped.
+    notify = dns.message.make_query("example.test", "SOA")
+    notify.set_opcode(dns.opcode.NOTIFY)
+    notify.flags |= dns.flags.AA
+    assert dns.query.udp(notify, "127.0.0.1", port=p.port, timeout=2).rcode() == dns.rcode.NOTIMP
+    # AXFR over TCP, IXFR over UDP (the current serial: its SOA alone).
+    axfr = p.query("example.test", "AXFR", tcp=True)
+    assert axfr.rcode() == dns.rcode.NOERROR and len(axfr.answer) > 3
+    serial = p.query("example.test", "SOA").answer[0][0].serial
+    ixfr = dns.message.make_query("example.test", "IXFR")
+    ixfr.authority.append(dns.rrset.from_text("example.test.", 0, "IN", "SOA",
+                                              f"ns1 hostmaster {serial} 3600 600 86400 300"))
+    response = dns.query.udp(ixfr, "127.0.0.1", port=p.port, timeout=2)
+    assert response.rcode() == dns.rcode.NOERROR
+    assert [r.rdtype for r in response.answer] == [dns.rdatatype.SOA]
+    assert response.answer[0][0].serial == serial
+    # CHAOS over UDP: the status view, naming the worker that took the query.
+    answers = burst(p.port, "aliases.aliasd", "TXT", 20, rdclass="CH")
+    named = set()
+    for a in answers:
+        assert a is not None and a.rcode() == dns.rcode.NOERROR
+        text = " ".join(s.decode() for rdata in a.answer[0] for s in rdata.strings)
+        assert "example.com." in text
+        found = re.search(r"worker (\d+) \(pid (\d+)\)", text)
+        assert found, text
+        named.add(int(found.group(2)))
+    assert named <= pool.pids() and named
