@@ -69,7 +69,7 @@ def test_signed_multi_message_axfr_verifies_every_message(server):
     zone = signed_axfr(server.port, keyring())
     count = sum(len(rds) for node in zone.nodes.values() for rds in node.rdatasets)
     assert count == RECORDS + 200 + 3  # hosts, TXT, SOA, NS, ns1 A
-    line = [l for l in server.log().splitlines() if "AXFR of example.com." in l][-1]
+    line = [ln for ln in server.log().splitlines() if "AXFR of example.com." in ln][-1]
     messages = int(line.split(" messages")[0].rsplit(" ", 1)[1])
     assert messages >= 4, line
 

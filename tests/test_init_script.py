@@ -80,7 +80,7 @@ def test_start_query_reload_status_stop(install):
     pid = int((root / "run" / "aliasd.pid").read_text())
     assert ask(port).answer[0][0].address == "192.0.2.80"
     if os.geteuid() == 0:  # bound as root, runs as nobody
-        uid_line = [l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("Uid:")][0]
+        uid_line = [ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Uid:")][0]
         assert uid_line.split()[1:] == [str(int(subprocess.check_output(["id", "-u", "nobody"])))] * 4
     assert service(root, "start").returncode == 0  # already running: fine
     assert service(root, "status").returncode == 0
