@@ -55,6 +55,8 @@ class StatusReporter:
         self.resolver = resolver
         self.clock = clock
         self.version = version  # [server] version (reloads change it)
+        # The worker process a query came through (aliasd.service.workers), named in the answer.
+        self.via: str | None = None
 
     def answer(self, qname: dns.name.Name, qtype: int, client: str) -> tuple[int, list[dns.rrset.RRset]]:
         """(rcode, answer RRsets) for a CHAOS-class question."""
@@ -69,6 +71,8 @@ class StatusReporter:
         if qtype not in (dns.rdatatype.TXT, dns.rdatatype.ANY):
             return dns.rcode.NOERROR, []
         lines = self._aliases() if qname == ALIASES else self._targets()
+        if self.via is not None:
+            lines.append(f"answered by {self.via}")
         return dns.rcode.NOERROR, [_txt(qname, lines)]
 
     def _aliases(self) -> list[str]:

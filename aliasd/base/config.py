@@ -214,6 +214,16 @@ class ServerSettings:
     # The answer to CH TXT version.bind: None, aliasd's name and version;
     # "none": REFUSED, as BIND's ``version none``.
     version: str | None = None
+    # Processes answering queries (aliasd.service.workers): a count, or
+    # "auto" for one per CPU; 1 is the single process of old.
+    workers: int | str = "auto"
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number ("auto": the CPUs this process may use)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return int(self.workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -835,6 +845,9 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
     )
     file_sync = section.number("dynamic-file-sync", defaults.dynamic_file_sync, 1)
     version = section.take("version", (str,), 'a string, or "none"', defaults.version)
+    workers = section.take("workers", (int, str), 'an integer or "auto"', defaults.workers)
+    if (isinstance(workers, str) and workers != "auto") or (isinstance(workers, int) and workers < 1):
+        raise section.error("workers", f'must be an integer of at least 1 or "auto", got {workers!r}')
     section.finish()
     if not listen:
         raise section.error("listen", "needs at least one address")
@@ -856,6 +869,7 @@ def _server(section: _Section, base_dir: Path) -> ServerSettings:
         include_anywhere,
         file_sync,
         version,
+        workers,
     )
 
 

@@ -52,6 +52,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aliasd_rrl_dropped_total": ("UDP answers dropped by response rate limiting.", ()),
     "aliasd_rrl_slipped_total": ("UDP answers replaced by a truncated answer (RRL slip).", ()),
     "aliasd_updates_total": ("Dynamic UPDATE requests answered, by rcode.", ("rcode",)),
+    "aliasd_worker_queries_total": ("DNS queries answered by each worker process.", ("worker",)),
 }
 
 GaugeReader = Callable[[], Iterable[tuple[dict, float]]]
@@ -65,6 +66,9 @@ class Statistics:
         self.gauges: dict[str, tuple[str, GaugeReader]] = {}
         # Counters kept elsewhere (another thread's), read when scraped.
         self.read_counters: dict[str, tuple[str, Callable[[], int]]] = {}
+        # Called before a scrape renders; its Deferred fires once the
+        # counters are current (worker processes' counts added: aliasd.service.workers).
+        self.refresh: Callable[[], object] | None = None
 
     @staticmethod
     def key(metric: str, **labels: str) -> tuple:
@@ -171,6 +175,21 @@ class _Metrics(resource.Resource):
         self.statistics = statistics
 
     def render_GET(self, request):
+        if self.statistics.refresh is None:
+            return self._body(request)
+
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def write(_):
+            if not gone:
+                request.write(self._body(request))
+                request.finish()
+
+        self.statistics.refresh().addCallback(write)
+        return server.NOT_DONE_YET
+
+    def _body(self, request) -> bytes:
         accept = request.getHeader(b"accept")
         body, content_type = self.statistics.render(accept.decode("latin-1") if accept else "")
         request.setHeader(b"content-type", content_type.encode("ascii"))

@@ -188,6 +188,10 @@ class ZoneAuthority:
         self._waiters: dict[dns.name.Name, list] = {}
         self.clock = clock
         self.on_new_serial = on_new_serial
+        # Fires once every process answering queries serves what the
+        # registry holds now (aliasd.service.workers); what announces a
+        # version (NOTIFY, an update's answer) waits for it.
+        self.synced: Callable[[], defer.Deferred] = lambda: defer.succeed(None)
         self.registry = ZoneRegistry()
         # The registry's own dicts (it never replaces them): what queries read.
         self.versions: dict[dns.name.Name, ZoneVersion] = self.registry.versions
@@ -441,7 +445,7 @@ class ZoneAuthority:
             zone.touched = None  # a file not served yet: the next difference compares everything
         else:
             zone.touched = (old.touched or set()) | keys
-        self.registry.sources[origin] = source
+        self.registry.set_source(source)
         self._queue[origin] = None
         self._forced.add(origin)
         for other, owners in self.graph.affected_by([origin], []).items():
@@ -461,7 +465,7 @@ class ZoneAuthority:
             return defer.fail(RuntimeError("the zone is not served"))
         version = self.versions.get(origin)
         if version is not None and version.source is zone.source:
-            return defer.succeed(None)
+            return self.synced()
         d = defer.Deferred()
         self._waiters.setdefault(origin, []).append((zone.seq, d))
         return d
@@ -514,8 +518,13 @@ class ZoneAuthority:
         ready = [d for s, d in waiting if s <= seq]
         if ready:
             self._waiters[origin] = [(s, d) for s, d in waiting if s > seq]
-            for d in ready:
-                d.callback(None)
+            self._after_synced(lambda: [d.callback(None) for d in ready])
+
+    def _after_synced(self, announce: Callable[[], object]) -> None:
+        """Call ``announce`` once every query process serves what is served
+        now: at once with one process."""
+        self.synced().addCallback(lambda _: announce()).addErrback(
+            lambda f: log.failure("announcing a served version", f))
 
     def _fail_waiters(self, origin: dns.name.Name, why: str, after: int | None = None) -> None:
         """Fail the updates waiting on the zone (only those after source
@@ -874,8 +883,8 @@ class ZoneAuthority:
                 break
         if deadline:
             self._note_slice(started)  # (start-up runs before any query)
-        for version in announced:
-            self.on_new_serial(version)
+        if announced:
+            self._after_synced(lambda: [self.on_new_serial(version) for version in announced])
         if entries:
             self.clock.callLater(0, self._publish, entries, True, reasons)
             return

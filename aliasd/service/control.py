@@ -86,6 +86,7 @@ class Controller:
         self.state = state
         self.journal_files = journal_files
         self.rollovers = rollovers  # the key rollover engine (None: no signed zones)
+        self.workers = None  # the worker processes (aliasd.service.workers), if any
         self.started = time.time()
 
     @property
@@ -139,7 +140,15 @@ class Controller:
             "busy": self.authority.busy,
         }
         text = (f"aliasd {__version__}, up {_duration(uptime)}: {data['zones_served']} zone(s) served, "
-                f"{data['zones_broken']} broken, {data['workers']} worker")
+                f"{data['zones_broken']} broken, ")
+        pool = self.workers
+        if pool is not None and pool.started:  # worker processes answer the queries (aliasd.service.workers)
+            live = pool.describe()
+            data["workers"] = len(live)
+            data["worker_pids"] = [w["pid"] for w in live]
+            text += f"{len(live)} workers (" + ", ".join(f"{w['number']}: pid {w['pid']}" for w in live) + ")"
+        else:
+            text += "1 worker"
         return {"text": text, "data": data}
 
     def zone_status(self, zone: str) -> dict:

@@ -89,6 +89,7 @@ class LoggingService(service.MultiService):
         super().__init__()
         self.config = config  # twistd's options (None: not run by twistd)
         self.predicate = predicate
+        self.observer = None  # twistd's log observer, once attached
 
     def setServiceParent(self, parent) -> None:
         if (
@@ -98,4 +99,6 @@ class LoggingService(service.MultiService):
         ):
             observer = FilteringLogObserver(twistd_observer(self.config), [self.predicate])
             parent.setComponent(ILogObserver, observer)
+        if isinstance(parent, components.Componentized):  # what a worker process stops writing to
+            self.observer = parent.getComponent(ILogObserver, None)
         super().setServiceParent(parent)

@@ -418,6 +418,8 @@ class Reloader:
         self.summary = ""  # the last reload's summary line (aliasd-ctl reload prints it)
         self.rollovers = None  # the key-rollover engine (aliasd.service.keyroll), told of each configuration
         self.api = None  # the HTTP API's resource (aliasd.service.api), if [api] is on
+        # Called after each reload has finished (aliasd.service.workers replaces its workers).
+        self.after_reload = None
 
     def reload(self) -> defer.Deferred:
         """Reload; fires with True when everything was read without error
@@ -441,6 +443,8 @@ class Reloader:
         if self._again:
             self._again = False
             self.reload()
+        elif self.after_reload is not None:
+            self.after_reload()
         return result
 
     def _reload_once(self) -> defer.Deferred:

@@ -76,6 +76,7 @@ from aliasd.service.reload import (
     save_snapshot,
     with_runtime_zones,
 )
+from aliasd.service.workers import WorkerPool
 from aliasd.service.zonemanager import ZoneManager
 from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.update.runtime import RuntimeZones
@@ -341,11 +342,17 @@ def makeService(options: Options) -> logsetup.LoggingService:
         settings.server.tcp_max_per_client,
     )
     limiter = ResponseRateLimiter(settings.rate_limit, stats=stats) if settings.rate_limit.enabled else None
+    udp_protocols = []
     for address in settings.server.listen:
         port = settings.server.port
         udp = DNSDatagramProtocol(handler, limiter)
+        udp_protocols.append(udp)
         internet.UDPServer(port, udp, interface=address).setServiceParent(top)
         internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
+    # Worker processes answer UDP once the zones are loaded (after the listeners: they share their sockets).
+    workers = WorkerPool(settings.server.worker_count, reactor, authority, udp_protocols, stats,
+                         limiter=limiter, status=handler.status, logging=top)
+    workers.setServiceParent(top)
     tls = settings.tls
     if options.tls_context is not None:
         for address in tls.listen:
@@ -363,6 +370,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         options, authority, handler, notifier, resolver,
         lambda upstreams: make_upstream(upstreams, reactor), stats,
     )
+    reloader.after_reload = workers.replace_all  # every setting reaches every worker
     ReloadService(reloader, reactor).setServiceParent(top)
     # Key rollovers of the zones under a dnssec-policy (aliasd.dnssec.rollover).
     rollovers = reloader.rollovers = start_rollovers(served, authority, options.state.db, reactor)
@@ -376,6 +384,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         resolver=resolver, dynamic=options.dynamic, secondaries=secondaries, state=options.state,
         journal_files=options.journal_files, rollovers=rollovers,
     )
+    controller.workers = workers
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
         api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,

@@ -60,6 +60,14 @@ class ZoneRegistry:
         # Name -> closest enclosing configured origin, for ALIAS targets
         # only (bounded by the zone data): see ``origin_of``.
         self._origin_of: dict[dns.name.Name, dns.name.Name | None] = {}
+        # Called as listener(method name, args) after every change below:
+        # worker processes (aliasd.service.workers) replay each change by
+        # the same call on their copy of the registry.
+        self.listeners: list = []
+
+    def _changed(self, method: str, *args) -> None:
+        for listener in self.listeners:
+            listener(method, args)
 
     # -- which zone ------------------------------------------------------
 
@@ -123,6 +131,12 @@ class ZoneRegistry:
             self.generation += 1
             self._origin_of = {}
         self.sources = sources
+        self._changed("configure", sources, zone_set_changed)
+
+    def set_source(self, source: ZoneSource) -> None:
+        """The zone's configured file is now ``source`` (a dynamic update's)."""
+        self.sources[source.origin] = source
+        self._changed("set_source", source)
 
     def hold(self, origins) -> None:
         """These configured zones have nothing to serve (their file is
@@ -139,10 +153,12 @@ class ZoneRegistry:
         self.held = origins
         self.generation += 1  # a parent zone's cached answers stop covering them
         self._origin_of = {}
+        self._changed("hold", origins)
 
     def expect(self, origin_key: bytes) -> None:
         """A configured zone whose first version is not served yet."""
         self.zones_by_wire.setdefault(origin_key, NOT_LOADED)
+        self._changed("expect", origin_key)
 
     def serve(self, version: ZoneVersion) -> None:
         """Serve ``version`` for its zone from now on (already recorded)."""
@@ -163,6 +179,7 @@ class ZoneRegistry:
                 )
                 self._soa_suffix_sets[names] = suffixes
             self.soa_suffixes[wire] = suffixes
+        self._changed("serve", version)
 
     def unpublish(self, origin: dns.name.Name) -> None:
         """Stop serving ``origin`` at once (its zone is no longer configured)."""
@@ -172,3 +189,4 @@ class ZoneRegistry:
         wire = store.key_of(origin)
         self.zones_by_wire.pop(wire, None)
         self.soa_suffixes.pop(wire, None)
+        self._changed("unpublish", origin)

@@ -349,6 +349,17 @@ class ZoneVersion:
         # The DNSSEC records of a signed zone (aliasd.dnssec.signer.Signed), or None.
         self.signed = None
 
+    def __getstate__(self) -> dict:
+        """Pickled for a worker process (aliasd.listen.frames) without the
+        file's records, which come with its source."""
+        state = dict(self.__dict__)
+        del state["_records"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._records = self.source.records
+
     def with_signatures(self, signed) -> "ZoneVersion":
         """This version, signed: the same records plus ``signed``'s."""
         version = ZoneVersion(self.source, self.base, self._overlay, self.loop_keys, self.serial)

@@ -1,0 +1,187 @@
+"""Frames between the main process and its workers, and the change stream.
+
+Why a module of its own: both sides of the control channel
+(aliasd.service.workers in the main process, aliasd.listen.worker in each
+worker) speak it. A frame is a pickled tuple ``(kind, seq, payload)`` behind
+a four-octet length; the channel is a Unix stream socket pair made before
+the fork, so only the two processes that share it can write to it.
+
+The change stream carries every change of the zone registry
+(aliasd.zones.registry) as the method call that made it. A zone's file
+(``ZoneSource``) and the indexes shared by its versions (``ZoneBase``) are
+large and rarely change: each is sent once, under a token, and later
+frames name it by its token (pickle's ``persistent_id``), so a new version
+of a zone (an ALIAS change) costs its overlay, not its records. The tokens
+of objects the main process had at the fork are inherited by the worker
+with the objects themselves; a token is dropped on both sides once the main
+process no longer holds the object.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import pickle
+import struct
+import weakref
+
+from aliasd.zones.zone import ZoneBase, ZoneVersion
+from aliasd.zones.zonefile import ZoneSource
+
+LENGTH = struct.Struct("!I")
+
+#: Frame kinds, main process -> worker.
+CHANGES = "changes"  # payload: (definitions, calls, dropped tokens); acked with its seq
+COUNTS = "counts"  # a scrape: send the counters now, as a STATS frame with this seq
+#: Frame kinds, worker -> main process.
+ACK = "ack"  # seq: the last change frame applied
+STATS = "stats"  # payload: {counter key: increment}; seq: the COUNTS it answers, or 0
+LOG = "log"  # payload: (level name, namespace, text)
+FORWARD = "forward"  # payload: (listening socket index, client address, message)
+
+#: Objects sent once and named by token afterwards.
+SHARED_TYPES = (ZoneSource, ZoneBase)
+
+
+def encode(kind: str, seq: int, payload) -> bytes:
+    """One frame, length first."""
+    body = pickle.dumps((kind, seq, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    return LENGTH.pack(len(body)) + body
+
+
+class FrameReader:
+    """Cuts a byte stream into frames: feed it what was read, take the frames."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple]:
+        self._buffer += data
+        frames = []
+        buffer = self._buffer
+        start = 0
+        while len(buffer) - start >= LENGTH.size:
+            (size,) = LENGTH.unpack_from(buffer, start)
+            end = start + LENGTH.size + size
+            if len(buffer) < end:
+                break
+            frames.append(pickle.loads(bytes(buffer[start + LENGTH.size : end])))
+            start = end
+        del buffer[:start]
+        return frames
+
+
+class SharedObjects:
+    """The main process's side of the token table: object -> token.
+
+    Holds no strong references: when the main process frees an object its
+    token is queued to be dropped by the workers (``take_dropped``).
+    """
+
+    def __init__(self):
+        self._tokens: dict[int, int] = {}  # id(object) -> token
+        self._refs: dict[int, weakref.ref] = {}  # token -> the object
+        self._dropped: list[int] = []
+        self._next = itertools.count(1)
+
+    def token(self, obj) -> int | None:
+        return self._tokens.get(id(obj))
+
+    def add(self, obj) -> int:
+        token = next(self._next)
+        key = id(obj)
+        self._tokens[key] = token
+        self._refs[token] = weakref.ref(obj)
+        weakref.finalize(obj, self._gone, key, token)
+        return token
+
+    def _gone(self, key: int, token: int) -> None:
+        if self._tokens.get(key) == token:
+            del self._tokens[key]
+        self._refs.pop(token, None)
+        self._dropped.append(token)
+
+    def take_dropped(self) -> list[int]:
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    def objects(self) -> dict[int, object]:
+        """Token -> object, strong: what a worker forked now starts with."""
+        live = {token: ref() for token, ref in self._refs.items()}
+        return {token: obj for token, obj in live.items() if obj is not None}
+
+
+class _Pickler(pickle.Pickler):
+    """Names every shared object the main process has sent by its token
+    (one not sent yet is pickled inline), except ``defining``."""
+
+    def __init__(self, file, shared: SharedObjects):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.shared = shared
+        self.defining = None
+
+    def persistent_id(self, obj):
+        if isinstance(obj, SHARED_TYPES) and obj is not self.defining:
+            return self.shared.token(obj)
+        return None
+
+
+def _reached(calls: list[tuple[str, tuple]]):
+    """The shared objects the registry calls pass: sources, and a served
+    version's source and indexes."""
+    for _, args in calls:
+        for arg in args:
+            if isinstance(arg, SHARED_TYPES):
+                yield arg
+            elif isinstance(arg, ZoneVersion):
+                yield arg.source
+                yield arg.base
+            elif isinstance(arg, dict):
+                yield from (value for value in arg.values() if isinstance(value, SHARED_TYPES))
+
+
+def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tuple:
+    """The payload of a change frame for registry ``calls``: the shared
+    objects they reach that no worker has yet, each pickled once (in one
+    pickle, so that a zone's indexes and its file share their records),
+    then the calls, naming every shared object by token, then the tokens
+    of objects the main process has freed since."""
+    new = {}
+    for obj in _reached(calls):
+        if shared.token(obj) is None:
+            new.setdefault(id(obj), obj)
+    # Files first: the indexes built on a file name its records, pickled once.
+    ordered = sorted(new.values(), key=lambda obj: not isinstance(obj, ZoneSource))
+    buffer = io.BytesIO()
+    pickler = _Pickler(buffer, shared)
+    tokens = []
+    for obj in ordered:
+        pickler.defining = obj
+        pickler.dump(obj)
+        tokens.append(shared.add(obj))
+    definitions = (tokens, buffer.getvalue())
+    buffer = io.BytesIO()
+    _Pickler(buffer, shared).dump(calls)
+    return definitions, buffer.getvalue(), shared.take_dropped()
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, objects: dict):
+        super().__init__(io.BytesIO(data))
+        self.objects = objects
+
+    def persistent_load(self, token):
+        return self.objects[token]
+
+
+def decode_changes(objects: dict, payload: tuple) -> list[tuple[str, tuple]]:
+    """The registry calls of a change frame; ``objects`` (the worker's
+    token table) learns the frame's definitions and forgets its drops."""
+    (tokens, definitions), calls, dropped = payload
+    unpickler = _Unpickler(definitions, objects)
+    for token in tokens:  # in order: each names only earlier ones
+        objects[token] = unpickler.load()
+    result = _Unpickler(calls, objects).load()
+    for token in dropped:
+        objects.pop(token, None)
+    return result

@@ -1,0 +1,234 @@
+"""A worker process: answers UDP queries from the shared sockets.
+
+Why a module of its own: this is all a forked worker runs (the main
+process's side is aliasd.service.workers). The worker is an ``os.fork()``
+child of the main process, so it starts with the main's zone registry,
+answer handler and sockets, sharing their pages. It must not touch what
+the fork copied but does not own: the main's Twisted reactor (its epoll
+instance is shared), threads and their locks, the state store's LMDB
+environment. So it runs a small loop of its own: one epoll over the
+listening UDP sockets (EPOLLEXCLUSIVE: one worker wakes per burst, the
+others stay asleep) and its control channel to the main process.
+
+- Plain queries are answered here, by the same ``DNSDatagramProtocol``
+  code as in the main process (query handler, rate limiter, sendto).
+- Everything else read from a UDP socket (UPDATE, NOTIFY, other opcodes,
+  AXFR/IXFR, CHAOS-class questions) goes to the main process over the
+  channel, which answers it from its own copy of the socket.
+- Change frames (aliasd.listen.frames) are replayed on the registry and
+  acknowledged, so the main process knows when every worker serves a change.
+- Counter increments go to the main every ``STATS_INTERVAL`` seconds, and
+  log events as they happen, so that operators see one picture.
+
+The worker exits when told (SIGTERM: it finishes what it read), when the
+channel closes, or when the main process dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import socket
+import time
+
+from twisted.logger import formatEvent, globalLogPublisher
+
+from aliasd.listen import frames
+
+#: Datagrams read from one socket before looking at the others.
+BATCH = 64
+#: Seconds between counter reports to the main process.
+STATS_INTERVAL = 0.25
+
+_PR_SET_PDEATHSIG = 1
+_QUERY = 0
+_CHAOS = 3
+_TRANSFERS = (251, 252)  # IXFR, AXFR
+
+
+def needs_main(wire: bytes) -> bool:
+    """Must the main process answer this message? Anything but a plain
+    query: other opcodes (UPDATE, NOTIFY), zone transfers, CHAOS class
+    (the status view reads the main process's resolver). Malformed
+    messages stay here: the handler answers FORMERR or drops them."""
+    if len(wire) < 12 or wire[2] & 0x80:  # too short, or a response
+        return False
+    if (wire[2] >> 3) & 0xF != _QUERY:
+        return True
+    if not (wire[4] or wire[5]):
+        return False
+    i = 12
+    size = len(wire)
+    while i < size:
+        length = wire[i]
+        if length == 0:
+            break
+        if length & 0xC0:  # a pointer in a question: malformed, answered here
+            return False
+        i += 1 + length
+    if i + 5 > size:
+        return False
+    qtype = (wire[i + 1] << 8) | wire[i + 2]
+    qclass = (wire[i + 3] << 8) | wire[i + 4]
+    return qtype in _TRANSFERS or qclass == _CHAOS
+
+
+def die_with_parent() -> None:
+    """SIGTERM when the main process dies, even by kill -9 (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: channel EOF still ends the worker
+        pass
+
+
+def close_other_files(keep: set[int]) -> None:
+    """Close every inherited descriptor but ``keep``: the main's client TCP
+    connections must close when the main closes them, and its epoll
+    registrations must not outlive its own descriptors."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Worker:
+    """One worker's loop. ``protocols``: the main's DNSDatagramProtocol per
+    listening UDP socket, in the order the main knows them by."""
+
+    def __init__(self, number: int, channel: socket.socket, protocols: list, registry, objects: dict, stats):
+        self.number = number
+        self.channel = channel
+        self.protocols = protocols
+        self.registry = registry
+        self.objects = objects  # the change stream's token table (aliasd.listen.frames)
+        self.stats = stats
+        self.reader = frames.FrameReader()
+        self.running = True
+
+    def run(self) -> None:
+        """Serve until told to stop; never returns into the caller's stack."""
+        code = 0
+        try:
+            self._serve()
+        except BaseException:  # noqa: BLE001 - the worker's last word, then out
+            code = 70
+            try:
+                from twisted.logger import Logger
+
+                Logger().failure("worker {number} failed", number=self.number)
+            except BaseException:  # noqa: BLE001
+                pass
+        finally:
+            try:
+                self._report_stats()
+            except BaseException:  # noqa: BLE001 - the channel may be gone
+                pass
+            os._exit(code)
+
+    def _serve(self) -> None:
+        sockets = [p.transport.socket for p in self.protocols]
+        wake_r, wake_w = os.pipe()
+        close_other_files({self.channel.fileno(), wake_r, wake_w, *(s.fileno() for s in sockets)})
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the main process reloads, then replaces us
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._log_to_main()
+        poller = select.epoll()
+        by_fd = {}
+        for index, sock in enumerate(sockets):
+            poller.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            by_fd[sock.fileno()] = (index, sock, self.protocols[index])
+        poller.register(self.channel.fileno(), select.EPOLLIN)
+        poller.register(wake_r, select.EPOLLIN)
+        channel_fd = self.channel.fileno()
+        next_report = time.monotonic() + STATS_INTERVAL
+        while self.running:
+            timeout = max(0.0, next_report - time.monotonic())
+            for fd, _ in poller.poll(timeout):
+                if fd == channel_fd:
+                    self._read_channel()
+                elif fd == wake_r:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._read_socket(*by_fd[fd])
+                    # To the end of the socket's queue of exclusive waiters,
+                    # which wakes its first idle one: the next datagram
+                    # wakes another worker, so even a trickle of queries
+                    # spreads over all of them.
+                    poller.unregister(fd)
+                    poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            if time.monotonic() >= next_report:
+                self._report_stats()
+                next_report = time.monotonic() + STATS_INTERVAL
+
+    def _stop(self, signum, frame) -> None:
+        self.running = False
+
+    def _read_socket(self, index: int, sock: socket.socket, protocol) -> None:
+        for _ in range(BATCH):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error queued on the socket: next datagram
+                continue
+            if needs_main(data):
+                self._send(frames.FORWARD, 0, (index, addr, data))
+            else:
+                protocol.datagramReceived(data, addr)
+
+    def _read_channel(self) -> None:
+        data = self.channel.recv(1 << 20)
+        if not data:  # the main process is gone
+            self.running = False
+            return
+        for kind, seq, payload in self.reader.feed(data):
+            if kind == frames.CHANGES:
+                for method, args in frames.decode_changes(self.objects, payload):
+                    getattr(self.registry, method)(*args)
+                self._send(frames.ACK, seq, None)
+            elif kind == frames.COUNTS:
+                self._report_stats(seq)
+
+    def _report_stats(self, asked: int = 0) -> None:
+        """Counter increments since the last report (the main process adds
+        them up); ``asked``: the scrape that asks, answered even if none."""
+        counters = self.stats.counters
+        increments = {key: value for key, value in counters.items() if value}
+        counters.clear()
+        if increments or asked:
+            self._send(frames.STATS, asked, increments)
+
+    def _send(self, kind: str, seq: int, payload) -> None:
+        self.channel.sendall(frames.encode(kind, seq, payload))
+
+    def _log_to_main(self) -> None:
+        """Log events go to the main process, which logs them as this
+        worker's (its log file and filters)."""
+
+        def observer(event) -> None:
+            level = event.get("log_level")
+            text = formatEvent(event)
+            failure = event.get("log_failure")
+            if failure is not None:
+                text += "\n" + failure.getTraceback()
+            try:
+                self._send(frames.LOG, 0, (level.name if level else "info",
+                                           event.get("log_namespace", "aliasd"), text))
+            except OSError:
+                pass
+
+        globalLogPublisher.addObserver(observer)

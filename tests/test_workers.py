@@ -1,0 +1,274 @@
+"""Worker processes' parts, without processes: the frame codec, the change
+stream replayed on another registry, the barrier, which messages go to the
+main process. The processes themselves: tests/test_e2e_workers_smoke.py
+(and W2's tests/test_e2e_workers.py)."""
+
+from __future__ import annotations
+
+import gc
+import socket
+
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rdatatype as T
+import dns.rrset
+import dns.update
+import pytest
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+
+from aliasd.answer.answers import QueryHandler
+from aliasd.base.stats import Statistics
+from aliasd.listen import frames
+from aliasd.listen.worker import needs_main
+from aliasd.service.authority import ZoneAuthority
+from aliasd.service.workers import WorkerPool, _Channel, _Worker
+from aliasd.zones.zone import Flattened, ZoneVersion
+from tests.helpers import zone_source
+from tests.test_fastpath import NAMES, SOURCE, TYPES, variants
+
+OWNER = dns.name.from_text("example.com")
+
+
+def flattened_version(address: str, serial: int, source=SOURCE, previous=None) -> ZoneVersion:
+    flat = Flattened({T.A: dns.rrset.from_text(OWNER, 30, "IN", "A", address)})
+    base = previous.base if previous is not None else None  # as the authority builds them
+    return ZoneVersion.build(source, {OWNER: flat}, base=base, serial=serial, previous=previous)
+
+
+# -- frames ---------------------------------------------------------------
+
+
+def test_frames_are_cut_from_a_stream_however_it_is_split():
+    sent = [(frames.ACK, 7, None), (frames.STATS, 0, {("a", ()): 3}), (frames.LOG, 0, ("info", "x", "é" * 300))]
+    wire = b"".join(frames.encode(*f) for f in sent)
+    for step in (1, 5, len(wire)):
+        reader = frames.FrameReader()
+        got = []
+        for i in range(0, len(wire), step):
+            got += reader.feed(wire[i:i + step])
+        assert got == sent
+
+
+def test_frames_cross_a_real_socket_pair():
+    main, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with main, worker:
+        payload = (0, ("127.0.0.1", 5300), b"\x00" * 70000)  # larger than one read
+        worker.sendall(frames.encode(frames.FORWARD, 0, payload))
+        reader, got = frames.FrameReader(), []
+        while not got:
+            got = reader.feed(main.recv(4096))
+        assert got == [(frames.FORWARD, 0, payload)]
+
+
+# -- the change stream ----------------------------------------------------
+
+
+class Replica:
+    """A worker's side of the stream: its own authority's registry, fed the frames."""
+
+    def __init__(self, objects=None):
+        self.authority = ZoneAuthority()
+        self.objects = {} if objects is None else objects
+
+    def apply(self, payload) -> None:
+        """Apply a change frame's payload, after a trip through the codec."""
+        ((_, _, payload),) = frames.FrameReader().feed(frames.encode(frames.CHANGES, 1, payload))
+        for method, args in frames.decode_changes(self.objects, payload):
+            getattr(self.authority.registry, method)(*args)
+
+
+@pytest.fixture
+def streamed():
+    """A main authority whose every registry change is recorded, and a
+    shared-object table, as the pool has them."""
+    main = ZoneAuthority()
+    calls = []
+    main.registry.listeners.append(lambda method, args: calls.append((method, args)))
+    return main, calls, frames.SharedObjects()
+
+
+def answers(authority) -> list[bytes]:
+    handler = QueryHandler(authority)
+    return [handler.handle(wire, "127.0.0.1", over_udp) for name in NAMES for rdtype in TYPES
+            for wire, over_udp in variants(name, rdtype)]
+
+
+def test_a_replayed_stream_answers_byte_for_byte_as_the_main_process(streamed):
+    main, calls, shared = streamed
+    main.set_sources([SOURCE])
+    replica = Replica()
+    replica.apply(frames.encode_changes(shared, calls))
+    assert answers(replica.authority) == answers(main)
+    calls.clear()
+    main.serve(flattened_version("203.0.113.9", 2, previous=main.versions[OWNER]))
+    replica.apply(frames.encode_changes(shared, calls))
+    got = answers(replica.authority)
+    assert got == answers(main)
+    assert any(b"\xcb\x00\x71\x09" in a for a in got if a)  # 203.0.113.9 is served
+
+
+def test_a_new_version_of_a_zone_sends_its_overlay_not_its_records(streamed):
+    main, calls, shared = streamed
+    big = zone_source("example.com", "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n"
+                      "@ NS ns1\n@ ALIAS lb.example.net.\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n"
+                                                                   for i in range(5000)))
+    main.set_sources([big])
+    replica = Replica()
+    first = frames.encode_changes(shared, calls)
+    replica.apply(first)
+    calls.clear()
+    main.serve(flattened_version("203.0.113.9", 2, source=big, previous=main.versions[OWNER]))
+    second = frames.encode_changes(shared, calls)
+    assert second[0][0] == []  # nothing defined again: the file and its indexes go by token
+    assert len(second[1]) < len(first[0][1]) / 50
+    replica.apply(second)
+    served = replica.authority.versions[OWNER]
+    assert served.serial == 2 and served.source is replica.authority.registry.sources[OWNER]
+    assert served.base.records is served.source.records  # one copy of the records in the worker
+
+
+def test_objects_the_main_process_frees_are_dropped_by_the_workers(streamed):
+    main, calls, shared = streamed
+    main.set_sources([zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns1 h 4 3600 600 86400 60\n"
+                                  "@ 300 NS ns1\n")])
+    replica = Replica()
+    replica.apply(frames.encode_changes(shared, calls))
+    tokens = set(replica.objects)
+    assert len(tokens) == 2  # the file and its indexes
+    calls.clear()
+    other = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns1 h 5 3600 600 86400 60\n@ 300 NS ns1\n")
+    main.set_sources([other])
+    replica.apply(frames.encode_changes(shared, calls))
+    calls.clear()
+    gc.collect()
+    main.set_sources([other])  # nothing changes; a frame carries the drops
+    replica.apply(frames.encode_changes(shared, calls))
+    assert tokens.isdisjoint(replica.objects) and len(replica.objects) == 2
+    assert replica.authority.versions[OWNER].serial == 5
+
+
+def test_a_forked_worker_knows_the_inherited_objects_by_token(streamed):
+    main, calls, shared = streamed
+    main.set_sources([SOURCE])
+    version = main.versions[OWNER]
+    shared.add(version.source)
+    shared.add(version.base)
+    calls.clear()
+    replica = Replica(shared.objects())  # as by fork: the same objects
+    for method, args in [("configure", (main.registry.sources, False)), ("serve", (version,))]:
+        getattr(replica.authority.registry, method)(*args)
+    main.serve(flattened_version("203.0.113.9", 2, previous=version))
+    payload = frames.encode_changes(shared, calls)
+    assert payload[0][0] == []
+    replica.apply(payload)
+    assert replica.authority.versions[OWNER].source is SOURCE
+
+
+# -- the barrier ----------------------------------------------------------
+
+
+class Pool:
+    """A WorkerPool with two pretend workers (channels on StringTransports)."""
+
+    def __init__(self, authority):
+        self.clock = task.Clock()
+        self.pool = WorkerPool(2, self.clock, authority, [], Statistics())
+        self.pool.running = self.pool.started = True
+        authority.registry.listeners.append(self.pool._changed)
+        authority.synced = self.pool.synced
+        self.workers = []
+        for number in (1, 2):
+            worker = _Worker(number, -number, 0)  # no such process
+            worker.stopping = True  # never restarted by a test
+            channel = _Channel(self.pool, worker)
+            channel.makeConnection(StringTransport())
+            self.pool.workers[worker.pid] = worker
+            self.workers.append(worker)
+
+    def sent(self, worker) -> list[tuple]:
+        return frames.FrameReader().feed(worker.channel.transport.value())
+
+    def ack(self, worker, seq) -> None:
+        self.pool.frame_received(worker, frames.ACK, seq, None)
+
+
+def test_announcing_waits_until_every_worker_acknowledged():
+    notified = []
+    authority = ZoneAuthority(on_new_serial=notified.append)
+    authority.set_sources([SOURCE])
+    pools = Pool(authority)
+    notified.clear()
+    assert authority.synced().called  # nothing changed
+    authority.set_sources([zone_source("example.com", "@ 300 SOA ns1 h 9 3600 600 86400 60\n@ 300 NS ns1\n")])
+    served = authority.wait_served(OWNER)
+    assert authority.versions[OWNER].serial == 9  # served here at once
+    assert notified == [] and not served.called  # not announced: the workers do not serve it yet
+    pools.clock.advance(0)  # the turn's changes go out as one frame
+    for worker in pools.workers:
+        assert [(kind, seq) for kind, seq, _ in pools.sent(worker)] == [(frames.CHANGES, 1)]
+    pools.ack(pools.workers[0], 1)
+    assert notified == [] and not served.called
+    pools.ack(pools.workers[1], 1)
+    assert [v.serial for v in notified] == [9] and served.called
+    assert len(pools.pool.sync_seconds) == 1
+
+
+def test_a_worker_that_is_gone_does_not_hold_the_barrier():
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    pools = Pool(authority)
+    authority.serve(flattened_version("203.0.113.9", 2, previous=authority.versions[OWNER]))
+    waiting = authority.synced()
+    pools.clock.advance(0)
+    pools.ack(pools.workers[0], 1)
+    assert not waiting.called
+    pools.workers[1].channel.transport.loseConnection()
+    pools.workers[1].channel.connectionLost(None)
+    assert waiting.called
+
+
+def test_a_scrape_waits_for_every_workers_counts():
+    authority = ZoneAuthority()
+    pools = Pool(authority)
+    stats = pools.pool.stats
+    scraped = pools.pool.collect()
+    asked = [pools.sent(w)[-1] for w in pools.workers]
+    assert [kind for kind, _, _ in asked] == [frames.COUNTS, frames.COUNTS]
+    key = stats.key("aliasd_queries_total", qtype="A", rcode="NOERROR", transport="udp")
+    pools.pool.frame_received(pools.workers[0], frames.STATS, asked[0][1], {key: 5})
+    assert not scraped.called
+    pools.pool.frame_received(pools.workers[1], frames.STATS, asked[1][1], {key: 2})
+    assert scraped.called
+    assert stats.counters[key] == 7
+    assert stats.value("aliasd_worker_queries_total", worker="1") == 5
+    late = pools.pool.collect()
+    pools.clock.advance(1)  # a worker that does not answer does not hold a scrape for long
+    assert late.called
+
+
+# -- what a worker hands to the main process -------------------------------
+
+
+@pytest.mark.parametrize("message, main", [
+    (dns.message.make_query("www.example.com", "A"), False),
+    (dns.message.make_query("www.example.com", "AAAA", want_dnssec=True), False),
+    (dns.message.make_query("example.com", "AXFR"), True),
+    (dns.message.make_query("example.com", "IXFR"), True),
+    (dns.message.make_query("aliases.aliasd", "TXT", rdclass="CH"), True),
+    (dns.message.make_query("version.bind", "TXT", rdclass="CH"), True),
+    (dns.update.UpdateMessage("example.com"), True),
+    (dns.message.make_query("example.com", "SOA").__class__(), False),  # no question: answered here
+])
+def test_which_messages_go_to_the_main_process(message, main):
+    assert needs_main(message.to_wire()) is main
+
+
+def test_notify_goes_to_the_main_process_and_garbage_stays():
+    notify = dns.message.make_query("example.com", "SOA")
+    notify.set_opcode(dns.opcode.NOTIFY)
+    assert needs_main(notify.to_wire())
+    assert not needs_main(b"\x00\x01")
+    response = dns.message.make_response(dns.message.make_query("example.com", "AXFR"))
+    assert not needs_main(response.to_wire())
