@@ -98,7 +98,8 @@ def test_every_worker_answers_every_shape_as_one_process_does(aliasd, upstream, 
     print(f"{len(plain) + len(signed)} questions x {COPIES}: answers per worker {each}")
     assert len(each) == 2 and all(n > 0 for n in each.values()), each
 
-    differ = [k for k in plain if len(two[k]) != 1 or two[k] != one[k]]
+    # (key, distinct answers of the two workers, the same as one process's)
+    differ = [(k, len(two[k]), two[k] == one[k]) for k in plain if len(two[k]) != 1 or two[k] != one[k]]
     assert not differ, differ
     assert all(len(answers) == 1 for answers in one.values())  # one process: the same answer each time
     assert not [k for k, answers in signed.items() if len(answers) != 1]
