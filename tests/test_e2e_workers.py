@@ -40,6 +40,9 @@ import pytest
 from tests.aliasd_process import free_port
 from tests.test_e2e_alias import ZONE as ALIAS_ZONE
 from tests.test_e2e_notify import NotifyListener
+from tests.test_e2e_ratelimit import RATE as RRL_RATE
+from tests.test_e2e_ratelimit import ZONE as RRL_ZONE
+from tests.test_e2e_ratelimit import flood
 from tests.test_e2e_statistics import scrape
 from tests.test_e2e_update import OPS, SERVER, ring
 from tests.test_e2e_update import ZONE as DYNAMIC_ZONE
@@ -288,16 +291,21 @@ def test_after_an_alias_change_every_worker_answers_the_new_addresses(pool, upst
     answers, each = spread(pool, "example.com")
     assert all(a is not None and addresses(a) == {"203.0.113.77"} for a in answers)
     assert all(n > 0 for n in each.values()) and len(each) == WORKERS, each
-    # The server's own figure: commit -> every worker acked (quantiles of recent changes).
+    sync = sync_quantiles(pool)
+    assert 0 < sync["1"] < 2.0  # 2 s: a worker that has not applied a change by then is replaced
+
+
+def sync_quantiles(pool: Pool) -> dict[str, float]:
+    """The server's own figure, commit -> every worker applied it: quantiles of the recent changes."""
     m = pool.metrics()
     sync = {q: m[f'aliasd_worker_sync_seconds{{quantile="{q}"}}'] for q in ("0.5", "0.99", "1")}
     print("aliasd_worker_sync_seconds: " + ", ".join(f"{q} {v * 1000:.1f} ms" for q, v in sync.items()))
-    assert 0 < sync["1"] < 2.0
+    return sync
 
 
 def test_an_update_is_answered_only_once_every_worker_serves_it(pool):
     before = pool.per_worker(pool.settled())
-    for i in range(8):
+    for i in range(20):
         update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
         update.replace(f"b{i}", 60, "A", f"192.0.2.{100 + i}")
         response = dns.query.udp(update, "127.0.0.1", port=pool.p.port, timeout=5)
@@ -307,6 +315,7 @@ def test_an_update_is_answered_only_once_every_worker_serves_it(pool):
         assert [addresses(a) if a else None for a in answers] == [{f"192.0.2.{100 + i}"}] * 50, i
     each = moved(before, pool.per_worker(pool.settled()))
     assert all(n > 0 for n in each.values()) and len(each) == WORKERS, each
+    assert sync_quantiles(pool)["1"] < 2.0
 
 
 def test_notify_goes_out_only_once_every_worker_serves_the_new_serial(start_pool, upstream):
@@ -447,3 +456,28 @@ def test_tcp_update_notify_transfers_and_chaos_with_workers(pool):
         assert found, text
         named.add(int(found.group(2)))
     assert named <= pool.pids() and named
+
+
+def test_rate_limiting_holds_for_a_client_as_a_whole(aliasd):
+    """Each worker limits at rate / N: a flood spread over both gets about the rate, not N times it."""
+    metrics_port = free_port()
+    p = aliasd(f"""
+        [statistics]
+        listen = "127.0.0.1:{metrics_port}"
+        [rate-limit]
+        responses-per-second = {RRL_RATE}
+        window = 2
+        slip = 2
+        [zones."example.com"]
+        file = "example.com.zone"
+        """, {"example.com.zone": RRL_ZONE}, server=f"workers = {WORKERS}\n")
+    pool = Pool(p, metrics_port)
+    before = pool.per_worker(pool.settled())
+    started = time.monotonic()
+    flooded = flood(p.port, "127.0.1.1", 400)
+    elapsed = time.monotonic() - started
+    each = moved(before, pool.per_worker(pool.settled()))
+    print(f"RRL flood of 400 in {elapsed:.2f}s over workers {each}: {flooded}")
+    assert len(each) == WORKERS and all(n > 0 for n in each.values()), each  # both took part of it
+    assert RRL_RATE / WORKERS - 1 <= flooded["full"] <= RRL_RATE + RRL_RATE * elapsed + 1, (flooded, elapsed)
+    assert flooded["slipped"] > 100 and flooded["other"] == 0, flooded
