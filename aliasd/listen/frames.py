@@ -81,23 +81,35 @@ class SharedObjects:
     def __init__(self):
         self._tokens: dict[int, int] = {}  # id(object) -> token
         self._refs: dict[int, weakref.ref] = {}  # token -> the object
+        # id(a source's records dict) -> the source's token: the indexes
+        # and versions built on a file name its records, not copy them.
+        self._records: dict[int, int] = {}
         self._dropped: list[int] = []
         self._next = itertools.count(1)
 
     def token(self, obj) -> int | None:
         return self._tokens.get(id(obj))
 
+    def records_of(self, obj) -> int | None:
+        """The token of the source whose records ``obj`` is, if any."""
+        return self._records.get(id(obj))
+
     def add(self, obj) -> int:
         token = next(self._next)
         key = id(obj)
         self._tokens[key] = token
         self._refs[token] = weakref.ref(obj)
-        weakref.finalize(obj, self._gone, key, token)
+        records = id(obj.records) if isinstance(obj, ZoneSource) else None
+        if records is not None:  # (the source holds its records: they live as long)
+            self._records[records] = token
+        weakref.finalize(obj, self._gone, key, token, records)
         return token
 
-    def _gone(self, key: int, token: int) -> None:
+    def _gone(self, key: int, token: int, records: int | None) -> None:
         if self._tokens.get(key) == token:
             del self._tokens[key]
+        if records is not None and self._records.get(records) == token:
+            del self._records[records]
         self._refs.pop(token, None)
         self._dropped.append(token)
 
@@ -113,7 +125,8 @@ class SharedObjects:
 
 class _Pickler(pickle.Pickler):
     """Names every shared object the main process has sent by its token
-    (one not sent yet is pickled inline), except ``defining``."""
+    (one not sent yet is pickled inline), and a sent file's records by
+    its token too, except ``defining`` and its records."""
 
     def __init__(self, file, shared: SharedObjects):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -121,8 +134,12 @@ class _Pickler(pickle.Pickler):
         self.defining = None
 
     def persistent_id(self, obj):
-        if isinstance(obj, SHARED_TYPES) and obj is not self.defining:
-            return self.shared.token(obj)
+        if isinstance(obj, SHARED_TYPES):
+            return self.shared.token(obj) if obj is not self.defining else None
+        if type(obj) is dict:
+            token = self.shared.records_of(obj)
+            if token is not None and not (isinstance(self.defining, ZoneSource) and self.defining.records is obj):
+                return ("records", token)
         return None
 
 
@@ -141,16 +158,27 @@ def _reached(calls: list[tuple[str, tuple]]):
 
 
 def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tuple:
-    """The payload of a change frame for registry ``calls``: the shared
-    objects they reach that no worker has yet, each pickled once (in one
-    pickle, so that a zone's indexes and its file share their records),
-    then the calls, naming every shared object by token, then the tokens
-    of objects the main process has freed since."""
+    """The payload of a change frame for registry ``calls``.
+
+    First the shared objects they reach that no worker has yet: a dynamic
+    update's file as the owners it changed in the file it was made from
+    (``derived``: what changed, not the zone), every other one pickled
+    once (in one pickle, naming what it shares by token). Then the calls,
+    naming every shared object by token. Then the tokens of objects the
+    main process has freed since."""
+    derived = []
+    for method, args in calls:
+        if method == "set_source":
+            source, previous, touched = args
+            base_token = shared.token(previous) if previous is not None else None
+            if base_token is not None and shared.token(source) is None:
+                changes = {key: source.records.get(key) for key in touched}
+                derived.append((shared.add(source), base_token, changes))
     new = {}
     for obj in _reached(calls):
         if shared.token(obj) is None:
             new.setdefault(id(obj), obj)
-    # Files first: the indexes built on a file name its records, pickled once.
+    # Files first: the indexes built on a file name its records.
     ordered = sorted(new.values(), key=lambda obj: not isinstance(obj, ZoneSource))
     buffer = io.BytesIO()
     pickler = _Pickler(buffer, shared)
@@ -159,9 +187,10 @@ def encode_changes(shared: SharedObjects, calls: list[tuple[str, tuple]]) -> tup
         pickler.defining = obj
         pickler.dump(obj)
         tokens.append(shared.add(obj))
-    definitions = (tokens, buffer.getvalue())
+    definitions = (derived, tokens, buffer.getvalue())
     buffer = io.BytesIO()
-    _Pickler(buffer, shared).dump(calls)
+    _Pickler(buffer, shared).dump([(method, args[:1]) if method == "set_source" else (method, args)
+                                   for method, args in calls])
     return definitions, buffer.getvalue(), shared.take_dropped()
 
 
@@ -170,14 +199,25 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.objects = objects
 
-    def persistent_load(self, token):
-        return self.objects[token]
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple):  # ("records", token): that file's records
+            return self.objects[pid[1]].records
+        return self.objects[pid]
 
 
 def decode_changes(objects: dict, payload: tuple) -> list[tuple[str, tuple]]:
     """The registry calls of a change frame; ``objects`` (the worker's
     token table) learns the frame's definitions and forgets its drops."""
-    (tokens, definitions), calls, dropped = payload
+    (derived, tokens, definitions), calls, dropped = payload
+    for token, base_token, changes in derived:
+        previous = objects[base_token]
+        records = dict(previous.records)
+        for key, packed in changes.items():
+            if packed is None:
+                records.pop(key, None)
+            else:
+                records[key] = packed
+        objects[token] = previous.updated(records, changes)
     unpickler = _Unpickler(definitions, objects)
     for token in tokens:  # in order: each names only earlier ones
         objects[token] = unpickler.load()

@@ -445,7 +445,7 @@ class ZoneAuthority:
             zone.touched = None  # a file not served yet: the next difference compares everything
         else:
             zone.touched = (old.touched or set()) | keys
-        self.registry.set_source(source)
+        self.registry.set_source(source, old.source, keys)
         self._queue[origin] = None
         self._forced.add(origin)
         for other, owners in self.graph.affected_by([origin], []).items():

@@ -307,12 +307,12 @@ class WorkerPool(service.Service):
             worker.acked = seq
             self._check_synced()
         elif kind == frames.STATS:
-            if seq:
-                self._counted(worker, seq)
             self.stats.counters.update(payload)
             answered = sum(v for (metric, _), v in payload.items() if metric == "aliasd_queries_total")
             if answered:
                 self.stats.inc("aliasd_worker_queries_total", answered, worker=str(worker.number))
+            if seq:  # a scrape's answer: counted above before the scrape renders
+                self._counted(worker, seq)
         elif kind == frames.LOG:
             level, namespace, text = payload
             Logger(namespace=namespace).emit(LogLevel.levelWithName(level), "[worker {worker}] {text}",

@@ -133,10 +133,12 @@ class ZoneRegistry:
         self.sources = sources
         self._changed("configure", sources, zone_set_changed)
 
-    def set_source(self, source: ZoneSource) -> None:
-        """The zone's configured file is now ``source`` (a dynamic update's)."""
+    def set_source(self, source: ZoneSource, previous: ZoneSource | None = None, touched=()) -> None:
+        """The zone's configured file is now ``source`` (a dynamic update's):
+        ``previous`` with the owners whose keys are in ``touched`` changed
+        (for the listeners: a worker derives it from its copy of ``previous``)."""
         self.sources[source.origin] = source
-        self._changed("set_source", source)
+        self._changed("set_source", source, previous, touched)
 
     def hold(self, origins) -> None:
         """These configured zones have nothing to serve (their file is
