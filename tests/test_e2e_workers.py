@@ -8,9 +8,10 @@ the issue asks of them: queries spread over both, every worker on the newest
 version before a change is announced, a killed worker replaced, SIGHUP in
 every worker, no process left behind.
 
-Queries are sent in bursts, each from its own socket (a fresh source port):
-the workers wait on the shared sockets with EPOLLEXCLUSIVE, which wakes the
-first idle worker, so one query at a time mostly reaches one worker.
+Queries are sent in bursts, each from its own socket (a fresh source port),
+as many clients at once send them; which worker takes each is the kernel's
+choice (the workers wait on the shared sockets with EPOLLEXCLUSIVE), so the
+tests check the counters, never a particular worker.
 """
 
 from __future__ import annotations
