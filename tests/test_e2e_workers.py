@@ -40,6 +40,7 @@ import pytest
 
 from tests.aliasd_process import free_port
 from tests.test_e2e_alias import ZONE as ALIAS_ZONE
+from tests.test_e2e_alias import config as alias_config
 from tests.test_e2e_notify import NotifyListener
 from tests.test_e2e_ratelimit import RATE as RRL_RATE
 from tests.test_e2e_ratelimit import ZONE as RRL_ZONE
@@ -55,30 +56,16 @@ NEW_KEY = "bmV3IGtleSBhZGRlZCBieSBhIHJlbG9hZCwgMzIgb2N0cy4="
 FLUSH = 0.25  # how often a worker sends its counters to the main
 
 
-def config(upstream, metrics_port: int, notify_to: str | None = None, extra: str = "") -> str:
-    """example.com (ALIAS over ``upstream``) and example.test (dynamic, key ops)."""
-    notify = f'notify = ["{notify_to}"]' if notify_to else ""
-    return textwrap.dedent(f"""
-        [statistics]
-        listen = "127.0.0.1:{metrics_port}"
-        [resolver]
-        upstreams = ["{upstream.endpoint}"]
-        min-refresh = 1
-        max-refresh = 2
-        timeout = 0.3
-        [keys.ops]
-        secret = "{OPS}"
-        """) + extra + textwrap.dedent(f"""
-        [zones."example.com"]
-        file = "example.com.zone"
-        allow-transfer = ["127.0.0.1"]
-        {notify}
-        [zones."example.test"]
-        file = "example.test.zone"
-        allow-transfer = ["127.0.0.1"]
-        {notify}
-        update = [{{ key = "ops" }}]
-        """)
+def config(upstream, metrics_port: int, notify_to: str | None = None) -> str:
+    """example.com (ALIAS over ``upstream``, as tests/test_e2e_alias.py) and
+    example.test (dynamic, key ops), both sending NOTIFY to ``notify_to``."""
+    notify = f'notify = ["{notify_to}"]\n' if notify_to else ""
+    return (f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+            + textwrap.dedent(alias_config(upstream))  # ends in [zones."example.com"]
+            + f'allow-transfer = ["127.0.0.1"]\n{notify}'
+            + f'[keys.ops]\nsecret = "{OPS}"\n'
+            + f'[zones."example.test"]\nfile = "example.test.zone"\nallow-transfer = ["127.0.0.1"]\n{notify}'
+            + 'update = [{ key = "ops" }]\n')
 
 
 # -- the processes ----------------------------------------------------------------------------------
