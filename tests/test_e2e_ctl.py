@@ -24,6 +24,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
+from aliasd.base.config import ServerSettings
 from tests.aliasd_process import REPO, free_port
 from tests.secondaries import Named
 from tests.test_e2e_statistics import scrape
@@ -87,8 +88,11 @@ def test_status_zone_status_and_notify_with_an_alias_and_a_bind_secondary(aliasd
         server.wait_for(lambda: named.serial("example.test") == served, timeout=20)
 
         text, data = ok(tmp_path, "status")
-        assert text.startswith("aliasd 0.1.0, up ") and "1 zone(s) served, 0 broken, 1 worker" in text
-        assert data["zones_served"] == 1 and data["zones_broken"] == 0 and data["workers"] == 1
+        workers = ServerSettings().worker_count  # [server] workers' default: one per CPU
+        assert text.startswith("aliasd 0.1.0, up ") and f"1 zone(s) served, 0 broken, {workers} worker" in text
+        assert data["zones_served"] == 1 and data["zones_broken"] == 0 and data["workers"] == workers
+        if workers > 1:
+            assert len(data["worker_pids"]) == workers and f"{workers} workers (1: pid " in text
         assert data["version"] == "0.1.0" and data["uptime_seconds"] > 0
 
         def secondary_caught_up():

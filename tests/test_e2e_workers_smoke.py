@@ -10,15 +10,23 @@ process behind.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import dns.query
+import dns.rcode
+import dns.update
 import pytest
 
 from tests.aliasd_process import free_port
 from tests.test_e2e_alias import ZONE, config
 from tests.test_e2e_statistics import scrape
+from tests.test_e2e_update import SERVER as UPDATE_SERVER
+from tests.test_e2e_update import ZONE as UPDATE_ZONE
+from tests.test_e2e_update import config as update_config
+from tests.test_e2e_update import ring
 
 pytestmark = pytest.mark.e2e
 
@@ -89,6 +97,15 @@ def test_a_killed_worker_comes_back_and_sigterm_leaves_no_process(two_workers):
     for _ in range(20):
         assert p.addresses("ns1.example.com") == {"192.0.2.53"}
     assert scrape(p.metrics_port)["aliasd_worker_restarts_total"] == 1
+    status = p.query("aliases.aliasd", "TXT", rdclass="CH", use_edns=0, payload=4096)  # by the main, naming the worker
+    assert re.search(r'"answered by worker [12] \(pid (\d+)\)"', status.answer[0].to_text())
+
+    p.proc.send_signal(signal.SIGHUP)  # a reload reaches every worker: each is replaced by a fresh fork
+    p.wait_for(lambda: "reload: 2 worker(s) replaced" in p.log(), timeout=15)
+    replaced = children(p.proc.pid)
+    assert len(replaced) == 2 and replaced.isdisjoint(workers)
+    assert p.addresses("ns1.example.com") == {"192.0.2.53"}
+    workers |= replaced
 
     p.stop()
     assert "Server Shut Down" in p.log()  # a clean stop (twistd then exits by the signal it got)
@@ -107,3 +124,15 @@ def test_kill_9_of_the_main_process_ends_the_workers(two_workers):
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_an_acknowledged_update_is_answered_by_every_worker(aliasd):
+    p = aliasd(update_config(), {"example.test.zone": UPDATE_ZONE}, server=UPDATE_SERVER + "workers = 2\n")
+    p.wait_for(lambda: len(children(p.proc.pid)) == 2 and "2 workers answer UDP queries" in p.log())
+    for n in range(5):
+        update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+        update.add(f"new{n}", 60, "A", f"192.0.2.{100 + n}")
+        assert dns.query.udp(update, "127.0.0.1", port=p.port, timeout=5).rcode() == dns.rcode.NOERROR
+        # Answered once every worker serves it: no query after the answer misses it.
+        answers = [p.addresses(f"new{n}.example.test") for _ in range(40)]
+        assert answers == [{f"192.0.2.{100 + n}"}] * 40

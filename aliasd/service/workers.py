@@ -226,6 +226,9 @@ class WorkerPool(service.Service):
     def _child(self, number: int, channel: socket.socket) -> None:
         """In the worker: its own copies of what the main process shares
         set up for answering, then the worker's loop."""
+        # Until the worker's loop handles it, SIGTERM ends the worker at
+        # once: the main's handler (Twisted's) would only wake its reactor.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent()
         if os.getppid() != self._main_pid:  # the main process died before prctl
             os._exit(0)
@@ -392,7 +395,10 @@ class WorkerPool(service.Service):
                 worker.stopping = True
                 self._fork(worker.number)
                 _signal(worker.pid, signal.SIGTERM)
+                kill = self.reactor.callLater(STOP_TIMEOUT, _signal, worker.pid, signal.SIGKILL)
                 yield worker.reaped
+                if kill.active():
+                    kill.cancel()
                 replaced += 1
             log.info("reload: {count} worker(s) replaced", count=replaced)
             return replaced
