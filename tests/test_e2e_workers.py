@@ -17,6 +17,7 @@ tests check the counters, never a particular worker.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import select
 import signal
@@ -40,8 +41,19 @@ import pytest
 
 from tests.aliasd_process import free_port
 from tests.test_e2e_alias import ZONE as ALIAS_ZONE
+from tests.test_e2e_ctl import ok as ctl_ok
 from tests.test_e2e_alias import config as alias_config
 from tests.test_e2e_notify import NotifyListener
+from tests import test_e2e_privileges
+from tests.test_e2e_privileges import (
+    dig_53,
+    need_namespaces,
+    need_root,
+    proc_ids,
+    start_as_nobody,
+    stop,
+    wait_answering_53,
+)
 from tests.test_e2e_ratelimit import RATE as RRL_RATE
 from tests.test_e2e_ratelimit import ZONE as RRL_ZONE
 from tests.test_e2e_ratelimit import flood
@@ -54,6 +66,7 @@ pytestmark = pytest.mark.e2e
 WORKERS = 2
 NEW_KEY = "bmV3IGtleSBhZGRlZCBieSBhIHJlbG9hZCwgMzIgb2N0cy4="
 FLUSH = 0.25  # how often a worker sends its counters to the main
+tree = test_e2e_privileges.tree  # the fixture: a tree the unprivileged user can traverse
 
 
 def config(upstream, metrics_port: int, notify_to: str | None = None) -> str:
@@ -332,7 +345,7 @@ def test_notify_goes_out_only_once_every_worker_serves_the_new_serial(start_pool
         secondary.close()
 
 
-def test_a_killed_worker_loses_at_most_the_queries_in_flight_and_comes_back(pool):
+def test_a_killed_worker_loses_at_most_the_queries_in_flight_and_comes_back(pool, tmp_path):
     p = pool.p
     old = pool.pids()
     victim = min(old)
@@ -356,6 +369,8 @@ def test_a_killed_worker_loses_at_most_the_queries_in_flight_and_comes_back(pool
     assert pool.pids() == (old - {victim}) | new and len(new) == 1
     p.wait_for(lambda: re.search(rf"\(pid {victim}\) died", p.log()))
     assert pool.metrics()["aliasd_worker_restarts_total"] == 1
+    human, data = ctl_ok(tmp_path, "status")
+    assert set(data["worker_pids"]) == pool.pids() and f"{WORKERS} workers (" in human, human
     assert pool.metrics()["aliasd_workers"] == WORKERS
     answers, each = spread(pool, "mail.example.com")
     assert all(a is not None for a in answers)
@@ -469,3 +484,46 @@ def test_rate_limiting_holds_for_a_client_as_a_whole(aliasd):
     assert len(each) == WORKERS and all(n > 0 for n in each.values()), each  # both took part of it
     assert RRL_RATE / WORKERS - 1 <= flooded["full"] <= RRL_RATE + RRL_RATE * elapsed + 1, (flooded, elapsed)
     assert flooded["slipped"] > 100 and flooded["other"] == 0, flooded
+
+
+def test_workers_run_as_the_service_user_and_a_replaced_one_keeps_port_53(tree):
+    """Forked after twistd dropped privileges; a replacement inherits port 53, binding nothing."""
+    need_root()
+    need_namespaces()
+    nobody = pwd.getpwnam("nobody")
+    (tree / "state").mkdir()
+    os.chown(tree / "state", nobody.pw_uid, nobody.pw_gid)
+    proc, netns, log = start_as_nobody(tree, textwrap.dedent(f"""\
+        [server]
+        listen = ["127.0.0.1"]
+        port = 53
+        state-dir = "state"
+        workers = {WORKERS}
+        [zones."example.com"]
+        file = "example.com.zone"
+        """))
+    try:
+        wait_answering_53(proc, netns, log)
+        first = wait_until(lambda: len(children(proc.pid)) == WORKERS and children(proc.pid))
+        # Replace every worker, one after the other: then only replacements answer.
+        for victim in first:
+            others = children(proc.pid) - {victim}
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: len(children(proc.pid) - others - {victim}) == 1)
+        now = children(proc.pid)
+        assert len(now) == WORKERS and not now & first
+        for pid in (proc.pid, *now):
+            assert proc_ids(pid) == ([nobody.pw_uid] * 4, [nobody.pw_gid] * 4), pid
+        for _ in range(20):
+            assert dig_53(netns, "@127.0.0.1", "+notcp", "+tries=1", "+time=2") == "192.0.2.80"
+        assert log.read_text().count(") died (signal 9); started again as pid") == WORKERS
+    finally:
+        stop(proc)
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return result
