@@ -80,6 +80,7 @@ def ready(p, origin: str) -> int:
 
 def test_every_worker_answers_every_shape_as_one_process_does(aliasd, upstream, tmp_path):
     upstream.set("lb.upstream.test", "A", ["198.51.100.7", "198.51.100.8"], ttl=60)
+    upstream.set("lb.upstream.test", "AAAA", ["2001:db8::7"], ttl=60)
     zones = {"example.com.zone": SHAPES, "signed.test.zone": SIGNED}
     metrics = free_port()
     single = aliasd(config(upstream, free_port(), signed=False), zones, server="workers = 1\n",
@@ -109,6 +110,7 @@ def test_every_worker_answers_every_shape_as_one_process_does(aliasd, upstream, 
     assert not parsed["big.example.com.", "TXT", "EDNS"].flags & dns.flags.TC
     assert parsed["x.sub.example.com.", "A", "EDNS"].authority[0].rdtype == dns.rdatatype.NS
     assert parsed["nx.example.com.", "A", "EDNS"].rcode() == dns.rcode.NXDOMAIN
+    assert parsed["example.com.", "AAAA", "no EDNS"].answer[0][0].address == "2001:db8::7"  # ALIAS AAAA
     assert {r.rdtype for r in dns.message.from_wire(b"\0\0" + next(iter(signed["www.signed.test.", "A", "DO"]))).answer} \
         == {dns.rdatatype.A, dns.rdatatype.RRSIG}
     assert scrape(metrics)["aliasd_workers"] == 2
