@@ -210,14 +210,7 @@ def decode_changes(objects: dict, payload: tuple) -> list[tuple[str, tuple]]:
     token table) learns the frame's definitions and forgets its drops."""
     (derived, tokens, definitions), calls, dropped = payload
     for token, base_token, changes in derived:
-        previous = objects[base_token]
-        records = dict(previous.records)
-        for key, packed in changes.items():
-            if packed is None:
-                records.pop(key, None)
-            else:
-                records[key] = packed
-        objects[token] = previous.updated(records, changes)
+        objects[token] = objects[base_token].with_owners(changes)
     unpickler = _Unpickler(definitions, objects)
     for token in tokens:  # in order: each names only earlier ones
         objects[token] = unpickler.load()

@@ -312,13 +312,7 @@ def next_source(work: _Working, source: ZoneSource, soa_serial: int | None, serv
     else:  # the apex changes only by its serial: patched in its packed form
         touched[source.key] = _with_serial(source.records[source.key], serial)
         work.nodes[source.key] = (origin, None)
-    records = dict(source.records)
-    for k, packed in touched.items():
-        if packed is None:
-            records.pop(k, None)
-        else:
-            records[k] = packed
-    return source.updated(records, touched), touched, [work.nodes[k][0] for k in touched]
+    return source.with_owners(touched), touched, [work.nodes[k][0] for k in touched]
 
 
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,

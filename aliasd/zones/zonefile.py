@@ -142,6 +142,17 @@ class ZoneSource:
             aliases.update(_aliases_in(packed))
         return cls(origin, path, records, aliases)
 
+    def with_owners(self, touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
+        """This source with the owners in ``touched`` replaced by their new
+        packed nodes (None: removed); see ``updated``."""
+        records = dict(self.records)
+        for key, packed in touched.items():
+            if packed is None:
+                records.pop(key, None)
+            else:
+                records[key] = packed
+        return self.updated(records, touched)
+
     def updated(self, records: dict[bytes, bytes], touched: Mapping[bytes, bytes | None]) -> "ZoneSource":
         """This source with the owners in ``touched`` replaced (a dynamic
         update): ``records`` is the new dict. Its ALIAS rules and content
