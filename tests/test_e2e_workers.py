@@ -41,6 +41,10 @@ import pytest
 
 from tests.aliasd_process import free_port
 from tests.test_e2e_alias import ZONE as ALIAS_ZONE
+from tests.test_e2e_api import ADMIN, SHOP_ZONE
+from tests.test_e2e_api_changes import Client as ApiClient
+from tests.test_e2e_api_changes import api_config as api_changes_config
+from tests.test_e2e_api_changes import created
 from tests.test_e2e_ctl import ok as ctl_ok
 from tests.test_e2e_alias import config as alias_config
 from tests.test_e2e_notify import NotifyListener
@@ -536,3 +540,25 @@ def wait_until(predicate, timeout: float = 10.0):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
     return result
+
+
+def test_an_api_change_is_answered_only_once_every_worker_serves_it(aliasd):
+    api_port, metrics_port = free_port(), free_port()
+    p = aliasd(api_changes_config(api_port) + f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n',
+               {"shop.test.zone": SHOP_ZONE}, server=f"workers = {WORKERS}\n")
+    pool = Pool(p, metrics_port)
+    admin = ApiClient(api_port, ADMIN)
+    before = pool.per_worker(pool.settled())
+    created(admin, "fresh.test.", rrsets=[
+        {"name": "www.fresh.test.", "type": "A", "ttl": 60, "records": [{"content": "192.0.2.10", "disabled": False}]}])
+    # At once after the 201: the new zone from 50 fresh ports.
+    assert [addresses(a) if a else None for a in burst(p.port, "www.fresh.test", "A", 50)] == [{"192.0.2.10"}] * 50
+    for i in range(1, 6):
+        status, _ = admin("PATCH", "/zones/fresh.test.", {"rrsets": [
+            {"name": "www.fresh.test.", "type": "A", "ttl": 60, "changetype": "REPLACE",
+             "records": [{"content": f"192.0.2.{10 + i}", "disabled": False}]}]})
+        assert status == 204
+        answers = burst(p.port, "www.fresh.test", "A", 50)
+        assert [addresses(a) if a else None for a in answers] == [{f"192.0.2.{10 + i}"}] * 50, i
+    each = moved(before, pool.per_worker(pool.settled()))
+    assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
