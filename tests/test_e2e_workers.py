@@ -390,7 +390,7 @@ def test_a_killed_worker_loses_at_most_the_queries_in_flight_and_comes_back(pool
     assert all(n > 0 for n in each.values()), each
 
 
-def test_sighup_reaches_every_worker(pool, upstream, listener, tmp_path):
+def test_sighup_reaches_every_worker(pool, tmp_path):
     p = pool.p
     signed = dns.message.make_query("www.example.test", "A")
     signed.use_tsig(dns.tsigkeyring.from_text({"late.": (dns.tsig.HMAC_SHA256, NEW_KEY)}), "late.")
