@@ -419,22 +419,44 @@ def test_sighup_reaches_every_worker(pool, tmp_path):
 def test_sigterm_of_the_main_leaves_no_process_behind(pool):
     workers = pool.pids()
     assert len(workers) == WORKERS and all(parent(w) == pool.main for w in workers)
+    assert set(server_processes(config_of(pool))) == workers | {pool.main}  # what gone_within looks for
     pool.p.proc.send_signal(signal.SIGTERM)
     assert pool.p.proc.wait(10) in (0, -signal.SIGTERM)  # twistd ends by the signal it stopped for
-    deadline = time.monotonic() + 3
-    while any(alive(w) for w in workers):
-        assert time.monotonic() < deadline, f"still running 3 s after SIGTERM: {[w for w in workers if alive(w)]}"
-        time.sleep(0.05)
+    gone_within(pool, 3)
 
 
 def test_kill_9_of_the_main_makes_the_workers_exit(pool):
-    workers = pool.pids()
     pool.p.proc.kill()
     pool.p.proc.wait(5)
-    deadline = time.monotonic() + 2
-    while any(alive(w) for w in workers):
-        assert time.monotonic() < deadline, f"orphans 2 s after kill -9: {[w for w in workers if alive(w)]}"
+    gone_within(pool, 2)
+
+
+def gone_within(pool: Pool, seconds: float) -> None:
+    """No process of this server runs ``seconds`` after the main process ended:
+    none of its forks (they share its command line, whatever their parent now)."""
+    config = config_of(pool)
+    deadline = time.monotonic() + seconds
+    while left := [pid for pid in server_processes(config) if alive(pid)]:
+        assert time.monotonic() < deadline, f"still running {seconds} s after the main process ended: {left}"
         time.sleep(0.05)
+
+
+def config_of(pool: Pool) -> str:
+    return pool.p.args[pool.p.args.index("--config") + 1]
+
+
+def server_processes(config: str) -> list[int]:
+    """Processes whose command line names ``config``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if config.encode() in argv:
+                found.append(int(entry.name))
+    return found
 
 
 def test_tcp_update_notify_transfers_and_chaos_with_workers(pool):
