@@ -584,3 +584,20 @@ def test_an_api_change_is_answered_only_once_every_worker_serves_it(aliasd):
         assert [addresses(a) if a else None for a in answers] == [{f"192.0.2.{10 + i}"}] * 50, i
     each = moved(before, pool.per_worker(pool.settled()))
     assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
+
+
+def test_a_crash_loop_backs_off_while_the_other_worker_answers(pool):
+    """Three deaths within 10 s: the next start waits 1 s; queries are answered meanwhile."""
+    p = pool.p
+    for death in range(1, 4):
+        victim = min(pool.pids())
+        os.kill(victim, signal.SIGKILL)
+        p.wait_for(lambda v=victim: re.search(rf"\(pid {v}\) died", p.log()))
+        if death < 3:
+            p.wait_for(lambda v=victim: len(pool.pids() - {v}) == WORKERS, timeout=2)
+    assert "3 deaths in 10 s: starting it again in 1 s" in p.log()
+    # Held back: one worker answers everything for about a second.
+    assert len(pool.pids()) == WORKERS - 1 and pool.metrics()["aliasd_workers"] == WORKERS - 1
+    assert all(a is not None and addresses(a) == {"192.0.2.25"} for a in burst(p.port, "mail.example.com", "A", 50))
+    p.wait_for(lambda: len(pool.pids()) == WORKERS, timeout=3)
+    assert pool.metrics()["aliasd_worker_restarts_total"] == 3
