@@ -519,6 +519,8 @@ def test_rate_limiting_holds_for_a_client_as_a_whole(aliasd):
     assert len(each) == WORKERS and all(n > 0 for n in each.values()), each  # both took part of it
     assert RRL_RATE / WORKERS - 1 <= flooded["full"] <= RRL_RATE + RRL_RATE * elapsed + 1, (flooded, elapsed)
     assert flooded["slipped"] > 100 and flooded["other"] == 0, flooded
+    # The workers' log lines reach the server's log, naming the worker.
+    p.wait_for(lambda: re.search(r"\[worker \d\] .*rate limiting responses to 127\.0\.1\.0/24", p.log()))
 
 
 def test_workers_run_as_the_service_user_and_a_replaced_one_keeps_port_53(tree):
