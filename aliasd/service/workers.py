@@ -139,7 +139,8 @@ class WorkerPool(service.Service):
         self._watch = task.LoopingCall(self._check_acks)
         self._watch.clock = reactor
         self._main_pid = os.getpid()
-        self._register_metrics()
+        if count >= 2:  # (one process: the metrics of today, no more)
+            self._register_metrics()
 
     # -- start and stop --------------------------------------------------
 
