@@ -462,6 +462,7 @@ def server_processes(config: str) -> list[int]:
 def test_tcp_update_notify_transfers_and_chaos_with_workers(pool):
     p = pool.p
     assert addresses(p.query("mail.example.com", "A", tcp=True)) == {"192.0.2.25"}
+    assert addresses(p.query("mail.example.com", "A", host="::1")) == {"192.0.2.25"}  # the IPv6 socket too
     # UPDATE over UDP (a worker hands it to the main).
     update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
     update.replace("u", 60, "AAAA", "2001:db8::1")
