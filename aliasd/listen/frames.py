@@ -34,6 +34,7 @@ LENGTH = struct.Struct("!I")
 CHANGES = "changes"  # payload: (definitions, calls, dropped tokens); acked with its seq
 COUNTS = "counts"  # a scrape: send the counters now, as a STATS frame with this seq
 #: Frame kinds, worker -> main process.
+READY = "ready"  # the worker's loop runs: it reads the sockets from now on
 ACK = "ack"  # seq: the last change frame applied
 STATS = "stats"  # payload: {counter key: increment}; seq: the COUNTS it answers, or 0
 LOG = "log"  # payload: (level name, namespace, text)

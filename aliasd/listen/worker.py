@@ -75,13 +75,22 @@ def needs_main(wire: bytes) -> bool:
     return qtype in _TRANSFERS or qclass == _CHAOS
 
 
+def _find_prctl():
+    """libc's prctl, found in the main process: a fork made while another
+    thread loads a library must not wait for the loader's lock."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: channel EOF still ends the worker
+        return None
+
+
+_prctl = _find_prctl()
+
+
 def die_with_parent() -> None:
     """SIGTERM when the main process dies, even by kill -9 (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: channel EOF still ends the worker
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def close_other_files(keep: set[int]) -> None:
@@ -151,6 +160,7 @@ class Worker:
         poller.register(self.channel.fileno(), select.EPOLLIN)
         poller.register(wake_r, select.EPOLLIN)
         channel_fd = self.channel.fileno()
+        self._send(frames.READY, 0, os.getpid())
         next_report = time.monotonic() + STATS_INTERVAL
         while self.running:
             timeout = max(0.0, next_report - time.monotonic())

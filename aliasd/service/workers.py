@@ -65,6 +65,8 @@ class _Worker:
         self.channel: _Channel | None = None
         self.stopping = False  # told to stop (replaced, or the server stops)
         self.status: int | None = None  # its exit status, once reaped
+        self.ready = False  # its loop runs (it said so)
+        self.forked = time.monotonic()
         self.reaped = defer.Deferred()
 
     def __str__(self) -> str:
@@ -126,6 +128,7 @@ class WorkerPool(service.Service):
         self.shared = frames.SharedObjects()
         self.restarts = 0
         self.started = False  # forked the first workers
+        self.answering_here = True  # the main process reads its UDP sockets (until the workers are ready)
         self._seq = 0  # the last change frame sent
         self._pending: list[tuple[str, tuple]] = []
         self._pending_since = 0.0
@@ -168,11 +171,16 @@ class WorkerPool(service.Service):
         gc.freeze()  # forked pages stay shared: the collector does not write to them
         for number in range(1, self.count + 1):
             self._fork(number)
-        for udp in self.protocols:
-            udp.transport.stopReading()
         self._watch.start(ACK_TIMEOUT / 4, now=False)
-        log.info("{count} workers answer UDP queries: {workers}", count=self.count,
-                 workers=", ".join(str(w) for w in self.live()))
+        # The main process answers until every worker reads the sockets.
+
+    def _all_ready(self) -> None:
+        if self.answering_here and all(w.ready for w in self.live()) and self.live():
+            self.answering_here = False
+            for udp in self.protocols:
+                udp.transport.stopReading()
+            log.info("{count} workers answer UDP queries: {workers}", count=len(self.live()),
+                     workers=", ".join(str(w) for w in self.live()))
 
     def stopService(self) -> defer.Deferred | None:
         super().stopService()
@@ -298,6 +306,11 @@ class WorkerPool(service.Service):
         """Replace a worker that has not applied a change for ACK_TIMEOUT."""
         now = time.monotonic()
         for worker in self.live():
+            if not worker.ready and now - worker.forked > ACK_TIMEOUT:
+                log.warn("{worker} did not start within {seconds} s; replacing it",
+                         worker=str(worker), seconds=ACK_TIMEOUT)
+                _signal(worker.pid, signal.SIGKILL)
+                continue
             pending = self._sent_at.get(worker.acked + 1)
             if pending is not None and not worker.stopping and now - pending[1] > ACK_TIMEOUT:
                 log.warn("{worker} did not apply the changes sent {seconds:.1f} s ago; replacing it",
@@ -310,6 +323,9 @@ class WorkerPool(service.Service):
         if kind == frames.ACK:
             worker.acked = seq
             self._check_synced()
+        elif kind == frames.READY:
+            worker.ready = True
+            self._all_ready()
         elif kind == frames.STATS:
             self.stats.counters.update(payload)
             answered = sum(v for (metric, _), v in payload.items() if metric == "aliasd_queries_total")
