@@ -17,6 +17,53 @@ def proc_mib(pid: int, field: str = "VmRSS") -> float:
     raise KeyError(field)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (aliasd's workers, PowerDNS has threads only)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every descendant, reaped ones
+    included (their times are added to the parent's cutime/cstime)."""
+    ticks = 0
+    for index, member in enumerate(process_tree(pid)):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[11:15] = utime, stime, cutime, cstime (stat fields 14-17)
+        ticks += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if index == 0 else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of ``pid`` and its descendants together, in MiB:
+    pages shared between them (forked workers) counted once."""
+    kib = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    kib += int(line.split()[1])
+        except OSError:
+            continue
+    return kib / 1024
+
+
+def workers_list(text: str | None) -> list[int | None]:
+    """``--workers 1,2`` -> [1, 2]; unset -> [None] (the configuration's default)."""
+    return [None] if not text else [int(w) for w in text.split(",")]
+
+
 def target_addresses(t: int) -> tuple[str, str]:
     """The A and AAAA address of generated ALIAS target number ``t``."""
     return f"198.51.{100 + t // 250}.{t % 250}", f"2001:db8::{t:x}"

@@ -12,18 +12,27 @@ A, A at ALIAS owners, NXDOMAIN), after one warm-up pass over the names
 records). Prints the median of each figure, the aliasd/PowerDNS ratio,
 start-up time (process start until the zone's SOA is answered; aliasd warm,
 with its zone snapshot, and cold, with an empty state directory) and
-resident memory after loading, after the AXFRs and at peak (VmHWM).
+memory (PSS summed over the server's processes: aliasd's workers share
+pages with the main process) after loading and after the AXFRs, peak VmHWM
+of the main process, and CPU seconds per 100,000 answers (utime + stime of
+the server and all its processes, before and after each dnsperf run).
+dnsperf uses 8 client sockets, so that answers spread over aliasd's workers.
 
 Needs: pdns-server, pdns-backend-bind, bind9, dnsperf, dig (Debian packages).
 
     python bench/compare.py [--records 100000] [--aliases 10000] [--targets 1000]
-                            [--seconds 5] [--rounds 3]
+                            [--seconds 5] [--rounds 3] [--workers 1,2]
+
+``--workers N`` writes ``[server] workers = N`` into aliasd's configuration
+(unset: the default); a list (``1,2``) runs aliasd once with each and
+prints them side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -38,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
-from bench.common import proc_mib, target_addresses, zone_text  # noqa: E402
+from bench.common import cpu_seconds, process_tree, proc_mib, pss_mib, target_addresses, workers_list, zone_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
 
@@ -61,20 +70,45 @@ def start_seconds(started: float, port: int, zone: str) -> float:
     return time.monotonic() - started
 
 
-def dnsperf(port: int, qfile: Path, seconds: int) -> float:
+CLIENTS = 8  # dnsperf client sockets: at least 8, so that answers spread over aliasd's workers
+
+
+def dnsperf_run(port: int, qfile: Path, seconds: int) -> tuple[float, int]:
+    """(queries per second, queries completed) of one dnsperf run."""
     out = subprocess.run(
-        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l", str(seconds), "-c", "4", "-q", "64"],
+        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l", str(seconds),
+         "-c", str(CLIENTS), "-q", "64"],
         capture_output=True, text=True, check=True,
     ).stdout
-    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)), completed
+
+
+def dnsperf(port: int, qfile: Path, seconds: int) -> float:
+    return dnsperf_run(port, qfile, seconds)[0]
+
+
+def dnsperf_cpu(pid: int, port: int, qfile: Path, seconds: int) -> tuple[float, float]:
+    """(queries per second, CPU seconds per 100k answers of the server's processes)."""
+    before = cpu_seconds(pid)
+    rate, completed = dnsperf_run(port, qfile, seconds)
+    return rate, (cpu_seconds(pid) - before) * 100_000 / max(completed, 1)
 
 
 def warm_up(port: int, qfile: Path) -> None:
     """One pass over the query file: both servers answer from warm caches."""
     subprocess.run(
-        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", "4", "-q", "64"],
+        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
         capture_output=True, text=True, check=True,
     )
+
+
+def wait_workers(pid: int, workers: int | None, timeout: float = 60) -> None:
+    """Until aliasd runs its workers (forked once the first load is served)."""
+    wanted = 1 + (workers if workers and workers > 1 else 0)
+    deadline = time.monotonic() + timeout
+    while len(process_tree(pid)) < wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def axfr_seconds(port: int, zone: str) -> tuple[float, int]:
@@ -88,6 +122,15 @@ def axfr_seconds(port: int, zone: str) -> tuple[float, int]:
     return elapsed, records
 
 
+def aliasd_config(d: Path, port: int, up_port: int, workers: int | None) -> None:
+    (d / "aliasd.toml").write_text(
+        f'[server]\nlisten = ["127.0.0.1"]\nport = {port}\nstate-dir = "state"\n'
+        + (f"workers = {workers}\n" if workers is not None else "")
+        + f'[resolver]\nupstreams = ["127.0.0.1:{up_port}"]\nmin-refresh = 300\n'
+        f'[zones."bench.test"]\nfile = "bench.zone"\nallow-transfer = ["127.0.0.1"]\n'
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100000)
@@ -95,7 +138,11 @@ def main() -> int:
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", default=None,
+                        help="aliasd's [server] workers, or a list (1,2) to run aliasd with each; "
+                             "unset: the configuration's default")
     args = parser.parse_args()
+    worker_counts = workers_list(args.workers)
     for program in ("pdns_server", "named", "dnsperf", "dig"):
         if not (shutil.which(program) or Path(f"/usr/sbin/{program}").exists()):
             sys.exit(f"{program} is not installed")
@@ -135,72 +182,62 @@ def main() -> int:
         pdns = subprocess.Popen(["pdns_server", f"--config-dir={d}", "--config-name="],
                                 stdout=(d / "pdns.log").open("w"), stderr=subprocess.STDOUT)
         procs.append(pdns)
-        start = {"pdns": start_seconds(started, pdns_port, "bench.test")}
+        pdns_start = start_seconds(started, pdns_port, "bench.test")
         wait_answering(pdns_port, "h1.bench.test")
         wait_answering(pdns_port, "a1.bench.test")
-        loaded = {"pdns": proc_mib(pdns.pid)}
-
-        # aliasd.
-        a_port = free_port()
-        (d / "aliasd.toml").write_text(
-            f'[server]\nlisten = ["127.0.0.1"]\nport = {a_port}\nstate-dir = "state"\n'
-            f'[resolver]\nupstreams = ["127.0.0.1:{up_port}"]\nmin-refresh = 300\n'
-            f'[zones."bench.test"]\nfile = "bench.zone"\nallow-transfer = ["127.0.0.1"]\n'
-        )
-        # Cold (empty state directory), then warm (the zone snapshot kept).
-        for kind in ("aliasd cold", "aliasd"):
-            started = time.monotonic()
-            aliasd = AliasdProcess(["--config", str(d / "aliasd.toml")], d, a_port).start(timeout=300)
-            start[kind] = start_seconds(started, a_port, "bench.test")
-            wait_answering(a_port, f"a{args.aliases - 1}.bench.test")
-            loaded[kind] = proc_mib(aliasd.proc.pid)
-            if kind == "aliasd cold":
-                deadline = time.monotonic() + 120  # the snapshot is written once the server runs
-                while not (d / "state" / "zones.snapshot").exists() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                aliasd.stop()
+        pdns_loaded = pss_mib(pdns.pid)
 
         mixes = {
             "plain A": [f"h{i}.bench.test A" for i in range(args.records)],
             "ALIAS A": [f"a{i}.bench.test A" for i in range(args.aliases)],
             "NXDOMAIN": [f"missing{i}.bench.test A" for i in range(args.records)],
         }
-        results: dict[str, dict[str, list[float]]] = {m: {"aliasd": [], "pdns": []} for m in mixes}
+        qfiles = {}
         for name, queries in mixes.items():
-            qfile = d / f"{name.replace(' ', '_')}.q"
-            qfile.write_text("\n".join(queries) + "\n")
-            warm_up(pdns_port, qfile)
-            warm_up(a_port, qfile)
-            for _ in range(args.rounds):  # alternate, so drift hits both alike
-                results[name]["pdns"].append(dnsperf(pdns_port, qfile, args.seconds))
-                results[name]["aliasd"].append(dnsperf(a_port, qfile, args.seconds))
-        axfr = {"aliasd": [], "pdns": []}
-        sizes = {}
-        for _ in range(args.rounds):
-            for who, port in (("pdns", pdns_port), ("aliasd", a_port)):
-                seconds, records = axfr_seconds(port, "bench.test")
-                axfr[who].append(seconds)
-                sizes[who] = records
-        after_axfr = {"aliasd": proc_mib(aliasd.proc.pid), "pdns": proc_mib(pdns.pid)}
-
-        print(f"zone: {args.records} A + {args.aliases} ALIAS over {args.targets} targets; "
-              f"dnsperf {args.seconds}s x {args.rounds} rounds per mix, alternating; medians")
-        print(f"{'':<12}{'aliasd':>12}{'PowerDNS':>12}{'ratio':>8}")
-        for name in mixes:
-            a = statistics.median(results[name]["aliasd"])
-            p = statistics.median(results[name]["pdns"])
-            print(f"{name + ' q/s':<12}{a:>12.0f}{p:>12.0f}{a / p:>8.2f}")
-        a, p = statistics.median(axfr["aliasd"]), statistics.median(axfr["pdns"])
-        print(f"{'AXFR s':<12}{a:>12.2f}{p:>12.2f}{a / p:>8.2f}   records: aliasd {sizes['aliasd']}, PowerDNS {sizes['pdns']}")
-        p = start["pdns"]
-        for label, a in (("start s", start["aliasd"]), ("cold start s", start["aliasd cold"])):
-            print(f"{label:<12}{a:>12.2f}{p:>12.2f}{a / p:>8.2f}")
-        for label, figures in (("MiB loaded", loaded), ("MiB AXFR", after_axfr)):
-            a, p = figures["aliasd"], figures["pdns"]
-            print(f"{label:<12}{a:>12.0f}{p:>12.0f}{a / p:>8.2f}")
-        ma, mp = proc_mib(aliasd.proc.pid, "VmHWM"), proc_mib(pdns.pid, "VmHWM")
-        print(f"{'MiB peak':<12}{ma:>12.0f}{mp:>12.0f}{ma / mp:>8.2f}")
-        aliasd.stop()
+            qfiles[name] = d / f"{name.replace(' ', '_')}.q"
+            qfiles[name].write_text("\n".join(queries) + "\n")
+            warm_up(pdns_port, qfiles[name])
+        pdns_fig: dict[str, list] = {"axfr": []}
+        columns: dict[str, dict] = {}
+        a_port = free_port()
+        for workers in worker_counts:
+            label = "aliasd" if workers is None else f"aliasd w={workers}"
+            fig = columns[label] = {}
+            aliasd_config(d, a_port, up_port, workers)
+            shutil.rmtree(d / "state", ignore_errors=True)
+            # Cold (empty state directory), then warm (the zone snapshot kept).
+            for kind in ("cold", "warm"):
+                started = time.monotonic()
+                aliasd = AliasdProcess(["--config", str(d / "aliasd.toml")], d, a_port).start(timeout=300)
+                fig[kind] = start_seconds(started, a_port, "bench.test")
+                wait_answering(a_port, f"a{args.aliases - 1}.bench.test")
+                if kind == "cold":
+                    deadline = time.monotonic() + 120  # the snapshot is written once the server runs
+                    while not (d / "state" / "zones.snapshot").exists() and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    aliasd.stop()
+            pid = aliasd.proc.pid
+            wait_workers(pid, workers)
+            fig["processes"] = len(process_tree(pid))
+            fig["loaded"] = pss_mib(pid)
+            for name, qfile in qfiles.items():
+                warm_up(a_port, qfile)
+                for _ in range(args.rounds):  # alternate, so drift hits both alike
+                    pdns_fig.setdefault(name, []).append(dnsperf_cpu(pdns.pid, pdns_port, qfile, args.seconds))
+                    fig.setdefault(name, []).append(dnsperf_cpu(pid, a_port, qfile, args.seconds))
+            fig["axfr"], sizes = [], {}
+            for _ in range(args.rounds):
+                for who, port, figures in (("pdns", pdns_port, pdns_fig), ("aliasd", a_port, fig)):
+                    seconds, records = axfr_seconds(port, "bench.test")
+                    figures["axfr"].append(seconds)
+                    sizes[who] = records
+            fig["after AXFR"] = pss_mib(pid)
+            fig["peak"] = proc_mib(pid, "VmHWM")
+            fig["sizes"] = sizes
+            aliasd.stop()
+        pdns_fig.update(cold=pdns_start, warm=pdns_start, loaded=pdns_loaded, **{"after AXFR": pss_mib(pdns.pid)},
+                        peak=proc_mib(pdns.pid, "VmHWM"))
+        print_table(args, columns, pdns_fig, list(mixes))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -211,6 +248,37 @@ def main() -> int:
                     proc.kill()
         shutil.rmtree(d, ignore_errors=True)
     return 0
+
+
+def print_table(args, columns: dict[str, dict], pdns: dict, mixes: list[str]) -> None:
+    """One column per aliasd run and PowerDNS's, then aliasd/PowerDNS for each run."""
+    print(f"zone: {args.records} A + {args.aliases} ALIAS over {args.targets} targets; dnsperf -c {CLIENTS} -q 64"
+          f" {args.seconds}s x {args.rounds} rounds per mix, alternating; medians")
+    labels = list(columns)
+    print(f"{'':<22}" + "".join(f"{label:>14}" for label in labels) + f"{'PowerDNS':>12}"
+          + "".join(f"{'ratio ' + label.removeprefix('aliasd '):>14}" for label in labels))
+
+    def row(title: str, values: list[float], p: float, digits: int) -> None:
+        line = f"{title:<22}" + "".join(f"{v:>14.{digits}f}" for v in values) + f"{p:>12.{digits}f}"
+        print(line + "".join(f"{v / p:>14.2f}" for v in values))
+
+    for name in mixes:
+        row(f"{name} q/s", [statistics.median(r for r, _ in c[name]) for c in columns.values()],
+            statistics.median(r for r, _ in pdns[name]), 0)
+        row(f"{name} CPU s/100k", [statistics.median(cpu for _, cpu in c[name]) for c in columns.values()],
+            statistics.median(cpu for _, cpu in pdns[name]), 3)
+    row("AXFR s", [statistics.median(c["axfr"]) for c in columns.values()], statistics.median(pdns["axfr"]), 2)
+    row("start s", [c["warm"] for c in columns.values()], pdns["warm"], 2)
+    row("cold start s", [c["cold"] for c in columns.values()], pdns["cold"], 2)
+    row("PSS MiB loaded", [c["loaded"] for c in columns.values()], pdns["loaded"], 0)
+    row("PSS MiB after AXFR", [c["after AXFR"] for c in columns.values()], pdns["after AXFR"], 0)
+    row("MiB peak (main)", [c["peak"] for c in columns.values()], pdns["peak"], 0)
+    for label, c in columns.items():
+        print(f"{label}: {c['processes']} process(es); AXFR records: aliasd {c['sizes']['aliasd']},"
+              f" PowerDNS {c['sizes']['pdns']}")
+    print("CPU: utime + stime of the server and all its processes per 100,000 answers;"
+          " PSS summed over its processes (/proc/PID/smaps_rollup)")
+    print("command: " + shlex.join([sys.executable, *sys.argv]))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Three parts, in one run (an upstream BIND ``named`` on loopback serves the
 ALIAS targets t0.cdn.test ..., as in bench/compare.py and bench/many_zones.py):
 
-1. Queries per second with the DO bit (dnsperf ``-D``, -c 4 -q 64) for plain
+1. Queries per second with the DO bit (dnsperf ``-D``, -c 8 -q 64) for plain
    A, A at ALIAS owners and NXDOMAIN, aliasd against PowerDNS on the same
    signed zone (bench/compare.py's zone: N A + M ALIAS over T targets), over
    ``--names`` distinct names per mix spread over the zone (0: all, as
@@ -49,6 +49,10 @@ Needs: pdns-server, pdns-backend-bind (with sqlite3 for the DNSSEC db), bind9
         [--targets 1000] [--zones 1000] [--seconds 5] [--rounds 2]
         [--denial nsec3|nsec] [--skip-queries] [--skip-start] [--skip-zones] [--warm]
         [--no-verify] [--timeout 300] [--alias-wait 60] [--names 20000] [--keep]
+        [--workers N]
+
+``--workers N`` writes ``[server] workers = N`` into aliasd's configurations
+(unset: the default); run it once with 1 and once with N to compare.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ from bench.common import (  # noqa: E402
     target_addresses,
     zone_text,
 )
-from bench.compare import wait_answering  # noqa: E402
+from bench.compare import CLIENTS, wait_answering  # noqa: E402
 from bench.many_zones import NEW_T0, Probe, ZoneSet, fmt_s, probe_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
@@ -233,7 +237,7 @@ def check_sample(port: int, zone: str, questions: list[tuple]) -> tuple[int, col
 def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
     out = subprocess.run(
         ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l", str(seconds),
-         "-c", "4", "-q", "64"],
+         "-c", str(CLIENTS), "-q", "64"],
         capture_output=True, text=True, check=True,
     ).stdout
     lost = re.search(r"Queries lost:\s+(\d+)", out)
@@ -245,7 +249,7 @@ def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
 def warm_up_do(port: int, qfile: Path) -> tuple[float, int]:
     """One pass over the query file (answers not yet cached): q/s and queries lost."""
     out = subprocess.run(
-        ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", "4", "-q", "64"],
+        ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
         capture_output=True, text=True, check=True,
     ).stdout
     lost = re.search(r"Queries lost:\s+(\d+)", out)
@@ -321,12 +325,13 @@ def wait_until(predicate, timeout: float, interval: float = 0.02):
 class Aliasd:
     """twistd aliasd in ``directory`` with ``config`` (the [statistics] listener added)."""
 
-    def __init__(self, directory: Path, config: str):
+    def __init__(self, directory: Path, config: str, workers: int | None = None):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.port, self.stats_port = free_port(), free_port()
         (directory / "aliasd.toml").write_text(
             f'[server]\nlisten = ["127.0.0.1"]\nport = {self.port}\nstate-dir = "state"\nserial-interval = 0\n'
+            + (f"workers = {workers}\n" if workers is not None else "") +
             f'[statistics]\nlisten = "127.0.0.1:{self.stats_port}"\n' + config
         )
         self.process: AliasdProcess | None = None
@@ -542,7 +547,7 @@ def big_zone(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
         f'[resolver]\nupstreams = ["127.0.0.1:{upstream.port}"]\nmin-refresh = 300\n'
         f'[dnssec]\nalgorithm = "{ALGORITHM}"\ndenial = "{args.denial}"\n'
         f'[zones."bench.test"]\nfile = "{d / "bench.zone"}"\nallow-transfer = ["127.0.0.1"]\ndnssec = true\n'
-    ))
+    ), args.workers)
     pdns = None
     try:
         # Part 2: aliasd signing the zone at start (fresh, keys kept, warm if asked); the last one stays up.
@@ -669,7 +674,7 @@ def many_zones(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
         f'[dnssec]\nalgorithm = "{ALGORITHM}"\ndenial = "{args.denial}"\n'
         f'[zone-defaults]\nallow-transfer = ["127.0.0.1"]\ndnssec = true\n'
         f'[zone-directory]\npath = "{zs.alias_dir}"\n'
-    ))
+    ), args.workers)
     old_a = target_addresses(0)[0]
     changed = False
     probe = None
@@ -847,7 +852,8 @@ def print_report(out: dict, args, total: float) -> None:
         rates = out["rates"]
         print()
         n = out["names"]
-        print(f"queries with DO (dnsperf -D -c 4 -q 64, {args.seconds} s x {args.rounds} rounds, alternating;"
+        print(f"queries with DO (dnsperf -D -c {CLIENTS} -q 64, aliasd workers = {args.workers or 'default'},"
+              f" {args.seconds} s x {args.rounds} rounds, alternating;"
               f" medians), bench.test signed ({args.denial}); distinct names asked: plain A {n['plain A']},"
               f" ALIAS A {n['ALIAS A']}, NXDOMAIN {n['NXDOMAIN']}, each answered once before the runs:")
         print(f"{'':<12}{'aliasd':>10}{'PowerDNS':>10}{'ratio':>8}{'target':>8}   signed answers in the sample"
@@ -952,6 +958,8 @@ def main() -> int:
     parser.add_argument("--skip-zones", action="store_true", help="no many-zones part")
     parser.add_argument("--no-verify", action="store_true", help="no dnssec-verify runs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="aliasd's [server] workers (unset: the configuration's default)")
     args = parser.parse_args()
     needed = ["named", "dig"] + ([] if args.no_verify else ["dnssec-verify"])
     needed += [] if args.skip_queries else ["pdns_server", "pdnsutil", "dnsperf"]

@@ -15,8 +15,11 @@ zone answer their SOA, and the sample's apex A the target's address; aliasd
 with an empty state directory), warm start (the same files again; aliasd
 keeps its state), reload of one changed zone file among N (aliasd SIGHUP,
 PowerDNS ``pdns_control bind-reload-now``, BIND ``rndc reload ZONE``, Knot
-``knotc zone-reload``), VmRSS/VmHWM after the cold start, and dnsperf query
-rates (-c 4 -q 64) for apex A at random zones, mail A and NXDOMAIN.
+``knotc zone-reload``), VmRSS/VmHWM of the main process and PSS summed over all its processes
+after the cold start, and dnsperf query rates (-c 8 -q 64: 8 client
+sockets, so that answers spread over aliasd's workers) for apex A at
+random zones, mail A and NXDOMAIN, each with the CPU seconds the server's
+processes spent per 100,000 answers.
 
 Then, for aliasd only: a BIND secondary of every zone (time until it serves
 them all), a change of t0.cdn.test upstream, and the time until aliasd serves
@@ -29,7 +32,11 @@ Run with the project's venv Python:
 
     .venv/bin/python bench/many_zones.py [--zones 10000] [--targets 10] [--rounds 1]
         [--seconds 5] [--timeout 180] [--skip-pdns] [--skip-bind] [--skip-knot]
-        [--skip-secondary] [--explicit-zones] [--keep]
+        [--skip-secondary] [--explicit-zones] [--keep] [--workers 1,2]
+
+``--workers N`` writes ``[server] workers = N`` into aliasd's configuration
+(unset: the default); a list (``1,2``) measures aliasd once with each, side
+by side.
 """
 
 from __future__ import annotations
@@ -60,8 +67,8 @@ import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-from bench.common import UpstreamNamed, find_program, proc_mib, target_addresses  # noqa: E402
-from bench.compare import dnsperf, wait_answering, warm_up  # noqa: E402
+from bench.common import UpstreamNamed, find_program, proc_mib, pss_mib, target_addresses, workers_list  # noqa: E402
+from bench.compare import CLIENTS, dnsperf_cpu, wait_answering, wait_workers, warm_up  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 from tests.secondaries import Secondary  # noqa: E402
 
@@ -377,11 +384,16 @@ class Server:
 class Aliasd(Server):
     label = "aliasd"
 
-    def __init__(self, directory, zs, upstream_port: int, secondary_port: int, explicit: bool):
+    def __init__(self, directory, zs, upstream_port: int, secondary_port: int, explicit: bool,
+                 workers: int | None = None):
         super().__init__(directory, zs)
         self.process: AliasdProcess | None = None
+        self.workers = workers
+        if workers is not None:
+            self.label = f"aliasd w={workers}"
         text = (
             f'[server]\nlisten = ["127.0.0.1"]\nport = {self.port}\nstate-dir = "state"\nserial-interval = 0\n'
+            + (f"workers = {workers}\n" if workers is not None else "") +
             # the secondary pulls up to 32 zones at once, and BIND closes a
             # finished transfer's connection a little later: more than the
             # default 20 TCP connections per client are open at times.
@@ -580,7 +592,10 @@ def measure(server: Server, args, qfiles: dict[str, Path], after=None) -> dict:
                 fig["failed"] = "cold start timed out"
                 return fig
             if r == 0:
+                if isinstance(server, Aliasd):
+                    wait_workers(server.pid, server.workers)
                 fig["rss"], fig["hwm"] = proc_mib(server.pid), proc_mib(server.pid, "VmHWM")
+                fig["pss"] = pss_mib(server.pid)
             server.stop()
             seconds = timed_start(server, args.timeout)
             fig["warm"].append(seconds)
@@ -606,8 +621,10 @@ def measure(server: Server, args, qfiles: dict[str, Path], after=None) -> dict:
         for mix, qfile in qfiles.items():
             warm_up(server.port, qfile)
             for _ in range(args.rounds):
-                fig[mix].append(dnsperf(server.port, qfile, args.seconds))
-            print(f"  {mix}: {median(fig[mix]):.0f} q/s", flush=True)
+                rate, cpu = dnsperf_cpu(server.pid, server.port, qfile, args.seconds)
+                fig[mix].append(rate)
+                fig.setdefault(f"{mix} cpu", []).append(cpu)
+            print(f"  {mix}: {median(fig[mix]):.0f} q/s, {median(fig[mix + ' cpu']):.3f} CPU s per 100k", flush=True)
         if after is not None:
             after(server, fig)
     finally:
@@ -690,6 +707,8 @@ def cell(values, kind: str) -> str:
         value = values
     if kind == "s":
         return f"{value:.2f}"
+    if kind == "cpu":
+        return f"{value:.3f}"
     return f"{value:.0f}"
 
 
@@ -697,36 +716,47 @@ def print_table(results: dict, args, zs_count: int) -> None:
     labels = list(results)
     rows = [
         ("cold start s", "cold", "s"), ("warm start s", "warm", "s"), ("reload 1 zone s", "reload", "s"),
-        ("VmRSS MiB", "rss", "n"), ("VmHWM MiB", "hwm", "n"),
+        ("VmRSS MiB (main)", "rss", "n"), ("VmHWM MiB (main)", "hwm", "n"), ("PSS MiB (all)", "pss", "n"),
         ("apex A q/s", "apex A", "n"), ("mail A q/s", "mail A", "n"), ("NXDOMAIN q/s", "NXDOMAIN", "n"),
+        ("apex A CPU/100k", "apex A cpu", "cpu"), ("mail A CPU/100k", "mail A cpu", "cpu"),
+        ("NXDOMAIN CPU/100k", "NXDOMAIN cpu", "cpu"),
     ]
-    ratio = "aliasd" in results and "PowerDNS" in results
+    ours = [label for label in labels if label.startswith("aliasd")] if "PowerDNS" in results else []
     print()
     print(f"{zs_count} zones, {args.targets} shared ALIAS targets; median of {args.rounds} round(s); "
-          f"dnsperf -c 4 -q 64 for {args.seconds} s")
-    print(f"{'':<17}" + "".join(f"{label:>11}" for label in labels) + (f"{'aliasd/PDNS':>13}" if ratio else ""))
+          f"dnsperf -c {CLIENTS} -q 64 for {args.seconds} s")
+    print(f"{'':<19}" + "".join(f"{label:>13}" for label in labels)
+          + "".join(f"{label.replace('aliasd', 'ratio'):>13}" for label in ours))
     for title, key, kind in rows:
-        line = f"{title:<17}" + "".join(f"{cell(results[label].get(key), kind):>11}" for label in labels)
-        if ratio:
-            a, p = results["aliasd"].get(key), results["PowerDNS"].get(key)
+        line = f"{title:<19}" + "".join(f"{cell(results[label].get(key), kind):>13}" for label in labels)
+        for label in ours:
+            a, p = results[label].get(key), results["PowerDNS"].get(key)
             a = median(a) if isinstance(a, list) else a
             p = median(p) if isinstance(p, list) else p
             line += f"{a / p:>13.2f}" if a and p and not (
-                isinstance(results["aliasd"].get(key), list) and None in results["aliasd"][key]) else f"{'-':>13}"
+                isinstance(results[label].get(key), list) and None in results[label][key]) else f"{'-':>13}"
         print(line)
     for label in labels:
         if "failed" in results[label]:
             print(f"{label}: {results[label]['failed']}")
-    if "aliasd" in results:
+    if ours or "aliasd" in results:
         form = "explicit [zones.NAME] tables" if args.explicit_zones else "[zone-defaults] + [zone-directory]"
         print(f"aliasd: {form}; [resolver] min-refresh 1, max-refresh 2; serial-interval 0;"
               f" state directory empty at the cold start, kept at the warm start.")
     if "BIND" in results or "Knot" in results:
         print("BIND and Knot cannot do ALIAS: they serve the apex ALIAS replaced by the target's A and AAAA.")
-    a = results.get("aliasd", {})
+    for label in (label for label in labels if label.startswith("aliasd")):
+        secondary_table(label, results[label], zs_count)
+    print("CPU/100k: CPU seconds (utime + stime of the server and all its processes) per 100,000 answers;"
+          " PSS summed over the server's processes (/proc/PID/smaps_rollup).")
+    print()
+    print("command: " + shlex.join([sys.executable, *sys.argv]))
+
+
+def secondary_table(label: str, a: dict, zs_count: int) -> None:
     if "secondary_load" in a or "change" in a or "secondary" in a:
         print()
-        print(f"aliasd with a BIND secondary of every zone (serial-query-rate 10000, transfers-in/-per-ns {TRANSFERS};"
+        print(f"{label} with a BIND secondary of every zone (serial-query-rate 10000, transfers-in/-per-ns {TRANSFERS};"
               f" aliasd tcp-max-per-client {TCP_PER_CLIENT}):")
         if "secondary" in a:
             print(f"  {a['secondary']}")
@@ -740,8 +770,6 @@ def print_table(results: dict, args, zs_count: int) -> None:
             print(f"    aliasd serves the new apex A: first zone {fmt_s(first_a)}, all {n} {fmt_s(all_a)}")
             print(f"    secondary serves the new serial: first zone {fmt_s(first_s)}, all {n} {fmt_s(all_s)}")
             print(f"    probe (~200 mail A q/s to aliasd meanwhile): {probe_text(a.get('probe'))}")
-    print()
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
 
 
 def main() -> int:
@@ -758,6 +786,9 @@ def main() -> int:
     parser.add_argument("--explicit-zones", action="store_true",
                         help='list every zone as [zones."NAME"] instead of [zone-defaults] + [zone-directory]')
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--workers", default=None,
+                        help="aliasd's [server] workers, or a list (1,2) to measure aliasd with each; "
+                             "unset: the configuration's default")
     args = parser.parse_args()
     needed = ["named", "dnsperf"] + ([] if args.skip_pdns else ["pdns_server", "pdns_control"])
     needed += [] if args.skip_bind and args.skip_secondary else ["rndc"]
@@ -777,12 +808,14 @@ def main() -> int:
         qfiles = query_files(d, zs)
         print(f"{args.zones} zones generated in {d} ({time.monotonic() - started:.1f} s)", flush=True)
         secondary_port = free_port()
-        aliasd = Aliasd(d / "aliasd", zs, upstream.port, secondary_port, args.explicit_zones)
         after = None
         if not args.skip_secondary:
             def after(server, fig):
-                shared_target_change(server, d / "secondary", secondary_port, upstream, args, fig)
-        results["aliasd"] = measure(aliasd, args, qfiles, after)
+                shared_target_change(server, d / f"secondary-{server.port}", secondary_port, upstream, args, fig)
+        for workers in workers_list(args.workers):
+            aliasd = Aliasd(d / f"aliasd-w{workers}", zs, upstream.port, secondary_port, args.explicit_zones,
+                            workers)
+            results[aliasd.label] = measure(aliasd, args, qfiles, after)
         if not args.skip_pdns:
             results["PowerDNS"] = measure(PowerDNS(d / "pdns", zs, upstream.port), args, qfiles)
         if not args.skip_bind:

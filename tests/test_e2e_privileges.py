@@ -82,6 +82,46 @@ def proc_ids(pid: int) -> tuple[list[int], list[int]]:
     return fields["Uid"], fields["Gid"]
 
 
+def start_as_nobody(tree: Path, config: str) -> tuple[subprocess.Popen, list[str], Path]:
+    """twistd aliasd started as root in a network namespace of its own, with
+    ``--uid nobody --gid nogroup``: (the process, the ``nsenter`` prefix that
+    runs a command in its namespace, its log file)."""
+    (tree / "aliasd.toml").write_text(config)
+    log = tree / "aliasd.log"
+    command = (
+        f"ip link set lo up && exec {TWISTD} -n --pidfile= --logfile={log} "
+        f"--uid nobody --gid nogroup aliasd --config {tree / 'aliasd.toml'}"
+    )
+    proc = subprocess.Popen(["unshare", "--net", "--", "sh", "-c", command], cwd=tree)
+    return proc, ["nsenter", f"--net=/proc/{proc.pid}/ns/net", "--"], log
+
+
+def dig_53(netns: list[str], *args: str) -> str:
+    """www.example.com A asked at port 53 in the namespace: the short answer."""
+    return subprocess.run([*netns, "dig", *args, "-p", "53", "+short", "www.example.com", "A"],
+                          capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def wait_answering_53(proc: subprocess.Popen, netns: list[str], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    answer = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        answer = dig_53(netns, "@127.0.0.1", "+tries=1", "+time=1")
+        if answer == "192.0.2.80":
+            break
+        time.sleep(0.2)
+    assert answer == "192.0.2.80", log.read_text() if log.exists() else proc.poll()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def test_binds_53_and_853_as_root_then_runs_as_nobody(tree):
     need_root()
     need_namespaces()
@@ -92,50 +132,27 @@ def test_binds_53_and_853_as_root_then_runs_as_nobody(tree):
     certs = Authority(tree / "pki")
     cert, key = certs.server()
     key.chmod(0o600)  # readable by root only: read before privileges are dropped
-    (tree / "aliasd.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [server]
-            listen = ["127.0.0.1", "::1"]
-            port = 53
-            state-dir = "state"
-            [tls]
-            port = 853
-            certificate = "{cert}"
-            key = "{key}"
-            [zones."example.com"]
-            file = "example.com.zone"
-            """
-        )
-    )
-    log = tree / "aliasd.log"
-    command = (
-        f"ip link set lo up && exec {TWISTD} -n --pidfile= --logfile={log} "
-        f"--uid nobody --gid nogroup aliasd --config {tree / 'aliasd.toml'}"
-    )
-    proc = subprocess.Popen(["unshare", "--net", "--", "sh", "-c", command], cwd=tree)
-    netns = ["nsenter", f"--net=/proc/{proc.pid}/ns/net", "--"]
+    proc, netns, log = start_as_nobody(tree, textwrap.dedent(
+        f"""\
+        [server]
+        listen = ["127.0.0.1", "::1"]
+        port = 53
+        state-dir = "state"
+        [tls]
+        port = 853
+        certificate = "{cert}"
+        key = "{key}"
+        [zones."example.com"]
+        file = "example.com.zone"
+        """
+    ))
     try:
-        deadline = time.monotonic() + 20
-        answer = ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            answer = subprocess.run(
-                [*netns, "dig", "@127.0.0.1", "-p", "53", "+short", "+tries=1", "+time=1", "www.example.com", "A"],
-                capture_output=True, text=True,
-            ).stdout.strip()
-            if answer == "192.0.2.80":
-                break
-            time.sleep(0.2)
-        assert answer == "192.0.2.80", log.read_text() if log.exists() else proc.poll()
+        wait_answering_53(proc, netns, log)
         uids, gids = proc_ids(proc.pid)
         assert uids == [nobody.pw_uid] * 4 and gids == [nobody.pw_gid] * 4, (uids, gids)
         for transport in ("+tcp", "+notcp"):
             for server in ("@127.0.0.1", "@::1"):
-                out = subprocess.run(
-                    [*netns, "dig", server, "-p", "53", "+short", transport, "www.example.com", "A"],
-                    capture_output=True, text=True, timeout=10,
-                ).stdout.strip()
-                assert out == "192.0.2.80", (server, transport, out)
+                assert dig_53(netns, server, transport) == "192.0.2.80", (server, transport)
         tls = subprocess.run(
             [*netns, sys.executable, "-c", TLS_CLIENT, str(certs.ca_file), SERVER_NAME],
             capture_output=True, text=True, timeout=20,
@@ -155,12 +172,7 @@ def test_binds_53_and_853_as_root_then_runs_as_nobody(tree):
         assert "set uid/gid 65534/65534" in text or f"set uid/gid {nobody.pw_uid}/{nobody.pw_gid}" in text
         assert "DNS on 127.0.0.1, ::1 port 53, TLS on 127.0.0.1, ::1 port 853" in text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_state_directory_the_user_cannot_write_stops_start_up(tree):

@@ -32,9 +32,12 @@ HEADER = struct.Struct("!HHHHHH")
 def render(response: dns.message.Message, limit: int) -> bytes:
     """``response`` in at most ``limit`` octets: truncated at whole RRsets
     with TC when too large, and as a bare TC header when even the question
-    (and a TSIG record) does not fit."""
+    (and a TSIG record) does not fit. Records keep their zone order
+    (dnspython shuffles them by default): the fast path keeps the first
+    answer it renders, so a shuffle would make each worker process answer
+    in its own order, and the direct path writes the zone order too."""
     try:
-        return response.to_wire(max_size=limit, prefer_truncation=True)
+        return response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
     except (dns.exception.TooBig, ValueError):  # ValueError: the TSIG alone is too big
         pass
     ident = response.id
