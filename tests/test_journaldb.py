@@ -267,12 +267,8 @@ def test_a_journal_of_an_earlier_release_is_read_then_converted(tmp_path):
 
 
 def test_a_compacted_journal_keeps_the_records_and_the_file_it_knows(tmp_path):
-    files = journals(tmp_path / "state")
-    file_source, sha = make(tmp_path, source_text())
-    dynamic = DynamicZones(files, [_Zone(file_source.path)])
-    dynamic.start_source(file_source, sha)
-    s1, u1 = update(file_source, "a.example.com.", "192.0.2.51", 11)
-    files.append(file_source.key, [u1])
+    files, file_source, dynamic, s1 = started_with_one_update(tmp_path)
+    sha = hashlib.sha256(file_source.path.read_bytes()).digest()
     files.rewrite(file_source.key, dynamic.snapshot_frames(s1))
     s2, u2 = update(s1, "b.example.com.", "192.0.2.52", 12)
     files.append(file_source.key, [u2])
