@@ -491,7 +491,8 @@ class Crashes:
             assert canonical(zone) == now[origin][1], f"zone {origin}: IXFR from {serial} does not give the zone"
             start = self.history_from.get(origin)
             if start is None or not dns.serial.Serial(serial) < dns.serial.Serial(start):
-                assert incremental, f"zone {origin}: IXFR from {serial} not incremental (history from {start})"
+                assert incremental, (f"zone {origin}: IXFR from {serial} not incremental (history from {start}); "
+                                     f"its log:\n{zone_lines(full_log(self.dir), origin)}")
                 self.stats["IXFR incremental"] += 1
             else:
                 self.stats["IXFR whole zone (history restarted)" if not incremental else "IXFR incremental"] += 1
@@ -519,6 +520,13 @@ def full_log(directory: Path) -> str:
     """aliasd.log with the files twistd rotated it into (1 MB each), oldest first."""
     rotated = sorted(directory.glob("aliasd.log.*"), key=lambda p: -int(p.suffix[1:]))
     return "".join(p.read_text() for p in [*rotated, directory / "aliasd.log"] if p.exists())
+
+
+def zone_lines(log: str, origin: str, last: int = 60) -> str:
+    """The log's last lines about a zone, its starts and its reloads."""
+    keep = [line for line in log.splitlines()
+            if origin in line or "aliasd 0.1.0 started" in line or "reload: reading" in line]
+    return "\n".join(keep[-last:])
 
 
 def context(log: str, needle: str) -> str:
