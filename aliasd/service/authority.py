@@ -929,7 +929,13 @@ class ZoneAuthority:
                     built.difference_key)
             elif built.history is not None:
                 journals[origin] = built.history
-            self._unused_records += self._orphans.pop(origin, ())
+            orphans = self._orphans.pop(origin, ())
+            if built.published is not None:
+                self._unused_records += orphans
+            # (else a first version: its history was read from the store,
+            # which judged every difference recorded there, these included;
+            # one of them may be the link it ends at: a version recorded
+            # while its zone was removed and added again.)
             registry.serve(built.version)
             self._published_owners += len(built.version.source.records)
             self._unfrozen_zones += 1
