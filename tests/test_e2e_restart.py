@@ -138,6 +138,8 @@ def test_a_zone_removed_across_restarts_comes_back_with_its_history(aliasd, upst
         server.proc.send_signal(signal.SIGHUP)
     server.wait_for(lambda: server.query("x0.test.", "SOA").rcode() == dns.rcode.NOERROR)
     assert serial_of(server, "x0.test.") == last  # the upstream holds still: the same view
+    assert f"zone x0.test. serial {last} (restart, view unchanged), 6 records, 2 ALIAS, IXFR history from serial 1" in (
+        server.log())  # (1: the file's serial, before the first ALIAS change)
     assert canonical(axfr(server.port, "x0.test.")) == text
     for old, old_text in copies.items():
         zone, incremental = ixfr_onto(server.port, "x0.test.", old_text)
