@@ -467,9 +467,9 @@ class Crashes:
         stopped before it served it (a reload that added the zone back
         during a stop), which is fine only for a serial never seen served."""
         for origin, serial, view, none in re.findall(
-                r"zone (\S+) serial (\d+) \(restart, view (changed|unchanged)\)[^\n]*?(no IXFR history)?$",
+                r"zone (\S+) serial (\d+) \((?:restart, view (changed|unchanged)|first load)\)[^\n]*?(no IXFR history)?$",
                 log[self.log_seen:], re.M):
-            serial = int(serial)
+            serial = int(serial)  # (a first load begins a history too: view "")
             if view == "unchanged" and none and self.history_from.get(origin) != serial:
                 last = self.last.get(origin)
                 assert last is None or dns.serial.Serial(serial) > dns.serial.Serial(last), (
