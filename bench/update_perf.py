@@ -25,14 +25,14 @@ that says NOERROR without doing the work fails these checks.
 
 Durability, both on:
 
-* aliasd: an accepted UPDATE's changed owners go into
-  ``state/journal/<zone>.jnl``, which is fsynced (and its serial recorded in
-  ``zones.log``) before the new version is served and the UPDATE answered.
-  This is a group commit: UPDATEs that arrive while a commit is under way
-  share the next write and fsync, so there is at most one journal fsync per
-  UPDATE (strace, 400 UPDATEs from 8 clients: 242 fsync calls in all). The
-  zone file is written back every ``dynamic-file-sync`` (60) seconds, in a
-  thread.
+* aliasd: an accepted UPDATE's changed owners and its serial go into the
+  state store (LMDB, ``state/aliasd.lmdb``) in one write transaction, whose
+  commit flushes the data pages and then the meta page to disk, before the
+  new version is served and the UPDATE answered (with workers, also only
+  once every worker serves it). This is a group commit: UPDATEs that arrive
+  while a commit is under way share the next one; the table says how many
+  UPDATEs one commit carried. The zone file is written back every
+  ``dynamic-file-sync`` (60) seconds, in a thread.
 * BIND 9.18: ``ns/update.c`` writes each UPDATE's difference with
   ``dns_journal_write_transaction`` before it commits the new version and
   answers, and ``dns_journal_commit`` (``lib/dns/journal.c``) calls
@@ -50,15 +50,22 @@ where fsync costs nothing.
 Prints, per server and round: updates, seconds (first update sent to last
 answer, over all clients), updates/s, p50/p99 latency of one UPDATE (send to
 verified answer, client signing included), the SOA serial's change, the
-server's CPU time (all threads) and the clients' CPU time (all together)
-over the run, and the result of the checks (which cover every round); then
-the aliasd/BIND ratios.
+server's CPU time (all threads, aliasd's worker processes included) in
+seconds and in milliseconds per UPDATE, the part of it spent by the
+server's first thread (aliasd's reactor) and by its main process (the
+reactor and the commit thread), the clients' CPU time (all together) over
+the run, and the result of the checks (which cover every round); for
+aliasd, how many UPDATEs one commit carried (from its log: one line for
+the UPDATEs answered in one turn) and, with workers, how long a change took
+to be served by every worker (``aliasd_worker_sync_seconds``). Then the
+aliasd/BIND ratios. ``--workers 1,2`` runs one aliasd for each count, the
+rounds alternating between them (and BIND).
 
 Needs: bind9 (``named``). Only 127.0.0.1 is used.
 
     .venv/bin/python bench/update_perf.py [--updates 4000] [--clients 8]
         [--transport tcp|udp] [--reconnect] [--rounds 1] [--keep-every 10] [--records 0]
-        [--servers aliasd,bind] [--no-crash-check] [--dir DIR] [--keep]
+        [--servers aliasd,bind] [--workers 1,2] [--no-crash-check] [--dir DIR] [--keep]
 """
 
 from __future__ import annotations
