@@ -55,8 +55,8 @@ seconds and in milliseconds per UPDATE, the part of it spent by the
 server's first thread (aliasd's reactor) and by its main process (the
 reactor and the commit thread), the clients' CPU time (all together) over
 the run, and the result of the checks (which cover every round); for
-aliasd, how many UPDATEs one commit carried (from its log: one line for
-the UPDATEs answered in one turn) and, with workers, how long a change took
+aliasd, how many UPDATEs one commit carried (the state store's write
+transactions during the round, counted by LMDB) and, with workers, how long a change took
 to be served by every worker (``aliasd_worker_sync_seconds``). Then the
 aliasd/BIND ratios. ``--workers 1,2`` runs one aliasd for each count, the
 rounds alternating between them (and BIND).
@@ -101,6 +101,7 @@ import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 import dns.tsig  # noqa: E402
 import dns.update  # noqa: E402
+import lmdb  # noqa: E402
 
 from bench.common import cpu_seconds, find_program, wait_workers, workers_list  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
@@ -445,16 +446,14 @@ class AliasdServer(Server):
     def log_tail(self, lines: int = 25) -> str:
         return "\n".join(self.process.log().splitlines()[-lines:])
 
-    def commits(self) -> tuple[int, int]:
-        """(log lines of applied updates, updates they name): one line for
-        the updates answered in one turn, about one per group commit."""
-        lines = updates = 0
-        for line in self.process.log().splitlines():
-            found = re.search(r"\] (\d+) updates of zone |\] update of zone \S+ by key", line)
-            if found:
-                lines += 1
-                updates += int(found.group(1) or 1)
-        return lines, updates
+    def commits(self) -> int:
+        """The state store's write transactions so far (LMDB's last
+        transaction ID, read beside the server as LMDB allows)."""
+        env = lmdb.open(str(self.directory / "state" / "aliasd.lmdb"), readonly=True, max_dbs=8, subdir=True)
+        try:
+            return env.info()["last_txnid"]
+        finally:
+            env.close()
 
     def worker_sync(self) -> str:
         """The aliasd_worker_sync_seconds quantiles, in ms ("" without workers)."""
@@ -606,9 +605,9 @@ def run_round(server: Server, round_no: int, args, run_id: str) -> tuple[Result,
             result.errors.append(f"{len(procs) - len(outs)} client(s) gave no result in time")
             break
     result.cpu, result.reactor_cpu, result.main_cpu = (b - a for a, b in zip(cpu0, cpu_split(server.pid)))
+    commits = None
     if commits0 is not None:
-        lines, updates = (b - a for a, b in zip(commits0, server.commits()))
-        result.notes.append(f"{updates / max(lines, 1):.1f} updates per commit ({lines} commits)")
+        commits = server.commits() - commits0
         sync = server.worker_sync()
         if sync:
             result.notes.append(f"worker sync ms: {sync}")
@@ -628,6 +627,8 @@ def run_round(server: Server, round_no: int, args, run_id: str) -> tuple[Result,
         if o["error"]:
             result.errors.append(o["error"])
     result.updates = len(result.latencies)  # answered NOERROR, signed, matching
+    if commits is not None:
+        result.notes.insert(0, f"{result.updates / max(commits, 1):.1f} updates per commit ({commits} commits)")
     serial1 = soa_serial(server.port)
     if serial0 is not None and serial1 is not None:
         result.serial_delta = (serial1 - serial0) % 2**32
