@@ -131,15 +131,23 @@ def test_a_new_version_of_a_zone_sends_its_overlay_not_its_records(streamed):
     assert served.base.records is served.source.records  # one copy of the records in the worker
 
 
-def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
+def _hosts_streamed(streamed, hosts: int):
+    """A zone of ``hosts`` A records served by the main authority, and a
+    replica that applied the first frame: (the zone's file, the replica, that frame)."""
     main, calls, shared = streamed
     big = zone_source("example.com", "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n"
-                      "@ NS ns1\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(5000)))
+                      "@ NS ns1\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(hosts)))
     main.set_sources([big])
     replica = Replica()
     first = frames.encode_changes(shared, calls)
     replica.apply(first)
     calls.clear()
+    return big, replica, first
+
+
+def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
+    main, calls, shared = streamed
+    big, replica, first = _hosts_streamed(streamed, 5000)
     old = main.versions[OWNER]
     changed = {b"\x02h7" + big.key: store.pack(b"\x02h7" + big.key, [(T.A, 300, [bytes((192, 0, 2, 7))])]),
                b"\x02h8" + big.key: None}
@@ -172,12 +180,7 @@ def _updated(source, name: str, address: str | None):
 
 def test_updates_answered_in_one_turn_reach_a_worker_as_one_derived_file(streamed):
     main, calls, shared = streamed
-    big = zone_source("example.com", "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n"
-                      "@ NS ns1\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(2000)))
-    main.set_sources([big])
-    replica = Replica()
-    replica.apply(frames.encode_changes(shared, calls))
-    calls.clear()
+    big, replica, _ = _hosts_streamed(streamed, 2000)
     old, source = main.versions[OWNER], big
     for name, address in [("new1", "192.0.2.1"), ("h7", None), ("new1", "192.0.2.2"), ("h8", "192.0.2.8")]:
         updated, touched = _updated(source, name, address)
