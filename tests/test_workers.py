@@ -198,7 +198,8 @@ def test_updates_answered_in_one_turn_reach_a_worker_as_one_derived_file(streame
     assert replica.authority.versions[OWNER].source is worker_source
 
 
-def test_a_file_named_between_two_updates_is_still_sent(streamed):
+@pytest.mark.parametrize("served_between", [True, False])
+def test_a_file_a_version_is_served_from_is_still_sent(streamed, served_between):
     main, calls, shared = streamed
     main.set_sources([SOURCE])
     replica = Replica()
@@ -206,11 +207,15 @@ def test_a_file_named_between_two_updates_is_still_sent(streamed):
     calls.clear()
     first, touched = _updated(SOURCE, "new1", "192.0.2.1")
     main.registry.set_source(first, SOURCE, touched)
-    main.serve(flattened_version("203.0.113.9", 2, source=first, previous=main.versions[OWNER]))
+    version = flattened_version("203.0.113.9", 2, source=first, previous=main.versions[OWNER])
+    if served_between:
+        main.serve(version)
     second, touched = _updated(first, "new2", "192.0.2.2")
     main.registry.set_source(second, first, touched)
+    if not served_between:
+        main.serve(version)
     payload = frames.encode_changes(shared, calls)
-    assert len(payload[0][0]) == 2  # the served version's file is derived too
+    assert len(payload[0][0]) == 2  # the served version's file is derived too, not pickled whole
     replica.apply(payload)
     assert replica.authority.versions[OWNER].source.records == first.records
     assert replica.authority.registry.sources[OWNER].records == second.records
