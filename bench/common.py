@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -29,6 +30,14 @@ def process_tree(pid: int) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def wait_workers(pid: int, workers: int | None, timeout: float = 60) -> None:
+    """Until aliasd runs its workers (forked once the first load is served)."""
+    wanted = 1 + (workers if workers and workers > 1 else 0)
+    deadline = time.monotonic() + timeout
+    while len(process_tree(pid)) < wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -47,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
-from bench.common import cpu_seconds, process_tree, proc_mib, pss_mib, target_addresses, workers_list, zone_text  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_seconds, process_tree, proc_mib, pss_mib, target_addresses, wait_workers, workers_list, zone_text,
+)
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
 
@@ -101,14 +103,6 @@ def warm_up(port: int, qfile: Path) -> None:
         ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
         capture_output=True, text=True, check=True,
     )
-
-
-def wait_workers(pid: int, workers: int | None, timeout: float = 60) -> None:
-    """Until aliasd runs its workers (forked once the first load is served)."""
-    wanted = 1 + (workers if workers and workers > 1 else 0)
-    deadline = time.monotonic() + timeout
-    while len(process_tree(pid)) < wanted and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def axfr_seconds(port: int, zone: str) -> tuple[float, int]:

@@ -25,14 +25,14 @@ that says NOERROR without doing the work fails these checks.
 
 Durability, both on:
 
-* aliasd: an accepted UPDATE's changed owners go into
-  ``state/journal/<zone>.jnl``, which is fsynced (and its serial recorded in
-  ``zones.log``) before the new version is served and the UPDATE answered.
-  This is a group commit: UPDATEs that arrive while a commit is under way
-  share the next write and fsync, so there is at most one journal fsync per
-  UPDATE (strace, 400 UPDATEs from 8 clients: 242 fsync calls in all). The
-  zone file is written back every ``dynamic-file-sync`` (60) seconds, in a
-  thread.
+* aliasd: an accepted UPDATE's changed owners and its serial go into the
+  state store (LMDB, ``state/aliasd.lmdb``) in one write transaction, whose
+  commit flushes the data pages and then the meta page to disk, before the
+  new version is served and the UPDATE answered (with workers, also only
+  once every worker serves it). This is a group commit: UPDATEs that arrive
+  while a commit is under way share the next one; the table says how many
+  UPDATEs one commit carried. The zone file is written back every
+  ``dynamic-file-sync`` (60) seconds, in a thread.
 * BIND 9.18: ``ns/update.c`` writes each UPDATE's difference with
   ``dns_journal_write_transaction`` before it commits the new version and
   answers, and ``dns_journal_commit`` (``lib/dns/journal.c``) calls
@@ -50,15 +50,22 @@ where fsync costs nothing.
 Prints, per server and round: updates, seconds (first update sent to last
 answer, over all clients), updates/s, p50/p99 latency of one UPDATE (send to
 verified answer, client signing included), the SOA serial's change, the
-server's CPU time (all threads) and the clients' CPU time (all together)
-over the run, and the result of the checks (which cover every round); then
-the aliasd/BIND ratios.
+server's CPU time (all threads, aliasd's worker processes included) in
+seconds and in milliseconds per UPDATE, the part of it spent by the
+server's first thread (aliasd's reactor) and by its main process (the
+reactor and the commit thread), the clients' CPU time (all together) over
+the run, and the result of the checks (which cover every round); for
+aliasd, how many UPDATEs one commit carried (the state store's write
+transactions during the round, counted by LMDB) and, with workers, how long a change took
+to be served by every worker (``aliasd_worker_sync_seconds``). Then the
+aliasd/BIND ratios. ``--workers 1,2`` runs one aliasd for each count, the
+rounds alternating between them (and BIND).
 
 Needs: bind9 (``named``). Only 127.0.0.1 is used.
 
     .venv/bin/python bench/update_perf.py [--updates 4000] [--clients 8]
         [--transport tcp|udp] [--reconnect] [--rounds 1] [--keep-every 10] [--records 0]
-        [--servers aliasd,bind] [--no-crash-check] [--dir DIR] [--keep]
+        [--servers aliasd,bind] [--workers 1,2] [--no-crash-check] [--dir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ import argparse
 import base64
 import multiprocessing
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -77,6 +85,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +101,9 @@ import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 import dns.tsig  # noqa: E402
 import dns.update  # noqa: E402
+import lmdb  # noqa: E402
 
-from bench.common import find_program  # noqa: E402
+from bench.common import cpu_seconds, find_program, wait_workers, workers_list  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
 ZONE = "example.test"
@@ -327,10 +337,22 @@ def soa_serial(port: int) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
+def thread_seconds(pid: int) -> float:
+    """utime + stime of a process's first thread alone (aliasd's reactor), from /proc."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads, not its children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far: the whole server (workers included), its first
+    thread, and its main process (all threads)."""
+    return cpu_seconds(pid), thread_seconds(pid), process_seconds(pid)
 
 
 def filesystem_type(path: Path) -> str:
@@ -388,11 +410,17 @@ class Server:
 class AliasdServer(Server):
     label = "aliasd"
 
-    def __init__(self, directory: Path, secret: str, records: int = 0):
+    def __init__(self, directory: Path, secret: str, records: int = 0, workers: int | None = None):
         super().__init__(directory, secret, records)
+        if workers is not None:
+            self.label = f"aliasd w={workers}"
+        self.workers = workers
+        self.metrics_port = free_port()
         (directory / "aliasd.toml").write_text(
             f'[server]\nlisten = ["{HOST}"]\nport = {self.port}\nstate-dir = "state"\n'
-            f"dynamic-file-sync = 60\n\n"
+            + (f"workers = {workers}\n" if workers is not None else "")
+            + "dynamic-file-sync = 60\n\n"
+            f'[statistics]\nlisten = "{HOST}:{self.metrics_port}"\n\n'
             f'[keys.{KEY_NAME}]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n\n'
             f'[zones."{ZONE}"]\nfile = "{ZONE}.zone"\nupdate = [ {{ key = "{KEY_NAME}" }} ]\n'
         )
@@ -405,6 +433,7 @@ class AliasdServer(Server):
     def start(self) -> None:
         self.process.start(timeout=120)
         self.wait_serving()
+        wait_workers(self.pid, self.workers)
 
     def stop(self) -> None:
         self.process.stop()
@@ -416,6 +445,22 @@ class AliasdServer(Server):
 
     def log_tail(self, lines: int = 25) -> str:
         return "\n".join(self.process.log().splitlines()[-lines:])
+
+    def commits(self) -> int:
+        """The state store's write transactions so far (LMDB's last
+        transaction ID, read beside the server as LMDB allows)."""
+        env = lmdb.open(str(self.directory / "state" / "aliasd.lmdb"), readonly=True, max_dbs=8, subdir=True)
+        try:
+            return env.info()["last_txnid"]
+        finally:
+            env.close()
+
+    def worker_sync(self) -> str:
+        """The aliasd_worker_sync_seconds quantiles, in ms ("" without workers)."""
+        with urllib.request.urlopen(f"http://{HOST}:{self.metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        found = re.findall(r'^aliasd_worker_sync_seconds\{quantile="([\d.]+)"\} (\S+)$', text, re.M)
+        return ", ".join(f"q{q} {float(v) * 1000:.1f}" for q, v in found)
 
     def odd_log_lines(self) -> list[str]:
         words = ("Traceback", "Unhandled", "Error", "error", "failed", "CRITICAL")
@@ -492,14 +537,22 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     serial_delta: int | None = None
     cpu: float = 0.0
+    reactor_cpu: float = 0.0  # the server's first thread (aliasd: the reactor)
+    main_cpu: float = 0.0  # the server's main process, all threads (aliasd: reactor and commit thread)
     client_cpu: float = 0.0
     reconnects: int = 0
     retries: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # aliasd: updates per commit, worker sync
 
     @property
     def rate(self) -> float:
         return self.updates / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU milliseconds per answered UPDATE (workers included)."""
+        return 1000 * self.cpu / self.updates if self.updates else float("nan")
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -540,7 +593,8 @@ def run_round(server: Server, round_no: int, args, run_id: str) -> tuple[Result,
     ]
     for p in procs:
         p.start()
-    cpu0 = cpu_seconds(server.pid)
+    commits0 = server.commits() if isinstance(server, AliasdServer) else None
+    cpu0 = cpu_split(server.pid)
     barrier.wait(60)
     outs = []
     deadline = time.monotonic() + 60 + args.updates * args.timeout / args.clients
@@ -550,7 +604,13 @@ def run_round(server: Server, round_no: int, args, run_id: str) -> tuple[Result,
         except Exception:  # noqa: BLE001 - queue.Empty: a client hangs
             result.errors.append(f"{len(procs) - len(outs)} client(s) gave no result in time")
             break
-    result.cpu = cpu_seconds(server.pid) - cpu0
+    result.cpu, result.reactor_cpu, result.main_cpu = (b - a for a, b in zip(cpu0, cpu_split(server.pid)))
+    commits = None
+    if commits0 is not None:
+        commits = server.commits() - commits0
+        sync = server.worker_sync()
+        if sync:
+            result.notes.append(f"worker sync ms: {sync}")
     for p in procs:
         p.join(5)
         if p.is_alive():
@@ -567,6 +627,8 @@ def run_round(server: Server, round_no: int, args, run_id: str) -> tuple[Result,
         if o["error"]:
             result.errors.append(o["error"])
     result.updates = len(result.latencies)  # answered NOERROR, signed, matching
+    if commits is not None:
+        result.notes.insert(0, f"{result.updates / max(commits, 1):.1f} updates per commit ({commits} commits)")
     serial1 = soa_serial(server.port)
     if serial0 is not None and serial1 is not None:
         result.serial_delta = (serial1 - serial0) % 2**32
@@ -614,8 +676,8 @@ def verify_settled(server: Server, kept: dict[str, str], deleted: set[str],
 
 
 def print_table(results: list[Result], checks: dict[str, str]) -> None:
-    head = (f"{'server':<8}{'round':>6}{'updates':>9}{'seconds':>9}{'updates/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'serial+':>9}{'CPU s':>8}{'clients':>8}  result")
+    head = (f"{'server':<12}{'round':>6}{'updates':>9}{'seconds':>9}{'updates/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'serial+':>9}{'CPU s':>8}{'ms/upd':>8}{'reactor':>8}{'main':>6}{'clients':>8}  result")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -626,8 +688,12 @@ def print_table(results: list[Result], checks: dict[str, str]) -> None:
             extra.append(f"{r.reconnects} reconnects")
         if r.retries:
             extra.append(f"{r.retries} UDP retries")
-        print(f"{r.server:<8}{r.round_no:>6}{r.updates:>9}{r.seconds:>9.2f}{r.rate:>11.0f}{r.percentile(50):>9.2f}"
-              f"{r.percentile(99):>9.2f}{delta:>9}{r.cpu:>8.2f}{r.client_cpu:>8.2f}  {state}{' (' + ', '.join(extra) + ')' if extra else ''}")
+        per = 1000 / r.updates if r.updates else float("nan")
+        print(f"{r.server:<12}{r.round_no:>6}{r.updates:>9}{r.seconds:>9.2f}{r.rate:>11.0f}{r.percentile(50):>9.2f}"
+              f"{r.percentile(99):>9.2f}{delta:>9}{r.cpu:>8.2f}{r.cpu_ms:>8.2f}{r.reactor_cpu * per:>8.2f}"
+              f"{r.main_cpu * per:>6.2f}{r.client_cpu:>8.2f}  {state}{' (' + ', '.join(extra) + ')' if extra else ''}")
+        for note in r.notes:
+            print(f"{'':<18}{note}")
 
 
 def main() -> int:
@@ -641,6 +707,8 @@ def main() -> int:
     parser.add_argument("--keep-every", type=int, default=10, help="every Nth added record is never deleted")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for one answer")
     parser.add_argument("--servers", default="aliasd,bind", help="comma-separated: aliasd, bind")
+    parser.add_argument("--workers", default=None,
+                        help="aliasd's [server] workers, or a list (1,2): one aliasd for each, rounds alternating")
     parser.add_argument("--no-crash-check", action="store_true", help="skip the SIGKILL-and-restart check")
     parser.add_argument("--dir", default=None, help="where the temporary directory goes (journals are fsynced there)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -669,11 +737,13 @@ def main() -> int:
     checks: dict[str, str] = {}
     status = 0
     try:
-        order = {"bind": BindServer, "aliasd": AliasdServer}
-        for kind in ("bind", "aliasd"):  # BIND first: the reference must work
-            if kind not in wanted:
-                continue
-            server = order[kind](d / kind, secret, args.records)
+        made = []  # BIND first: the reference must work
+        if "bind" in wanted:
+            made.append(BindServer(d / "bind", secret, args.records))
+        if "aliasd" in wanted:
+            made += [AliasdServer(d / ("aliasd" if w is None else f"aliasd-w{w}"), secret, args.records, w)
+                     for w in workers_list(args.workers)]
+        for server in made:
             try:
                 server.start()
             except Exception as e:  # noqa: BLE001 - report, go on with the other server
@@ -724,13 +794,16 @@ def main() -> int:
         for r in results:
             if not r.errors:
                 by_server.setdefault(r.server, []).append(r)
-        if "aliasd" in by_server and "BIND" in by_server and not failed:
-            a, b = by_server["aliasd"], by_server["BIND"]
+        for label, a in by_server.items():
+            if label == "BIND" or "BIND" not in by_server or label in failed:
+                continue
+            b = by_server["BIND"]
             rate = statistics.median(r.rate for r in a) / statistics.median(r.rate for r in b)
             p50 = statistics.median(r.percentile(50) for r in a) / statistics.median(r.percentile(50) for r in b)
             p99 = statistics.median(r.percentile(99) for r in a) / statistics.median(r.percentile(99) for r in b)
-            print(f"\naliasd/BIND (medians over rounds): updates/s {rate:.2f}, p50 latency {p50:.2f}, "
-                  f"p99 latency {p99:.2f}")
+            cpu = statistics.median(r.cpu_ms for r in a) / statistics.median(r.cpu_ms for r in b)
+            print(f"\n{label}/BIND (medians over rounds): updates/s {rate:.2f}, p50 latency {p50:.2f}, "
+                  f"p99 latency {p99:.2f}, CPU per update {cpu:.2f}")
         for server in servers:
             odd = server.odd_log_lines()
             if odd:

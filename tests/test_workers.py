@@ -131,15 +131,23 @@ def test_a_new_version_of_a_zone_sends_its_overlay_not_its_records(streamed):
     assert served.base.records is served.source.records  # one copy of the records in the worker
 
 
-def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
+def _hosts_streamed(streamed, hosts: int):
+    """A zone of ``hosts`` A records served by the main authority, and a
+    replica that applied the first frame: (the zone's file, the replica, that frame)."""
     main, calls, shared = streamed
     big = zone_source("example.com", "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 h 1 3600 600 86400 60\n"
-                      "@ NS ns1\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(5000)))
+                      "@ NS ns1\n" + "".join(f"h{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(hosts)))
     main.set_sources([big])
     replica = Replica()
     first = frames.encode_changes(shared, calls)
     replica.apply(first)
     calls.clear()
+    return big, replica, first
+
+
+def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
+    main, calls, shared = streamed
+    big, replica, first = _hosts_streamed(streamed, 5000)
     old = main.versions[OWNER]
     changed = {b"\x02h7" + big.key: store.pack(b"\x02h7" + big.key, [(T.A, 300, [bytes((192, 0, 2, 7))])]),
                b"\x02h8" + big.key: None}
@@ -156,6 +164,61 @@ def test_a_dynamic_update_sends_the_owners_it_changed(streamed):
     worker_source = replica.authority.versions[OWNER].source
     assert worker_source.records == updated.records and worker_source.digest == updated.digest
     assert replica.authority.versions[OWNER].base.records is worker_source.records
+
+
+def _updated(source, name: str, address: str | None):
+    """``source`` with owner ``name`` given one A record (None: removed), as an update makes it."""
+    key = store.key_of(dns.name.from_text(name, source.origin))
+    packed = store.pack(key, [(T.A, 300, [bytes(map(int, address.split(".")))])]) if address else None
+    records = dict(source.records)
+    if packed is None:
+        records.pop(key, None)
+    else:
+        records[key] = packed
+    return source.updated(records, {key: packed}), {key}
+
+
+def test_updates_answered_in_one_turn_reach_a_worker_as_one_derived_file(streamed):
+    main, calls, shared = streamed
+    big, replica, _ = _hosts_streamed(streamed, 2000)
+    old, source = main.versions[OWNER], big
+    for name, address in [("new1", "192.0.2.1"), ("h7", None), ("new1", "192.0.2.2"), ("h8", "192.0.2.8")]:
+        updated, touched = _updated(source, name, address)
+        main.registry.set_source(updated, source, touched)
+        source = updated
+    main.serve(ZoneVersion.build(source, {}, base=old.base.updated(source.records, set(source.records)), serial=2))
+    payload = frames.encode_changes(shared, calls)
+    derived = payload[0][0]
+    assert len(derived) == 1  # one file derived from the one the worker has, not four in a row
+    assert set(derived[0][2]) == {store.key_of(dns.name.from_text(n, OWNER)) for n in ("new1", "h7", "h8")}
+    replica.apply(payload)
+    assert answers(replica.authority) == answers(main)
+    worker_source = replica.authority.registry.sources[OWNER]
+    assert worker_source.records == source.records and worker_source.digest == source.digest
+    assert replica.authority.versions[OWNER].source is worker_source
+
+
+@pytest.mark.parametrize("served_between", [True, False])
+def test_a_file_a_version_is_served_from_is_still_sent(streamed, served_between):
+    main, calls, shared = streamed
+    main.set_sources([SOURCE])
+    replica = Replica()
+    replica.apply(frames.encode_changes(shared, calls))
+    calls.clear()
+    first, touched = _updated(SOURCE, "new1", "192.0.2.1")
+    main.registry.set_source(first, SOURCE, touched)
+    version = flattened_version("203.0.113.9", 2, source=first, previous=main.versions[OWNER])
+    if served_between:
+        main.serve(version)
+    second, touched = _updated(first, "new2", "192.0.2.2")
+    main.registry.set_source(second, first, touched)
+    if not served_between:
+        main.serve(version)
+    payload = frames.encode_changes(shared, calls)
+    assert len(payload[0][0]) == 2  # the served version's file is derived too, not pickled whole
+    replica.apply(payload)
+    assert replica.authority.versions[OWNER].source.records == first.records
+    assert replica.authority.registry.sources[OWNER].records == second.records
 
 
 def test_a_zone_added_beside_many_sends_that_zone_not_the_set(streamed):
