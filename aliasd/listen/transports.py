@@ -19,6 +19,7 @@ import socket
 import struct
 
 import dns.rcode
+from twisted.application import service
 from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -343,3 +344,30 @@ class DNSStreamFactory(protocol.ServerFactory):
             self.open[host] -= 1
             if self.open[host] <= 0:
                 del self.open[host]
+
+
+class StreamListener(service.Service):
+    """Listens for DNS over TCP on one address, as twistd's TCPServer
+    does (before privileges drop), and keeps the listening port: worker
+    processes (aliasd.service.workers) accept on its socket too."""
+
+    def __init__(self, reactor, port: int, factory: protocol.ServerFactory, interface: str = ""):
+        self.reactor = reactor
+        self.portnum = port
+        self.factory = factory
+        self.interface = interface
+        self.port = None  # the IListeningPort, once listening
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self.port = self.reactor.listenTCP(self.portnum, self.factory, interface=self.interface)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.port is None:
+            self.port = self.reactor.listenTCP(self.portnum, self.factory, interface=self.interface)
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
