@@ -586,6 +586,27 @@ def test_a_tcp_client_that_reads_slowly_gets_every_answer_in_order(pool):
     assert ids == [q.id for q in queries]
 
 
+def test_tcp_connections_outlive_the_workers_a_reload_replaces(pool):
+    """SIGHUP replaces the workers one by one; the TCP connections they
+    held are handed to the main process, and go on answering."""
+    p = pool.p
+    conns = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(6)]
+    try:
+        def ask(s) -> set[str]:
+            query = dns.message.make_query("mail.example.com", "A")
+            dns.query.send_tcp(s, query, time.time() + 5)
+            return addresses(dns.query.receive_tcp(s, time.time() + 5)[0])
+
+        assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6
+        replaced = p.log().count("worker(s) replaced")
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_for(lambda: p.log().count("worker(s) replaced") > replaced, timeout=15)
+        assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6
+    finally:
+        for s in conns:
+            s.close()
+
+
 def test_an_idle_tcp_connection_to_a_worker_is_closed(aliasd):
     """A worker closes a TCP connection idle past tcp-idle-timeout, as the
     main process does."""

@@ -124,6 +124,7 @@ class Worker:
         self.tcp_listeners = list(tcp_listeners)
         self.tcp_factory = tcp_factory
         self.tcp = None  # aliasd.listen.worker_tcp.Connections, once the loop runs
+        self.channel_open = True
         self.registry = registry
         self.objects = objects  # the change stream's token table (aliasd.listen.frames)
         self.stats = stats
@@ -146,6 +147,7 @@ class Worker:
         finally:
             try:
                 self._report_stats()
+                self._close_channel()
             except BaseException:  # noqa: BLE001 - the channel may be gone
                 pass
             os._exit(code)
@@ -202,6 +204,8 @@ class Worker:
             if time.monotonic() >= next_report:
                 self._report_stats()
                 next_report = time.monotonic() + STATS_INTERVAL
+        if tcp is not None and self.channel_open:
+            tcp.hand_over_all()  # (told to stop: its connections go on in the main process)
 
     def _stop(self, signum, frame) -> None:
         self.running = False
@@ -223,6 +227,7 @@ class Worker:
         data = self.channel.recv(1 << 20)
         if not data:  # the main process is gone
             self.running = False
+            self.channel_open = False
             return
         for kind, seq, payload in self.reader.feed(data):
             if kind == frames.CHANGES:
@@ -239,6 +244,16 @@ class Worker:
         counters.clear()
         if increments or asked:
             self._send(frames.STATS, asked, increments)
+
+    def _close_channel(self) -> None:
+        """End our side, then read until the main process closes its own:
+        an AF_UNIX socket closed with unread data in it resets the
+        connection, and the main process would lose what was sent last
+        (the last counts, TCP connections handed over)."""
+        self.channel.shutdown(socket.SHUT_WR)
+        self.channel.settimeout(1.0)
+        while self.channel.recv(1 << 16):
+            pass
 
     def _send(self, kind: str, seq: int, payload) -> None:
         self.channel.sendall(frames.encode(kind, seq, payload))

@@ -156,9 +156,32 @@ class Connections:
         if now > self.clock.seconds():
             self.clock.advance(now - self.clock.seconds())
 
-    def close_all(self) -> None:
+    def hand_over_all(self) -> None:
+        """The worker stops (replaced after a reload, or the server stops):
+        its open connections go to the main process, which serves them
+        until their clients close them, after what was answered is written
+        (each within half a second)."""
         for conn in list(self.connections.values()):
+            self._hand_over_one(conn)
+
+    def _hand_over_one(self, conn: _Connection) -> None:
+        try:
+            conn.sock.settimeout(0.5)
+        except OSError:
             self.close(conn)
+            return
+        for _ in range(64):  # (a protocol we paused answers what it holds)
+            if conn.closed or not (conn.out or conn.throttled):
+                break
+            self.flush(conn)
+        if conn.closed:
+            return
+        if conn.closing:
+            self.close(conn)
+            return
+        if conn.hand_over is None:  # (else it holds every octet from its message on)
+            conn.hand_over = conn.unread
+        self._give(conn)
 
     # -- accepting and reading -----------------------------------------------
 

@@ -39,6 +39,7 @@ from twisted.logger import Logger, LogLevel, globalLogPublisher
 from zope.interface import implementer
 
 from aliasd.listen import frames
+from aliasd.listen.connections import SharedConnectionCounts
 from aliasd.listen.worker import Worker, die_with_parent
 
 log = Logger()
@@ -70,6 +71,7 @@ class _Worker:
         self.ready = False  # its loop runs (it said so)
         self.forked = time.monotonic()
         self.reaped = defer.Deferred()
+        self.row = number  # its row of the shared TCP connection counts
 
     def __str__(self) -> str:
         return f"worker {self.number} (pid {self.pid})"
@@ -187,6 +189,10 @@ class WorkerPool(service.Service):
         registry.listeners.append(self._changed)
         self.authority.synced = self.synced
         self.stats.refresh = self.collect  # a scrape counts what every worker answered before it
+        if self.tcp_factory is not None:  # the TCP limits hold for all the processes together
+            # (rows: the main process, and twice the workers: one being
+            # replaced and its successor both run for a while)
+            self.tcp_factory.counts = SharedConnectionCounts(2 * self.count + 1, self.tcp_factory.counts)
         gc.collect()
         gc.freeze()  # forked pages stay shared: the collector does not write to them
         for number in range(1, self.count + 1):
@@ -241,21 +247,26 @@ class WorkerPool(service.Service):
         """A new worker, forked now: it starts with every change so far."""
         self._flush()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A row of the shared connection counts no live worker writes (one
+        # being replaced still holds its own until it is reaped).
+        used = {w.row for w in self.workers.values()}
+        row = next((r for r in range(1, 2 * self.count + 1) if r not in used), number)
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             try:
                 parent_end.close()
-                self._child(number, child_end)
+                self._child(number, child_end, row)
             finally:
                 os._exit(70)
         child_end.close()
         worker = _Worker(number, pid, self._seq)
+        worker.row = row
         self.workers[pid] = worker
         self.reactor.adoptStreamConnection(parent_end.fileno(), socket.AF_UNIX, _ChannelFactory(self, worker))
         parent_end.close()
         return worker
 
-    def _child(self, number: int, channel: socket.socket) -> None:
+    def _child(self, number: int, channel: socket.socket, row: int) -> None:
         """In the worker: its own copies of what the main process shares
         set up for answering, then the worker's loop."""
         # Until the worker's loop handles it, SIGTERM ends the worker at
@@ -273,10 +284,8 @@ class WorkerPool(service.Service):
         if self.limiter is not None:  # a client as a whole: about the configured rate
             self.limiter.rates = tuple(rate / self.count for rate in self.limiter.rates)
         factory = self.tcp_factory
-        if factory is not None:  # this worker's share of the TCP limits, its own connections
-            factory.open.clear()
-            factory.max_connections = -(-factory.max_connections // self.count)
-            factory.max_per_client = -(-factory.max_per_client // self.count)
+        if factory is not None:  # its connections counted in its own row of the shared counts
+            factory.counts.row = row
         Worker(number, channel, self.protocols, registry, self.shared.objects(), self.stats,
                tcp_listeners=[listener.port.socket for listener in self.tcp_listeners],
                tcp_factory=factory).run()
@@ -422,6 +431,9 @@ class WorkerPool(service.Service):
             return
         worker.status = status
         del self.workers[worker.pid]
+        counts = getattr(self.tcp_factory, "counts", None)
+        if isinstance(counts, SharedConnectionCounts):
+            counts.clear_row(worker.row)  # its connections died with it (or were handed over)
         if not worker.stopping and self.running:
             self._restart(worker)
         worker.reaped.callback(status)
