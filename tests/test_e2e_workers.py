@@ -1,7 +1,7 @@
 """End to end: worker processes (``[server] workers = 2``) on a real twistd aliasd.
 
 The main process forks the workers once its first load is served; they
-answer UDP queries from sockets they share with it. These tests tell the
+answer UDP and TCP queries from sockets they share with it. These tests tell the
 workers apart by their processes (the main's children in /proc) and by
 ``aliasd_worker_queries_total{worker=...}`` on /metrics, and check what
 the issue asks of them: queries spread over both, every worker on the newest
@@ -495,6 +495,129 @@ def test_tcp_update_notify_transfers_and_chaos_with_workers(pool):
         assert found, text
         named.add(int(found.group(2)))
     assert named <= pool.pids() and named
+
+
+def tcp_exchange(port: int, wires: list[bytes], answers: int, timeout: float = 5.0) -> list[dns.message.Message]:
+    """Send ``wires`` on one TCP connection at once (pipelined), then read
+    ``answers`` answers back, in the order they come: a zone transfer's
+    messages as one (its records together, up to its closing SOA)."""
+    got: list[dns.message.Message] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"".join(len(w).to_bytes(2, "big") + w for w in wires))
+        expiration = time.time() + timeout
+        while len(got) < answers or transfer_open(got[-1]):
+            message = dns.query.receive_tcp(s, expiration, one_rr_per_rrset=True, keyring=False)[0]
+            if got and transfer_open(got[-1]) and message.id == got[-1].id:
+                got[-1].answer += message.answer
+            else:
+                got.append(message)
+    return got
+
+
+def transfer_open(message: dns.message.Message) -> bool:
+    """An AXFR answer whose closing SOA has not come yet."""
+    return (message.question and message.question[0].rdtype == dns.rdatatype.AXFR
+            and sum(r.rdtype == dns.rdatatype.SOA for r in message.answer) < 2)
+
+
+def test_tcp_queries_are_answered_by_both_workers(pool):
+    """Plain queries over TCP, each on a connection of its own: the workers
+    accept them (the main process only takes connections they hand over)."""
+    before = pool.settled()
+    done = []
+
+    def client():
+        for _ in range(25):
+            [answer] = tcp_exchange(pool.p.port, [dns.message.make_query("mail.example.com", "A").to_wire()], 1)
+            done.append(addresses(answer))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done == [{"192.0.2.25"}] * 200
+    after = pool.settled()
+    each = moved(pool.per_worker(before), pool.per_worker(after))
+    print(f"200 TCP queries: {each}")
+    assert sum(each.values()) == 200 and all(n > 0 for n in each.values()), each
+    key = 'aliasd_queries_total{qtype="A",rcode="NOERROR",transport="tcp"}'
+    assert after[key] - before.get(key, 0) == 200
+
+
+def test_a_tcp_connection_with_a_transfer_and_an_update_is_handed_to_the_main_in_order(pool):
+    """Pipelined on one connection: a query, an AXFR, a query, an UPDATE,
+    a query. The worker that accepted it answers the first query, then
+    hands the connection to the main process, which answers the rest in
+    order on the same connection (RFC 7766 6.2.1.1)."""
+    p = pool.p
+    first = dns.message.make_query("mail.example.com", "A")
+    axfr = dns.message.make_query("example.test", "AXFR")
+    middle = dns.message.make_query("example.com", "MX")
+    update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
+    update.replace("tcp-handed", 60, "A", "192.0.2.77")
+    last = dns.message.make_query("tcp-handed.example.test", "A")
+    before = pool.per_worker(pool.settled())
+    answers = tcp_exchange(p.port, [m.to_wire() for m in (first, axfr, middle, update, last)], 5)
+    assert sum(moved(before, pool.per_worker(pool.settled())).values()) == 1  # the first query; the rest: the main
+    assert [a.id for a in answers] == [first.id, axfr.id, middle.id, update.id, last.id]
+    assert addresses(answers[0]) == {"192.0.2.25"}
+    transfer = answers[1].answer
+    assert transfer[0].rdtype == dns.rdatatype.SOA and transfer[-1].rdtype == dns.rdatatype.SOA and len(transfer) > 3
+    assert answers[2].answer and answers[2].answer[0].rdtype == dns.rdatatype.MX
+    assert answers[3].rcode() == dns.rcode.NOERROR
+    assert addresses(answers[4]) == {"192.0.2.77"}  # answered after the update, on the same connection
+
+
+def test_a_tcp_client_that_reads_slowly_gets_every_answer_in_order(pool):
+    """3,000 queries pipelined on one connection whose client reads only
+    after sending them all: the worker stops reading while its answers wait
+    (back-pressure), then answers every one, in order."""
+    queries = [dns.message.make_query(f"n{i}.example.com", "A") for i in range(3000)]
+    with socket.create_connection(("127.0.0.1", pool.p.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sender = threading.Thread(target=s.sendall, args=(b"".join(
+            len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in queries)),))
+        sender.start()
+        time.sleep(1)  # answers pile up on the server's side meanwhile
+        expiration = time.time() + 20
+        ids = [dns.query.receive_tcp(s, expiration, keyring=False)[0].id for _ in queries]
+        sender.join()
+    assert ids == [q.id for q in queries]
+
+
+def test_tcp_connections_outlive_the_workers_a_reload_replaces(pool):
+    """SIGHUP replaces the workers one by one; the TCP connections they
+    held are handed to the main process, and go on answering."""
+    p = pool.p
+    conns = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(6)]
+    try:
+        def ask(s) -> set[str]:
+            query = dns.message.make_query("mail.example.com", "A")
+            dns.query.send_tcp(s, query, time.time() + 5)
+            return addresses(dns.query.receive_tcp(s, time.time() + 5)[0])
+
+        assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6
+        replaced = p.log().count("worker(s) replaced")
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_for(lambda: p.log().count("worker(s) replaced") > replaced, timeout=15)
+        assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_an_idle_tcp_connection_to_a_worker_is_closed(aliasd):
+    """A worker closes a TCP connection idle past tcp-idle-timeout, as the
+    main process does."""
+    metrics_port = free_port()
+    p = aliasd(f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n[zones."example.com"]\nfile = "example.com.zone"\n',
+               {"example.com.zone": RRL_ZONE}, server=f"workers = {WORKERS}\ntcp-idle-timeout = 1\n")
+    Pool(p, metrics_port)
+    with socket.create_connection(("127.0.0.1", p.port), timeout=5) as s:
+        started = time.monotonic()
+        assert s.recv(1) == b""  # closed by the server, not by our timeout
+        assert 0.5 < time.monotonic() - started < 4
 
 
 def test_rate_limiting_holds_for_a_client_as_a_whole(aliasd):

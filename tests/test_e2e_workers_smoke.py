@@ -58,7 +58,7 @@ def two_workers(aliasd, upstream):
     p = aliasd(config(upstream) + f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n',
                {"example.com.zone": ZONE}, server="workers = 2\n")
     p.metrics_port = metrics_port
-    p.wait_for(lambda: len(children(p.proc.pid)) == 2 and "2 workers answer UDP queries" in p.log())
+    p.wait_for(lambda: len(children(p.proc.pid)) == 2 and "2 workers answer UDP and TCP queries" in p.log())
     return p
 
 
@@ -128,7 +128,7 @@ def test_kill_9_of_the_main_process_ends_the_workers(two_workers):
 
 def test_an_acknowledged_update_is_answered_by_every_worker(aliasd):
     p = aliasd(update_config(), {"example.test.zone": UPDATE_ZONE}, server=UPDATE_SERVER + "workers = 2\n")
-    p.wait_for(lambda: len(children(p.proc.pid)) == 2 and "2 workers answer UDP queries" in p.log())
+    p.wait_for(lambda: len(children(p.proc.pid)) == 2 and "2 workers answer UDP and TCP queries" in p.log())
     for n in range(5):
         update = dns.update.UpdateMessage("example.test", keyring=ring(), keyname="ops.")
         update.add(f"new{n}", 60, "A", f"192.0.2.{100 + n}")

@@ -6,6 +6,7 @@ main process. The processes themselves: tests/test_e2e_workers_smoke.py
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import socket
 
@@ -426,3 +427,29 @@ def test_notify_goes_to_the_main_process_and_garbage_stays():
     assert not needs_main(b"\x00\x01")
     response = dns.message.make_response(dns.message.make_query("example.com", "AXFR"))
     assert not needs_main(response.to_wire())
+
+
+def test_shared_connection_counts_add_up_over_processes_and_a_dead_ones_row_is_cleared():
+    """The TCP limits hold for the main process and its workers together:
+    each writes its own row, every one reads the sum, a forked child's
+    counts are seen by the parent, and a dead process's row is cleared."""
+    from aliasd.listen.connections import ConnectionCounts, SharedConnectionCounts
+
+    before = ConnectionCounts()
+    before.opened("192.0.2.1")
+    before.opened(None)
+    counts = SharedConnectionCounts(3, before)  # the main's connections so far come along
+    assert (counts.total(), counts.of("192.0.2.1"), counts.of("192.0.2.2")) == (2, 1, 0)
+    pid = os.fork()
+    if pid == 0:  # a worker: row 1
+        counts.row = 1
+        for _ in range(3):
+            counts.opened("192.0.2.1")
+        counts.closed("192.0.2.1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert (counts.total(), counts.of("192.0.2.1")) == (4, 3)
+    counts.closed("192.0.2.1")  # the main's own
+    assert (counts.total(), counts.of("192.0.2.1")) == (3, 2)
+    counts.clear_row(1)  # the worker died: its connections with it
+    assert (counts.total(), counts.of("192.0.2.1")) == (1, 0)

@@ -39,6 +39,7 @@ ACK = "ack"  # seq: the last change frame applied
 STATS = "stats"  # payload: {counter key: increment}; seq: the COUNTS it answers, or 0
 LOG = "log"  # payload: (level name, namespace, text)
 FORWARD = "forward"  # payload: (listening socket index, client address, message)
+HAND_OVER = "hand over"  # payload: (address family, octets read); a TCP connection's socket rides along (SCM_RIGHTS)
 
 #: Objects sent once and named by token afterwards.
 SHARED_TYPES = (ZoneSource, ZoneBase)

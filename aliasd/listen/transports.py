@@ -14,11 +14,11 @@ input reaches the reactor as an error.
 
 from __future__ import annotations
 
-import collections
 import socket
 import struct
 
 import dns.rcode
+from twisted.application import service
 from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base.replies import header_only
+from aliasd.listen.connections import ConnectionCounts, SharedConnectionCounts
 from aliasd.listen.ratelimit import ResponseRateLimiter
 from aliasd.listen.tls import negotiated_version as tls_version
 
@@ -313,33 +314,62 @@ class DNSStreamFactory(protocol.ServerFactory):
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.max_per_client = max_per_client
-        self.open = collections.Counter()  # client address -> connections
+        # Open connections; shared with the worker processes once they run (aliasd.listen.connections).
+        self.counts: ConnectionCounts | SharedConnectionCounts = ConnectionCounts()
         self.refused = 0
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)
-        if sum(self.open.values()) >= self.max_connections or (
+        counts = self.counts
+        # Counted first, then checked: with worker processes accepting at
+        # the same moment, two connections over a limit are both refused,
+        # rather than both let in.
+        counts.opened(host)
+        if counts.total() > self.max_connections or (
             host is not None
-            and self.open[host] >= self.max_per_client
+            and counts.of(host) > self.max_per_client
             and not self.handler.access.is_transfer_client(host)
         ):
+            counts.closed(host)
             self.refused += 1
             if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
                 log.warn(
                     "TCP connection from {client} refused: {count} open, limit reached "
                     "({refused} refused so far)",
-                    client=host, count=self.open[host] if host else 0, refused=self.refused,
+                    client=host, count=counts.of(host) if host else 0, refused=self.refused,
                 )
             return None  # Twisted closes the connection
-        if host is not None:
-            self.open[host] += 1
         proto = DNSStreamProtocol(self.handler, self.idle_timeout)
         proto.factory = self
         proto.peer_host = host
         return proto
 
     def closed(self, host: str | None) -> None:
-        if host is not None:
-            self.open[host] -= 1
-            if self.open[host] <= 0:
-                del self.open[host]
+        self.counts.closed(host)
+
+
+class StreamListener(service.Service):
+    """Listens for DNS over TCP on one address, as twistd's TCPServer
+    does (before privileges drop), and keeps the listening port: worker
+    processes (aliasd.service.workers) accept on its socket too."""
+
+    def __init__(self, reactor, port: int, factory: protocol.ServerFactory, interface: str = ""):
+        self.reactor = reactor
+        self.portnum = port
+        self.factory = factory
+        self.interface = interface
+        self.port = None  # the IListeningPort, once listening
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self.port = self.reactor.listenTCP(self.portnum, self.factory, interface=self.interface)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.port is None:
+            self.port = self.reactor.listenTCP(self.portnum, self.factory, interface=self.interface)
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None

@@ -15,6 +15,9 @@ others stay asleep) and its control channel to the main process.
 - Everything else read from a UDP socket (UPDATE, NOTIFY, other opcodes,
   AXFR/IXFR, CHAOS-class questions) goes to the main process over the
   channel, which answers it from its own copy of the socket.
+- TCP connections are accepted on the shared listening sockets too and
+  answered by the main's stream protocol (aliasd.listen.worker_tcp); one
+  whose next message the main process answers is handed over to it.
 - Change frames (aliasd.listen.frames) are replayed on the registry and
   acknowledged, so the main process knows when every worker serves a change.
 - Counter increments go to the main every ``STATS_INTERVAL`` seconds, and
@@ -35,7 +38,7 @@ import time
 
 from twisted.logger import formatEvent, globalLogPublisher
 
-from aliasd.listen import frames
+from aliasd.listen import frames, worker_tcp
 
 #: Datagrams read from one socket before looking at the others.
 BATCH = 64
@@ -113,10 +116,15 @@ class Worker:
     """One worker's loop. ``protocols``: the main's DNSDatagramProtocol per
     listening UDP socket, in the order the main knows them by."""
 
-    def __init__(self, number: int, channel: socket.socket, protocols: list, registry, objects: dict, stats):
+    def __init__(self, number: int, channel: socket.socket, protocols: list, registry, objects: dict, stats,
+                 tcp_listeners: list[socket.socket] = (), tcp_factory=None):
         self.number = number
         self.channel = channel
         self.protocols = protocols
+        self.tcp_listeners = list(tcp_listeners)
+        self.tcp_factory = tcp_factory
+        self.tcp = None  # aliasd.listen.worker_tcp.Connections, once the loop runs
+        self.channel_open = True
         self.registry = registry
         self.objects = objects  # the change stream's token table (aliasd.listen.frames)
         self.stats = stats
@@ -139,6 +147,7 @@ class Worker:
         finally:
             try:
                 self._report_stats()
+                self._close_channel()
             except BaseException:  # noqa: BLE001 - the channel may be gone
                 pass
             os._exit(code)
@@ -146,7 +155,8 @@ class Worker:
     def _serve(self) -> None:
         sockets = [p.transport.socket for p in self.protocols]
         wake_r, wake_w = os.pipe()
-        close_other_files({self.channel.fileno(), wake_r, wake_w, *(s.fileno() for s in sockets)})
+        close_other_files({self.channel.fileno(), wake_r, wake_w, *(s.fileno() for s in sockets),
+                           *(s.fileno() for s in self.tcp_listeners)})
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -162,13 +172,19 @@ class Worker:
             by_fd[sock.fileno()] = (index, sock, self.protocols[index])
         poller.register(self.channel.fileno(), select.EPOLLIN)
         poller.register(wake_r, select.EPOLLIN)
+        if self.tcp_listeners and self.tcp_factory is not None:
+            self.tcp = worker_tcp.Connections(poller, self.tcp_listeners, self.tcp_factory, needs_main,
+                                              self._hand_over)
+        tcp = self.tcp
         channel_fd = self.channel.fileno()
         self._send(frames.READY, 0, os.getpid())
         next_report = time.monotonic() + STATS_INTERVAL
         while self.running:
             timeout = max(0.0, next_report - time.monotonic())
-            for fd, _ in poller.poll(timeout):
-                if fd == channel_fd:
+            for fd, events in poller.poll(timeout):
+                if tcp is not None and tcp.owns(fd):
+                    tcp.ready(fd, events)
+                elif fd == channel_fd:
                     self._read_channel()
                 elif fd == wake_r:
                     try:
@@ -183,9 +199,13 @@ class Worker:
                     # spreads over all of them.
                     poller.unregister(fd)
                     poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            if tcp is not None:
+                tcp.tick()
             if time.monotonic() >= next_report:
                 self._report_stats()
                 next_report = time.monotonic() + STATS_INTERVAL
+        if tcp is not None and self.channel_open:
+            tcp.hand_over_all()  # (told to stop: its connections go on in the main process)
 
     def _stop(self, signum, frame) -> None:
         self.running = False
@@ -207,6 +227,7 @@ class Worker:
         data = self.channel.recv(1 << 20)
         if not data:  # the main process is gone
             self.running = False
+            self.channel_open = False
             return
         for kind, seq, payload in self.reader.feed(data):
             if kind == frames.CHANGES:
@@ -224,8 +245,26 @@ class Worker:
         if increments or asked:
             self._send(frames.STATS, asked, increments)
 
+    def _close_channel(self) -> None:
+        """End our side, then read until the main process closes its own:
+        an AF_UNIX socket closed with unread data in it resets the
+        connection, and the main process would lose what was sent last
+        (the last counts, TCP connections handed over)."""
+        self.channel.shutdown(socket.SHUT_WR)
+        self.channel.settimeout(1.0)
+        while self.channel.recv(1 << 16):
+            pass
+
     def _send(self, kind: str, seq: int, payload) -> None:
         self.channel.sendall(frames.encode(kind, seq, payload))
+
+    def _hand_over(self, sock: socket.socket, unread: bytes) -> None:
+        """A TCP connection to the main process (aliasd.listen.worker_tcp):
+        its socket rides with the frame that says what was read of it."""
+        data = frames.encode(frames.HAND_OVER, 0, (sock.family, unread))
+        sent = socket.send_fds(self.channel, [data], [sock.fileno()])
+        if sent < len(data):
+            self.channel.sendall(data[sent:])
 
     def _log_to_main(self) -> None:
         """Log events go to the main process, which logs them as this

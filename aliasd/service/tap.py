@@ -48,6 +48,7 @@ from aliasd.listen.tls import ReloadableContext, certificate_options
 from aliasd.listen.transports import (
     DNSDatagramProtocol,
     DNSStreamFactory,
+    StreamListener,
     LimitedTLSFactory,
 )
 from aliasd.replicate.journaldb import JournalStore
@@ -343,16 +344,18 @@ def makeService(options: Options) -> logsetup.LoggingService:
         settings.server.tcp_max_per_client,
     )
     limiter = ResponseRateLimiter(settings.rate_limit, stats=stats) if settings.rate_limit.enabled else None
-    udp_protocols = []
+    udp_protocols, tcp_listeners = [], []
     for address in settings.server.listen:
         port = settings.server.port
         udp = DNSDatagramProtocol(handler, limiter)
         udp_protocols.append(udp)
         internet.UDPServer(port, udp, interface=address).setServiceParent(top)
-        internet.TCPServer(port, tcp_factory, interface=address).setServiceParent(top)
-    # Worker processes answer UDP once the zones are loaded (after the listeners: they share their sockets).
+        tcp_listeners.append(StreamListener(reactor, port, tcp_factory, interface=address))
+        tcp_listeners[-1].setServiceParent(top)
+    # Worker processes answer UDP and TCP once the zones are loaded (after the listeners: they share their sockets).
     workers = WorkerPool(settings.server.worker_count, reactor, authority, udp_protocols, stats,
-                         limiter=limiter, status=handler.status, logging=top)
+                         limiter=limiter, status=handler.status, logging=top,
+                         tcp_listeners=tcp_listeners, tcp_factory=tcp_factory)
     workers.setServiceParent(top)
     tls = settings.tls
     if options.tls_context is not None:

@@ -34,9 +34,12 @@ import time
 
 from twisted.application import service
 from twisted.internet import defer, protocol, task
+from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.logger import Logger, LogLevel, globalLogPublisher
+from zope.interface import implementer
 
 from aliasd.listen import frames
+from aliasd.listen.connections import SharedConnectionCounts
 from aliasd.listen.worker import Worker, die_with_parent
 
 log = Logger()
@@ -68,27 +71,43 @@ class _Worker:
         self.ready = False  # its loop runs (it said so)
         self.forked = time.monotonic()
         self.reaped = defer.Deferred()
+        self.row = number  # its row of the shared TCP connection counts
 
     def __str__(self) -> str:
         return f"worker {self.number} (pid {self.pid})"
 
 
+@implementer(IFileDescriptorReceiver)
 class _Channel(protocol.Protocol):
-    """The main process's end of one worker's control channel."""
+    """The main process's end of one worker's control channel. TCP
+    connections a worker hands over come as descriptors (SCM_RIGHTS), each
+    before the frame that says what was read of it."""
 
     def __init__(self, pool: "WorkerPool", worker: _Worker):
         self.pool = pool
         self.worker = worker
         self.reader = frames.FrameReader()
+        self.descriptors: collections.deque[int] = collections.deque()
 
     def connectionMade(self) -> None:
         self.worker.channel = self
 
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self.descriptors.append(descriptor)
+
     def dataReceived(self, data: bytes) -> None:
         for kind, seq, payload in self.reader.feed(data):
-            self.pool.frame_received(self.worker, kind, seq, payload)
+            if kind == frames.HAND_OVER:
+                if not self.descriptors:
+                    log.error("{worker} handed over a TCP connection without its descriptor", worker=str(self.worker))
+                    continue
+                self.pool.adopt(self.worker, self.descriptors.popleft(), *payload)
+            else:
+                self.pool.frame_received(self.worker, kind, seq, payload)
 
     def connectionLost(self, reason=None) -> None:
+        while self.descriptors:
+            os.close(self.descriptors.popleft())
         self.worker.channel = None
         self.pool.channel_lost(self.worker)
 
@@ -115,11 +134,13 @@ class WorkerPool(service.Service):
     """
 
     def __init__(self, count: int, reactor, authority, protocols: list, stats, *,
-                 limiter=None, status=None, logging=None):
+                 limiter=None, status=None, logging=None, tcp_listeners: list = (), tcp_factory=None):
         self.count = count
         self.reactor = reactor
         self.authority = authority
         self.protocols = protocols
+        self.tcp_listeners = list(tcp_listeners)  # aliasd.listen.transports.StreamListener
+        self.tcp_factory = tcp_factory
         self.stats = stats
         self.limiter = limiter
         self.status = status
@@ -168,6 +189,10 @@ class WorkerPool(service.Service):
         registry.listeners.append(self._changed)
         self.authority.synced = self.synced
         self.stats.refresh = self.collect  # a scrape counts what every worker answered before it
+        if self.tcp_factory is not None:  # the TCP limits hold for all the processes together
+            # (rows: the main process, and twice the workers: one being
+            # replaced and its successor both run for a while)
+            self.tcp_factory.counts = SharedConnectionCounts(2 * self.count + 1, self.tcp_factory.counts)
         gc.collect()
         gc.freeze()  # forked pages stay shared: the collector does not write to them
         for number in range(1, self.count + 1):
@@ -180,7 +205,10 @@ class WorkerPool(service.Service):
             self.answering_here = False
             for udp in self.protocols:
                 udp.transport.stopReading()
-            log.info("{count} workers answer UDP queries: {workers}", count=len(self.live()),
+            if self.tcp_factory is not None:
+                for listener in self.tcp_listeners:
+                    listener.port.stopReading()  # (connections handed over still come here)
+            log.info("{count} workers answer UDP and TCP queries: {workers}", count=len(self.live()),
                      workers=", ".join(str(w) for w in self.live()))
 
     def stopService(self) -> defer.Deferred | None:
@@ -219,21 +247,26 @@ class WorkerPool(service.Service):
         """A new worker, forked now: it starts with every change so far."""
         self._flush()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A row of the shared connection counts no live worker writes (one
+        # being replaced still holds its own until it is reaped).
+        used = {w.row for w in self.workers.values()}
+        row = next((r for r in range(1, 2 * self.count + 1) if r not in used), number)
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             try:
                 parent_end.close()
-                self._child(number, child_end)
+                self._child(number, child_end, row)
             finally:
                 os._exit(70)
         child_end.close()
         worker = _Worker(number, pid, self._seq)
+        worker.row = row
         self.workers[pid] = worker
         self.reactor.adoptStreamConnection(parent_end.fileno(), socket.AF_UNIX, _ChannelFactory(self, worker))
         parent_end.close()
         return worker
 
-    def _child(self, number: int, channel: socket.socket) -> None:
+    def _child(self, number: int, channel: socket.socket, row: int) -> None:
         """In the worker: its own copies of what the main process shares
         set up for answering, then the worker's loop."""
         # Until the worker's loop handles it, SIGTERM ends the worker at
@@ -250,7 +283,12 @@ class WorkerPool(service.Service):
         self.stats.counters.clear()  # this worker's counts only, sent to the main process
         if self.limiter is not None:  # a client as a whole: about the configured rate
             self.limiter.rates = tuple(rate / self.count for rate in self.limiter.rates)
-        Worker(number, channel, self.protocols, registry, self.shared.objects(), self.stats).run()
+        factory = self.tcp_factory
+        if factory is not None:  # its connections counted in its own row of the shared counts
+            factory.counts.row = row
+        Worker(number, channel, self.protocols, registry, self.shared.objects(), self.stats,
+               tcp_listeners=[listener.port.socket for listener in self.tcp_listeners],
+               tcp_factory=factory).run()
 
     # -- the change stream and the barrier --------------------------------
 
@@ -342,6 +380,27 @@ class WorkerPool(service.Service):
             index, addr, data = payload
             self._answer_forwarded(worker, index, addr, data)
 
+    def adopt(self, worker: _Worker, descriptor: int, family: int, unread: bytes) -> None:
+        """A TCP connection a worker handed over (its next message is one
+        the main process answers): served here from now on, starting with
+        the octets the worker read of it."""
+        try:
+            transport = self.reactor.adoptStreamConnection(descriptor, family, self.tcp_factory)
+        except OSError as e:  # the client went away meanwhile
+            log.debug("a TCP connection from {worker} could not be adopted: {error}", worker=str(worker), error=e)
+            transport = None
+        finally:
+            os.close(descriptor)  # (the reactor holds its own duplicate)
+        if transport is None or not unread:
+            return
+        if self.status is not None:
+            self.status.via = str(worker)
+        try:
+            transport.protocol.dataReceived(unread)
+        finally:
+            if self.status is not None:
+                self.status.via = None
+
     def _answer_forwarded(self, worker: _Worker, index: int, addr, data: bytes) -> None:
         """A message a worker does not answer: answered here, from the
         main process's copy of the socket it came in on."""
@@ -372,6 +431,9 @@ class WorkerPool(service.Service):
             return
         worker.status = status
         del self.workers[worker.pid]
+        counts = getattr(self.tcp_factory, "counts", None)
+        if isinstance(counts, SharedConnectionCounts):
+            counts.clear_row(worker.row)  # its connections died with it (or were handed over)
         if not worker.stopping and self.running:
             self._restart(worker)
         worker.reaped.callback(status)
