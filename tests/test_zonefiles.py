@@ -66,3 +66,33 @@ def test_an_unchanged_file_read_again_is_not_parsed_nor_new(tmp_path):
     os.utime(zone.file)  # touched: another time, the same content
     changed, fresh = files.read_changed((zone,))
     assert changed == [(zone, results[zone.name])] and fresh == [] and files.parsed == 0
+
+
+def test_a_restart_takes_an_unchanged_file_from_the_snapshot_without_reading_it(tmp_path, monkeypatch):
+    """The stamp kept with a snapshot entry (once settled) stands for the
+    file's content at the next start; a file read while not settled is read
+    at that start, and stamped for the one after."""
+    from pathlib import Path
+
+    from aliasd.zones.snapshot import Snapshot
+
+    (zone,) = zones(tmp_path, 1)
+    state = tmp_path / "state"
+    state.mkdir()
+    first = ZoneFiles(Snapshot(state))
+    first.read_all((zone,))  # written just now: no stamp kept
+    first.snapshot.save()
+    real = Path.read_bytes
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    monkeypatch.setattr(reload, "RACY_NS", 0)  # from now on it has settled
+    second = ZoneFiles(Snapshot(state))
+    results, _ = second.read_all((zone,))
+    assert reads == [zone.file] and second.from_snapshot == 1 and second.parsed == 0
+    second.snapshot.save()
+    third = ZoneFiles(Snapshot(state))
+    results, _ = third.read_all((zone,))
+    assert reads == [zone.file] and third.from_snapshot == 1 and address(results[zone.name]) == "192.0.2.10"
+    zone.file.write_text(ZONE.format(name="z0.test", last=12))
+    results, _ = ZoneFiles(Snapshot(state)).read_all((zone,))
+    assert reads == [zone.file] * 2 and address(results[zone.name]) == "192.0.2.12"

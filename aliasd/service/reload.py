@@ -326,6 +326,12 @@ class ZoneFiles:
             if known is not None and known.stamp is not None and not known.includes \
                     and known.stamp == file_stamp(st):
                 return known.source
+            if known is None and self.snapshot is not None:  # (at start: the file as the last run read it?)
+                entry = self.snapshot.stamped(zone.name.to_wire(), file_stamp(st))
+                source = _from_entry(zone, entry) if entry is not None else None
+                if source is not None:
+                    self.from_snapshot += 1
+                    return self._remember(_Todo(zone, entry[3], entry[0], False, b""), source)
             read_at = time.time_ns()
             data = path.read_bytes()
         except OSError:
@@ -335,13 +341,17 @@ class ZoneFiles:
         includes = b"$include" in data.lower()
         if known is not None and not includes and known.digest == digest:
             known.stamp = stamp
+            if self.snapshot is not None:
+                self.snapshot.restamp(zone.name.to_wire(), stamp)
             return known.source
         todo = _Todo(zone, stamp, digest, includes, data)
         if self.snapshot is not None and not includes:
-            entry = self.snapshot.get(zone.name.to_wire(), digest)
+            key = zone.name.to_wire()
+            entry = self.snapshot.get(key, digest)
             source = _from_entry(zone, entry) if entry is not None else None
             if source is not None:  # (else parsed: that names the file's line)
                 self.from_snapshot += 1
+                self.snapshot.restamp(key, stamp)
                 return self._remember(todo, source)
         return todo
 
@@ -366,7 +376,7 @@ class ZoneFiles:
             self.parsed += 1
             self._remember(t, result)
             if self.snapshot is not None and not t.includes:
-                self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest)
+                self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest, t.stamp)
 
     def read_one(self, zone: ZoneSettings) -> ZoneSource | ZoneFileError:
         """One zone's source, its file parsed only if it changed
