@@ -697,8 +697,10 @@ class Reloader:
         self._warn_restart_needed(settings)
         applied = self._applied = []
         self._apply_server_wide(settings, applied)
-        if out.sources:
-            self.authority.add_sources(out.sources, prepared, frames=out.frames, continued=out.continued)
+        served = self.authority.sources
+        changed = [source for source in out.sources if served.get(source.origin) is not source]
+        if changed:  # (files read again with the same content, as a dynamic zone's own: nothing to do)
+            self.authority.add_sources(changed, prepared, frames=out.frames, continued=out.continued)
         self._apply_signing(with_runtime_zones(settings, self.runtime), signers, out.failed, applied)
         self.settings = settings
         return self._when_served(len(self.authority.sources) + len(self.authority.held), (), (), parsed, out)
