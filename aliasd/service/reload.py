@@ -752,8 +752,8 @@ class Reloader:
         self._applied = []
 
     def _when_served(self, zones: int, added, removed, parsed: int, out: _Outcome) -> defer.Deferred:
-        """Fires with True once the new versions are served (False if a
-        file failed), after logging the summary line."""
+        """Fires with True once the new versions are served, by every
+        worker too (False if a file failed), after logging the summary line."""
         failed, mended = out.failed, out.mended
 
         def done(_):
@@ -770,7 +770,9 @@ class Reloader:
             self._count("ok" if not failed else "partial")
             return not failed
 
-        return self.authority.when_idle().addCallback(done)
+        # Served means served by every worker process too (the new versions
+        # reach them as a stream: aliasd.service.workers).
+        return self.authority.when_idle().addCallback(lambda _: self.authority.synced()).addCallback(done)
 
     def _configured_over_runtime(self, settings, dynamic) -> None:
         """Zones created at runtime that the configuration names now are the
