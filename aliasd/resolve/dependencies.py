@@ -349,9 +349,25 @@ def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str
             rrset = source.rrsets.get((owner, rdtype))
         if rrset is None:
             return None
-        return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
+        return (rrset.ttl, tuple(sorted(_text(r) for r in rrset)))
 
     return repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES)))
+
+
+def _text(rdata: dns.rdata.Rdata) -> str:
+    """``rdata.to_text()``, made once for an rdata that thousands of owners
+    share (a target's addresses: _rdatas), while it lives."""
+    made = _TEXTS.get(id(rdata))
+    if made is None or made[0] is not rdata:
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.clear()
+        made = _TEXTS[id(rdata)] = (rdata, rdata.to_text())
+    return made[1]
+
+
+#: id(rdata) -> (that rdata, its text): the entry holds the rdata, so its id is not reused.
+_TEXTS: dict = {}
+_TEXTS_KEPT = 65536
 
 
 def _owner_hash(owner: dns.name.Name, served: str) -> int:
