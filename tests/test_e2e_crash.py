@@ -429,6 +429,7 @@ class Crashes:
         """After a start (client paused): every zone, every acknowledged change, IXFR."""
         server = self.server
         configured = self.configured()
+        self.note_history_restarts(full_log(self.dir))  # (before the serials served now are seen)
         for origin in ALL_ZONES:
             serial = soa_serial(server, origin)
             assert (serial is not None) == (origin in configured), (origin, serial, sorted(configured))
@@ -456,13 +457,28 @@ class Crashes:
                 assert record.split(".", 1)[0] in self.taken, f"an update's record lost, no edit took it: {record}"
         for bad in ("Traceback", "Unhandled", "reload failed", "cannot record"):
             assert bad not in log, f"{bad!r} in the log:\n{context(log, bad)}"
-        self.note_history_restarts(log)
+        self.note_history_restarts(log)  # (a version after a change of view since, a zone added again)
         self.check_ixfr(full)
 
     def note_history_restarts(self, log: str) -> None:
-        """Where a zone restarted with a changed view, its history starts again."""
-        for origin, serial in re.findall(r"zone (\S+) serial (\d+) \(restart, view changed\)", log[self.log_seen:]):
-            self.history_from[origin] = int(serial)
+        """Where a zone restarted with a changed view, its history starts
+        again. A restart with the view unchanged may say its serial has no
+        history: the version was recorded with a changed view by a process
+        stopped before it served it (a reload that added the zone back
+        during a stop), which is fine only for a serial never seen served."""
+        for origin, serial, view, none in re.findall(
+                r"zone (\S+) serial (\d+) \((?:restart, view (changed|unchanged)|first load)\)[^\n]*?(no IXFR history)?$",
+                log[self.log_seen:], re.M):
+            serial = int(serial)  # (a first load begins a history too: view "")
+            if view == "unchanged" and none and self.history_from.get(origin) != serial:
+                last = self.last.get(origin)
+                assert last is None or dns.serial.Serial(serial) > dns.serial.Serial(last), (
+                    f"zone {origin}: history lost at serial {serial}, served before; its log:\n"
+                    f"{zone_lines(log, origin)}")
+                self.stats["history begun by an unseen version"] += 1
+            elif view == "unchanged":
+                continue
+            self.history_from[origin] = serial
         self.log_seen = len(log)
 
     def check_ixfr(self, full: bool) -> None:
@@ -491,7 +507,8 @@ class Crashes:
             assert canonical(zone) == now[origin][1], f"zone {origin}: IXFR from {serial} does not give the zone"
             start = self.history_from.get(origin)
             if start is None or not dns.serial.Serial(serial) < dns.serial.Serial(start):
-                assert incremental, f"zone {origin}: IXFR from {serial} not incremental (history from {start})"
+                assert incremental, (f"zone {origin}: IXFR from {serial} not incremental (history from {start}); "
+                                     f"its log:\n{zone_lines(full_log(self.dir), origin)}")
                 self.stats["IXFR incremental"] += 1
             else:
                 self.stats["IXFR whole zone (history restarted)" if not incremental else "IXFR incremental"] += 1
@@ -519,6 +536,13 @@ def full_log(directory: Path) -> str:
     """aliasd.log with the files twistd rotated it into (1 MB each), oldest first."""
     rotated = sorted(directory.glob("aliasd.log.*"), key=lambda p: -int(p.suffix[1:]))
     return "".join(p.read_text() for p in [*rotated, directory / "aliasd.log"] if p.exists())
+
+
+def zone_lines(log: str, origin: str, last: int = 60) -> str:
+    """The log's last lines about a zone, its starts and its reloads."""
+    keep = [line for line in log.splitlines()
+            if origin in line or "aliasd 0.1.0 started" in line or "reload: reading" in line]
+    return "\n".join(keep[-last:])
 
 
 def context(log: str, needle: str) -> str:

@@ -412,3 +412,39 @@ def test_an_update_arriving_while_another_is_recorded_keeps_the_history_whole(tm
     assert differences() == [(10, 11), (11, 12), (12, 13)]
     journal, unused = restart_history()
     assert [d.new_serial for d in journal.since(10)] == [11, 12, 13] and unused == []
+
+
+def test_a_zone_removed_and_added_again_while_its_version_is_recorded_keeps_its_history(tmp_path, clock):
+    """A zone's version is being recorded when the zone is removed and added
+    again (two reloads, or an API delete and create). The recorded version
+    is the zone's state: the zone comes back with its serial and view, and
+    its history read from the store ends at that version's difference. The
+    difference is not deleted as if it had been replaced (never served):
+    IXFR from every served serial stays incremental, now and after a
+    restart."""
+    authority, dynamic, files, truth, commits = _authority_with_commit_thread(tmp_path, clock)
+    s11, r11 = update(truth, "a.example.com.", "192.0.2.51", 11)
+    authority.update_source(s11, [r11], [N("a.example.com.")])
+    commits.finish_all()
+    s12, r12 = update(s11, "b.example.com.", "192.0.2.52", 12)
+    authority.update_source(s12, [r12], [N("b.example.com.")])
+    clock.advance(0)
+    assert len(commits.pending) == 1  # 12 is being recorded ...
+    authority.remove_sources([ORIGIN])  # ... when the zone is removed
+    authority.add_sources([authority_source := s12])  # and added again with what it held
+    commits.finish_all()
+    version = authority.versions[ORIGIN]
+    assert version.serial == 12 and version.source.records == authority_source.records
+    s13, r13 = update(s12, "c.example.com.", "192.0.2.53", 13)  # the next batch deletes what is unused
+    authority.update_source(s13, [r13], [N("c.example.com.")])
+    commits.finish_all()
+    served = [(10, 11), (11, 12), (12, 13)]
+    assert [(d.old_serial, d.new_serial) for d in authority.journals[ORIGIN].since(10)] == served
+
+    def load(record):
+        return journaldb.decode_difference(files.get(record))[0]
+
+    restarted, _ = journaldb.history(files.read_records(truth.key), 13, authority.numbering.digests[ORIGIN],
+                                     Journal(load=load))
+    assert restarted is not None and [(d.old_serial, d.new_serial) for d in restarted.since(13 - 3) or ()] == served, (
+        "the history read at a restart lost the difference to 12")

@@ -504,6 +504,35 @@ def test_a_restart_restores_the_last_good_outcome_with_its_ttl(clock, tmp_path):
     assert StateStore(tmp_path).load_targets() == [saved]
 
 
+def test_a_target_no_longer_followed_keeps_its_last_good_outcome_within_serve_stale(clock):
+    """A zone removed (its state kept) takes its target out of the followed
+    set; the target's last good addresses stay known and saved until
+    serve-stale has passed, so the zone added again serves the view it was
+    served with (same serial, history kept) rather than the fallback."""
+    from aliasd.base.state import MemoryStateStore
+
+    store = MemoryStateStore()
+    upstream = ManualUpstream()
+    r = AliasResolver(upstream, clock, min_refresh=10, max_refresh=100, serve_stale=50, jitter=0, state=store)
+    r.set_targets([(TARGET, T.A)])
+    r.startService()
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.1"))
+    r.set_targets([])
+    kept = r.state(TARGET, T.A)
+    assert (kept.status, kept.addresses) == (Status.RESOLVED, ("192.0.2.1",))
+    assert [e["addresses"] for e in r._entries()] == [["192.0.2.1"]]
+    r.set_targets([(TARGET, T.A)])  # back: served at once, asked again at once
+    assert r.state(TARGET, T.A).addresses == ("192.0.2.1",)
+    clock.advance(0)
+    assert [p[:2] for p in upstream.pending] == [("lb.example.net", T.A)]
+    upstream.take().callback(a_answer("lb.example.net", "192.0.2.2"))
+    r.set_targets([])
+    clock.advance(51)  # past serve-stale: forgotten, and no longer saved
+    assert r.state(TARGET, T.A) is None and r._entries() == []
+    r.stopService()
+    assert store.load_targets() == []
+
+
 def test_a_target_added_while_running_is_asked_at_once_not_at_the_next_tick(resolver, upstream, clock):
     """An ALIAS added by an UPDATE or through the HTTP API answers its
     target's addresses within the upstream's latency, not up to a tick later."""

@@ -230,6 +230,11 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def oldest_serial(self) -> int | None:
+        """The oldest serial an IXFR can start from (None: no history)."""
+        return self._entries[0].old_serial if self._entries else None
+
     def add(self, diff: Difference, size: int | None = None, key: bytes | None = None) -> list[bytes]:
         """Keep ``diff`` (recorded as ``key``, ``size`` octets); returns the
         keys of the recorded differences it pushed out."""

@@ -305,15 +305,25 @@ class AliasResolver(service.Service):
         wanted = set(keys)
         for key in list(self.targets):
             if key not in wanted:
-                del self.targets[key]
+                state = self.targets.pop(key)
                 self._stale.discard(key)
                 self._unanswered.discard(key)
+                if _kept(state):
+                    # Kept (and saved) while within serve-stale, as the last
+                    # run's outcomes are: a zone removed with its state kept
+                    # comes back with the view it was served with, not the
+                    # file's fallback, a new serial and its history lost.
+                    self._restored[key] = dataclasses.replace(
+                        state, in_flight=False, failures=0, failure="", last_refresh=None, next_due=0.0)
         now = self.clock.seconds()
         added = False
         for key in wanted:
             if key not in self.targets:
-                state = self._restored.pop(key, None)
-                if state is None:
+                state = self._restored_state(key)
+                if state is not None:
+                    del self._restored[key]
+                    state.next_due = now
+                else:
                     state = TargetState(key[0], key[1])
                     self._unanswered.add(key)
                     self._first_round_deadline = now + self.first_round_grace
@@ -398,6 +408,12 @@ class AliasResolver(service.Service):
         self._save_soon()
 
     def _entries(self) -> list[dict]:
+        """The targets followed and those no longer followed whose outcome
+        is still within serve-stale (aliasd.resolve: a zone removed and
+        added again)."""
+        oldest = self.clock.seconds() - self.serve_stale
+        for key in [k for k, s in self._restored.items() if s.last_success < oldest]:
+            del self._restored[key]
         return (
             [
                 {
@@ -406,7 +422,7 @@ class AliasResolver(service.Service):
                     **_entry(s),
                     **({"secure": _entry(s.secure)} if _kept(s.secure) else {}),
                 }
-                for s in self.targets.values()
+                for s in itertools.chain(self.targets.values(), self._restored.values())
                 if _kept(s)
             ]
         )
@@ -419,7 +435,16 @@ class AliasResolver(service.Service):
     def state(self, name: dns.name.Name, rdtype: int) -> TargetState | None:
         """What is known of a target (restored from the last run until followed)."""
         key = (name, rdtype)
-        return self.targets.get(key) or self._restored.get(key)
+        return self.targets.get(key) or self._restored_state(key)
+
+    def _restored_state(self, key: TargetKey) -> TargetState | None:
+        """A target's outcome from the last run, or from when it was last
+        followed, while within serve-stale (older ones are forgotten)."""
+        state = self._restored.get(key)
+        if state is not None and state.last_success < self.clock.seconds() - self.serve_stale:
+            del self._restored[key]
+            return None
+        return state
 
     # -- the schedule ----------------------------------------------------
 

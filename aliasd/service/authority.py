@@ -929,7 +929,13 @@ class ZoneAuthority:
                     built.difference_key)
             elif built.history is not None:
                 journals[origin] = built.history
-            self._unused_records += self._orphans.pop(origin, ())
+            orphans = self._orphans.pop(origin, ())
+            if built.published is not None:
+                self._unused_records += orphans
+            # (else a first version: its history was read from the store,
+            # which judged every difference recorded there, these included;
+            # one of them may be the link it ends at: a version recorded
+            # while its zone was removed and added again.)
             registry.serve(built.version)
             self._published_owners += len(built.version.source.records)
             self._unfrozen_zones += 1
@@ -968,13 +974,22 @@ class ZoneAuthority:
 
     def _log_version(self, built: _Built) -> None:
         source = built.zone.source
+        history = ""
+        if built.published is None and built.why.startswith("restart") and self.journal_files is not None:
+            # Where IXFR can start from: a history begins again where the
+            # view served changed while the zone was not served (a restart
+            # or a zone added again), even when that version was recorded
+            # by a process that stopped before it said so.
+            oldest = built.history.oldest_serial if built.history is not None else None
+            history = f", IXFR history from serial {oldest}" if oldest is not None else ", no IXFR history"
         log.info(
-            "zone {zone} serial {serial} ({why}), {records} records, {aliases} ALIAS",
+            "zone {zone} serial {serial} ({why}), {records} records, {aliases} ALIAS{history}",
             zone=source.origin.to_text(),
             serial=built.version.serial,
             why=built.why,
             records=source.record_count(),
             aliases=len(source.aliases),
+            history=history,
         )
 
     def serve(self, version: ZoneVersion) -> None:
