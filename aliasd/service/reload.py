@@ -3,8 +3,10 @@
 Everything is read and checked first, in a thread; then what changed is
 handed to the authority, which builds and serves new versions in slices
 between queries, so every query is answered, from the old data or the new.
-Only files that changed are parsed again (ZoneFiles: size and mtime, then
-a digest of the content), and only their zones get new versions. SIGHUPs
+Only files that changed are parsed again (ZoneFiles: size, times, inode
+and device, then a digest of the content), and only their zones get new
+versions; when the configuration leaves the zones' settings as they were,
+only the zones whose file changed are looked at (Reloader._apply_changed). SIGHUPs
 that arrive during a reload make one more reload after it, never two at
 once, so the last file contents always win. A configuration that
 cannot be read changes nothing. A zone file that cannot be read is logged
