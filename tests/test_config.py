@@ -6,6 +6,7 @@ import base64
 import ipaddress
 from pathlib import Path
 
+import dns.exception
 import dns.name
 import dns.rdatatype
 import pytest
@@ -281,3 +282,48 @@ def test_the_readme_pair_of_rules_covers_www_and_the_apex(tmp_path):
 def test_a_star_inside_a_label_is_an_error(tmp_path, name):
     with pytest.raises(ConfigError, match=r"update entry 1: name: .*a \* stands for a whole label only"):
         _rules(tmp_path, f'{{ key = "acme", name = "{name}" }}')
+
+
+def test_a_reload_gets_the_very_zone_settings_of_unchanged_zones(tmp_path):
+    """The reloader finds unchanged zones by identity (aliasd.service.reload):
+    the same objects while their inputs are equal, new ones where not."""
+    (tmp_path / "zones.d").mkdir()
+    for name in ("a.example", "b.example"):
+        (tmp_path / "zones.d" / f"{name}.zone").write_text("")
+    text = '[zones."x.example"]\nfile = "x"\n[zones."y.example"]\nfile = "y"\n' \
+           '[zone-defaults]\nnotify = ["192.0.2.53"]\n[zone-directory]\npath = "zones.d"\n'
+    first = load(tmp_path, text).zones
+    again = load(tmp_path, text).zones
+    assert [z.name.to_text() for z in again] == ["x.example.", "y.example.", "a.example.", "b.example."]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    # A file added: the others keep their objects; one table changed: only it is new.
+    (tmp_path / "zones.d" / "c.example.zone").write_text("")
+    changed = load(tmp_path, text.replace('file = "y"', 'file = "y"\nnotify = []')).zones
+    by_name = {z.name.to_text(): z for z in changed}
+    assert by_name["x.example."] is first[0] and by_name["a.example."] is first[2]
+    assert by_name["y.example."] is not first[1] and by_name["y.example."].notify == ()
+    assert by_name["c.example."].file == tmp_path / "zones.d" / "c.example.zone"
+    # [zone-defaults] changed: every directory zone is made again, with it.
+    moved = load(tmp_path, text.replace("192.0.2.53", "192.0.2.54")).zones
+    assert all(z is not old for z, old in zip(moved[2:], first[2:]))
+    assert {z.notify for z in moved[2:]} == {(Endpoint("192.0.2.54", 53),)}
+    # A zone name whose letter case changed is another object (the case shows in answers).
+    cased = load(tmp_path, text.replace('"x.example"', '"X.example"')).zones
+    assert cased[0].name.labels[0] == b"X" and cased[0] is not first[0]
+
+
+@pytest.mark.parametrize("text", ["example.com", "Example.COM.", "c1.example", "_tcp.a-b.example", "x" * 63 + ".test",
+                                  ".".join(["a" * 60] * 4), "a..b", "-.example", "é.example", ".", "a" * 64 + ".test",
+                                  "a\\.b.example"])
+def test_a_plain_zone_name_is_read_as_dnspython_reads_it(text):
+    """parse_zone_name splits plain names itself (fast at ten thousand
+    zones): the same labels, letter case kept, as dns.name.from_text, or
+    the same refusal."""
+    from aliasd.base.config import parse_zone_name
+    try:
+        expected = dns.name.from_text(text)
+    except dns.exception.DNSException:
+        with pytest.raises(ValueError):
+            parse_zone_name(text)
+        return
+    assert parse_zone_name(text).labels == expected.labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -121,3 +122,46 @@ def test_queries_during_reloads_are_all_answered(aliasd, tmp_path):
     p.wait_for(lambda: p.log().count("reload done") == 3, timeout=30)
     assert not failures and len(answered) > 20
     assert set(answered) == {dns.rcode.NOERROR}
+
+
+def test_an_edit_that_keeps_the_size_and_the_modification_time_is_served(aliasd, tmp_path):
+    """A file put back with its old time (``cp -p``, ``rsync -t``, an editor
+    that keeps it) and the same size is read again: its change time and
+    inode say it changed, not its size and mtime alone."""
+    p = aliasd(config(), {"example.com.zone": ZONE})
+    path = tmp_path / "example.com.zone"
+    before = path.stat()
+    path.write_text(dedent(ZONE).replace("192.0.2.80", "192.0.2.81"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    hup(p)
+    p.wait_for(lambda: p.addresses("www.example.com") == {"192.0.2.81"})
+    assert "reload done: 1 zones (0 added, 0 removed, 1 file(s) read again), 0 error(s)" in p.log()
+
+
+def test_a_changed_setting_with_no_zone_file_changed_is_applied(aliasd, tmp_path):
+    """The zones as before but [zone-defaults] changed: every directory zone
+    gets the new setting, though no file is read again; then one explicit
+    zone's own table changed, with its file as it was."""
+    (tmp_path / "zones.d").mkdir()
+    for name in ("example.com", "example.org"):
+        (tmp_path / "zones.d" / f"{name}.zone").write_text(dedent(ZONE).replace("example.com.", f"{name}."))
+    p = aliasd('[zone-defaults]\nallow-transfer = []\n[zone-directory]\npath = "zones.d"\n'
+               + config(zones=("example.net",)).replace('["127.0.0.1"]', "[]"),
+               {"example.net.zone": ZONE.replace("example.com.", "example.net.")})
+    for zone in ("example.com", "example.org", "example.net"):
+        assert p.query(zone, "AXFR", tcp=True).rcode() == dns.rcode.REFUSED
+    conf = tmp_path / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("allow-transfer = []", 'allow-transfer = ["127.0.0.1"]', 1))
+    hup(p)
+    p.wait_for(lambda: "reload done" in p.log())
+    assert "reload done: 3 zones (0 added, 0 removed, 0 file(s) read again), 0 error(s)" in p.log()
+    for zone in ("example.com", "example.org"):
+        answer = p.query(zone, "AXFR", tcp=True)
+        assert answer.rcode() == dns.rcode.NOERROR and len(answer.answer) >= 4, zone
+    assert p.query("example.net", "AXFR", tcp=True).rcode() == dns.rcode.REFUSED
+    conf.write_text(conf.read_text().replace("allow-transfer = []", 'allow-transfer = ["127.0.0.1"]'))
+    hup(p)
+    p.wait_for(lambda: p.log().count("reload done") == 2)
+    assert p.query("example.net", "AXFR", tcp=True).rcode() == dns.rcode.NOERROR
+    assert p.log().count("3 zones (0 added, 0 removed, 0 file(s) read again), 0 error(s)") == 2

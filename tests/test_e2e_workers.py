@@ -416,6 +416,25 @@ def test_sighup_reaches_every_worker(pool, tmp_path):
     assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
 
 
+def test_a_reload_of_zone_files_alone_keeps_every_worker(pool, tmp_path):
+    """The configuration as it was: a reload changes zone data only, which
+    every worker is streamed; no worker is replaced (a fork of each at every
+    SIGHUP), and each serves the file's new record."""
+    p = pool.p
+    old = pool.pids()
+    (tmp_path / "example.com.zone").write_text(
+        textwrap.dedent(ALIAS_ZONE).replace("mail  A   192.0.2.25", "mail  A   192.0.2.27"))
+    before = pool.per_worker(pool.settled())
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(lambda: "reload done: 2 zones (0 added, 0 removed, 1 file(s) read again), 0 error(s)" in p.log())
+    p.wait_for(lambda: all(addresses(a) == {"192.0.2.27"} for a in burst(p.port, "mail.example.com", "A", 20)))
+    for _ in range(10):
+        assert all(addresses(a) == {"192.0.2.27"} for a in burst(p.port, "mail.example.com", "A", 20))
+    each = moved(before, pool.per_worker(pool.settled()))
+    assert len(each) == WORKERS and all(n > 0 for n in each.values()), each
+    assert pool.pids() == old and "worker(s) replaced" not in p.log()
+
+
 def test_sigterm_of_the_main_leaves_no_process_behind(pool):
     workers = pool.pids()
     assert len(workers) == WORKERS and all(parent(w) == pool.main for w in workers)
@@ -586,9 +605,10 @@ def test_a_tcp_client_that_reads_slowly_gets_every_answer_in_order(pool):
     assert ids == [q.id for q in queries]
 
 
-def test_tcp_connections_outlive_the_workers_a_reload_replaces(pool):
-    """SIGHUP replaces the workers one by one; the TCP connections they
-    held are handed to the main process, and go on answering."""
+def test_tcp_connections_outlive_the_workers_a_reload_replaces(pool, tmp_path):
+    """A reload of a new configuration replaces the workers one by one; the
+    TCP connections they held are handed to the main process, and go on
+    answering."""
     p = pool.p
     conns = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(6)]
     try:
@@ -599,6 +619,8 @@ def test_tcp_connections_outlive_the_workers_a_reload_replaces(pool):
 
         assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6
         replaced = p.log().count("worker(s) replaced")
+        conf = tmp_path / "aliasd.toml"
+        conf.write_text(conf.read_text() + f'[keys.late]\nsecret = "{NEW_KEY}"\n')
         p.proc.send_signal(signal.SIGHUP)
         p.wait_for(lambda: p.log().count("worker(s) replaced") > replaced, timeout=15)
         assert [ask(s) for s in conns] == [{"192.0.2.25"}] * 6

@@ -100,7 +100,9 @@ def test_a_killed_worker_comes_back_and_sigterm_leaves_no_process(two_workers):
     status = p.query("aliases.aliasd", "TXT", rdclass="CH", use_edns=0, payload=4096)  # by the main, naming the worker
     assert re.search(r'"answered by worker [12] \(pid (\d+)\)"', status.answer[0].to_text())
 
-    p.proc.send_signal(signal.SIGHUP)  # a reload reaches every worker: each is replaced by a fresh fork
+    conf = p.workdir / "aliasd.toml"
+    conf.write_text(conf.read_text().replace("serve-stale = 4", "serve-stale = 5"))
+    p.proc.send_signal(signal.SIGHUP)  # a new configuration reaches every worker: each is replaced by a fresh fork
     p.wait_for(lambda: "reload: 2 worker(s) replaced" in p.log(), timeout=15)
     replaced = children(p.proc.pid)
     assert len(replaced) == 2 and replaced.isdisjoint(workers)

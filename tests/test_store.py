@@ -73,16 +73,35 @@ def test_snapshot_round_trip_in_the_state_store(tmp_path):
     for path in (snap.db.path, *snap.db.path.iterdir()):  # every zone's data: not for everyone
         assert path.stat().st_mode & 0o007 == 0, path
     again = _fresh(tmp_path)
-    assert again.get(key, D1) == (D1, dict(source.records), source.digest)
+    assert again.get(key, D1) == (D1, dict(source.records), source.digest, None)
     assert again.get(key, D2) is None  # another file content
     assert again.get(N("example.com").to_wire(), D1) is None  # the name's case shows in answers
     again.put(key, D2, {}, C)
     again.keep_only([key])
     again.save()
-    assert _fresh(tmp_path).get(key, D2) == (D2, {}, C)
+    assert _fresh(tmp_path).get(key, D2) == (D2, {}, C, None)
     again.keep_only([])
     again.save()  # no longer served: gone from the store
     assert _fresh(tmp_path).get(key, D2) is None
+
+
+def test_a_snapshot_entry_keeps_its_files_stamp_and_is_found_by_it(tmp_path):
+    """A restart takes a file whose stamp is the one kept without reading it
+    (aliasd.service.reload.ZoneFiles); another stamp finds nothing."""
+    key, stamp = b"\x07example\x03com\x00", (512, 1_700_000_000_123_456_789, -5, 2**63 + 1, 2049)
+    snap = Snapshot(tmp_path)
+    snap.put(key, D1, {b"\0": b"x" * 40}, C, stamp)
+    snap.save()
+    again = _fresh(tmp_path)
+    assert again.stamped(key, stamp) == (D1, {b"\0": b"x" * 40}, C, stamp)
+    assert again.stamped(key, (513, *stamp[1:])) is None
+    assert again.stamped(b"\x03org\x00", stamp) is None
+    moved = (*stamp[:4], 2050)
+    again.restamp(key, moved)  # read again, same digest, another device (a remount)
+    again.save()
+    assert _fresh(tmp_path).stamped(key, moved) is not None and _fresh(tmp_path).stamped(key, stamp) is None
+    again.restamp(key, None)  # not settled yet: the kept stamp stays
+    assert again.stamped(key, moved) is not None
 
 
 def _fresh(directory) -> Snapshot:

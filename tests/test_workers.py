@@ -236,6 +236,14 @@ def test_a_zone_added_beside_many_sends_that_zone_not_the_set(streamed):
     assert len(added[1]) < len(first[1]) / 20
     replica.apply(added)
     calls.clear()
+    # One file of the many changed (a reload): that file is sent.
+    changed = zone_source("z7.test", "$ORIGIN z7.test.\n@ 300 SOA ns1 h 2 3600 600 86400 60\n@ 300 NS ns2\n")
+    main.add_sources([changed])
+    sent = frames.encode_changes(shared, calls)
+    assert len(sent[1]) < len(first[1]) / 20
+    replica.apply(sent)
+    assert replica.authority.registry.sources[changed.origin].records == changed.records
+    calls.clear()
     main.remove_sources([zones[0].origin])
     replica.apply(frames.encode_changes(shared, calls))
     assert replica.authority.registry.sources.keys() == main.registry.sources.keys()

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -572,9 +573,18 @@ def _port(text: str) -> int:
     return int(text)
 
 
+#: A name of plain labels (letters, digits, hyphens, underscores), short
+#: enough for any wire limit: read without dnspython's text parser.
+_PLAIN_NAME = re.compile(r"(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?\Z")
+
+
 def parse_zone_name(text: str) -> dns.name.Name:
     """A zone name, hashed once (ten thousand zones are looked up by name
-    in several maps on every reload; aliasd.base.store.CachedName)."""
+    in several maps on every reload; aliasd.base.store.CachedName). A plain
+    name is split here: dns.name.from_text took 0.3 s of a start at ten
+    thousand zones; the labels are the same."""
+    if len(text) < 250 and _PLAIN_NAME.match(text):
+        return store.CachedName([label.encode() for label in text.rstrip(".").split(".")] + [b""])
     try:
         return store.cached(dns.name.from_text(text))
     except dns.exception.DNSException as e:
@@ -583,9 +593,13 @@ def parse_zone_name(text: str) -> dns.name.Name:
 
 def with_command_line_zones(settings: Settings, extra) -> tuple[ZoneSettings, ...]:
     """The configured zones with ``--zone NAME=FILE`` ones added (replacing
-    a configured zone of the same name), under the server's $INCLUDE rule."""
+    a configured zone of the same name), under the server's $INCLUDE rule;
+    without any, the configured tuple itself (a reload compares it)."""
+    if not extra:
+        return settings.zones
     zones = {z.name: z for z in settings.zones}
-    zones.update({z.name: dataclasses.replace(z, include_anywhere=settings.server.allow_include_anywhere)
+    anywhere = settings.server.allow_include_anywhere
+    zones.update({z.name: z if z.include_anywhere == anywhere else dataclasses.replace(z, include_anywhere=anywhere)
                   for z in extra})
     return tuple(zones.values())
 
@@ -642,10 +656,10 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     defaults = _zone_options(defaults, key_names, policy_names=policy_names)
     if server.allow_include_anywhere:  # every zone inherits it from here
         defaults = dataclasses.replace(defaults, include_anywhere=True)
-    zones = tuple(
+    zones = _as_before(tuple(
         _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults, policy_names)
         for name, table in zones_table.table.items()
-    )
+    ))
     _check_unique_zones(where, zones)
     directory = None
     if "zone-directory" in top.table:
@@ -653,12 +667,7 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
             _Section(where, "[zone-directory]", top.table.pop("zone-directory")), base_dir
         )
     if directory is not None:
-        explicit = {z.name for z in zones}
-        zones += tuple(
-            dataclasses.replace(defaults, name=name, file=path)
-            for name, path in _directory_zones(where, directory)
-            if name not in explicit
-        )
+        zones += _directory_settings(where, directory, defaults, frozenset(z.name for z in zones))
     catalog = None
     if "catalog" in top.table:
         catalog = _catalog(_Section(where, "[catalog]", top.table.pop("catalog")), key_names)
@@ -1142,24 +1151,80 @@ def _zone_directory(section: _Section, base_dir: Path) -> Path:
 ZONE_FILE_SUFFIX = ".zone"
 
 
-def _directory_zones(where: str, directory: Path):
-    """(zone name, file) for every FILE.zone in ``directory``, sorted by name.
+def _as_before(zones: tuple[ZoneSettings, ...]) -> tuple[ZoneSettings, ...]:
+    """``zones`` ([zones."NAME"] tables), each replaced by the object the
+    last read made if equal to it (letter case included): a reload finds an unchanged zone
+    unchanged by identity (aliasd.service.reload), as it does the
+    directory's (``_directory_settings``)."""
+    global _explicit_made
+    before = _explicit_made
+    if before:
+        zones = tuple(old if (old := before.get(z.name)) is not None and old == z
+                      and old.name.labels == z.name.labels else z for z in zones)  # (letter case shows)
+    _explicit_made = {z.name: z for z in zones}
+    return zones
+
+
+#: The [zones."NAME"] settings of the last read, by name.
+_explicit_made: dict = {}
+
+
+def _directory_files(where: str, directory: Path) -> list[str]:
+    """The names of the zone files in ``directory``, sorted.
 
     The zone is the file name without ``.zone``: ``example.com.zone`` is
     ``example.com.``. Hidden files and other suffixes are ignored (editors'
     backups, files being written).
     """
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        names = os.listdir(directory)
     except OSError as e:
         raise ConfigError(f"{where}: [zone-directory] path: cannot list {directory}: {e.strerror}") from None
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(ZONE_FILE_SUFFIX):
-            continue
+    return sorted(n for n in names if n.endswith(ZONE_FILE_SUFFIX) and not n.startswith("."))
+
+
+def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
+                        explicit: frozenset) -> tuple[ZoneSettings, ...]:
+    """The settings of the directory's zones (those not in ``explicit``):
+    [zone-defaults] with each zone's name and file.
+
+    Why kept: a reload at ten thousand zones made them all again (60 ms),
+    and then had to compare each. While the directory lists the same files
+    under the same [zone-defaults], the very tuple of the last read comes
+    back; while [zone-defaults] stays, each zone keeps its object. So a
+    reload finds unchanged zones unchanged by identity (aliasd.service.reload).
+    """
+    global _directory_made
+    files = _directory_files(where, directory)
+    key = (directory, defaults, explicit)
+    last_key, last_files, last_zones, made = _directory_made
+    if last_key == key and last_files == files:
+        return last_zones
+    if last_key is None or last_key[1] != defaults:
+        made = {}
+    zones, now = [], {}
+    folder = str(directory)
+    for filename in files:
         try:
-            yield _directory_entry(str(directory), entry.name)
+            entry = _directory_entry(folder, filename)
         except ValueError as e:
-            raise ConfigError(f"{where}: [zone-directory] {directory / entry.name}: {e}") from None
+            raise ConfigError(f"{where}: [zone-directory] {directory / filename}: {e}") from None
+        if entry[0] in explicit:
+            continue
+        zone = made.get(entry)
+        if zone is None:
+            zone = dataclasses.replace(defaults, name=entry[0], file=entry[1])
+        now[entry] = zone
+        zones.append(zone)
+    zones = tuple(zones)
+    # (Replaced whole: a load in another thread sees the old one or this.)
+    _directory_made = (key, files, zones, now)
+    return zones
+
+
+#: The last directory read: ((directory, [zone-defaults], explicit zones),
+#: its file names, their settings, (name, file) -> settings).
+_directory_made: tuple = (None, None, (), {})
 
 
 @functools.lru_cache(maxsize=262144)

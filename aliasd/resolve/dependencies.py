@@ -63,6 +63,28 @@ def _rdatas(rdtype: int, addresses: tuple[str, ...]) -> tuple[dns.rdata.Rdata, .
     return tuple(dns.rdata.from_text(dns.rdataclass.IN, rdtype, a) for a in addresses)
 
 
+def _flattened(owner: dns.name.Name, ttl: int, rdatas) -> dns.rrset.RRset:
+    """The RRset of ``rdatas`` at ``owner``: a copy of the one made for the
+    same rdatas (shared by _rdatas) and TTL, renamed. Thousands of owners
+    of one target each made theirs anew, hashing every rdata's wire form
+    (a fifth of a start at ten thousand zones)."""
+    key = (id(rdatas), ttl)
+    made = _FLATTENED.get(key)
+    if made is None or made[0] is not rdatas:
+        if len(_FLATTENED) >= _FLATTENED_KEPT:
+            _FLATTENED.clear()
+        made = _FLATTENED[key] = (rdatas, dns.rrset.from_rdata_list(owner, ttl, rdatas))
+    rrset = made[1].copy()
+    rrset.name = owner
+    return rrset
+
+
+#: (id of rdatas, TTL) -> (those rdatas, their RRset): kept while they live (the
+#: entry holds them, so their id is not reused), at most _FLATTENED_KEPT.
+_FLATTENED: dict = {}
+_FLATTENED_KEPT = 4096
+
+
 class AliasGraph:
     """Follows ALIAS owners and remembers the edges each one followed.
 
@@ -212,9 +234,7 @@ class AliasGraph:
             elif followed.kind == "none":
                 rrsets[rdtype] = None
             elif followed.kind == "addresses":
-                rrsets[rdtype] = dns.rrset.from_rdata_list(
-                    owner, min(alias.ttl, followed.ttl), followed.rdatas
-                )
+                rrsets[rdtype] = _flattened(owner, min(alias.ttl, followed.ttl), followed.rdatas)
         return Flattened(rrsets, loop=loop)
 
     def follow(
@@ -329,9 +349,25 @@ def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str
             rrset = source.rrsets.get((owner, rdtype))
         if rrset is None:
             return None
-        return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
+        return (rrset.ttl, tuple(sorted(_text(r) for r in rrset)))
 
     return repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES)))
+
+
+def _text(rdata: dns.rdata.Rdata) -> str:
+    """``rdata.to_text()``, made once for an rdata that thousands of owners
+    share (a target's addresses: _rdatas), while it lives."""
+    made = _TEXTS.get(id(rdata))
+    if made is None or made[0] is not rdata:
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.clear()
+        made = _TEXTS[id(rdata)] = (rdata, rdata.to_text())
+    return made[1]
+
+
+#: id(rdata) -> (that rdata, its text): the entry holds the rdata, so its id is not reused.
+_TEXTS: dict = {}
+_TEXTS_KEPT = 65536
 
 
 def _owner_hash(owner: dns.name.Name, served: str) -> int:

@@ -15,8 +15,9 @@ sockets. The main process keeps everything that writes or schedules.
 - A worker that dies is forked again at once (a crash loop backs off); one
   that does not acknowledge within ``ACK_TIMEOUT`` is killed and replaced.
   Forked from the main process, a replacement starts with current data.
-- After a reload every worker is replaced by a fresh fork, one by one, so
-  every setting reaches every worker without being streamed.
+- After a reload that changed the configuration every worker is replaced
+  by a fresh fork, one by one, so every setting reaches every worker
+  without being streamed (a reload of zone files alone is streamed).
 - Stopping: SIGTERM to every worker, SIGKILL after ``STOP_TIMEOUT``. A
   worker also dies with the main process (PR_SET_PDEATHSIG, channel EOF).
 - The workers' counters are added into the main process's statistics, and
@@ -459,8 +460,9 @@ class WorkerPool(service.Service):
             again()
 
     def replace_all(self) -> defer.Deferred:
-        """Replace every worker by a fresh fork, one by one (after a
-        reload: every setting reaches every worker). The new one starts
+        """Replace every worker by a fresh fork, one by one (after a reload
+        that changed the configuration: every setting reaches every worker).
+        The new one starts
         before the old one is told to stop."""
         if not self.started or not self.running:
             return defer.succeed(0)

@@ -9,13 +9,18 @@ takes the records from here instead of parsing the file again. A file with
 ``$INCLUDE`` is never taken from here (the included files are not tracked).
 
 Each value is the file's digest, the content digest
-(aliasd.zones.zonefile.ZoneSource.digest) and the packed records, as
-length-prefixed octets read with bounds checks, never unpickled: the
+(aliasd.zones.zonefile.ZoneSource.digest), the file's stamp when it was
+read (size, times, inode, device: aliasd.service.reload.file_stamp; only
+once settled, past the file system's timestamp tick) and the packed
+records, as length-prefixed octets read with bounds checks, never
+unpickled: the
 store is written by the service user and read as root at the next start.
 The aliasd and dnspython versions that compiled the entries are kept
 beside them; entries of other versions are dropped, and those zones
-parsed. This is a cache, never a source of truth: losing it costs one slow
-start. One exception: a zone whose file is broken serves its entry (the
+parsed. A file whose stamp is the one kept is taken without being read
+(a restart at ten thousand zones read every file only to find its digest
+unchanged); any other is read and its digest compared. This is a cache,
+never a source of truth: losing it costs one slow start. One exception: a zone whose file is broken serves its entry (the
 last file that loaded) until the file is mended (aliasd.service.broken).
 """
 
@@ -34,7 +39,8 @@ from aliasd.base.db import StateDB
 log = Logger()
 
 _LENGTH = struct.Struct("!I")
-_HEADER = f"aliasd zone snapshot 3 aliasd {__version__} dnspython {dns.version.version}".encode()
+_STAMP = struct.Struct("!qqqQQ")  # size, mtime_ns, ctime_ns, inode, device
+_HEADER = f"aliasd zone snapshot 4 aliasd {__version__} dnspython {dns.version.version}".encode()
 _VERSION_KEY = b"compiled-by"
 
 
@@ -42,18 +48,25 @@ class _Damaged(Exception):
     pass
 
 
-def _encode(digest: bytes, records: dict, content: str) -> bytes:
-    parts = [digest, content.encode(), _LENGTH.pack(len(records))]
+def _encode(digest: bytes, records: dict, content: str, stamp: tuple | None = None) -> bytes:
+    stamped = b"\x00" if stamp is None else b"\x01" + _STAMP.pack(*stamp)
+    parts = [digest, content.encode(), stamped, _LENGTH.pack(len(records))]
     for owner, packed in records.items():
         parts += [bytes((len(owner),)), owner, _LENGTH.pack(len(packed)), packed]
     return b"".join(parts)
 
 
-def _decode(body: bytes) -> tuple[bytes, dict, str]:
+def _decode(body: bytes) -> tuple[bytes, dict, str, tuple | None]:
     """One entry; raises _Damaged when it does not add up."""
     try:
         digest, content = body[:32], body[32:96].decode("ascii")
-        i = 96
+        i = 97
+        stamp = None
+        if body[96] == 1:
+            stamp = _STAMP.unpack_from(body, i)
+            i += _STAMP.size
+        elif body[96] != 0:
+            raise _Damaged
         (count,) = _LENGTH.unpack_from(body, i)
         i += _LENGTH.size
         records = {}
@@ -69,11 +82,11 @@ def _decode(body: bytes) -> tuple[bytes, dict, str]:
         raise _Damaged from None
     if i != len(body) or len(digest) != 32 or len(content) != 64:
         raise _Damaged
-    return digest, records, content
+    return digest, records, content, stamp
 
 
-#: (file digest, records, content digest) of one zone.
-Entry = tuple[bytes, dict, str]
+#: (file digest, records, content digest, file stamp or None) of one zone.
+Entry = tuple[bytes, dict, str, tuple | None]
 
 
 class Snapshot:
@@ -115,15 +128,31 @@ class Snapshot:
             return entry
         return None
 
+    def stamped(self, key: bytes, stamp: tuple) -> Entry | None:
+        """The zone's entry if its file's stamp is the one kept with it."""
+        self.load()
+        entry = self.entries.get(key)
+        if entry is not None and entry[3] is not None and entry[3] == stamp:
+            return entry
+        return None
+
+    def restamp(self, key: bytes, stamp: tuple | None) -> None:
+        """The zone's file, read again, has the kept digest and ``stamp``
+        now (settled; None: not yet): kept for the next start."""
+        with self._lock:
+            entry = self.entries.get(key)
+            if stamp is not None and entry is not None and entry[3] != stamp:
+                self.entries[key] = self._new[key] = (*entry[:3], stamp)
+
     def latest(self, key: bytes) -> Entry | None:
         """The zone's entry whatever its file says now: the last file that
         loaded, served while the file on disk is broken."""
         self.load()
         return self.entries.get(key)
 
-    def put(self, key: bytes, digest: bytes, records: dict, content: str) -> None:
+    def put(self, key: bytes, digest: bytes, records: dict, content: str, stamp: tuple | None = None) -> None:
         """Remember a freshly parsed zone (written by the next ``save``)."""
-        entry = (digest, records, content)
+        entry = (digest, records, content, stamp)
         with self._lock:
             self.entries[key] = entry
             self._new[key] = entry
