@@ -39,6 +39,9 @@ from aliasd.listen import frames
 
 #: Datagrams read from one socket before looking at the others.
 BATCH = 64
+#: At most this many datagrams read in one wake-up: a trickle, spread over
+#: the workers (see ``Worker._serve``).
+TRICKLE = 1
 #: Seconds between counter reports to the main process.
 STATS_INTERVAL = 0.25
 
@@ -175,12 +178,13 @@ class Worker:
                         os.read(wake_r, 512)
                     except BlockingIOError:
                         pass
-                else:
-                    self._read_socket(*by_fd[fd])
-                    # To the end of the socket's queue of exclusive waiters,
-                    # which wakes its first idle one: the next datagram
-                    # wakes another worker, so even a trickle of queries
-                    # spreads over all of them.
+                elif self._read_socket(*by_fd[fd]) <= TRICKLE:
+                    # A trickle: to the end of the socket's queue of
+                    # exclusive waiters, which wakes its first idle one, so
+                    # that the next datagram wakes another worker and even
+                    # one query at a time spreads over all of them. Under
+                    # load a busy worker is passed over anyway, and the two
+                    # system calls per wake-up would be work for nothing.
                     poller.unregister(fd)
                     poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
             if time.monotonic() >= next_report:
@@ -190,18 +194,29 @@ class Worker:
     def _stop(self, signum, frame) -> None:
         self.running = False
 
-    def _read_socket(self, index: int, sock: socket.socket, protocol) -> None:
-        for _ in range(BATCH):
+    def _read_socket(self, index: int, sock: socket.socket, protocol) -> int:
+        """Answer up to ``BATCH`` datagrams; how many were read. A query
+        seen before is answered here from the handler's exact answers
+        (one dict lookup, no other layer); the rest as the main process
+        would, or forwarded to it."""
+        recvfrom = sock.recvfrom
+        exact_answer = protocol.handler.exact_answer
+        send = protocol.send
+        for count in range(BATCH):
             try:
-                data, addr = sock.recvfrom(65535)
+                data, addr = recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return
+                return count
             except OSError:  # an ICMP error queued on the socket: next datagram
                 continue
-            if needs_main(data):
+            response = exact_answer(data)
+            if response is not None:
+                send(response, addr)
+            elif needs_main(data):
                 self._send(frames.FORWARD, 0, (index, addr, data))
             else:
                 protocol.datagramReceived(data, addr)
+        return BATCH
 
     def _read_channel(self) -> None:
         data = self.channel.recv(1 << 20)
