@@ -8,7 +8,8 @@ first on PYTHONPATH) and ``[server] workers`` value, on the same zones, and
 drives each with dnsperf at a fixed rate, the trees alternately mix by mix
 (so both see the same minutes of a noisy machine). It prints, per mix, the
 CPU µs per answer of all the server's processes and of the main process
-alone (which answers nothing with workers >= 2).
+alone (which answers nothing with workers >= 2), and the memory (PSS of
+all processes) once every mix has run.
 
 Zones: bench.test (N plain A and M ALIAS owners over targets in the served
 zone targets.test: no upstream needed), signed.test (the same A records,
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import process_tree, workers_list  # noqa: E402
+from bench.common import process_tree, pss_mib, workers_list  # noqa: E402
 from bench.compare import CLIENTS, wait_workers  # noqa: E402
 from bench.many_zones import ZoneSet  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
@@ -180,6 +181,8 @@ def main() -> int:
                             us, main_us, answers = measure(process, qfile, extra, args.seconds, args.rate)
                             cells.append(f"{name} {us:5.1f} ({main_us:4.1f}) n={answers}")
                     print(f"  {mix:<15} " + "  ".join(cells), flush=True)
+                print("  PSS MiB, all processes, after the mixes: "
+                      + "  ".join(f"{name} {pss_mib(p.proc.pid):.0f}" for name, p in servers.items()), flush=True)
             finally:
                 for process in servers.values():
                     process.stop()

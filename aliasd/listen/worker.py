@@ -11,7 +11,14 @@ listening UDP sockets (EPOLLEXCLUSIVE: one worker wakes per burst, the
 others stay asleep) and its control channel to the main process.
 
 - Plain queries are answered here, by the same ``DNSDatagramProtocol``
-  code as in the main process (query handler, rate limiter, sendto).
+  code as in the main process (query handler, rate limiter, sendto). A
+  query whose octets after the ID came before is answered first, from the
+  handler's answers kept by wire (``QueryHandler.exact_answer``): most of
+  the traffic costs a dict lookup, a counter and the two system calls.
+- Each socket is read until it is empty (``BATCH`` at a time). After a
+  wake-up that found at most one datagram the worker moves to the end of
+  the socket's exclusive waiters (at most every ``REARM_INTERVAL``), so a
+  trickle spreads over the workers; under load it stays where it is.
 - Everything else read from a UDP socket (UPDATE, NOTIFY, other opcodes,
   AXFR/IXFR, CHAOS-class questions) goes to the main process over the
   channel, which answers it from its own copy of the socket.
@@ -40,8 +47,9 @@ from aliasd.listen import frames
 #: Datagrams read from one socket before looking at the others.
 BATCH = 64
 #: At most this many datagrams read in one wake-up: a trickle, spread over
-#: the workers (see ``Worker._serve``).
+#: the workers (see ``Worker._serve``), at most once per ``REARM_INTERVAL`` seconds.
 TRICKLE = 1
+REARM_INTERVAL = 0.005
 #: Seconds between counter reports to the main process.
 STATS_INTERVAL = 0.25
 
@@ -167,10 +175,11 @@ class Worker:
         poller.register(wake_r, select.EPOLLIN)
         channel_fd = self.channel.fileno()
         self._send(frames.READY, 0, os.getpid())
-        next_report = time.monotonic() + STATS_INTERVAL
+        rearmed = dict.fromkeys(by_fd, 0.0)  # when each socket was last re-registered
+        now = time.monotonic()
+        next_report = now + STATS_INTERVAL
         while self.running:
-            timeout = max(0.0, next_report - time.monotonic())
-            for fd, _ in poller.poll(timeout):
+            for fd, _ in poller.poll(max(0.0, next_report - now)):
                 if fd == channel_fd:
                     self._read_channel()
                 elif fd == wake_r:
@@ -181,15 +190,20 @@ class Worker:
                 elif self._read_socket(*by_fd[fd]) <= TRICKLE:
                     # A trickle: to the end of the socket's queue of
                     # exclusive waiters, which wakes its first idle one, so
-                    # that the next datagram wakes another worker and even
-                    # one query at a time spreads over all of them. Under
-                    # load a busy worker is passed over anyway, and the two
-                    # system calls per wake-up would be work for nothing.
-                    poller.unregister(fd)
-                    poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-            if time.monotonic() >= next_report:
+                    # that a later datagram wakes another worker and even
+                    # one query at a time spreads over all of them. Not
+                    # after every wake-up: under load a busy worker is
+                    # passed over anyway, and the two system calls per
+                    # datagram were work for nothing.
+                    now = time.monotonic()
+                    if now - rearmed[fd] >= REARM_INTERVAL:
+                        rearmed[fd] = now
+                        poller.unregister(fd)
+                        poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            now = time.monotonic()
+            if now >= next_report:
                 self._report_stats()
-                next_report = time.monotonic() + STATS_INTERVAL
+                next_report = now + STATS_INTERVAL
 
     def _stop(self, signum, frame) -> None:
         self.running = False
