@@ -81,7 +81,7 @@ class QueryHandler:
         self._cache = fastpath.AnswerCache(answer_cache_size or fastpath.MAX_ENTRIES)
         # UDP answers by the query's octets after its ID (see handle_udp), bounded alike.
         self._exact = fastpath.AnswerCache(answer_cache_size or fastpath.MAX_ENTRIES)
-        self._patched = None  # the cache entry the last answer of ``handle`` was patched from
+        self._kept = None  # the fast path's entry for the last answer of ``handle``, if any
         self._cache_sized_for = None  # the number of names the bound was set for
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
@@ -92,16 +92,17 @@ class QueryHandler:
 
     def handle_udp(self, wire: bytes, client: str):
         """``handle`` for a UDP message. A query whose octets after the ID
-        came before, and was then answered from the fast path, is answered
-        from that answer's octets after the ID (``exact_answer``): nothing
-        is parsed, looked up or patched but the ID."""
+        came before, and whose answer the fast path keeps, is answered from
+        that answer's octets after the ID (``exact_answer``): nothing is
+        parsed, looked up or patched but the ID. (The fast path's answers
+        are byte for byte the full path's: tests/test_fastpath.py.)"""
         response = self.exact_answer(wire)
         if response is not None:
             return response
-        self._patched = None
+        self._kept = None
         response = self.handle(wire, client, over_udp=True)
-        entry = self._patched
-        if entry is not None:  # patched from a valid entry: the same octets answer it again
+        entry = self._kept
+        if entry is not None:  # as the fast path answers it: the same octets answer it again
             self._exact.put(wire[2:], (response[2:], entry))
         return response
 
@@ -141,7 +142,7 @@ class QueryHandler:
                 and entry.generation == served.generation
             ):
                 self._count_cached(entry)
-                self._patched = entry
+                self._kept = entry
                 return fastpath.patch(entry.wire, wire, found[1])
             # A name that certainly does not exist: one answer per zone,
             # name length, type and size shape serves every such name.
@@ -158,7 +159,7 @@ class QueryHandler:
                     and entry.generation == served.generation
                 ):
                     self._count_cached(entry)
-                    self._patched = entry
+                    self._kept = entry
                     return fastpath.patch(entry.wire, wire, qend)
             direct = self._direct(found, wire, served, over_udp, negative_key)
             if direct is not None:
@@ -270,11 +271,12 @@ class QueryHandler:
             self._cache_sized_for = served.name_count
             self._cache.resize(fastpath.automatic_size(served.name_count))
             self._exact.resize(self._cache.max_entries)
-        self._cache.put(key, fastpath.CachedAnswer(
+        self._kept = fastpath.CachedAnswer(
             version.origin, version.source.key, version, served.generation,
             fastpath.template(answer), stat_key, alias_owner,
             self.stats.key("aliasd_alias_answers_total"),
-        ))
+        )
+        self._cache.put(key, self._kept)
 
     def _count_cached(self, entry) -> None:
         counters = self.stats.counters
