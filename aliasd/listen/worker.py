@@ -223,7 +223,10 @@ class Worker:
                 return count
             except OSError:  # an ICMP error queued on the socket: next datagram
                 continue
-            response = exact_answer(data)
+            try:
+                response = exact_answer(data)
+            except Exception:  # noqa: BLE001 - the full path below answers and logs it
+                response = None
             if response is not None:
                 send(response, addr)
             elif needs_main(data):
