@@ -16,9 +16,10 @@ others stay asleep) and its control channel to the main process.
   handler's answers kept by wire (``QueryHandler.exact_answer``): most of
   the traffic costs a dict lookup, a counter and the two system calls.
 - Each socket is read until it is empty (``BATCH`` at a time). After a
-  wake-up that found at most one datagram the worker moves to the end of
-  the socket's exclusive waiters (at most every ``REARM_INTERVAL``), so a
-  trickle spreads over the workers; under load it stays where it is.
+  wake-up that found at most one datagram, once it has read ``SPREAD``
+  datagrams, the worker moves to the end of the socket's exclusive
+  waiters, so a trickle spreads over the workers in turns; under load it
+  stays where it is.
 - Everything else read from a UDP socket (UPDATE, NOTIFY, other opcodes,
   AXFR/IXFR, CHAOS-class questions) goes to the main process over the
   channel, which answers it from its own copy of the socket.
@@ -46,10 +47,11 @@ from aliasd.listen import frames
 
 #: Datagrams read from one socket before looking at the others.
 BATCH = 64
-#: At most this many datagrams read in one wake-up: a trickle, spread over
-#: the workers (see ``Worker._serve``), at most once per ``REARM_INTERVAL`` seconds.
+#: At most this many datagrams read in one wake-up: a trickle, which moves
+#: the worker behind the others once it has read ``SPREAD`` datagrams from
+#: that socket (see ``Worker._serve``).
 TRICKLE = 1
-REARM_INTERVAL = 0.005
+SPREAD = 16
 #: Seconds between counter reports to the main process.
 STATS_INTERVAL = 0.25
 
@@ -175,7 +177,7 @@ class Worker:
         poller.register(wake_r, select.EPOLLIN)
         channel_fd = self.channel.fileno()
         self._send(frames.READY, 0, os.getpid())
-        rearmed = dict.fromkeys(by_fd, 0.0)  # when each socket was last re-registered
+        read = dict.fromkeys(by_fd, 0)  # datagrams read from each socket since it was re-registered
         now = time.monotonic()
         next_report = now + STATS_INTERVAL
         while self.running:
@@ -187,17 +189,19 @@ class Worker:
                         os.read(wake_r, 512)
                     except BlockingIOError:
                         pass
-                elif self._read_socket(*by_fd[fd]) <= TRICKLE:
-                    # A trickle: to the end of the socket's queue of
-                    # exclusive waiters, which wakes its first idle one, so
-                    # that a later datagram wakes another worker and even
-                    # one query at a time spreads over all of them. Not
-                    # after every wake-up: under load a busy worker is
-                    # passed over anyway, and the two system calls per
-                    # datagram were work for nothing.
-                    now = time.monotonic()
-                    if now - rearmed[fd] >= REARM_INTERVAL:
-                        rearmed[fd] = now
+                else:
+                    count = self._read_socket(*by_fd[fd])
+                    read[fd] += count
+                    if count <= TRICKLE and read[fd] >= SPREAD:
+                        # A trickle: to the end of the socket's queue of
+                        # exclusive waiters, which wakes its first idle
+                        # one, so that later datagrams wake another worker
+                        # and even one query at a time spreads over all of
+                        # them (and their rate limiters). Not after every
+                        # wake-up: under load a busy worker is passed over
+                        # anyway, and two system calls per datagram, and a
+                        # switch of worker each time, were work for nothing.
+                        read[fd] = 0
                         poller.unregister(fd)
                         poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
             now = time.monotonic()
