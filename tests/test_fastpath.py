@@ -377,3 +377,63 @@ def test_fast_path_accepts_no_opt_rdata_that_dnspython_rejects():
             taken += 1
             dns.message.from_wire(wire)  # raises if the full path would answer FORMERR
     assert taken > 300
+
+
+# -- UDP answers by the query's octets after its ID (QueryHandler.handle_udp) --
+
+
+def with_id(wire: bytes, query_id: int) -> bytes:
+    return query_id.to_bytes(2, "big") + wire[2:]
+
+
+def test_udp_answers_kept_by_wire_are_byte_identical_to_full_answers(authority):
+    warm = QueryHandler(authority)
+    exact = 0
+    for name, rdtype in itertools.product(NAMES, TYPES):
+        for wire, over_udp in variants(name, rdtype):
+            if not over_udp:
+                continue
+            for n in range(3):  # the full path, the fast path, then the kept octets
+                again = with_id(wire, (wire[0] << 8 | wire[1]) ^ (n * 0x1111))
+                exact += warm.exact_answer(again) is not None
+                assert warm.handle_udp(again, "127.0.0.1") == QueryHandler(authority).handle(again, "127.0.0.1", True), (name, rdtype, n)
+    assert exact > 300  # most third askings came from the kept octets
+
+
+def test_udp_answers_kept_by_wire_stop_at_a_new_version_and_count_as_the_full_path(authority):
+    handler = QueryHandler(authority)
+    q = dns.message.make_query("example.com", "A").to_wire()  # an ALIAS owner
+    for i in range(3):
+        handler.handle_udp(with_id(q, i), "127.0.0.1")
+    assert handler.exact_answer(q) is not None
+    counts = handler.stats.counters
+    assert counts[handler.stats.key("aliasd_queries_total", qtype="A", rcode="NOERROR", transport="udp")] == 4
+    assert counts[handler.stats.key("aliasd_alias_answers_total")] == 4
+    flat = Flattened({T.A: dns.rrset.from_text(OWNER_COM, 30, "IN", "A", "203.0.113.9")})
+    old = authority.versions[OWNER_COM]
+    authority.serve(ZoneVersion.build(SOURCE, {OWNER_COM: flat}, serial=2, previous=old))
+    assert handler.exact_answer(q) is None
+    assert dns.message.from_wire(handler.handle_udp(q, "127.0.0.1")).answer[0][0].address == "203.0.113.9"
+
+
+def test_udp_answers_kept_by_wire_stop_when_a_reload_adds_a_child_zone(authority):
+    handler = QueryHandler(authority)
+    q = dns.message.make_query("host.child.example.com", "A").to_wire()
+    for i in range(3):
+        assert dns.message.from_wire(handler.handle_udp(with_id(q, i), "127.0.0.1")).rcode() == 3  # NXDOMAIN
+    child = zone_source("child.example.com", "$ORIGIN child.example.com.\n@ 300 SOA ns1 h 1 2 3 4 5\nhost 300 A 192.0.2.5\n")
+    authority.set_sources([SOURCE, child])
+    assert dns.message.from_wire(handler.handle_udp(q, "127.0.0.1")).answer[0][0].address == "192.0.2.5"
+
+
+def test_udp_answers_kept_by_wire_are_bounded_as_the_answer_cache(authority):
+    handler = QueryHandler(authority, answer_cache_size=8)
+    for i in range(20):
+        q = dns.message.make_query(f"h{i}.example.com", "A")
+        for query_id in (1, 2):
+            q.id = query_id
+            handler.handle_udp(q.to_wire(), "127.0.0.1")
+    assert 0 < len(handler._exact) <= 8
+
+
+OWNER_COM = dns.name.from_text("example.com")

@@ -24,7 +24,8 @@ from aliasd.answer.answers import QueryHandler
 from aliasd.base import store
 from aliasd.base.stats import Statistics
 from aliasd.listen import frames
-from aliasd.listen.worker import needs_main
+from aliasd.listen.transports import DNSDatagramProtocol
+from aliasd.listen.worker import Worker, needs_main
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service import workers
 from aliasd.service.workers import WorkerPool, _Channel, _Worker
@@ -461,3 +462,46 @@ def test_shared_connection_counts_add_up_over_processes_and_a_dead_ones_row_is_c
     assert (counts.total(), counts.of("192.0.2.1")) == (3, 2)
     counts.clear_row(1)  # the worker died: its connections with it
     assert (counts.total(), counts.of("192.0.2.1")) == (1, 0)
+
+
+# -- a worker's reading loop -------------------------------------------------
+
+
+class _SocketTransport:
+    def __init__(self, sock: socket.socket):
+        self.socket = sock
+
+
+def test_a_worker_reads_until_the_socket_is_empty_answering_as_the_main_process_would():
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    stats = Statistics()
+    handler = QueryHandler(authority, stats=stats)
+    protocol = DNSDatagramProtocol(handler)
+    main_end, worker_end = socket.socketpair()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client, main_end, worker_end:
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2)
+        protocol.transport = _SocketTransport(server)
+        worker = Worker(1, worker_end, [protocol], authority.registry, {}, stats)
+        query = dns.message.make_query("www.example.com", "A")
+        notify = dns.message.make_query("example.com", "SOA")
+        notify.set_opcode(dns.opcode.NOTIFY)
+        wires = []
+        for query_id in range(5):  # the full path, the fast path, then kept octets
+            query.id = query_id
+            wires.append(query.to_wire())
+            client.sendto(wires[-1], server.getsockname())
+        client.sendto(notify.to_wire(), server.getsockname())
+        assert worker._read_socket(0, server, protocol) == 6  # read until EAGAIN
+        answers = [client.recv(65535) for _ in wires]
+        assert answers == [QueryHandler(authority).handle(w, "127.0.0.1", True) for w in wires]
+        kind, _, (index, addr, data) = frames.FrameReader().feed(main_end.recv(65535))[0]
+        assert (kind, index, addr, data) == (frames.FORWARD, 0, client.getsockname(), notify.to_wire())
+        key = stats.key("aliasd_queries_total", qtype="A", rcode="NOERROR", transport="udp")
+        assert stats.counters[key] == 5
+        assert handler.exact_answer(wires[0]) is not None
+        assert worker._read_socket(0, server, protocol) == 0  # a wake-up that found nothing

@@ -79,6 +79,9 @@ class QueryHandler:
         # None: sized from the zones (fastpath.automatic_size), on reload too.
         self.answer_cache_size = answer_cache_size
         self._cache = fastpath.AnswerCache(answer_cache_size or fastpath.MAX_ENTRIES)
+        # UDP answers by the query's octets after its ID (see handle_udp), bounded alike.
+        self._exact = fastpath.AnswerCache(answer_cache_size or fastpath.MAX_ENTRIES)
+        self._kept = None  # the fast path's entry for the last answer of ``handle``, if any
         self._cache_sized_for = None  # the number of names the bound was set for
         self.max_udp_size = max(512, max_udp_size)
         self.access = access if access is not None else TransferAccess(())
@@ -86,6 +89,36 @@ class QueryHandler:
         self._tsig_log = LogThrottle("TSIG errors")
         self.transfers = TransferRequests(authority, self.stats)
         self.updates = UpdateRequests(authority, update_rules or {}, self.stats)
+
+    def handle_udp(self, wire: bytes, client: str):
+        """``handle`` for a UDP message. A query whose octets after the ID
+        came before, and whose answer the fast path keeps, is answered from
+        that answer's octets after the ID (``exact_answer``): nothing is
+        parsed, looked up or patched but the ID. (The fast path's answers
+        are byte for byte the full path's: tests/test_fastpath.py.)"""
+        response = self.exact_answer(wire)
+        if response is not None:
+            return response
+        self._kept = None
+        response = self.handle(wire, client, over_udp=True)
+        entry = self._kept
+        if entry is not None:  # as the fast path answers it: the same octets answer it again
+            self._exact.put(wire[2:], (response[2:], entry))
+        return response
+
+    def exact_answer(self, wire: bytes) -> bytes | None:
+        """The counted answer to a UDP query seen before, while the zone
+        version its answer came from is served; None otherwise. Only plain
+        queries (QUERY, class IN, no TSIG, no transfer) are ever kept."""
+        kept = self._exact.get(wire[2:])
+        if kept is None:
+            return None
+        tail, entry = kept
+        served = self.authority.registry
+        if served.zones_by_wire.get(entry.origin_key) is not entry.version or entry.generation != served.generation:
+            return None
+        self._count_cached(entry)
+        return wire[:2] + tail
 
     def handle(self, wire: bytes, client: str, over_udp: bool, tls: str | None = None):
         """The answer to ``wire`` from address ``client``.
@@ -109,6 +142,7 @@ class QueryHandler:
                 and entry.generation == served.generation
             ):
                 self._count_cached(entry)
+                self._kept = entry
                 return fastpath.patch(entry.wire, wire, found[1])
             # A name that certainly does not exist: one answer per zone,
             # name length, type and size shape serves every such name.
@@ -125,6 +159,7 @@ class QueryHandler:
                     and entry.generation == served.generation
                 ):
                     self._count_cached(entry)
+                    self._kept = entry
                     return fastpath.patch(entry.wire, wire, qend)
             direct = self._direct(found, wire, served, over_udp, negative_key)
             if direct is not None:
@@ -235,11 +270,13 @@ class QueryHandler:
         if self.answer_cache_size is None and self._cache_sized_for != served.name_count:
             self._cache_sized_for = served.name_count
             self._cache.resize(fastpath.automatic_size(served.name_count))
-        self._cache.put(key, fastpath.CachedAnswer(
+            self._exact.resize(self._cache.max_entries)
+        self._kept = fastpath.CachedAnswer(
             version.origin, version.source.key, version, served.generation,
             fastpath.template(answer), stat_key, alias_owner,
             self.stats.key("aliasd_alias_answers_total"),
-        ))
+        )
+        self._cache.put(key, self._kept)
 
     def _count_cached(self, entry) -> None:
         counters = self.stats.counters

@@ -65,21 +65,24 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr) -> None:
         try:
-            response = self.handler.handle(data, addr[0], over_udp=True)
+            response = self.handler.handle_udp(data, addr[0])
         except Exception:
             log.failure("unexpected error answering a UDP message from {addr}", addr=addr)
             response = header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None
         if isinstance(response, defer.Deferred):  # an UPDATE: answered once recorded
-            response.addCallback(self._send, addr)
+            response.addCallback(self.send, addr)
             response.addErrback(lambda f: log.failure("answering an UPDATE from {addr}", f, addr=addr))
             return
-        self._send(response, addr)
+        self.send(response, addr)
 
-    def _send(self, response: bytes | None, addr) -> None:
-        if self.limiter is not None and response is not None:
-            response = self.limiter.check(addr[0], response)
+    def send(self, response: bytes | None, addr) -> None:
+        """``response`` to ``addr``, through the rate limiter if there is one."""
         if response is None:
             return
+        if self.limiter is not None:
+            response = self.limiter.check(addr[0], response)
+            if response is None:
+                return
         # Straight to the socket: the address came from recvfrom, so
         # Twisted's per-write address validation is work for nothing. A
         # full send buffer or an unreachable client drops the answer, as
