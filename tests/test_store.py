@@ -85,6 +85,21 @@ def test_snapshot_round_trip_in_the_state_store(tmp_path):
     assert _fresh(tmp_path).get(key, D2) is None
 
 
+def test_snapshot_lets_go_of_written_records_and_reads_them_back(tmp_path):
+    """A parsed zone's records are a copy (the served ones change in place
+    with updates): once written they are not kept twice in memory."""
+    source = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns h 1 1 2 3 4\n@ 300 NS ns\n")
+    key = N("example.com").to_wire()
+    snap = Snapshot(tmp_path)
+    snap.put(key, D1, dict(source.records), source.digest)
+    assert snap.entries[key][1] == dict(source.records)  # not written yet: kept
+    snap.save()
+    assert snap.entries[key] == (D1, None, source.digest)
+    assert snap.get(key, D1) == (D1, dict(source.records), source.digest)
+    assert snap.latest(key) == (D1, dict(source.records), source.digest)
+    assert snap.get(key, D2) is None
+
+
 def _fresh(directory) -> Snapshot:
     """What another process would read (a new Snapshot reads the store again)."""
     return Snapshot(directory)

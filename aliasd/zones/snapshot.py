@@ -112,14 +112,28 @@ class Snapshot:
         self.load()
         entry = self.entries.get(key)
         if entry is not None and entry[0] == digest:
-            return entry
+            return self._whole(key, entry)
         return None
 
     def latest(self, key: bytes) -> Entry | None:
         """The zone's entry whatever its file says now: the last file that
         loaded, served while the file on disk is broken."""
         self.load()
-        return self.entries.get(key)
+        entry = self.entries.get(key)
+        return self._whole(key, entry) if entry is not None else None
+
+    def _whole(self, key: bytes, entry: Entry) -> Entry | None:
+        """``entry`` with its records, read again from the store if they
+        were let go of once written (see ``save``)."""
+        if entry[1] is not None:
+            return entry
+        with self.db.reading() as txn:
+            value = txn.get(key, db=self.db.compiled)
+        try:
+            whole = _decode(value) if value is not None else None
+        except _Damaged:
+            whole = None
+        return whole if whole is not None and whole[0] == entry[0] else None
 
     def put(self, key: bytes, digest: bytes, records: dict, content: str) -> None:
         """Remember a freshly parsed zone (written by the next ``save``)."""
@@ -158,6 +172,7 @@ class Snapshot:
                     txn.delete(key, db=self.db.compiled)
                 for key, entry in new.items():
                     txn.put(key, _encode(*entry), db=self.db.compiled)
+                self.db.after_commit(lambda: self._written(new))
             self._foreign = False
         except BaseException:
             with self._lock:
@@ -165,3 +180,12 @@ class Snapshot:
                 self._new = new  # written next time
                 self._gone |= gone
             raise
+
+    def _written(self, new: dict) -> None:
+        """Once committed, a freshly parsed zone's records (a copy, apart
+        from the served ones, which updates change in place) are read back
+        from the store if ever needed (``_whole``), not kept twice."""
+        with self._lock:
+            for key, entry in new.items():
+                if self.entries.get(key) is entry:
+                    self.entries[key] = (entry[0], None, entry[2])
