@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import sys
 import time
 from typing import Callable, Iterable
 
@@ -32,7 +33,7 @@ import dns.rrset
 from twisted.logger import Logger
 
 from aliasd.resolve.resolution import AliasResolver, Status, TargetKey
-from aliasd.zones.zone import ADDRESS_TYPES, Flattened
+from aliasd.zones.zone import ADDRESS_TYPES, FlatRRsets, Flattened
 from aliasd.zones.zonefile import ALIAS_RDTYPE, ZoneSource
 
 # Logged as the authority always did: operators' filters keep working.
@@ -202,20 +203,18 @@ class AliasGraph:
 
     def flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
         alias = source.aliases[owner]
-        rrsets: dict[int, dns.rrset.RRset | None] = {}
+        parts = []
         loop = False
         for rdtype in ADDRESS_TYPES:
             followed = self.follow(alias.target, rdtype, {owner}, (source.origin, owner))
             if followed.kind == "loop":
                 loop = True
-                rrsets[rdtype] = None
+                parts.append((rdtype, 0, None))
             elif followed.kind == "none":
-                rrsets[rdtype] = None
+                parts.append((rdtype, 0, None))
             elif followed.kind == "addresses":
-                rrsets[rdtype] = dns.rrset.from_rdata_list(
-                    owner, min(alias.ttl, followed.ttl), followed.rdatas
-                )
-        return Flattened(rrsets, loop=loop)
+                parts.append((rdtype, min(alias.ttl, followed.ttl), followed.rdatas))
+        return Flattened(FlatRRsets(owner, tuple(parts)) if parts else {}, loop=loop)
 
     def follow(
         self,
@@ -322,16 +321,23 @@ def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str
     view digest kept in the state directory: keep it).
     """
 
+    rrsets = outcome.rrsets
+
     def one(rdtype):
-        if rdtype in outcome.rrsets:
-            rrset = outcome.rrsets[rdtype]
+        if rdtype in rrsets:
+            if isinstance(rrsets, FlatRRsets):  # (its RRsets are made on first use: not here)
+                raw = rrsets.raw(rdtype)
+                # as the RRset would hold them: equal rdatas once
+                return None if raw is None else (raw[0], tuple(sorted({r.to_text() for r in raw[1]})))
+            rrset = rrsets[rdtype]
         else:
             rrset = source.rrsets.get((owner, rdtype))
         if rrset is None:
             return None
         return (rrset.ttl, tuple(sorted(r.to_text() for r in rrset)))
 
-    return repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES)))
+    # Interned: owners of the same target serve the same text, kept once.
+    return sys.intern(repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES))))
 
 
 def _owner_hash(owner: dns.name.Name, served: str) -> int:
