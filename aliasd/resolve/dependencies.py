@@ -64,6 +64,13 @@ def _rdatas(rdtype: int, addresses: tuple[str, ...]) -> tuple[dns.rdata.Rdata, .
     return tuple(dns.rdata.from_text(dns.rdataclass.IN, rdtype, a) for a in addresses)
 
 
+@functools.lru_cache(maxsize=4096)
+def _shared_parts(parts: tuple) -> tuple:
+    """One object for equal flattened outcomes (aliasd.zones.zone.FlatRRsets):
+    the owners of one target share it, as they share its rdatas."""
+    return parts
+
+
 class AliasGraph:
     """Follows ALIAS owners and remembers the edges each one followed.
 
@@ -214,7 +221,7 @@ class AliasGraph:
                 parts.append((rdtype, 0, None))
             elif followed.kind == "addresses":
                 parts.append((rdtype, min(alias.ttl, followed.ttl), followed.rdatas))
-        return Flattened(FlatRRsets(owner, tuple(parts)) if parts else {}, loop=loop)
+        return Flattened(FlatRRsets(owner, _shared_parts(tuple(parts))) if parts else {}, loop=loop)
 
     def follow(
         self,
@@ -237,18 +244,21 @@ class AliasGraph:
         if origin is not None:
             found = self._zones[origin].base.find(target, origin)
         if found[0] == "delegated":
-            dependents = self.dependents.get((target, rdtype))
+            key = (target, rdtype)
+            dependents = self.dependents.get(key)
+            labels = _lowered(target)
+            same = self._by_name.get(labels)
             if dependents is None:
-                dependents = self.dependents[(target, rdtype)] = set()
+                dependents = self.dependents[key] = set()
                 self.new_targets = self.targets_changed = True
-                labels = _lowered(target)
-                same = self._by_name.get(labels)
                 if same is not None:
-                    same.append((target, rdtype))
+                    same.append(key)
                 else:
-                    self._by_name[labels] = [(target, rdtype)]
+                    self._by_name[labels] = [key]
+            elif same is not None:  # the key kept there: one tuple per target, not per owner
+                key = next((k for k in same if k == key), key)
             dependents.add(dependent)
-            self.targets_of.setdefault(dependent, set()).add((target, rdtype))
+            self.targets_of.setdefault(dependent, set()).add(key)
             state = self.resolver.state(target, rdtype) if self.resolver else None
             if state is not None and getattr(self.resolver, "require_validated", False) and self._signed(dependent[0]):
                 state = state.secure

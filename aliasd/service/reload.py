@@ -162,8 +162,8 @@ def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
     )
 
 
-@dataclasses.dataclass
-class _Read:
+@dataclasses.dataclass(slots=True)
+class _Read:  # (one per zone file: slots)
     path: Path
     size: int
     mtime_ns: int
