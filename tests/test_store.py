@@ -104,6 +104,27 @@ def test_a_snapshot_entry_keeps_its_files_stamp_and_is_found_by_it(tmp_path):
     assert again.stamped(key, moved) is not None
 
 
+def test_snapshot_lets_go_of_written_records_and_reads_them_back(tmp_path):
+    """A parsed zone's records are a copy (the served ones change in place
+    with updates): once written they are not kept twice in memory."""
+    source = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns h 1 1 2 3 4\n@ 300 NS ns\n")
+    key = N("example.com").to_wire()
+    snap = Snapshot(tmp_path)
+    snap.put(key, D1, dict(source.records), source.digest)
+    assert snap.entries[key][1] == dict(source.records)  # not written yet: kept
+    snap.save()
+    assert snap.entries[key] == (D1, None, source.digest, None)
+    assert snap.get(key, D1) == (D1, dict(source.records), source.digest, None)
+    assert snap.latest(key) == (D1, dict(source.records), source.digest, None)
+    assert snap.get(key, D2) is None
+    # Stamped again once settled (aliasd.service.reload): written with its records, found by the stamp.
+    stamp = (40, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000, 7, 2049)
+    snap.restamp(key, stamp)
+    snap.save()
+    assert snap.stamped(key, stamp) == (D1, dict(source.records), source.digest, stamp)
+    assert _fresh(tmp_path).stamped(key, stamp) == (D1, dict(source.records), source.digest, stamp)
+
+
 def _fresh(directory) -> Snapshot:
     """What another process would read (a new Snapshot reads the store again)."""
     return Snapshot(directory)

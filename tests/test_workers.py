@@ -290,6 +290,32 @@ def test_a_forked_worker_knows_the_inherited_objects_by_token(streamed):
     assert replica.authority.versions[OWNER].source is SOURCE
 
 
+def test_a_forked_worker_holds_inherited_objects_only_once_named_or_displaced(streamed):
+    """Holding them all at the fork wrote to every zone's objects (copied
+    pages); one its registry lets go of is held until the token is dropped."""
+    main, calls, shared = streamed
+    main.set_sources([SOURCE])
+    version = main.versions[OWNER]
+    source_token, base_token = shared.add(version.source), shared.add(version.base)
+    calls.clear()
+    replica = Replica(shared.objects())  # as by fork: the same objects
+    for method, args in [("configure", (main.registry.sources, False)), ("serve", (version,))]:
+        getattr(replica.authority.registry, method)(*args)
+    assert len(replica.objects) == 0
+    other = zone_source("example.com", "$ORIGIN example.com.\n@ 300 SOA ns1 h 9 3600 600 86400 60\n@ 300 NS ns1\n")
+    main.set_sources([other])  # the inherited file and indexes are replaced
+    replica.apply(frames.encode_changes(shared, calls))
+    # (get: only what the table holds; indexing would find it through the weak reference)
+    assert replica.objects.get(source_token) is SOURCE and replica.objects.get(base_token) is version.base
+    assert replica.authority.versions[OWNER].serial == 9
+    calls.clear()
+    main.set_sources([SOURCE])  # back to the inherited file: named by its token
+    payload = frames.encode_changes(shared, calls)
+    assert source_token not in payload[0][1]
+    replica.apply(payload)
+    assert replica.authority.registry.sources[OWNER] is SOURCE
+
+
 # -- the barrier ----------------------------------------------------------
 
 

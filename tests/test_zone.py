@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+
 import dns.name
 import dns.rcode
 import dns.rdatatype as T
 import dns.rrset
 import pytest
 
-from aliasd.zones.zone import Flattened, ZoneVersion
+from aliasd.zones.zone import FlatRRsets, Flattened, ZoneVersion
 from tests.helpers import zone_source
 
 N = dns.name.from_text
@@ -220,3 +222,19 @@ def test_vacant_names_are_carried_between_versions_only_while_they_stay():
     back = dns.rrset.from_text_list(gone, 60, "IN", "A", ["192.0.2.7"])
     v3 = ZoneVersion.build(source, {gone: Flattened({T.A: back})}, base=v1.base, previous=v2)
     assert "vacant" not in v3.__dict__ and v3.vacant == frozenset()
+
+
+def test_flattened_rrsets_are_made_on_first_use_and_serve_what_eager_ones_did():
+    """A flattened owner keeps (type, TTL, shared rdatas): its RRsets are
+    made when first asked for, then kept (compared by identity)."""
+    owner = dns.name.from_text("example.com")
+    eager = dns.rrset.from_text(owner, 60, "IN", "A", "192.0.2.1", "192.0.2.2")
+    lazy = FlatRRsets(owner, ((T.A, 60, tuple(eager)), (T.AAAA, 0, None)))
+    assert lazy._made is None and list(lazy) == [T.A, T.AAAA] and len(lazy) == 2
+    assert lazy.raw(T.A) == (60, tuple(eager)) and lazy.raw(T.AAAA) is None and lazy.has_addresses()
+    assert lazy[T.A] == eager and lazy[T.A].ttl == 60 and lazy[T.A] is lazy[T.A] and lazy[T.AAAA] is None
+    assert dict(lazy) == {T.A: eager, T.AAAA: None} and T.MX not in lazy
+    again = pickle.loads(pickle.dumps(lazy))  # as a worker gets it: without what was made here
+    assert again._made is None and again[T.A] == eager
+    none = FlatRRsets(owner, ((T.A, 0, None), (T.AAAA, 0, None)))
+    assert not none.has_addresses() and dict(none) == {T.A: None, T.AAAA: None}

@@ -52,7 +52,7 @@ def next_serial(file_serial: int, previous: int | None, changed: bool) -> int:
     return previous
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ZoneState:
     serial: int
     digest: str
@@ -140,7 +140,7 @@ class StateStore:
             self.db = StateDB(self.directory, **({} if max_size is None else {"max_size": max_size}))
         except OSError as e:
             raise StateDirError(f"state directory {self.directory}: {e.strerror or e}") from None
-        self._zones: dict[dns.name.Name, ZoneState] | None = None
+        self._zones: dict[bytes, ZoneState] | None = None
 
     def check_writable(self) -> None:
         """Raise StateDirError unless this process can write here now.
@@ -168,18 +168,21 @@ class StateStore:
                 f"(chown -R) or set [server] state-dir to a directory it can write"
             ) from None
 
-    def load_zones(self) -> dict[dns.name.Name, ZoneState]:
-        """Every zone's last recorded serial and digest (read once, then kept)."""
+    def _states(self) -> dict[bytes, ZoneState]:
+        """Every zone's last recorded serial and digest by the zone's lookup
+        key (read once, then kept): bytes, not a decoded name per zone."""
         if self._zones is None:
-            zones: dict[dns.name.Name, ZoneState] = {}
             with self.db.reading() as txn:
-                for key, value in txn.cursor(db=self.db.serials):
-                    zones[store.name_of(key)] = decode_zone_state(value)
-            self._zones = zones
+                self._zones = {bytes(key): decode_zone_state(value)
+                               for key, value in txn.cursor(db=self.db.serials)}
         return self._zones
 
+    def load_zones(self) -> dict[dns.name.Name, ZoneState]:
+        """Every zone's last recorded serial and digest."""
+        return {store.name_of(key): state for key, state in self._states().items()}
+
     def load_zone(self, name: dns.name.Name) -> ZoneState | None:
-        return self.load_zones().get(name)
+        return self._states().get(store.key_of(name))
 
     def save_zones(self, states: dict[dns.name.Name, ZoneState]) -> None:
         """Record these zones' serials durably: one transaction (or a part
@@ -190,11 +193,12 @@ class StateStore:
         """
         if not states:
             return
-        known = self.load_zones()
+        known = self._states()
+        by_key = {store.key_of(name): state for name, state in states.items()}
         with self.db.write() as txn:
-            for name, state in states.items():
-                txn.put(store.key_of(name), encode_zone_state(state), db=self.db.serials)
-            self.db.after_commit(lambda: known.update(states))
+            for key, state in by_key.items():
+                txn.put(key, encode_zone_state(state), db=self.db.serials)
+            self.db.after_commit(lambda: known.update(by_key))
 
     def save_zone(self, name: dns.name.Name, state: ZoneState) -> None:
         self.save_zones({name: state})

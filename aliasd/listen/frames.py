@@ -73,6 +73,14 @@ class FrameReader:
         return frames
 
 
+class _Ref(weakref.ref):
+    """A weak reference to a shared object that says what to forget when
+    the object goes (a weakref.finalize per object cost four times as
+    much: 20,000 of them at 10,000 zones)."""
+
+    __slots__ = ("key", "token", "records")
+
+
 class SharedObjects:
     """The main process's side of the token table: object -> token.
 
@@ -104,12 +112,15 @@ class SharedObjects:
         token = next(self._next)
         key = id(obj)
         self._tokens[key] = token
-        self._refs[token] = weakref.ref(obj)
         records = id(obj.records) if isinstance(obj, ZoneSource) else None
+        ref = self._refs[token] = _Ref(obj, self._ref_gone)
+        ref.key, ref.token, ref.records = key, token, records
         if records is not None:  # (the source holds its records: they live as long)
             self._records[records] = token
-        weakref.finalize(obj, self._gone, key, token, records)
         return token
+
+    def _ref_gone(self, ref: "_Ref") -> None:
+        self._gone(ref.key, ref.token, ref.records)
 
     def _gone(self, key: int, token: int, records: int | None) -> None:
         if self._tokens.get(key) == token:
@@ -123,10 +134,74 @@ class SharedObjects:
         dropped, self._dropped = self._dropped, []
         return dropped
 
-    def objects(self) -> dict[int, object]:
-        """Token -> object, strong: what a worker forked now starts with."""
-        live = {token: ref() for token, ref in self._refs.items()}
-        return {token: obj for token, obj in live.items() if obj is not None}
+    def objects(self) -> "TokenTable":
+        """Token -> object: what a worker forked now starts with."""
+        return TokenTable(self._refs, self._tokens)
+
+
+class TokenTable(dict):
+    """A forked worker's token table: the objects it was sent, held
+    strongly, and those it inherited by the fork, found through the main
+    process's weak references (``refs``: token -> weak reference; ``ids``:
+    id(object) -> token, the worker's copies) when first named.
+
+    Why: holding every inherited file and index strongly from the start
+    wrote to each of them (its reference count), which copied the pages of
+    all zones into every worker (27 MiB each at 10,000 zones). An
+    inherited object the worker's registry is about to let go of is held
+    here first (``pin``), so it stays until the main process drops its
+    token, as a sent one does.
+    """
+
+    def __init__(self, refs: dict, ids: dict):
+        super().__init__()
+        self._refs = refs
+        self._ids = ids
+        self._dropped: set[int] = set()
+
+    def __missing__(self, token: int):
+        ref = self._refs.get(token) if token not in self._dropped else None
+        obj = ref() if ref is not None else None
+        if obj is None:
+            raise KeyError(token)
+        self[token] = obj
+        return obj
+
+    def pin(self, obj) -> None:
+        """Hold ``obj`` if it is an inherited object not held yet."""
+        token = self._ids.get(id(obj)) if obj is not None else None
+        if token is None or token in self or token in self._dropped:
+            return
+        ref = self._refs.get(token)
+        if ref is not None and ref() is obj:
+            self[token] = obj
+
+    def pop(self, token: int, default=None):
+        self._dropped.add(token)
+        return super().pop(token, default)
+
+
+def _pin_displaced(registry, objects: TokenTable, method: str, args: tuple) -> None:
+    """Hold the inherited files and indexes the registry call is about to
+    replace or remove (see TokenTable)."""
+    if method == CONFIGURE_CHANGES:
+        origins = [*args[0], *args[1]]
+    elif method == "configure":
+        origins = [o for o, s in registry.sources.items() if args[0].get(o) is not s]
+    elif method == "set_source":
+        origins = [args[0].origin]
+    elif method == "serve":
+        origins = [args[0].origin]
+    elif method == "unpublish":
+        origins = [args[0]]
+    else:
+        return
+    for origin in origins:
+        objects.pin(registry.sources.get(origin))
+        version = registry.versions.get(origin)
+        if version is not None:
+            objects.pin(version.source)
+            objects.pin(version.base)
 
 
 class _Pickler(pickle.Pickler):
@@ -300,6 +375,8 @@ def decode_changes(objects: dict, payload: tuple) -> list[tuple[str, tuple]]:
 def apply_changes(registry, objects: dict, payload: tuple) -> None:
     """Replay a change frame on a worker's registry (aliasd.zones.registry)."""
     for method, args in decode_changes(objects, payload):
+        if isinstance(objects, TokenTable):
+            _pin_displaced(registry, objects, method, args)
         if method == CONFIGURE_CHANGES:
             changed, removed, zone_set_changed = args
             sources = dict(registry.sources)

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import random
 import struct
+import sys
 from typing import Callable, Mapping
 
 import dns.exception
@@ -65,7 +66,7 @@ def _notify_wire(version: ZoneVersion, query_id: int) -> bytes:
     )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Pending:
     zone: dns.name.Name
     target: Endpoint
@@ -270,7 +271,9 @@ class NotifySender:
             return
         self.failed += 1
         self.stats.inc("aliasd_notify_total", outcome="failed")
-        self.outcomes[(pending.zone, pending.target)] = (f"no response after {pending.tries} tries", pending.serial)
+        # (interned: thousands of zones fail alike when a secondary is down)
+        self.outcomes[(pending.zone, pending.target)] = (sys.intern(f"no response after {pending.tries} tries"),
+                                                         pending.serial)
         if self._failed_log.allow():
             log.warn(
                 "NOTIFY {zone} serial {serial} to {target} failed: no response after {tries} tries",

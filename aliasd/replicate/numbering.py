@@ -59,11 +59,13 @@ class Numbering:
             view += ":" + zone.signing_state
         digest = hashlib.sha256(view.encode()).hexdigest()
         if current is None:
-            previous = self.state.load_zones().get(origin)
+            previous = self.state.load_zone(origin)
         else:
             previous = ZoneState(current.serial, current_digest if current_digest is not None
                                  else self.digests.get(origin, ""))
         changed = previous is None or previous.digest != digest
+        if not changed:  # the recorded text, kept once (not a copy per zone beside it)
+            digest = previous.digest
         serial = next_serial(source.serial, previous.serial if previous else None, changed)
         state_changed = previous is None or serial != previous.serial or changed
         if current is not None and current.source is source:

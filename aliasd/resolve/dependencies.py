@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import sys
 import time
 from typing import Callable, Iterable
 
@@ -32,7 +33,7 @@ import dns.rrset
 from twisted.logger import Logger
 
 from aliasd.resolve.resolution import AliasResolver, Status, TargetKey
-from aliasd.zones.zone import ADDRESS_TYPES, Flattened
+from aliasd.zones.zone import ADDRESS_TYPES, FlatRRsets, Flattened
 from aliasd.zones.zonefile import ALIAS_RDTYPE, ZoneSource
 
 # Logged as the authority always did: operators' filters keep working.
@@ -63,26 +64,11 @@ def _rdatas(rdtype: int, addresses: tuple[str, ...]) -> tuple[dns.rdata.Rdata, .
     return tuple(dns.rdata.from_text(dns.rdataclass.IN, rdtype, a) for a in addresses)
 
 
-def _flattened(owner: dns.name.Name, ttl: int, rdatas) -> dns.rrset.RRset:
-    """The RRset of ``rdatas`` at ``owner``: a copy of the one made for the
-    same rdatas (shared by _rdatas) and TTL, renamed. Thousands of owners
-    of one target each made theirs anew, hashing every rdata's wire form
-    (a fifth of a start at ten thousand zones)."""
-    key = (id(rdatas), ttl)
-    made = _FLATTENED.get(key)
-    if made is None or made[0] is not rdatas:
-        if len(_FLATTENED) >= _FLATTENED_KEPT:
-            _FLATTENED.clear()
-        made = _FLATTENED[key] = (rdatas, dns.rrset.from_rdata_list(owner, ttl, rdatas))
-    rrset = made[1].copy()
-    rrset.name = owner
-    return rrset
-
-
-#: (id of rdatas, TTL) -> (those rdatas, their RRset): kept while they live (the
-#: entry holds them, so their id is not reused), at most _FLATTENED_KEPT.
-_FLATTENED: dict = {}
-_FLATTENED_KEPT = 4096
+@functools.lru_cache(maxsize=4096)
+def _shared_parts(parts: tuple) -> tuple:
+    """One object for equal flattened outcomes (aliasd.zones.zone.FlatRRsets):
+    the owners of one target share it, as they share its rdatas."""
+    return parts
 
 
 class AliasGraph:
@@ -224,18 +210,18 @@ class AliasGraph:
 
     def flatten(self, source: ZoneSource, owner: dns.name.Name) -> Flattened:
         alias = source.aliases[owner]
-        rrsets: dict[int, dns.rrset.RRset | None] = {}
+        parts = []
         loop = False
         for rdtype in ADDRESS_TYPES:
             followed = self.follow(alias.target, rdtype, {owner}, (source.origin, owner))
             if followed.kind == "loop":
                 loop = True
-                rrsets[rdtype] = None
+                parts.append((rdtype, 0, None))
             elif followed.kind == "none":
-                rrsets[rdtype] = None
+                parts.append((rdtype, 0, None))
             elif followed.kind == "addresses":
-                rrsets[rdtype] = _flattened(owner, min(alias.ttl, followed.ttl), followed.rdatas)
-        return Flattened(rrsets, loop=loop)
+                parts.append((rdtype, min(alias.ttl, followed.ttl), followed.rdatas))
+        return Flattened(FlatRRsets(owner, _shared_parts(tuple(parts))) if parts else {}, loop=loop)
 
     def follow(
         self,
@@ -258,18 +244,21 @@ class AliasGraph:
         if origin is not None:
             found = self._zones[origin].base.find(target, origin)
         if found[0] == "delegated":
-            dependents = self.dependents.get((target, rdtype))
+            key = (target, rdtype)
+            dependents = self.dependents.get(key)
+            labels = _lowered(target)
+            same = self._by_name.get(labels)
             if dependents is None:
-                dependents = self.dependents[(target, rdtype)] = set()
+                dependents = self.dependents[key] = set()
                 self.new_targets = self.targets_changed = True
-                labels = _lowered(target)
-                same = self._by_name.get(labels)
                 if same is not None:
-                    same.append((target, rdtype))
+                    same.append(key)
                 else:
-                    self._by_name[labels] = [(target, rdtype)]
+                    self._by_name[labels] = [key]
+            elif same is not None:  # the key kept there: one tuple per target, not per owner
+                key = next((k for k in same if k == key), key)
             dependents.add(dependent)
-            self.targets_of.setdefault(dependent, set()).add((target, rdtype))
+            self.targets_of.setdefault(dependent, set()).add(key)
             state = self.resolver.state(target, rdtype) if self.resolver else None
             if state is not None and getattr(self.resolver, "require_validated", False) and self._signed(dependent[0]):
                 state = state.secure
@@ -342,16 +331,23 @@ def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str
     view digest kept in the state directory: keep it).
     """
 
+    rrsets = outcome.rrsets
+
     def one(rdtype):
-        if rdtype in outcome.rrsets:
-            rrset = outcome.rrsets[rdtype]
+        if rdtype in rrsets:
+            if isinstance(rrsets, FlatRRsets):  # (its RRsets are made on first use: not here)
+                raw = rrsets.raw(rdtype)
+                # as the RRset would hold them: equal rdatas once
+                return None if raw is None else (raw[0], tuple(sorted({r.to_text() for r in raw[1]})))
+            rrset = rrsets[rdtype]
         else:
             rrset = source.rrsets.get((owner, rdtype))
         if rrset is None:
             return None
         return (rrset.ttl, tuple(sorted(_text(r) for r in rrset)))
 
-    return repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES)))
+    # Interned: owners of the same target serve the same text, kept once.
+    return sys.intern(repr((outcome.loop, tuple(one(t) for t in ADDRESS_TYPES))))
 
 
 def _text(rdata: dns.rdata.Rdata) -> str:

@@ -54,9 +54,16 @@ from aliasd.zones.zonefile import ZoneSource
 
 log = Logger()
 
+#: No owner touched since the served version: one empty set shared by every zone.
+_NO_OWNERS: frozenset = frozenset()
+
 
 class _Zone:
-    """Book-keeping for one served zone between versions."""
+    """Book-keeping for one served zone between versions (slots: one per
+    zone, ten thousand of them)."""
+
+    __slots__ = ("source", "seq", "frames", "touched", "signing_state", "base", "source_digest",
+                 "flattened", "served", "view_hash", "pending", "reason")
 
     _numbers = itertools.count(1)
 
@@ -939,7 +946,7 @@ class ZoneAuthority:
             registry.serve(built.version)
             self._published_owners += len(built.version.source.records)
             self._unfrozen_zones += 1
-            built.zone.touched = set()  # the next difference starts from this version
+            built.zone.touched = _NO_OWNERS  # the next difference starts from this version
             self._fire_waiters(origin, built.zone.seq)
             if old is None or old.serial != built.version.serial:
                 announced.append(built.version)

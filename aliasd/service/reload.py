@@ -182,8 +182,8 @@ def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
-@dataclasses.dataclass
-class _Read:
+@dataclasses.dataclass(slots=True)
+class _Read:  # (one per zone file: slots)
     path: Path
     where: str  # the path as a string, stat-ed at every reload
     stamp: tuple  # file_stamp when read; None: read the content again next time

@@ -125,7 +125,7 @@ class Snapshot:
         self.load()
         entry = self.entries.get(key)
         if entry is not None and entry[0] == digest:
-            return entry
+            return self._whole(key, entry)
         return None
 
     def stamped(self, key: bytes, stamp: tuple) -> Entry | None:
@@ -133,22 +133,41 @@ class Snapshot:
         self.load()
         entry = self.entries.get(key)
         if entry is not None and entry[3] is not None and entry[3] == stamp:
-            return entry
+            return self._whole(key, entry)
         return None
 
     def restamp(self, key: bytes, stamp: tuple | None) -> None:
         """The zone's file, read again, has the kept digest and ``stamp``
         now (settled; None: not yet): kept for the next start."""
+        entry = self.entries.get(key)
+        if stamp is None or entry is None or entry[3] == stamp:
+            return
+        whole = self._whole(key, entry)  # (its records, to be written again with the new stamp)
+        if whole is None:
+            return
         with self._lock:
-            entry = self.entries.get(key)
-            if stamp is not None and entry is not None and entry[3] != stamp:
-                self.entries[key] = self._new[key] = (*entry[:3], stamp)
+            if self.entries.get(key) is entry:
+                self.entries[key] = self._new[key] = (*whole[:3], stamp)
 
     def latest(self, key: bytes) -> Entry | None:
         """The zone's entry whatever its file says now: the last file that
         loaded, served while the file on disk is broken."""
         self.load()
-        return self.entries.get(key)
+        entry = self.entries.get(key)
+        return self._whole(key, entry) if entry is not None else None
+
+    def _whole(self, key: bytes, entry: Entry) -> Entry | None:
+        """``entry`` with its records, read again from the store if they
+        were let go of once written (see ``save``)."""
+        if entry[1] is not None:
+            return entry
+        with self.db.reading() as txn:
+            value = txn.get(key, db=self.db.compiled)
+        try:
+            whole = _decode(value) if value is not None else None
+        except _Damaged:
+            whole = None
+        return whole if whole is not None and whole[0] == entry[0] else None
 
     def put(self, key: bytes, digest: bytes, records: dict, content: str, stamp: tuple | None = None) -> None:
         """Remember a freshly parsed zone (written by the next ``save``)."""
@@ -186,7 +205,9 @@ class Snapshot:
                 for key in gone:
                     txn.delete(key, db=self.db.compiled)
                 for key, entry in new.items():
-                    txn.put(key, _encode(*entry), db=self.db.compiled)
+                    if entry[1] is not None:  # (None: written before, its records let go of)
+                        txn.put(key, _encode(*entry), db=self.db.compiled)
+                self.db.after_commit(lambda: self._written(new))
             self._foreign = False
         except BaseException:
             with self._lock:
@@ -194,3 +215,12 @@ class Snapshot:
                 self._new = new  # written next time
                 self._gone |= gone
             raise
+
+    def _written(self, new: dict) -> None:
+        """Once committed, a freshly parsed zone's records (a copy, apart
+        from the served ones, which updates change in place) are read back
+        from the store if ever needed (``_whole``), not kept twice."""
+        with self._lock:
+            for key, entry in new.items():
+                if self.entries.get(key) is entry:
+                    self.entries[key] = (entry[0], None, entry[2], entry[3])

@@ -311,6 +311,62 @@ class ZoneBase:
         return "node", PackedNode(packed, name)
 
 
+class FlatRRsets(Mapping):
+    """A flattened ALIAS owner's A/AAAA as Flattened.rrsets maps them, each
+    RRset made on first use.
+
+    Why: ten thousand apex ALIAS owners over a few targets share their
+    rdatas (aliasd.resolve.dependencies), but an RRset per owner and type
+    (with its set of rdatas) cost about 370 bytes, most of a zone's
+    flattened view, for zones mostly asked much later or never. ``parts``:
+    (type, TTL, rdatas) per type, rdatas None for a type with no
+    addresses (it maps to None).
+    """
+
+    __slots__ = ("owner", "parts", "_made")
+
+    def __init__(self, owner: dns.name.Name, parts: tuple):
+        self.owner = owner
+        self.parts = parts
+        self._made: dict | None = None
+
+    def __getitem__(self, rdtype: int) -> dns.rrset.RRset | None:
+        for t, ttl, rdatas in self.parts:
+            if t == rdtype:
+                if rdatas is None:
+                    return None
+                made = self._made
+                if made is None:
+                    made = self._made = {}
+                rrset = made.get(rdtype)
+                if rrset is None:  # (kept: compared by identity, as PackedNode.same_as does)
+                    rrset = made[rdtype] = dns.rrset.from_rdata_list(self.owner, ttl, rdatas)
+                return rrset
+        raise KeyError(rdtype)
+
+    def __contains__(self, rdtype) -> bool:
+        return any(t == rdtype for t, _, _ in self.parts)
+
+    def __iter__(self) -> Iterator[int]:
+        return (t for t, _, _ in self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def raw(self, rdtype: int) -> tuple[int, tuple] | None:
+        """(TTL, rdatas) of one type without making its RRset (None: no addresses)."""
+        for t, ttl, rdatas in self.parts:
+            if t == rdtype:
+                return None if rdatas is None else (ttl, rdatas)
+        raise KeyError(rdtype)
+
+    def has_addresses(self) -> bool:
+        return any(rdatas is not None for _, _, rdatas in self.parts)
+
+    def __reduce__(self):
+        return FlatRRsets, (self.owner, self.parts)
+
+
 @dataclasses.dataclass(frozen=True)
 class Flattened:
     """The outcome of following one ALIAS, per address type.
@@ -485,7 +541,8 @@ class ZoneVersion:
         if packed is None or key == self.base.origin_key:
             return False
         overrides = self._overlay.get(key) or {}
-        if any(rrset is not None for rrset in overrides.values()):
+        if overrides.has_addresses() if isinstance(overrides, FlatRRsets) else \
+                any(rrset is not None for rrset in overrides.values()):
             return False
         return not any(t != ALIAS_RDTYPE and t not in overrides for t in store.types_of(packed))
 
