@@ -92,7 +92,8 @@ class AliasdProcess:
             try:
                 self.query(".", "SOA", timeout=0.3)
                 return self
-            except (dns.exception.Timeout, ConnectionError, OSError):
+            except (dns.exception.Timeout, ConnectionError, OSError, dns.query.BadResponse):
+                # (BadResponse: a late answer to an earlier probe, on a source port used again)
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"aliasd did not answer within {timeout}s\n{self.log()}")
