@@ -196,17 +196,19 @@ class Worker:
         next_report = now + STATS_INTERVAL
         while self.running:
             for fd, events in poller.poll(max(0.0, next_report - now)):
-                if tcp is not None and tcp.owns(fd):
-                    tcp.ready(fd, events)
-                elif fd == channel_fd:
-                    self._read_channel()
-                elif fd == wake_r:
-                    try:
-                        os.read(wake_r, 512)
-                    except BlockingIOError:
-                        pass
+                udp = by_fd.get(fd)  # (the queries first: most wake-ups)
+                if udp is None:
+                    if fd == channel_fd:
+                        self._read_channel()
+                    elif fd == wake_r:
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                    elif tcp is not None:
+                        tcp.ready(fd, events)
                 else:
-                    count = self._read_socket(*by_fd[fd])
+                    count = self._read_socket(*udp)
                     read[fd] += count
                     if count <= TRICKLE and read[fd] >= SPREAD:
                         # A trickle: to the end of the socket's queue of
@@ -220,7 +222,7 @@ class Worker:
                         read[fd] = 0
                         poller.unregister(fd)
                         poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-            if tcp is not None:
+            if tcp is not None and tcp.connections:  # (idle timeouts: only with connections open)
                 tcp.tick()
             now = time.monotonic()
             if now >= next_report:

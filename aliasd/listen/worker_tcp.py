@@ -133,9 +133,6 @@ class Connections:
         for fd in self.listeners:
             poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
 
-    def owns(self, fd: int) -> bool:
-        return fd in self.connections or fd in self.listeners
-
     def ready(self, fd: int, events: int) -> None:
         """An epoll event on one of our descriptors."""
         listener = self.listeners.get(fd)
