@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,30 +23,50 @@ REPO = Path(__file__).resolve().parent.parent
 _HANDED_OUT: set[int] = set()
 
 
+
+def _below_ephemeral() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range (32768-60999 by default).
+
+    No client socket of another process (dig, dnspython, a secondary's
+    transfer) is given such a port, so none can take it between the check in
+    ``free_port`` and the server's bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low - 1) if low > 12000 else (low, 65535)
+
+
+# Our own generator: tests that seed ``random`` must not make two concurrent
+# test runs draw the same sequence of ports.
+_PORTS = random.Random(os.urandom(16))
+_PORT_RANGE = _below_ephemeral()
+
+
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 and ::1.
 
     Never the same port twice in one test run: two servers started in one
     test (aliasd and a secondary) must not be given the same number.
     """
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            if port in _HANDED_OUT:
-                continue
-            try:
-                for family, host, kind in (
-                    (socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM),
-                    (socket.AF_INET6, "::1", socket.SOCK_DGRAM),
-                    (socket.AF_INET6, "::1", socket.SOCK_STREAM),
-                ):
-                    with socket.socket(family, kind) as s:
-                        s.bind((host, port))
-            except OSError:
-                continue
-            _HANDED_OUT.add(port)
-            return port
+    for _ in range(200):
+        port = _PORTS.randint(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
+        try:
+            for family, host, kind in (
+                (socket.AF_INET, "127.0.0.1", socket.SOCK_STREAM),
+                (socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM),
+                (socket.AF_INET6, "::1", socket.SOCK_DGRAM),
+                (socket.AF_INET6, "::1", socket.SOCK_STREAM),
+            ):
+                with socket.socket(family, kind) as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port found")
 
 
