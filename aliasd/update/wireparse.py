@@ -1,0 +1,125 @@
+"""UPDATE messages of the common shape read from the wire, TSIG checked.
+
+Why a module of its own: dnspython's ``dns.message.from_wire`` was the
+largest single cost of an UPDATE on the reactor (its message factory,
+section bookkeeping and RRset lookups, then restore_ttls reading the
+records a second time). Most UPDATEs have one shape: a zone section of one
+SOA in class IN, prerequisites and updates in class IN, ANY or NONE, no
+EDNS, and a TSIG of a known key as the only additional record. ``parse``
+reads that shape with dnspython's public pieces (``dns.name.from_wire``,
+``dns.rdata.from_wire``, ``dns.tsig.validate``) into the same
+``dns.update.UpdateMessage`` the full parse gives (one RR per RRset, TTLs
+as sent), and returns None for anything else, any error included: the
+caller then parses in full, which also writes every error answer (FORMERR,
+NOTAUTH, BADSIG, BADTIME, BADKEY), so those stay dnspython's.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import dns.exception
+import dns.flags
+import dns.name
+import dns.opcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.update
+
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+_TYPE_CLASS = struct.Struct("!HH")
+_IN = dns.rdataclass.IN
+_ANY = dns.rdataclass.ANY
+_NONE = dns.rdataclass.NONE
+_SOA = dns.rdatatype.SOA
+_TSIG = dns.rdatatype.TSIG
+_SPECIAL = frozenset({dns.rdatatype.OPT, dns.rdatatype.TSIG})
+_UPDATE_FLAGS = int(dns.opcode.to_flags(dns.opcode.UPDATE))
+_KIND = int(dns.flags.QR) | 0x7800  # QR and the opcode bits
+
+
+class _Unusual(Exception):
+    """The message is not of the common shape: the full parse decides."""
+
+
+def parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage | None:
+    """The UPDATE in ``wire`` with its TSIG validated by a key of
+    ``keyring``, or None when the full parse must decide (another shape,
+    an unknown key, a bad signature or time, a malformed record)."""
+    try:
+        return _parse(wire, keyring)
+    except (_Unusual, dns.exception.DNSException, ValueError, IndexError, struct.error):
+        return None
+
+
+def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
+    if len(wire) < 12:
+        raise _Unusual
+    msg_id, flags, zocount, prcount, upcount, adcount = _HEADER.unpack_from(wire)
+    if flags & _KIND != _UPDATE_FLAGS or zocount != 1 or adcount != 1:
+        raise _Unusual
+    zone, used = dns.name.from_wire(wire, 12)
+    at = 12 + used
+    rdtype, rdclass = _TYPE_CLASS.unpack_from(wire, at)
+    if rdtype != _SOA or rdclass != _IN:
+        raise _Unusual
+    at += 4
+    message = dns.update.UpdateMessage(id=msg_id)
+    message.flags = dns.flags.Flag(flags)
+    message.wire = wire
+    message.sections[0].append(dns.rrset.RRset(zone, _IN, _SOA))
+    at = _records(wire, at, prcount, message.sections[1], True)
+    at = _records(wire, at, upcount, message.sections[2], False)
+    tsig_start = at
+    keyname, used = dns.name.from_wire(wire, at)
+    at += used
+    rdtype, rdclass, _, rdlen = _RR.unpack_from(wire, at)
+    at += 10
+    if rdtype != _TSIG or rdclass != _ANY or at + rdlen != len(wire):
+        raise _Unusual
+    key = keyring.get(keyname)
+    if key is None:
+        raise _Unusual
+    rd = dns.rdata.from_wire(_ANY, _TSIG, wire, at, rdlen)
+    message.tsig_ctx = dns.tsig.validate(wire, key, keyname, rd, int(time.time()), None, tsig_start)
+    message.keyring = key
+    message.tsig = dns.rrset.from_rdata(keyname, 0, rd)
+    return message
+
+
+def _records(wire: bytes, at: int, count: int, section: list, prerequisites: bool) -> int:
+    """Read ``count`` records into ``section`` as dnspython's UpdateMessage
+    does (class ANY or NONE: a deletion in class IN, empty where it must
+    be), each its own RRset, with the TTL as sent (restore_ttls)."""
+    for _ in range(count):
+        name, used = dns.name.from_wire(wire, at)
+        at += used
+        rdtype, rdclass, ttl, rdlen = _RR.unpack_from(wire, at)
+        at += 10
+        if rdtype in _SPECIAL:
+            raise _Unusual
+        deleting = None
+        empty = False
+        if rdclass == _ANY or rdclass == _NONE:
+            deleting = rdclass
+            empty = rdclass == _ANY or prerequisites
+            rdclass = _IN
+        elif rdclass != _IN:
+            raise _Unusual
+        if empty:
+            if rdlen:
+                raise _Unusual
+            rrset = dns.rrset.RRset(name, rdclass, rdtype, dns.rdatatype.NONE, deleting)
+        else:
+            rd = dns.rdata.from_wire(rdclass, rdtype, wire, at, rdlen)
+            rrset = dns.rrset.RRset(name, rdclass, rdtype, rd.covers(), deleting)
+            rrset.add(rd)
+        rrset.ttl = ttl
+        section.append(rrset)
+        at += rdlen
+    return at
