@@ -168,3 +168,15 @@ def test_any_mix_of_ordinary_records_reads_as_dnspythons(steps):
     wire = signed(update)
     fast = wireparse.parse(wire, KEYRING)
     assert fast is not None and update_summary(fast) == update_summary(full(wire))
+
+
+def test_names_read_once_keep_their_case_and_the_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(wireparse, "_NAMES", {})
+    monkeypatch.setattr(wireparse, "_NAMES_MAX", 3)
+    zones = []
+    for origin in ("Example.COM.", "example.com.", "example.com.", "EXAMPLE.com."):
+        update = dns.update.UpdateMessage(origin)
+        update.add("www", 60, "A", "192.0.2.9")
+        zones.append(wireparse.parse(signed(update), KEYRING).question[0].name.to_text())
+    assert zones == ["Example.COM.", "example.com.", "example.com.", "EXAMPLE.com."]
+    assert len(wireparse._NAMES) <= 3

@@ -46,6 +46,12 @@ _UPDATE_FLAGS = int(dns.opcode.to_flags(dns.opcode.UPDATE))
 _KIND = int(dns.flags.QR) | 0x7800  # QR and the opcode bits
 
 
+#: Names read uncompressed, by their wire form: the zone, the key and its
+#: algorithm come in every UPDATE (bounded: cleared when full).
+_NAMES: dict[bytes, dns.name.Name] = {}
+_NAMES_MAX = 1024
+
+
 class _Unusual(Exception):
     """The message is not of the common shape: the full parse decides."""
 
@@ -66,7 +72,7 @@ def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
     msg_id, flags, zocount, prcount, upcount, adcount = _HEADER.unpack_from(wire)
     if flags & _KIND != _UPDATE_FLAGS or zocount != 1 or adcount != 1:
         raise _Unusual
-    zone, used = dns.name.from_wire(wire, 12)
+    zone, used = _name(wire, 12)
     at = 12 + used
     rdtype, rdclass = _TYPE_CLASS.unpack_from(wire, at)
     if rdtype != _SOA or rdclass != _IN:
@@ -79,7 +85,7 @@ def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
     at = _records(wire, at, prcount, message.sections[1], True)
     at = _records(wire, at, upcount, message.sections[2], False)
     tsig_start = at
-    keyname, used = dns.name.from_wire(wire, at)
+    keyname, used = _name(wire, at)
     at += used
     rdtype, rdclass, _, rdlen = _RR.unpack_from(wire, at)
     at += 10
@@ -100,7 +106,7 @@ def _records(wire: bytes, at: int, count: int, section: list, prerequisites: boo
     does (class ANY or NONE: a deletion in class IN, empty where it must
     be), each its own RRset, with the TTL as sent (restore_ttls)."""
     for _ in range(count):
-        name, used = dns.name.from_wire(wire, at)
+        name, used = _name(wire, at)
         at += used
         rdtype, rdclass, ttl, rdlen = _RR.unpack_from(wire, at)
         at += 10
@@ -132,7 +138,7 @@ def _tsig_rdata(wire: bytes, at: int, rdlen: int) -> dns.rdtypes.ANY.TSIG.TSIG:
     """The TSIG rdata at ``at``, its fields read with struct and given to
     dnspython's TSIG class (its wire parser costs three times as much)."""
     end = at + rdlen
-    algorithm, used = dns.name.from_wire(wire, at)
+    algorithm, used = _name(wire, at)
     at += used
     high, low, fudge, mac_size = _TSIG_TIMES.unpack_from(wire, at)
     at += _TSIG_TIMES.size
@@ -144,3 +150,24 @@ def _tsig_rdata(wire: bytes, at: int, rdlen: int) -> dns.rdtypes.ANY.TSIG.TSIG:
         raise _Unusual
     return dns.rdtypes.ANY.TSIG.TSIG(_ANY, _TSIG, algorithm, (high << 32) | low, fudge, mac,
                                      original_id, error, wire[at:end])
+
+
+def _name(wire: bytes, at: int) -> tuple[dns.name.Name, int]:
+    """dns.name.from_wire's (name, octets used); a name without compression
+    is read once by dnspython and then found by its octets."""
+    end = at
+    length = wire[end]
+    while length:
+        if length >= 64:  # a compression pointer (or a bad label): dnspython follows it
+            return dns.name.from_wire(wire, at)
+        end += length + 1
+        length = wire[end]
+    end += 1
+    raw = wire[at:end]
+    name = _NAMES.get(raw)
+    if name is None:
+        name, _ = dns.name.from_wire(wire, at)
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[raw] = name
+    return name, end - at
