@@ -7,11 +7,12 @@ records a second time). Most UPDATEs have one shape: a zone section of one
 SOA in class IN, prerequisites and updates in class IN, ANY or NONE, no
 EDNS, and a TSIG of a known key as the only additional record. ``parse``
 reads that shape with dnspython's public pieces (``dns.name.from_wire``,
-``dns.rdata.from_wire``, ``dns.tsig.validate``) into the same
-``dns.update.UpdateMessage`` the full parse gives (one RR per RRset, TTLs
-as sent), and returns None for anything else, any error included: the
-caller then parses in full, which also writes every error answer (FORMERR,
-NOTAUTH, BADSIG, BADTIME, BADKEY), so those stay dnspython's.
+``dns.rdata.from_wire``, the TSIG rdata class, ``dns.tsig.validate``) into
+a WireUpdate: what the update path reads of a dnspython message, with the
+same RRsets the full parse gives (one RR per RRset, TTLs as sent). It
+returns None for anything else, any error included: the caller then
+parses in full, which also writes every error answer (FORMERR, NOTAUTH,
+BADSIG, BADTIME, BADKEY), so those stay dnspython's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
-import dns.update
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
@@ -52,11 +52,37 @@ _NAMES: dict[bytes, dns.name.Name] = {}
 _NAMES_MAX = 1024
 
 
+class WireUpdate:
+    """A signed UPDATE as the update path reads a dnspython message
+    (aliasd.answer.update_requests, aliasd.update.rfc2136.process,
+    aliasd.base.replies.plain_reply): no EDNS, its TSIG validated. Not a
+    dns.message.Message, whose construction and TSIG RRset (its rdata
+    hashed, so rendered) cost as much as the TSIG check."""
+
+    __slots__ = ("id", "flags", "question", "prerequisite", "update", "wire", "keyname", "mac")
+
+    edns = -1
+    had_tsig = True
+
+    def __init__(self, msg_id: int, flags: dns.flags.Flag, question: list, wire: bytes):
+        self.id = msg_id
+        self.flags = flags
+        self.question = question
+        self.prerequisite: list[dns.rrset.RRset] = []
+        self.update: list[dns.rrset.RRset] = []
+        self.wire = wire
+        self.keyname: dns.name.Name | None = None
+        self.mac: bytes | None = None
+
+    def opcode(self) -> dns.opcode.Opcode:
+        return dns.opcode.Opcode.UPDATE
+
+
 class _Unusual(Exception):
     """The message is not of the common shape: the full parse decides."""
 
 
-def parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage | None:
+def parse(wire: bytes, keyring: dict) -> WireUpdate | None:
     """The UPDATE in ``wire`` with its TSIG validated by a key of
     ``keyring``, or None when the full parse must decide (another shape,
     an unknown key, a bad signature or time, a malformed record)."""
@@ -66,7 +92,7 @@ def parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage | None:
         return None
 
 
-def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
+def _parse(wire: bytes, keyring: dict) -> WireUpdate:
     if len(wire) < 12:
         raise _Unusual
     msg_id, flags, zocount, prcount, upcount, adcount = _HEADER.unpack_from(wire)
@@ -78,12 +104,9 @@ def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
     if rdtype != _SOA or rdclass != _IN:
         raise _Unusual
     at += 4
-    message = dns.update.UpdateMessage(id=msg_id)
-    message.flags = dns.flags.Flag(flags)
-    message.wire = wire
-    message.sections[0].append(dns.rrset.RRset(zone, _IN, _SOA))
-    at = _records(wire, at, prcount, message.sections[1], True)
-    at = _records(wire, at, upcount, message.sections[2], False)
+    message = WireUpdate(msg_id, dns.flags.Flag(flags), [dns.rrset.RRset(zone, _IN, _SOA)], wire)
+    at = _records(wire, at, prcount, message.prerequisite, True)
+    at = _records(wire, at, upcount, message.update, False)
     tsig_start = at
     keyname, used = _name(wire, at)
     at += used
@@ -95,9 +118,9 @@ def _parse(wire: bytes, keyring: dict) -> dns.update.UpdateMessage:
     if key is None:
         raise _Unusual
     rd = _tsig_rdata(wire, at, rdlen)
-    message.tsig_ctx = dns.tsig.validate(wire, key, keyname, rd, int(time.time()), None, tsig_start)
-    message.keyring = key
-    message.tsig = dns.rrset.from_rdata(keyname, 0, rd)
+    dns.tsig.validate(wire, key, keyname, rd, int(time.time()), None, tsig_start)
+    message.keyname = keyname
+    message.mac = rd.mac
     return message
 
 
