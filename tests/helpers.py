@@ -63,3 +63,17 @@ def recv_exactly(s: socket.socket, n: int) -> bytes:
         assert chunk, "connection closed early"
         data += chunk
     return data
+
+
+def update_summary(message) -> tuple:
+    """What the update path reads of a parsed UPDATE: header, zone, each
+    prerequisite and update RR as an RRset (name, class, type, covers,
+    deleting, TTL, rdatas in wire form) and the TSIG; for comparing
+    aliasd.update.wireparse with dnspython's full parse."""
+    def rrsets(section):
+        return [(r.name, r.rdclass, r.rdtype, r.covers, r.deleting, r.ttl, sorted(rd.to_wire() for rd in r))
+                for r in section]
+    return (message.id, int(message.flags), message.opcode(), message.edns,
+            [(r.name, r.rdclass, r.rdtype) for r in message.question],
+            rrsets(message.prerequisite), rrsets(message.update),
+            message.had_tsig, message.keyname, message.mac)

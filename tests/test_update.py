@@ -9,14 +9,16 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import pytest
 
 from aliasd.base.config import UpdateRule
+from aliasd.update import wireparse
 from aliasd.update.rfc2136 import next_update_serial, process, restore_ttls
 from aliasd.zones.zonefile import ALIAS_TYPE
-from tests.helpers import zone_source
+from tests.helpers import update_summary, zone_source
 
 N = dns.name.from_text
 OPS, ACME = N("ops"), N("acme")
@@ -46,13 +48,28 @@ def source():
     return zone_source("example.com.", ZONE)
 
 
+TSIG_KEY = dns.tsig.Key("ops.", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-sha256")
+KEYRING = {TSIG_KEY.name: TSIG_KEY}
+
+
 def run(update: dns.update.UpdateMessage, key=OPS, served=10, src=None, rules=RULES, signed=False, **kw):
     """The update as the server parses it: one RR per RRset, in order, with
-    the TTLs as sent."""
+    the TTLs as sent. Signed, it is read both ways, by dnspython's full
+    parse and by aliasd.update.wireparse, which must agree; the decisions
+    are also the same (checked where each gets a fresh copy of the zone)."""
+    update.use_tsig(KEYRING, TSIG_KEY.name)
     wire = update.to_wire()
-    message = dns.message.from_wire(wire, one_rr_per_rrset=True)
+    message = dns.message.from_wire(wire, keyring=KEYRING, one_rr_per_rrset=True)
     restore_ttls(message, wire)
-    return process(message, src or source(), rules, key, served, signed, **kw)
+    fast = wireparse.parse(wire, KEYRING)
+    assert fast is not None, "a shape the wire parser leaves to the full parse"
+    assert update_summary(fast) == update_summary(message)
+    outcome = process(fast, src or source(), rules, key, served, signed, **kw)
+    if src is None:
+        full = process(message, source(), rules, key, served, signed, **kw)
+        assert (full.rcode, full.why, full.touched, full.names) == (
+            outcome.rcode, outcome.why, outcome.touched, outcome.names)
+    return outcome
 
 
 def records(outcome, name, rdtype):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+from dns.rdtypes.ANY.TSIG import TSIG
 import dns.tsig
 import dns.update
 import pytest
@@ -16,7 +18,8 @@ from twisted.logger import formatEvent
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base.config import UpdateRule
-from aliasd.base.replies import plain_reply, render
+from aliasd.base import replies
+from aliasd.base.replies import HEADER, plain_reply, render
 from aliasd.service.authority import ZoneAuthority
 from tests.helpers import zone_source
 
@@ -118,6 +121,18 @@ def test_the_plain_reply_is_dnspythons_reply(served):
     assert len(plain_reply(query, 0, 40, KEY)) == 12  # too long: a bare TC header
     unsigned = dns.message.from_wire(dns.update.UpdateMessage("example.com").to_wire())
     assert dns.message.from_wire(plain_reply(unsigned, dns.rcode.REFUSED, 512, None)).rcode() == dns.rcode.REFUSED
+
+
+@pytest.mark.parametrize("key", [KEY, dns.tsig.Key("Ops.", KEY.secret, "HMAC-SHA512.")], ids=["sha256", "SHA512-upper"])
+@pytest.mark.parametrize("request_mac", [None, bytes(range(32))], ids=["no-request-mac", "request-mac"])
+def test_the_reply_is_signed_as_dns_tsig_sign_signs(monkeypatch, key, request_mac):
+    """replies._tsig_rdata gives the octets of dns.tsig.sign's record
+    (MAC included) for the same time: the digest is RFC 8945's."""
+    unsigned = HEADER.pack(7, 0xA800, 1, 0, 0, 0) + ORIGIN.to_wire() + b"\x00\x06\x00\x01"
+    monkeypatch.setattr(replies.time, "time", lambda: 1_700_000_000.5)
+    template = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", 7, 0, b"")
+    record, _ = dns.tsig.sign(unsigned, key, template, 1_700_000_000, request_mac)
+    assert replies._tsig_rdata(unsigned, key, 7, request_mac) == record.to_wire()
 
 
 def test_updates_that_share_a_commit_share_a_log_line(served, clock, log_events):

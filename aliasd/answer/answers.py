@@ -37,6 +37,7 @@ from aliasd.base.access import TransferAccess
 from aliasd.base.logthrottle import LogThrottle
 from aliasd.base.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.base.stats import Statistics
+from aliasd.update import wireparse
 from aliasd.update.rfc2136 import restore_ttls
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_TYPE
@@ -295,6 +296,10 @@ class QueryHandler:
 
         # An UPDATE's records are applied one by one, in order (RFC 2136 3.4.2).
         one_by_one = (HEADER.unpack_from(wire)[1] >> 11) & 0xF == dns.opcode.UPDATE
+        if one_by_one:
+            query = wireparse.parse(wire, self.keyring)  # the common shape, without from_wire
+            if query is not None:
+                return query, 0
         try:
             query = dns.message.from_wire(wire, keyring=key_for, one_rr_per_rrset=one_by_one)
         except dns.tsig.BadSignature:
