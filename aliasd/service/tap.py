@@ -41,7 +41,7 @@ from aliasd.base.config import (
 )
 from aliasd.base.lag import LagMonitor
 from aliasd.base.state import StateDirCheck, StateDirError, StateStore
-from aliasd.base.stats import MetricsSite, Statistics
+from aliasd.base.stats import Statistics
 from aliasd.dnssec.keys import KeyFileError
 from aliasd.listen.ratelimit import ResponseRateLimiter
 from aliasd.listen.tls import ReloadableContext, certificate_options
@@ -57,7 +57,6 @@ from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
-from aliasd.service.api import API_ALPN, ApiService
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
@@ -183,6 +182,8 @@ class Options(usage.Options):
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
             if self.settings.api.tls is not None:
+                from aliasd.service.api import API_ALPN  # twisted.web: only with [api] (start-up time)
+
                 self.api_tls = certificate_options(
                     self.settings.api.tls, str(self.settings.path), keys="[api] tls-", protocols=API_ALPN)
         except (ConfigError, ZoneFileError, StateDirError) as e:
@@ -391,6 +392,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     controller.workers = workers
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
+        from aliasd.service.api import ApiService  # twisted.web: imported only with [api] (start-up time)
+
         api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
                          catalog=settings.catalog.name.to_text() if settings.catalog else "")
         api.setServiceParent(top)
@@ -428,6 +431,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
         _register_store(stats, options.state.db, authority, reactor)
         register_rollover_gauge(stats, rollovers)
         endpoint = settings.statistics.listen
+        from aliasd.base.metricsite import MetricsSite  # twisted.web: only with [statistics] listen
+
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
 
