@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.name
 from twisted.application import internet
@@ -44,12 +45,10 @@ from aliasd.base.state import StateDirCheck, StateDirError, StateStore
 from aliasd.base.stats import Statistics
 from aliasd.dnssec.keys import KeyFileError
 from aliasd.listen.ratelimit import ResponseRateLimiter
-from aliasd.listen.tls import ReloadableContext, certificate_options
 from aliasd.listen.transports import (
     DNSDatagramProtocol,
     DNSStreamFactory,
     StreamListener,
-    LimitedTLSFactory,
 )
 from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender, NotifyService
@@ -82,6 +81,9 @@ from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.update.runtime import RuntimeZones
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
+
+if TYPE_CHECKING:
+    from aliasd.listen.tls import ReloadableContext
 
 log = Logger()
 
@@ -177,6 +179,9 @@ class Options(usage.Options):
             self.sources = self.catalog.add_to(self.settings, list(results.values()) + self._runtime_sources(),
                                                self.held)
             self.signers = make_signers(with_runtime_zones(self.settings, self.runtime))
+            if self.settings.tls.enabled or self.settings.api.tls is not None:
+                # pyOpenSSL and cryptography: imported only with TLS (start-up time)
+                from aliasd.listen.tls import ReloadableContext, certificate_options
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
@@ -360,6 +365,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     workers.setServiceParent(top)
     tls = settings.tls
     if options.tls_context is not None:
+        from aliasd.listen.tls import LimitedTLSFactory  # (imported with the context)
+
         for address in tls.listen:
             tls_factory = LimitedTLSFactory(options.tls_context, False, tcp_factory)
             internet.TCPServer(tls.port, tls_factory, interface=address).setServiceParent(top)
