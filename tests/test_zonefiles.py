@@ -96,3 +96,44 @@ def test_a_restart_takes_an_unchanged_file_from_the_snapshot_without_reading_it(
     zone.file.write_text(ZONE.format(name="z0.test", last=12))
     results, _ = ZoneFiles(Snapshot(state)).read_all((zone,))
     assert reads == [zone.file] * 2 and address(results[zone.name]) == "192.0.2.12"
+
+
+def test_at_a_cold_start_the_worker_processes_read_hash_and_parse_the_files(tmp_path, monkeypatch):
+    """Many files, two processes, no snapshot entry: the main process reads
+    none of them (only the unreadable one, to name its error), and gets
+    the same sources, errors and digests as reading them all itself."""
+    import hashlib
+    from pathlib import Path
+
+    from aliasd.zones.snapshot import Snapshot
+
+    settings = zones(tmp_path, ZoneFiles.parallel_from + 10)
+    broken, missing = settings[3], settings[7]
+    broken.file.write_text(ZONE.format(name="z3.test", last=10) + "bad 300 A not-an-address\n")
+    missing.file.unlink()
+    state = tmp_path / "state"
+    state.mkdir()
+    alone, _ = ZoneFiles().read_all(settings)  # all read in this process (one process)
+    real = Path.read_bytes
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    files = ZoneFiles(Snapshot(state))
+    results, fresh = files.read_all(settings, workers=2)
+    assert reads == [missing.file]
+    assert files.workers == 2 and files.parsed == len(settings) - 2 and len(fresh) == len(settings) - 2
+    assert list(results) == list(alone)
+    for name, result in results.items():
+        if isinstance(alone[name], Exception):
+            assert type(result) is type(alone[name]) and str(result) == str(alone[name])
+        else:
+            assert dict(result.records) == dict(alone[name].records) and result.digest == alone[name].digest
+    assert "cannot read zone file" in str(results[missing.name]) and str(missing.file) in str(results[missing.name])
+    ok = settings[0]
+    assert files.digest_of(ok.name) == hashlib.sha256(ok.file.read_bytes()).digest()
+    # What the workers read went into the snapshot: the next start takes it from there.
+    files.snapshot.save()
+    monkeypatch.setattr(reload, "RACY_NS", 0)
+    again = ZoneFiles(Snapshot(state))
+    results, _ = again.read_all(settings, workers=2)
+    assert again.from_snapshot == len(settings) - 2 and again.parsed == 0
+    assert address(results[ok.name]) == "192.0.2.10"
