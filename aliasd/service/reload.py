@@ -83,28 +83,6 @@ def _parse(job: tuple) -> ZoneSource | ZoneFileError:
     return source
 
 
-def _read_and_parse(job: tuple) -> tuple:
-    """A job of ZoneFiles._parse: parse the content it carries, or, for a
-    file the process that asked never read (data None), read it here first:
-    ((stamp, digest, $INCLUDE?) or None if unreadable here, the outcome).
-
-    Why: at a cold start the files are read, hashed and parsed by the
-    worker processes side by side; the main process read and hashed ten
-    thousand files alone and then sent their content to them.
-    """
-    name, path, data, include_anywhere, signed = job
-    if data is not None:
-        return _parse(job)
-    try:
-        st = os.stat(path)
-        read_at = time.time_ns()
-        data = path.read_bytes()
-    except OSError:
-        return None, None  # (read again by the asking process, whose error names the file)
-    read = (_settled(st, read_at), hashlib.sha256(data).digest(), b"$include" in data.lower())
-    return read, _parse((name, path, data, include_anywhere, signed))
-
-
 def with_runtime_zones(settings: Settings, runtime) -> Settings:
     """``settings`` with the zones created at runtime (aliasd.update.runtime)
     among its zones, each with [zone-defaults] and no file; a configured
@@ -221,7 +199,7 @@ class _Todo:
     stamp: tuple | None
     digest: bytes
     includes: bool
-    data: bytes | None  # None: not read yet (read by the worker process that parses it)
+    data: bytes
 
 
 def _settled(st: os.stat_result, read_at: int) -> tuple | None:
@@ -324,12 +302,9 @@ class ZoneFiles:
         """Each zone's source or error: known, from the snapshot, or parsed."""
         results: dict = {}
         todo: list[_Todo] = []
-        # Many files and worker processes (a cold start): a file with no
-        # snapshot entry is read by the worker that parses it.
-        read_there = workers > 1 and len(zones) >= self.parallel_from
         for zone in zones:
             try:
-                found = self._known(zone, read_there)
+                found = self._known(zone)
             except ZoneFileError as e:
                 found = e
             if isinstance(found, _Todo):
@@ -339,10 +314,8 @@ class ZoneFiles:
         self._parse(todo, results, workers)
         return results
 
-    def _known(self, zone: ZoneSettings, read_there: bool = False) -> ZoneSource | _Todo:
-        """The zone's source if its file is known, else what to parse
-        (``read_there``: a file nothing is known of is left unread, for the
-        worker process that parses it)."""
+    def _known(self, zone: ZoneSettings) -> ZoneSource | _Todo:
+        """The zone's source if its file is known, else what to parse."""
         path = zone.file
         known = self._read.get(zone.name)
         if known is not None and (known.path != path or known.source.origin.labels != zone.name.labels
@@ -361,8 +334,6 @@ class ZoneFiles:
                 if source is not None:
                     self.from_snapshot += 1
                     return self._remember(_Todo(zone, entry[3], entry[0], False, b""), source)
-                if read_there and not self.snapshot.has(zone.name.to_wire()):
-                    return _Todo(zone, None, b"", False, None)  # (data None: read by _read_and_parse)
             read_at = time.time_ns()
             data = path.read_bytes()
         except OSError:
@@ -397,18 +368,10 @@ class ZoneFiles:
         self.workers = workers if workers > 1 and len(jobs) >= self.parallel_from else 1
         if self.workers > 1:
             with multiprocessing.get_context("fork").Pool(self.workers) as pool:
-                parsed = pool.map(_read_and_parse, jobs,
-                                  chunksize=max(1, min(256, len(jobs) // (4 * self.workers))))
+                parsed = pool.map(_parse, jobs, chunksize=max(1, min(256, len(jobs) // (4 * self.workers))))
         else:
-            parsed = map(_read_and_parse, jobs)
-        again = []  # files the worker could not read: read here, as any other
+            parsed = map(_parse, jobs)
         for t, result in zip(todo, parsed):
-            if t.data is None:
-                read, result = result
-                if read is None:
-                    again.append(t.zone)
-                    continue
-                t.stamp, t.digest, t.includes = read
             results[t.zone.name] = result
             if isinstance(result, ZoneFileError):
                 continue
@@ -416,10 +379,6 @@ class ZoneFiles:
             self._remember(t, result)
             if self.snapshot is not None and not t.includes:
                 self.snapshot.put(t.zone.name.to_wire(), t.digest, dict(result.records), result.digest, t.stamp)
-        if again:
-            processes = self.workers
-            results.update(self._read_these(again, 1))
-            self.workers = processes
 
     def read_one(self, zone: ZoneSettings) -> ZoneSource | ZoneFileError:
         """One zone's source, its file parsed only if it changed

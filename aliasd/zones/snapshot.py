@@ -128,11 +128,6 @@ class Snapshot:
             return self._whole(key, entry)
         return None
 
-    def has(self, key: bytes) -> bool:
-        """Is there an entry for the zone (whatever its file's digest)?"""
-        self.load()
-        return key in self.entries
-
     def stamped(self, key: bytes, stamp: tuple) -> Entry | None:
         """The zone's entry if its file's stamp is the one kept with it."""
         self.load()
