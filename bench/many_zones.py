@@ -744,7 +744,7 @@ def print_table(results: dict, args, zs_count: int) -> None:
     for label in labels:
         if "failed" in results[label]:
             print(f"{label}: {results[label]['failed']}")
-    if ours or "aliasd" in results:
+    if any(label.startswith("aliasd") for label in labels):
         form = "explicit [zones.NAME] tables" if args.explicit_zones else "[zone-defaults] + [zone-directory]"
         print(f"aliasd: {form}; [resolver] min-refresh 1, max-refresh 2; serial-interval 0;"
               f" state directory empty at the cold start, kept at the warm start;"
