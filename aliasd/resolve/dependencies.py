@@ -89,8 +89,10 @@ def _equal_parts(parts: tuple) -> tuple:
     return parts
 
 
-#: ids of the parts' rdatas -> (those parts, the shared equal parts)
+#: ids of the parts' rdatas -> (those parts, the shared equal parts);
+#: id(shared parts) -> (those parts, loop, _served's text)
 _PARTS: dict = {}
+_SERVED: dict = {}
 _PARTS_KEPT = 4096
 
 
@@ -354,6 +356,23 @@ def _served(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str
     view digest kept in the state directory: keep it).
     """
 
+    rrsets = outcome.rrsets
+    if isinstance(rrsets, FlatRRsets) and all(t in rrsets for t in ADDRESS_TYPES):
+        # Every type flattened: the text depends on the parts alone, which
+        # the owners of one target share (_shared_parts): made once for them.
+        parts = rrsets.parts
+        made = _SERVED.get(id(parts))
+        if made is not None and made[0] is parts and made[1] == outcome.loop:
+            return made[2]
+        text = _served_text(source, owner, outcome)
+        if len(_SERVED) >= _PARTS_KEPT:
+            _SERVED.clear()
+        _SERVED[id(parts)] = (parts, outcome.loop, text)
+        return text
+    return _served_text(source, owner, outcome)
+
+
+def _served_text(source: ZoneSource, owner: dns.name.Name, outcome: Flattened) -> str:
     rrsets = outcome.rrsets
 
     def one(rdtype):
