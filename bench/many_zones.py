@@ -32,7 +32,12 @@ Run with the project's venv Python:
 
     .venv/bin/python bench/many_zones.py [--zones 10000] [--targets 10] [--rounds 1]
         [--seconds 5] [--timeout 180] [--skip-pdns] [--skip-bind] [--skip-knot]
-        [--skip-secondary] [--explicit-zones] [--keep] [--workers 1,2]
+        [--skip-secondary] [--explicit-zones] [--keep] [--workers 1,2] [--no-compile]
+
+aliasd's modules are compiled first (``python -m compileall``), as an
+install (pip, a distro package) has them; ``--no-compile`` removes their
+.pyc instead and measures a source checkout, which compiles them at every
+start when PYTHONDONTWRITEBYTECODE is set.
 
 ``--workers N`` writes ``[server] workers = N`` into aliasd's configuration
 (unset: the default); a list (``1,2``) measures aliasd once with each, side
@@ -67,7 +72,7 @@ import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 
-from bench.common import UpstreamNamed, find_program, proc_mib, pss_mib, target_addresses, workers_list  # noqa: E402
+from bench.common import UpstreamNamed, bytecode, find_program, proc_mib, pss_mib, target_addresses, workers_list  # noqa: E402
 from bench.compare import CLIENTS, dnsperf_cpu, wait_answering, wait_workers, warm_up  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 from tests.secondaries import Secondary  # noqa: E402
@@ -739,10 +744,11 @@ def print_table(results: dict, args, zs_count: int) -> None:
     for label in labels:
         if "failed" in results[label]:
             print(f"{label}: {results[label]['failed']}")
-    if ours or "aliasd" in results:
+    if any(label.startswith("aliasd") for label in labels):
         form = "explicit [zones.NAME] tables" if args.explicit_zones else "[zone-defaults] + [zone-directory]"
         print(f"aliasd: {form}; [resolver] min-refresh 1, max-refresh 2; serial-interval 0;"
-              f" state directory empty at the cold start, kept at the warm start.")
+              f" state directory empty at the cold start, kept at the warm start;"
+              f" {'no .pyc of its modules' if args.no_compile else 'its modules compiled (.pyc) as installed'}.")
     if "BIND" in results or "Knot" in results:
         print("BIND and Knot cannot do ALIAS: they serve the apex ALIAS replaced by the target's A and AAAA.")
     for label in (label for label in labels if label.startswith("aliasd")):
@@ -786,6 +792,9 @@ def main() -> int:
     parser.add_argument("--explicit-zones", action="store_true",
                         help='list every zone as [zones."NAME"] instead of [zone-defaults] + [zone-directory]')
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="measure aliasd without .pyc of its modules (a source checkout); "
+                             "default: compiled first, as an install is")
     parser.add_argument("--workers", default=None,
                         help="aliasd's [server] workers, or a list (1,2) to measure aliasd with each; "
                              "unset: the configuration's default")
@@ -798,6 +807,7 @@ def main() -> int:
             sys.exit(f"{program} is not installed")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     started = time.monotonic()
+    print(bytecode(not args.no_compile), flush=True)
     d = Path(tempfile.mkdtemp(prefix="aliasd-many-zones-"))
     upstream = None
     results: dict[str, dict] = {}

@@ -8,7 +8,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.web.test.requesthelper import DummyRequest
 
-from aliasd.base.stats import COUNTERS, MetricsSite, Statistics
+from aliasd.base.metricsite import MetricsSite
+from aliasd.base.stats import COUNTERS, Statistics
 
 ALIASD = Path(__file__).resolve().parent.parent / "aliasd"
 

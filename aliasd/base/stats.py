@@ -16,8 +16,9 @@ objects (serials, target states), into metric families, and
 prometheus_client writes the text format (or OpenMetrics, when the scraper
 asks for it), beside its standard process and Python metrics.
 
-``MetricsSite`` serves ``/metrics`` over HTTP with twisted.web; it is only
-started when ``[statistics] listen`` is configured (loopback is the
+``MetricsSite`` (aliasd.base.metricsite) serves ``/metrics`` over HTTP with
+twisted.web; it is only imported and started when ``[statistics] listen`` is
+configured (loopback is the
 sensible choice). It renders in the reactor thread: the collector reads
 dictionaries that only the reactor thread changes. (prometheus_client's
 own ``twisted.MetricsResource`` runs its WSGI application in the reactor's
@@ -33,8 +34,6 @@ from __future__ import annotations
 import collections
 import functools
 from typing import Callable, Iterable
-
-from twisted.web import pages, resource, server
 
 #: counter name -> (help text, label names); every counter used must be
 #: listed here with the labels it is counted with.
@@ -168,52 +167,3 @@ def integral_values(body: bytes) -> bytes:
         if value.is_integer() and abs(value) < 2**53:
             lines[i] = line[:cut] + b" " + str(int(value)).encode() + space + tail
     return b"\n".join(lines)
-
-
-class _Metrics(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, statistics: Statistics):
-        super().__init__()
-        self.statistics = statistics
-
-    def render_GET(self, request):
-        if self.statistics.refresh is None:
-            return self._body(request)
-
-        gone = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
-        def write(_):
-            if not gone:
-                request.write(self._body(request))
-                request.finish()
-
-        self.statistics.refresh().addCallback(write)
-        return server.NOT_DONE_YET
-
-    def _body(self, request) -> bytes:
-        accept = request.getHeader(b"accept")
-        body, content_type = self.statistics.render(accept.decode("latin-1") if accept else "")
-        request.setHeader(b"content-type", content_type.encode("ascii"))
-        return body
-
-
-class _Root(resource.Resource):
-    def getChild(self, path, request):
-        return pages.notFound()
-
-
-class MetricsSite(server.Site):
-    """``/metrics`` only; no access log line per scrape."""
-
-    noisy = False
-
-    def __init__(self, statistics: Statistics):
-        statistics.registry  # imports prometheus_client now, not at the first scrape
-        root = _Root()
-        root.putChild(b"metrics", _Metrics(statistics))
-        super().__init__(root)
-
-    def log(self, request) -> None:
-        pass

@@ -22,14 +22,12 @@ from twisted.application import service
 from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base.replies import header_only
 from aliasd.listen.connections import ConnectionCounts, SharedConnectionCounts
 from aliasd.listen.ratelimit import ResponseRateLimiter
-from aliasd.listen.tls import negotiated_version as tls_version
 
 log = Logger()
 
@@ -193,7 +191,10 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
             message = self._buffer[2 : 2 + length]
             self._buffer = self._buffer[2 + length :]
             if self._over_tls and self._tls is None:
-                self._tls = tls_version(self.transport) or "TLS"
+                # (pyOpenSSL is imported only by a server with TLS: start-up time)
+                from aliasd.listen.tls import negotiated_version
+
+                self._tls = negotiated_version(self.transport) or "TLS"
             try:
                 response = self.handler.handle(message, self._client, over_udp=False, tls=self._tls)
             except Exception:
@@ -275,23 +276,6 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         if factory is not None:
             factory.closed(self.peer_host)
             self.factory = None
-
-
-class LimitedTLSFactory(TLSMemoryBIOFactory):
-    """TLS around a DNSStreamFactory, closing connections it refuses.
-
-    Twisted's TLS factory wraps whatever the inner factory returns, None
-    included, which leaves a refused connection open with no protocol:
-    connection limits would turn into leaked sockets.
-    """
-
-    noisy = False
-
-    def buildProtocol(self, addr):
-        inner = self.wrappedFactory.buildProtocol(addr)
-        if inner is None:
-            return None
-        return self.protocol(self, inner)
 
 
 class DNSStreamFactory(protocol.ServerFactory):

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.name
 from twisted.application import internet
@@ -41,15 +42,13 @@ from aliasd.base.config import (
 )
 from aliasd.base.lag import LagMonitor
 from aliasd.base.state import StateDirCheck, StateDirError, StateStore
-from aliasd.base.stats import MetricsSite, Statistics
+from aliasd.base.stats import Statistics
 from aliasd.dnssec.keys import KeyFileError
 from aliasd.listen.ratelimit import ResponseRateLimiter
-from aliasd.listen.tls import ReloadableContext, certificate_options
 from aliasd.listen.transports import (
     DNSDatagramProtocol,
     DNSStreamFactory,
     StreamListener,
-    LimitedTLSFactory,
 )
 from aliasd.replicate.journaldb import JournalStore
 from aliasd.replicate.notify import NotifySender, NotifyService
@@ -57,7 +56,6 @@ from aliasd.replicate.secondaries import SecondaryTable
 from aliasd.resolve.resolution import AliasResolver
 from aliasd.resolve.upstream import FailoverResolver, NoUpstream
 from aliasd.service import logsetup, upgrade
-from aliasd.service.api import API_ALPN, ApiService
 from aliasd.service.authority import ZoneAuthority
 from aliasd.service.broken import BrokenZones
 from aliasd.service.control import (
@@ -83,6 +81,9 @@ from aliasd.update.dynamic import DynamicZones, FileSyncService
 from aliasd.update.runtime import RuntimeZones
 from aliasd.zones.snapshot import Snapshot
 from aliasd.zones.zonefile import ZoneFileError, ZoneSource
+
+if TYPE_CHECKING:
+    from aliasd.listen.tls import ReloadableContext
 
 log = Logger()
 
@@ -178,11 +179,16 @@ class Options(usage.Options):
             self.sources = self.catalog.add_to(self.settings, list(results.values()) + self._runtime_sources(),
                                                self.held)
             self.signers = make_signers(with_runtime_zones(self.settings, self.runtime))
+            if self.settings.tls.enabled or self.settings.api.tls is not None:
+                # pyOpenSSL and cryptography: imported only with TLS (start-up time)
+                from aliasd.listen.tls import ReloadableContext, certificate_options
             if self.settings.tls.enabled:
                 self.tls_context = ReloadableContext(
                     certificate_options(self.settings.tls, str(self.settings.path))
                 )
             if self.settings.api.tls is not None:
+                from aliasd.service.api import API_ALPN  # twisted.web: only with [api] (start-up time)
+
                 self.api_tls = certificate_options(
                     self.settings.api.tls, str(self.settings.path), keys="[api] tls-", protocols=API_ALPN)
         except (ConfigError, ZoneFileError, StateDirError) as e:
@@ -359,6 +365,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     workers.setServiceParent(top)
     tls = settings.tls
     if options.tls_context is not None:
+        from aliasd.listen.tls import LimitedTLSFactory  # (imported with the context)
+
         for address in tls.listen:
             tls_factory = LimitedTLSFactory(options.tls_context, False, tcp_factory)
             internet.TCPServer(tls.port, tls_factory, interface=address).setServiceParent(top)
@@ -391,6 +399,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
     controller.workers = workers
     ControlService(settings.server.state_dir / SOCKET_NAME, ControlFactory(controller), reactor).setServiceParent(top)
     if settings.api.enabled:  # the HTTP API (issue 22)
+        from aliasd.service.api import ApiService  # twisted.web: imported only with [api] (start-up time)
+
         api = ApiService(settings.api, options.zone_manager, reactor, tls_options=options.api_tls,
                          catalog=settings.catalog.name.to_text() if settings.catalog else "")
         api.setServiceParent(top)
@@ -428,6 +438,8 @@ def makeService(options: Options) -> logsetup.LoggingService:
         _register_store(stats, options.state.db, authority, reactor)
         register_rollover_gauge(stats, rollovers)
         endpoint = settings.statistics.listen
+        from aliasd.base.metricsite import MetricsSite  # twisted.web: only with [statistics] listen
+
         internet.TCPServer(endpoint.port, MetricsSite(stats), interface=endpoint.host).setServiceParent(top)
     return top
 
