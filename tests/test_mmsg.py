@@ -1,0 +1,150 @@
+"""Batched datagram I/O (aliasd.listen.mmsg) on real loopback sockets:
+what recvmmsg reads is what recvfrom would have read, answers go back to
+each datagram's own source, a refused answer costs only itself, and a
+worker's answers are the same with batches or one datagram at a time
+(the rate limiter included)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+
+import dns.message
+import pytest
+
+from aliasd.answer.answers import QueryHandler
+from aliasd.base.config import RateLimitSettings
+from aliasd.base.stats import Statistics
+from aliasd.listen import mmsg
+from aliasd.listen.ratelimit import ResponseRateLimiter
+from aliasd.listen.transports import DNSDatagramProtocol
+from aliasd.listen.worker import Worker
+from aliasd.service.authority import ZoneAuthority
+from tests.test_fastpath import SOURCE
+from tests.test_workers import _SocketTransport
+
+pytestmark = pytest.mark.skipif(mmsg.LIBC is None, reason="libc has no recvmmsg/sendmmsg")
+
+FAMILIES = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+
+
+def _pair(family: int, host: str, clients: int = 2):
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((host, 0))
+    server.setblocking(False)
+    peers = []
+    for _ in range(clients):
+        client = socket.socket(family, socket.SOCK_DGRAM)
+        client.bind((host, 0))
+        client.settimeout(2)
+        peers.append(client)
+    return server, peers
+
+
+@pytest.mark.parametrize("family,host", FAMILIES, ids=["ipv4", "ipv6"])
+def test_a_batch_reads_what_recvfrom_reads_and_answers_each_source(family, host):
+    server, clients = _pair(family, host)
+    batch = mmsg.DatagramBatch(8)
+    try:
+        assert batch.receive(server.fileno()) == 0  # nothing queued: no wait
+        sizes = [0, 1, 512, 1232, 4096, 60000]
+        sent = []
+        for n, size in enumerate(sizes):
+            client = clients[n % 2]
+            payload = bytes([n]) * size
+            client.sendto(payload, server.getsockname())
+            sent.append((payload, client.getsockname()))
+        assert batch.receive(server.fileno()) == len(sizes)
+        assert [(batch.data(i), batch.address(i)) for i in range(len(sizes))] == sent
+        for i in range(len(sizes)):
+            assert batch.answer(i, b"answer %d" % i + batch.data(i)[:3])
+        assert batch.flush(server.fileno()) == len(sizes)
+        got = {0: [], 1: []}
+        for n in range(len(sizes)):
+            got[n % 2].append(clients[n % 2].recv(65535))
+        assert got == {k: [b"answer %d" % n + bytes([n]) * min(3, sizes[n]) for n in range(k, len(sizes), 2)]
+                       for k in (0, 1)}
+        # Source lengths are written back by the kernel: the next batch reads sources again.
+        clients[1].sendto(b"again", server.getsockname())
+        assert batch.receive(server.fileno()) == 1
+        assert (batch.data(0), batch.address(0)) == (b"again", clients[1].getsockname())
+    finally:
+        server.close()
+        for client in clients:
+            client.close()
+
+
+def test_more_datagrams_than_a_batch_are_left_for_the_next():
+    server, (client,) = _pair(socket.AF_INET, "127.0.0.1", 1)
+    batch = mmsg.DatagramBatch(4)
+    with server, client:
+        for n in range(6):
+            client.sendto(b"q%d" % n, server.getsockname())
+        assert batch.receive(server.fileno()) == 4
+        assert [batch.data(i) for i in range(4)] == [b"q0", b"q1", b"q2", b"q3"]
+        assert batch.receive(server.fileno()) == 2
+        assert [batch.data(i) for i in range(2)] == [b"q4", b"q5"]
+
+
+def test_an_answer_the_socket_refuses_is_dropped_and_the_rest_are_sent():
+    recvmmsg, sendmmsg = mmsg.LIBC
+    calls = []
+
+    def refuse_first(fd, hdrs, count, flags):
+        calls.append(count)
+        if len(calls) == 1:  # a full send buffer, say
+            ctypes.set_errno(errno.EAGAIN)
+            return -1
+        return sendmmsg(fd, hdrs, count, flags)
+
+    server, (client,) = _pair(socket.AF_INET, "127.0.0.1", 1)
+    batch = mmsg.DatagramBatch(4, libc=(recvmmsg, refuse_first))
+    with server, client:
+        for n in range(3):
+            client.sendto(b"q%d" % n, server.getsockname())
+        assert batch.receive(server.fileno()) == 3
+        for i in range(3):
+            batch.answer(i, b"a%d" % i)
+        assert batch.flush(server.fileno()) == 2
+        assert calls == [3, 2]
+        assert [client.recv(100) for _ in range(2)] == [b"a1", b"a2"]
+        client.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            client.recv(100)
+
+
+@pytest.mark.parametrize("family,host", FAMILIES, ids=["ipv4", "ipv6"])
+def test_a_worker_answers_alike_in_batches_and_one_at_a_time_rate_limit_included(family, host):
+    """Ten answers to one client at 4 per second, slip 2: the same answers
+    either way (the limiter's clock stands still), from kept answers and
+    the full path alike."""
+    outcomes = []
+    for batched in (True, False):
+        authority = ZoneAuthority()
+        authority.set_sources([SOURCE])
+        stats = Statistics()
+        limiter = ResponseRateLimiter(RateLimitSettings(responses_per_second=4, slip=2), clock=lambda: 100.0)
+        protocol = DNSDatagramProtocol(QueryHandler(authority, stats=stats), limiter)
+        server, (client,) = _pair(family, host, 1)
+        main_end, worker_end = socket.socketpair()
+        with server, client, main_end, worker_end:
+            protocol.transport = _SocketTransport(server)
+            worker = Worker(1, worker_end, [protocol], authority.registry, {}, stats)
+            worker.batched = batched
+            query = dns.message.make_query("www.example.com", "A")
+            for query_id in range(10):
+                query.id = query_id
+                client.sendto(query.to_wire(), server.getsockname())
+            assert worker._read_socket(0, server, protocol) == 10
+            client.settimeout(0.2)
+            answers = []
+            while True:
+                try:
+                    answers.append(client.recv(65535))
+                except TimeoutError:
+                    break
+        outcomes.append((sorted(answers), limiter.dropped, limiter.slipped, dict(stats.counters)))
+    assert outcomes[0] == outcomes[1]
+    answers, dropped, slipped, _ = outcomes[0]
+    assert (len(answers), dropped, slipped) == (7, 3, 3)  # 4 answered, 6 limited: every second slips
