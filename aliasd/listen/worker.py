@@ -266,38 +266,13 @@ class Worker:
         return BATCH
 
     def _read_batch(self, index: int, sock: socket.socket, protocol) -> int:
-        """``_read_socket`` with one recvmmsg and one sendmmsg: the answers
-        kept by query octets go back without an address tuple made or
-        parsed (but for the rate limiter's look at the client)."""
+        """``_read_socket`` with one recvmmsg and one sendmmsg
+        (DNSDatagramProtocol.answer_batch)."""
         batch = self._batch
         if batch is None:
             batch = self._batch = mmsg.DatagramBatch(BATCH)
-        fd = sock.fileno()
-        count = batch.receive(fd)
-        exact_answer = protocol.handler.exact_answer
-        limiter = protocol.limiter
-        data_of, answer = batch.data, batch.answer
-        for i in range(count):
-            data = data_of(i)
-            try:
-                response = exact_answer(data)
-            except Exception:  # noqa: BLE001 - the full path below answers and logs it
-                response = None
-            if response is None:
-                self._answer_slowly(index, protocol, data, batch.address(i))
-                continue
-            if limiter is not None:
-                response = limiter.check(batch.address(i)[0], response)
-                if response is None:
-                    continue
-            if not answer(i, response):  # (no room: cannot happen with answers under 64 KiB)
-                try:
-                    sock.sendto(response, batch.address(i))
-                except OSError:
-                    pass
-        if batch.queued:
-            batch.flush(fd)
-        return count
+        return protocol.answer_batch(
+            batch, sock, lambda data, i: self._answer_slowly(index, protocol, data, batch.address(i)))
 
     def _answer_slowly(self, index: int, protocol, data: bytes, addr) -> None:
         """A datagram without a kept answer: forwarded to the main process,
