@@ -82,31 +82,15 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         (one dict lookup, no other layer), through the rate limiter, and
         its answer sent with the others in one sendmmsg, to the source as
         the kernel wrote it; ``unkept(data, i)`` takes datagram i otherwise."""
-        count = batch.receive(sock.fileno())
-        exact_answer = self.handler.exact_answer
         limiter = self.limiter
-        data_of, address, queue = batch.data, batch.address, batch.answer
-        for i in range(count):
-            data = data_of(i)
-            try:
-                response = exact_answer(data)
-            except Exception:  # noqa: BLE001 - the full path answers and logs it
-                response = None
-            if response is None:
-                unkept(data, i)
-                continue
-            if limiter is not None:
-                response = limiter.check(address(i)[0], response)
-                if response is None:
-                    continue
-            if not queue(i, response):  # (no room: not with answers under 64 KiB)
-                try:
-                    sock.sendto(response, address(i))
-                except OSError:
-                    pass
-        if batch.queued:
-            batch.flush(sock.fileno())
-        return count
+        limit = None
+        if limiter is not None:
+            check, address = limiter.check, batch.address
+
+            def limit(i: int, response: bytes) -> bytes | None:
+                return check(address(i)[0], response)
+
+        return batch.serve(sock.fileno(), self.handler.exact_answer, limit, unkept)
 
     def send(self, response: bytes | None, addr) -> None:
         """``response`` to ``addr``, through the rate limiter if there is one."""
