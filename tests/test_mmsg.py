@@ -12,11 +12,12 @@ import socket
 
 import dns.message
 import pytest
+from twisted.logger import globalLogPublisher
 
 from aliasd.answer.answers import QueryHandler
 from aliasd.base.config import RateLimitSettings
 from aliasd.base.stats import Statistics
-from aliasd.listen import mmsg
+from aliasd.listen import mmsg, udpport
 from aliasd.listen.ratelimit import ResponseRateLimiter
 from aliasd.listen.transports import DNSDatagramProtocol
 from aliasd.listen.worker import Worker
@@ -148,3 +149,51 @@ def test_a_worker_answers_alike_in_batches_and_one_at_a_time_rate_limit_included
     assert outcomes[0] == outcomes[1]
     answers, dropped, slipped, _ = outcomes[0]
     assert (len(answers), dropped, slipped) == (7, 3, 3)  # 4 answered, 6 limited: every second slips
+
+
+class _Broken(ResponseRateLimiter):
+    """A rate limiter that fails at its second answer: logged, that answer
+    lost, the rest of the batch answered."""
+
+    calls = 0
+
+    def check(self, client, response):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("limiter bug")
+        return super().check(client, response)
+
+
+@pytest.mark.parametrize("family,host", FAMILIES, ids=["ipv4", "ipv6"])
+def test_the_main_process_port_answers_batches_as_twisted_would_and_survives_an_error(family, host):
+    """workers = 1: the main process's BatchedPort. The full path sees
+    sources as Twisted gives them ((host, port) for IPv6 too); kept answers
+    go back batched; an error answering one is logged, not the batch's end."""
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    stats = Statistics()
+    limiter = _Broken(RateLimitSettings(responses_per_second=1000), clock=lambda: 100.0)
+    protocol = DNSDatagramProtocol(QueryHandler(authority, stats=stats), limiter)
+    seen = []
+    full_path = protocol.datagramReceived
+    protocol.datagramReceived = lambda data, addr: (seen.append(addr), full_path(data, addr))
+    server, (client,) = _pair(family, host, 1)
+    port = udpport.BatchedPort(0, protocol, host, reactor=object())
+    port.socket, protocol.transport = server, port
+    query = dns.message.make_query("www.example.com", "A")
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        with server, client:
+            for query_id in range(4):
+                query.id = query_id
+                client.sendto(query.to_wire(), server.getsockname())
+            port.doRead()  # the first by the full path, the rest kept; the second's limiter fails
+            assert sorted(dns.message.from_wire(client.recv(65535)).id for _ in range(3)) == [0, 2, 3]
+            assert seen == [client.getsockname()[:2]]
+            client.sendto(query.to_wire(), server.getsockname())
+            port.doRead()
+            assert dns.message.from_wire(client.recv(65535)).id == 3
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [e["log_format"] for e in logged if e.get("log_failure") is not None] == ["rate limiting a UDP answer"]

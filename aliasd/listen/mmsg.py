@@ -165,37 +165,39 @@ class DatagramBatch:
         out_iovs, out_ptrs, out_ints = self._out_iovs, self._out_ptrs, self._out_ints
         out_base, names_base = self._out_base, self._names_base
         queued = used = 0
-        for i in range(count):
-            hdr = i * _HDR_INTS
-            start = i * SLOT
-            data = inbuf[start:start + in_ints[hdr + _MSG_LEN]]
-            try:
-                response = kept(data)
-            except Exception:  # noqa: BLE001 - unkept: the full path answers and logs it
-                response = None
-            if response is None:
-                unkept(data, i)
-                continue
-            if limit is not None:
-                response = limit(i, response)
+        try:
+            for i in range(count):
+                hdr = i * _HDR_INTS
+                start = i * SLOT
+                data = inbuf[start:start + in_ints[hdr + _MSG_LEN]]
+                try:
+                    response = kept(data)
+                except Exception:  # noqa: BLE001 - unkept: the full path answers and logs it
+                    response = None
                 if response is None:
+                    unkept(data, i)
                     continue
-            size = len(response)
-            if used + size > out_size:  # (not with answers under 64 KiB: room for one each)
+                if limit is not None:
+                    response = limit(i, response)
+                    if response is None:
+                        continue
+                size = len(response)
+                if used + size > out_size:  # (not with answers under 64 KiB: room for one each)
+                    self.queued, self._out_used = queued, used
+                    self.flush(fd)
+                    queued = used = 0
+                out[used:used + size] = response  # (end to end: only the pages written are backed)
+                iov = queued * _IOV_PTRS
+                out_iovs[iov] = out_base + used
+                out_iovs[iov + _IOV_LEN] = size
+                out_ptrs[queued * _HDR_PTRS + _NAME_PTR] = names_base + i * _NAME_SIZE
+                out_ints[queued * _HDR_INTS + _NAMELEN] = in_ints[hdr + _NAMELEN]
+                queued += 1
+                used += size
+        finally:  # (an error in ``unkept`` or ``limit`` goes to the caller; what is answered goes out)
+            if queued:
                 self.queued, self._out_used = queued, used
                 self.flush(fd)
-                queued = used = 0
-            out[used:used + size] = response  # (end to end: only the pages written are backed)
-            iov = queued * _IOV_PTRS
-            out_iovs[iov] = out_base + used
-            out_iovs[iov + _IOV_LEN] = size
-            out_ptrs[queued * _HDR_PTRS + _NAME_PTR] = names_base + i * _NAME_SIZE
-            out_ints[queued * _HDR_INTS + _NAMELEN] = in_ints[hdr + _NAMELEN]
-            queued += 1
-            used += size
-        if queued:
-            self.queued, self._out_used = queued, used
-            self.flush(fd)
         return count
 
     def data(self, i: int) -> bytes:

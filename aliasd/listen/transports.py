@@ -88,7 +88,11 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             check, address = limiter.check, batch.address
 
             def limit(i: int, response: bytes) -> bytes | None:
-                return check(address(i)[0], response)
+                try:
+                    return check(address(i)[0], response)
+                except Exception:  # as send's callers: logged, that answer alone lost
+                    log.failure("rate limiting a UDP answer")
+                    return None
 
         return batch.serve(sock.fileno(), self.handler.exact_answer, limit, unkept)
 

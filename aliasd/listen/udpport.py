@@ -49,8 +49,11 @@ class BatchedPort(udp.Port):
                 log.failure("answering a UDP message")
 
         for _ in range(TURN):
-            if protocol.answer_batch(batch, self.socket, unkept) < BATCH:
-                break
+            try:
+                if protocol.answer_batch(batch, self.socket, unkept) < BATCH:
+                    break
+            except Exception:  # noqa: BLE001 - as udp.Port: logged, the port reads on
+                log.failure("answering a batch of UDP messages")
         return None
 
 
