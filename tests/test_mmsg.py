@@ -197,3 +197,24 @@ def test_the_main_process_port_answers_batches_as_twisted_would_and_survives_an_
     finally:
         globalLogPublisher.removeObserver(logged.append)
     assert [e["log_format"] for e in logged if e.get("log_failure") is not None] == ["rate limiting a UDP answer"]
+
+
+def test_without_recvmmsg_the_main_process_port_reads_as_twisted_does(monkeypatch):
+    authority = ZoneAuthority()
+    authority.set_sources([SOURCE])
+    protocol = DNSDatagramProtocol(QueryHandler(authority))
+    seen = []
+    full_path = protocol.datagramReceived
+    protocol.datagramReceived = lambda data, addr: (seen.append(addr), full_path(data, addr))
+    monkeypatch.setattr(mmsg, "LIBC", None)
+    server, (client,) = _pair(socket.AF_INET, "127.0.0.1", 1)
+    port = udpport.BatchedPort(0, protocol, "127.0.0.1", reactor=object())
+    port.socket, protocol.transport = server, port
+    with server, client:
+        query = dns.message.make_query("www.example.com", "A")
+        for query_id in range(3):
+            query.id = query_id
+            client.sendto(query.to_wire(), server.getsockname())
+        port.doRead()
+        assert [dns.message.from_wire(client.recv(65535)).id for _ in range(3)] == [0, 1, 2]
+        assert seen == [client.getsockname()] * 3 and port.batch is None
