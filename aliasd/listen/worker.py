@@ -14,7 +14,10 @@ others stay asleep) and its control channel to the main process.
   code as in the main process (query handler, rate limiter, sendto). A
   query whose octets after the ID came before is answered first, from the
   handler's answers kept by wire (``QueryHandler.exact_answer``): most of
-  the traffic costs a dict lookup, a counter and the two system calls.
+  the traffic costs a dict lookup and a counter. A wake-up reads up to
+  ``BATCH`` datagrams with one recvmmsg and sends their kept answers with
+  one sendmmsg (aliasd.listen.mmsg), or, where libc lacks them, one
+  recvfrom and one sendto per datagram.
 - Each socket is read until it is empty (``BATCH`` at a time). After a
   wake-up that found at most one datagram, once it has read ``SPREAD``
   datagrams, the worker moves to the end of the socket's exclusive
