@@ -93,10 +93,9 @@ class DatagramBatch:
     once per worker (after the fork: its own pages) and used for each of
     its sockets in turn.
 
-    ``receive(fd)`` reads what is queued (up to ``size``); for each
-    datagram i, ``data(i)`` is its octets and ``address(i)`` its source as
-    recvfrom gives it. ``answer(i, wire)`` queues an answer to datagram
-    i's source, and ``flush(fd)`` sends the queued answers.
+    ``serve(fd, ...)`` reads what is queued (up to ``size``) and sends
+    the answers; for each datagram i, ``data(i)`` is its octets and
+    ``address(i)`` its source as recvfrom gives it.
     """
 
     def __init__(self, size: int, libc=None):
@@ -215,24 +214,6 @@ class DatagramBatch:
             return socket.inet_ntop(socket.AF_INET6, host), port, flow, scope
         port, host = _IN.unpack_from(names, start + 2)
         return socket.inet_ntop(socket.AF_INET, host), port
-
-    def answer(self, i: int, wire: bytes) -> bool:
-        """Queue ``wire`` for datagram i's source; False if the batch has
-        no room left for it (the caller sends it on its own)."""
-        size = len(wire)
-        start = self._out_used
-        if start + size > self._out_size:
-            return False
-        k = self.queued
-        self._out[start:start + size] = wire  # (end to end: only the pages written are backed)
-        self._out_used = start + size
-        iov = k * _IOV_PTRS
-        self._out_iovs[iov] = self._out_base + start
-        self._out_iovs[iov + _IOV_LEN] = size
-        self._out_ptrs[k * _HDR_PTRS + _NAME_PTR] = self._names_base + i * _NAME_SIZE
-        self._out_ints[k * _HDR_INTS + _NAMELEN] = self._in_ints[i * _HDR_INTS + _NAMELEN]
-        self.queued = k + 1
-        return True
 
     def flush(self, fd: int) -> int:
         """Send the queued answers; how many went. An answer the socket
