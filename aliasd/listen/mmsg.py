@@ -19,7 +19,6 @@ recvfrom and answers with sendto, one datagram at a time.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import mmap
 import socket
@@ -70,12 +69,12 @@ _SCOPE = struct.Struct("=I")
 
 
 def _load():
-    """(recvmmsg, sendmmsg) from libc, or None: looked up once."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """(recvmmsg, sendmmsg) from the libc this process runs with, or None:
+    looked up once. (By the process's own symbols, as
+    aliasd.listen.worker's prctl: ctypes.util.find_library runs ldconfig
+    and cost every process 2 MiB of imports and pages.)"""
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         recv, send = libc.recvmmsg, libc.sendmmsg
     except (OSError, AttributeError):
         return None
