@@ -28,6 +28,7 @@ from aliasd.dnssec.signer import Signer
 from aliasd.service.authority import ZoneAuthority
 from aliasd.zones.zone import Flattened, ZoneVersion
 from tests.helpers import zone_source
+from tests.test_fastpath import with_id
 
 T = dns.rdatatype
 N = dns.name.from_text
@@ -198,3 +199,29 @@ def test_direct_answers_are_counted_and_kept_like_the_full_paths(keys):
     assert len(direct._cache) == len(full._cache) == 4
     assert direct.stats.value("aliasd_alias_answers_total") == 1
     assert store.key_of(ORIGIN) in direct.authority.registry.zones_by_wire
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_signed_answers_with_do_are_kept_by_their_query_octets(keys, denial):
+    """Asked again with DO (its OPT in the octets kept by), a signed answer
+    comes from the kept octets: an address with its RRSIG, NODATA and
+    NXDOMAIN with their proofs, each the first answer byte for byte (and
+    the full path's, record for record: see the oracle test above);
+    the same question without DO is not answered from them."""
+    direct, full, version = handlers(TEXT, denial, keys)
+    proof = T.NSEC3 if denial == "nsec3" else T.NSEC
+    for name, rdtype, rcode, kinds in (("www.example.com.", "A", dns.rcode.NOERROR, {T.A, T.RRSIG}),
+                                       ("www.example.com.", "TXT", dns.rcode.NOERROR, {T.SOA, T.RRSIG, proof}),
+                                       ("nx1.example.com.", "A", dns.rcode.NXDOMAIN, {T.SOA, T.RRSIG, proof})):
+        wire = dns.message.make_query(name, rdtype, want_dnssec=True, payload=1232).to_wire()
+        assert direct.exact_answer(wire) is None
+        first = direct.handle_udp(wire, "127.0.0.1")
+        again = with_id(wire, 0x4242)
+        kept = direct.exact_answer(again)
+        assert kept is not None and kept == with_id(first, 0x4242)
+        answer = dns.message.from_wire(kept)
+        assert summary(answer) == summary(dns.message.from_wire(full.handle(again, "127.0.0.1", over_udp=True)))
+        assert answer.rcode() == rcode and answer.ednsflags & dns.flags.DO
+        assert {r.rdtype for r in answer.answer + answer.authority} == kinds, (name, rdtype)
+        plain = dns.message.make_query(name, rdtype, want_dnssec=False, payload=1232).to_wire()
+        assert direct.exact_answer(plain) is None

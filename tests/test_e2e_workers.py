@@ -160,24 +160,25 @@ def moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 # -- queries from fresh source ports ------------------------------------------------------------
 
 
-def fresh_sockets(count: int) -> list[socket.socket]:
-    """``count`` UDP sockets, each bound to its own ephemeral port."""
+def fresh_sockets(count: int, host: str = "127.0.0.1") -> list[socket.socket]:
+    """``count`` UDP sockets, each bound to its own ephemeral port at ``host``."""
     socks = []
     for _ in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         socks.append(s)
     return socks
 
 
 def exchange(socks: list[socket.socket], port: int, wires: list[bytes], timeout: float = 2.0) -> list[bytes | None]:
-    """Send ``wires[i]`` from ``socks[i]``, all at once, and close the sockets;
-    the answers in order (None where none came within ``timeout``)."""
+    """Send ``wires[i]`` from ``socks[i]`` to the server at the socket's own
+    address, all at once, and close the sockets; the answers in order (None
+    where none came within ``timeout``)."""
     answers = [None] * len(wires)
     try:
         for s, wire in zip(socks, wires):
-            s.sendto(wire, ("127.0.0.1", port))
+            s.sendto(wire, (s.getsockname()[0], port))
         waiting = dict(zip(socks, range(len(wires))))
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
@@ -190,9 +191,9 @@ def exchange(socks: list[socket.socket], port: int, wires: list[bytes], timeout:
             s.close()
 
 
-def send_at_once(port: int, wires: list[bytes], timeout: float = 2.0) -> list[bytes | None]:
-    """Send each of ``wires`` from its own fresh port, all at once; the answers."""
-    return exchange(fresh_sockets(len(wires)), port, wires, timeout)
+def send_at_once(port: int, wires: list[bytes], timeout: float = 2.0, host: str = "127.0.0.1") -> list[bytes | None]:
+    """Send each of ``wires`` from its own fresh port at ``host``, all at once; the answers."""
+    return exchange(fresh_sockets(len(wires), host), port, wires, timeout)
 
 
 def burst(port: int, question, rdtype: str = "A", count: int = 50, timeout: float = 2.0, **make_args) -> list:

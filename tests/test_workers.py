@@ -23,7 +23,7 @@ from twisted.internet.testing import StringTransport
 from aliasd.answer.answers import QueryHandler
 from aliasd.base import store
 from aliasd.base.stats import Statistics
-from aliasd.listen import frames
+from aliasd.listen import frames, mmsg
 from aliasd.listen.transports import DNSDatagramProtocol
 from aliasd.listen.worker import Worker, needs_main
 from aliasd.service.authority import ZoneAuthority
@@ -498,7 +498,12 @@ class _SocketTransport:
         self.socket = sock
 
 
-def test_a_worker_reads_until_the_socket_is_empty_answering_as_the_main_process_would():
+BATCHED = [pytest.param(True, id="recvmmsg", marks=pytest.mark.skipif(mmsg.LIBC is None, reason="no recvmmsg")),
+           pytest.param(False, id="recvfrom")]
+
+
+@pytest.mark.parametrize("batched", BATCHED)
+def test_a_worker_reads_until_the_socket_is_empty_answering_as_the_main_process_would(batched):
     authority = ZoneAuthority()
     authority.set_sources([SOURCE])
     stats = Statistics()
@@ -513,6 +518,7 @@ def test_a_worker_reads_until_the_socket_is_empty_answering_as_the_main_process_
         client.settimeout(2)
         protocol.transport = _SocketTransport(server)
         worker = Worker(1, worker_end, [protocol], authority.registry, {}, stats)
+        worker.batched = batched
         query = dns.message.make_query("www.example.com", "A")
         notify = dns.message.make_query("example.com", "SOA")
         notify.set_opcode(dns.opcode.NOTIFY)

@@ -111,14 +111,20 @@ class QueryHandler:
         """The counted answer to a UDP query seen before, while the zone
         version its answer came from is served; None otherwise. Only plain
         queries (QUERY, class IN, no TSIG, no transfer) are ever kept."""
-        kept = self._exact.get(wire[2:])
+        key = wire[2:]
+        kept = self._exact.young.get(key)  # (most hits: without AnswerCache.get's call)
         if kept is None:
-            return None
+            kept = self._exact.get(key)
+            if kept is None:
+                return None
         tail, entry = kept
         served = self.authority.registry
         if served.zones_by_wire.get(entry.origin_key) is not entry.version or entry.generation != served.generation:
             return None
-        self._count_cached(entry)
+        if entry.alias_owner is None:
+            self.stats.counters[entry.stat_key] += 1
+        else:
+            self._count_cached(entry)
         return wire[:2] + tail
 
     def handle(self, wire: bytes, client: str, over_udp: bool, tls: str | None = None):

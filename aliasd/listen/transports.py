@@ -73,6 +73,27 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             return
         self.send(response, addr)
 
+    def answer_batch(self, batch, sock, unkept) -> int:
+        """Read one batch of datagrams from ``sock`` (an
+        aliasd.listen.mmsg.DatagramBatch) and answer it; how many were read.
+        A query seen before is answered from the handler's exact answers
+        (one dict lookup, no other layer), through the rate limiter, and
+        its answer sent with the others in one sendmmsg, to the source as
+        the kernel wrote it; ``unkept(data, i)`` takes datagram i otherwise."""
+        limiter = self.limiter
+        limit = None
+        if limiter is not None:
+            check, address = limiter.check, batch.address
+
+            def limit(i: int, response: bytes) -> bytes | None:
+                try:
+                    return check(address(i)[0], response)
+                except Exception:  # as send's callers: logged, that answer alone lost
+                    log.failure("rate limiting a UDP answer")
+                    return None
+
+        return batch.serve(sock.fileno(), self.handler.exact_answer, limit, unkept)
+
     def send(self, response: bytes | None, addr) -> None:
         """``response`` to ``addr``, through the rate limiter if there is one."""
         if response is None:

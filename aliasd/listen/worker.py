@@ -14,7 +14,10 @@ others stay asleep) and its control channel to the main process.
   code as in the main process (query handler, rate limiter, sendto). A
   query whose octets after the ID came before is answered first, from the
   handler's answers kept by wire (``QueryHandler.exact_answer``): most of
-  the traffic costs a dict lookup, a counter and the two system calls.
+  the traffic costs a dict lookup and a counter. A wake-up reads up to
+  ``BATCH`` datagrams with one recvmmsg and sends their kept answers with
+  one sendmmsg (aliasd.listen.mmsg), or, where libc lacks them, one
+  recvfrom and one sendto per datagram.
 - Each socket is read until it is empty (``BATCH`` at a time). After a
   wake-up that found at most one datagram, once it has read ``SPREAD``
   datagrams, the worker moves to the end of the socket's exclusive
@@ -46,7 +49,7 @@ import time
 
 from twisted.logger import formatEvent, globalLogPublisher
 
-from aliasd.listen import frames, worker_tcp
+from aliasd.listen import frames, mmsg, worker_tcp
 
 #: Datagrams read from one socket before looking at the others.
 BATCH = 64
@@ -143,6 +146,10 @@ class Worker:
         self.stats = stats
         self.reader = frames.FrameReader()
         self.running = True
+        # recvmmsg/sendmmsg where libc has them (aliasd.listen.mmsg), chosen
+        # once; their buffers are made on first use, after the fork.
+        self.batched = mmsg.LIBC is not None
+        self._batch = None
 
     def run(self) -> None:
         """Serve until told to stop; never returns into the caller's stack."""
@@ -239,6 +246,8 @@ class Worker:
         seen before is answered here from the handler's exact answers
         (one dict lookup, no other layer); the rest as the main process
         would, or forwarded to it."""
+        if self.batched:
+            return self._read_batch(index, sock, protocol)
         recvfrom = sock.recvfrom
         exact_answer = protocol.handler.exact_answer
         send = protocol.send
@@ -255,11 +264,26 @@ class Worker:
                 response = None
             if response is not None:
                 send(response, addr)
-            elif needs_main(data):
-                self._send(frames.FORWARD, 0, (index, addr, data))
             else:
-                protocol.datagramReceived(data, addr)
+                self._answer_slowly(index, protocol, data, addr)
         return BATCH
+
+    def _read_batch(self, index: int, sock: socket.socket, protocol) -> int:
+        """``_read_socket`` with one recvmmsg and one sendmmsg
+        (DNSDatagramProtocol.answer_batch)."""
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = mmsg.DatagramBatch(BATCH)
+        return protocol.answer_batch(
+            batch, sock, lambda data, i: self._answer_slowly(index, protocol, data, batch.address(i)))
+
+    def _answer_slowly(self, index: int, protocol, data: bytes, addr) -> None:
+        """A datagram without a kept answer: forwarded to the main process,
+        or answered by the full path here (which sends it at once)."""
+        if needs_main(data):
+            self._send(frames.FORWARD, 0, (index, addr, data))
+        else:
+            protocol.datagramReceived(data, addr)
 
     def _read_channel(self) -> None:
         data = self.channel.recv(1 << 20)

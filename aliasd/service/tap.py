@@ -45,6 +45,7 @@ from aliasd.base.state import StateDirCheck, StateDirError, StateStore
 from aliasd.base.stats import Statistics
 from aliasd.dnssec.keys import KeyFileError
 from aliasd.listen.ratelimit import ResponseRateLimiter
+from aliasd.listen.udpport import UDPServer
 from aliasd.listen.transports import (
     DNSDatagramProtocol,
     DNSStreamFactory,
@@ -355,7 +356,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
         port = settings.server.port
         udp = DNSDatagramProtocol(handler, limiter)
         udp_protocols.append(udp)
-        internet.UDPServer(port, udp, interface=address).setServiceParent(top)
+        UDPServer(port, udp, interface=address, reactor=reactor).setServiceParent(top)
         tcp_listeners.append(StreamListener(reactor, port, tcp_factory, interface=address))
         tcp_listeners[-1].setServiceParent(top)
     # Worker processes answer UDP and TCP once the zones are loaded (after the listeners: they share their sockets).
