@@ -6,12 +6,14 @@ import dns.name
 import dns.rdatatype
 import pytest
 
+from aliasd.base import store
 from aliasd.zones.zonefile import (
     ALIAS_RDTYPE,
     ALIAS_TYPE,
     ZoneFileError,
     load_zone_file,
 )
+from tests.helpers import zone_source
 
 HEAD = "$ORIGIN example.com.\n@ 300 SOA ns1 h 5 3600 600 86400 60\n"
 
@@ -333,3 +335,26 @@ def test_zone_files_read_unsigned_are_checked_again_once_the_zone_is_signed(tmp_
                                             "aliasd makes the DNSSEC records of a signed zone (dnssec = true) itself"
     results, _ = ZoneFiles(Snapshot(tmp_path)).read_all([unsigned])
     assert not isinstance(results[unsigned.name], ZoneFileError)
+
+
+def test_with_owners_changes_a_copy_of_records_an_update_deleted_from():
+    """A worker derives each updated source with ``with_owners`` from its
+    copy of the one before: the new source holds the change (an owner
+    added, one replaced, one removed) with the digest and ALIAS rules of
+    the same records loaded whole, and the source it came from, whose
+    dict had keys deleted (the case ``copy()`` clones), is left as it was."""
+    head = "$ORIGIN example.test.\n@ 300 IN SOA ns hostmaster 1 3600 600 86400 300\n@ 300 IN NS ns\n"
+    body = "".join(f"h{i} 300 IN A 192.0.2.{i}\n" for i in range(1, 9))
+    before = zone_source("example.test.", head + body)
+    after = zone_source("example.test.", head + body.replace("h2 300 IN A 192.0.2.2\n", "")
+                        .replace("192.0.2.3\n", "198.51.100.3\n") + "new 300 IN ALIAS target.example.\n")
+    keys = {name: store.key_of(dns.name.from_text(name, before.origin)) for name in ("h1", "h2", "h3", "new")}
+    before.records.pop(keys["h1"])  # a dict with a deleted slot, as after an update's delete
+    before.records[keys["h1"]] = after.records[keys["h1"]]
+    snapshot = dict(before.records)
+    touched = {keys["h2"]: None, keys["h3"]: after.records[keys["h3"]], keys["new"]: after.records[keys["new"]]}
+    derived = before.with_owners(touched)
+    assert derived.records == after.records
+    assert derived.digest == after.digest
+    assert derived.aliases.keys() == after.aliases.keys() and derived.aliases
+    assert before.records == snapshot and keys["new"] not in before.records
