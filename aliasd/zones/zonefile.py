@@ -109,9 +109,10 @@ def signed_zone_conflicts(source: "ZoneSource") -> list[tuple[dns.name.Name, int
     return found
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class AliasRecord:
-    """One ALIAS rule: A/AAAA queries at ``owner`` get ``target``'s addresses."""
+    """One ALIAS rule: A/AAAA queries at ``owner`` get ``target``'s addresses
+    (slots: one per ALIAS owner)."""
 
     owner: dns.name.Name
     ttl: int
