@@ -367,7 +367,7 @@ class FlatRRsets(Mapping):
         return FlatRRsets, (self.owner, self.parts)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Flattened:
     """The outcome of following one ALIAS, per address type.
 
@@ -376,7 +376,7 @@ class Flattened:
     records written beside the ALIAS in the file (the fallback).
     ``loop`` marks an owner whose ALIAS leads back to itself: it serves no
     addresses (NODATA), on the primary exactly as on its secondaries,
-    which only see the transfer view.
+    which only see the transfer view. Slots: one per ALIAS owner.
     """
 
     rrsets: Mapping[int, dns.rrset.RRset | None] = dataclasses.field(
