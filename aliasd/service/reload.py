@@ -434,10 +434,8 @@ def _adopted(zone: ZoneSettings, source: ZoneSource) -> ZoneSource:
     per zone (10 MiB at ten thousand zones)."""
     if source.origin.labels != zone.name.labels or source.path != zone.file:
         return source
-    adopted = ZoneSource.of(zone.name, zone.file, source.records)  # (targets shared: zonefile._target)
-    for name, value in source.__dict__.items():  # what the worker computed (the digest)
-        adopted.__dict__.setdefault(name, value)
-    return adopted
+    # (ALIAS targets shared: zonefile._target; the digest as the worker computed it)
+    return ZoneSource.of(zone.name, zone.file, source.records).knowing(source.digest, source.record_count())
 
 
 def _from_entry(zone: ZoneSettings, entry) -> ZoneSource | None:
@@ -451,8 +449,7 @@ def _from_entry(zone: ZoneSettings, entry) -> ZoneSource | None:
         return None
     if zone.dnssec and signed_zone_conflicts(source):
         return None
-    source.__dict__["digest"] = entry[2]  # the cached content digest
-    return source
+    return source.knowing(entry[2])  # the cached content digest
 
 
 @dataclasses.dataclass
