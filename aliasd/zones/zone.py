@@ -83,7 +83,7 @@ def parents_below(key: bytes, origin_key: bytes) -> list[bytes]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class ZoneBase:
     """What every version built from one zone file shares.
 
@@ -100,6 +100,10 @@ class ZoneBase:
     cuts: frozenset  # delegation points (names below the apex with NS)
     has_wildcards: bool = False
     dnames: frozenset = frozenset()  # owners of DNAME records (RFC 6672)
+    # Made on first use (slots, not a dict per zone): names with owners
+    # below them (``_below``) and the keys of cuts and DNAMEs (``redirected``).
+    _below_counts: dict | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _redirect_keys: frozenset | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def exists(self, key: bytes) -> bool:
         """Whether the name with lookup ``key`` exists (also read by the
@@ -201,7 +205,7 @@ class ZoneBase:
         return base
 
     def _below(self, previous: Mapping | None = None) -> dict:
-        counts = self.__dict__.get("_below_counts")
+        counts = self._below_counts
         if counts is None:
             counts = {}
             keys = self.records
@@ -223,7 +227,7 @@ class ZoneBase:
         """Is the name with lookup ``key``, or a name above it in the zone, a
         delegation point or a DNAME owner (aliasd.answer.directanswer leaves such
         names to the full path)?"""
-        keys = self.__dict__.get("_redirect_keys")
+        keys = self._redirect_keys
         if keys is None:
             keys = frozenset(store.key_of(name) for name in self.cuts | self.dnames)
             object.__setattr__(self, "_redirect_keys", keys)
