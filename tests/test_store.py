@@ -7,7 +7,7 @@ import dns.rdatatype as T
 import dns.rrset
 
 from aliasd.base import store
-from aliasd.zones.snapshot import Snapshot
+from aliasd.zones.snapshot import Snapshot, stamp_of
 from tests.helpers import zone_source
 
 N = dns.name.from_text
@@ -88,15 +88,16 @@ def test_snapshot_round_trip_in_the_state_store(tmp_path):
 def test_a_snapshot_entry_keeps_its_files_stamp_and_is_found_by_it(tmp_path):
     """A restart takes a file whose stamp is the one kept without reading it
     (aliasd.service.reload.ZoneFiles); another stamp finds nothing."""
-    key, stamp = b"\x07example\x03com\x00", (512, 1_700_000_000_123_456_789, -5, 2**63 + 1, 2049)
+    fields = (512, 1_700_000_000_123_456_789, -5, 2**63 + 1, 2049)
+    key, stamp = b"\x07example\x03com\x00", stamp_of(*fields)
     snap = Snapshot(tmp_path)
     snap.put(key, D1, {b"\0": b"x" * 40}, C, stamp)
     snap.save()
     again = _fresh(tmp_path)
     assert again.stamped(key, stamp) == (D1, {b"\0": b"x" * 40}, C, stamp)
-    assert again.stamped(key, (513, *stamp[1:])) is None
+    assert again.stamped(key, stamp_of(513, *fields[1:])) is None
     assert again.stamped(b"\x03org\x00", stamp) is None
-    moved = (*stamp[:4], 2050)
+    moved = stamp_of(*fields[:4], 2050)
     again.restamp(key, moved)  # read again, same digest, another device (a remount)
     again.save()
     assert _fresh(tmp_path).stamped(key, moved) is not None and _fresh(tmp_path).stamped(key, stamp) is None
@@ -118,7 +119,7 @@ def test_snapshot_lets_go_of_written_records_and_reads_them_back(tmp_path):
     assert snap.latest(key) == (D1, dict(source.records), source.digest, None)
     assert snap.get(key, D2) is None
     # Stamped again once settled (aliasd.service.reload): written with its records, found by the stamp.
-    stamp = (40, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000, 7, 2049)
+    stamp = stamp_of(40, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000, 7, 2049)
     snap.restamp(key, stamp)
     snap.save()
     assert snap.stamped(key, stamp) == (D1, dict(source.records), source.digest, stamp)

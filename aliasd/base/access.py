@@ -51,18 +51,24 @@ def keyring_from(keys: tuple[KeySettings, ...]) -> dict[dns.name.Name, dns.tsig.
     return ring
 
 
+def _rule(zone: ZoneSettings, made: dict) -> tuple:
+    """A zone's (networks, TSIG key name, TLS only); zones with the same
+    settings share one (ten thousand zones on their defaults: one tuple
+    and key name, not one each)."""
+    settings = (tuple(zone.allow_transfer), zone.transfer_key, zone.transfer_tls_only)
+    rule = made.get(settings)
+    if rule is None:
+        key = dns.name.from_text(zone.transfer_key) if zone.transfer_key else None
+        rule = made[settings] = (settings[0], key, zone.transfer_tls_only)
+    return rule
+
+
 class TransferAccess:
     """Decides on AXFR/IXFR requests, zone by zone."""
 
     def __init__(self, zones: tuple[ZoneSettings, ...]):
-        self._rules = {
-            z.name: (
-                tuple(z.allow_transfer),
-                dns.name.from_text(z.transfer_key) if z.transfer_key else None,
-                z.transfer_tls_only,
-            )
-            for z in zones
-        }
+        made: dict = {}
+        self._rules = {z.name: _rule(z, made) for z in zones}
         # Zones share their defaults: ten thousand zones, a handful of networks.
         self._all_networks = frozenset(net for nets, _, _ in self._rules.values() for net in nets)
 
@@ -74,11 +80,7 @@ class TransferAccess:
         access._rules = dict(self._rules)
         access._rules.pop(name, None)
         if zone is not None:
-            access._rules[name] = (
-                tuple(zone.allow_transfer),
-                dns.name.from_text(zone.transfer_key) if zone.transfer_key else None,
-                zone.transfer_tls_only,
-            )
+            access._rules[name] = _rule(zone, {})
             access._all_networks = self._all_networks | frozenset(zone.allow_transfer)
         else:
             access._all_networks = frozenset(net for nets, _, _ in access._rules.values() for net in nets)

@@ -246,10 +246,11 @@ class KeySettings:
     secret: bytes = dataclasses.field(repr=False)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ZoneSettings:
     """One served zone. ``file`` is None for the catalog zone, which aliasd
-    builds itself (aliasd.zones.catalog)."""
+    builds itself (aliasd.zones.catalog). Slots: one per zone, ten thousand
+    of them."""
 
     name: dns.name.Name
     file: Path | None
@@ -1200,21 +1201,25 @@ def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
     last_key, last_files, last_zones, made = _directory_made
     if last_key == key and last_files == files:
         return last_zones
-    if last_key is None or last_key[1] != defaults:
+    if last_key is None or last_key[0] != directory:
         made = {}
+    same_defaults = last_key is not None and last_key[1] == defaults
     zones, now = [], {}
     folder = str(directory)
     for filename in files:
-        try:
-            entry = _directory_entry(folder, filename)
-        except ValueError as e:
-            raise ConfigError(f"{where}: [zone-directory] {directory / filename}: {e}") from None
-        if entry[0] in explicit:
-            continue
-        zone = made.get(entry)
+        zone = made.get(filename)
         if zone is None:
-            zone = dataclasses.replace(defaults, name=entry[0], file=entry[1])
-        now[entry] = zone
+            try:
+                name, path = _directory_entry(folder, filename)
+            except ValueError as e:
+                raise ConfigError(f"{where}: [zone-directory] {directory / filename}: {e}") from None
+        else:
+            name, path = zone.name, zone.file
+        if name in explicit:
+            continue
+        if zone is None or not same_defaults:
+            zone = dataclasses.replace(defaults, name=name, file=path)
+        now[filename] = zone
         zones.append(zone)
     zones = tuple(zones)
     # (Replaced whole: a load in another thread sees the old one or this.)
@@ -1223,14 +1228,15 @@ def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
 
 
 #: The last directory read: ((directory, [zone-defaults], explicit zones),
-#: its file names, their settings, (name, file) -> settings).
+#: its file names, their settings, file name -> settings). A known file's
+#: zone name and path are taken from its settings, not parsed again (for
+#: ten thousand files, that took half a second); no other cache of them
+#: (an lru_cache of the pairs held 2 MiB at ten thousand zones).
 _directory_made: tuple = (None, None, (), {})
 
 
-@functools.lru_cache(maxsize=262144)
 def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path]:
-    """The zone and path of one directory file, kept between reloads: for
-    ten thousand files, parsing the names again took half a second."""
+    """The zone and path of one directory file."""
     return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), Path(directory) / filename
 
 

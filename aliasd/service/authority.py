@@ -33,7 +33,8 @@ import dataclasses
 import gc
 import itertools
 import time
-from typing import Callable, Iterable
+import types
+from typing import Callable, Iterable, Mapping
 
 import dns.name
 from twisted.internet import defer
@@ -56,6 +57,8 @@ log = Logger()
 
 #: No owner touched since the served version: one empty set shared by every zone.
 _NO_OWNERS: frozenset = frozenset()
+#: No changes waiting to be published: one empty mapping shared by every zone.
+_NO_CHANGES: Mapping = types.MappingProxyType({})
 
 
 class _Zone:
@@ -86,14 +89,23 @@ class _Zone:
         self.flattened: dict[dns.name.Name, Flattened] = {}
         self.served: dict[dns.name.Name, str] = {}
         self.view_hash = 0  # sum of the owners' hashes: updated per owner
-        # Changes not yet published as a version (serial-rate damping).
-        self.pending: dict[dns.name.Name, Flattened] = {}
+        # Changes not yet published as a version (serial-rate damping):
+        # the one shared empty mapping while there are none (``add_pending``).
+        self.pending: Mapping[dns.name.Name, Flattened] = _NO_CHANGES
         # Why its source changed, for the log (None: a dynamic update, which logs its own line).
         self.reason: str | None = None
 
     def snapshot(self) -> tuple:
         """What a failed commit restores (see ZoneAuthority._commit_failed)."""
         return dict(self.served), dict(self.flattened), self.view_hash, dict(self.pending)
+
+    def add_pending(self, changes: Mapping[dns.name.Name, Flattened]) -> None:
+        """Owners re-flattened, to publish with the next version."""
+        if self.pending is _NO_CHANGES:
+            if changes:
+                self.pending = dict(changes)
+        else:
+            self.pending.update(changes)
 
     def restore(self, saved: tuple) -> None:
         served, flattened, self.view_hash, pending = saved
@@ -689,7 +701,7 @@ class ZoneAuthority:
                     # slice at a time (10,000 took 1.5 s at once); the zone's
                     # version is built when the last slice is done.
                     chunk = set(itertools.islice(todo, self.reflatten_slice))
-                    zone.pending.update(self.graph.reflatten(zone, chunk))
+                    zone.add_pending(self.graph.reflatten(zone, chunk))
                     self._queue[origin] = todo - chunk
                     continue
             forced = origin in self._forced
@@ -719,7 +731,7 @@ class ZoneAuthority:
         new_source = current is None or current.source is not zone.source
         if owners is None:
             owners = set(zone.source.aliases)
-        zone.pending.update(self.graph.reflatten(zone, owners))
+        zone.add_pending(self.graph.reflatten(zone, owners))
         signer = self.signers.get(origin)
         signed_at = self._now()
         zone.signing_state = signer.state(signed_at, len(zone.source.records)) if signer is not None else ""
@@ -734,7 +746,7 @@ class ZoneAuthority:
         if current is not None and not new_source and not forced and not self.damping.take(origin):
             self.damping.hold(origin)
             return
-        updates, zone.pending = zone.pending, {}
+        updates, zone.pending = zone.pending, _NO_CHANGES
         self.damping.published(origin)
         published = entry.published if entry is not None else self.versions.get(origin)
         version, digest, state_changed, why = self.numbering.next_version(

@@ -48,23 +48,33 @@ class _Damaged(Exception):
     pass
 
 
-def _encode(digest: bytes, records: dict, content: str, stamp: tuple | None = None) -> bytes:
-    stamped = b"\x00" if stamp is None else b"\x01" + _STAMP.pack(*stamp)
+def stamp_of(size: int, mtime_ns: int, ctime_ns: int, inode: int, device: int) -> bytes:
+    """A file's stamp as kept in memory and here: one bytes object of 40
+    octets (a tuple of five large ints was 240 bytes per zone file)."""
+    return _STAMP.pack(size, mtime_ns, ctime_ns, inode, device)
+
+
+def _encode(digest: bytes, records: dict, content: str, stamp: bytes | None = None) -> bytes:
+    if stamp is not None and len(stamp) != _STAMP.size:
+        raise ValueError("a stamp is made by stamp_of")
+    stamped = b"\x00" if stamp is None else b"\x01" + stamp
     parts = [digest, content.encode(), stamped, _LENGTH.pack(len(records))]
     for owner, packed in records.items():
         parts += [bytes((len(owner),)), owner, _LENGTH.pack(len(packed)), packed]
     return b"".join(parts)
 
 
-def _decode(body: bytes) -> tuple[bytes, dict, str, tuple | None]:
+def _decode(body: bytes) -> tuple[bytes, dict, str, bytes | None]:
     """One entry; raises _Damaged when it does not add up."""
     try:
         digest, content = body[:32], body[32:96].decode("ascii")
         i = 97
         stamp = None
         if body[96] == 1:
-            stamp = _STAMP.unpack_from(body, i)
+            stamp = bytes(body[i:i + _STAMP.size])
             i += _STAMP.size
+            if i > len(body):
+                raise _Damaged
         elif body[96] != 0:
             raise _Damaged
         (count,) = _LENGTH.unpack_from(body, i)
@@ -128,7 +138,7 @@ class Snapshot:
             return self._whole(key, entry)
         return None
 
-    def stamped(self, key: bytes, stamp: tuple) -> Entry | None:
+    def stamped(self, key: bytes, stamp: bytes) -> Entry | None:
         """The zone's entry if its file's stamp is the one kept with it."""
         self.load()
         entry = self.entries.get(key)
@@ -136,7 +146,7 @@ class Snapshot:
             return self._whole(key, entry)
         return None
 
-    def restamp(self, key: bytes, stamp: tuple | None) -> None:
+    def restamp(self, key: bytes, stamp: bytes | None) -> None:
         """The zone's file, read again, has the kept digest and ``stamp``
         now (settled; None: not yet): kept for the next start."""
         entry = self.entries.get(key)
@@ -169,7 +179,7 @@ class Snapshot:
             whole = None
         return whole if whole is not None and whole[0] == entry[0] else None
 
-    def put(self, key: bytes, digest: bytes, records: dict, content: str, stamp: tuple | None = None) -> None:
+    def put(self, key: bytes, digest: bytes, records: dict, content: str, stamp: bytes | None = None) -> None:
         """Remember a freshly parsed zone (written by the next ``save``)."""
         entry = (digest, records, content, stamp)
         with self._lock:

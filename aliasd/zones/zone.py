@@ -14,7 +14,6 @@ formats, sockets or upstream resolvers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Iterable, Iterator, Mapping
 
 import dns.name
@@ -83,7 +82,7 @@ def parents_below(key: bytes, origin_key: bytes) -> list[bytes]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class ZoneBase:
     """What every version built from one zone file shares.
 
@@ -100,6 +99,10 @@ class ZoneBase:
     cuts: frozenset  # delegation points (names below the apex with NS)
     has_wildcards: bool = False
     dnames: frozenset = frozenset()  # owners of DNAME records (RFC 6672)
+    # Made on first use (slots, not a dict per zone): names with owners
+    # below them (``_below``) and the keys of cuts and DNAMEs (``redirected``).
+    _below_counts: dict | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _redirect_keys: frozenset | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def exists(self, key: bytes) -> bool:
         """Whether the name with lookup ``key`` exists (also read by the
@@ -201,7 +204,7 @@ class ZoneBase:
         return base
 
     def _below(self, previous: Mapping | None = None) -> dict:
-        counts = self.__dict__.get("_below_counts")
+        counts = self._below_counts
         if counts is None:
             counts = {}
             keys = self.records
@@ -223,7 +226,7 @@ class ZoneBase:
         """Is the name with lookup ``key``, or a name above it in the zone, a
         delegation point or a DNAME owner (aliasd.answer.directanswer leaves such
         names to the full path)?"""
-        keys = self.__dict__.get("_redirect_keys")
+        keys = self._redirect_keys
         if keys is None:
             keys = frozenset(store.key_of(name) for name in self.cuts | self.dnames)
             object.__setattr__(self, "_redirect_keys", keys)
@@ -367,7 +370,7 @@ class FlatRRsets(Mapping):
         return FlatRRsets, (self.owner, self.parts)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Flattened:
     """The outcome of following one ALIAS, per address type.
 
@@ -376,7 +379,7 @@ class Flattened:
     records written beside the ALIAS in the file (the fallback).
     ``loop`` marks an owner whose ALIAS leads back to itself: it serves no
     addresses (NODATA), on the primary exactly as on its secondaries,
-    which only see the transfer view.
+    which only see the transfer view. Slots: one per ALIAS owner.
     """
 
     rrsets: Mapping[int, dns.rrset.RRset | None] = dataclasses.field(
@@ -394,7 +397,16 @@ class ZoneVersion:
     What others keep about a version lives with them: whether it is still
     served is the registry's ``zones_by_wire`` (aliasd.zones.registry), its
     transfer renderings are aliasd.replicate.transfer's.
+
+    Slots, with what is made on first use in slots of its own: ten thousand
+    versions, and a dict each grew to 380 bytes once its SOA was asked.
     """
+
+    __slots__ = ("source", "origin", "serial", "_records", "_overlay", "loop_keys", "base", "signed",
+                 "_soa", "_negative_soa", "_negative_soa_wire", "_vacant", "__weakref__")
+    #: What a worker process gets (aliasd.listen.frames): not the file's
+    #: records, which come with its source, nor what is made on first use.
+    _PICKLED = ("source", "origin", "serial", "_overlay", "loop_keys", "base", "signed")
 
     def __init__(
         self,
@@ -414,31 +426,34 @@ class ZoneVersion:
         self.base = base
         # The DNSSEC records of a signed zone (aliasd.dnssec.signer.Signed), or None.
         self.signed = None
+        self._soa = self._negative_soa = self._negative_soa_wire = self._vacant = None
 
     def __getstate__(self) -> dict:
         """Pickled for a worker process (aliasd.listen.frames) without the
         file's records, which come with its source."""
-        state = dict(self.__dict__)
-        del state["_records"]
-        return state
+        return {name: getattr(self, name) for name in self._PICKLED}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
         self._records = self.source.records
+        self._soa = self._negative_soa = self._negative_soa_wire = self._vacant = None
 
     def with_signatures(self, signed) -> "ZoneVersion":
         """This version, signed: the same records plus ``signed``'s."""
         version = ZoneVersion(self.source, self.base, self._overlay, self.loop_keys, self.serial)
         version.signed = signed
-        if "vacant" in self.__dict__:  # the same records: the same names serve nothing
-            version.__dict__["vacant"] = self.vacant
+        version._vacant = self._vacant  # the same records: the same names serve nothing
         return version
 
     # Decoded on first use: ten thousand versions are built at start, and
     # most are first asked for their SOA much later, or never.
-    @functools.cached_property
+    @property
     def soa(self) -> dns.rrset.RRset:
-        return self.source.soa_with(self.serial)
+        soa = self._soa
+        if soa is None:
+            soa = self._soa = self.source.soa_with(self.serial)
+        return soa
 
     @property
     def overlay(self) -> Mapping[bytes, Mapping[int, dns.rrset.RRset | None]]:
@@ -453,16 +468,22 @@ class ZoneVersion:
         wire = store.with_serial(wire, self.serial)
         return store.pack(store.owner_of(self._records[self.base.origin_key]), [(dns.rdatatype.SOA, ttl, [wire])])
 
-    @functools.cached_property
+    @property
     def negative_soa(self) -> dns.rrset.RRset:
-        return _negative_soa(self.soa)
+        soa = self._negative_soa
+        if soa is None:
+            soa = self._negative_soa = _negative_soa(self.soa)
+        return soa
 
-    @functools.cached_property
+    @property
     def negative_soa_wire(self) -> tuple[int, bytes]:
         """(TTL, rdata) of ``negative_soa``, without decoding it (aliasd.answer.directanswer)."""
-        ttl, wire = self.source.soa_wire
-        minimum = int.from_bytes(wire[-4:], "big")
-        return min(ttl, minimum), store.with_serial(wire, self.serial)
+        found = self._negative_soa_wire
+        if found is None:
+            ttl, wire = self.source.soa_wire
+            minimum = int.from_bytes(wire[-4:], "big")
+            found = self._negative_soa_wire = min(ttl, minimum), store.with_serial(wire, self.serial)
+        return found
 
     @property
     def name_count(self) -> int:
@@ -500,15 +521,15 @@ class ZoneVersion:
                 overlay.pop(key, None)  # the file's records, fallback included
         version = cls(source, base, overlay, loops, serial)
         if previous is not None and previous.source is source and previous.base is base \
-                and "vacant" in previous.__dict__:
+                and previous._vacant is not None:
             # The same names serve nothing as before: ``vacant`` is kept, not
             # computed again over every ALIAS owner (on the reactor).
-            before = previous.vacant
+            before = previous._vacant
             if all(version._serves_nothing(key) == (key in before) for key in keys):
-                version.__dict__["vacant"] = before
+                version._vacant = before
         return version
 
-    @functools.cached_property
+    @property
     def vacant(self) -> frozenset:
         """Names of the file that do not exist in the served view: ALIAS
         owners serving nothing (no addresses and nothing written beside the
@@ -519,6 +540,12 @@ class ZoneVersion:
         the NSEC or NSEC3 chain), or the two would answer differently and
         a signed zone's chain would hold a name without records.
         """
+        found = self._vacant
+        if found is None:
+            found = self._vacant = self._find_vacant()
+        return found
+
+    def _find_vacant(self) -> frozenset:
         base = self.base
         empty = [key for key in map(store.key_of, self.source.aliases) if self._serves_nothing(key)]
         if not empty:
