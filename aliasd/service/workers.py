@@ -134,6 +134,9 @@ class WorkerPool(service.Service):
     to (its events come here instead).
     """
 
+    #: Reactor time one slice of the start's work may take (seconds).
+    slice_seconds = 0.01
+
     def __init__(self, count: int, reactor, authority, protocols: list, stats, *,
                  limiter=None, status=None, logging=None, tcp_listeners: list = (), tcp_factory=None):
         self.count = count
@@ -182,7 +185,10 @@ class WorkerPool(service.Service):
         if not self.running or self.started:
             return None
         self.started = True
-        slices = task.Cooperator(scheduler=lambda f: self.reactor.callLater(0, f), started=True)
+        slices = task.Cooperator(
+            terminationPredicateFactory=lambda: _until(time.perf_counter() + self.slice_seconds),
+            scheduler=lambda f: self.reactor.callLater(0, f),
+        )
         d = slices.coiterate(self._share(list(self._served_parts())))
         d.addCallback(self._fork_all)
         d.addErrback(lambda failure: log.failure("starting the workers", failure))
@@ -579,3 +585,8 @@ def _how(status: int | None) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _until(deadline: float):
+    """A Cooperator's termination predicate: true once ``deadline`` (perf_counter) passed."""
+    return lambda: time.perf_counter() >= deadline
