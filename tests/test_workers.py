@@ -30,7 +30,7 @@ from aliasd.service.authority import ZoneAuthority
 from aliasd.service import workers
 from aliasd.service.workers import WorkerPool, _Channel, _Worker
 from aliasd.zones.zone import Flattened, ZoneVersion
-from tests.helpers import zone_source
+from tests.helpers import reactor_turn, zone_source
 from tests.test_fastpath import NAMES, SOURCE, TYPES, variants
 
 OWNER = dns.name.from_text("example.com")
@@ -438,16 +438,6 @@ def test_the_main_process_answers_until_every_worker_runs_and_a_stuck_worker_is_
     assert signals == [(second.pid, signal.SIGKILL)]
 
 
-def _reactor_turn(clock: task.Clock) -> None:
-    """Run the calls due now, as one turn of a real reactor does: those
-    they schedule for now run in the next turn (Clock.advance runs them too)."""
-    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
-    for call in due:
-        clock.calls.remove(call)
-        call.called = 1
-        call.func(*call.args, **call.kw)
-
-
 def test_the_workers_start_tokens_the_served_zones_in_slices_then_forks_with_every_zone(monkeypatch):
     """At ten thousand zones the tokens took 0.05-0.12 s of the reactor in
     one piece: they are given a slice at a time, and a zone served between
@@ -465,12 +455,12 @@ def test_the_workers_start_tokens_the_served_zones_in_slices_then_forks_with_eve
     pool.running = True
     pool._start()
     assert forks == []  # nothing at once
-    _reactor_turn(clock)
+    reactor_turn(clock)
     assert forks == []  # fifteen objects (5 files and their versions' parts) take more than one turn
     authority.add_sources([source(5)])  # served between two slices
     turns = 1
     while not forks and turns < 100:
-        _reactor_turn(clock)
+        reactor_turn(clock)
         turns += 1
     assert forks == [1, 2] and turns > 5
     registry = authority.registry
