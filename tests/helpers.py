@@ -77,3 +77,13 @@ def update_summary(message) -> tuple:
             [(r.name, r.rdclass, r.rdtype) for r in message.question],
             rrsets(message.prerequisite), rrsets(message.update),
             message.had_tsig, message.keyname, message.mac)
+
+
+def reactor_turn(clock) -> None:
+    """Run the calls due now, as one turn of a real reactor does: those
+    they schedule for now run in the next turn (Clock.advance runs them too)."""
+    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+    for call in due:
+        clock.calls.remove(call)
+        call.called = 1
+        call.func(*call.args, **call.kw)

@@ -248,6 +248,9 @@ class ZoneAuthority:
         self._expand: collections.deque = collections.deque()
         self._batch: dict[dns.name.Name, _Built] = {}
         self._work_call = None
+        # Versions served and synced, to be told to on_new_serial in order (_announce).
+        self._announcing: collections.deque = collections.deque()
+        self._announce_call = None
         self._committing = False
         self._commit_now = False  # a heavy signed zone ends the batch (heavy_from)
         self._signing_owners = 0  # owners of signed zones to sign in this batch
@@ -606,6 +609,30 @@ class ZoneAuthority:
         now: at once with one process."""
         self.synced().addCallback(lambda _: announce()).addErrback(
             lambda f: log.failure("announcing a served version", f))
+
+    def _announce(self, versions: list[ZoneVersion]) -> None:
+        """Tell ``on_new_serial`` of ``versions`` after those before them, a
+        slice at a time: queuing NOTIFYs and noting serials costs about as
+        much as serving, so a publishing slice's worth announced at once
+        tripled the slice (30 ms at ten thousand zones)."""
+        self._announcing.extend(versions)
+        if self._announce_call is None:
+            self._announce_some()
+
+    def _announce_some(self) -> None:
+        self._announce_call = None
+        queue = self._announcing
+        started = time.perf_counter()
+        while queue:
+            version = queue.popleft()
+            try:
+                self.on_new_serial(version)
+            except Exception:
+                log.failure("announcing zone {zone} serial {serial}", zone=version.origin.to_text(),
+                            serial=version.serial)
+            if queue and self.clock is not None and time.perf_counter() - started > self.slice_seconds:
+                self._announce_call = self.clock.callLater(0, self._announce_some)
+                return
 
     def _fail_waiters(self, origin: dns.name.Name, why: str, after: int | None = None) -> None:
         """Fail the updates waiting on the zone (only those after source
@@ -972,7 +999,7 @@ class ZoneAuthority:
         if deadline:
             self._note_slice(started)  # (start-up runs before any query)
         if announced:
-            self._after_synced(lambda: [self.on_new_serial(version) for version in announced])
+            self._after_synced(lambda: self._announce(announced))
         if entries:
             self.clock.callLater(0, self._publish, entries, True, reasons)
             return
