@@ -643,6 +643,23 @@ def test_an_idle_tcp_connection_to_a_worker_is_closed(aliasd):
         assert 0.5 < time.monotonic() - started < 4
 
 
+def test_a_tcp_connection_after_a_quiet_spell_is_answered(aliasd):
+    """A worker's idle timers run only while connections are open: a
+    connection made after a spell with none, longer than tcp-idle-timeout,
+    is answered, not closed at once (it was reset: a secondary's first
+    AXFR after a quiet minute failed)."""
+    metrics_port = free_port()
+    p = aliasd(f'[statistics]\nlisten = "127.0.0.1:{metrics_port}"\n[zones."example.com"]\nfile = "example.com.zone"\n',
+               {"example.com.zone": RRL_ZONE}, server=f"workers = {WORKERS}\ntcp-idle-timeout = 1\n")
+    Pool(p, metrics_port)
+    query = dns.message.make_query("www.example.com", "A")
+    for _ in range(2):  # each connection accepted after 2.5 s with none open
+        time.sleep(2.5)
+        for _ in range(2 * WORKERS):  # (each worker takes some of them)
+            answer = dns.query.tcp(query, "127.0.0.1", port=p.port, timeout=5)
+            assert addresses(answer) == {"192.0.2.1"}
+
+
 def test_rate_limiting_holds_for_a_client_as_a_whole(aliasd):
     """Each worker limits at rate / N: a flood spread over both gets about the rate, not N times it."""
     metrics_port = free_port()

@@ -183,6 +183,10 @@ class Connections:
     # -- accepting and reading -----------------------------------------------
 
     def _accept(self, listener: socket.socket) -> None:
+        # The clock stands still while no connection is open (the loop
+        # ticks it only then): bring it to now first, or a new connection's
+        # idle timer starts in the past and closes it at the next tick.
+        self.tick()
         host = _address(listener.family, listener.getsockname())
         for _ in range(ACCEPT_BATCH):
             try:
