@@ -149,6 +149,7 @@ def main() -> int:
             sys.exit(f"{program} is not installed")
     d = Path(tempfile.mkdtemp(prefix="aliasd-compare-"))
     procs: list[subprocess.Popen] = []
+    aliasd = None
     try:
         # The upstream: named, authoritative for the ALIAS targets.
         up_port = free_port()
@@ -240,6 +241,8 @@ def main() -> int:
                         peak=proc_mib(pdns.pid, "VmHWM"))
         print_table(args, columns, pdns_fig, list(mixes))
     finally:
+        if aliasd is not None:  # (a failed measurement must not leave it running)
+            aliasd.stop()
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
