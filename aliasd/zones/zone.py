@@ -356,7 +356,10 @@ class FlatRRsets(Mapping):
         raise KeyError(rdtype)
 
     def __contains__(self, rdtype) -> bool:
-        return any(t == rdtype for t, _, _ in self.parts)
+        for part in self.parts:  # (a loop, not any() over a generator: asked per owner at every build)
+            if part[0] == rdtype:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[int]:
         return (t for t, _, _ in self.parts)
