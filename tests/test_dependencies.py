@@ -41,3 +41,26 @@ def test_the_served_text_kept_per_parts_is_the_one_each_owner_would_get():
     assert looped != made and looped.startswith("(True")
     other = dependencies._shared_parts(parts("192.0.2.8", "2001:db8::7"))
     assert "192.0.2.8" in dependencies._served(None, owners[0], Flattened(FlatRRsets(owners[0], other)))
+
+
+def test_an_owners_text_in_the_view_digest_is_dnspythons_lowered():
+    """The view digest kept in the state directory hashes each ALIAS owner's
+    name as ``to_text().lower()``; the text joined from the labels must be
+    that text for every name, escapes, relative names and the root included."""
+    import random
+
+    from aliasd.base import store
+
+    rng = random.Random(1982)
+    names = [dns.name.root, dns.name.from_text("c1.Example."), dns.name.from_text("a\\.b.example."),
+             dns.name.from_text("x\\032y.example."), dns.name.from_text("\\@.example."),
+             dns.name.from_text("*.Wild.example."), dns.name.from_text("q\\\"x.example."),
+             dns.name.from_text("www", origin=None), dns.name.Name([b"\xc3\xa9", b"example", b""])]
+    octets = list(range(256))
+    for _ in range(5000):
+        labels = [bytes(rng.choice(octets) if rng.random() < 0.2 else rng.choice(b"abXY09-_*")
+                        for _ in range(rng.randrange(1, 10))) for _ in range(rng.randrange(1, 4))]
+        names.append(dns.name.Name([*labels, b""]))
+    for name in names:
+        for form in (name, store.cached(name)):
+            assert dependencies._lower_text(form) == form.to_text().lower(), form.labels

@@ -225,3 +225,51 @@ def test_signed_answers_with_do_are_kept_by_their_query_octets(keys, denial):
         assert {r.rdtype for r in answer.answer + answer.authority} == kinds, (name, rdtype)
         plain = dns.message.make_query(name, rdtype, want_dnssec=False, payload=1232).to_wire()
         assert direct.exact_answer(plain) is None
+
+
+def test_servfail_of_a_zone_still_loading_equals_the_full_paths():
+    """While a zone's first version is not served (start-up at thousands
+    of zones, a held zone), its SERVFAIL is written from the query's octets;
+    header, question, OPT and counters as the full path's, and the zone's
+    answers once it is served."""
+    from twisted.internet import task
+
+    source = zone_source("example.com.", TEXT)
+    made = []
+    for _ in range(2):
+        authority = ZoneAuthority(clock=task.Clock())
+        authority.set_sources([source])  # queued, not built: the zone is loading
+        authority.registry.hold([N("held.example.")])
+        made.append(QueryHandler(authority, max_udp_size=1232))
+    direct, full = made
+    full._direct = lambda *args: None
+
+    def parsed(wire):
+        raise AssertionError("a plain query at a loading zone took the full path")
+
+    direct._parse = parsed
+    rng = random.Random(2181)
+    asked = 0
+    for name, qtype in QUESTIONS + [("x.held.example.", "A"), ("held.example.", "SOA")]:
+        for (edns, do), udp in itertools.product([(False, False), (True, False), (True, True)], [True, False]):
+            query = dns.message.make_query(shuffled_case(name, rng), qtype, use_edns=0 if edns else False,
+                                           want_dnssec=do, payload=4096)
+            query.flags |= dns.flags.CD if rng.random() < 0.5 else 0
+            query.flags &= ~dns.flags.RD if rng.random() < 0.5 else ~0
+            wire = query.to_wire()
+            reference = full.handle(wire, "127.0.0.1", over_udp=udp)
+            if fastpath.cache_key(wire, udp, 1232) is not None:
+                assert directanswer.loading(T.from_text(qtype), wire, len(wire) - (11 if edns else 0),
+                                            edns, do, 1232) == reference, (name, qtype, edns, do, udp)
+            first = direct.handle_udp(wire, "127.0.0.1") if udp else direct.handle(wire, "127.0.0.1", over_udp=False)
+            assert first == reference, (name, qtype, edns, do, udp)
+            assert dns.message.from_wire(first).rcode() == dns.rcode.SERVFAIL
+            asked += 1
+    assert asked == 6 * (len(QUESTIONS) + 2)
+    assert direct.stats.counters == full.stats.counters
+    assert not direct._cache and not direct._exact  # never kept: the zone answers once served
+    direct.authority.clock.advance(0)
+    direct.authority.clock.advance(0)
+    answer = dns.message.from_wire(direct.handle_udp(dns.message.make_query("www.example.com.", "A").to_wire(),
+                                                     "127.0.0.1"))
+    assert answer.rcode() == dns.rcode.NOERROR and answer.answer

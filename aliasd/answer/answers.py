@@ -39,6 +39,7 @@ from aliasd.base.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.base.stats import Statistics
 from aliasd.update import wireparse
 from aliasd.update.rfc2136 import restore_ttls
+from aliasd.zones.registry import NOT_LOADED
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_TYPE
 
@@ -242,11 +243,11 @@ class QueryHandler:
             version = zones.get(suffix)
             if version is not None:
                 break
-        if not isinstance(version, ZoneVersion):  # not ours, or still loading
-            return None
         qtype = (key[qend - 16] << 8) | key[qend - 15]
-        limit = (key[-3] << 8) | key[-2]
         shape = key[-1]  # over UDP, EDNS, DO: see fastpath.cache_key
+        if not isinstance(version, ZoneVersion):  # not ours (None), or still loading
+            return self._loading(qtype, wire, qend, shape, over_udp) if version is NOT_LOADED else None
+        limit = (key[-3] << 8) | key[-2]
         result = directanswer.answer(version, name_key, qtype, wire, qend, limit,
                                      bool(shape & 2), bool(shape & 4), self.max_udp_size)
         if result is None:
@@ -268,6 +269,18 @@ class QueryHandler:
         if negative_key is not None and rcode == dns.rcode.NXDOMAIN:
             key = negative_key
         self._remember(key, version, answer, stat_key, owner)
+        return answer
+
+    def _loading(self, qtype: int, wire: bytes, qend: int, shape: int, over_udp: bool) -> bytes | None:
+        """The SERVFAIL of a zone still loading, written without dnspython
+        and counted as the full path counts it (never kept: it stops
+        answering once the zone is served)."""
+        answer = directanswer.loading(qtype, wire, qend, bool(shape & 2), bool(shape & 4), self.max_udp_size)
+        if answer is not None:
+            self.stats.counters[self.stats.key(
+                "aliasd_queries_total", qtype=_qtype_label(qtype), rcode="SERVFAIL",
+                transport="udp" if over_udp else "tcp",
+            )] += 1
         return answer
 
     def _remember(self, key, version, answer: bytes, stat_key, alias_owner) -> None:

@@ -181,8 +181,10 @@ class StateStore:
         """Every zone's last recorded serial and digest."""
         return {store.name_of(key): state for key, state in self._states().items()}
 
-    def load_zone(self, name: dns.name.Name) -> ZoneState | None:
-        return self._states().get(store.key_of(name))
+    def load_zone(self, name: dns.name.Name, key: bytes | None = None) -> ZoneState | None:
+        """The zone's last recorded state; ``key``: its lookup key, when
+        known already (a zone file's: not made again for each zone at start)."""
+        return self._states().get(key if key is not None else store.key_of(name))
 
     def save_zones(self, states: dict[dns.name.Name, ZoneState]) -> None:
         """Record these zones' serials durably: one transaction (or a part
@@ -229,7 +231,7 @@ class MemoryStateStore:
     def load_zones(self):
         return self.zones
 
-    def load_zone(self, name):
+    def load_zone(self, name, key=None):
         return self.zones.get(name)
 
     def save_zones(self, states):

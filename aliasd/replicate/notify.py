@@ -104,7 +104,9 @@ class NotifySender:
         self._by_id: dict[tuple[int, str, int], _Pending] = {}
         self._in_use: collections.Counter = collections.Counter()  # IDs in use per target
         # (zone, target) -> the newest version not sent yet, oldest first.
-        self._queue: dict[tuple[dns.name.Name, Endpoint], ZoneVersion] = {}
+        # (An OrderedDict: taken from the front, which a plain dict finds
+        # past every slot popped before it; thousands are queued at start.)
+        self._queue: collections.OrderedDict[tuple[dns.name.Name, Endpoint], ZoneVersion] = collections.OrderedDict()
         self.rate = rate
         self._tokens: float | None = None  # a full burst until first used
         self._refilled_at = 0.0
@@ -181,8 +183,7 @@ class NotifySender:
         self._refilled_at = now
         deferred = []
         while self._queue and self._tokens >= 1.0 and self.send is not None:
-            key, version = next(iter(self._queue.items()))
-            del self._queue[key]
+            key, version = self._queue.popitem(last=False)
             if not self._start(version, key[1]):
                 deferred.append((key, version))  # every query ID in use: later
                 continue

@@ -59,7 +59,7 @@ class Numbering:
             view += ":" + zone.signing_state
         digest = hashlib.sha256(view.encode()).hexdigest()
         if current is None:
-            previous = self.state.load_zone(origin)
+            previous = self.state.load_zone(origin, source.key)
         else:
             previous = ZoneState(current.serial, current_digest if current_digest is not None
                                  else self.digests.get(origin, ""))

@@ -146,6 +146,13 @@ class Options(usage.Options):
             raise usage.UsageError(f"--resolver: {e}") from None
 
     def postOptions(self) -> None:
+        # What is imported lives as long as the process: frozen now, so that
+        # the cyclic collector's passes from here on walk only what start-up
+        # makes. Its full passes walked every imported object to free
+        # nothing (a warm start of 10,000 zones: 0.27 -> 0.17 s collecting).
+        # (Not paused while files are read: a broken file's parse leaves
+        # cyclic garbage, about 1 MiB per 1,000-record file.)
+        gc.freeze()
         if self["config"]:
             self["config"] = str(Path(self["config"]).resolve())
         try:
