@@ -381,3 +381,20 @@ def test_zone_tables_of_the_same_options_are_each_their_own_zone(tmp_path):
     text = ACME_KEY + "".join(f'[zones."{n}.example"]\nfile = "{n}.zone"\n{rule}' for n in "ab")
     with pytest.raises(ConfigError, match=r'\[zones."b.example"\] update: rule name .* is not in zone b.example'):
         load(tmp_path, text)
+
+
+def test_signed_zones_are_those_with_dnssec_on_for_each_zones_tuple(tmp_path):
+    """Settings.signed_zones (what a reload's signing steps pass over) is
+    kept per zones tuple: another tuple, as with_runtime_zones makes, is
+    looked at anew."""
+    import dataclasses
+
+    text = "".join(f'[zones."{n}.example"]\nfile = "{n}.zone"\n' + ("dnssec = true\n" if n in "bd" else "")
+                   for n in "abcd")
+    settings = load(tmp_path, text)
+    assert [z.name.to_text() for z in settings.signed_zones] == ["b.example.", "d.example."]
+    assert settings.signed_zones is settings.signed_zones
+    more = dataclasses.replace(settings, zones=settings.zones + (dataclasses.replace(settings.zones[0],
+                               name=dns.name.from_text("e.example."), dnssec=True),))
+    assert [z.name.to_text() for z in more.signed_zones] == ["b.example.", "d.example.", "e.example."]
+    assert [z.name.to_text() for z in settings.signed_zones] == ["b.example.", "d.example."]

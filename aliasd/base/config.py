@@ -441,9 +441,25 @@ class Settings:
                             builtin=name is None)
 
     @property
+    def signed_zones(self) -> tuple[ZoneSettings, ...]:
+        """The zones with ``dnssec`` on, in order; kept for the zones tuple
+        (the very tuple while the configuration is as it was), so that a
+        reload's signing steps do not pass over ten thousand unsigned zones
+        to find none."""
+        global _signed
+        zones, signed = _signed
+        if zones is not self.zones:
+            zones, signed = _signed = (self.zones, tuple(z for z in self.zones if z.dnssec))
+        return signed
+
+    @property
     def transferable_zones(self) -> tuple[ZoneSettings, ...]:
         """Every zone with transfer and NOTIFY settings, the catalog included."""
         return self.zones + ((self.catalog,) if self.catalog is not None else ())
+
+
+#: The last zones tuple asked for its signed zones, and those.
+_signed: tuple = ((), ())
 
 
 # -- small validators -------------------------------------------------------

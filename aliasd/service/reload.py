@@ -115,7 +115,7 @@ def make_signers(settings: Settings, only=None) -> dict:
     """A Signer for each zone with ``dnssec = true`` (or for those in
     ``only``), with its keys (made in the state directory on first use;
     raises KeyFileError)."""
-    zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
+    zones = [z for z in settings.signed_zones if only is None or z.name in only]
     if not zones:
         return {}
     store = KeyStore(settings.server.state_dir / "keys")
@@ -137,7 +137,7 @@ def make_signers(settings: Settings, only=None) -> dict:
 
 
 def _policies_by_zone(settings: Settings) -> dict:
-    return {z.name: settings.policy_of(z) for z in settings.zones if z.dnssec}
+    return {z.name: settings.policy_of(z) for z in settings.signed_zones}
 
 
 def make_signers_for(settings: Settings) -> set:
@@ -146,9 +146,7 @@ def make_signers_for(settings: Settings) -> set:
     store = None
     now = time.time()
     out = set()
-    for zone in settings.zones:
-        if not zone.dnssec:
-            continue
+    for zone in settings.signed_zones:
         if zone.dnssec_policy == INSECURE:
             store = store or KeyStore(settings.server.state_dir / "keys")
             if not any(k.published(now) for k in store.load(zone.name)):
