@@ -603,7 +603,18 @@ class Reloader:
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._read)
         d.addCallback(self._read_done)
         d.addErrback(self._crashed)
+        d.addCallback(self._save_snapshot)
         return d
+
+    def _save_snapshot(self, result):
+        """What the reload parsed, written to the zone snapshot in a thread
+        once the new data is served (then ``result``): the snapshot is a
+        cache for the next start, its new entries kept in memory meanwhile,
+        and its commit (5-20 ms) had delayed serving. The next reload waits
+        for it (one reader of the files at a time)."""
+        saved = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), save_snapshot, self.files)
+        saved.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
+        return saved.addCallback(lambda _: result)
 
     def _read(self):
         """(settings, what _read_zones found, new signers, whether the
@@ -1108,7 +1119,8 @@ def _named(origins) -> str:
 
 
 def _read_zones(settings, files: ZoneFiles, changed_only: bool = False):
-    """Parse and index the zone files that changed (runs in a thread):
+    """Parse and index the zone files that changed (runs in a thread; the
+    snapshot is written after serving: Reloader._save_snapshot):
     (results, prepared, files parsed, complete). ``changed_only`` (the
     zones are those read last time): results holds (zone, result) for the
     zones whose file changed alone, and complete is False, unless the
@@ -1116,7 +1128,6 @@ def _read_zones(settings, files: ZoneFiles, changed_only: bool = False):
     name, as ZoneFiles.read_all gives them)."""
     found = files.read_changed(settings.zones) if changed_only else None
     results, fresh = files.read_all(settings.zones) if found is None else found
-    save_snapshot(files)
     return results, ZoneAuthority.prepare(fresh), files.parsed, found is None
 
 
