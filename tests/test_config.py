@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
+import time
 from pathlib import Path
 
 import dns.exception
@@ -398,3 +400,29 @@ def test_signed_zones_are_those_with_dnssec_on_for_each_zones_tuple(tmp_path):
                                name=dns.name.from_text("e.example."), dnssec=True),))
     assert [z.name.to_text() for z in more.signed_zones] == ["b.example.", "d.example.", "e.example."]
     assert [z.name.to_text() for z in settings.signed_zones] == ["b.example.", "d.example."]
+
+
+def test_a_settled_zone_directory_is_listed_again_once_its_times_change(tmp_path, monkeypatch):
+    """An unchanged configuration's zone directory is stat-ed, not listed,
+    while its times are those of the last listing; an entry added, removed
+    or renamed moves them, and the next load lists it again. (Modified just
+    before a listing, within RACY_NS, it is listed every time: the test
+    above.)"""
+    from aliasd.base import config
+
+    monkeypatch.setattr(config, "RACY_NS", 0)
+    d = tmp_path / "zones.d"
+    d.mkdir()
+    (d / "a.example.zone").write_text("")
+    time.sleep(0.05)  # (past the file system's tick: the listing is settled)
+    first = load(tmp_path, '[zone-directory]\npath = "zones.d"\n')
+    listed, listdir = [], os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or listdir(path))
+    assert load_settings(tmp_path / "aliasd.toml") is first and listed == []
+    time.sleep(0.05)
+    (d / "b.example.zone").write_text("")
+    assert [z.name.to_text() for z in load_settings(tmp_path / "aliasd.toml").zones] == ["a.example.", "b.example."]
+    time.sleep(0.05)
+    (d / "a.example.zone").rename(d / "c.example.zone")
+    assert [z.name.to_text() for z in load_settings(tmp_path / "aliasd.toml").zones] == ["b.example.", "c.example."]
+    assert len(listed) == 2

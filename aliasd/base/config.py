@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -1258,7 +1259,7 @@ def _directory_files(where: str, directory: Path) -> list[str]:
     """
     global _listed
     try:
-        names = _outside(os.listdir, directory)
+        names = _outside(_listing, directory)
     except OSError as e:
         raise ConfigError(f"{where}: [zone-directory] path: cannot list {directory}: {e.strerror}") from None
     if _listed[0] == names:  # (a directory listed as last time: its sorted names without sorting)
@@ -1270,6 +1271,37 @@ def _directory_files(where: str, directory: Path) -> list[str]:
 
 #: The last directory listing and its zone files, sorted.
 _listed: tuple = (None, [])
+
+
+def _listing(directory: Path) -> list[str]:
+    """``os.listdir(directory)``; the very list of the last listing while
+    the directory's stamp (modification and change times, inode, device)
+    is the one it had then, unless it was modified just before that
+    listing (RACY_NS). Why: an entry added, removed or renamed changes the
+    directory's times, and a stat of it is a thousandth of listing ten
+    thousand files at every reload."""
+    global _last_listing
+    st = os.stat(directory)
+    stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    last = _last_listing
+    if last is not None and last[0] == directory and last[1] == stamp:
+        return last[2]
+    listed_at = time.time_ns()
+    names = os.listdir(directory)
+    settled = max(st.st_mtime_ns, st.st_ctime_ns) < listed_at - RACY_NS
+    _last_listing = (directory, stamp, names) if settled else None
+    return names
+
+
+#: (directory, its stamp, its names) of the last listing of a settled directory.
+_last_listing: tuple | None = None
+#: A file modified less than this many nanoseconds before it was read may
+#: change again with the same size and times: file systems keep times in
+#: ticks (a few ms on Linux, 1 s or 2 s on some), so a second write in the
+#: tick of the first can leave (size, mtime, ctime, inode) as they were.
+#: Such a file is read again (its digest compared) at the next reload, as
+#: git treats a "racily clean" file; a directory is listed again.
+RACY_NS = 2_000_000_000
 
 
 def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,

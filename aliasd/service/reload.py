@@ -44,6 +44,7 @@ from aliasd.base.access import TransferAccess, keyring_from
 from aliasd.base.config import (
     DEFAULT_JOURNAL_MAX_USAGE,
     INSECURE,
+    RACY_NS,
     ConfigError,
     Settings,
     ZoneSettings,
@@ -163,13 +164,6 @@ def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
     )
 
 
-#: A file modified less than this many nanoseconds before it was read may
-#: change again with the same size and times: file systems keep times in
-#: ticks (a few ms on Linux, 1 s or 2 s on some), so a second write in the
-#: tick of the first can leave (size, mtime, ctime, inode) as they were.
-#: Such a file is read again (its digest compared) at the next reload, as
-#: git treats a "racily clean" file.
-RACY_NS = 2_000_000_000
 
 
 def file_stamp(st: os.stat_result) -> bytes:
