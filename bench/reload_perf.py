@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 
-from bench.common import cpu_seconds, wait_workers, workers_list  # noqa: E402
+from bench.common import cpu_seconds, start_tree, wait_workers, workers_list  # noqa: E402
 from bench.many_zones import ZoneSet  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
@@ -52,15 +52,7 @@ def start(d: Path, zs: ZoneSet, tree: str, workers: int | None, explicit: bool) 
     else:
         text += f'[zone-defaults]\n{per_zone}[zone-directory]\npath = "{zs.alias_dir}"\n'
     (d / "aliasd.toml").write_text(text)
-    env_before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = tree
-    try:
-        process = AliasdProcess(["--config", str(d / "aliasd.toml")], d, port).start(timeout=600)
-    finally:
-        if env_before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = env_before
+    process = start_tree(tree, d / "aliasd.toml", d, port, timeout=600)
     wait_workers(process.proc.pid, workers, timeout=300)
     return process
 
