@@ -69,6 +69,22 @@ def pss_mib(pid: int) -> float:
     return kib / 1024
 
 
+def start_tree(tree: str, config: Path, workdir: Path, port: int, timeout: float):
+    """``twistd aliasd --config CONFIG`` of the code tree ``tree`` (put
+    first on its PYTHONPATH), started: an AliasdProcess."""
+    from tests.aliasd_process import AliasdProcess
+
+    env_before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = tree
+    try:
+        return AliasdProcess(["--config", str(config)], workdir, port).start(timeout=timeout)
+    finally:
+        if env_before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = env_before
+
+
 def workers_list(text: str | None) -> list[int | None]:
     """``--workers 1,2`` -> [1, 2]; unset -> [None] (the configuration's default)."""
     return [None] if not text else [int(w) for w in text.split(",")]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import process_tree, pss_mib, workers_list  # noqa: E402
+from bench.common import process_tree, pss_mib, start_tree, workers_list  # noqa: E402
 from bench.compare import CLIENTS, wait_workers  # noqa: E402
 from bench.many_zones import ZoneSet  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
@@ -109,15 +109,7 @@ def start(d: Path, tree: str, workers: int | None) -> AliasdProcess:
                   (("bench.test", "bench.zone"), ("targets.test", "targets.zone"), ("cdn.test", "cdn.zone")))
         + f'[zones."signed.test"]\nfile = "{zones / "signed.zone"}"\ndnssec = true\n'
     )
-    env_before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = tree
-    try:
-        process = AliasdProcess(["--config", str(d / "aliasd.toml")], d, port).start(timeout=300)
-    finally:
-        if env_before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = env_before
+    process = start_tree(tree, d / "aliasd.toml", d, port, timeout=300)
     wait_workers(process.proc.pid, workers)
     process.wait_for(lambda: process.addresses("alias0.bench.test") == {"198.51.100.0"}, timeout=120)
     process.wait_for(lambda: len(process.query("host0.signed.test", want_dnssec=True).answer) == 2, timeout=120)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
+import time
 from pathlib import Path
 
 import dns.exception
@@ -327,3 +329,100 @@ def test_a_plain_zone_name_is_read_as_dnspython_reads_it(text):
             parse_zone_name(text)
         return
     assert parse_zone_name(text).labels == expected.labels
+
+
+def test_an_unchanged_file_gives_the_very_settings_of_the_last_load(tmp_path):
+    """A SIGHUP with the configuration as it was is not parsed again (ten
+    thousand [zones] tables took a second): the same Settings object."""
+    (tmp_path / "z.zone").write_text("")
+    text = '[zones."example.com"]\nfile = "z.zone"\nnotify = ["192.0.2.53"]\n'
+    first = load(tmp_path, text)
+    assert load_settings(tmp_path / "aliasd.toml") is first
+    edited = load(tmp_path, text.replace("192.0.2.53", "192.0.2.54"))
+    assert edited is not first and edited.zones[0].notify == (Endpoint("192.0.2.54", 53),)
+
+
+def test_an_unchanged_file_still_reads_its_secret_files_and_zone_directory_again(tmp_path):
+    """What the file names outside itself is read again: a rotated TSIG
+    secret, zone files added to or removed from the zone directory, a TLS
+    key that cannot be read any more."""
+    (tmp_path / "zones.d").mkdir()
+    (tmp_path / "zones.d" / "a.example.zone").write_text("")
+    (tmp_path / "transfer.key").write_text(base64.b64encode(b"old secret").decode())
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    text = ('[server]\nlisten = ["127.0.0.1"]\n[tls]\ncertificate = "cert.pem"\nkey = "key.pem"\n'
+            '[keys.transfer]\nsecret-file = "transfer.key"\n[zone-directory]\npath = "zones.d"\n')
+    first = load(tmp_path, text)
+    assert first.keys[0].secret == b"old secret"
+    (tmp_path / "transfer.key").write_text(base64.b64encode(b"new secret").decode())
+    rotated = load_settings(tmp_path / "aliasd.toml")
+    assert rotated.keys[0].secret == b"new secret"
+    assert load_settings(tmp_path / "aliasd.toml") is rotated
+    (tmp_path / "zones.d" / "b.example.zone").write_text("")
+    added = load_settings(tmp_path / "aliasd.toml")
+    assert [z.name.to_text() for z in added.zones] == ["a.example.", "b.example."]
+    assert added.zones[0] is first.zones[0]  # (the zone kept: the reloader finds it by identity)
+    (tmp_path / "zones.d" / "a.example.zone").unlink()
+    assert [z.name.to_text() for z in load_settings(tmp_path / "aliasd.toml").zones] == ["b.example."]
+    (tmp_path / "key.pem").unlink()
+    with pytest.raises(ConfigError, match=r"\[tls\] key: cannot read .*key.pem"):
+        load_settings(tmp_path / "aliasd.toml")
+
+
+def test_zone_tables_of_the_same_options_are_each_their_own_zone(tmp_path):
+    """Tables with the same options (checked once) still give each zone its
+    name and file, and what depends on the zone is checked for each: an
+    update rule's absolute name must be in that zone."""
+    rule = 'update = [ { key = "acme", name = "_acme-challenge.a.example." } ]\n'
+    tables = "".join(f'[zones."{n}.example"]\nfile = "{n}.zone"\nnotify = ["192.0.2.53"]\n' for n in "abc")
+    zones = load(tmp_path, ACME_KEY + tables).zones
+    assert [(z.name.to_text(), z.file) for z in zones] == [
+        (f"{n}.example.", tmp_path / f"{n}.zone") for n in "abc"]
+    assert all(z.notify == (Endpoint("192.0.2.53", 53),) for z in zones)
+    text = ACME_KEY + "".join(f'[zones."{n}.example"]\nfile = "{n}.zone"\n{rule}' for n in "ab")
+    with pytest.raises(ConfigError, match=r'\[zones."b.example"\] update: rule name .* is not in zone b.example'):
+        load(tmp_path, text)
+
+
+def test_signed_zones_are_those_with_dnssec_on_for_each_zones_tuple(tmp_path):
+    """Settings.signed_zones (what a reload's signing steps pass over) is
+    kept per zones tuple: another tuple, as with_runtime_zones makes, is
+    looked at anew."""
+    import dataclasses
+
+    text = "".join(f'[zones."{n}.example"]\nfile = "{n}.zone"\n' + ("dnssec = true\n" if n in "bd" else "")
+                   for n in "abcd")
+    settings = load(tmp_path, text)
+    assert [z.name.to_text() for z in settings.signed_zones] == ["b.example.", "d.example."]
+    assert settings.signed_zones is settings.signed_zones
+    more = dataclasses.replace(settings, zones=settings.zones + (dataclasses.replace(settings.zones[0],
+                               name=dns.name.from_text("e.example."), dnssec=True),))
+    assert [z.name.to_text() for z in more.signed_zones] == ["b.example.", "d.example.", "e.example."]
+    assert [z.name.to_text() for z in settings.signed_zones] == ["b.example.", "d.example."]
+
+
+def test_a_settled_zone_directory_is_listed_again_once_its_times_change(tmp_path, monkeypatch):
+    """An unchanged configuration's zone directory is stat-ed, not listed,
+    while its times are those of the last listing; an entry added, removed
+    or renamed moves them, and the next load lists it again. (Modified just
+    before a listing, within RACY_NS, it is listed every time: the test
+    above.)"""
+    from aliasd.base import config
+
+    monkeypatch.setattr(config, "RACY_NS", 0)
+    d = tmp_path / "zones.d"
+    d.mkdir()
+    (d / "a.example.zone").write_text("")
+    time.sleep(0.05)  # (past the file system's tick: the listing is settled)
+    first = load(tmp_path, '[zone-directory]\npath = "zones.d"\n')
+    listed, listdir = [], os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or listdir(path))
+    assert load_settings(tmp_path / "aliasd.toml") is first and listed == []
+    time.sleep(0.05)
+    (d / "b.example.zone").write_text("")
+    assert [z.name.to_text() for z in load_settings(tmp_path / "aliasd.toml").zones] == ["a.example.", "b.example."]
+    time.sleep(0.05)
+    (d / "a.example.zone").rename(d / "c.example.zone")
+    assert [z.name.to_text() for z in load_settings(tmp_path / "aliasd.toml").zones] == ["b.example.", "c.example."]
+    assert len(listed) == 2

@@ -304,6 +304,36 @@ def compiled(state: Path, damage=None) -> dict[bytes, bytes]:
         env.close()
 
 
+def test_a_file_a_reload_parsed_is_in_the_snapshot_for_the_next_start(tmp_path, upstream):
+    """The snapshot is written once a reload's new data is served (not
+    before: it is a cache); what the reload parsed is in it, so the next
+    start parses nothing; and reloads go on while it is written."""
+    upstream.set(SHARED, "A", ["198.51.100.1"], ttl=60)
+    zones = write_zones(tmp_path / "zones.d", 20)
+    state = tmp_path / "state"
+    p = start_aliasd(tmp_path, upstream)
+    try:
+        wait(lambda: len(compiled(state)) == 20, 30, "the snapshot is written")
+        for n in (1, 2):
+            (tmp_path / "zones.d" / "cust5.test.zone").write_text(customer_zone(5, extra=f'new TXT "edited {n}"'))
+            p.proc.send_signal(signal.SIGHUP)
+            p.wait_for(lambda: [r.to_text() for rrset in p.query("new.cust5.test", "TXT").answer for r in rrset]
+                       == [f'"edited {n}"'], timeout=30)
+        wait(lambda: any(b"edited 2" in value for value in compiled(state).values()), 30,
+             "the reloaded zone is in the snapshot")
+        wait(lambda: p.log().count("reload done") == 2, 30, "both reloads done")
+        assert "snapshot not written" not in p.log()
+    finally:
+        p.stop()
+    again = start_aliasd(tmp_path, upstream)
+    try:
+        assert ": 0 parsed, 20 from the snapshot" in again.log()
+        assert [r.to_text() for rrset in again.query("new.cust5.test", "TXT").answer for r in rrset] == ['"edited 2"']
+        assert serials(again.port, zones)["cust9.test"] is not None
+    finally:
+        again.stop()
+
+
 def test_a_restart_with_unchanged_files_loads_them_from_the_snapshot(tmp_path, upstream):
     upstream.set(SHARED, "A", ["198.51.100.1"], ttl=60)
     zones = write_zones(tmp_path / "zones.d", 300)

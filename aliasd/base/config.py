@@ -13,9 +13,12 @@ import base64
 import binascii
 import dataclasses
 import functools
+import hashlib
 import ipaddress
 import os
 import re
+import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -439,9 +442,25 @@ class Settings:
                             builtin=name is None)
 
     @property
+    def signed_zones(self) -> tuple[ZoneSettings, ...]:
+        """The zones with ``dnssec`` on, in order; kept for the zones tuple
+        (the very tuple while the configuration is as it was), so that a
+        reload's signing steps do not pass over ten thousand unsigned zones
+        to find none."""
+        global _signed
+        zones, signed = _signed
+        if zones is not self.zones:
+            zones, signed = _signed = (self.zones, tuple(z for z in self.zones if z.dnssec))
+        return signed
+
+    @property
     def transferable_zones(self) -> tuple[ZoneSettings, ...]:
         """Every zone with transfer and NOTIFY settings, the catalog included."""
         return self.zones + ((self.catalog,) if self.catalog is not None else ())
+
+
+#: The last zones tuple asked for its signed zones, and those.
+_signed: tuple = ((), ())
 
 
 # -- small validators -------------------------------------------------------
@@ -622,16 +641,65 @@ def parse_zone_arg(spec: str) -> ZoneSettings:
 
 
 def load_settings(path: Path | str) -> Settings:
-    """Read and validate the configuration file at ``path``."""
+    """Read and validate the configuration file at ``path``.
+
+    A file with the bytes of the last load that succeeded, at the same
+    place, whose outside inputs (``_outside``: secret files, TLS files, the
+    zone directory's listing) read as they did then, gives the very
+    Settings of that load without being parsed again. Why: a SIGHUP with
+    ten thousand ``[zones."NAME"]`` tables spent a second parsing 1.2 MB
+    of TOML and checking every table again, to find them as they were.
+    """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return settings_from_dict(data, str(path), path.resolve().parent)
+    base_dir = path.resolve().parent
+    key = (str(path), base_dir, hashlib.sha256(raw).digest())
+    global _looks, _last_load
+    with _loading:
+        if _last_load is not None and _last_load[0] == key and _as_looked(_last_load[1]):
+            return _last_load[2]
+        _looks = []
+        try:
+            try:
+                data = tomllib.loads(raw.decode())
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: invalid TOML: {e}") from None
+            settings = settings_from_dict(data, str(path), base_dir)
+            _last_load = (key, tuple(_looks), settings)
+        finally:
+            _looks = None
+    return settings
+
+
+#: The last load that succeeded: ((path, its directory, the file's
+#: SHA-256), the outside reads it made, its Settings).
+_last_load: tuple | None = None
+#: The outside reads of the load under way: (look, its arguments, what it gave).
+_looks: list | None = None
+#: One load at a time (start-up, then the reload thread; aliasd-ctl's reload).
+_loading = threading.Lock()
+
+
+def _outside(look, *args):
+    """``look(*args)``: a read of something outside the configuration file
+    (a secret file, a TLS file, the zone directory), noted for
+    load_settings, which gives the last settings again only while every
+    such read gives what it gave."""
+    value = look(*args)
+    if _looks is not None:
+        _looks.append((look, args, value))
+    return value
+
+
+def _as_looked(looks) -> bool:
+    """Does every outside read in ``looks`` give what it gave (an error: no)?"""
+    try:
+        return all(look(*args) == value for look, args, value in looks)
+    except OSError:
+        return False
 
 
 def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
@@ -657,8 +725,10 @@ def settings_from_dict(data: dict, where: str, base_dir: Path) -> Settings:
     defaults = _zone_options(defaults, key_names, policy_names=policy_names)
     if server.allow_include_anywhere:  # every zone inherits it from here
         defaults = dataclasses.replace(defaults, include_anywhere=True)
+    checked: dict = {}  # (one zone table's options, often the same in thousands of tables, checked once)
     zones = _as_before(tuple(
-        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults, policy_names)
+        _zone(_Section(where, f'[zones."{name}"]', table), name, base_dir, key_names, defaults, policy_names,
+              checked)
         for name, table in zones_table.table.items()
     ))
     _check_unique_zones(where, zones)
@@ -1010,7 +1080,7 @@ def _key(section: _Section, name: str, base_dir: Path) -> KeySettings:
     if secret_file is not None:
         key = "secret-file"
         try:
-            secret_text = (base_dir / secret_file).read_text().strip()
+            secret_text = _outside(_secret_text, base_dir / secret_file)
         except OSError as e:
             raise section.error(key, f"cannot read {base_dir / secret_file}: {e.strerror}") from None
     try:
@@ -1109,8 +1179,11 @@ def _update_rules(section: _Section, key_names: set[str]) -> tuple[UpdateRule, .
 
 def _zone(
     section: _Section, name: str, base_dir: Path, key_names: set[str], defaults: ZoneSettings | None = None,
-    policy_names: frozenset[str] = frozenset(),
+    policy_names: frozenset[str] = frozenset(), checked: dict | None = None,
 ) -> ZoneSettings:
+    """One ``[zones."NAME"]`` table; ``checked`` (options text -> the
+    options and their fields) spares checking a table of the same options
+    again: at ten thousand zones that was 0.6 s of a start."""
     try:
         origin = parse_zone_name(name)
     except ValueError as e:
@@ -1118,11 +1191,18 @@ def _zone(
     file_text = section.take("file", (str,), "a path", None)
     if file_text is None:
         raise section.error("file", "is required")
-    options = _zone_options(section, key_names, defaults, policy_names)
+    text = repr(section.table)  # (TOML's values: their repr tells them apart)
+    found = checked.get(text) if checked is not None else None
+    if found is None:
+        options = _zone_options(section, key_names, defaults, policy_names)
+        found = (options, _zone_fields_after_file(options))
+        if checked is not None:
+            checked[text] = found
+    options, rest = found
     for rule in options.update:
         if rule.name is not None and rule.name.is_absolute() and not rule.name.is_subdomain(origin):
             raise section.error("update", f"rule name {rule.name} is not in zone {origin}")
-    return dataclasses.replace(options, name=origin, file=base_dir / file_text)
+    return ZoneSettings(origin, base_dir / file_text, *rest)
 
 
 def _catalog(section: _Section, key_names: set[str]) -> ZoneSettings:
@@ -1143,7 +1223,7 @@ def _zone_directory(section: _Section, base_dir: Path) -> Path:
     if path is None:
         raise section.error("path", "is required")
     directory = base_dir / path
-    if not directory.is_dir():
+    if not _outside(os.path.isdir, directory):
         raise section.error("path", f"{directory} is not a directory")
     return directory
 
@@ -1177,11 +1257,51 @@ def _directory_files(where: str, directory: Path) -> list[str]:
     ``example.com.``. Hidden files and other suffixes are ignored (editors'
     backups, files being written).
     """
+    global _listed
     try:
-        names = os.listdir(directory)
+        names = _outside(_listing, directory)
     except OSError as e:
         raise ConfigError(f"{where}: [zone-directory] path: cannot list {directory}: {e.strerror}") from None
-    return sorted(n for n in names if n.endswith(ZONE_FILE_SUFFIX) and not n.startswith("."))
+    if _listed[0] == names:  # (a directory listed as last time: its sorted names without sorting)
+        return _listed[1]
+    files = sorted(n for n in names if n.endswith(ZONE_FILE_SUFFIX) and not n.startswith("."))
+    _listed = (names, files)
+    return files
+
+
+#: The last directory listing and its zone files, sorted.
+_listed: tuple = (None, [])
+
+
+def _listing(directory: Path) -> list[str]:
+    """``os.listdir(directory)``; the very list of the last listing while
+    the directory's stamp (modification and change times, inode, device)
+    is the one it had then, unless it was modified just before that
+    listing (RACY_NS). Why: an entry added, removed or renamed changes the
+    directory's times, and a stat of it is a thousandth of listing ten
+    thousand files at every reload."""
+    global _last_listing
+    st = os.stat(directory)
+    stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    last = _last_listing
+    if last is not None and last[0] == directory and last[1] == stamp:
+        return last[2]
+    listed_at = time.time_ns()
+    names = os.listdir(directory)
+    settled = max(st.st_mtime_ns, st.st_ctime_ns) < listed_at - RACY_NS
+    _last_listing = (directory, stamp, names) if settled else None
+    return names
+
+
+#: (directory, its stamp, its names) of the last listing of a settled directory.
+_last_listing: tuple | None = None
+#: A file modified less than this many nanoseconds before it was read may
+#: change again with the same size and times: file systems keep times in
+#: ticks (a few ms on Linux, 1 s or 2 s on some), so a second write in the
+#: tick of the first can leave (size, mtime, ctime, inode) as they were.
+#: Such a file is read again (its digest compared) at the next reload, as
+#: git treats a "racily clean" file; a directory is listed again.
+RACY_NS = 2_000_000_000
 
 
 def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
@@ -1205,20 +1325,20 @@ def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
         made = {}
     same_defaults = last_key is not None and last_key[1] == defaults
     zones, now = [], {}
-    folder = str(directory)
+    rest = _zone_fields_after_file(defaults)
     for filename in files:
         zone = made.get(filename)
         if zone is None:
             try:
-                name, path = _directory_entry(folder, filename)
+                name, path = _directory_entry(directory, filename)
             except ValueError as e:
                 raise ConfigError(f"{where}: [zone-directory] {directory / filename}: {e}") from None
         else:
             name, path = zone.name, zone.file
-        if name in explicit:
+        if explicit and name in explicit:
             continue
         if zone is None or not same_defaults:
-            zone = dataclasses.replace(defaults, name=name, file=path)
+            zone = ZoneSettings(name, path, *rest)  # (dataclasses.replace: three times the cost)
         now[filename] = zone
         zones.append(zone)
     zones = tuple(zones)
@@ -1235,9 +1355,15 @@ def _directory_settings(where: str, directory: Path, defaults: ZoneSettings,
 _directory_made: tuple = (None, None, (), {})
 
 
-def _directory_entry(directory: str, filename: str) -> tuple[dns.name.Name, Path]:
+def _directory_entry(directory: Path, filename: str) -> tuple[dns.name.Name, Path]:
     """The zone and path of one directory file."""
-    return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), Path(directory) / filename
+    return parse_zone_name(filename[: -len(ZONE_FILE_SUFFIX)]), directory / filename
+
+
+def _zone_fields_after_file(zone: ZoneSettings) -> tuple:
+    """``zone``'s fields after ``name`` and ``file``, in order: with a name
+    and a file, the arguments of a ZoneSettings like it."""
+    return tuple(getattr(zone, field.name) for field in dataclasses.fields(ZoneSettings)[2:])
 
 
 # -- [api] (issue 22) --------------------------------------------------------------
@@ -1278,12 +1404,24 @@ def _api(section: _Section, base_dir: Path) -> ApiSettings:
 
 def _readable(section: _Section, key: str, path: Path) -> Path:
     """``path``, which must be readable now (TLS files are read when used)."""
+    problem = _outside(_unreadable, path)
+    if problem is not None:
+        raise section.error(key, f"cannot read {path}: {problem}")
+    return path
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be opened for reading, or None."""
     try:
         with path.open("rb"):
-            pass
+            return None
     except OSError as e:
-        raise section.error(key, f"cannot read {path}: {e.strerror}") from None
-    return path
+        return e.strerror
+
+
+def _secret_text(path: Path) -> str:
+    """A secret file's text (base64), less the spaces around it."""
+    return path.read_text().strip()
 
 
 def _api_key(api: _Section, i: int, table: Any, base_dir: Path) -> ApiKey:
@@ -1305,7 +1443,7 @@ def _api_key(api: _Section, i: int, table: Any, base_dir: Path) -> ApiKey:
         raise section.error("secret", "give exactly one of secret and secret-file")
     if secret_file is not None:
         try:
-            secret = (base_dir / secret_file).read_text().strip()
+            secret = _outside(_secret_text, base_dir / secret_file)
         except OSError as e:
             raise section.error("secret-file", f"cannot read {base_dir / secret_file}: {e.strerror}") from None
     if not secret:

@@ -54,7 +54,7 @@ def start_rollovers(settings: Settings, authority, db, clock, parent: ParentView
 def configure_rollovers(rollovers: Rollovers, settings: Settings, signers: dict) -> None:
     """The zones under a named policy (or "insecure") and their keys, to the engine."""
     policies = {}
-    for zone in settings.zones:
+    for zone in settings.signed_zones:  # (policy_of: None for the others)
         policy = settings.policy_of(zone)
         if policy is not None and not policy.builtin:
             policies[zone.name] = policy

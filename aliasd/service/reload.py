@@ -44,6 +44,7 @@ from aliasd.base.access import TransferAccess, keyring_from
 from aliasd.base.config import (
     DEFAULT_JOURNAL_MAX_USAGE,
     INSECURE,
+    RACY_NS,
     ConfigError,
     Settings,
     ZoneSettings,
@@ -115,7 +116,7 @@ def make_signers(settings: Settings, only=None) -> dict:
     """A Signer for each zone with ``dnssec = true`` (or for those in
     ``only``), with its keys (made in the state directory on first use;
     raises KeyFileError)."""
-    zones = [z for z in settings.zones if z.dnssec and (only is None or z.name in only)]
+    zones = [z for z in settings.signed_zones if only is None or z.name in only]
     if not zones:
         return {}
     store = KeyStore(settings.server.state_dir / "keys")
@@ -137,7 +138,7 @@ def make_signers(settings: Settings, only=None) -> dict:
 
 
 def _policies_by_zone(settings: Settings) -> dict:
-    return {z.name: settings.policy_of(z) for z in settings.zones if z.dnssec}
+    return {z.name: settings.policy_of(z) for z in settings.signed_zones}
 
 
 def make_signers_for(settings: Settings) -> set:
@@ -146,9 +147,7 @@ def make_signers_for(settings: Settings) -> set:
     store = None
     now = time.time()
     out = set()
-    for zone in settings.zones:
-        if not zone.dnssec:
-            continue
+    for zone in settings.signed_zones:
         if zone.dnssec_policy == INSECURE:
             store = store or KeyStore(settings.server.state_dir / "keys")
             if not any(k.published(now) for k in store.load(zone.name)):
@@ -165,13 +164,6 @@ def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
     )
 
 
-#: A file modified less than this many nanoseconds before it was read may
-#: change again with the same size and times: file systems keep times in
-#: ticks (a few ms on Linux, 1 s or 2 s on some), so a second write in the
-#: tick of the first can leave (size, mtime, ctime, inode) as they were.
-#: Such a file is read again (its digest compared) at the next reload, as
-#: git treats a "racily clean" file.
-RACY_NS = 2_000_000_000
 
 
 def file_stamp(st: os.stat_result) -> bytes:
@@ -605,7 +597,18 @@ class Reloader:
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._read)
         d.addCallback(self._read_done)
         d.addErrback(self._crashed)
+        d.addCallback(self._save_snapshot)
         return d
+
+    def _save_snapshot(self, result):
+        """What the reload parsed, written to the zone snapshot in a thread
+        once the new data is served (then ``result``): the snapshot is a
+        cache for the next start, its new entries kept in memory meanwhile,
+        and its commit (5-20 ms) had delayed serving. The next reload waits
+        for it (one reader of the files at a time)."""
+        saved = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), save_snapshot, self.files)
+        saved.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
+        return saved.addCallback(lambda _: result)
 
     def _read(self):
         """(settings, what _read_zones found, new signers, whether the
@@ -1110,7 +1113,8 @@ def _named(origins) -> str:
 
 
 def _read_zones(settings, files: ZoneFiles, changed_only: bool = False):
-    """Parse and index the zone files that changed (runs in a thread):
+    """Parse and index the zone files that changed (runs in a thread; the
+    snapshot is written after serving: Reloader._save_snapshot):
     (results, prepared, files parsed, complete). ``changed_only`` (the
     zones are those read last time): results holds (zone, result) for the
     zones whose file changed alone, and complete is False, unless the
@@ -1118,7 +1122,6 @@ def _read_zones(settings, files: ZoneFiles, changed_only: bool = False):
     name, as ZoneFiles.read_all gives them)."""
     found = files.read_changed(settings.zones) if changed_only else None
     results, fresh = files.read_all(settings.zones) if found is None else found
-    save_snapshot(files)
     return results, ZoneAuthority.prepare(fresh), files.parsed, found is None
 
 
