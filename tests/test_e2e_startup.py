@@ -85,6 +85,24 @@ def test_zone_and_listen_options_serve_without_a_config_file(tmp_path):
         process.stop()
 
 
+def test_an_unsigned_server_without_tls_loads_no_cryptography(tmp_path):
+    """pyOpenSSL and cryptography (about 10 MiB of code and shared libraries
+    in every process) are for TLS and signed zones only: a server with
+    neither, asked and transferring, has not mapped cryptography's library."""
+    from pathlib import Path
+
+    (tmp_path / "z.zone").write_text(GOOD_ZONE)
+    port = free_port()
+    process = AliasdProcess(["--zone", "example.com=z.zone", "--port", str(port)], tmp_path, port).start()
+    try:
+        assert process.addresses("example.com") == {"192.0.2.1"}
+        assert process.query("example.com", "SOA", want_dnssec=True).answer
+        maps = Path(f"/proc/{process.proc.pid}/maps").read_text()
+        assert "/cryptography/" not in maps and "/OpenSSL/" not in maps
+    finally:
+        process.stop()
+
+
 def test_broken_zone_file_names_file_and_line(tmp_path):
     (tmp_path / "bad.zone").write_text(GOOD_ZONE + "www 300 A 192.0.2.300\n")
     _starts_and_logs_one_line(tmp_path, ["--zone", "example.com=bad.zone"],
