@@ -8,6 +8,10 @@ reason, and the zone answers SERVFAIL.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dns.rcode
 import pytest
 
@@ -77,6 +81,24 @@ def test_zone_and_listen_options_serve_without_a_config_file(tmp_path):
     try:
         assert process.addresses("example.com") == {"192.0.2.1"}
         assert process.query("example.com", host="::1").answer[0][0].address == "192.0.2.1"
+    finally:
+        process.stop()
+
+
+def test_an_unsigned_server_without_tls_loads_no_cryptography(tmp_path):
+    """pyOpenSSL and cryptography (about 10 MiB of code and shared libraries
+    in every process) are for TLS and signed zones only: a server with
+    neither, asked and transferring, has not mapped cryptography's library."""
+    from pathlib import Path
+
+    (tmp_path / "z.zone").write_text(GOOD_ZONE)
+    port = free_port()
+    process = AliasdProcess(["--zone", "example.com=z.zone", "--port", str(port)], tmp_path, port).start()
+    try:
+        assert process.addresses("example.com") == {"192.0.2.1"}
+        assert process.query("example.com", "SOA", want_dnssec=True).answer
+        maps = Path(f"/proc/{process.proc.pid}/maps").read_text()
+        assert "/cryptography/" not in maps and "/OpenSSL/" not in maps
     finally:
         process.stop()
 
@@ -176,3 +198,51 @@ def test_include_from_another_directory_when_allowed(tmp_path):
         assert process.addresses("mail.example.com") == {"192.0.2.25"}
     finally:
         process.stop()
+
+
+
+REACTOR_IMPORT = """
+import ssl as stdssl, socket, sys, threading
+from aliasd.service import tap
+reactor = tap.import_reactor(tls=sys.argv[1] == "tls")
+print("OpenSSL" in sys.modules, "service_identity" in sys.modules)
+# TLS is still imported and served afterwards: wrapped around a plain TCP
+# port, as aliasd.listen.tls does.
+from twisted.internet import protocol, ssl
+from twisted.protocols.tls import TLSMemoryBIOFactory
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+pem = open(sys.argv[2], "rb").read() + open(sys.argv[3], "rb").read()
+options = ssl.PrivateCertificate.loadPEM(pem).options()
+port = reactor.listenTCP(0, TLSMemoryBIOFactory(options, False, protocol.Factory.forProtocol(Echo)),
+                         interface="127.0.0.1")
+def client():
+    try:
+        context = stdssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, stdssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+            with context.wrap_socket(raw) as tls:
+                tls.sendall(b"over TLS")
+                print(tls.recv(100).decode())
+    finally:
+        reactor.callFromThread(reactor.stop)
+threading.Thread(target=client).start()
+reactor.run()
+"""
+
+
+@pytest.mark.parametrize("mode, imported", [("plain", "False False"), ("tls", "True True")])
+def test_reactor_is_imported_without_pyopenssl_unless_tls_is_configured(tmp_path, mode, imported):
+    """Twisted's reactor imports pyOpenSSL, cryptography and service_identity
+    for startTLS and listenSSL, which aliasd does not use: a server without
+    TLS gets the reactor without them (memory of every process), and TLS
+    can still be imported and served afterwards."""
+    from tests.certs import Authority
+
+    cert, key = Authority(tmp_path).issue("server", "xot.test", server=True)
+    result = subprocess.run([sys.executable, "-c", REACTOR_IMPORT, mode, str(cert), str(key)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [imported, "over TLS"], result.stdout + result.stderr

@@ -20,6 +20,10 @@ passes on the new release.
   aliasd.zones.zonefile._NEUTRAL_TYPES and aliasd.zones.masterfile._NEUTRAL copy it.
 - ``Enum._value2member_map_`` of dns.flags.Flag and EDNSFlag: the cache of
   pseudo-members that aliasd.base.enumcache.trim empties.
+- Twisted's reactor modules import ``twisted.internet._newtls``,
+  ``twisted.internet.ssl`` and ``twisted.protocols.tls`` inside ``try: ...
+  except ImportError``: aliasd.service.tap.import_reactor makes them fail
+  (as without pyOpenSSL) for a server without TLS.
 """
 
 from __future__ import annotations
@@ -247,3 +251,30 @@ def test_flag_enums_cache_pseudo_members_in_value2member_map(enum_class, value):
     assert enum_class(value) == member and int(enum_class(value)) == value
     for real in enum_class.__members__.values():
         assert cache.get(real.value) is real  # trim keeps these; they must be in the map
+
+
+# -- the reactor's optional TLS imports ----------------------------------------
+
+
+def test_reactor_modules_import_tls_only_if_importable():
+    import twisted.internet.posixbase
+    import twisted.internet.tcp
+
+    from aliasd.service.tap import REACTOR_TLS_MODULES
+
+    source = inspect.getsource(twisted.internet.posixbase) + inspect.getsource(twisted.internet.tcp)
+    for name in REACTOR_TLS_MODULES:
+        package, _, module = name.rpartition(".")
+        for statement in (f"from {package} import {module}", f"from {name} import"):
+            at = source.find(statement)
+            if at >= 0:
+                break
+        assert at >= 0, (
+            f"Twisted's reactor no longer imports {name}: review "
+            "aliasd.service.tap.REACTOR_TLS_MODULES (what a server without TLS leaves out)"
+        )
+        before = source[:at].rstrip().rsplit("\n", 1)[-1].strip()
+        assert before.startswith("try:") or before.startswith("#"), (
+            f"Twisted imports {name} outside a try/except ImportError: a server "
+            "without TLS would not start; adapt aliasd.service.tap.import_reactor"
+        )

@@ -94,8 +94,11 @@ class Server:
 
     def __init__(self, directory, clock):
         self.clock = clock
-        if clock.seconds() < 1:  # DNSSEC keys are made as of the wall clock
-            clock.advance(time.time())
+        if clock.seconds() < 1:
+            # DNSSEC keys are made as of the wall clock (Publish: its second),
+            # later than now, and the first key made imports cryptography
+            # (aliasd.dnssec.keys): a clock a few seconds ahead signs with them.
+            clock.advance(time.time() + 5)
         clock.getThreadPool = ThreadsNow
         clock.callFromThread = lambda f, *args, **kwargs: f(*args, **kwargs)
         options = self.options = Options()

@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import dns.dnssec
 import dns.exception
 import dns.name
 import dns.rdata
@@ -39,9 +38,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zonefile
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from dns.dnssec import Algorithm, DSDigest
+from dns.dnssectypes import Algorithm, DSDigest
 from dns.rdtypes.ANY.CDNSKEY import CDNSKEY
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from twisted.logger import Logger
@@ -59,14 +56,15 @@ _REVOKE = 0x0080
 DEFAULT_ALGORITHM = Algorithm.ECDSAP256SHA256
 RSA_BITS = 2048
 
-_EC_CURVES: dict[Algorithm, tuple[type[ec.EllipticCurve], int]] = {
-    Algorithm.ECDSAP256SHA256: (ec.SECP256R1, 32),
-    Algorithm.ECDSAP384SHA384: (ec.SECP384R1, 48),
+# cryptography (and dns.dnssec, which imports it) are imported where a key
+# is made, loaded or digested: an unsigned server never imports them (about
+# 10 MiB of code and shared libraries in each of its processes).
+#: ECDSA: the curve's name in cryptography's ``ec``, the octets of a coordinate.
+_EC_CURVES: dict[Algorithm, tuple[str, int]] = {
+    Algorithm.ECDSAP256SHA256: ("SECP256R1", 32),
+    Algorithm.ECDSAP384SHA384: ("SECP384R1", 48),
 }
-_EDDSA: dict[Algorithm, Any] = {
-    Algorithm.ED25519: ed25519.Ed25519PrivateKey,
-    Algorithm.ED448: ed448.Ed448PrivateKey,
-}
+_EDDSA = (Algorithm.ED25519, Algorithm.ED448)
 _RSA = (Algorithm.RSASHA256, Algorithm.RSASHA512)
 SUPPORTED_ALGORITHMS = frozenset((*_RSA, *_EC_CURVES, *_EDDSA))
 
@@ -258,19 +256,35 @@ def _int_b64(value: int) -> str:
     return _b64(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
 
 
+def _curve(algorithm: Algorithm):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return getattr(ec, _EC_CURVES[algorithm][0])
+
+
+def _eddsa_class(algorithm: Algorithm):
+    from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+
+    return ed25519.Ed25519PrivateKey if algorithm == Algorithm.ED25519 else ed448.Ed448PrivateKey
+
+
 def _generate_private(algorithm: Algorithm) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if algorithm in _RSA:
         return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     if algorithm in _EC_CURVES:
-        return ec.generate_private_key(_EC_CURVES[algorithm][0]())
+        return ec.generate_private_key(_curve(algorithm)())
     if algorithm in _EDDSA:
-        return _EDDSA[algorithm].generate()
-    raise ValueError(f"DNSSEC algorithm {dns.dnssec.algorithm_to_text(algorithm)} is not supported "
+        return _eddsa_class(algorithm).generate()
+    raise ValueError(f"DNSSEC algorithm {Algorithm.to_text(algorithm)} is not supported "
                      f"(supported: {', '.join(a.name for a in sorted(SUPPORTED_ALGORITHMS))})")
 
 
 def _private_fields(algorithm: Algorithm, private: Any) -> list[tuple[str, str]]:
     """The key material lines of a .private file, as BIND writes them."""
+    from cryptography.hazmat.primitives import serialization
+
     if algorithm in _RSA:
         numbers = private.private_numbers()
         values = (numbers.public_numbers.n, numbers.public_numbers.e, numbers.d,
@@ -304,7 +318,8 @@ def _rsa_public_key(e: int, n: int) -> bytes:
     return length + exponent + n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
 
 
-def _rsa_private_key(numbers: rsa.RSAPrivateNumbers) -> Any:
+def _rsa_private_key(numbers) -> Any:
+    """``numbers``: cryptography's RSAPrivateNumbers."""
     # OpenSSL's own check of the key (RSA_check_key) tests p and q for
     # primality: 50 ms or more a 2048-bit key, two minutes of a start with
     # 1,000 RSA-signed zones. Our caller has checked every relation between
@@ -321,6 +336,8 @@ def _private_key_for(algorithm: Algorithm, fields: dict[str, str], public: bytes
     ``public``, the .key file's DNSKEY key material. Raises ValueError
     saying what is wrong with the fields, _NotItsKey for a sound private
     key of another public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     def integer(name: str) -> int:
         return int.from_bytes(_field_value(fields, name), "big")
@@ -344,7 +361,7 @@ def _private_key_for(algorithm: Algorithm, fields: dict[str, str], public: bytes
             raise _NotItsKey()
         return _rsa_private_key(rsa.RSAPrivateNumbers(p, q, d, dmp1, dmq1, iqmp, rsa.RSAPublicNumbers(e, n)))
     if algorithm in _EC_CURVES:
-        curve, size = _EC_CURVES[algorithm]
+        curve, size = _curve(algorithm), _EC_CURVES[algorithm][1]
         raw = _field_value(fields, "PrivateKey")
         if len(raw) > size:
             raise ValueError(f"PrivateKey is {len(raw)} octets, more than {size}")
@@ -365,7 +382,7 @@ def _private_key_for(algorithm: Algorithm, fields: dict[str, str], public: bytes
         if encoded[1:] != public:
             raise _NotItsKey()
         return private
-    private = _EDDSA[algorithm].from_private_bytes(_field_value(fields, "PrivateKey"))
+    private = _eddsa_class(algorithm).from_private_bytes(_field_value(fields, "PrivateKey"))
     if private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) != public:
         raise _NotItsKey()
     return private
@@ -392,7 +409,7 @@ def _key_text(key: ZoneKey) -> str:
 
 def _private_text(key: ZoneKey) -> str:
     lines = ["Private-key-format: v1.3",
-             f"Algorithm: {int(key.algorithm)} ({dns.dnssec.algorithm_to_text(key.algorithm)})"]
+             f"Algorithm: {int(key.algorithm)} ({Algorithm.to_text(key.algorithm)})"]
     lines += [f"{name}: {text}" for name, text in _private_fields(key.algorithm, key.private)]
     lines += [f"{name}: {text}" for name, text in key.extra]
     lines += [f"{tag}: {format_time(key.timing[tag])}" for tag in TIMING_TAGS if tag in key.timing]
@@ -655,7 +672,7 @@ class KeyStore:
             raise KeyFileError(f"{private_path}: Algorithm {int(algorithm)} does not match "
                                f"the .key file's {int(dnskey.algorithm)}", Path(private_path))
         if algorithm not in SUPPORTED_ALGORITHMS:
-            raise KeyFileError(f"{private_path}: algorithm {dns.dnssec.algorithm_to_text(algorithm)} "
+            raise KeyFileError(f"{private_path}: algorithm {Algorithm.to_text(algorithm)} "
                                f"is not supported", Path(private_path))
         try:
             private = _private_key_for(algorithm, fields, dnskey.key)
@@ -760,7 +777,7 @@ class KeyStore:
                     log.warn("zone {zone} keeps its {have} keys; {want} is configured (an algorithm rollover "
                              "is automatic only under a dnssec-policy)", zone=zone.to_text(),
                              have=", ".join(sorted({k.algorithm.name for k in keys})),
-                             want=dns.dnssec.algorithm_to_text(algorithm))
+                             want=Algorithm.to_text(algorithm))
                 result[zone] = keys
                 continue
             taken: set[tuple[int, int]] = set()
@@ -839,6 +856,8 @@ def _new_key(zone: dns.name.Name, algorithm: Algorithm, flags: int, now: datetim
              taken: set[tuple[int, int]]) -> ZoneKey:
     """A new key (not written), published and active from ``now``, whose
     tag and revoked tag are not in ``taken`` (both added to it)."""
+    import dns.dnssec
+
     when = now.replace(microsecond=0)
     while True:
         private = _generate_private(algorithm)  # (raises for an unsupported algorithm)
@@ -891,6 +910,8 @@ def dnskey_rrset(zone: dns.name.Name | str, keys: Iterable[ZoneKey], ttl: int) -
 def ds_rrset(zone: dns.name.Name | str, keys: Iterable[ZoneKey], ttl: int,
              digest: DSDigest | int | str = DSDigest.SHA256) -> dns.rrset.RRset:
     """The DS records for the parent: one per unrevoked KSK/CSK among ``keys``."""
+    import dns.dnssec
+
     zone = _absolute(zone)
     digest = DSDigest.make(digest)
     return _rrset(zone, dns.rdatatype.DS, ttl,
@@ -901,6 +922,8 @@ def cds_rrset(zone: dns.name.Name | str, keys: Iterable[ZoneKey], ttl: int,
               digest: DSDigest | int | str = DSDigest.SHA256,
               now: datetime | float | None = None) -> dns.rrset.RRset:
     """CDS (RFC 7344) of the KSKs that should have a DS at ``now`` (ZoneKey.syncing)."""
+    import dns.dnssec
+
     zone = _absolute(zone)
     digest = DSDigest.make(digest)
     moment = _moment(now)

@@ -40,8 +40,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-import dns.dnssec
 import dns.name
+from dns.dnssectypes import Algorithm
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
@@ -117,10 +117,14 @@ def _dt(seconds: float) -> datetime:
 
 
 def ds_wire(key: ZoneKey) -> bytes:
+    import dns.dnssec  # (cryptography: imported by signed zones only, aliasd.dnssec.keys)
+
     return dns.dnssec.make_ds(key.zone, key.dnskey, "SHA256").to_wire()
 
 
 def ds_text(key: ZoneKey) -> str:
+    import dns.dnssec
+
     return f"{key.zone.to_text()} IN DS {dns.dnssec.make_ds(key.zone, key.dnskey, 'SHA256').to_text()}"
 
 
@@ -302,7 +306,7 @@ class Rollovers:
         policy = state.policy
         current = self._current(state)
         wanted = {"ksk", "zsk"} if policy.split else {"ksk"}
-        algorithm = dns.dnssec.Algorithm.make(policy.algorithm)
+        algorithm = Algorithm.make(policy.algorithm)
         return bool(current) and all(k.algorithm == algorithm for k in current) and \
             {role_of(k) for k in current} == wanted
 

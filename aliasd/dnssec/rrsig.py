@@ -23,16 +23,13 @@ dnspython writes (always the case for the store's records).
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Callable, Sequence
 
-import dns.dnssec
 import dns.name
 import dns.rdatatype
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from dns.dnssec import Algorithm
+from dns.dnssectypes import Algorithm
 
 from aliasd.base.store import CANONICAL as _CANONICAL
 from aliasd.base.store import canonical_rdata
@@ -47,7 +44,10 @@ _RR_FIXED = struct.Struct("!HHI")
 _IN = 1
 
 
-def _ecdsa(private: ec.EllipticCurvePrivateKey, hash_: hashes.HashAlgorithm, octets: int):
+def _ecdsa(private, hash_, octets: int):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
     algorithm = ec.ECDSA(hash_, deterministic_signing=True)  # RFC 6979
 
     def sign(data: bytes) -> bytes:  # RFC 6605 4: r and s, fixed width
@@ -57,21 +57,33 @@ def _ecdsa(private: ec.EllipticCurvePrivateKey, hash_: hashes.HashAlgorithm, oct
     return sign
 
 
-def _rsa(private: rsa.RSAPrivateKey, hash_: hashes.HashAlgorithm):
+def _rsa(private, hash_):
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     pkcs1 = padding.PKCS1v15()
     return lambda data: private.sign(data, pkcs1, hash_)  # RFC 3110, 5702
 
 
-#: The algorithms of aliasd.dnssec.keys: (cryptography key class, signing function maker).
-_ALGORITHMS: dict[Algorithm, tuple[type, Callable]] = {
-    Algorithm.ECDSAP256SHA256: (ec.EllipticCurvePrivateKey, lambda k: _ecdsa(k, hashes.SHA256(), 32)),
-    Algorithm.ECDSAP384SHA384: (ec.EllipticCurvePrivateKey, lambda k: _ecdsa(k, hashes.SHA384(), 48)),
-    Algorithm.ED25519: (ed25519.Ed25519PrivateKey, lambda k: k.sign),  # RFC 8080
-    Algorithm.ED448: (ed448.Ed448PrivateKey, lambda k: k.sign),
-    Algorithm.RSASHA256: (rsa.RSAPrivateKey, lambda k: _rsa(k, hashes.SHA256())),
-    Algorithm.RSASHA512: (rsa.RSAPrivateKey, lambda k: _rsa(k, hashes.SHA512())),
-}
-SUPPORTED_ALGORITHMS = frozenset(_ALGORITHMS)
+#: The algorithms of aliasd.dnssec.keys (cryptography, through dns.dnssec,
+#: is imported by the first key prepared: an unsigned server never imports it).
+SUPPORTED_ALGORITHMS = frozenset((Algorithm.ECDSAP256SHA256, Algorithm.ECDSAP384SHA384, Algorithm.ED25519,
+                                  Algorithm.ED448, Algorithm.RSASHA256, Algorithm.RSASHA512))
+
+
+@functools.cache
+def _algorithms() -> dict[Algorithm, tuple[type, Callable]]:
+    """Algorithm -> (cryptography key class, signing function maker)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    return {
+        Algorithm.ECDSAP256SHA256: (ec.EllipticCurvePrivateKey, lambda k: _ecdsa(k, hashes.SHA256(), 32)),
+        Algorithm.ECDSAP384SHA384: (ec.EllipticCurvePrivateKey, lambda k: _ecdsa(k, hashes.SHA384(), 48)),
+        Algorithm.ED25519: (ed25519.Ed25519PrivateKey, lambda k: k.sign),  # RFC 8080
+        Algorithm.ED448: (ed448.Ed448PrivateKey, lambda k: k.sign),
+        Algorithm.RSASHA256: (rsa.RSAPrivateKey, lambda k: _rsa(k, hashes.SHA256())),
+        Algorithm.RSASHA512: (rsa.RSAPrivateKey, lambda k: _rsa(k, hashes.SHA512())),
+    }
 
 
 class PreparedKey:
@@ -88,10 +100,12 @@ class PreparedKey:
         signer = key.zone if signer is None else signer
         if not signer.is_absolute():
             raise ValueError(f"signer name {signer} is not absolute")
+        import dns.dnssec
+
         algorithm = Algorithm.make(key.dnskey.algorithm)
-        if algorithm not in _ALGORITHMS:
+        if algorithm not in SUPPORTED_ALGORITHMS:
             raise ValueError(f"DNSSEC algorithm {dns.dnssec.algorithm_to_text(algorithm)} is not supported")
-        key_class, maker = _ALGORITHMS[algorithm]
+        key_class, maker = _algorithms()[algorithm]
         private = getattr(key.private, "key", key.private)  # a dns.dnssecalgs key wraps one
         if not isinstance(private, key_class):
             raise TypeError(f"a {type(private).__name__} cannot sign for {algorithm.name}")

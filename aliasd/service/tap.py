@@ -278,11 +278,39 @@ def make_upstream(upstreams, reactor):
     return FailoverResolver(upstreams, reactor) if upstreams else NoUpstream()
 
 
+#: The modules through which importing Twisted's reactor imports pyOpenSSL,
+#: cryptography and service_identity: startTLS on TCP connections
+#: (twisted.internet.tcp) and listenSSL/connectSSL (twisted.internet.posixbase),
+#: which aliasd never calls (its TLS wraps plain TCP ports: aliasd.listen.tls).
+REACTOR_TLS_MODULES = ("twisted.internet._newtls", "twisted.internet.ssl", "twisted.protocols.tls")
+
+
+def import_reactor(tls: bool):
+    """twistd's default reactor. Without TLS configured it is imported as on
+    a system without pyOpenSSL (Twisted's optional ``tls`` extra, which it
+    looks for with an ImportError), so that they are not imported for
+    nothing in the main process and every worker. A reactor already
+    imported (``twistd --reactor``) is kept as it is."""
+    if tls or "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        return reactor
+    hidden = [name for name in REACTOR_TLS_MODULES if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # (the import system's "not installed")
+    try:
+        from twisted.internet import reactor
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]  # (importable as usual from now on)
+    return reactor
+
+
 def makeService(options: Options) -> logsetup.LoggingService:
     """Assemble listeners, authority, resolver, NOTIFY, reload and statistics."""
-    from twisted.internet import reactor
-
     settings = options.settings
+    reactor = import_reactor(settings.tls.enabled or settings.api.tls is not None)
     served = with_runtime_zones(settings, options.runtime)  # the configured zones and those created at runtime
     # Work that grows with the zones runs in threads (recording versions,
     # signing). A thread computing in Python holds the GIL for up to the

@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import dns.dnssec
 import dns.exception
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+from dns.dnssectypes import Algorithm
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -427,6 +427,8 @@ def _soa_text(default_soa: str, zone: dns.name.Name) -> str:
 
 def _cryptokey(key: ZoneKey, has_zsk: bool) -> dict:
     """One key as PowerDNS's cryptokeys route shows it."""
+    import dns.dnssec  # (cryptography: imported by signed zones only, aliasd.dnssec.keys)
+
     dnskey = key.dnskey
     ds = []
     if key.is_ksk and not key.revoked:
@@ -452,9 +454,9 @@ def _cryptokey(key: ZoneKey, has_zsk: bool) -> dict:
 def _bits(dnskey) -> int:
     """The key's size in bits, as PowerDNS reports it."""
     algorithm = dnskey.algorithm
-    if algorithm in (dns.dnssec.Algorithm.ECDSAP256SHA256, dns.dnssec.Algorithm.ED25519):
+    if algorithm in (Algorithm.ECDSAP256SHA256, Algorithm.ED25519):
         return 256
-    if algorithm == dns.dnssec.Algorithm.ECDSAP384SHA384:
+    if algorithm == Algorithm.ECDSAP384SHA384:
         return 384
     key = dnskey.key  # RSA: exponent length, exponent, modulus (RFC 3110)
     skip = 3 if key[0] == 0 else 1
