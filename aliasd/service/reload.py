@@ -459,6 +459,9 @@ def _parse_forked(todo: list[_Todo], workers: int) -> list:
             rest = pool.map_async(_parse_packed, range(own, len(todo)),
                                   chunksize=max(1, min(256, (len(todo) - own) // (4 * others))))
             mine = [_parse(t) for t in todo[:own]]
+            for result in mine:
+                if isinstance(result, ZoneSource):
+                    result.digest  # now, as the forked processes do, not later in the reactor's slices
             return mine + rest.get()
     finally:
         _forked_todo = []
