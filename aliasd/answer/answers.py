@@ -39,6 +39,7 @@ from aliasd.base.replies import HEADER, header_only, render, tsig_error_response
 from aliasd.base.stats import Statistics
 from aliasd.update import wireparse
 from aliasd.update.rfc2136 import restore_ttls
+from aliasd.zones.registry import NOT_LOADED
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_TYPE
 
@@ -242,11 +243,16 @@ class QueryHandler:
             version = zones.get(suffix)
             if version is not None:
                 break
-        if not isinstance(version, ZoneVersion):  # not ours, or still loading
-            return None
         qtype = (key[qend - 16] << 8) | key[qend - 15]
-        limit = (key[-3] << 8) | key[-2]
         shape = key[-1]  # over UDP, EDNS, DO: see fastpath.cache_key
+        if not isinstance(version, ZoneVersion):  # not ours (REFUSED: the full path), or not loaded yet
+            if version is not NOT_LOADED:
+                return None
+            stat_key = self.stats.key("aliasd_queries_total", qtype=_qtype_label(qtype), rcode="SERVFAIL",
+                                      transport="udp" if over_udp else "tcp")
+            self.stats.counters[stat_key] += 1
+            return directanswer.not_loaded(wire, qend, bool(shape & 2), bool(shape & 4), self.max_udp_size)
+        limit = (key[-3] << 8) | key[-2]
         result = directanswer.answer(version, name_key, qtype, wire, qend, limit,
                                      bool(shape & 2), bool(shape & 4), self.max_udp_size)
         if result is None:
