@@ -450,7 +450,10 @@ def _parse_forked(todo: list[_Todo], workers: int) -> list:
     is forked."""
     global _forked_todo
     _forked_todo = todo
-    own = len(todo) // workers
+    # A smaller share here: this process also read and hashed every file,
+    # and unpickles and adopts the others' results (10,000 zones, two
+    # CPUs: 1.0 s of CPU here against 0.65 s forked with half of them each).
+    own = len(todo) * 4 // (5 * workers)
     others = workers - 1
     try:
         # gc.freeze in each: its collections never walk (and copy the pages
