@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.name
 import dns.rdatatype as T
 import dns.rrset
-from pathlib import Path
 
 from aliasd.base import store
 from aliasd.zones.snapshot import Snapshot, stamp_of
