@@ -273,3 +273,49 @@ def test_servfail_of_a_zone_still_loading_equals_the_full_paths():
     answer = dns.message.from_wire(direct.handle_udp(dns.message.make_query("www.example.com.", "A").to_wire(),
                                                      "127.0.0.1"))
     assert answer.rcode() == dns.rcode.NOERROR and answer.answer
+def test_servfail_of_a_zone_not_loaded_yet_equals_the_full_paths(keys):
+    """A zone configured but not served yet (loading at start; or held,
+    its file broken) answers SERVFAIL, written directly as the full path
+    writes it, counted alike and kept by neither; a served zone beside it
+    and a name outside every zone are unchanged."""
+    loading = zone_source("loading.test.", "$ORIGIN loading.test.\n@ 300 SOA ns h 1 1 1 1 1\n@ 300 NS ns\n")
+    served, _, version = handlers(TEXT, None, keys)
+    made = []
+    for _ in range(2):
+        authority = ZoneAuthority()
+        registry = authority.registry
+        registry.configure({ORIGIN: version.source, loading.origin: loading}, True)
+        registry.expect(loading.key)
+        registry.hold([N("held.test.")])
+        registry.serve(version)
+        made.append(QueryHandler(authority, max_udp_size=1232))
+    made[1]._direct = lambda *args: None
+    direct, full = made
+    rng = random.Random(20)
+    count = 0
+    for (name, qtype), (edns, do), udp in itertools.product(
+        [("loading.test.", "SOA"), ("www.Loading.test.", "A"), ("x.y.loading.test.", "RRSIG"),
+         ("held.test.", "AAAA"), ("a.held.test.", "TXT"), ("www.example.com.", "A"), ("nowhere.test.", "A")],
+        [(False, False), (True, False), (True, True)], [True, False],
+    ):
+        query = dns.message.make_query(name, qtype, use_edns=0 if edns else False, want_dnssec=do, payload=1400)
+        query.flags |= dns.flags.CD if rng.random() < 0.5 else 0
+        query.flags &= ~dns.flags.RD if rng.random() < 0.5 else ~0
+        wire = query.to_wire()
+        kept = len(direct._cache), len(direct._exact)
+        first = direct.handle_udp(wire, "127.0.0.1") if udp else direct.handle(wire, "127.0.0.1", over_udp=False)
+        reference = full.handle(wire, "127.0.0.1", over_udp=udp)
+        assert first == reference, (name, qtype, edns, do, udp)
+        if name.lower().endswith(("loading.test.", "held.test.")):
+            assert dns.message.from_wire(first).rcode() == dns.rcode.SERVFAIL
+            assert (len(direct._cache), len(direct._exact)) == kept
+            count += 1
+    assert count == 5 * 3 * 2
+    assert direct.stats.counters == full.stats.counters
+
+    def parsed(wire):
+        raise AssertionError("took the full path")
+
+    direct._parse = parsed  # written without dnspython:
+    wire = dns.message.make_query("x.loading.test.", "A", use_edns=0).to_wire()
+    assert direct.handle(wire, "127.0.0.1", over_udp=True) == full.handle(wire, "127.0.0.1", over_udp=True)

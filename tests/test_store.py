@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dns.name
 import dns.rdatatype as T
 import dns.rrset
 
 from aliasd.base import store
 from aliasd.zones.snapshot import Snapshot, stamp_of
+from aliasd.zones.zonefile import read_with_dnspython
 from tests.helpers import zone_source
 
 N = dns.name.from_text
@@ -59,6 +62,21 @@ def test_source_digest_ignores_the_serial_and_the_order_but_not_a_ttl():
     assert zone_source("example.com", text.format(serial=1).replace("b 300", "b 301")).digest != one.digest
     assert zone_source("example.com", text.format(serial=1).replace(" 1 2 3 4", " 1 2 3 5")).digest != one.digest
 
+
+
+def test_source_digest_is_the_one_recorded_by_earlier_releases():
+    """The content digest is kept in the state directory and compared at
+    each start: a new way of computing it must give the very same value
+    (this one from the release before the digest read packed nodes
+    directly), for names in rdata lowered, rdatas sorted, the SOA serial
+    left out, and single and multi-record RRsets alike."""
+    text = ("$ORIGIN X.Test.\n$TTL 60\n@ SOA NS1.X.Test. Host.X.test. 7 1 1 1 1\n@ NS NS2.x.test.\n"
+            "@ NS ns1.X.TEST.\n@ MX 20 Mail.X.Test.\n@ MX 10 b.x.test.\n@ TXT \"b\" \"c\"\n@ TXT \"a\"\n"
+            "_s._tcp SRV 1 2 3 T.X.test.\n_s._tcp SRV 0 2 3 a.X.test.\na A 192.0.2.2\na A 192.0.2.1\n"
+            "c CNAME Other.X.Test.\nh HINFO \"x\" \"y\"\n")
+    expected = "bf67ec5414b5cc46a2508860af905f176f45d2d1a3a6976f3d31277ca51a7259"
+    assert zone_source("X.Test", text).digest == expected
+    assert read_with_dnspython(N("X.Test"), Path("x"), text).digest == expected
 
 D1, D2 = b"1" * 32, b"2" * 32  # file digests (SHA-256)
 C = "c" * 64  # a content digest

@@ -140,3 +140,40 @@ def test_a_big_snapshot_save_leaves_no_copy_of_its_pages_in_memory(tmp_path):
     kept = Snapshot(state)
     kept.load()
     assert len(kept.entries) == 16000  # all written
+def test_files_parsed_in_forked_processes_give_what_one_process_gives(tmp_path):
+    """At start many files are parsed at once: a share in this process, the
+    rest in forked processes, which send back packed records, digest and
+    count. The sources are made on the zone's own name and path, a broken
+    file's error names its line, and all else is what parsing in this
+    process alone gives (the first half here, the second forked: a broken
+    file and an ALIAS in each)."""
+    from aliasd.base import store
+
+    settings = tuple(ZoneSettings(store.cached(z.name), z.file) for z in zones(tmp_path, 12))  # (as configured)
+    aliased, broken = (settings[3], settings[9]), (settings[2], settings[7])
+    for zone in aliased:
+        zone.file.write_text(ZONE.format(name=zone.name.to_text(True), last=10) + "@ 300 ALIAS t.cdn.test.\n")
+    for zone in broken:
+        zone.file.write_text(ZONE.format(name=zone.name.to_text(True), last=300))  # 192.0.2.300
+    files = ZoneFiles()
+    files.parallel_from = 4
+    results, fresh = files.read_all(settings, workers=2)
+    assert files.workers == 2 and files.parsed == 10 and len(fresh) == 10
+    alone = ZoneFiles()
+    expected, _ = alone.read_all(settings)
+    assert alone.workers == 1
+    for zone in broken:
+        assert str(results[zone.name]) == str(expected[zone.name])
+        assert str(results[zone.name]).startswith(f"{zone.file}:4: ")
+    for zone in settings:
+        if zone in broken:
+            continue
+        got, want = results[zone.name], expected[zone.name]
+        assert got.origin is zone.name and got.path is zone.file
+        assert got.records == want.records and list(got.records) == list(want.records)
+        assert got.aliases == want.aliases and got.digest == want.digest
+        assert got.record_count() == want.record_count() == 3 + (zone in aliased)
+        assert files.digest_of(zone.name) == alone.digest_of(zone.name)
+    for zone in aliased:
+        (owner, rule), = results[zone.name].aliases.items()
+        assert owner is zone.name and rule.target == dns.name.from_text("t.cdn.test")
