@@ -132,6 +132,44 @@ def test_start_query_reload_status_stop(install):
     assert "reload done" in log and "Traceback" not in log
 
 
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_workers_of_the_daemon_stay_up(install):
+    """twistd daemonizes (forks) after the service is made: its workers
+    must know the daemon, not the process that started it, as their parent
+    (they took the daemon for a dead parent and left at once, over and
+    over, so the init script's service never had a worker)."""
+    root, port = install
+    config = root / "etc" / "aliasd.toml"
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 2\n"))
+    assert service(root, "start").returncode == 0
+    pid = int((root / "run" / "aliasd.pid").read_text())
+    log = root / "log" / "aliasd.log"
+    deadline = time.monotonic() + 15
+    while len(children(pid)) < 2 or "workers answer UDP and TCP queries" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    first = children(pid)
+    for _ in range(50):  # fresh source ports: both workers' sockets
+        assert ask(port).answer[0][0].address == "192.0.2.80"
+    time.sleep(2)
+    assert children(pid) == first and len(first) == 2
+    assert "died" not in log.read_text(), log.read_text()
+    assert service(root, "stop").returncode == 0
+    assert not any(Path(f"/proc/{p}").exists() for p in first | {pid})
+
+
 def test_dead_process_with_pid_file_and_bad_usage(install):
     root, _ = install
     (root / "run").mkdir()

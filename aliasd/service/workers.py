@@ -166,7 +166,6 @@ class WorkerPool(service.Service):
         self._collecting: list[tuple[int, set, defer.Deferred]] = []  # scrapes waiting for counts
         self._watch = task.LoopingCall(self._check_acks)
         self._watch.clock = reactor
-        self._main_pid = os.getpid()
         if count >= 2:  # (one process: the metrics of today, no more)
             self._register_metrics()
 
@@ -283,11 +282,12 @@ class WorkerPool(service.Service):
         # being replaced still holds its own until it is reaped).
         used = {w.row for w in self.workers.values()}
         row = next((r for r in range(1, 2 * self.count + 1) if r not in used), number)
+        parent = os.getpid()  # now: twistd's daemon fork changed it since this service was made
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             try:
                 parent_end.close()
-                self._child(number, child_end, row)
+                self._child(number, child_end, row, parent)
             finally:
                 os._exit(70)
         child_end.close()
@@ -298,14 +298,14 @@ class WorkerPool(service.Service):
         parent_end.close()
         return worker
 
-    def _child(self, number: int, channel: socket.socket, row: int) -> None:
+    def _child(self, number: int, channel: socket.socket, row: int, parent: int) -> None:
         """In the worker: its own copies of what the main process shares
         set up for answering, then the worker's loop."""
         # Until the worker's loop handles it, SIGTERM ends the worker at
         # once: the main's handler (Twisted's) would only wake its reactor.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent()
-        if os.getppid() != self._main_pid:  # the main process died before prctl
+        if os.getppid() != parent:  # the main process died before prctl
             os._exit(0)
         registry = self.authority.registry
         registry.listeners = []
