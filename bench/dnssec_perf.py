@@ -89,6 +89,7 @@ import dns.rdatatype  # noqa: E402
 
 from bench.common import (  # noqa: E402
     UpstreamNamed,
+    cpu_seconds,
     find_program,
     proc_mib,
     target_addresses,
@@ -234,7 +235,10 @@ def check_sample(port: int, zone: str, questions: list[tuple]) -> tuple[int, col
 # -- tools ----------------------------------------------------------------------------------------
 
 
-def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
+def dnsperf_do(port: int, qfile: Path, seconds: int, pid: int) -> tuple[float, float]:
+    """(queries per second, CPU seconds per 100k answers of the server's
+    processes: aliasd's workers included, as bench/compare.py counts)."""
+    before = cpu_seconds(pid)
     out = subprocess.run(
         ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l", str(seconds),
          "-c", str(CLIENTS), "-q", "64"],
@@ -243,7 +247,9 @@ def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
     lost = re.search(r"Queries lost:\s+(\d+)", out)
     if lost and int(lost.group(1)):
         print(f"    ({lost.group(1)} queries lost on port {port})", flush=True)
-    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+    cpu = cpu_seconds(pid) - before
+    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)), cpu * 100_000 / max(completed, 1)
 
 
 def warm_up_do(port: int, qfile: Path) -> tuple[float, int]:
@@ -621,6 +627,7 @@ def big_zone(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
         }
         out["names"] = {"plain A": len(hosts), "ALIAS A": len(aliases), "NXDOMAIN": len(hosts)}
         rates: dict = collections.defaultdict(list)
+        cpu: dict = collections.defaultdict(list)  # CPU s per 100k answers, as ``rates``
         mix_stalls: dict = {}
         first_pass: dict = {}
         for mix, runs in mixes.items():
@@ -638,15 +645,18 @@ def big_zone(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
             mark = len(server.log())
             for _ in range(args.rounds):  # alternate, so drift hits all alike
                 for a_port, p_port, qfile, label in files:
-                    rates[mix, label].append(dnsperf_do(p_port, qfile, args.seconds))
-                    if a_port is not None:
-                        rates[mix, "aliasd"].append(dnsperf_do(a_port, qfile, args.seconds))
+                    for port, who, pid in ((p_port, label, pdns.proc.pid), (a_port, "aliasd", server.pid)):
+                        if port is not None:
+                            rate, seconds = dnsperf_do(port, qfile, args.seconds, pid)
+                            rates[mix, who].append(rate)
+                            cpu[mix, who].append(seconds)
             mix_stalls[mix] = (warm_stalls, log_stalls(server.log()[mark:]))
             print(f"  {mix} with DO: " + ", ".join(f"{who} {statistics.median(v):.0f} q/s"
                                                    for (m, who), v in rates.items() if m == mix)
                   + f"; aliasd stalls >= 100 ms logged: {len(mix_stalls[mix][0])} in the warm-up,"
                   f" {len(mix_stalls[mix][1])} in the runs", flush=True)
         out["rates"] = dict(rates)
+        out["cpu"] = dict(cpu)
         out["mix_stalls"] = mix_stalls
         out["first_pass"] = first_pass
         out["aliasd_rss_after"] = proc_mib(server.pid)
@@ -876,6 +886,11 @@ def print_report(out: dict, args, total: float) -> None:
             print(f"  {mix} rounds: aliasd {[round(x) for x in rates[mix, 'aliasd']]},"
                   f" PowerDNS {[round(x) for x in rates[mix, 'pdns']]}"
                   + (f", PowerDNS flat {[round(x) for x in rates[mix, 'pdns flat']]}" if (mix, "pdns flat") in rates else ""))
+        cpu = out["cpu"]
+        print("  CPU s per 100k answers (all the server's processes; medians): " + "; ".join(
+            f"{mix} " + ", ".join(f"{who} {statistics.median(cpu[mix, who]):.2f}"
+                                  for who in ("aliasd", "pdns", "pdns flat") if (mix, who) in cpu)
+            for mix in ("plain A", "ALIAS A", "NXDOMAIN")))
         for (mix, who), (good, problems, _) in out["checks"].items():
             if problems:
                 print(f"  {mix}, {who}: {dict(problems)}")
