@@ -7,6 +7,8 @@ This starts one ``twistd aliasd`` per code tree (``--tree NAME=PATH``, put
 first on PYTHONPATH) and ``[server] workers`` value, on the same zones, and
 drives each with dnsperf at a fixed rate, the trees alternately mix by mix
 (so both see the same minutes of a noisy machine). It prints, per mix, the
+CPU µs per answer of the first pass over the query file (every answer
+made for the first time, by the worker that got the query), then the
 CPU µs per answer of all the server's processes and of the main process
 alone (which answers nothing with workers >= 2), and the memory (PSS of
 all processes) once every mix has run.
@@ -179,10 +181,19 @@ def main() -> int:
                       " CPU µs per answer, all processes (main process alone)", flush=True)
                 for mix in wanted:
                     qfile, extra = files[mix]
-                    for process in servers.values():  # warm the caches: --passes over the file
-                        subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
-                                        str(qfile), "-n", str(args.passes), "-c", str(CLIENTS), "-q", "64"],
-                                       capture_output=True, check=True)
+                    first = []
+                    for name, process in servers.items():  # warm the caches: --passes over the file
+                        total0, _ = tree_cpu(process.proc.pid)
+                        out = subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
+                                              str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
+                                             capture_output=True, text=True, check=True).stdout
+                        answers = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+                        first.append(f"{name} {(tree_cpu(process.proc.pid)[0] - total0) * 1e6 / max(answers, 1):5.1f}")
+                        if args.passes > 1:
+                            subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
+                                            str(qfile), "-n", str(args.passes - 1), "-c", str(CLIENTS), "-q", "64"],
+                                           capture_output=True, check=True)
+                    print(f"  {mix:<15} {'first pass':<11} " + "  ".join(first), flush=True)
                     for rate in (int(r) for r in args.rate.split(",")):
                         cells = []
                         for _ in range(args.rounds):
