@@ -31,7 +31,7 @@ and of its wildcard (RFC 5155 7.2.2); only the NSEC3 covering the next
 closer name differs. So each version keeps those records as written
 (``SignedParts``: the wire after the owner, which is compressed against
 each question), and a flood of made-up names costs the hash, the search
-and one denial record each, not seven records read from the store.
+and one denial record each, not eight records (NSEC3) read from the store.
 """
 
 from __future__ import annotations
