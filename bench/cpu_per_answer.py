@@ -7,13 +7,16 @@ This starts one ``twistd aliasd`` per code tree (``--tree NAME=PATH``, put
 first on PYTHONPATH) and ``[server] workers`` value, on the same zones, and
 drives each with dnsperf at a fixed rate, the trees alternately mix by mix
 (so both see the same minutes of a noisy machine). It prints, per mix, the
+CPU µs per answer of the first pass over the query file (every answer
+made for the first time, by the worker that got the query), then the
 CPU µs per answer of all the server's processes and of the main process
 alone (which answers nothing with workers >= 2), and the memory (PSS of
 all processes) once every mix has run.
 
 Zones: bench.test (N plain A and M ALIAS owners over targets in the served
 zone targets.test: no upstream needed), signed.test (the first 10,000 of
-the same A records, signed: the "DO A" mix asks with DO), and Z small zones c0.example ... (the
+the same A records, or ``--signed``, signed with NSEC3: the "DO A" and "DO
+NXDOMAIN" mixes ask with DO), and Z small zones c0.example ... (the
 "zones mail A" and "zones NXDOMAIN" mixes, as bench/many_zones.py asks).
 
     .venv/bin/python bench/cpu_per_answer.py --tree old=/work/main --tree new=. \\
@@ -39,7 +42,7 @@ from bench.many_zones import ZoneSet  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
 TARGETS = 100
-SIGNED = 10_000  # A records of signed.test (at most): signing at start takes time
+SIGNED = 10_000  # A records of signed.test (at most, unless --signed): signing at start takes time
 
 
 def own_cpu(pid: int) -> float:
@@ -59,13 +62,13 @@ def tree_cpu(pid: int) -> tuple[float, float]:
     return total, own_cpu(pid)
 
 
-def write_zones(d: Path, records: int, aliases: int, zones: int) -> None:
+def write_zones(d: Path, records: int, aliases: int, zones: int, signed: int = SIGNED) -> None:
     head = ["$TTL 300", "@ SOA ns1 hostmaster 1 3600 600 86400 60", "@ NS ns1", "ns1 A 192.0.2.53"]
     hosts = [f"host{i} A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(records)]
     (d / "bench.zone").write_text("\n".join(
         ["$ORIGIN bench.test.", *head, *hosts, *(f"alias{i} ALIAS lb{i % TARGETS}.targets.test." for i in range(aliases))]
     ) + "\n")
-    (d / "signed.zone").write_text("\n".join(["$ORIGIN signed.test.", *head, *hosts[:SIGNED]]) + "\n")
+    (d / "signed.zone").write_text("\n".join(["$ORIGIN signed.test.", *head, *hosts[:signed]]) + "\n")
     (d / "targets.zone").write_text("\n".join(
         ["$ORIGIN targets.test.", *head, *(f"lb{i} A 198.51.100.{i}" for i in range(TARGETS))]
     ) + "\n")
@@ -75,7 +78,8 @@ def write_zones(d: Path, records: int, aliases: int, zones: int) -> None:
     ZoneSet(d, zones, TARGETS)  # zones.d/c{i}.example.zone, apex ALIAS to t{i % TARGETS}.cdn.test
 
 
-def query_files(d: Path, records: int, aliases: int, zones: int) -> dict[str, tuple[Path, list[str]]]:
+def query_files(d: Path, records: int, aliases: int, zones: int,
+                signed: int = SIGNED) -> dict[str, tuple[Path, list[str]]]:
     """mix -> (query file, extra dnsperf arguments)."""
     rng = random.Random(1)
     hosts, nx, order = list(range(records)), list(range(records)), list(range(zones))
@@ -85,7 +89,8 @@ def query_files(d: Path, records: int, aliases: int, zones: int) -> dict[str, tu
         "plain A": ([f"host{i}.bench.test A" for i in hosts], []),
         "ALIAS A": ([f"alias{i}.bench.test A" for i in range(aliases)], []),
         "NXDOMAIN": ([f"missing{i}.bench.test A" for i in nx], []),
-        "DO A": ([f"host{i}.signed.test A" for i in hosts if i < SIGNED], ["-D"]),
+        "DO A": ([f"host{i}.signed.test A" for i in hosts if i < signed], ["-D"]),
+        "DO NXDOMAIN": ([f"missing{i}.signed.test A" for i in nx if i < signed], ["-D"]),
         "zones mail A": ([f"mail.c{i}.example A" for i in order], []),
         "zones NXDOMAIN": ([f"nx{i}.c{i}.example A" for i in order], []),
     }
@@ -148,13 +153,17 @@ def main() -> int:
     parser.add_argument("--zones", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--mixes", default="", help="comma-separated subset of the mixes")
+    parser.add_argument("--signed", type=int, default=SIGNED, help="A records of signed.test (the DO mixes)")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="passes over a mix's query file before it is measured (each worker keeps its own answers)")
     args = parser.parse_args()
     trees = dict(t.split("=", 1) for t in args.tree)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "zones").mkdir()
-        write_zones(d / "zones", args.records, args.aliases, args.zones)
-        files = query_files(d, args.records, args.aliases, args.zones)
+        signed = min(args.records, args.signed)
+        write_zones(d / "zones", args.records, args.aliases, args.zones, signed)
+        files = query_files(d, args.records, args.aliases, args.zones, signed)
         wanted = [m.strip() for m in args.mixes.split(",") if m.strip()] or list(files)
         for workers in workers_list(args.workers):
             servers = {name: start(d / f"{name}-w{workers}", str(Path(path).resolve()), workers)
@@ -164,10 +173,19 @@ def main() -> int:
                       " CPU µs per answer, all processes (main process alone)", flush=True)
                 for mix in wanted:
                     qfile, extra = files[mix]
-                    for process in servers.values():  # warm the caches: one pass over the file
-                        subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
-                                        str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
-                                       capture_output=True, check=True)
+                    first = []
+                    for name, process in servers.items():  # warm the caches: --passes over the file
+                        total0, _ = tree_cpu(process.proc.pid)
+                        out = subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
+                                              str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
+                                             capture_output=True, text=True, check=True).stdout
+                        answers = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+                        first.append(f"{name} {(tree_cpu(process.proc.pid)[0] - total0) * 1e6 / max(answers, 1):5.1f}")
+                        if args.passes > 1:
+                            subprocess.run(["dnsperf", *extra, "-s", "127.0.0.1", "-p", str(process.port), "-d",
+                                            str(qfile), "-n", str(args.passes - 1), "-c", str(CLIENTS), "-q", "64"],
+                                           capture_output=True, check=True)
+                    print(f"  {mix:<15} {'first pass':<11} " + "  ".join(first), flush=True)
                     for rate in (int(r) for r in args.rate.split(",")):
                         cells = []
                         for _ in range(args.rounds):

@@ -8,8 +8,10 @@ ALIAS targets t0.cdn.test ..., as in bench/compare.py and bench/many_zones.py):
    A, A at ALIAS owners and NXDOMAIN, aliasd against PowerDNS on the same
    signed zone (bench/compare.py's zone: N A + M ALIAS over T targets), over
    ``--names`` distinct names per mix spread over the zone (0: all, as
-   compare.py does), each answered once first (that first pass is reported
-   too: aliasd builds each signed answer on first use, slowly).
+   compare.py does), each asked ``--warm-up-passes`` times first (three, as
+   compare.py does: aliasd's workers each keep their own answers, and after
+   one pass each had about half of them, so the timed runs measured the
+   first answers the rest cost; the first pass is reported too).
    PowerDNS: bind backend with its DNSSEC database (``pdnsutil
    create-bind-db``, ``bind-dnssec-db=``, ``secure-zone``, ``set-nsec3 '1 0 0
    -'`` for NSEC3 with no salt and 0 iterations, ``rectify-zone``),
@@ -49,7 +51,7 @@ Needs: pdns-server, pdns-backend-bind (with sqlite3 for the DNSSEC db), bind9
         [--targets 1000] [--zones 1000] [--seconds 5] [--rounds 2]
         [--denial nsec3|nsec] [--skip-queries] [--skip-start] [--skip-zones] [--warm]
         [--no-verify] [--timeout 300] [--alias-wait 60] [--names 20000] [--keep]
-        [--workers N]
+        [--workers N] [--warm-up-passes 3]
 
 ``--workers N`` writes ``[server] workers = N`` into aliasd's configurations
 (unset: the default); run it once with 1 and once with N to compare.
@@ -89,12 +91,13 @@ import dns.rdatatype  # noqa: E402
 
 from bench.common import (  # noqa: E402
     UpstreamNamed,
+    cpu_seconds,
     find_program,
     proc_mib,
     target_addresses,
     zone_text,
 )
-from bench.compare import CLIENTS, wait_answering  # noqa: E402
+from bench.compare import CLIENTS, WARM_UP_PASSES, wait_answering  # noqa: E402
 from bench.many_zones import NEW_T0, Probe, ZoneSet, fmt_s, probe_text  # noqa: E402
 from tests.aliasd_process import AliasdProcess, free_port  # noqa: E402
 
@@ -234,7 +237,10 @@ def check_sample(port: int, zone: str, questions: list[tuple]) -> tuple[int, col
 # -- tools ----------------------------------------------------------------------------------------
 
 
-def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
+def dnsperf_do(port: int, qfile: Path, seconds: int, pid: int) -> tuple[float, float]:
+    """(queries per second, CPU seconds per 100k answers of the server's
+    processes: aliasd's workers included, as bench/compare.py counts)."""
+    before = cpu_seconds(pid)
     out = subprocess.run(
         ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l", str(seconds),
          "-c", str(CLIENTS), "-q", "64"],
@@ -243,17 +249,25 @@ def dnsperf_do(port: int, qfile: Path, seconds: int) -> float:
     lost = re.search(r"Queries lost:\s+(\d+)", out)
     if lost and int(lost.group(1)):
         print(f"    ({lost.group(1)} queries lost on port {port})", flush=True)
-    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+    cpu = cpu_seconds(pid) - before
+    completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)), cpu * 100_000 / max(completed, 1)
 
 
-def warm_up_do(port: int, qfile: Path) -> tuple[float, int]:
-    """One pass over the query file (answers not yet cached): q/s and queries lost."""
-    out = subprocess.run(
-        ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", str(CLIENTS), "-q", "64"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    lost = re.search(r"Queries lost:\s+(\d+)", out)
-    return float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)), int(lost.group(1)) if lost else 0
+def warm_up_do(port: int, qfile: Path, passes: int = 1) -> tuple[float, int]:
+    """``passes`` over the query file: the first one's q/s and queries lost
+    (answers not yet cached), then the rest (every worker's answers kept)."""
+    results = []
+    for n in range(passes):
+        out = subprocess.run(
+            ["dnsperf", "-D", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-n", "1", "-c", str(CLIENTS),
+             "-q", "64"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        lost = re.search(r"Queries lost:\s+(\d+)", out)
+        results.append((float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)),
+                        int(lost.group(1)) if lost else 0))
+    return results[0]
 
 
 def axfr(port: int, zone: str, path: Path, timeout: int = 300) -> tuple[float, collections.Counter]:
@@ -621,6 +635,7 @@ def big_zone(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
         }
         out["names"] = {"plain A": len(hosts), "ALIAS A": len(aliases), "NXDOMAIN": len(hosts)}
         rates: dict = collections.defaultdict(list)
+        cpu: dict = collections.defaultdict(list)  # CPU s per 100k answers, as ``rates``
         mix_stalls: dict = {}
         first_pass: dict = {}
         for mix, runs in mixes.items():
@@ -633,20 +648,23 @@ def big_zone(d: Path, upstream: UpstreamNamed, args, out: dict) -> None:
                 files.append((a_port, p_port, qfile, label))
                 for port, who in ((a_port, "aliasd"), (p_port, label)):
                     if port is not None:
-                        first_pass[mix, who] = warm_up_do(port, qfile)
+                        first_pass[mix, who] = warm_up_do(port, qfile, args.warm_up_passes)
             warm_stalls = log_stalls(server.log()[mark:])
             mark = len(server.log())
             for _ in range(args.rounds):  # alternate, so drift hits all alike
                 for a_port, p_port, qfile, label in files:
-                    rates[mix, label].append(dnsperf_do(p_port, qfile, args.seconds))
-                    if a_port is not None:
-                        rates[mix, "aliasd"].append(dnsperf_do(a_port, qfile, args.seconds))
+                    for port, who, pid in ((p_port, label, pdns.proc.pid), (a_port, "aliasd", server.pid)):
+                        if port is not None:
+                            rate, seconds = dnsperf_do(port, qfile, args.seconds, pid)
+                            rates[mix, who].append(rate)
+                            cpu[mix, who].append(seconds)
             mix_stalls[mix] = (warm_stalls, log_stalls(server.log()[mark:]))
             print(f"  {mix} with DO: " + ", ".join(f"{who} {statistics.median(v):.0f} q/s"
                                                    for (m, who), v in rates.items() if m == mix)
                   + f"; aliasd stalls >= 100 ms logged: {len(mix_stalls[mix][0])} in the warm-up,"
                   f" {len(mix_stalls[mix][1])} in the runs", flush=True)
         out["rates"] = dict(rates)
+        out["cpu"] = dict(cpu)
         out["mix_stalls"] = mix_stalls
         out["first_pass"] = first_pass
         out["aliasd_rss_after"] = proc_mib(server.pid)
@@ -855,7 +873,7 @@ def print_report(out: dict, args, total: float) -> None:
         print(f"queries with DO (dnsperf -D -c {CLIENTS} -q 64, aliasd workers = {args.workers or 'default'},"
               f" {args.seconds} s x {args.rounds} rounds, alternating;"
               f" medians), bench.test signed ({args.denial}); distinct names asked: plain A {n['plain A']},"
-              f" ALIAS A {n['ALIAS A']}, NXDOMAIN {n['NXDOMAIN']}, each answered once before the runs:")
+              f" ALIAS A {n['ALIAS A']}, NXDOMAIN {n['NXDOMAIN']}, each asked {args.warm_up_passes} times before the runs:")
         print(f"{'':<12}{'aliasd':>10}{'PowerDNS':>10}{'ratio':>8}{'target':>8}   signed answers in the sample"
               " (aliasd, PowerDNS)")
         targets = {"plain A": 0.7, "ALIAS A": 1.0, "NXDOMAIN": 0.7}
@@ -876,6 +894,11 @@ def print_report(out: dict, args, total: float) -> None:
             print(f"  {mix} rounds: aliasd {[round(x) for x in rates[mix, 'aliasd']]},"
                   f" PowerDNS {[round(x) for x in rates[mix, 'pdns']]}"
                   + (f", PowerDNS flat {[round(x) for x in rates[mix, 'pdns flat']]}" if (mix, "pdns flat") in rates else ""))
+        cpu = out["cpu"]
+        print("  CPU s per 100k answers (all the server's processes; medians): " + "; ".join(
+            f"{mix} " + ", ".join(f"{who} {statistics.median(cpu[mix, who]):.2f}"
+                                  for who in ("aliasd", "pdns", "pdns flat") if (mix, who) in cpu)
+            for mix in ("plain A", "ALIAS A", "NXDOMAIN")))
         for (mix, who), (good, problems, _) in out["checks"].items():
             if problems:
                 print(f"  {mix}, {who}: {dict(problems)}")
@@ -948,6 +971,10 @@ def main() -> int:
                         help="distinct names per query mix, spread over the zone (0: every name, as compare.py);"
                              " each is answered once before the timed runs, and aliasd's first answers are slow")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warm-up-passes", type=int, default=WARM_UP_PASSES,
+                        help="passes over each query file before the timed runs, the first one reported"
+                             " (1: as before session 30, when aliasd's workers answered part of the names"
+                             " for the first time in the timed runs)")
     parser.add_argument("--denial", choices=("nsec3", "nsec"), default="nsec3")
     parser.add_argument("--timeout", type=float, default=300, help="give up on one wait after this long")
     parser.add_argument("--alias-wait", type=float, default=60,

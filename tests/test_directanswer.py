@@ -7,14 +7,17 @@ answers must carry the same header, records, TTLs and signatures.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
+import weakref
 
 import dns.dnssec
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
@@ -319,3 +322,60 @@ def test_servfail_of_a_zone_not_loaded_yet_equals_the_full_paths(keys):
     direct._parse = parsed  # written without dnspython:
     wire = dns.message.make_query("x.loading.test.", "A", use_edns=0).to_wire()
     assert direct.handle(wire, "127.0.0.1", over_udp=True) == full.handle(wire, "127.0.0.1", over_udp=True)
+def signed_version(text: str, serial: int, keys) -> ZoneVersion:
+    source = zone_source("example.com.", text)
+    version = ZoneVersion.build(source, {}, serial=serial)
+    return version.with_signatures(Signer(ORIGIN, keys, DnssecSettings(denial="nsec3")).sign(version, now=NOW))
+
+
+def test_kept_denial_records_are_the_served_versions(keys):
+    """A new version's negative answers carry its own SOA and NSEC3 records,
+    not those kept from the version before (the SOA's serial, the apex
+    NSEC3's type bitmap, their signatures): the same missing name asked of
+    each version, and another missing name, equal the full path's answers."""
+    first, changed = signed_version(TEXT, 77, keys), signed_version(TEXT + '@ TXT "new"\n', 78, keys)
+    direct, full, _ = handlers(TEXT, "nsec3", keys)
+    answers = []
+    for version in (first, changed):
+        for handler in (direct, full):
+            handler.authority.registry.serve(version)
+        for name in ("nx1.example.com.", f"nx{version.serial}.example.com."):
+            wire = dns.message.make_query(name, "A", want_dnssec=True, payload=1232).to_wire()
+            answer = dns.message.from_wire(direct.handle_udp(wire, "127.0.0.1"))
+            assert summary(answer) == summary(dns.message.from_wire(full.handle(wire, "127.0.0.1", over_udp=True)))
+            answers.append(answer)
+    for answer, serial in zip(answers, (77, 77, 78, 78)):
+        assert answer.rcode() == dns.rcode.NXDOMAIN
+        assert answer.find_rrset(answer.authority, ORIGIN, dns.rdataclass.IN, T.SOA)[0].serial == serial
+        apex_nsec3 = [r for r in answer.authority if r.rdtype == T.NSEC3 and T.SOA in list(bitmap_types(r[0]))]
+        assert apex_nsec3 and (T.TXT in list(bitmap_types(apex_nsec3[0][0]))) == (serial == 78)
+    assert directanswer.signed_parts(changed) is not directanswer.signed_parts(first)
+
+
+def bitmap_types(rdata):
+    for window, bitmap in rdata.windows:
+        for i, byte in enumerate(bitmap):
+            for bit in range(8):
+                if byte & (0x80 >> bit):
+                    yield window * 256 + i * 8 + bit
+
+
+def test_kept_denial_records_are_bounded_and_go_with_their_version(keys, monkeypatch):
+    """A flood of made-up names keeps at most DENIALS_KEPT denial records
+    per version, the apex's among them (asked by every one), and what a
+    version keeps is dropped with it (it holds no reference to the version)."""
+    monkeypatch.setattr(directanswer, "DENIALS_KEPT", 4)
+    version = signed_version(TEXT, 77, keys)
+    for i in range(40):
+        wire = dns.message.make_query(f"flood{i}.example.com.", "A", want_dnssec=True, payload=1232).to_wire()
+        key, qend = fastpath.cache_key(wire, True, 1232)
+        own = directanswer.answer(version, key[:qend - 16], T.A, wire, qend, 1232, True, True, 1232)
+        assert own is not None and own[1] == dns.rcode.NXDOMAIN
+    kept = directanswer.signed_parts(version)._denials
+    assert 0 < len(kept) <= 4
+    apex = version.signed.matching_owner(store.key_of(ORIGIN))
+    assert apex in kept.young or apex in kept.old
+    gone = weakref.ref(version)
+    del version, kept
+    gc.collect()
+    assert gone() is None

@@ -254,7 +254,7 @@ class QueryHandler:
             return None
         answer, rcode = result
         stat_key = self.stats.key(
-            "aliasd_queries_total", qtype=_qtype_label(qtype), rcode=dns.rcode.to_text(rcode),
+            "aliasd_queries_total", qtype=_qtype_label(qtype), rcode=_DIRECT_RCODES[rcode],
             transport="udp" if over_udp else "tcp",
         )
         self.stats.counters[stat_key] += 1
@@ -422,6 +422,10 @@ _LABELLED_TYPES = {
         dns.rdatatype.SSHFP, dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.IXFR,
     )
 }
+
+
+#: The rcodes of aliasd.answer.directanswer's answers, as counted (dns.rcode.to_text's).
+_DIRECT_RCODES = {directanswer.NOERROR: "NOERROR", directanswer.NXDOMAIN: "NXDOMAIN"}
 
 
 def _qtype_label(rdtype: int) -> str:

@@ -23,15 +23,25 @@ the way the full path's are, in the same order, TTLs and letter case; owner
 names are compressed against the question, rdata names are not
 (compression there is optional, RFC 1035 4.1.4), and the answer may be a
 few octets longer.
+
+A signed zone's negative answers share most of their records: every
+NXDOMAIN and NODATA carries the negative SOA and its RRSIG, and every
+missing name under one closest encloser the same proof of the encloser
+and of its wildcard (RFC 5155 7.2.2); only the NSEC3 covering the next
+closer name differs. So each version keeps those records as written
+(``SignedParts``: the wire after the owner, which is compressed against
+each question), and a flood of made-up names costs the hash, the search
+and one denial record each, not eight records (NSEC3) read from the store.
 """
 
 from __future__ import annotations
 
 import struct
+import weakref
 
 import dns.rdatatype
 
-from aliasd.base import store
+from aliasd.base import fastpath, store
 from aliasd.zones.zone import ZoneVersion
 from aliasd.zones.zonefile import ALIAS_TYPE
 
@@ -87,18 +97,21 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
     if (base.cuts or base.dnames) and base.redirected(name_key):
         return None
     signed = version.signed if dnssec else None
-    origin_len = len(base.origin_key)
-    writer = _Writer(12 + len(name_key) - origin_len, origin_len)
     vacant = version.vacant
     # As served: flattened addresses, the SOA's serial, the signer's records.
     node = version.node_at(name_key) if name_key not in vacant else None
     if node is not None:
         if qtype in node:
             ttl, rdatas = node.wires(qtype)
-            writer.add(writer.answer, _QUESTION, qtype, ttl, rdatas)
-            if signed is not None and not writer.signature(writer.answer, signed, name_key, _QUESTION, qtype, ttl):
-                return None
-            return writer.finish(query, qend, NOERROR, limit, edns, dnssec, payload)
+            records = _tails(qtype, ttl, rdatas)
+            if signed is not None:
+                signatures = _signature_tails(signed, name_key, qtype, ttl)
+                if signatures is None:
+                    return None
+                records += signatures
+            # Each owner a pointer to the question's name.
+            return _finish(query, qend, NOERROR, len(records), 0, _QUESTION.join((b"", *records)),
+                           limit, edns, dnssec, payload)
         if T.CNAME in node:
             return None
         proof = [signed.matching_owner(name_key)] if signed is not None else ()
@@ -111,78 +124,139 @@ def answer(version: ZoneVersion, name_key: bytes, qtype: int, query: bytes, qend
     else:
         proof = version.proof_owners(name_key, "nxdomain") if signed is not None else ()
         rcode = NXDOMAIN
-    ttl, soa = version.negative_soa_wire
-    apex = writer.pointer
-    writer.add(writer.authority, apex, T.SOA, ttl, (soa,))
-    if signed is not None:
-        if not writer.signature(writer.authority, signed, base.origin_key, apex, T.SOA, ttl):
+    # Owners in the zone: their labels and a pointer to the zone's name,
+    # which ends the question's name.
+    origin_at = 12 + len(name_key) - len(base.origin_key)
+    apex = bytes((0xC0 | origin_at >> 8, origin_at & 0xFF))
+    if signed is None:
+        ttl, soa = version.negative_soa_wire
+        return _finish(query, qend, rcode, 0, 1, apex + _tails(T.SOA, ttl, (soa,))[0],
+                       limit, edns, dnssec, payload)
+    parts = signed_parts(version)
+    soa = parts.soa
+    if soa is None:
+        return None
+    chunks = [apex.join(soa)]
+    count = len(soa) - 1
+    for owner_key in proof:
+        found = parts.denial(owner_key)
+        if found is None:
             return None
-        denial_type = T.NSEC3 if signed.nsec3 else T.NSEC
-        for owner_key in proof:
-            if not writer.denial(signed, owner_key, denial_type):
-                return None
-    return writer.finish(query, qend, rcode, limit, edns, dnssec, payload)
+        prefix, records = found
+        chunks.append((prefix + apex).join(records))
+        count += len(records) - 1
+    return _finish(query, qend, rcode, 0, count, b"".join(chunks), limit, edns, dnssec, payload)
 
 
 _QUESTION = b"\xc0\x0c"  # a pointer to the question's name
 
 
-class _Writer:
-    """The sections of one answer as wire records, counted. Owners are
-    compressed against the question: the name itself at offset 12, a name
-    in the zone as its own labels and a pointer to the zone's name, which
-    ends the question's name at ``origin_at``."""
+def _finish(query: bytes, qend: int, rcode: int, answers: int, authorities: int, records: bytes,
+            limit: int, edns: bool, dnssec: bool, payload: int) -> tuple[bytes, int] | None:
+    """The answer: the query's ID, RD and CD, its question, then
+    ``records`` (``answers`` in the answer section, ``authorities`` in the
+    authority section) and our OPT record if the query had one."""
+    flags = _QR_AA | rcode | (((query[2] << 8) | query[3]) & _CLIENT_FLAGS)
+    wire = b"".join((
+        query[:2], flags.to_bytes(2, "big"), _HEADER_TAIL.pack(1, answers, authorities, 1 if edns else 0),
+        query[12:qend], records,
+        b"\0" + _RR_HEAD.pack(T.OPT, payload, _DO if dnssec else 0, 0) if edns else b"",
+    ))
+    if len(wire) > limit:
+        return None  # the full path truncates at whole RRsets
+    return wire, rcode
 
-    __slots__ = ("pointer", "origin_len", "answer", "authority")
 
-    def __init__(self, origin_at: int, origin_len: int):
-        self.pointer = bytes((0xC0 | origin_at >> 8, origin_at & 0xFF))
-        self.origin_len = origin_len
-        self.answer: list[bytes] = []
-        self.authority: list[bytes] = []  # (one wire record per entry: the counts are the lengths)
+def _tails(rdtype: int, ttl: int, rdatas) -> list[bytes]:
+    """The wire records of one RRset less their owner name."""
+    head = _RR_HEAD.pack
+    return [head(rdtype, 1, ttl, len(rdata)) + rdata for rdata in rdatas]
 
-    def owner(self, owner_wire: bytes) -> bytes:
-        return owner_wire[:len(owner_wire) - self.origin_len] + self.pointer
 
-    def add(self, section: list, owner: bytes, rdtype: int, ttl: int, rdatas) -> None:
-        head = _RR_HEAD.pack
-        for rdata in rdatas:
-            section.append(owner + head(rdtype, 1, ttl, len(rdata)) + rdata)
+def _signature_tails(signed, key: bytes, covered: int, ttl: int | None) -> list[bytes] | None:
+    """The RRSIGs covering ``covered`` at ``key``, less their owner, with
+    ``ttl`` (that of the RRset as served; None: as stored); None if none."""
+    packed = signed.signatures.get(key)
+    if packed is None:
+        return None
+    for rdtype, stored_ttl, _, start, end in store.directory(packed):
+        if rdtype == covered:
+            return _tails(T.RRSIG, stored_ttl if ttl is None else ttl, store.rdata_wires(packed, start, end))
+    return None
 
-    def signature(self, section: list, signed, key: bytes, owner: bytes, covered: int, ttl: int | None) -> bool:
-        """Append the RRSIGs covering ``covered`` at ``key`` with ``ttl``
-        (that of the RRset as served; None: as stored); False if none."""
-        packed = signed.signatures.get(key)
-        if packed is None:
-            return False
-        for rdtype, stored_ttl, _, start, end in store.directory(packed):
-            if rdtype == covered:
-                self.add(section, owner, T.RRSIG, stored_ttl if ttl is None else ttl,
-                         store.rdata_wires(packed, start, end))
-                return True
-        return False
 
-    def denial(self, signed, owner_key: bytes, denial_type: int) -> bool:
-        """Append the NSEC or NSEC3 record at ``owner_key`` and its RRSIG."""
+#: Denial records kept per version (``SignedParts.denial``): those of the
+#: closest enclosers and wildcards asked about stay, while a flood of
+#: made-up names, whose covering records are all different, keeps at most
+#: this many (about 300 octets each).
+DENIALS_KEPT = 4096
+
+
+class SignedParts:
+    """The records negative answers of one signed version share, as wire
+    less their owner: the negative SOA with its RRSIG, and each NSEC or
+    NSEC3 record asked for with its RRSIG, written once.
+
+    One per version (``signed_parts``), made on first use and gone with
+    the version (it holds the version's signatures, not the version): a
+    version never changes (aliasd.zones.zone), so neither does what is
+    kept here, and a new version starts empty.
+    """
+
+    __slots__ = ("signed", "soa", "_denials", "_type", "_origin_len")
+
+    def __init__(self, version: ZoneVersion):
+        signed = self.signed = version.signed
+        origin_key = version.base.origin_key
+        ttl, rdata = version.negative_soa_wire
+        sigs = _signature_tails(signed, origin_key, T.SOA, ttl)
+        # The negative SOA and its RRSIG(s), each less its owner (the apex),
+        # after an empty one as ``denial``'s; None when the SOA is not
+        # signed (the full path answers).
+        self.soa = None if sigs is None else (b"", *_tails(T.SOA, ttl, (rdata,)), *sigs)
+        self._denials = fastpath.AnswerCache(DENIALS_KEPT)
+        self._type = T.NSEC3 if signed.nsec3 else T.NSEC
+        self._origin_len = len(origin_key)
+
+    def denial(self, owner_key: bytes) -> tuple[bytes, tuple[bytes, ...]] | None:
+        """(the owner's labels below the apex, its denial record and
+        RRSIG(s) less the owner) at ``owner_key``; None if it has none.
+        The records come after an empty one: joined with the owner's name,
+        each is a whole record."""
+        denials = self._denials
+        found = denials.young.get(owner_key)  # (most hits: without AnswerCache.get's call)
+        if found is None:
+            found = denials.get(owner_key)
+            if found is None:
+                found = self._read_denial(owner_key)
+                if found is None:
+                    return None
+                denials.put(owner_key, found)
+        return found
+
+    def _read_denial(self, owner_key: bytes) -> tuple[bytes, tuple[bytes, ...]] | None:
+        signed = self.signed
         packed = signed.records.get(owner_key)
         if packed is None:
-            return False
+            return None
+        denial_type = self._type
         for rdtype, ttl, _, start, end in store.directory(packed):
             if rdtype == denial_type:
-                owner = self.owner(store.owner_of(packed))
-                self.add(self.authority, owner, rdtype, ttl, store.rdata_wires(packed, start, end))
-                self.signature(self.authority, signed, owner_key, owner, rdtype, None)
-                return True
-        return False
+                owner = store.owner_of(packed)
+                tails = (b"", *_tails(rdtype, ttl, store.rdata_wires(packed, start, end)),
+                         *(_signature_tails(signed, owner_key, rdtype, None) or ()))
+                return owner[:len(owner) - self._origin_len], tails
+        return None
 
-    def finish(self, query: bytes, qend: int, rcode: int, limit: int, edns: bool, dnssec: bool,
-               payload: int) -> tuple[bytes, int] | None:
-        flags = _QR_AA | rcode | (((query[2] << 8) | query[3]) & _CLIENT_FLAGS)
-        counts = _HEADER_TAIL.pack(1, len(self.answer), len(self.authority), 1 if edns else 0)
-        parts = [query[:2], flags.to_bytes(2, "big"), counts, query[12:qend], *self.answer, *self.authority]
-        if edns:
-            parts.append(b"\0" + _RR_HEAD.pack(T.OPT, payload, _DO if dnssec else 0, 0))
-        wire = b"".join(parts)
-        if len(wire) > limit:
-            return None  # the full path truncates at whole RRsets
-        return wire, rcode
+
+#: Each signed version's parts, made on first use. Weak keys: they go with
+#: the version (as aliasd.replicate.transfer's renderings do).
+_parts: "weakref.WeakKeyDictionary[ZoneVersion, SignedParts]" = weakref.WeakKeyDictionary()
+
+
+def signed_parts(version: ZoneVersion) -> SignedParts:
+    """The kept parts of a signed version's negative answers."""
+    parts = _parts.get(version)
+    if parts is None:
+        parts = _parts[version] = SignedParts(version)
+    return parts
