@@ -17,7 +17,7 @@ import dns.rdatatype as T
 import dns.rrset
 import dns.update
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 
 from aliasd.answer.answers import QueryHandler
@@ -467,6 +467,30 @@ def test_the_workers_start_tokens_the_served_zones_in_slices_then_forks_with_eve
     assert len(registry.sources) == 6
     for part in [*registry.sources.values(), *(p for v in registry.versions.values() for p in (v.source, v.base))]:
         assert pool.shared.token(part) is not None
+    pool._watch.stop()
+
+
+def test_the_workers_fork_after_the_start_up_snapshot_is_written(monkeypatch):
+    """The snapshot of what start-up parsed is written in a thread beside
+    the reactor; workers forked before it ends kept the pages its entries
+    freed afterwards (PSS +17-19 MiB at 10,000 zones): they fork after it."""
+    authority = ZoneAuthority()
+    authority.set_sources([zone_source("a.test", "$ORIGIN a.test.\n@ 300 SOA ns1 h 1 3600 600 86400 60\n@ 300 NS ns1\n")])
+    clock = task.Clock()
+    pool = WorkerPool(2, clock, authority, [_Port()], Statistics())
+    forks = []
+    monkeypatch.setattr(pool, "_fork", forks.append)
+    pool.running = True
+    saved = defer.Deferred()
+    pool.fork_after.append(saved)
+    pool._start_when_settled()
+    for _ in range(20):
+        reactor_turn(clock)
+    assert forks == [] and not pool.started  # the zones are served, the snapshot not yet written
+    saved.callback(None)
+    for _ in range(20):
+        reactor_turn(clock)
+    assert forks == [1, 2]
     pool._watch.stop()
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import dns.name
 from twisted.application import internet
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -448,7 +448,17 @@ def makeService(options: Options) -> logsetup.LoggingService:
         internet.TimerService(every, authority.refresh_signatures).setServiceParent(top)
     # What start-up parsed goes into the snapshot once the server runs, in
     # a thread (a reload, also in a thread, waits: the pool has one for it).
-    reactor.callWhenRunning(threads.deferToThreadPool, reactor, reactor.getThreadPool(), save_snapshot, options.files)
+    # Workers fork once it is written (its entries, freed after a fork, would
+    # leave a copy of their pages in every worker).
+    saved = defer.Deferred()
+
+    def save_started():
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), save_snapshot, options.files)
+        d.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
+        d.addBoth(saved.callback)
+
+    reactor.callWhenRunning(save_started)
+    workers.fork_after.append(saved)
     reactor.callWhenRunning(
         log.info,
         "aliasd {version} started: {zones} zones ({broken} with a broken file), DNS on {listen} port {port}, "

@@ -153,6 +153,10 @@ class WorkerPool(service.Service):
         self.shared = frames.SharedObjects()
         self.restarts = 0
         self.started = False  # forked the first workers
+        # Start-up work still running besides the reactor (the snapshot's
+        # save): its memory, freed after a fork, would be copied into pages
+        # that the workers alone then hold.
+        self.fork_after: list[defer.Deferred] = []
         self.answering_here = True  # the main process reads its UDP sockets (until the workers are ready)
         self._seq = 0  # the last change frame sent
         self._pending: list[tuple[str, tuple]] = []
@@ -176,7 +180,14 @@ class WorkerPool(service.Service):
         if self.count >= 2:
             # After the zones loaded at start are served: forked then, the
             # workers share those pages and start with every zone.
-            self.reactor.callWhenRunning(lambda: self.authority.when_idle().addCallback(self._start))
+            self.reactor.callWhenRunning(self._start_when_settled)
+
+    def _start_when_settled(self) -> defer.Deferred:
+        """Fork once the zones loaded at start are served and what runs
+        beside them (``fork_after``) is done."""
+        d = self.authority.when_idle()
+        d.addCallback(lambda _: defer.gatherResults(self.fork_after))
+        return d.addCallback(self._start)
 
     def _start(self, _=None) -> defer.Deferred | None:
         """Give every served object its token in slices, then fork: at ten
