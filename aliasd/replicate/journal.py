@@ -171,16 +171,19 @@ def _compare(before, after, rdtype: int, removed: list, added: list) -> None:
 
 
 def difference(
-    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None
+    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None,
+    keys: Iterable[bytes] | None = None,
 ) -> Difference:
     """The records removed and added between two versions of one zone.
 
-    ``names`` limits the comparison to the owners known to have changed;
-    otherwise, for versions of the same zone file only the ALIAS owners can
-    differ, and for different files the whole view is compared. A record
-    whose TTL changed is removed and added again.
+    ``names`` (or their lookup ``keys``) limits the comparison to the owners
+    known to have changed; otherwise, for versions of the same zone file only
+    the ALIAS owners can differ, and for different files the whole view is
+    compared. A record whose TTL changed is removed and added again.
     """
-    if names is None:
+    if keys is not None:
+        pass
+    elif names is None:
         if old.source is new.source:
             keys = [store.key_of(name) for name in old.source.aliases]
         else:
