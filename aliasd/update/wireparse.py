@@ -15,9 +15,10 @@ whose wire form is canonical) are kept as wire and checked, and become
 dnspython RRsets only when read: an UPDATE of those alone, without
 prerequisites, is applied to the packed records directly
 (aliasd.update.rfc2136.process), and dnspython's rdata objects and RRset
-hashing were a third of the parse. It returns None for anything else, any error included: the caller then
-parses in full, which also writes every error answer (FORMERR, NOTAUTH,
-BADSIG, BADTIME, BADKEY), so those stay dnspython's.
+hashing were a third of the parse. It returns None for anything else, any
+error included: the caller then parses in full, which also writes every
+error answer (FORMERR, NOTAUTH, BADSIG, BADTIME, BADKEY), so those stay
+dnspython's.
 """
 
 from __future__ import annotations
