@@ -180,3 +180,59 @@ def test_a_long_history_of_small_differences_goes_a_few_dozen_rrsets_a_message()
     got = [rrset for m in [first, *rest] for rrset in m.answer]
     assert [(r.name, r.rdtype, sorted(rd.to_text() for rd in r)) for r in got] == [
         (r.name, r.rdtype, sorted(rd.to_text() for rd in r)) for r in expected]
+
+
+def test_a_difference_compared_in_wire_form_is_the_record_sets_difference():
+    """difference() compares and keeps records in wire form (nothing
+    decoded); over random zone files and flattened ALIAS addresses, what it
+    removes and adds is exactly the record sets' difference, records alike
+    by dnspython's comparison (names in rdata regardless of case), a TTL
+    change removing and adding the whole RRset: the served view, replayed
+    from the old one through it, is the new one."""
+    import random
+
+    rng = random.Random(1995)
+    owners = ["@", "www", "mail", "MAIL", "x.y"]
+    lines = ["NS ns1", "NS NS1", "A 192.0.2.1", "A 192.0.2.2", "MX 10 mail", "MX 10 Mail", "MX 20 mail",
+             "TXT \"a\"", "TXT \"A\"", "CNAME www"]
+
+    def make(serial):
+        body = []
+        for owner in owners:
+            for line in rng.sample(lines, rng.randint(0, 3)):
+                if line.startswith("CNAME") or (owner == "@" and line.startswith("NS")):
+                    continue
+                body.append(f"{owner} {rng.choice([60, 300])} {line}")
+        text = "$ORIGIN example.com.\n@ 300 SOA ns1 h 10 3600 600 86400 60\n@ 300 NS ns1\n@ 60 ALIAS lb.example.net.\n"
+        source = zone_source("example.com", text + "\n".join(body) + "\n")
+        addresses = rng.sample(["192.0.2.7", "192.0.2.8", "192.0.2.9"], rng.randint(0, 2))
+        rrset = dns.rrset.from_text_list(APEX, rng.choice([30, 60]), "IN", "A", addresses) if addresses else None
+        return ZoneVersion.build(source, {APEX: Flattened({T.A: rrset, T.AAAA: None})}, serial=serial)
+
+    def view(v):  # (owner, type) -> (TTL, records), as served
+        out = {}
+        for rrset in v.transfer_rrsets():
+            if rrset.rdtype not in (T.SOA, 65401) and len(rrset):
+                out[(rrset.name, rrset.rdtype)] = (rrset.ttl, set(rrset))
+        return out
+
+    old = make(10)
+    for serial in range(11, 111):
+        new = make(serial)
+        diff = difference(old, new)
+        gone = {(r.name, r.rdtype, r.ttl): set(r) for r in diff.removed}
+        for rrset in diff.added:  # nothing removed and added again, unless its TTL changed
+            assert not gone.get((rrset.name, rrset.rdtype, rrset.ttl), set()) & set(rrset), serial
+        replayed = view(old)
+        for rrset in diff.removed:
+            ttl, records = replayed[(rrset.name, rrset.rdtype)]
+            assert ttl == rrset.ttl and set(rrset) <= records, serial
+            records -= set(rrset)
+            if not records:
+                del replayed[(rrset.name, rrset.rdtype)]
+        for rrset in diff.added:
+            ttl, records = replayed.setdefault((rrset.name, rrset.rdtype), (rrset.ttl, set()))
+            assert ttl == rrset.ttl and not records & set(rrset), serial
+            records |= set(rrset)
+        assert replayed == view(new), serial
+        old = new

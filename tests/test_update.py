@@ -453,3 +453,59 @@ def test_an_update_past_max_records_is_refused_and_changes_nothing(reuse):
     assert dict(src.records) == before
     taken = run(update, src=src, max_records=count + 2, reuse=reuse)
     assert taken.rcode == dns.rcode.NOERROR and taken.source.record_count() == count + 2
+
+
+def test_updates_of_a_aaaa_and_txt_applied_to_packed_records_decide_as_the_full_path(monkeypatch):
+    """An UPDATE of A, AAAA and TXT records alone (no prerequisites) is
+    applied to the packed nodes (rfc2136._plain); over random adds and
+    deletions, at new names, existing ones, the apex, beside a CNAME and
+    outside the zone, by keys that may and may not, its outcome is that of
+    the dnspython path on the full parse: rcode, why, the touched nodes,
+    their names and nodes before, the new records and serial."""
+    import random
+
+    from aliasd.update import rfc2136
+
+    taken = []
+    plain = rfc2136._plain
+
+    def counting(*args, **kw):
+        outcome = plain(*args, **kw)
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(rfc2136, "_plain", counting)
+    rng = random.Random(1982)
+    names = ["www", "mail", "new", "@", "alias", "_acme-challenge.new", "Www", "out.example.org."]
+    values = {"A": ["192.0.2.10", "192.0.2.11", "192.0.2.77"], "AAAA": ["2001:db8::1", "2001:db8::2"],
+              "TXT": ['"a"', '"b" "c"', '"A"']}
+    src = source()
+    for step in range(400):
+        update = new()
+        for _ in range(rng.randint(1, 3)):
+            name, rdtype = rng.choice(names), rng.choice(sorted(values))
+            value, kind = rng.choice(values[rdtype]), rng.random()
+            if kind < 0.5:
+                update.add(name, rng.choice([60, 300]), rdtype, value)
+            elif kind < 0.8:
+                update.delete(name, rdtype, value)
+            else:
+                update.delete(name, rdtype)
+        key = rng.choice([OPS, OPS, ACME])
+        update.use_tsig(KEYRING, TSIG_KEY.name)
+        wire = update.to_wire()
+        fast = wireparse.parse(wire, KEYRING)
+        assert fast.plain is not None, step
+        message = dns.message.from_wire(wire, keyring=KEYRING, one_rr_per_rrset=True)
+        restore_ttls(message, wire)
+        served = src.serial + rng.choice([0, 5])
+        mine = process(fast, src, RULES, key, served)
+        full = process(message, src, RULES, key, served)
+        assert (mine.rcode, mine.why, mine.touched, mine.names, mine.previous) == (
+            full.rcode, full.why, full.touched, full.names, full.previous), step
+        if mine.source is not None:
+            assert dict(mine.source.records) == dict(full.source.records), step
+            assert (mine.source.serial, mine.source.digest) == (full.source.serial, full.source.digest), step
+            if rng.random() < 0.7:
+                src = mine.source
+    assert sum(taken) > 100 and not all(taken)  # both ways were taken

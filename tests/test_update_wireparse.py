@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from unittest import mock
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.rcode
@@ -180,3 +181,47 @@ def test_names_read_once_keep_their_case_and_the_cache_stays_bounded(monkeypatch
         zones.append(wireparse.parse(signed(update), KEYRING).question[0].name.to_text())
     assert zones == ["Example.COM.", "example.com.", "example.com.", "EXAMPLE.com."]
     assert len(wireparse._NAMES) <= 3
+
+
+@pytest.mark.parametrize("rdtype, rdata", [
+    ("A", b"\xc0\x00\x02"), ("A", b"\xc0\x00\x02\x01\x05"), ("AAAA", b"\x20\x01" * 7),
+    ("TXT", b"\x05abc"), ("TXT", b"\x01a\x03ab"),
+])
+def test_a_malformed_a_aaaa_or_txt_is_left_to_the_full_parse(rdtype, rdata):
+    """A, AAAA and TXT records are kept as wire (WireUpdate.plain), so the
+    wire parser checks them as dnspython's parse would: the full parse
+    answers FORMERR for these."""
+    update = new()
+    update.add("www", 60, dns.rdata.GenericRdata(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), rdata))
+    wire = signed(update)
+    assert wireparse.parse(wire, KEYRING) is None
+    with pytest.raises(dns.exception.FormError):
+        full(wire)
+
+
+def test_a_aaaa_and_txt_updates_are_kept_plain_and_read_as_dnspythons():
+    """Updates of A, AAAA and TXT alone, without prerequisites, come as
+    PlainRecords (``plain``); read as RRsets they are dnspython's. With a
+    prerequisite, or another type, there is no plain form."""
+    update = new()
+    update.add("www", 60, "A", "192.0.2.9")
+    update.add("www", 60, "AAAA", "2001:db8::9")
+    update.add("_acme-challenge", 0, "TXT", '"a" "b"')
+    update.delete("www", "A", "192.0.2.10")
+    update.delete("old", "TXT")
+    wire = signed(update)
+    fast = wireparse.parse(wire, KEYRING)
+    assert [(r.rdtype, r.deleting, r.ttl) for r in fast.plain] == [
+        (1, None, 60), (28, None, 60), (16, None, 0), (1, dns.rdataclass.NONE, 0), (16, dns.rdataclass.ANY, 0)]
+    assert fast.plain[2].rdata == b"\x01a\x01b" and fast.plain[4].rdata is None
+    assert update_summary(fast) == update_summary(full(wire))
+    with_mx = new()
+    with_mx.add("www", 60, "A", "192.0.2.9")
+    with_mx.add("x", 60, "MX", "10 www")
+    with_prerequisite = new()
+    with_prerequisite.present("www")
+    with_prerequisite.add("www", 60, "A", "192.0.2.9")
+    for other in (with_mx, with_prerequisite):
+        wire = signed(other)
+        fast = wireparse.parse(wire, KEYRING)
+        assert fast.plain is None and update_summary(fast) == update_summary(full(wire))

@@ -483,9 +483,11 @@ def test_creates_and_deletes_cost_their_zones_and_the_catalog_difference_their_m
         monkeypatch.setattr(target, method, lambda *a, _real=real, _m=method, **kw: (passes.append(_m), _real(*a, **kw))[1])
     import aliasd.service.authority as authority_module
 
-    def difference(old, new, names=None):
-        diff = real_difference(old, new, names)
+    def difference(old, new, names=None, keys=None):
+        diff = real_difference(old, new, names, keys)
         if new.origin == N("catalog.invalid"):
+            if keys is not None:  # (the owners an update touched, by key)
+                names = [store.name_of(k) for k in keys]
             compared.append((None if names is None else sorted(n.to_text() for n in names), diff))
         return diff
     real_difference = authority_module.difference

@@ -38,13 +38,25 @@ class Difference:
 
     The two SOAs are kept packed (aliasd.base.store), decoded when an IXFR needs
     them: journals of ten thousand zones would otherwise hold a dozen
-    objects per difference for the cyclic garbage collector to walk.
+    objects per difference for the cyclic garbage collector to walk. So are
+    the records removed and added: each RRset a packed node of its own
+    (``pack_rrset``), as the journal records them, decoded into RRsets
+    (``removed``, ``added``) only by an IXFR; a difference per UPDATE was
+    otherwise decoded into RRsets to be encoded again for its record.
     """
 
     old_soa_packed: bytes
     new_soa_packed: bytes
-    removed: tuple[dns.rrset.RRset, ...]
-    added: tuple[dns.rrset.RRset, ...]
+    removed_packed: tuple[bytes, ...]
+    added_packed: tuple[bytes, ...]
+
+    @property
+    def removed(self) -> tuple[dns.rrset.RRset, ...]:
+        return tuple(unpack_rrset(p) for p in self.removed_packed)
+
+    @property
+    def added(self) -> tuple[dns.rrset.RRset, ...]:
+        return tuple(unpack_rrset(p) for p in self.added_packed)
 
     @property
     def old_soa(self) -> dns.rrset.RRset:
@@ -63,12 +75,14 @@ class Difference:
         return int.from_bytes(self.new_soa_packed[-20:-16], "big")
 
 
-def _subset(rrset: dns.rrset.RRset, rdatas) -> dns.rrset.RRset:
-    subset = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
-    subset.update_ttl(rrset.ttl)
-    for rdata in rdatas:
-        subset.add(rdata)
-    return subset
+def pack_rrset(rrset: dns.rrset.RRset) -> bytes:
+    """An RRset as a packed node of its own (a Difference's, a journal record's)."""
+    return store.pack(rrset.name.to_wire(), [(rrset.rdtype, rrset.ttl, [rd.to_wire() for rd in rrset])])
+
+
+def unpack_rrset(packed: bytes) -> dns.rrset.RRset:
+    node = store.PackedNode(packed)
+    return node[next(iter(node))]
 
 
 def _served_node(version: ZoneVersion, key: bytes):
@@ -109,14 +123,14 @@ def _compare_signatures(old: ZoneVersion, new: ZoneVersion, key: bytes, removed:
         if x == y:
             continue
         if owner is None:
-            owner = store.name_of(store.owner_of(a if a is not None else b))
+            owner = store.owner_of(a if a is not None else b)
         same_ttl = x is not None and y is not None and x[0] == y[0]
         gone = [w for w in x[1] if not same_ttl or w not in y[1]] if x is not None else []
         fresh = [w for w in y[1] if not same_ttl or w not in x[1]] if y is not None else []
         if gone:
-            removed.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, x[0], sorted(gone), covered))
+            removed.append(store.pack(owner, [(dns.rdatatype.RRSIG, x[0], sorted(gone))]))
         if fresh:
-            added.append(store.decode_rrset(owner, dns.rdatatype.RRSIG, y[0], sorted(fresh), covered))
+            added.append(store.pack(owner, [(dns.rdatatype.RRSIG, y[0], sorted(fresh))]))
 
 
 def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
@@ -129,36 +143,47 @@ def _signature_sets(packed: bytes | None) -> dict[int, tuple[int, frozenset]]:
     }
 
 
-def _compare(a, b, removed: list, added: list) -> None:
-    """What of RRset ``a`` went and what of ``b`` came (a TTL change: all
-    of both). Whole RRsets are kept as they are: fewer objects per entry."""
-    if a is None or b is None:  # an RRset that came or went whole: nothing to hash
-        if a is not None and len(a):
-            removed.append(a)
-        if b is not None and len(b):
-            added.append(b)
-        return
-    if a.ttl == b.ttl:
-        gone, fresh = set(a) - set(b), set(b) - set(a)
+def _compare(before, after, rdtype: int, removed: list, added: list) -> None:
+    """What of the RRset of ``rdtype`` at node ``before`` went and what of
+    ``after``'s came (a TTL change: all of both), compared and packed in
+    wire form (PackedNode.wires: nothing decoded), records alike by their
+    canonical form as dnspython compares them. Whole RRsets are kept as
+    they are: fewer objects per entry."""
+    a = before.wires(rdtype) if rdtype in before else None
+    b = after.wires(rdtype) if rdtype in after else None
+    if a is not None and b is not None and a[0] == b[0]:
+        canonical = store.CANONICAL.get(rdtype)
+        if canonical is None:
+            was, now = set(a[1]), set(b[1])
+            gone = [w for w in a[1] if w not in now]
+            fresh = [w for w in b[1] if w not in was]
+        else:
+            was, now = {canonical(w) for w in a[1]}, {canonical(w) for w in b[1]}
+            gone = [w for w in a[1] if canonical(w) not in now]
+            fresh = [w for w in b[1] if canonical(w) not in was]
     else:
-        gone, fresh = set(a), set(b)
+        gone = a[1] if a is not None else ()
+        fresh = b[1] if b is not None else ()
     if gone:
-        removed.append(a if len(gone) == len(a) else _subset(a, gone))
+        removed.append(store.pack(store.owner_of(before.packed), [(rdtype, a[0], gone)]))
     if fresh:
-        added.append(b if len(fresh) == len(b) else _subset(b, fresh))
+        added.append(store.pack(store.owner_of(after.packed), [(rdtype, b[0], fresh)]))
 
 
 def difference(
-    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None
+    old: ZoneVersion, new: ZoneVersion, names: Iterable[dns.name.Name] | None = None,
+    keys: Iterable[bytes] | None = None,
 ) -> Difference:
     """The records removed and added between two versions of one zone.
 
-    ``names`` limits the comparison to the owners known to have changed;
-    otherwise, for versions of the same zone file only the ALIAS owners can
-    differ, and for different files the whole view is compared. A record
-    whose TTL changed is removed and added again.
+    ``names`` (or their lookup ``keys``) limits the comparison to the owners
+    known to have changed; otherwise, for versions of the same zone file only
+    the ALIAS owners can differ, and for different files the whole view is
+    compared. A record whose TTL changed is removed and added again.
     """
-    if names is None:
+    if keys is not None:
+        pass
+    elif names is None:
         if old.source is new.source:
             keys = [store.key_of(name) for name in old.source.aliases]
         else:
@@ -169,8 +194,8 @@ def difference(
     if old.signed is not None or new.signed is not None:
         keys = dict.fromkeys(keys)
         keys.update(dict.fromkeys(_signed_changes(old.signed, new.signed)))
-    removed: list[dns.rrset.RRset] = []
-    added: list[dns.rrset.RRset] = []
+    removed: list[bytes] = []
+    added: list[bytes] = []
     for key in keys:
         before = _served_node(old, key)
         after = _served_node(new, key)
@@ -178,11 +203,8 @@ def difference(
             if rdtype in _SKIPPED:
                 continue
             if before and after and before.same_as(after, rdtype):
-                continue  # the same packed records in both: unchanged, nothing decoded
-            a, b = before.get(rdtype), after.get(rdtype)
-            if a is b:
-                continue  # shared between versions: unchanged (and no rdata hashing)
-            _compare(a, b, removed, added)
+                continue  # the same packed records (or override) in both: unchanged
+            _compare(before, after, rdtype, removed, added)
         if old.signed is not None or new.signed is not None:
             _compare_signatures(old, new, key, removed, added)
     return Difference(old.soa_packed, new.soa_packed, tuple(removed), tuple(added))
@@ -196,8 +218,11 @@ def estimated_size(diff: Difference) -> int:
     """About the octets of a difference's journal record (for journals
     kept in memory only, which have no record to measure)."""
     size = 64 + len(diff.old_soa_packed) + len(diff.new_soa_packed)
-    for rrset in diff.removed + diff.added:
-        size += len(rrset.name) * 8 + 12 + sum(len(rd.to_wire()) + 6 for rd in rrset)
+    for packed in diff.removed_packed + diff.added_packed:
+        owner = store.owner_of(packed)
+        labels = len(store.name_of(owner))
+        (_, _, count, start, end), = store.directory(packed)
+        size += labels * 8 + 12 + (end - start) + 4 * count  # (rdata lengths are 2 octets of each 8)
     return size
 
 

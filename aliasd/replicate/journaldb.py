@@ -42,7 +42,6 @@ import threading
 import zlib
 from typing import Iterable
 
-from aliasd.base import store
 from aliasd.base.db import StateDB
 from aliasd.replicate.journal import Difference, Journal
 
@@ -107,19 +106,10 @@ def _read_blobs(data: bytes, i: int) -> tuple[list[bytes], int]:
     return out, i
 
 
-def _pack_rrset(rrset) -> bytes:
-    return store.pack(rrset.name.to_wire(), [(rrset.rdtype, rrset.ttl, [rd.to_wire() for rd in rrset])])
-
-
-def _unpack_rrset(packed: bytes):
-    node = store.PackedNode(packed)
-    return node[next(iter(node))]
-
-
 def encode_difference(diff: Difference, digest: str) -> bytes:
     return digest.encode().ljust(64, b" ")[:64] + _blobs(
         [diff.old_soa_packed, diff.new_soa_packed]
-    ) + _blobs(_pack_rrset(r) for r in diff.removed) + _blobs(_pack_rrset(r) for r in diff.added)
+    ) + _blobs(diff.removed_packed) + _blobs(diff.added_packed)
 
 
 def decode_difference(payload: bytes) -> tuple[Difference, str]:
@@ -127,9 +117,7 @@ def decode_difference(payload: bytes) -> tuple[Difference, str]:
     soas, i = _read_blobs(payload, 64)
     removed, i = _read_blobs(payload, i)
     added, i = _read_blobs(payload, i)
-    return Difference(
-        soas[0], soas[1], tuple(_unpack_rrset(p) for p in removed), tuple(_unpack_rrset(p) for p in added)
-    ), digest
+    return Difference(soas[0], soas[1], tuple(removed), tuple(added)), digest
 
 
 def encode_nodes(serial: int, nodes: dict[bytes, bytes | None]) -> bytes:

@@ -906,13 +906,14 @@ class ZoneAuthority:
         built.difference = built.difference_frame = None
         if published is None or published.serial == version.serial:
             return
-        names = None
+        names = keys = None
         if published.source is version.source:
             names = built.owners
-        elif built.touched is not None:
-            names = {store.name_of(k) for k in built.touched}
-            names.update(published.source.aliases, version.source.aliases)
-        built.difference = difference(published, version, names)
+        elif built.touched is not None:  # (by key: an update's touched owners are keys)
+            keys = set(built.touched)
+            for aliases in (published.source.aliases, version.source.aliases):
+                keys.update(store.key_of(name) for name in aliases)
+        built.difference = difference(published, version, names, keys)
         if self.journal_files is not None:
             built.difference_frame = journaldb.frame(
                 journaldb.DIFFERENCE, journaldb.encode_difference(built.difference, built.digest))

@@ -40,6 +40,7 @@ import dns.rrset
 import dns.serial
 
 from aliasd.base import store
+from aliasd.base.store import key_of
 from aliasd.zones.zonefile import (
     ALIAS_TYPE,
     DNSSEC_TYPES,
@@ -329,18 +330,32 @@ def _next(work: _Working, source: ZoneSource, soa_serial: int | None, served_ser
     Nothing is changed when the update is refused.
     """
     origin = source.origin
-    serial = soa_serial
-    if serial is None or (served_serial is not None and not dns.serial.Serial(serial) > dns.serial.Serial(served_serial)):
-        serial = next_update_serial(source.serial, served_serial)
-    touched = work.packed()
+    serial = _serial_after(source, soa_serial, served_serial)
     if source.key in work.nodes:
         apex = work.node(origin)
         soa = next(iter(apex[_SOA]))
         apex[_SOA] = dns.rrset.from_rdata(apex[_SOA].name, apex[_SOA].ttl, soa.replace(serial=serial))
-        touched = work.packed()
-    else:  # the apex changes only by its serial: patched in its packed form
+    touched = work.packed()
+    names = {k: work.nodes[k][0] for k in touched}
+    return _finish(source, touched, names, serial, reuse, max_records)
+
+
+def _serial_after(source: ZoneSource, soa_serial: int | None, served_serial: int | None) -> int:
+    """The update's serial: ``soa_serial`` (an SOA the update set) when it
+    is newer than the served one, else next_update_serial."""
+    if soa_serial is None or (served_serial is not None
+                              and not dns.serial.Serial(soa_serial) > dns.serial.Serial(served_serial)):
+        return next_update_serial(source.serial, served_serial)
+    return soa_serial
+
+
+def _finish(source: ZoneSource, touched: dict, names: dict, serial: int, reuse: bool, max_records: int):
+    """The new source from ``touched`` (each changed owner's packed node,
+    None: gone; the apex's, if there, with ``serial`` already) and the
+    owners' ``names``: (source, touched, their names, their nodes before)."""
+    if source.key not in touched:  # the apex changes only by its serial: patched in its packed form
         touched[source.key] = _with_serial(source.records[source.key], serial)
-        work.nodes[source.key] = (origin, None)
+        names[source.key] = source.origin
     current = source.records
     previous = {k: current.get(k) for k in touched}
     if max_records:
@@ -355,7 +370,80 @@ def _next(work: _Working, source: ZoneSource, soa_serial: int | None, served_ser
             records.pop(k, None)
         else:
             records[k] = packed
-    return new, touched, [work.nodes[k][0] for k in touched], previous
+    return new, touched, [names[k] for k in touched], previous
+
+
+def _plain(records, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
+           signed: bool, max_records: int, reuse: bool) -> Outcome | None:
+    """``process`` for an UPDATE of PlainRecords alone (aliasd.update.wireparse:
+    A, AAAA and TXT, no prerequisites), on the packed nodes: their rdata
+    wire is their canonical form, so records compare by their octets, and
+    no dnspython RRset is made, decoded or rendered. None when the update
+    is refused, ignores a record (a CNAME at the name) or changes nothing:
+    ``process`` then decides it in full, with the same result."""
+    origin = source.origin
+    current = source.records
+    nodes: dict[bytes, tuple[bytes, list]] = {}  # key -> (owner wire, [[type, TTL, rdatas]])
+    names: dict[bytes, dns.name.Name] = {}
+    for rr in records:
+        name = rr.name
+        if not name.is_subdomain(origin) or rr.deleting is not None and rr.ttl != 0:
+            return None
+        rdtype = rr.rdtype
+        if not any(rule.allows(key, name, rdtype, origin) for rule in rules):
+            return None
+        k = key_of(name)
+        node = nodes.get(k)
+        if node is None:
+            packed = current.get(k)
+            if packed is None:
+                node = nodes[k] = (name.to_wire(), [])
+                names[k] = name
+            else:
+                node = nodes[k] = (store.owner_of(packed), [list(r) for r in store.raw_rrsets(packed)])
+                names[k] = None  # decoded below, if touched
+        rrsets = node[1]
+        rrset = next((r for r in rrsets if r[0] == rdtype), None)
+        if rr.deleting is None:
+            if any(r[0] == _CNAME for r in rrsets):
+                return None  # ignored beside a CNAME: said by process
+            if rrset is None:
+                rrsets.append([rdtype, rr.ttl, [rr.rdata]])
+            else:
+                if rr.rdata not in rrset[2]:
+                    rrset[2].append(rr.rdata)
+                rrset[1] = rr.ttl  # the RRset takes the TTL of the record added last (as BIND does)
+        elif rrset is not None:
+            if rr.deleting == _ANY:
+                rrsets.remove(rrset)
+            else:
+                kept = [rd for rd in rrset[2] if rd != rr.rdata]
+                if kept:
+                    rrset[2] = kept
+                else:
+                    rrsets.remove(rrset)
+    touched = {}
+    apex = source.key
+    for k, (owner, rrsets) in nodes.items():
+        packed = store.pack(owner, rrsets) if rrsets else None
+        if packed != current.get(k) or k == apex:  # (the apex: its serial, below)
+            touched[k] = packed
+    if len(touched) == (apex in nodes):
+        return None
+    for k in touched:
+        if names[k] is None:
+            names[k] = store.name_of(nodes[k][0])
+    if signed:
+        for k, packed in touched.items():
+            if packed is not None and signer_conflicts(origin, names[k], store.types_of(packed)):
+                return None
+    serial = _serial_after(source, None, served_serial)
+    if apex in touched:  # where the dnspython path has it too: where the update first named it
+        touched[apex] = _with_serial(touched[apex], serial)
+    new, touched, names, previous = _finish(source, touched, names, serial, reuse, max_records)
+    if new is None:
+        return None
+    return Outcome(dns.rcode.NOERROR, new, touched, names, "", previous)
 
 
 def process(message, source: ZoneSource, rules, key: dns.name.Name, served_serial: int | None,
@@ -365,7 +453,13 @@ def process(message, source: ZoneSource, rules, key: dns.name.Name, served_seria
 
     An update that would leave more than ``max_records`` records (0: no
     limit, BIND's max-records) is REFUSED. With ``reuse`` the new source
-    takes ``source.records``, changed in place (see ``_next``)."""
+    takes ``source.records``, changed in place (see ``_next``). An UPDATE of
+    the commonest shape is applied to the packed records (``_plain``)."""
+    plain = getattr(message, "plain", None)
+    if plain is not None:
+        outcome = _plain(plain, source, rules, key, served_serial, signed, max_records, reuse)
+        if outcome is not None:
+            return outcome
     work = _Working(source)
     origin = source.origin
     try:

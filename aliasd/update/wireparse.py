@@ -9,10 +9,16 @@ EDNS, and a TSIG of a known key as the only additional record. ``parse``
 reads that shape with dnspython's public pieces (``dns.name.from_wire``,
 ``dns.rdata.from_wire``, the TSIG rdata class, ``dns.tsig.validate``) into
 a WireUpdate: what the update path reads of a dnspython message, with the
-same RRsets the full parse gives (one RR per RRset, TTLs as sent). It
-returns None for anything else, any error included: the caller then
-parses in full, which also writes every error answer (FORMERR, NOTAUTH,
-BADSIG, BADTIME, BADKEY), so those stay dnspython's.
+same RRsets the full parse gives (one RR per RRset, TTLs as sent). The
+update records of the commonest types (A, AAAA, TXT: rdata without names,
+whose wire form is canonical) are kept as wire and checked, and become
+dnspython RRsets only when read: an UPDATE of those alone, without
+prerequisites, is applied to the packed records directly
+(aliasd.update.rfc2136.process), and dnspython's rdata objects and RRset
+hashing were a third of the parse. It returns None for anything else, any
+error included: the caller then parses in full, which also writes every
+error answer (FORMERR, NOTAUTH, BADSIG, BADTIME, BADKEY), so those stay
+dnspython's.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 
+from aliasd.base import store
+
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _TYPE_CLASS = struct.Struct("!HH")
@@ -42,6 +50,12 @@ _NONE = dns.rdataclass.NONE
 _SOA = dns.rdatatype.SOA
 _TSIG = dns.rdatatype.TSIG
 _SPECIAL = frozenset({dns.rdatatype.OPT, dns.rdatatype.TSIG})
+_A = dns.rdatatype.A
+_AAAA = dns.rdatatype.AAAA
+_TXT = dns.rdatatype.TXT
+#: Types whose rdata holds no name, so that its wire form in a message is
+#: its uncompressed and canonical form: kept as wire (WireUpdate.plain).
+PLAIN_TYPES = frozenset({_A, _AAAA, _TXT})
 _UPDATE_FLAGS = int(dns.opcode.to_flags(dns.opcode.UPDATE))
 _KIND = int(dns.flags.QR) | 0x7800  # QR and the opcode bits
 
@@ -59,7 +73,7 @@ class WireUpdate:
     dns.message.Message, whose construction and TSIG RRset (its rdata
     hashed, so rendered) cost as much as the TSIG check."""
 
-    __slots__ = ("id", "flags", "question", "prerequisite", "update", "wire", "keyname", "mac")
+    __slots__ = ("id", "flags", "question", "prerequisite", "_update", "plain", "wire", "keyname", "mac")
 
     edns = -1
     had_tsig = True
@@ -69,13 +83,76 @@ class WireUpdate:
         self.flags = flags
         self.question = question
         self.prerequisite: list[dns.rrset.RRset] = []
-        self.update: list[dns.rrset.RRset] = []
+        # Each update record: an RRset, or a PlainRecord until ``update`` is read.
+        self._update: list = []
+        #: The update records as PlainRecords when every one is of PLAIN_TYPES
+        #: and there are no prerequisites (else None): what
+        #: aliasd.update.rfc2136 applies to the packed records directly.
+        self.plain: list[PlainRecord] | None = None
         self.wire = wire
         self.keyname: dns.name.Name | None = None
         self.mac: bytes | None = None
 
+    @property
+    def update(self) -> list[dns.rrset.RRset]:
+        """The update section as dnspython RRsets (one RR each, TTLs as sent)."""
+        section = self._update
+        for i, rr in enumerate(section):
+            if isinstance(rr, PlainRecord):
+                section[i] = rr.rrset()
+        return section
+
     def opcode(self) -> dns.opcode.Opcode:
         return dns.opcode.Opcode.UPDATE
+
+
+class PlainRecord:
+    """An update record of PLAIN_TYPES as read: its rdata (None: empty)
+    still wire, checked well formed. ``deleting``: as an RRset's (None,
+    class ANY or NONE)."""
+
+    __slots__ = ("name", "rdtype", "deleting", "ttl", "rdata")
+
+    def __init__(self, name: dns.name.Name, rdtype: int, deleting, ttl: int, rdata: bytes | None):
+        self.name = name
+        self.rdtype = rdtype
+        self.deleting = deleting
+        self.ttl = ttl
+        self.rdata = rdata
+
+    def rrset(self) -> dns.rrset.RRset:
+        """The RRset dnspython's UpdateMessage reads for this record."""
+        if self.rdata is None:
+            rrset = dns.rrset.RRset(self.name, _IN, self.rdtype, dns.rdatatype.NONE, self.deleting)
+        else:
+            rd = dns.rdata.from_wire(_IN, self.rdtype, self.rdata, 0, len(self.rdata))
+            rrset = dns.rrset.RRset(self.name, _IN, self.rdtype, rd.covers(), self.deleting)
+            rrset.add(rd)
+        rrset.ttl = self.ttl
+        return rrset
+
+
+def _plain_rdata(rdtype: int, wire: bytes, at: int, rdlen: int) -> bytes:
+    """The rdata of a PLAIN_TYPES record, checked as dnspython's parse would
+    (_Unusual where it might not take it: the full parse decides)."""
+    if rdtype == _A:
+        if rdlen != 4:
+            raise _Unusual
+    elif rdtype == _AAAA:
+        if rdlen != 16:
+            raise _Unusual
+    else:  # TXT: one or more counted strings, filling the rdata exactly
+        if rdlen == 0:
+            raise _Unusual
+        i, end = at, at + rdlen
+        while i < end:
+            i += wire[i] + 1
+        if i != end:
+            raise _Unusual
+    rdata = wire[at:at + rdlen]
+    if len(rdata) != rdlen:
+        raise _Unusual
+    return rdata
 
 
 class _Unusual(Exception):
@@ -106,7 +183,9 @@ def _parse(wire: bytes, keyring: dict) -> WireUpdate:
     at += 4
     message = WireUpdate(msg_id, dns.flags.Flag(flags), [dns.rrset.RRset(zone, _IN, _SOA)], wire)
     at = _records(wire, at, prcount, message.prerequisite, True)
-    at = _records(wire, at, upcount, message.update, False)
+    at = _records(wire, at, upcount, message._update, False)
+    if not prcount and all(type(rr) is PlainRecord for rr in message._update):
+        message.plain = list(message._update)
     tsig_start = at
     keyname, used = _name(wire, at)
     at += used
@@ -143,6 +222,15 @@ def _records(wire: bytes, at: int, count: int, section: list, prerequisites: boo
             rdclass = _IN
         elif rdclass != _IN:
             raise _Unusual
+        if rdtype in PLAIN_TYPES and not prerequisites:
+            if empty:
+                if rdlen:
+                    raise _Unusual
+                section.append(PlainRecord(name, rdtype, deleting, ttl, None))
+            else:
+                section.append(PlainRecord(name, rdtype, deleting, ttl, _plain_rdata(rdtype, wire, at, rdlen)))
+            at += rdlen
+            continue
         if empty:
             if rdlen:
                 raise _Unusual
@@ -177,7 +265,8 @@ def _tsig_rdata(wire: bytes, at: int, rdlen: int) -> dns.rdtypes.ANY.TSIG.TSIG:
 
 def _name(wire: bytes, at: int) -> tuple[dns.name.Name, int]:
     """dns.name.from_wire's (name, octets used); a name without compression
-    is read once by dnspython and then found by its octets."""
+    is made from its labels (a third of from_wire's cost: a challenge name
+    is new in every UPDATE) and then found by its octets."""
     end = at
     length = wire[end]
     while length:
@@ -189,7 +278,7 @@ def _name(wire: bytes, at: int) -> tuple[dns.name.Name, int]:
     raw = wire[at:end]
     name = _NAMES.get(raw)
     if name is None:
-        name, _ = dns.name.from_wire(wire, at)
+        name = store.name_of(raw)  # (its labels as they are, checked by Name; its hash kept)
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
         _NAMES[raw] = name

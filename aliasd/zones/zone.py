@@ -173,15 +173,17 @@ class ZoneBase:
         for key in touched:
             packed = records.get(key)
             was = previous[key] is not None if previous is not None else key in self.records
-            name = store.name_of(store.owner_of(packed) if packed is not None else key)
-            cuts.discard(name)
-            dnames.discard(name)
+            name = None  # made only where a cut or a DNAME may come or go (most updates: none)
+            if cuts or dnames:
+                name = store.name_of(store.owner_of(packed) if packed is not None else key)
+                cuts.discard(name)
+                dnames.discard(name)
             if packed is not None:
                 types = store.types_of(packed)
                 if dns.rdatatype.NS in types and key != origin_key:
-                    cuts.add(name)
+                    cuts.add(name or store.name_of(store.owner_of(packed)))
                 if dns.rdatatype.DNAME in types:
-                    dnames.add(name)
+                    dnames.add(name or store.name_of(store.owner_of(packed)))
                 wildcards = wildcards or key.startswith(b"\x01*")
             else:
                 gone_wildcard = gone_wildcard or key.startswith(b"\x01*")
