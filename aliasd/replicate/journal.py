@@ -181,16 +181,13 @@ def difference(
     the ALIAS owners can differ, and for different files the whole view is
     compared. A record whose TTL changed is removed and added again.
     """
-    if keys is not None:
-        pass
-    elif names is None:
-        if old.source is new.source:
-            keys = [store.key_of(name) for name in old.source.aliases]
-        else:
-            keys = dict.fromkeys(old.keys())
-            keys.update(dict.fromkeys(new.keys()))
-    else:
+    if keys is None and names is not None:
         keys = [store.key_of(name) for name in names]
+    elif keys is None and old.source is new.source:
+        keys = [store.key_of(name) for name in old.source.aliases]
+    elif keys is None:
+        keys = dict.fromkeys(old.keys())
+        keys.update(dict.fromkeys(new.keys()))
     if old.signed is not None or new.signed is not None:
         keys = dict.fromkeys(keys)
         keys.update(dict.fromkeys(_signed_changes(old.signed, new.signed)))

@@ -182,8 +182,6 @@ def apply_journal_limits(authority: ZoneAuthority, settings: Settings) -> None:
     )
 
 
-
-
 def file_stamp(st: os.stat_result) -> bytes:
     """What tells a file's content unchanged without reading it: size,
     modification and change times, inode and device (a file replaced by a
@@ -649,9 +647,7 @@ class Reloader:
         cache for the next start, its new entries kept in memory meanwhile,
         and its commit (5-20 ms) had delayed serving. The next reload waits
         for it (one reader of the files at a time)."""
-        saved = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), save_snapshot, self.files)
-        saved.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
-        return saved.addCallback(lambda _: result)
+        return save_snapshot_in_thread(self.reactor, self.files).addCallback(lambda _: result)
 
     def _read(self):
         """(settings, what _read_zones found, new signers, whether the
@@ -1166,6 +1162,14 @@ def _read_zones(settings, files: ZoneFiles, changed_only: bool = False):
     found = files.read_changed(settings.zones) if changed_only else None
     results, fresh = files.read_all(settings.zones) if found is None else found
     return results, ZoneAuthority.prepare(fresh), files.parsed, found is None
+
+
+def save_snapshot_in_thread(reactor, files: ZoneFiles) -> defer.Deferred:
+    """``save_snapshot`` in the reactor's thread pool; fires (with None)
+    once it is done, written or not (a failure is logged)."""
+    saved = threads.deferToThreadPool(reactor, reactor.getThreadPool(), save_snapshot, files)
+    saved.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
+    return saved
 
 
 def save_snapshot(files: ZoneFiles) -> None:

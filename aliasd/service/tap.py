@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import dns.name
 from twisted.application import internet
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -73,7 +73,7 @@ from aliasd.service.reload import (
     ZoneFiles,
     apply_journal_limits,
     make_signers,
-    save_snapshot,
+    save_snapshot_in_thread,
     with_runtime_zones,
 )
 from aliasd.service.workers import WorkerPool
@@ -451,13 +451,7 @@ def makeService(options: Options) -> logsetup.LoggingService:
     # Workers fork once it is written (its entries, freed after a fork, would
     # leave a copy of their pages in every worker).
     saved = defer.Deferred()
-
-    def save_started():
-        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), save_snapshot, options.files)
-        d.addErrback(lambda failure: log.failure("zone snapshot not written", failure))
-        d.addBoth(saved.callback)
-
-    reactor.callWhenRunning(save_started)
+    reactor.callWhenRunning(lambda: save_snapshot_in_thread(reactor, options.files).chainDeferred(saved))
     workers.fork_after.append(saved)
     reactor.callWhenRunning(
         log.info,
